@@ -1,0 +1,15 @@
+"""Test setup shared by tests/ and the doctests in docs/."""
+import pytest
+
+from lovely_gae import async_
+from lovely_gae.testing import gae_testbed, run_tasks  # noqa: F401
+
+
+@pytest.fixture(autouse=True)
+def _doctest_setup(request):
+    """Doctest files run in a fresh testbed, with ``run_tasks`` a global."""
+    if type(request.node).__name__ == 'DoctestItem':
+        request.getfixturevalue('gae_testbed')
+        request.getfixturevalue('doctest_namespace')['run_tasks'] = (
+            async_.run_tasks)
+    yield

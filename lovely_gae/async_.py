@@ -1,0 +1,259 @@
+"""A task queue whose tasks are entities in the datastore.
+
+A task is the dotted name of a function plus its serialized arguments. It
+survives a restart, can be written in the same transaction as the data it
+belongs to, and runs at least once: a task that raises is retried with
+backoff, and a worker that dies gives its task back when its lease expires.
+``run_tasks`` is the one code path that runs tasks, for tests, the CLI
+worker and the HTTP worker alike.
+"""
+import datetime
+import enum
+import hashlib
+import importlib
+import logging
+import time
+import traceback
+import uuid
+
+from google.appengine.ext import db
+
+from . import defaults
+from .base import LibraryModel, transaction, utcnow
+from .exceptions import TaskError
+from .serializers import default_serializer
+
+__all__ = ['Status', 'Task', 'defer', 'get_tasks', 'get_failed_tasks',
+           'run_tasks', 'dotted_name', 'resolve']
+
+log = logging.getLogger(__name__)
+
+# Failed tasks keep ``due=None``; a range that starts here never matches them,
+# so the due query needs only the single-property index every app has.
+_EPOCH = datetime.datetime(1970, 1, 1)
+
+
+class Status(str, enum.Enum):
+    QUEUED = 'queued'
+    FAILED = 'failed'
+
+
+class Task(LibraryModel):
+    """One piece of work; a queued task whose lease runs is simply not due."""
+
+    func = db.StringProperty(indexed=False, required=True)
+    payload = db.TextProperty()
+    on_failure = db.StringProperty(indexed=False)
+    status = db.StringProperty(default=Status.QUEUED.value)
+    due = db.DateTimeProperty()
+    attempts = db.IntegerProperty(default=0, indexed=False)
+    max_attempts = db.IntegerProperty(indexed=False)
+    retry_delay = db.FloatProperty(indexed=False)
+    lease = db.StringProperty(indexed=False)
+    error = db.TextProperty()
+    created = db.DateTimeProperty(auto_now_add=True, indexed=False)
+
+    @classmethod
+    def kind(cls):
+        return 'LovelyGaeTask'
+
+    def arguments(self):
+        """``(args, kwargs)`` as the function will receive them."""
+        data = default_serializer.loads(self.payload or '{}')
+        return data.get('args', []), data.get('kwargs', {})
+
+    def failure_arguments(self):
+        return default_serializer.loads(self.payload or '{}').get(
+            'on_failure_args', [])
+
+    def __repr__(self):
+        return '<Task %s %s attempts=%s>' % (self.func, self.status,
+                                             self.attempts)
+
+
+def dotted_name(func):
+    """``module:qualname`` of a module-level function (or the name given)."""
+    if isinstance(func, str):
+        if ':' not in func:
+            raise TaskError('task function %r is not module:name' % func)
+        return func
+    module = getattr(func, '__module__', None)
+    qualname = getattr(func, '__qualname__', '')
+    if not module or '<' in qualname:
+        raise TaskError('task function %r has no importable name' % (func,))
+    return '%s:%s' % (module, qualname)
+
+
+def resolve(name):
+    """The function a dotted name stands for."""
+    module_name, _, attr = name.partition(':')
+    try:
+        obj = importlib.import_module(module_name)
+        for part in attr.split('.'):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise TaskError('cannot find task function %r' % name) from exc
+    return obj
+
+
+def defer(func, args=(), kwargs=None, once_only=True, countdown=0,
+          max_attempts=None, retry_delay=None, on_failure=None,
+          on_failure_args=()):
+    """Queue ``func(*args, **kwargs)`` and return its ``Task``.
+
+    With ``once_only`` the task's key name is derived from function and
+    arguments: deferring the same work while it is queued returns the task
+    already there. After the last attempt, ``on_failure(message,
+    *on_failure_args)`` runs in the transaction that marks the task failed.
+    Called inside a transaction, the task commits with it.
+    """
+    name = dotted_name(func)
+    data = {'args': list(args), 'kwargs': kwargs or {}}
+    if on_failure_args:
+        data['on_failure_args'] = list(on_failure_args)
+    payload = default_serializer.dumps(data)
+    if once_only:
+        digest = hashlib.sha256(('%s\0%s' % (name, payload)).encode())
+        key_name = '%s#%s' % (name, digest.hexdigest()[:40])
+    else:
+        key_name = uuid.uuid4().hex
+    task = Task(
+        key_name=key_name, func=name, payload=payload,
+        due=utcnow() + datetime.timedelta(seconds=countdown),
+        max_attempts=max_attempts or defaults.MAX_ATTEMPTS,
+        retry_delay=float(defaults.RETRY_DELAY if retry_delay is None
+                          else retry_delay),
+        on_failure=dotted_name(on_failure) if on_failure else None)
+    if not once_only:
+        task.put()
+        return task
+    return transaction(_put_once, task)
+
+
+def _put_once(task):
+    existing = db.get(task.key())
+    if existing is not None and existing.status == Status.QUEUED:
+        return existing
+    task.put()
+    return task
+
+
+def get_tasks():
+    """The tasks waiting to run (or running), oldest due first."""
+    return sorted(Task.all().filter('status =', Status.QUEUED.value),
+                  key=lambda t: (t.due, t.key().name()))
+
+
+def get_failed_tasks():
+    """Tasks that used up their attempts; each keeps its last error."""
+    return list(Task.all().filter('status =', Status.FAILED.value))
+
+
+def _due_tasks(cutoff):
+    query = (Task.all().filter('due >=', _EPOCH).filter('due <=', cutoff)
+             .order('due'))
+    return query.run(batch_size=defaults.TASK_BATCH)
+
+
+def _next_due():
+    first = Task.all().filter('due >=', _EPOCH).order('due').get()
+    return first.due if first else None
+
+
+def run_tasks(recursive=False, wait=False, deadline=None, max_tasks=None,
+              lease_seconds=None):
+    """Run the tasks that are due now and return how many ran.
+
+    ``recursive`` also runs the tasks those tasks queue, until none is due;
+    ``wait`` (with ``recursive``) also waits for tasks due later, such as
+    retries, until the queue is empty. ``deadline`` (seconds) and
+    ``max_tasks`` bound the call; what is left stays queued.
+    """
+    lease = datetime.timedelta(
+        seconds=lease_seconds or defaults.LEASE_SECONDS)
+    stop_at = None if deadline is None else time.monotonic() + deadline
+    ran = 0
+    while True:
+        ran_in_pass = 0
+        for task in _due_tasks(utcnow()):
+            if (max_tasks is not None and ran >= max_tasks) or (
+                    stop_at is not None and time.monotonic() >= stop_at):
+                return ran
+            if _run_one(task.key(), lease):
+                ran += 1
+                ran_in_pass += 1
+        if not recursive or (ran_in_pass == 0 and not wait):
+            return ran
+        if ran_in_pass == 0:
+            next_due = _next_due()
+            if next_due is None:
+                return ran
+            pause = min(max((next_due - utcnow()).total_seconds(), 0), 1.0)
+            if stop_at is not None:
+                pause = min(pause, stop_at - time.monotonic())
+                if pause <= 0:
+                    return ran
+            time.sleep(pause)
+
+
+def _run_one(key, lease):
+    """Lease, run and settle one task; False if another worker has it."""
+    token = uuid.uuid4().hex
+    try:
+        task = transaction(_lease, key, token, lease)
+    except db.TransactionFailedError:
+        return False
+    if task is None:
+        return False
+    try:
+        func = resolve(task.func)
+        args, kwargs = task.arguments()
+        func(*args, **kwargs)
+    except Exception as exc:
+        error = ''.join(traceback.format_exception_only(type(exc), exc))
+        log.warning('task %s failed (attempt %d of %d): %s', task.func,
+                    task.attempts, task.max_attempts, error.strip(),
+                    exc_info=True)
+        transaction(_settle_failure, key, token, error.strip())
+    else:
+        db.delete(key)
+    return True
+
+
+def _lease(key, token, lease):
+    task = db.get(key)
+    now = utcnow()
+    if (task is None or task.status != Status.QUEUED or task.due is None
+            or task.due > now):
+        return None
+    task.due = now + lease
+    task.lease = token
+    task.attempts += 1
+    task.put()
+    return task
+
+
+def _settle_failure(key, token, error):
+    task = db.get(key)
+    if task is None or task.lease != token:
+        return
+    task.error = error
+    if task.attempts < task.max_attempts:
+        delay = min(task.retry_delay * 2 ** (task.attempts - 1),
+                    defaults.MAX_RETRY_DELAY)
+        task.due = utcnow() + datetime.timedelta(seconds=delay)
+        task.put()
+        return
+    task.status = Status.FAILED.value
+    task.due = None
+    task.put()
+    log.error('task %s failed for good after %d attempts: %s', task.func,
+              task.attempts, error)
+    if task.on_failure:
+        message = '%s failed after %d attempts: %s' % (
+            task.func, task.attempts, error)
+        try:
+            resolve(task.on_failure)(message, *task.failure_arguments())
+        except Exception:
+            log.exception('failure handler %s of task %s raised',
+                          task.on_failure, task.func)

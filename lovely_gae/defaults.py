@@ -1,0 +1,33 @@
+"""Every default of the library, in one place."""
+
+#: Namespace that holds the library's own entities (snapshots, range
+#: backups, tasks), so that they never mix with an application's kinds.
+NAMESPACE = 'lovely_gae'
+
+#: Entities per range: a snapshot stores each kind in ranges of this size.
+BATCH_SIZE = 200
+
+#: Largest stored part of a range backup, in bytes; stays well below the
+#: datastore's 1,048,572 bytes per entity and 1 MiB per API request.
+PART_SIZE = 900 * 1024
+
+#: Codec that compresses new range backups (see ``snapshot.storage.CODECS``).
+CODEC = 'bz2'
+
+#: Seconds a worker holds a task before another worker may take it over.
+LEASE_SECONDS = 600
+
+#: Times a task is tried before it stays in the datastore as failed.
+MAX_ATTEMPTS = 8
+
+#: Seconds before the first retry of a failed task; doubled on each retry.
+RETRY_DELAY = 0.5
+
+#: Longest wait between two tries of a task, in seconds.
+MAX_RETRY_DELAY = 300.0
+
+#: Tasks fetched per query by a worker.
+TASK_BATCH = 100
+
+#: Entities per datastore query batch when reading a range.
+QUERY_BATCH = 500

@@ -1,0 +1,95 @@
+"""Entities as the datastore holds them: encoded ``EntityProto`` messages.
+
+A snapshot must put back exactly the bytes it read, so it never goes through
+``db.Model`` or ``datastore.Entity``: reads and writes here use a connection
+whose adapter hands over the protocol buffers untouched.
+"""
+from google.appengine.api import datastore, datastore_types
+from google.appengine.datastore import datastore_query, datastore_rpc
+from google.appengine.datastore import entity_bytes_pb2 as entity_pb2
+from google.appengine.ext import db
+
+from . import defaults
+
+__all__ = ['EntityProto', 'connection', 'iter_range', 'iter_range_keys',
+           'put', 'delete', 'get', 'kinds', 'ref', 'key']
+
+EntityProto = entity_pb2.EntityProto
+Reference = entity_pb2.Reference
+
+
+def connection():
+    """A datastore connection that neither decodes nor encodes entities."""
+    return datastore_rpc.Connection(adapter=datastore_rpc.IdentityAdapter())
+
+
+def ref(key):
+    """The ``Reference`` protocol buffer of a ``db.Key``."""
+    return key._ToPb()
+
+
+def key(reference):
+    """The ``db.Key`` of a ``Reference`` protocol buffer."""
+    return db.Key._FromPb(reference)
+
+
+def _range_query(kind, namespace, start, end):
+    filters = []
+    if start is not None:
+        filters.append(datastore_query.make_filter('__key__', '>=', start))
+    if end is not None:
+        filters.append(datastore_query.make_filter('__key__', '<', end))
+    if len(filters) > 1:
+        predicate = datastore_query.CompositeFilter(
+            datastore_query.CompositeFilter.AND, filters)
+    else:
+        predicate = filters[0] if filters else None
+    return datastore_query.Query(
+        app=datastore_types.ResolveAppId(None), namespace=namespace,
+        kind=kind, filter_predicate=predicate,
+        order=datastore_query.PropertyOrder('__key__'))
+
+
+def iter_range(kind, namespace, start=None, end=None, keys_only=False,
+               batch_size=None):
+    """Yield the entities of ``kind`` with ``start <= key < end``, in key order.
+
+    The query runs to its end batch by batch, however many entities there
+    are. ``start`` and ``end`` are ``db.Key`` or None for an open end. With
+    ``keys_only`` it yields ``Reference`` messages.
+    """
+    options = datastore_query.QueryOptions(
+        keys_only=keys_only, batch_size=batch_size or defaults.QUERY_BATCH)
+    batcher = _range_query(kind, namespace, start, end).run(
+        connection(), options)
+    for batch in batcher:
+        for entity in batch.results:
+            yield entity  # a Reference when keys_only
+
+
+def iter_range_keys(kind, namespace, start=None, end=None):
+    return iter_range(kind, namespace, start, end, keys_only=True)
+
+
+def put(entities):
+    """Put ``EntityProto`` messages as they are, in requests under the limits."""
+    if entities:
+        connection().put(list(entities))
+
+
+def delete(references):
+    if references:
+        connection().delete(list(references))
+
+
+def get(references):
+    """The entities for ``references`` (None where there is none)."""
+    return connection().get(list(references)) if references else []
+
+
+def kinds(namespace):
+    """Names of all kinds in ``namespace``, sorted, metadata kinds excluded."""
+    query = datastore.Query('__kind__', keys_only=True, namespace=namespace)
+    names = (k.name() for k in query.Run())
+    return sorted(n for n in names if not (n.startswith('__')
+                                           and n.endswith('__')))

@@ -1,0 +1,68 @@
+"""The library's errors: one root, specific subclasses that carry their data."""
+
+__all__ = [
+    'LovelyGaeError', 'InvalidInput', 'TaskError', 'SnapshotError',
+    'SnapshotNotFound', 'SnapshotNotFinished', 'RangeCorrupted',
+    'OutFileExists', 'DownloadError', 'AccessDenied',
+]
+
+
+class LovelyGaeError(Exception):
+    """Root of every error raised by lovely_gae."""
+
+
+class InvalidInput(LovelyGaeError, ValueError):
+    """A caller passed a value the library cannot use (kind, batchsize, ...)."""
+
+    def __init__(self, name, value, reason):
+        self.name, self.value, self.reason = name, value, reason
+        super().__init__('invalid %s %r: %s' % (name, value, reason))
+
+
+class TaskError(LovelyGaeError):
+    """A task cannot be stored or run (unknown function, bad arguments)."""
+
+
+class SnapshotError(LovelyGaeError):
+    """Something is wrong with one snapshot."""
+
+    def __init__(self, snapshot_id, message):
+        self.snapshot_id = snapshot_id
+        super().__init__(message)
+
+
+class SnapshotNotFound(SnapshotError, LookupError):
+    def __init__(self, snapshot_id):
+        super().__init__(snapshot_id, 'no snapshot with id %r' % (snapshot_id,))
+
+
+class SnapshotNotFinished(SnapshotError):
+    def __init__(self, snapshot_id, status):
+        self.status = status
+        super().__init__(
+            snapshot_id,
+            'snapshot %s is %s, not finished' % (snapshot_id, status))
+
+
+class RangeCorrupted(SnapshotError):
+    """A stored range does not match what was recorded when it was written."""
+
+    def __init__(self, snapshot_id, range_name, reason):
+        self.range_name, self.reason = range_name, reason
+        super().__init__(snapshot_id, 'range %s: %s' % (range_name, reason))
+
+
+class OutFileExists(LovelyGaeError, RuntimeError):
+    """The seed's contract: a download never overwrites a file."""
+
+    def __init__(self, path):
+        self.path = path
+        super().__init__("Out file exists '%s'" % path)
+
+
+class DownloadError(LovelyGaeError):
+    """A remote call failed for good (after its retries)."""
+
+
+class AccessDenied(LovelyGaeError):
+    """The server refused the request (401/403)."""

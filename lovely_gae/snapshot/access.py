@@ -1,0 +1,76 @@
+"""Who may call the snapshot app (see docs/security.rst).
+
+On App Engine, requests from cron and from task queues carry headers that
+App Engine strips from outside requests, so they can be trusted there and
+nowhere else. Any other caller needs the bearer token. Off App Engine a
+configured token is required as well; with none configured, only requests
+from this machine (loopback, not forwarded by a proxy) or made in-process
+(no ``REMOTE_ADDR``, as webtest and ``Request.blank`` make them) get in.
+"""
+import hmac
+import ipaddress
+import os
+
+from webob import exc
+
+__all__ = ['TOKEN_ENV', 'configured_token', 'on_app_engine', 'check_access',
+           'refuse']
+
+TOKEN_ENV = 'LOVELY_GAE_TOKEN'
+
+_PROXY_HEADERS = ('HTTP_X_FORWARDED_FOR', 'HTTP_FORWARDED', 'HTTP_X_REAL_IP')
+
+
+def refuse(error_class, reason, **kw):
+    """A ``webob.exc`` response whose body is the one-line reason."""
+    return error_class(text=reason + '\n', content_type='text/plain',
+                       charset='utf-8', **kw)
+
+
+def on_app_engine(environ=os.environ):
+    return environ.get('GAE_ENV', '').startswith('standard')
+
+
+def configured_token(token=None):
+    """The token given, else ``$LOVELY_GAE_TOKEN``, else None."""
+    return token or os.environ.get(TOKEN_ENV) or None
+
+
+def _bearer(request):
+    header = request.headers.get('Authorization', '')
+    scheme, _, value = header.partition(' ')
+    return value.strip() if scheme.lower() == 'bearer' else None
+
+
+def _is_loopback(environ):
+    if any(environ.get(h) for h in _PROXY_HEADERS):
+        return False
+    addr = environ.get('REMOTE_ADDR')
+    if addr is None:
+        return True  # in-process: no socket at all
+    try:
+        return ipaddress.ip_address(addr.split('%')[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def check_access(request, token=None):
+    """Return None if ``request`` may go on; raise a 401/403 response if not."""
+    token = configured_token(token)
+    if on_app_engine():
+        if (request.headers.get('X-Appengine-Cron') == 'true'
+                or request.headers.get('X-AppEngine-QueueName')):
+            return None
+    elif token is None:
+        if _is_loopback(request.environ):
+            return None
+        raise refuse(exc.HTTPForbidden,
+                     'no token configured: only loopback callers are served')
+    given = _bearer(request)
+    if given is None:
+        raise refuse(exc.HTTPUnauthorized, 'a bearer token is required',
+                     headers={'WWW-Authenticate': 'Bearer'})
+    if token is None or not hmac.compare_digest(given.encode(),
+                                                token.encode()):
+        raise refuse(exc.HTTPForbidden, 'wrong token')
+    return None

@@ -1,0 +1,146 @@
+"""Create, find, restore and prune snapshots."""
+from google.appengine.api import namespace_manager
+from google.appengine.ext import db
+
+from .. import batch, defaults, entities
+from ..async_ import Task
+from ..exceptions import InvalidInput, SnapshotNotFound
+from . import ranges, storage
+from .models import RangeBackup, RangeBackupPart, Snapshot
+
+__all__ = ['create_snapshot', 'get_kinds', 'get_snapshot', 'list_snapshots',
+           'latest_snapshot', 'restore_snapshot', 'delete_snapshot', 'prune',
+           'validate_kind', 'validate_batchsize', 'validate_namespace']
+
+#: Kinds of the library's own, never part of a snapshot.
+LIBRARY_KINDS = frozenset(model.kind() for model in (
+    Snapshot, RangeBackup, RangeBackupPart, Task))
+
+#: More entities per range than this would not fit the range's bookkeeping.
+MAX_BATCH_SIZE = 100000
+
+
+def validate_kind(kind):
+    if not isinstance(kind, str) or not kind:
+        raise InvalidInput('kind', kind, 'must be a non-empty string')
+    if kind.startswith('__') and kind.endswith('__'):
+        raise InvalidInput('kind', kind, 'names like __x__ are reserved')
+    if len(kind.encode('utf-8')) > 1500:
+        raise InvalidInput('kind', kind[:20] + '...',
+                           'longer than 1500 bytes')
+    return kind
+
+
+def validate_batchsize(value):
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if (isinstance(value, bool) or not isinstance(value, int)
+            or not 0 < value <= MAX_BATCH_SIZE):
+        raise InvalidInput('batchsize', value, 'must be an integer from 1 to %d'
+                           % MAX_BATCH_SIZE)
+    return value
+
+
+def validate_namespace(namespace):
+    if namespace is None:
+        return namespace_manager.get_namespace()
+    try:
+        namespace_manager.validate_namespace(namespace)
+    except namespace_manager.BadValueError as exc:
+        raise InvalidInput('namespace', namespace,
+                           'must be up to 100 of [0-9A-Za-z._-]') from exc
+    return namespace
+
+
+def get_kinds(namespace=None):
+    """Kinds of ``namespace`` (default: the current one) a snapshot can hold."""
+    names = entities.kinds(validate_namespace(namespace))
+    return [name for name in names if name not in LIBRARY_KINDS]
+
+
+def create_snapshot(kinds=None, batchsize=None, namespace=None, codec=None):
+    """Start a snapshot of ``kinds`` (default: all) of ``namespace``.
+
+    Everything is checked before anything is written: a bad argument raises
+    ``InvalidInput`` and creates no snapshot.
+    """
+    batchsize = validate_batchsize(
+        defaults.BATCH_SIZE if batchsize is None else batchsize)
+    namespace = validate_namespace(namespace)
+    codec = storage.check_codec(codec or defaults.CODEC)
+    if kinds is None:
+        kinds = get_kinds(namespace)
+    elif isinstance(kinds, str):
+        raise InvalidInput('kinds', kinds, 'must be a list of kind names')
+    kinds = list(dict.fromkeys(validate_kind(kind) for kind in kinds))
+    snap = Snapshot(kinds=kinds, namespace=namespace, batchsize=batchsize,
+                    codec=codec)
+    if not kinds:
+        snap.status = Snapshot.STATUS_FINISHED
+    snap.put()
+    for kind in kinds:
+        batch.create_markers(kind, batchsize, ranges.markers_ready,
+                             (snap.id, kind), namespace,
+                             on_failure=ranges.snapshot_failed,
+                             on_failure_args=(snap.id,))
+    return snap
+
+
+def get_snapshot(snapshot_id):
+    """The snapshot with this id (or key); ``SnapshotNotFound`` if none."""
+    if isinstance(snapshot_id, db.Key):
+        snap = db.get(snapshot_id)
+    else:
+        try:
+            snapshot_id = int(snapshot_id)
+        except (TypeError, ValueError):
+            raise SnapshotNotFound(snapshot_id) from None
+        snap = Snapshot.get_by_id(snapshot_id) if snapshot_id > 0 else None
+    if not isinstance(snap, Snapshot):
+        raise SnapshotNotFound(snapshot_id)
+    return snap
+
+
+def list_snapshots(limit=None):
+    """Snapshots, newest first."""
+    query = Snapshot.all().order('-created')
+    return list(query.run(limit=limit, batch_size=100))
+
+
+def latest_snapshot():
+    """The newest finished snapshot, or None."""
+    for snap in Snapshot.all().order('-created').run(batch_size=20):
+        if snap.status == Snapshot.STATUS_FINISHED:
+            return snap
+    return None
+
+
+def restore_snapshot(key, kinds=None, dry_run=False):
+    """Restore the snapshot with this key or id (see ``Snapshot.restore``)."""
+    return get_snapshot(key).restore(kinds=kinds, dry_run=dry_run)
+
+
+def delete_snapshot(key):
+    get_snapshot(key).delete()
+
+
+def prune(keep):
+    """Keep the newest ``keep`` finished snapshots; delete older ones.
+
+    Failed snapshots older than the oldest one kept go too. Returns the
+    ids deleted.
+    """
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
+        raise InvalidInput('keep', keep, 'must be an integer >= 0')
+    kept = 0
+    deleted = []
+    for snap in list_snapshots():
+        if snap.status == Snapshot.STATUS_FINISHED:
+            if kept < keep:
+                kept += 1
+                continue
+        elif snap.status != Snapshot.STATUS_ERROR or kept < keep:
+            continue
+        deleted.append(snap.id)
+        snap.delete()
+    return deleted

@@ -1,0 +1,119 @@
+"""The file a development datastore loads: ``DatastoreFileStub``'s format.
+
+The SDK's file stub reads a pickled list of encoded ``EntityProto`` bytes
+(``google/appengine/api/datastore_file_stub.py``). We only ever *write* that
+pickle, opcode by opcode, streaming, so a download never holds the whole
+list in memory; reading a downloaded file back goes through
+``iter_entities``, which parses the same few opcodes and refuses any other.
+"""
+import os
+import struct
+import tempfile
+
+from ..exceptions import OutFileExists
+
+__all__ = ['DevFileWriter', 'iter_entities', 'publish']
+
+_PROTO3 = b'\x80\x03'
+_EMPTY_LIST, _MARK, _APPENDS, _STOP = b']', b'(', b'e', b'.'
+_SHORT_BINBYTES, _BINBYTES = b'C', b'B'
+_BATCH = 1000
+
+
+class DevFileWriter:
+    """Write entity bytes to ``fileobj`` as a pickled list, one at a time."""
+
+    def __init__(self, fileobj):
+        self._file = fileobj
+        self._pending = 0
+        self.count = 0
+        fileobj.write(_PROTO3 + _EMPTY_LIST + _MARK)
+
+    def add(self, data):
+        if len(data) < 256:
+            self._file.write(_SHORT_BINBYTES + bytes([len(data)]))
+        else:
+            self._file.write(_BINBYTES + struct.pack('<I', len(data)))
+        self._file.write(data)
+        self.count += 1
+        self._pending += 1
+        if self._pending >= _BATCH:
+            self._file.write(_APPENDS + _MARK)
+            self._pending = 0
+
+    def close(self):
+        self._file.write(_APPENDS + _STOP)
+
+
+def iter_entities(fileobj):
+    """Yield the entity bytes of a file ``DevFileWriter`` (or the SDK) wrote.
+
+    Understands only the opcodes of a flat list of bytes, plus the integer
+    the SDK may append; anything else is refused, never unpickled.
+    """
+    def read(size):
+        data = fileobj.read(size)
+        if len(data) != size:
+            raise ValueError('datastore file is cut short')
+        return data
+    if read(2) not in (b'\x80\x02', b'\x80\x03', b'\x80\x04', b'\x80\x05'):
+        raise ValueError('not a datastore file: unknown header')
+    while True:
+        op = fileobj.read(1)
+        if op in (_EMPTY_LIST, _MARK, _APPENDS):
+            continue
+        if op == _SHORT_BINBYTES:
+            yield read(read(1)[0])
+        elif op == _BINBYTES:
+            yield read(struct.unpack('<I', read(4))[0])
+        elif op == b'\x8e':  # BINBYTES8
+            yield read(struct.unpack('<Q', read(8))[0])
+        elif op in (b'J', b'K', b'M', b'\x8a'):  # a trailing timestamp
+            read({b'J': 4, b'K': 1, b'M': 2}.get(op) or read(1)[0])
+        elif op in (b'a', b'\x95', b'q', b'r', b'\x94'):
+            # APPEND, FRAME, memo puts: carry no data of their own
+            read({b'a': 0, b'\x95': 8, b'q': 1, b'r': 4, b'\x94': 0}[op])
+        elif op == _STOP:
+            return
+        elif op == b'':
+            raise ValueError('datastore file is cut short')
+        else:
+            raise ValueError('not a datastore file: opcode %r' % op)
+
+
+def temp_file(path):
+    """An open temporary file beside ``path``: ``(fileobj, temp_path)``."""
+    directory, name = os.path.split(os.path.abspath(path))
+    fd, temp_path = tempfile.mkstemp(prefix='.%s.' % name, suffix='.tmp',
+                                     dir=directory)
+    return os.fdopen(fd, 'wb'), temp_path
+
+
+def publish(temp_path, path):
+    """Give ``temp_path`` the name ``path`` atomically, never overwriting."""
+    try:
+        os.link(temp_path, path)
+    except FileExistsError:
+        os.unlink(temp_path)
+        raise OutFileExists(path) from None
+    except OSError:
+        if os.path.exists(path):
+            os.unlink(temp_path)
+            raise OutFileExists(path) from None
+        os.replace(temp_path, path)  # no hard links here
+        return
+    os.unlink(temp_path)
+
+
+def count_kinds(path):
+    """``{kind: entities}`` of a downloaded file; ValueError if it is damaged."""
+    from ..entities import EntityProto
+    counts = {}
+    with open(path, 'rb') as fileobj:
+        for data in iter_entities(fileobj):
+            try:
+                kind = EntityProto.FromString(data).key.path.element[-1].type
+            except Exception as exc:
+                raise ValueError('%s holds a damaged entity' % path) from exc
+            counts[kind] = counts.get(kind, 0) + 1
+    return counts

@@ -1,0 +1,326 @@
+"""The stored shape of a snapshot: ``Snapshot``, ``RangeBackup`` and its parts."""
+import enum
+import hashlib
+
+from google.appengine.ext import db
+
+from .. import batch, defaults, entities
+from ..base import LibraryModel
+from ..exceptions import RangeCorrupted, SnapshotNotFinished
+from ..serializers import default_serializer
+from . import storage
+
+__all__ = ['Status', 'Snapshot', 'RangeBackup', 'RangeBackupPart']
+
+
+class Status(str, enum.Enum):
+    STARTED = 'started'
+    STORING = 'storing'
+    FINISHED = 'finished'
+    ERROR = 'error'
+
+
+class JsonProperty(db.Property):
+    """A dict stored as unindexed JSON text (``db.Key`` values allowed)."""
+
+    data_type = dict
+
+    def __init__(self, **kwds):
+        super().__init__(indexed=False, **kwds)
+
+    def default_value(self):
+        return {}
+
+    def get_value_for_datastore(self, model_instance):
+        value = super().get_value_for_datastore(model_instance)
+        return db.Text(default_serializer.dumps(value or {}))
+
+    def make_value_from_datastore(self, value):
+        return default_serializer.loads(value) if value else {}
+
+
+class KeyProperty(db.Property):
+    """An unindexed ``db.Key`` (None is an open end of a range)."""
+
+    data_type = db.Key
+
+    def __init__(self, **kwds):
+        super().__init__(indexed=False, **kwds)
+
+
+class _ReverseReference(db._ReverseReferenceProperty):
+    """``snapshot.rangebackup_set``, queried in the snapshot's namespace."""
+
+    def __get__(self, model_instance, model_class):
+        if model_instance is None:
+            return self
+        query = db.Query(self._model,
+                         namespace=model_instance.key().namespace())
+        return query.filter(self._prop_name + ' =', model_instance.key())
+
+
+class _SnapshotReference(db.ReferenceProperty):
+    def __property_config__(self, model_class, property_name):
+        super().__property_config__(model_class, property_name)
+        setattr(self.reference_class, self.collection_name,
+                _ReverseReference(model_class, property_name))
+
+
+def prefixed(model, prefix, keys_only=False):
+    """Entities of ``model`` whose key name starts with ``prefix``."""
+    upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    query = model.all(keys_only=keys_only).filter(
+        '__key__ >=', model.key_for(prefix)).filter(
+        '__key__ <', model.key_for(upper))
+    return query.run(batch_size=500)
+
+
+def _bits(hex_text):
+    return int(hex_text or '0', 16)
+
+
+class Snapshot(LibraryModel):
+    """A snapshot of some kinds of one namespace, stored range by range.
+
+    Progress is counted here, in transactions: ``done`` keeps a bit per
+    range and kind, so a range counted once is never counted again.
+    """
+
+    STATUS_STARTED = Status.STARTED.value
+    STATUS_STORING = Status.STORING.value
+    STATUS_FINISHED = Status.FINISHED.value
+    STATUS_ERROR = Status.ERROR.value
+
+    status = db.StringProperty(default=STATUS_STARTED)
+    kinds = db.StringListProperty(indexed=False)
+    namespace = db.StringProperty(default='', indexed=False)
+    batchsize = db.IntegerProperty(default=defaults.BATCH_SIZE,
+                                   indexed=False)
+    codec = db.StringProperty(default=defaults.CODEC, indexed=False)
+    markers = JsonProperty()
+    done = JsonProperty()
+    finished_kinds = db.StringListProperty(indexed=False)
+    entity_count = db.IntegerProperty(default=0, indexed=False)
+    stored_bytes = db.IntegerProperty(default=0, indexed=False)
+    error = db.TextProperty()
+    created = db.DateTimeProperty(auto_now_add=True)
+    modified = db.DateTimeProperty(auto_now=True, indexed=False)
+    # The latest restore of this snapshot.
+    restore_id = db.StringProperty(indexed=False)
+    restore_status = db.StringProperty(indexed=False)
+    restore_kinds = db.StringListProperty(indexed=False)
+    restore_done = JsonProperty()
+    restore_error = db.TextProperty()
+    restored = db.DateTimeProperty(indexed=False)
+
+    @property
+    def id(self):
+        return self.key().id()
+
+    def ranges(self, kind):
+        """``[(start, end), ...]`` of ``kind``, once its markers are known."""
+        return batch.ranges(self.markers[kind])
+
+    def ranges_total(self, kinds=None):
+        kinds = self.kinds if kinds is None else kinds
+        if not all(kind in self.markers for kind in kinds):
+            return None
+        return sum(len(self.markers[kind]) + 1 for kind in kinds)
+
+    @staticmethod
+    def _count(done):
+        return sum(bin(_bits(h)).count('1') for h in done.values())
+
+    def progress(self):
+        """What a status page shows: ranges done and total, entities, bytes."""
+        return {'ranges_done': self._count(self.done),
+                'ranges_total': self.ranges_total(),
+                'entities': self.entity_count, 'bytes': self.stored_bytes}
+
+    def to_dict(self):
+        """The snapshot as JSON-ready data (what the app and the CLI show)."""
+        def iso(value):
+            return value.isoformat() + 'Z' if value else None
+        return {'id': self.id, 'status': self.status, 'kinds': self.kinds,
+                'namespace': self.namespace, 'batchsize': self.batchsize,
+                'codec': self.codec, 'progress': self.progress(),
+                'error': self.error, 'created': iso(self.created),
+                'modified': iso(self.modified),
+                'restore': self.restore_progress()}
+
+    def restore_progress(self):
+        if not self.restore_id:
+            return None
+        return {'status': self.restore_status, 'kinds': self.restore_kinds,
+                'ranges_done': self._count(self.restore_done),
+                'ranges_total': self.ranges_total(self.restore_kinds),
+                'error': self.restore_error}
+
+    def is_done(self, kind, position, done=None):
+        done = self.done if done is None else done
+        return bool(_bits(done.get(kind)) >> position & 1)
+
+    def mark_done(self, kind, position, done=None):
+        """Set the bit of a range; True when all ranges of ``kind`` are done."""
+        done = self.done if done is None else done
+        bits = _bits(done.get(kind)) | 1 << position
+        done[kind] = '%x' % bits
+        return bits == (1 << len(self.markers[kind]) + 1) - 1
+
+    def check_finished(self):
+        if self.status != self.STATUS_FINISHED:
+            raise SnapshotNotFinished(self.id, self.status)
+
+    def range_backups(self, kind=None):
+        """This snapshot's range backups in key order, of one kind or all."""
+        prefix = 'RB:%d:%s' % (self.id, '' if kind is None else kind + ':')
+        return [rb for rb in prefixed(RangeBackup, prefix)
+                if kind is None or rb.range_kind == kind]
+
+    def range_backup(self, kind, position):
+        """The stored range, or None; a name prefix can be another kind's."""
+        prefix = RangeBackup.prefix(self.id, kind, position)
+        for rb in prefixed(RangeBackup, prefix):
+            if rb.range_kind == kind and rb.position == position:
+                return rb
+        return None
+
+    def restore(self, kinds=None, dry_run=False):
+        """Put the snapshot's kinds back exactly as they were.
+
+        Entities of those kinds that are not in the snapshot are deleted.
+        Runs as tasks; with ``dry_run`` nothing is written and the result is
+        ``{kind: {'created': n, 'changed': n, 'deleted': n}}``.
+        """
+        from . import ranges
+        return ranges.restore(self, kinds, dry_run)
+
+    def verify(self):
+        """Re-read every stored range; return ``[(range name, reason), ...]``."""
+        problems = []
+        for rb in self.range_backups():
+            try:
+                rb.check()
+            except RangeCorrupted as exc:
+                problems.append((rb.name, exc.reason))
+        return problems
+
+    def delete(self, **kwargs):
+        """Delete the snapshot and every stored part of it."""
+        from . import ranges
+        ranges.delete_snapshot(self)
+
+
+class RangeBackup(LibraryModel):
+    """The stored entities of one range of one kind.
+
+    Its key name is ``RB:<snapshot id>:<kind>:<position>:<stored size>``.
+    The stored bytes are ``data`` followed by ``parts - 1`` parts in
+    ``RangeBackupPart`` entities.
+    """
+
+    snapshot = _SnapshotReference(Snapshot, collection_name='rangebackup_set')
+    range_kind = db.StringProperty(indexed=False)
+    position = db.IntegerProperty(indexed=False)
+    start = KeyProperty()
+    end = KeyProperty()
+    count = db.IntegerProperty(indexed=False)
+    size = db.IntegerProperty(indexed=False)
+    sha256 = db.StringProperty(indexed=False)
+    format = db.StringProperty(default=storage.FORMAT, indexed=False)
+    codec = db.StringProperty(default='bz2', indexed=False)
+    parts = db.IntegerProperty(default=1, indexed=False)
+    token = db.StringProperty(indexed=False)
+    data = db.BlobProperty()
+
+    @staticmethod
+    def prefix(snapshot_id, kind, position):
+        return 'RB:%d:%s:%010d:' % (snapshot_id, kind, position)
+
+    @classmethod
+    def make_name(cls, snapshot_id, kind, position, size):
+        return '%s%d' % (cls.prefix(snapshot_id, kind, position), size)
+
+    @property
+    def name(self):
+        return self.key().name()
+
+    def part_key(self, index):
+        return RangeBackupPart.key_for(
+            RangeBackupPart.make_name(self.name.rsplit(':', 1)[0],
+                                      self.token, index))
+
+    def iter_parts(self, verify=True):
+        """Yield the stored parts; with ``verify``, only after they check out.
+
+        A single part is checked before it is handed out; several parts are
+        read twice, so that nothing of a damaged range is ever used.
+        """
+        if verify and self.parts > 1:
+            self._check_parts(self._read_parts())
+        elif verify:
+            self._check_parts([self.data or b''])
+        return self._read_parts()
+
+    def _read_parts(self):
+        yield self.data or b''
+        for index in range(1, self.parts):
+            part = db.get(self.part_key(index))
+            if part is None:
+                raise RangeCorrupted(self.snapshot_id, self.name,
+                                     'part %d is missing' % index)
+            yield part.data
+
+    def _check_parts(self, parts):
+        digest = hashlib.sha256()
+        size = 0
+        for part in parts:
+            digest.update(part)
+            size += len(part)
+        if size != self.size or digest.hexdigest() != self.sha256:
+            raise RangeCorrupted(self.snapshot_id, self.name,
+                                 'stored bytes do not match their sha256')
+
+    @property
+    def snapshot_id(self):
+        return RangeBackup.snapshot.get_value_for_datastore(self).id()
+
+    def iter_entities(self, verify=True):
+        """Yield the range's entities as ``EntityProto`` messages."""
+        for record in storage.iter_records(self.iter_parts(verify),
+                                           self.codec or 'bz2'):
+            yield entities.EntityProto.FromString(record)
+
+    def iter_records(self, verify=True):
+        return storage.iter_records(self.iter_parts(verify),
+                                    self.codec or 'bz2')
+
+    def keys(self):
+        """The keys this range holds, as ``db.Key`` objects."""
+        return [entities.key(e.key) for e in self.iter_entities()]
+
+    def check(self):
+        """Raise ``RangeCorrupted`` unless bytes and entity count match."""
+        try:
+            count = sum(1 for _ in self.iter_records(verify=True))
+        except RangeCorrupted:
+            raise
+        except Exception as exc:
+            raise RangeCorrupted(self.snapshot_id, self.name,
+                                 'cannot decode: %s' % exc) from exc
+        if count != self.count:
+            raise RangeCorrupted(
+                self.snapshot_id, self.name,
+                'holds %d entities, %d were stored' % (count, self.count))
+
+
+class RangeBackupPart(LibraryModel):
+    """A further part of a range too large for one entity."""
+
+    data = db.BlobProperty()
+
+    @staticmethod
+    def make_name(range_prefix, token, index):
+        # The prefix is the range backup's name without its size, so the
+        # parts of a snapshot share the prefix ``RBP:<snapshot id>:``.
+        return 'RBP%s:%s:%04d' % (range_prefix[2:], token, index)

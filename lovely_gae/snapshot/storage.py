@@ -1,0 +1,138 @@
+"""How a range is stored: length-delimited ``EntityProto`` bytes, compressed.
+
+Each range backup records its ``format`` and ``codec``, so a reader years
+from now still knows how to read what an older version wrote. The stored
+bytes of a range are one compressed stream, cut into parts no larger than
+``defaults.PART_SIZE``; writer and reader hold one part at a time.
+"""
+import bz2
+import hashlib
+import lzma
+import zlib
+
+from .. import defaults
+
+__all__ = ['FORMAT', 'CODECS', 'RangeWriter', 'iter_records', 'check_codec']
+
+#: Records are ``varint(length) + EntityProto bytes``, back to back.
+FORMAT = 'entityproto-delimited/1'
+
+
+class _Identity:
+    """The codec ``none``: bytes pass as they are."""
+
+    eof = True
+
+    def compress(self, data):
+        return bytes(data)
+
+    def decompress(self, data):
+        return bytes(data)
+
+    def flush(self):
+        return b''
+
+
+def _zlib_decompressor():
+    return zlib.decompressobj()
+
+
+CODECS = {
+    'bz2': (lambda: bz2.BZ2Compressor(9), bz2.BZ2Decompressor),
+    'zlib': (lambda: zlib.compressobj(6), _zlib_decompressor),
+    'lzma': (lambda: lzma.LZMACompressor(preset=6), lzma.LZMADecompressor),
+    'none': (_Identity, _Identity),
+}
+
+
+def check_codec(codec):
+    if codec not in CODECS:
+        raise ValueError('unknown codec %r (known: %s)'
+                         % (codec, ', '.join(sorted(CODECS))))
+    return codec
+
+
+def _varint(n):
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+class RangeWriter:
+    """Compress records into parts; ``add`` and ``close`` return full parts.
+
+    ``count``, ``size`` (stored bytes), ``raw_size`` and ``sha256`` (of the
+    stored bytes) describe what was written once ``close`` has returned.
+    """
+
+    def __init__(self, codec=None, part_size=None):
+        self.codec = check_codec(codec or defaults.CODEC)
+        self.part_size = part_size or defaults.PART_SIZE
+        self._compressor = CODECS[self.codec][0]()
+        self._buffer = bytearray()
+        self._hash = hashlib.sha256()
+        self.count = self.size = self.raw_size = 0
+
+    def add(self, record):
+        self.count += 1
+        self.raw_size += len(record)
+        self._buffer += self._compressor.compress(_varint(len(record)))
+        self._buffer += self._compressor.compress(record)
+        return self._cut(final=False)
+
+    def close(self):
+        self._buffer += self._compressor.flush()
+        return self._cut(final=True)
+
+    @property
+    def sha256(self):
+        return self._hash.hexdigest()
+
+    def _cut(self, final):
+        parts = []
+        while len(self._buffer) >= self.part_size or (final and self._buffer):
+            part = bytes(self._buffer[:self.part_size])
+            del self._buffer[:self.part_size]
+            self._hash.update(part)
+            self.size += len(part)
+            parts.append(part)
+        return parts
+
+
+def iter_records(parts, codec):
+    """Yield the record bytes stored in ``parts`` (an iterable of bytes)."""
+    decompressor = CODECS[check_codec(codec)][1]()
+    buffer = bytearray()
+    for part in parts:
+        buffer += decompressor.decompress(part)
+        offset = 0
+        while True:
+            length, start = _read_varint(buffer, offset)
+            if start is None or start + length > len(buffer):
+                break
+            yield bytes(buffer[start:start + length])
+            offset = start + length
+        del buffer[:offset]
+    if buffer:
+        raise ValueError('stored range ends inside a record')
+    if not getattr(decompressor, 'eof', True):
+        raise ValueError('stored range is cut short')
+
+
+def _read_varint(buffer, offset):
+    """``(value, offset after it)``, or ``(None, None)`` if incomplete."""
+    value = shift = 0
+    while offset < len(buffer):
+        byte = buffer[offset]
+        offset += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, offset
+        shift += 7
+    return None, None

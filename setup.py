@@ -1,0 +1,41 @@
+import os
+
+from setuptools import find_packages, setup
+
+here = os.path.dirname(os.path.abspath(__file__))
+with open(os.path.join(here, 'README.rst'), encoding='utf-8') as f:
+    long_description = f.read()
+
+setup(
+    name='lovely_gae',
+    version='0.1.0',
+    description='Snapshots of Google App Engine datastore data for Python 3',
+    long_description=long_description,
+    long_description_content_type='text/x-rst',
+    license='Apache-2.0',
+    packages=find_packages(include=['lovely_gae', 'lovely_gae.*']),
+    python_requires='>=3.9',
+    install_requires=[
+        'appengine-python-standard>=1.1',
+        'WebOb>=1.8',
+        'tqdm>=4.60',
+    ],
+    extras_require={
+        'test': [
+            'pytest>=7',
+            'WebTest>=3',
+            'hypothesis>=6',
+        ],
+    },
+    entry_points={
+        'console_scripts': [
+            'lovely-gae = lovely_gae.cli:main',
+            'download_snapshot = lovely_gae.snapshot.client:main',
+        ],
+        'pytest11': ['lovely_gae = lovely_gae.testing'],
+    },
+    classifiers=[
+        'Programming Language :: Python :: 3',
+        'Framework :: Pytest',
+    ],
+)

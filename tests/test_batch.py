@@ -1,0 +1,54 @@
+import pytest
+from google.appengine.ext import db
+
+from lovely_gae import batch, entities
+from tests.conftest import Dummy
+
+SEEN = []
+
+
+def collect(tag, markers):
+    SEEN.append((tag, markers))
+
+
+@pytest.mark.parametrize('count, expected', [
+    (0, 0), (1, 0), (199, 0), (200, 0), (201, 1), (400, 1), (401, 2)])
+def test_one_marker_per_full_batch(make_entities, count, expected):
+    make_entities(Dummy, count)
+    assert len(batch.compute_markers('Dummy', 200)) == expected
+
+
+def test_markers_are_every_batchsize_th_key(make_entities):
+    keys = sorted(make_entities(Dummy, 25))
+    assert batch.compute_markers('Dummy', 10) == [keys[10], keys[20]]
+
+
+def test_ranges_cover_the_whole_key_space_without_overlap(make_entities):
+    keys = make_entities(Dummy, 95)
+    markers = batch.compute_markers('Dummy', 20)
+    seen = []
+    for start, end in batch.ranges(markers):
+        seen.extend(entities.key(r) for r in
+                    entities.iter_range_keys('Dummy', '', start, end))
+    assert sorted(seen) == sorted(keys)
+
+
+def test_create_markers_runs_the_callback_as_its_own_task(
+        make_entities, run_tasks):
+    SEEN.clear()
+    make_entities(Dummy, 5)
+    batch.create_markers('Dummy', 2, collect, ('t',))
+    assert run_tasks() == 1
+    assert SEEN == []
+    assert run_tasks() == 1
+    [(tag, markers)] = SEEN
+    assert tag == 't' and len(markers) == 2
+    assert all(isinstance(m, db.Key) for m in markers)
+
+
+def test_markers_of_other_namespaces_are_separate(make_entities):
+    make_entities(Dummy, 30)
+    other = [Dummy(title='x', _app=(None, 'other')) for _ in range(5)]
+    db.put(other)
+    assert len(batch.compute_markers('Dummy', 10)) == 2
+    assert batch.compute_markers('Dummy', 10, 'other') == []
