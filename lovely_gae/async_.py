@@ -19,7 +19,7 @@ import uuid
 from google.appengine.ext import db
 
 from . import defaults
-from .base import LibraryModel, transaction, utcnow
+from .base import LibraryModel, retrying, transaction, utcnow
 from .exceptions import TaskError
 from .serializers import default_serializer
 
@@ -202,7 +202,7 @@ def _run_one(key, lease):
     try:
         task = transaction(_lease, key, token, lease)
     except db.TransactionFailedError:
-        return False
+        return False  # another worker won the race for it
     if task is None:
         return False
     try:
@@ -216,7 +216,7 @@ def _run_one(key, lease):
                     exc_info=True)
         transaction(_settle_failure, key, token, error.strip())
     else:
-        db.delete(key)
+        retrying(db.delete, key)
     return True
 
 

@@ -10,6 +10,7 @@ from google.appengine.datastore import entity_bytes_pb2 as entity_pb2
 from google.appengine.ext import db
 
 from . import defaults
+from .base import retrying
 
 __all__ = ['EntityProto', 'connection', 'iter_range', 'iter_range_keys',
            'put', 'delete', 'get', 'kinds', 'ref', 'key']
@@ -74,17 +75,17 @@ def iter_range_keys(kind, namespace, start=None, end=None):
 def put(entities):
     """Put ``EntityProto`` messages as they are, in requests under the limits."""
     if entities:
-        connection().put(list(entities))
+        retrying(connection().put, list(entities))
 
 
 def delete(references):
     if references:
-        connection().delete(list(references))
+        retrying(connection().delete, list(references))
 
 
 def get(references):
     """The entities for ``references`` (None where there is none)."""
-    return connection().get(list(references)) if references else []
+    return retrying(connection().get, list(references)) if references else []
 
 
 def kinds(namespace):

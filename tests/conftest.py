@@ -1,7 +1,9 @@
 """Fixtures shared by the test modules."""
 import pytest
 from google.appengine.ext import db
+from google.appengine.runtime import apiproxy_errors
 
+from lovely_gae import defaults, entities
 from lovely_gae.snapshot import api
 
 
@@ -32,3 +34,54 @@ def finished_snapshot(gae_testbed, run_tasks):
         assert snap.status == snap.STATUS_FINISHED, snap.error
         return snap
     return make
+
+
+class FaultyDatastore:
+    """Make every ``every``-th call of ``methods`` fail once, as production
+    does now and then (``DeadlineExceededError`` before the call is made)."""
+
+    def __init__(self, stub, every, methods):
+        self.stub, self.every, self.methods = stub, every, set(methods)
+        self.calls = self.injected = 0
+        self.enabled = True
+        self._original = stub.MakeSyncCall
+        stub.MakeSyncCall = self._call
+
+    def _call(self, service, call, request, response, request_id=None):
+        if self.enabled and call in self.methods:
+            self.calls += 1
+            if self.calls % self.every == 0:
+                self.injected += 1
+                raise apiproxy_errors.DeadlineExceededError(
+                    'injected fault in %s' % call)
+        return self._original(service, call, request, response, request_id)
+
+    def restore(self):
+        self.stub.MakeSyncCall = self._original
+
+
+@pytest.fixture
+def faulty_datastore(gae_testbed):
+    """``faulty_datastore(every=6, methods=('Put', 'Delete', 'Commit'))``."""
+    made = []
+
+    def make(every=6, methods=('Put', 'Delete', 'Commit')):
+        fault = FaultyDatastore(gae_testbed.get_stub('datastore_v3'), every,
+                                methods)
+        made.append(fault)
+        return fault
+    yield make
+    for fault in made:
+        fault.restore()
+
+
+@pytest.fixture
+def fast_retries(monkeypatch):
+    """Retry failed tasks at once, so tests need not wait for backoff."""
+    monkeypatch.setattr(defaults, 'RETRY_DELAY', 0.0)
+
+
+def all_bytes(kinds, namespace=''):
+    """Every entity of ``kinds`` as encoded bytes, sorted."""
+    return sorted(e.SerializeToString() for kind in kinds
+                  for e in entities.iter_range(kind, namespace))

@@ -143,3 +143,106 @@ def test_range_backup_records_what_it_holds(make_entities, finished_snapshot):
     assert first.key().name() == 'RB:%d:Dummy:0000000000:%d' % (snap.id,
                                                                  first.size)
     assert isinstance(first, RangeBackup)
+
+
+def _in_namespace(namespace, model, count):
+    db.put([model(title=str(i), _app=(None, namespace))
+            for i in range(count)])
+
+
+def test_namespaces_are_snapshotted_and_restored_apart(
+        make_entities, run_tasks):
+    make_entities(Dummy, 5)
+    _in_namespace('tenant', Dummy, 8)
+    namespace_manager.set_namespace('tenant')
+    try:
+        snap = api.create_snapshot()  # the current namespace
+    finally:
+        namespace_manager.set_namespace('')
+    run_tasks(recursive=True)
+    snap = api.get_snapshot(snap.id)
+    assert (snap.namespace, snap.kinds) == ('tenant', ['Dummy'])
+    assert snap.progress()['entities'] == 8
+    assert snap.key().namespace() == 'lovely_gae'
+    db.delete(list(Dummy.all(keys_only=True, namespace='tenant'))[:3])
+    make_entities(Dummy, 2)  # default namespace: must stay as it is
+    snap.restore()
+    run_tasks(recursive=True)
+    assert Dummy.all(namespace='tenant').count() == 8
+    assert Dummy.all().count() == 7
+    explicit = api.create_snapshot(namespace='tenant')
+    assert explicit.namespace == 'tenant'
+
+
+def test_dry_run_counts_and_writes_nothing(make_entities, finished_snapshot):
+    keys = make_entities(Dummy, 20)
+    snap = finished_snapshot(['Dummy'], batchsize=6)
+    db.delete(keys[:4])
+    changed = db.get(keys[5:7])
+    for entity in changed:
+        entity.title = 'changed'
+    db.put(changed)
+    make_entities(Dummy, 3)
+    make_entities(Yummy, 1)
+    state = sorted(str(e.key()) + e.title for e in Dummy.all())
+    plan = snap.restore(dry_run=True)
+    assert plan == {'Dummy': {'created': 4, 'changed': 2, 'deleted': 3}}
+    assert sorted(str(e.key()) + e.title for e in Dummy.all()) == state
+    assert async_.get_tasks() == []
+
+
+def test_selective_restore_touches_only_the_kinds_named(
+        make_entities, finished_snapshot, run_tasks):
+    make_entities(Dummy, 4)
+    make_entities(Yummy, 4)
+    snap = finished_snapshot()
+    make_entities(Dummy, 2)
+    make_entities(Yummy, 2)
+    snap.restore(kinds=['Yummy'])
+    run_tasks(recursive=True)
+    assert (Dummy.all().count(), Yummy.all().count()) == (6, 4)
+    with pytest.raises(InvalidInput):
+        snap.restore(kinds=['Elsewhere'])
+
+
+def test_progress_and_verify_report_a_damaged_range(make_entities,
+                                                    finished_snapshot):
+    make_entities(Dummy, 25)
+    snap = finished_snapshot(['Dummy'], batchsize=10)
+    assert snap.progress() == {'ranges_done': 3, 'ranges_total': 3,
+                               'entities': 25, 'bytes': snap.stored_bytes}
+    assert snap.stored_bytes == sum(rb.size for rb in snap.range_backups())
+    assert snap.verify() == []
+    damaged = snap.range_backups()[1]
+    damaged.data = damaged.data[:-1] + bytes([damaged.data[-1] ^ 1])
+    damaged.put()
+    assert snap.verify() == [(damaged.name,
+                              'stored bytes do not match their sha256')]
+
+
+def test_large_snapshots_are_deleted_by_tasks(make_entities,
+                                              finished_snapshot, run_tasks,
+                                              monkeypatch):
+    from lovely_gae.snapshot import ranges
+    monkeypatch.setattr(ranges, '_PURGE_BATCH', 3)
+    monkeypatch.setattr(ranges, '_PURGE_INLINE', 2)
+    make_entities(Dummy, 100)
+    snap = finished_snapshot(['Dummy'], batchsize=10)
+    snap.delete()
+    assert db.get(snap.key()) is None
+    assert 0 < RangeBackup.all().count() < 10
+    run_tasks(recursive=True)
+    assert RangeBackup.all().count() == 0
+
+
+def test_prune_keeps_the_newest_finished_snapshots(make_entities,
+                                                   finished_snapshot):
+    make_entities(Dummy, 3)
+    ids = [finished_snapshot(['Dummy']).id for _ in range(4)]
+    running = api.create_snapshot(['Dummy'])
+    assert api.prune(keep=2) == [ids[1], ids[0]]
+    assert sorted(s.id for s in api.list_snapshots()) == [
+        ids[2], ids[3], running.id]
+    assert RangeBackup.all().count() == 2
+    with pytest.raises(InvalidInput):
+        api.prune(keep=-1)

@@ -11,8 +11,8 @@ import uuid
 
 from google.appengine.ext import db
 
-from .. import async_, entities
-from ..base import transaction, utcnow
+from .. import async_, defaults, entities
+from ..base import retrying, transaction, utcnow
 from ..exceptions import InvalidInput, RangeCorrupted
 from .models import RangeBackup, RangeBackupPart, Snapshot, prefixed
 from .storage import RangeWriter
@@ -89,7 +89,8 @@ def store_range(snapshot_id, kind, position, start, end):
                 continue
             name = RangeBackupPart.make_name(prefix[:-1], token,
                                              len(written) + 1)
-            written.append(RangeBackupPart(key_name=name, data=part).put())
+            written.append(retrying(
+                RangeBackupPart(key_name=name, data=part).put))
 
     for entity in entities.iter_range(kind, snap.namespace, start, end):
         emit(writer.add(entity.SerializeToString()))
@@ -116,11 +117,12 @@ def store_range(snapshot_id, kind, position, start, end):
         snap.put()
         return True
     if not transaction(commit):
-        db.delete(written)
+        retrying(db.delete, written)
 
 
 def restore(snap, kinds=None, dry_run=False):
     """Start a restore of ``snap`` (see ``Snapshot.restore``)."""
+    snap = _snapshot(snap.id) or snap  # its stored state, not a stale copy
     snap.check_finished()
     kinds = list(snap.kinds) if kinds is None else list(kinds)
     for kind in kinds:
@@ -161,8 +163,9 @@ def _backup(snap, kind, position):
 def restore_range(snapshot_id, restore_id, kind, position, start, end):
     """Put one range back and delete what it did not hold; safe to repeat."""
     snap = _snapshot(snapshot_id)
-    if snap is None or snap.restore_id != restore_id:
-        return
+    if (snap is None or snap.restore_id != restore_id
+            or snap.is_done(kind, position, snap.restore_done)):
+        return  # another restore started, or this range is back already
     backup = _backup(snap, kind, position)
     kept = set()
     chunk = []
@@ -171,7 +174,7 @@ def restore_range(snapshot_id, restore_id, kind, position, start, end):
         kept.add(entity.key.SerializeToString())
         chunk.append(entity)
         chunk_bytes += entity.ByteSize()
-        if len(chunk) >= 500 or chunk_bytes >= 4 * 1024 * 1024:
+        if len(chunk) >= 500 or chunk_bytes >= defaults.PART_SIZE:
             entities.put(chunk)
             chunk, chunk_bytes = [], 0
     entities.put(chunk)
@@ -260,5 +263,5 @@ def _purge(snapshot_id, max_batches):
                 break
         if not keys:
             return True
-        db.delete(keys)
+        retrying(db.delete, keys)
     return False
