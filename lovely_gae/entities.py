@@ -13,7 +13,7 @@ from . import defaults
 from .base import retrying
 
 __all__ = ['EntityProto', 'connection', 'iter_range', 'iter_range_keys',
-           'put', 'delete', 'get', 'kinds', 'ref', 'key']
+           'put', 'delete', 'get', 'kinds', 'ref', 'key', 'sort_key']
 
 EntityProto = entity_pb2.EntityProto
 Reference = entity_pb2.Reference
@@ -32,6 +32,19 @@ def ref(key):
 def key(reference):
     """The ``db.Key`` of a ``Reference`` protocol buffer."""
     return db.Key._FromPb(reference)
+
+
+def sort_key(reference):
+    """A value that orders ``Reference`` messages as the datastore does.
+
+    Path element by element: kind (UTF-8 bytes), then numeric ids before
+    names (UTF-8 bytes); a path sorts before the paths it is a prefix of.
+    """
+    return tuple(
+        (element.type.encode('utf-8'), 1, element.name.encode('utf-8'))
+        if element.HasField('name') else
+        (element.type.encode('utf-8'), 0, element.id)
+        for element in reference.path.element)
 
 
 def _range_query(kind, namespace, start, end):

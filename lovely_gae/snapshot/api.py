@@ -6,7 +6,7 @@ from .. import batch, defaults, entities
 from ..async_ import Task
 from ..exceptions import InvalidInput, SnapshotNotFound
 from . import ranges, storage
-from .models import RangeBackup, RangeBackupPart, Snapshot
+from .models import RangeBackup, RangeBackupPart, RangeKeys, Snapshot
 
 __all__ = ['create_snapshot', 'get_kinds', 'get_snapshot', 'list_snapshots',
            'latest_snapshot', 'restore_snapshot', 'delete_snapshot', 'prune',
@@ -14,7 +14,7 @@ __all__ = ['create_snapshot', 'get_kinds', 'get_snapshot', 'list_snapshots',
 
 #: Kinds of the library's own, never part of a snapshot.
 LIBRARY_KINDS = frozenset(model.kind() for model in (
-    Snapshot, RangeBackup, RangeBackupPart, Task))
+    Snapshot, RangeBackup, RangeBackupPart, RangeKeys, Task))
 
 #: More entities per range than this would not fit the range's bookkeeping.
 MAX_BATCH_SIZE = 100000
@@ -82,7 +82,9 @@ def create_snapshot(kinds=None, batchsize=None, namespace=None, codec=None):
         batch.create_markers(kind, batchsize, ranges.markers_ready,
                              (snap.id, kind), namespace,
                              on_failure=ranges.snapshot_failed,
-                             on_failure_args=(snap.id,))
+                             on_failure_args=(snap.id,),
+                             keys_sink=ranges.save_range_keys,
+                             keys_sink_args=(snap.id, kind))
     return snap
 
 

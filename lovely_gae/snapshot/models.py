@@ -10,7 +10,8 @@ from ..exceptions import RangeCorrupted, SnapshotNotFinished
 from ..serializers import default_serializer
 from . import storage
 
-__all__ = ['Status', 'Snapshot', 'RangeBackup', 'RangeBackupPart']
+__all__ = ['Status', 'Snapshot', 'RangeBackup', 'RangeBackupPart',
+           'RangeKeys']
 
 
 class Status(str, enum.Enum):
@@ -98,6 +99,8 @@ class Snapshot(LibraryModel):
                                    indexed=False)
     codec = db.StringProperty(default=defaults.CODEC, indexed=False)
     markers = JsonProperty()
+    # {kind: token} of the key lists (``RangeKeys``) that go with markers.
+    key_lists = JsonProperty()
     done = JsonProperty()
     finished_kinds = db.StringListProperty(indexed=False)
     entity_count = db.IntegerProperty(default=0, indexed=False)
@@ -192,8 +195,8 @@ class Snapshot(LibraryModel):
         Runs as tasks; with ``dry_run`` nothing is written and the result is
         ``{kind: {'created': n, 'changed': n, 'deleted': n}}``.
         """
-        from . import ranges
-        return ranges.restore(self, kinds, dry_run)
+        from . import restore
+        return restore.restore(self, kinds, dry_run)
 
     def verify(self):
         """Re-read every stored range; return ``[(range name, reason), ...]``."""
@@ -324,3 +327,54 @@ class RangeBackupPart(LibraryModel):
         # The prefix is the range backup's name without its size, so the
         # parts of a snapshot share the prefix ``RBP:<snapshot id>:``.
         return 'RBP%s:%s:%04d' % (range_prefix[2:], token, index)
+
+
+class RangeKeys(LibraryModel):
+    """The keys of one range, as its markers task found them, in key order.
+
+    The range's task reads its entities by these keys: a batch get costs
+    the range, where a range query may cost the whole kind. Stored like a
+    range (``storage.FORMAT``, zlib), in ``parts`` entities when large; the
+    first part says how many there are.
+    """
+
+    CODEC = 'zlib'
+
+    data = db.BlobProperty()
+    parts = db.IntegerProperty(default=1, indexed=False)
+
+    @staticmethod
+    def make_name(snapshot_id, kind, position, token, index):
+        return 'RK:%d:%s:%010d:%s:%04d' % (snapshot_id, kind, position,
+                                            token, index)
+
+    @classmethod
+    def build(cls, snapshot_id, kind, position, token, references):
+        """The entities that hold ``references`` (serialized ``Reference``)."""
+        writer = storage.RangeWriter(cls.CODEC)
+        parts = []
+        for reference in references:
+            parts.extend(writer.add(reference))
+        parts.extend(writer.close())
+        parts = parts or [b'']
+        return [cls(key_name=cls.make_name(snapshot_id, kind, position, token,
+                                           index), data=part,
+                    parts=len(parts))
+                for index, part in enumerate(parts)]
+
+    @classmethod
+    def read(cls, snapshot_id, kind, position, token):
+        """``(references, keys of the parts)``, or None if the list is gone."""
+        first = cls.get_by_key_name(cls.make_name(snapshot_id, kind, position,
+                                                  token, 0))
+        if first is None:
+            return None
+        names = [cls.make_name(snapshot_id, kind, position, token, index)
+                 for index in range(1, first.parts)]
+        rest = db.get([cls.key_for(name) for name in names]) if names else []
+        if any(part is None for part in rest):
+            return None
+        parts = [first.data] + [part.data for part in rest]
+        return [entities.Reference.FromString(record) for record in
+                storage.iter_records(parts, cls.CODEC)], [
+                    first.key()] + [part.key() for part in rest]

@@ -1,0 +1,157 @@
+"""Restoring a snapshot exactly: one task per range, and a dry run.
+
+Each range's task puts the range's entities back as they were stored. The
+task of a kind's first range also deletes the entities of the kind that the
+snapshot does not hold: one key-ordered scan of the kind, merged with the
+snapshot's keys range by range, so it costs one pass over the kind (a query
+per range may cost the whole kind each time) and holds one range's keys.
+"""
+import collections
+import uuid
+
+from .. import async_, defaults, entities
+from ..base import transaction, utcnow
+from ..exceptions import InvalidInput, RangeCorrupted
+from .models import RangeBackup, Snapshot
+
+__all__ = ['restore', 'restore_range', 'restore_failed', 'plan_kind']
+
+#: Entities put per chunk at most (and at most a part's worth of bytes).
+_PUT_BATCH = 500
+
+
+def _snapshot(snapshot_id):
+    return Snapshot.get_by_id(snapshot_id)
+
+
+def restore_failed(message, snapshot_id, restore_id):
+    """``on_failure`` of a restore's tasks: the restore goes to error."""
+    def fail():
+        snap = _snapshot(snapshot_id)
+        if snap is not None and snap.restore_id == restore_id:
+            snap.restore_status = 'error'
+            snap.restore_error = message
+            snap.put()
+    transaction(fail)
+
+
+def restore(snap, kinds=None, dry_run=False):
+    """Start a restore of ``snap`` (see ``Snapshot.restore``)."""
+    snap = _snapshot(snap.id) or snap  # its stored state, not a stale copy
+    snap.check_finished()
+    kinds = list(snap.kinds) if kinds is None else list(kinds)
+    for kind in kinds:
+        if kind not in snap.kinds:
+            raise InvalidInput('kind', kind, 'not in snapshot %d' % snap.id)
+    if dry_run:
+        return {kind: plan_kind(snap, kind) for kind in kinds}
+    restore_id = uuid.uuid4().hex
+
+    def begin():
+        current = _snapshot(snap.id)
+        current.restore_id = restore_id
+        current.restore_status = 'running' if kinds else 'finished'
+        current.restore_kinds = kinds
+        current.restore_done = {}
+        current.restore_error = None
+        current.put()
+    transaction(begin)
+    for kind in kinds:
+        for position, (start, end) in enumerate(snap.ranges(kind)):
+            async_.defer(restore_range,
+                         args=(snap.id, restore_id, kind, position, start,
+                               end),
+                         on_failure=restore_failed,
+                         on_failure_args=(snap.id, restore_id))
+    return None
+
+
+def _backup(snap, kind, position):
+    backup = snap.range_backup(kind, position)
+    if backup is None:
+        raise RangeCorrupted(snap.id, RangeBackup.prefix(snap.id, kind,
+                                                         position),
+                             'range backup is missing')
+    return backup
+
+
+def _chunks(backup):
+    """The range's entities in chunks of at most a part's worth of bytes."""
+    chunk, size = [], 0
+    for entity in backup.iter_entities():
+        chunk.append(entity)
+        size += entity.ByteSize()
+        if len(chunk) >= _PUT_BATCH or size >= defaults.PART_SIZE:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
+
+
+def _snapshot_keys(snap, kind):
+    """``sort_key`` of every key the snapshot holds of ``kind``, in order."""
+    for position in range(len(snap.markers[kind]) + 1):
+        for record in _backup(snap, kind, position).iter_records():
+            yield entities.sort_key(entities.EntityProto.FromString(
+                record).key)
+
+
+def _not_in_snapshot(snap, kind):
+    """Yield the keys of ``kind`` now stored that the snapshot does not hold.
+
+    Both sides come in the datastore's key order, so a merge finds them.
+    """
+    held = _snapshot_keys(snap, kind)
+    next_held = next(held, None)
+    for reference in entities.iter_range_keys(kind, snap.namespace):
+        current = entities.sort_key(reference)
+        while next_held is not None and next_held < current:
+            next_held = next(held, None)
+        if next_held != current:
+            yield reference
+
+
+def restore_range(snapshot_id, restore_id, kind, position, start, end):
+    """Put one range back (and, for the first, delete what the snapshot does
+    not hold); safe to repeat."""
+    snap = _snapshot(snapshot_id)
+    if (snap is None or snap.restore_id != restore_id
+            or snap.is_done(kind, position, snap.restore_done)):
+        return  # another restore started, or this range is back already
+    for chunk in _chunks(_backup(snap, kind, position)):
+        entities.put(chunk)
+    if position == 0:
+        stale = []
+        for reference in _not_in_snapshot(snap, kind):
+            stale.append(reference)
+            if len(stale) >= _PUT_BATCH:
+                entities.delete(stale)
+                stale = []
+        entities.delete(stale)
+
+    def commit():
+        snap = _snapshot(snapshot_id)
+        if snap is None or snap.restore_id != restore_id:
+            return
+        snap.mark_done(kind, position, snap.restore_done)
+        total = snap.ranges_total(snap.restore_kinds)
+        if snap._count(snap.restore_done) >= total:
+            snap.restore_status = 'finished'
+            snap.restored = utcnow()
+        snap.put()
+    transaction(commit)
+
+
+def plan_kind(snap, kind):
+    """What restoring ``kind`` would do: created, changed, deleted counts."""
+    counts = collections.Counter(created=0, changed=0, deleted=0)
+    for position in range(len(snap.markers[kind]) + 1):
+        for chunk in _chunks(_backup(snap, kind, position)):
+            current = entities.get([e.key for e in chunk])
+            for old, now in zip(chunk, current):
+                if now is None:
+                    counts['created'] += 1
+                elif now.SerializeToString() != old.SerializeToString():
+                    counts['changed'] += 1
+    counts['deleted'] = sum(1 for _ in _not_in_snapshot(snap, kind))
+    return dict(counts)

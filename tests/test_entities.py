@@ -1,0 +1,39 @@
+import string
+
+from google.appengine.api import datastore
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from lovely_gae import entities, testing
+
+kinds = st.sampled_from(['A', 'B', 'a', 'Ä', 'AB'])
+ids_or_names = st.one_of(
+    st.integers(1, 2 ** 63 - 1),
+    st.text(string.ascii_letters + string.digits + 'é€', min_size=1,
+            max_size=6).filter(lambda name: not name.startswith('__')))
+paths = st.lists(st.tuples(kinds, ids_or_names), min_size=1, max_size=3)
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(paths, min_size=1, max_size=30))
+def test_sort_key_orders_keys_as_the_datastore_does(path_lists):
+    bed = testing.start_testbed()
+    try:
+        made = {}
+        for path in path_lists:
+            parent = None
+            for kind, id_or_name in path[:-1]:
+                parent = datastore.Key.from_path(kind, id_or_name,
+                                                 parent=parent)
+            kind, id_or_name = path[-1]
+            keyword = 'id' if isinstance(id_or_name, int) else 'name'
+            entity = datastore.Entity('Leaf', parent=parent,
+                                      **{keyword: id_or_name})
+            made[entity.key()] = entity
+        datastore.Put(list(made.values()))
+        stored = list(entities.iter_range_keys('Leaf', ''))
+        shuffled = stored[::-1]
+        assert sorted(shuffled, key=entities.sort_key) == stored
+    finally:
+        bed.deactivate()
