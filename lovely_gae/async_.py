@@ -23,8 +23,8 @@ from .base import LibraryModel, retrying, transaction, utcnow
 from .exceptions import TaskError
 from .serializers import default_serializer
 
-__all__ = ['Status', 'Task', 'defer', 'get_tasks', 'get_failed_tasks',
-           'run_tasks', 'dotted_name', 'resolve']
+__all__ = ['Status', 'Task', 'defer', 'defer_many', 'make_task', 'get_tasks',
+           'get_failed_tasks', 'run_tasks', 'dotted_name', 'resolve']
 
 log = logging.getLogger(__name__)
 
@@ -96,17 +96,10 @@ def resolve(name):
     return obj
 
 
-def defer(func, args=(), kwargs=None, once_only=True, countdown=0,
-          max_attempts=None, retry_delay=None, on_failure=None,
-          on_failure_args=()):
-    """Queue ``func(*args, **kwargs)`` and return its ``Task``.
-
-    With ``once_only`` the task's key name is derived from function and
-    arguments: deferring the same work while it is queued returns the task
-    already there. After the last attempt, ``on_failure(message,
-    *on_failure_args)`` runs in the transaction that marks the task failed.
-    Called inside a transaction, the task commits with it.
-    """
+def make_task(func, args=(), kwargs=None, once_only=True, countdown=0,
+              max_attempts=None, retry_delay=None, on_failure=None,
+              on_failure_args=()):
+    """The unsaved ``Task`` that ``defer`` stores (see there)."""
     name = dotted_name(func)
     data = {'args': list(args), 'kwargs': kwargs or {}}
     if on_failure_args:
@@ -117,25 +110,37 @@ def defer(func, args=(), kwargs=None, once_only=True, countdown=0,
         key_name = '%s#%s' % (name, digest.hexdigest()[:40])
     else:
         key_name = uuid.uuid4().hex
-    task = Task(
+    return Task(
         key_name=key_name, func=name, payload=payload,
         due=utcnow() + datetime.timedelta(seconds=countdown),
         max_attempts=max_attempts or defaults.MAX_ATTEMPTS,
         retry_delay=float(defaults.RETRY_DELAY if retry_delay is None
                           else retry_delay),
         on_failure=dotted_name(on_failure) if on_failure else None)
-    if not once_only:
-        task.put()
-        return task
-    return transaction(_put_once, task)
 
 
-def _put_once(task):
-    existing = db.get(task.key())
-    if existing is not None and existing.status == Status.QUEUED:
-        return existing
-    task.put()
+def defer(func, args=(), kwargs=None, once_only=True, countdown=0,
+          max_attempts=None, retry_delay=None, on_failure=None,
+          on_failure_args=()):
+    """Queue ``func(*args, **kwargs)`` and return its ``Task``.
+
+    With ``once_only`` the task's key name is derived from function and
+    arguments, so deferring the same work while it is queued leaves one
+    task: the put is one write, no transaction, and if it lands on a task
+    that is running, that task may run once more, which tasks must bear
+    anyway. After the last attempt, ``on_failure(message,
+    *on_failure_args)`` runs in the transaction that marks the task failed.
+    Called inside a transaction, the task commits with it.
+    """
+    task = make_task(func, args, kwargs, once_only, countdown, max_attempts,
+                     retry_delay, on_failure, on_failure_args)
+    retrying(task.put)
     return task
+
+
+def defer_many(tasks):
+    """Store tasks made by ``make_task`` with as few writes as possible."""
+    retrying(db.put, list(tasks))
 
 
 def get_tasks():
@@ -149,15 +154,28 @@ def get_failed_tasks():
     return list(Task.all().filter('status =', Status.FAILED.value))
 
 
-def _due_tasks(cutoff):
-    query = (Task.all().filter('due >=', _EPOCH).filter('due <=', cutoff)
-             .order('due'))
-    return query.run(batch_size=defaults.TASK_BATCH)
+def _due_keys(cutoff):
+    """Keys of the tasks due by ``cutoff``, in batches of one lease."""
+    query = (Task.all(keys_only=True).filter('due >=', _EPOCH)
+             .filter('due <=', cutoff).order('due'))
+    batch = []
+    for key in query.run(batch_size=defaults.TASK_BATCH):
+        batch.append(key)
+        if len(batch) >= _LEASE_BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _next_due():
     first = Task.all().filter('due >=', _EPOCH).order('due').get()
     return first.due if first else None
+
+
+#: Tasks leased in one transaction; a cross-group transaction spans at most
+#: 25 entity groups, and every task is one.
+_LEASE_BATCH = 20
 
 
 def run_tasks(recursive=False, wait=False, deadline=None, max_tasks=None,
@@ -172,16 +190,29 @@ def run_tasks(recursive=False, wait=False, deadline=None, max_tasks=None,
     lease = datetime.timedelta(
         seconds=lease_seconds or defaults.LEASE_SECONDS)
     stop_at = None if deadline is None else time.monotonic() + deadline
+
+    def out_of_budget():
+        return ((max_tasks is not None and ran >= max_tasks) or
+                (stop_at is not None and time.monotonic() >= stop_at))
     ran = 0
     while True:
         ran_in_pass = 0
-        for task in _due_tasks(utcnow()):
-            if (max_tasks is not None and ran >= max_tasks) or (
-                    stop_at is not None and time.monotonic() >= stop_at):
+        for keys in _due_keys(utcnow()):
+            if out_of_budget():
                 return ran
-            if _run_one(task.key(), lease):
+            leased = _lease_batch(keys, lease)
+            done = []
+            for index, task in enumerate(leased):
+                if out_of_budget():
+                    transaction(_release, leased[index:])
+                    break
+                if _run_one(task):
+                    done.append(task.key())
                 ran += 1
                 ran_in_pass += 1
+            retrying(db.delete, done)
+            if out_of_budget():
+                return ran
         if not recursive or (ran_in_pass == 0 and not wait):
             return ran
         if ran_in_pass == 0:
@@ -196,15 +227,43 @@ def run_tasks(recursive=False, wait=False, deadline=None, max_tasks=None,
             time.sleep(pause)
 
 
-def _run_one(key, lease):
-    """Lease, run and settle one task; False if another worker has it."""
+def _lease_batch(keys, lease):
+    """Lease the tasks of ``keys`` that are still due; [] if others won."""
     token = uuid.uuid4().hex
     try:
-        task = transaction(_lease, key, token, lease)
+        return transaction(_lease, keys, token, lease)
     except db.TransactionFailedError:
-        return False  # another worker won the race for it
-    if task is None:
-        return False
+        return []  # other workers leased these meanwhile
+
+
+def _lease(keys, token, lease):
+    now = utcnow()
+    tasks = [task for task in db.get(keys)
+             if task is not None and task.status == Status.QUEUED
+             and task.due is not None and task.due <= now]
+    for task in tasks:
+        task.due = now + lease
+        task.lease = token
+        task.attempts += 1
+    db.put(tasks)
+    return tasks
+
+
+def _release(tasks):
+    """Give back leased tasks that this worker will not run after all."""
+    current = db.get([task.key() for task in tasks])
+    back = []
+    for task, now in zip(tasks, current):
+        if now is not None and now.lease == task.lease:
+            now.due = utcnow()
+            now.lease = None
+            now.attempts -= 1
+            back.append(now)
+    db.put(back)
+
+
+def _run_one(task):
+    """Run a leased task; True if it succeeded (and may be deleted)."""
     try:
         func = resolve(task.func)
         args, kwargs = task.arguments()
@@ -214,23 +273,9 @@ def _run_one(key, lease):
         log.warning('task %s failed (attempt %d of %d): %s', task.func,
                     task.attempts, task.max_attempts, error.strip(),
                     exc_info=True)
-        transaction(_settle_failure, key, token, error.strip())
-    else:
-        retrying(db.delete, key)
+        transaction(_settle_failure, task.key(), task.lease, error.strip())
+        return False
     return True
-
-
-def _lease(key, token, lease):
-    task = db.get(key)
-    now = utcnow()
-    if (task is None or task.status != Status.QUEUED or task.due is None
-            or task.due > now):
-        return None
-    task.due = now + lease
-    task.lease = token
-    task.attempts += 1
-    task.put()
-    return task
 
 
 def _settle_failure(key, token, error):

@@ -1,4 +1,5 @@
 """Snapshots and restores stay exact under transient faults and many workers."""
+import datetime
 import threading
 
 import pytest
@@ -93,8 +94,8 @@ def test_a_dead_workers_task_is_taken_over_after_its_lease(
         gae_testbed, run_tasks, monkeypatch):
     async_.defer('builtins:print', args=('x',))
     [task] = async_.get_tasks()
-    lease = async_._lease(task.key(), 'dead-worker',
-                          __import__('datetime').timedelta(seconds=0.2))
+    [lease] = async_._lease([task.key()], 'dead-worker',
+                            datetime.timedelta(seconds=0.2))
     assert lease.attempts == 1
     assert run_tasks() == 0  # leased to the dead worker
     assert run_tasks(recursive=True, wait=True, deadline=5) == 1

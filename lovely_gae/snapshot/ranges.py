@@ -73,11 +73,12 @@ def markers_ready(snapshot_id, kind, markers, token=None):
     if snap is None or snap.status == Snapshot.STATUS_ERROR:
         return
     token = snap.key_lists.get(kind)
-    for position, (start, end) in enumerate(snap.ranges(kind)):
-        async_.defer(store_range,
-                     args=(snapshot_id, kind, position, start, end, token),
-                     on_failure=snapshot_failed,
-                     on_failure_args=(snapshot_id,))
+    async_.defer_many(
+        async_.make_task(store_range, args=(snapshot_id, kind, position,
+                                            start, end, token),
+                         on_failure=snapshot_failed,
+                         on_failure_args=(snapshot_id,))
+        for position, (start, end) in enumerate(snap.ranges(kind)))
 
 
 def _key_list(snap, kind, position, token):

@@ -56,13 +56,13 @@ def restore(snap, kinds=None, dry_run=False):
         current.restore_error = None
         current.put()
     transaction(begin)
-    for kind in kinds:
-        for position, (start, end) in enumerate(snap.ranges(kind)):
-            async_.defer(restore_range,
-                         args=(snap.id, restore_id, kind, position, start,
-                               end),
+    async_.defer_many(
+        async_.make_task(restore_range, args=(snap.id, restore_id, kind,
+                                              position, start, end),
                          on_failure=restore_failed,
                          on_failure_args=(snap.id, restore_id))
+        for kind in kinds
+        for position, (start, end) in enumerate(snap.ranges(kind)))
     return None
 
 
