@@ -126,10 +126,12 @@ def test_four_threads_drain_a_three_kind_snapshot_storing_each_range_once(
             stored.append(threading.get_ident())
             super().__init__(*args, **kwargs)
     monkeypatch.setattr(ranges, 'RangeWriter', Counting)
-    snap = api.create_snapshot(['Dummy', 'Yummy', 'Zummy'], batchsize=10)
+    snap = api.create_snapshot(['Dummy', 'Yummy', 'Zummy'], batchsize=4)
     errors = []
+    start = threading.Barrier(4)
 
     def worker():
+        start.wait()
         try:
             for _ in range(50):
                 async_.run_tasks(recursive=True)
@@ -145,7 +147,7 @@ def test_four_threads_drain_a_three_kind_snapshot_storing_each_range_once(
     assert errors == []
     snap = api.get_snapshot(snap.id)
     assert snap.status == snap.STATUS_FINISHED
-    total = 12 + 9 + 6  # 120, 90 and 60 entities in ranges of 10
+    total = 30 + 23 + 15  # 120, 90 and 60 entities in ranges of 4
     assert len(stored) == total  # each range read and stored once
     assert len(set(stored)) > 1  # by more than one worker
     assert RangeBackup.all().count() == total

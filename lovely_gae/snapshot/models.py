@@ -98,7 +98,11 @@ class Snapshot(LibraryModel):
     batchsize = db.IntegerProperty(default=defaults.BATCH_SIZE,
                                    indexed=False)
     codec = db.StringProperty(default=defaults.CODEC, indexed=False)
-    markers = JsonProperty()
+    # Markers as JSON text, parsed only when asked for (``markers``): every
+    # range task loads the snapshot, and a large kind has many markers.
+    markers_json = db.TextProperty(name='markers')
+    # {kind: number of ranges}, what the range tasks need of the markers.
+    range_counts = JsonProperty()
     # {kind: token} of the key lists (``RangeKeys``) that go with markers.
     key_lists = JsonProperty()
     done = JsonProperty()
@@ -120,15 +124,36 @@ class Snapshot(LibraryModel):
     def id(self):
         return self.key().id()
 
+    @property
+    def markers(self):
+        """``{kind: [marker key, ...]}`` of the kinds whose markers are known."""
+        cached = getattr(self, '_markers_cache', None)
+        if cached is None or cached[0] is not self.markers_json:
+            cached = (self.markers_json, default_serializer.loads(
+                self.markers_json) if self.markers_json else {})
+            self._markers_cache = cached
+        return cached[1]
+
+    def set_markers(self, kind, markers):
+        value = dict(self.markers, **{kind: list(markers)})
+        self.markers_json = db.Text(default_serializer.dumps(value))
+        self.range_counts[kind] = len(markers) + 1
+
+    def range_count(self, kind):
+        """Ranges of ``kind`` (None before its markers are known)."""
+        if kind in self.range_counts:
+            return self.range_counts[kind]
+        markers = self.markers.get(kind)  # written before range_counts
+        return None if markers is None else len(markers) + 1
+
     def ranges(self, kind):
         """``[(start, end), ...]`` of ``kind``, once its markers are known."""
         return batch.ranges(self.markers[kind])
 
     def ranges_total(self, kinds=None):
         kinds = self.kinds if kinds is None else kinds
-        if not all(kind in self.markers for kind in kinds):
-            return None
-        return sum(len(self.markers[kind]) + 1 for kind in kinds)
+        counts = [self.range_count(kind) for kind in kinds]
+        return None if None in counts else sum(counts)
 
     @staticmethod
     def _count(done):
@@ -168,7 +193,7 @@ class Snapshot(LibraryModel):
         done = self.done if done is None else done
         bits = _bits(done.get(kind)) | 1 << position
         done[kind] = '%x' % bits
-        return bits == (1 << len(self.markers[kind]) + 1) - 1
+        return bits == (1 << self.range_count(kind)) - 1
 
     def check_finished(self):
         if self.status != self.STATUS_FINISHED:

@@ -62,8 +62,8 @@ def markers_ready(snapshot_id, kind, markers, token=None):
         snap = get_snapshot(snapshot_id)
         if snap is None:
             return None
-        if kind not in snap.markers:
-            snap.markers[kind] = markers
+        if snap.range_count(kind) is None:
+            snap.set_markers(kind, markers)
             snap.key_lists[kind] = token
             if snap.status == Snapshot.STATUS_STARTED:
                 snap.status = Snapshot.STATUS_STORING

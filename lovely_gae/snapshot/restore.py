@@ -56,23 +56,29 @@ def restore(snap, kinds=None, dry_run=False):
         current.restore_error = None
         current.put()
     transaction(begin)
-    async_.defer_many(
-        async_.make_task(restore_range, args=(snap.id, restore_id, kind,
-                                              position, start, end),
-                         on_failure=restore_failed,
-                         on_failure_args=(snap.id, restore_id))
-        for kind in kinds
-        for position, (start, end) in enumerate(snap.ranges(kind)))
+    tasks = []
+    for kind in kinds:
+        backups = _backups(snap, kind)
+        tasks.extend(async_.make_task(
+            restore_range, args=(snap.id, restore_id, kind, position, start,
+                                 end, backups[position].name),
+            on_failure=restore_failed, on_failure_args=(snap.id, restore_id))
+            for position, (start, end) in enumerate(snap.ranges(kind)))
+    async_.defer_many(tasks)
     return None
 
 
-def _backup(snap, kind, position):
-    backup = snap.range_backup(kind, position)
-    if backup is None:
-        raise RangeCorrupted(snap.id, RangeBackup.prefix(snap.id, kind,
-                                                         position),
-                             'range backup is missing')
-    return backup
+def _backups(snap, kind):
+    """The kind's range backups by position: one query for all of them."""
+    backups = snap.range_backups(kind)
+    for position, backup in enumerate(backups):
+        if backup.position != position:
+            break
+    else:
+        if len(backups) == snap.range_count(kind):
+            return backups
+    raise RangeCorrupted(snap.id, RangeBackup.prefix(
+        snap.id, kind, len(backups)), 'a range backup is missing')
 
 
 def _chunks(backup):
@@ -90,8 +96,8 @@ def _chunks(backup):
 
 def _snapshot_keys(snap, kind):
     """``sort_key`` of every key the snapshot holds of ``kind``, in order."""
-    for position in range(len(snap.markers[kind]) + 1):
-        for record in _backup(snap, kind, position).iter_records():
+    for backup in _backups(snap, kind):
+        for record in backup.iter_records():
             yield entities.sort_key(entities.EntityProto.FromString(
                 record).key)
 
@@ -101,26 +107,30 @@ def _not_in_snapshot(snap, kind):
 
     Both sides come in the datastore's key order, so a merge finds them.
     """
-    held = _snapshot_keys(snap, kind)
-    next_held = next(held, None)
+    held = None
     for reference in entities.iter_range_keys(kind, snap.namespace):
         current = entities.sort_key(reference)
+        if held is None:
+            held = _snapshot_keys(snap, kind)
+            next_held = next(held, None)
         while next_held is not None and next_held < current:
             next_held = next(held, None)
         if next_held != current:
             yield reference
 
 
-def restore_range(snapshot_id, restore_id, kind, position, start, end):
+def restore_range(snapshot_id, restore_id, kind, position, start, end,
+                  backup_name=None):
     """Put one range back (and, for the first, delete what the snapshot does
     not hold); safe to repeat."""
     snap = _snapshot(snapshot_id)
     if (snap is None or snap.restore_id != restore_id
             or snap.is_done(kind, position, snap.restore_done)):
         return  # another restore started, or this range is back already
-    for chunk in _chunks(_backup(snap, kind, position)):
-        entities.put(chunk)
     if position == 0:
+        # Before the puts: a kind emptied since the snapshot then costs
+        # one empty scan, and the snapshot's keys are decoded only as far
+        # as the kind's current keys reach.
         stale = []
         for reference in _not_in_snapshot(snap, kind):
             stale.append(reference)
@@ -128,6 +138,13 @@ def restore_range(snapshot_id, restore_id, kind, position, start, end):
                 entities.delete(stale)
                 stale = []
         entities.delete(stale)
+    backup = (RangeBackup.get_by_key_name(backup_name) if backup_name
+              else snap.range_backup(kind, position))
+    if backup is None:
+        raise RangeCorrupted(snap.id, backup_name or RangeBackup.prefix(
+            snap.id, kind, position), 'range backup is missing')
+    for chunk in _chunks(backup):
+        entities.put(chunk)
 
     def commit():
         snap = _snapshot(snapshot_id)
@@ -145,8 +162,8 @@ def restore_range(snapshot_id, restore_id, kind, position, start, end):
 def plan_kind(snap, kind):
     """What restoring ``kind`` would do: created, changed, deleted counts."""
     counts = collections.Counter(created=0, changed=0, deleted=0)
-    for position in range(len(snap.markers[kind]) + 1):
-        for chunk in _chunks(_backup(snap, kind, position)):
+    for backup in _backups(snap, kind):
+        for chunk in _chunks(backup):
             current = entities.get([e.key for e in chunk])
             for old, now in zip(chunk, current):
                 if now is None:
