@@ -3,8 +3,9 @@
 The SDK's file stub reads a pickled list of encoded ``EntityProto`` bytes
 (``google/appengine/api/datastore_file_stub.py``). We only ever *write* that
 pickle, opcode by opcode, streaming, so a download never holds the whole
-list in memory; reading a downloaded file back goes through
-``iter_entities``, which parses the same few opcodes and refuses any other.
+list in memory; reading a file back (ours, or one the SDK saved) goes
+through ``iter_entities``, which parses the few opcodes such a list takes
+and refuses any other.
 """
 import os
 import struct
@@ -12,7 +13,8 @@ import tempfile
 
 from ..exceptions import OutFileExists
 
-__all__ = ['DevFileWriter', 'iter_entities', 'publish']
+__all__ = ['DevFileWriter', 'iter_entities', 'temp_file', 'publish',
+           'count_kinds']
 
 _PROTO3 = b'\x80\x03'
 _EMPTY_LIST, _MARK, _APPENDS, _STOP = b']', b'(', b'e', b'.'
@@ -45,24 +47,49 @@ class DevFileWriter:
         self._file.write(_APPENDS + _STOP)
 
 
+def _protocol1_bytes(fileobj, read):
+    """Bytes as protocol 1 pickles them: ``_codecs.encode(text, 'latin1')``.
+
+    The SDK's file stub saves with protocol 1. The call is recognised by
+    its exact opcodes and its result computed here; nothing is called.
+    """
+    target = fileobj.readline() + fileobj.readline()
+    if target == b'_codecs\nencode\n' and read(2) == b'(X':
+        text = read(struct.unpack('<I', read(4))[0])
+        if read(13) == b'X\x06\x00\x00\x00latin1tR':
+            return text.decode('utf-8').encode('latin-1')
+    elif target == b'__builtin__\nbytes\n' and read(2) == b')R':
+        return b''
+    raise ValueError('not a datastore file: a call of %r' % target)
+
+
 def iter_entities(fileobj):
-    """Yield the entity bytes of a file ``DevFileWriter`` (or the SDK) wrote.
+    """Yield the entity bytes of a file ``DevFileWriter`` or the SDK wrote.
 
     Understands only the opcodes of a flat list of bytes, plus the integer
-    the SDK may append; anything else is refused, never unpickled.
+    the SDK appends; anything else is refused, never unpickled.
     """
     def read(size):
         data = fileobj.read(size)
         if len(data) != size:
             raise ValueError('datastore file is cut short')
         return data
-    if read(2) not in (b'\x80\x02', b'\x80\x03', b'\x80\x04', b'\x80\x05'):
+    header = read(1)
+    if header == b'\x80':
+        if read(1) not in (b'\x02', b'\x03', b'\x04', b'\x05'):
+            raise ValueError('not a datastore file: unknown header')
+    elif header != _EMPTY_LIST:  # protocol 1 starts right with the list
         raise ValueError('not a datastore file: unknown header')
     while True:
         op = fileobj.read(1)
         if op in (_EMPTY_LIST, _MARK, _APPENDS):
             continue
-        if op == _SHORT_BINBYTES:
+        if op == b'c':
+            yield _protocol1_bytes(fileobj, read)
+        elif op in (b'L', b'I'):  # protocol 1's trailing timestamp
+            if not fileobj.readline().endswith(b'\n'):
+                raise ValueError('datastore file is cut short')
+        elif op == _SHORT_BINBYTES:
             yield read(read(1)[0])
         elif op == _BINBYTES:
             yield read(struct.unpack('<I', read(4))[0])

@@ -8,7 +8,7 @@ for the next call.
 from .. import async_
 from .web import allow, float_param, json_response
 
-__all__ = ['run', 'DEFAULT_SECONDS', 'MAX_SECONDS']
+__all__ = ['run', 'queued', 'DEFAULT_SECONDS', 'MAX_SECONDS']
 
 #: Seconds a call works by default: well inside a frontend request's 60.
 DEFAULT_SECONDS = 20.0
@@ -22,6 +22,10 @@ def run(request):
     """Run due tasks for ``seconds``; answer how many ran and how many wait."""
     seconds = float_param(request, 'seconds', DEFAULT_SECONDS, MAX_SECONDS)
     ran = async_.run_tasks(recursive=True, deadline=seconds)
-    queued = async_.Task.all(keys_only=True).filter(
+    return json_response({'ran': ran, 'queued': queued()})
+
+
+def queued():
+    """How many tasks wait, counted up to 1000."""
+    return async_.Task.all(keys_only=True).filter(
         'status =', async_.Status.QUEUED.value).count(limit=1000)
-    return json_response({'ran': ran, 'queued': queued})
