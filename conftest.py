@@ -2,7 +2,11 @@
 import pytest
 
 from lovely_gae import async_
-from lovely_gae.testing import gae_testbed, run_tasks  # noqa: F401
+from lovely_gae.testing import (  # noqa: F401
+    gae_testbed, run_tasks, snapshot_server)
+
+# tests/test_testing_plugin.py runs pytest on a user's tests.
+pytest_plugins = ['pytester']
 
 
 @pytest.fixture(autouse=True)

@@ -16,7 +16,6 @@ import time
 from google.appengine.api import datastore_types
 
 from .. import entities
-from ..entities import EntityProto
 from ..exceptions import OutFileExists, RangeCorrupted, SnapshotNotFound
 from . import api, devfile, storage, wire
 from .rewrite import Transform
@@ -217,7 +216,7 @@ def _download_remote(remote, out_dir, snapshot_id, transform, progress):
 def _entities(path, transform):
     with open(path, 'rb') as fileobj:
         for record in devfile.iter_entities(fileobj):
-            entity = transform.entity(EntityProto.FromString(record))
+            entity = transform.entity(devfile.read_entity(record))
             if entity is not None:
                 yield wire.check_entity(entity)
 

@@ -13,8 +13,8 @@ import tempfile
 
 from ..exceptions import OutFileExists
 
-__all__ = ['DevFileWriter', 'iter_entities', 'temp_file', 'publish',
-           'count_kinds']
+__all__ = ['DevFileWriter', 'iter_entities', 'read_entity', 'temp_file',
+           'publish', 'count_kinds']
 
 _PROTO3 = b'\x80\x03'
 _EMPTY_LIST, _MARK, _APPENDS, _STOP = b']', b'(', b'e', b'.'
@@ -108,6 +108,26 @@ def iter_entities(fileobj):
             raise ValueError('not a datastore file: opcode %r' % op)
 
 
+def _reserved(prop):
+    return prop.name.startswith('__') and prop.name.endswith('__')
+
+
+def read_entity(record):
+    """The ``EntityProto`` of a record, as a datastore takes it in a put.
+
+    A file the SDK's stub saved holds entities as the stub stores them,
+    with properties of its own (``__metadata__``, ``__scatter__``) that a
+    put refuses; they are dropped. Applications cannot have such names.
+    """
+    from ..entities import EntityProto
+    entity = EntityProto.FromString(record)
+    for props in (entity.property, entity.raw_property):
+        for index in range(len(props) - 1, -1, -1):
+            if _reserved(props[index]):
+                del props[index]
+    return entity
+
+
 def temp_file(path):
     """An open temporary file beside ``path``: ``(fileobj, temp_path)``."""
     directory, name = os.path.split(os.path.abspath(path))
@@ -134,12 +154,11 @@ def publish(temp_path, path):
 
 def count_kinds(path):
     """``{kind: entities}`` of a downloaded file; ValueError if it is damaged."""
-    from ..entities import EntityProto
     counts = {}
     with open(path, 'rb') as fileobj:
         for data in iter_entities(fileobj):
             try:
-                kind = EntityProto.FromString(data).key.path.element[-1].type
+                kind = read_entity(data).key.path.element[-1].type
             except Exception as exc:
                 raise ValueError('%s holds a damaged entity' % path) from exc
             counts[kind] = counts.get(kind, 0) + 1

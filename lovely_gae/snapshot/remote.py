@@ -11,6 +11,7 @@ import hashlib
 import ipaddress
 import logging
 import os
+import re
 import time
 from urllib.parse import quote, urlsplit
 
@@ -46,6 +47,17 @@ class _Transient(Exception):
 def _reason(response):
     line = response.text.strip().splitlines()[:1]
     return (line[0][:200] if line else response.reason) or 'error'
+
+
+def _brief(error):
+    """One short line for an error; those of requests run long."""
+    if isinstance(error, requests.Timeout):
+        return 'timed out'
+    text = str(error)
+    found = re.search(r'\[Errno -?\d+\] ([^\'")]+)', text)
+    if found:
+        return found.group(1).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
 
 
 def _is_local(url):
@@ -119,10 +131,10 @@ class RemoteClient:
     def _pause(self, failures, what, error):
         if failures > self.retries:
             raise DownloadError('%s failed after %d tries: %s'
-                                % (what, failures, error)) from error
+                                % (what, failures, _brief(error))) from error
         delay = min(self.backoff * 2 ** (failures - 1), self.max_backoff)
         log.warning('%s failed (%s); try %d of %d in %.1f seconds', what,
-                    error, failures + 1, self.retries + 1, delay)
+                    _brief(error), failures + 1, self.retries + 1, delay)
         time.sleep(delay)
 
     def _check(self, response):
@@ -149,8 +161,8 @@ class RemoteClient:
                 return self._check(response)
             except _TRANSIENT + (_Transient,) as error:
                 if not retry:
-                    raise DownloadError('%s failed: %s' % (what, error)) \
-                        from error
+                    raise DownloadError('%s failed: %s'
+                                        % (what, _brief(error))) from error
                 failures += 1
                 self._pause(failures, what, error)
 
