@@ -9,10 +9,14 @@ import contextlib
 import logging
 import os
 
+from google.appengine.api import namespace_manager
+from google.appengine.datastore import datastore_stub_util
+from google.appengine.ext import testbed as testbed_module
+
 from .exceptions import LovelyGaeError
 
-__all__ = ['DEFAULT_DATASTORE', 'DEFAULT_APP_ID', 'local_datastore',
-           'save_datastore', 'drain', 'LocalClient']
+__all__ = ['DEFAULT_DATASTORE', 'DEFAULT_APP_ID', 'start_testbed',
+           'local_datastore', 'save_datastore', 'drain', 'LocalClient']
 
 #: The datastore file the command line uses unless told otherwise.
 DEFAULT_DATASTORE = './lovely-gae.datastore'
@@ -20,6 +24,24 @@ DEFAULT_DATASTORE = './lovely-gae.datastore'
 #: App id of a local datastore when neither ``--app-id`` nor
 #: ``$GAE_APPLICATION`` gives one.
 DEFAULT_APP_ID = 'lovely-gae-local'
+
+
+def start_testbed(app_id, datastore_file=None, **stub_kwargs):
+    """Activate and return a testbed with the datastore and memcache stubs.
+
+    The datastore applies every write at once (no eventual consistency), as
+    a single local process expects.
+    """
+    bed = testbed_module.Testbed()
+    bed.activate()
+    bed.setup_env(app_id=app_id, overwrite=True)
+    policy = datastore_stub_util.PseudoRandomHRConsistencyPolicy(
+        probability=1)
+    bed.init_datastore_v3_stub(consistency_policy=policy,
+                               datastore_file=datastore_file, **stub_kwargs)
+    bed.init_memcache_stub()
+    namespace_manager.set_namespace('')
+    return bed
 
 
 def save_datastore(stub):
@@ -38,7 +60,6 @@ def local_datastore(path, app_id=None, save=True):
     Yields the ``DatastoreFileStub``. With ``save`` the file is written
     back when the block ends without an error.
     """
-    from .testing import start_testbed
     app_id = app_id or os.environ.get('GAE_APPLICATION') or DEFAULT_APP_ID
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):

@@ -13,11 +13,9 @@ Installed with the package (entry point ``pytest11``), it offers:
 import secrets
 
 import pytest
-from google.appengine.api import namespace_manager
-from google.appengine.datastore import datastore_stub_util
-from google.appengine.ext import testbed as gae_testbed_module
 
 from . import async_
+from .local import start_testbed
 
 __all__ = ['APP_ID', 'start_testbed', 'gae_testbed', 'run_tasks',
            'snapshot_server']
@@ -25,24 +23,10 @@ __all__ = ['APP_ID', 'start_testbed', 'gae_testbed', 'run_tasks',
 APP_ID = 'lovely-gae-testing'
 
 
-def start_testbed(app_id=APP_ID, datastore_file=None, **stub_kwargs):
-    """Activate and return a testbed with the datastore and memcache stubs."""
-    bed = gae_testbed_module.Testbed()
-    bed.activate()
-    bed.setup_env(app_id=app_id, overwrite=True)
-    policy = datastore_stub_util.PseudoRandomHRConsistencyPolicy(
-        probability=1)
-    bed.init_datastore_v3_stub(consistency_policy=policy,
-                               datastore_file=datastore_file, **stub_kwargs)
-    bed.init_memcache_stub()
-    namespace_manager.set_namespace('')
-    return bed
-
-
 @pytest.fixture
 def gae_testbed():
     """An active testbed; deactivated (and its data gone) after the test."""
-    bed = start_testbed()
+    bed = start_testbed(app_id=APP_ID)
     try:
         yield bed
     finally:

@@ -225,3 +225,24 @@ def test_readme_starts_with_install_and_demo():
     first = text.split('::\n\n', 1)[1].split('\n\n', 1)[0]
     assert 'pip install .' in first and first.rstrip().endswith(
         'lovely-gae demo')
+
+
+def test_the_demo_needs_none_of_the_test_tools(tmp_path):
+    """``pip install .`` brings no pytest, webtest or hypothesis."""
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = ('import sys\n'
+              'for name in ("pytest", "webtest", "hypothesis"):\n'
+              '    sys.modules[name] = None  # importing it fails\n'
+              'from lovely_gae.cli import main\n'
+              'sys.exit(main(["demo"]))\n')
+    env = dict(os.environ, PYTHONPATH=root)
+    env.pop('LOVELY_GAE_TOKEN', None)
+    done = subprocess.run([sys.executable, '-c', script], cwd=str(tmp_path),
+                          env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert 'byte for byte: yes' in done.stdout
+    assert done.stderr == ''
