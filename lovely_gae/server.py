@@ -168,6 +168,8 @@ class LocalServer:
         self._worker.start()
         try:
             self.http.run()
+        except KeyboardInterrupt:
+            pass  # waitress stops on it, unless it comes between two polls
         finally:
             self._finish()
 

@@ -64,3 +64,29 @@ def test_serve_needs_a_token_for_any_other_address(env, tmp_path):
             assert 'callers with the bearer token' in server.describe()
         finally:
             server.http.server.close()
+
+
+def test_lovely_gae_serve_saves_on_ctrl_c(env, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = str(tmp_path / 'served.datastore')
+    process = subprocess.Popen(
+        [sys.executable, '-m', 'lovely_gae.cli', '--datastore', path,
+         'serve', '--port', '0'], cwd=str(tmp_path),
+        env=dict(os.environ, PYTHONPATH=root), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        banner = process.stdout.readline()
+        url = banner.split()[1].rsplit('/lovely.gae/', 1)[0]
+        assert 'only callers on this machine' in banner
+        res = requests.post(url + '/lovely.gae/snapshots', timeout=10)
+        assert res.status_code == 201
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    with local_datastore(path, save=False):
+        assert Snapshot.all().count() == 1

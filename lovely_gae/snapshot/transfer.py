@@ -119,8 +119,13 @@ def upload(request):
     if request.content_length > MAX_UPLOAD_BYTES:
         raise refuse(exc.HTTPRequestEntityTooLarge,
                      'send at most %d bytes per request' % MAX_UPLOAD_BYTES)
+    # Read as it comes: ``request.body`` would copy a large body into a
+    # temporary file first.
+    body = request.body_file.read(request.content_length)
+    if len(body) != request.content_length:
+        raise refuse(exc.HTTPBadRequest, 'the body is cut short')
     try:
-        batch = wire.decode(request.body)
+        batch = wire.decode(body)
     except ValueError as error:
         raise refuse(exc.HTTPBadRequest, str(error)) from error
     app = datastore_types.ResolveAppId(None)
