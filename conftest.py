@@ -10,6 +10,16 @@ pytest_plugins = ['pytester']
 
 
 @pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch):
+    """Tests run off App Engine, with no token, whatever the shell has set.
+
+    Setting (not deleting) lets monkeypatch undo what a test sets later.
+    """
+    monkeypatch.setenv('GAE_ENV', '')
+    monkeypatch.setenv('LOVELY_GAE_TOKEN', '')
+
+
+@pytest.fixture(autouse=True)
 def _doctest_setup(request):
     """Doctest files run in a fresh testbed, with ``run_tasks`` a global."""
     if type(request.node).__name__ == 'DoctestItem':

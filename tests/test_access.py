@@ -1,4 +1,4 @@
-"""Who may call the app, on App Engine and off it; refused calls change nothing."""
+"""Who may call the app, on App Engine and off; refusals change nothing."""
 import hmac
 
 import pytest

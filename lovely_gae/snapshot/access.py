@@ -82,7 +82,7 @@ def _from_another_site(request):
 
 
 def check_access(request, token=None):
-    """Return None if ``request`` may go on; raise a 401/403 response if not."""
+    """None if ``request`` may go on; else raise a 401/403 response."""
     token = configured_token(token)
     if on_app_engine():
         if (request.headers.get('X-Appengine-Cron') == 'true'

@@ -153,7 +153,7 @@ def publish(temp_path, path):
 
 
 def count_kinds(path):
-    """``{kind: entities}`` of a downloaded file; ValueError if it is damaged."""
+    """``{kind: entities}`` of a datastore file; ValueError if damaged."""
     counts = {}
     with open(path, 'rb') as fileobj:
         for data in iter_entities(fileobj):

@@ -220,7 +220,7 @@ class RemoteClient:
                          params={'keep': keep})
 
     def run_worker(self, seconds=None, wait=False):
-        """Have the app run its due tasks; with ``wait``, until none is left."""
+        """Have the app run due tasks; with ``wait``, until none is left."""
         params = {'seconds': seconds} if seconds else {}
         ran = 0
         while True:
