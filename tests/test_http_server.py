@@ -32,11 +32,16 @@ class Faults:
     def __call__(self, environ, start_response):
         path = environ['PATH_INFO']
         self.log.append((path, environ.get('HTTP_RANGE')))
+        self.statuses = getattr(self, 'statuses', [])
+
+        def recording(status, headers, exc_info=None):
+            self.statuses.append(int(status.split()[0]))
+            return start_response(status, headers, exc_info)
         for index, (part, action) in enumerate(self.plan):
             if part in path:
                 del self.plan[index]
-                return action(self.app, environ, start_response)
-        return self.app(environ, start_response)
+                return action(self.app, environ, recording)
+        return self.app(environ, recording)
 
 
 def unavailable(app, environ, start_response):
@@ -166,6 +171,8 @@ def test_a_cut_connection_resumes_where_it_stopped(data, faulty, tmp_path):
     ranged = [(p, r) for p, r in faulty.log if r]
     assert ranged == [(ranged[0][0], 'bytes=5000-')]
     assert ranged[0][0].endswith(first.name)
+    resumed = [p for p, _ in faulty.log].index(ranged[0][0], 2)
+    assert faulty.statuses[resumed] == 206  # only the rest came again
     assert sorted(os.listdir(tmp_path)) == ['local', 'snapshot.%d' % data.id]
 
 
@@ -253,3 +260,18 @@ def test_a_proxied_caller_is_no_loopback_caller(gae_testbed):
         assert requests.get(url).status_code == 200
         assert requests.get(url, headers={
             'X-Forwarded-For': '203.0.113.9'}).status_code == 403
+
+
+def test_a_terminal_gets_a_bar_of_bytes_rate_and_time_left(
+        data, snapshot_server, tmp_path, capsys):
+    total = sum(rb.size for rb in data.range_backups())
+    client.download_snapshot(str(tmp_path), data.id, url=snapshot_server.url,
+                             token=snapshot_server.token,
+                             progress=client.BarProgress())
+    out, err = capsys.readouterr()
+    assert out == 'Saving to %s/snapshot.%d\n' % (tmp_path, data.id)
+    final = err.replace('\r', '\n').strip().splitlines()[-1]
+    assert final.startswith('snapshot %d: 100%%' % data.id)
+    assert '%.1fk/%.1fk' % (total / 1024, total / 1024) in final.replace(
+        'kB', 'k')
+    assert 'B/s' in final

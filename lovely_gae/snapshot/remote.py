@@ -102,11 +102,15 @@ class RemoteClient:
     #: Calls return once the app has the work queued, not done.
     waits = False
 
+    _settings = ('retries', 'backoff', 'max_backoff', 'timeout',
+                 'chunk_size')
+
     def __init__(self, url, token=None, session=None, **settings):
         for name, value in settings.items():
-            if not hasattr(type(self), name) or value is None:
+            if name not in self._settings:
                 raise TypeError('unknown setting %r' % name)
-            setattr(self, name, value)
+            if value is not None:
+                setattr(self, name, value)
         self.url = url.rstrip('/')
         if self.url.endswith('/lovely.gae'):
             self.url = self.url[:-len('/lovely.gae')]
