@@ -64,8 +64,11 @@ class ThreadedServer:
         if self._thread is not None:
             # The sockets are closed in the server's own loop, through its
             # trigger: closing them from here would race with that loop.
-            self.server.trigger.pull_trigger(
-                lambda: wasyncore.close_all(self.server._map))
+            try:
+                self.server.trigger.pull_trigger(
+                    lambda: wasyncore.close_all(self.server._map))
+            except OSError:
+                pass  # the loop woke for another reason, ran it, closed all
             self._thread.join(timeout)
             self._thread = None
         self.server.task_dispatcher.shutdown(timeout=timeout)
