@@ -2,7 +2,21 @@
 import pytest
 
 from lovely_gae import async_
-from lovely_gae.testing import gae_testbed, run_tasks  # noqa: F401
+from lovely_gae.testing import (  # noqa: F401
+    gae_testbed, run_tasks, snapshot_server)
+
+# tests/test_testing_plugin.py runs pytest on a user's tests.
+pytest_plugins = ['pytester']
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch):
+    """Tests run off App Engine, with no token, whatever the shell has set.
+
+    Setting (not deleting) lets monkeypatch undo what a test sets later.
+    """
+    monkeypatch.setenv('GAE_ENV', '')
+    monkeypatch.setenv('LOVELY_GAE_TOKEN', '')
 
 
 @pytest.fixture(autouse=True)

@@ -19,6 +19,8 @@ setup(
         'appengine-python-standard>=1.1',
         'WebOb>=1.8',
         'tqdm>=4.60',
+        'requests>=2.25',
+        'waitress>=2.1',
     ],
     extras_require={
         'test': [

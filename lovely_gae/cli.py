@@ -1,61 +1,23 @@
 """``lovely-gae``: snapshots from the command line, thin over the library.
 
 By default it works on the embedded datastore: a local file that the SDK's
-``DatastoreFileStub`` opens and saves (``--datastore``). Commands that
-create or restore run their tasks to the end before they return.
+``DatastoreFileStub`` opens and saves (``--datastore``); commands that
+create or restore run their tasks to the end before they return. With
+``--url`` it talks to a deployed snapshot app over HTTP(S) instead.
 """
 import argparse
-import contextlib
 import json
 import logging
-import os
 import sys
 
 from . import __version__
 from .exceptions import LovelyGaeError
+from .local import (DEFAULT_APP_ID, DEFAULT_DATASTORE, LocalClient, drain,
+                    local_datastore)
 
-__all__ = ['main', 'local_datastore']
+__all__ = ['main', 'build_parser', 'local_datastore', 'drain']
 
 log = logging.getLogger('lovely_gae.cli')
-
-DEFAULT_DATASTORE = './lovely-gae.datastore'
-DEFAULT_APP_ID = 'lovely-gae-local'
-
-
-@contextlib.contextmanager
-def local_datastore(path, app_id=None, save=True):
-    """Serve the datastore API from the file at ``path`` while inside.
-
-    With ``save`` the file is written back (to a temporary name, then
-    renamed, as the SDK does) when the block ends without an error.
-    """
-    from .testing import start_testbed
-    app_id = app_id or os.environ.get('GAE_APPLICATION') or DEFAULT_APP_ID
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise LovelyGaeError('no such directory for --datastore: %s'
-                             % directory)
-    if not os.path.exists(path):
-        # A new file is the normal start; the SDK warns about it anyway.
-        logging.getLogger('google.appengine.api.stubs.datastore').setLevel(
-            logging.ERROR)
-    bed = start_testbed(app_id=app_id, datastore_file=path,
-                        save_changes=False)
-    stub = bed.get_stub('datastore_v3')
-    try:
-        yield stub
-        if save:
-            stub._DatastoreFileStub__save_changes = True
-            stub.Write()
-    finally:
-        stub._DatastoreFileStub__save_changes = False
-        bed.deactivate()
-
-
-def drain():
-    """Run every queued task, waiting out retries, until none is left."""
-    from .async_ import run_tasks
-    return run_tasks(recursive=True, wait=True)
 
 
 def _print(args, data, text):
@@ -82,18 +44,25 @@ def _describe(info):
     return '\n'.join(lines)
 
 
-def cmd_create(args, api):
-    snap = api.create_snapshot(args.kinds or None, args.batchsize,
-                               args.namespace)
-    drain()
-    info = api.get_snapshot(snap.id).to_dict()
+def _remote(args):
+    """The ``url`` the client functions take: the remote client, or None."""
+    return None if isinstance(args.client, LocalClient) else args.client
+
+
+def cmd_create(args, client):
+    info = client.create_snapshot(args.kinds or None, args.batchsize,
+                                  args.namespace)
+    if args.wait:
+        info = client.wait(info['id'], timeout=args.timeout)
     _print(args, info, 'Created Snapshot %d\nKinds: %r\n%s' % (
-        snap.id, snap.kinds, _describe(info)))
-    return 0 if info['status'] == 'finished' else 1
+        info['id'], info['kinds'], _describe(info)))
+    if client.waits or args.wait:
+        return 0 if info['status'] == 'finished' else 1
+    return 0 if info['status'] != 'error' else 1
 
 
-def cmd_list(args, api):
-    infos = [snap.to_dict() for snap in api.list_snapshots()]
+def cmd_list(args, client):
+    infos = client.list_snapshots()
     rows = ['%6s  %-8s  %-27s  %9s  %s' % (
         i['id'], i['status'], i['created'], i['progress']['entities'],
         ','.join(i['kinds'])) for i in infos]
@@ -103,55 +72,68 @@ def cmd_list(args, api):
     return 0
 
 
-def cmd_status(args, api):
-    info = api.get_snapshot(args.id).to_dict()
+def cmd_status(args, client):
+    info = client.get_snapshot(args.id)
     _print(args, info, _describe(info))
     return 0
 
 
-def cmd_restore(args, api):
-    result = api.restore_snapshot(args.id, kinds=args.kinds,
-                                  dry_run=args.dry_run)
+def cmd_restore(args, client):
+    result = client.restore_snapshot(args.id, kinds=args.kinds,
+                                     dry_run=args.dry_run)
     if args.dry_run:
-        text = '\n'.join('%s: %d created, %d changed, %d deleted' % (
-            kind, c['created'], c['changed'], c['deleted'])
-            for kind, c in sorted(result.items()))
-        _print(args, result, 'Dry run, nothing written.\n' + text)
+        _print(args, result['plan'], 'Dry run, nothing written.\n' + '\n'.join(
+            '%s: %d created, %d changed, %d deleted' % (
+                kind, c['created'], c['changed'], c['deleted'])
+            for kind, c in sorted(result['plan'].items())))
         return 0
-    drain()
-    restore = api.get_snapshot(args.id).restore_progress()
+    restore = result['restore']
+    if args.wait:
+        restore = client.wait(args.id, restore=True,
+                              timeout=args.timeout)['restore']
     _print(args, restore, 'Restore of snapshot %s: %s' % (
         args.id, restore['status']))
-    return 0 if restore['status'] == 'finished' else 1
+    if client.waits or args.wait:
+        return 0 if restore['status'] == 'finished' else 1
+    return 0 if restore['status'] != 'error' else 1
 
 
-def cmd_delete(args, api):
-    api.delete_snapshot(args.id)
-    drain()
-    _print(args, {'deleted': [args.id]}, 'Deleted snapshot %s' % args.id)
+def cmd_delete(args, client):
+    result = client.delete_snapshot(args.id)
+    _print(args, result, 'Deleted snapshot %s' % args.id)
     return 0
 
 
-def cmd_prune(args, api):
-    deleted = api.prune(args.keep)
-    drain()
-    _print(args, {'deleted': deleted},
-           'Deleted snapshots: %s' % (', '.join(map(str, deleted)) or
-                                      'none'))
+def cmd_prune(args, client):
+    result = client.prune(args.keep)
+    _print(args, result, 'Deleted snapshots: %s' % (
+        ', '.join(map(str, result['deleted'])) or 'none'))
     return 0
 
 
-def cmd_download(args, api):
-    from .snapshot import client
+def cmd_download(args, client):
+    from .snapshot import client as snapshot_client
     snapshot_id, out_dir = (args.where if len(args.where) == 2
                             else [None] + args.where)
-    path = client.download_snapshot(out_dir, snapshot_id,
-                                    progress=client.progress_for(args.json))
+    path = snapshot_client.download_snapshot(
+        out_dir, snapshot_id, url=_remote(args),
+        target_app_id=args.target_app_id,
+        target_namespace=args.target_namespace,
+        progress=snapshot_client.progress_for(args.json))
     _print(args, {'path': path}, None)
     return 0
 
 
-def cmd_verify(args, api):
+def cmd_upload(args, client):
+    from .snapshot import client as snapshot_client
+    count = snapshot_client.upload_snapshot(
+        args.file, url=_remote(args), target_namespace=args.target_namespace)
+    _print(args, {'file': args.file, 'entities': count},
+           'Uploaded %d entities from %s' % (count, args.file))
+    return 0
+
+
+def cmd_verify(args, client):
     from .snapshot import devfile
     counts = devfile.count_kinds(args.file)
     total = sum(counts.values())
@@ -161,72 +143,124 @@ def cmd_verify(args, api):
     return 0
 
 
-def cmd_worker(args, api):
-    from .async_ import run_tasks
-    ran = run_tasks(recursive=True, wait=args.wait)
-    _print(args, {'ran': ran}, 'Ran %d tasks' % ran)
+def cmd_worker(args, client):
+    result = client.run_worker(seconds=args.seconds, wait=args.wait)
+    _print(args, result, 'Ran %d tasks, %d queued' % (result['ran'],
+                                                     result['queued']))
     return 0
 
 
-def cmd_demo(args, api):
+def cmd_serve(args, client):
+    from .server import LocalServer
+    server = LocalServer(args.stub, host=args.host, port=args.port,
+                         token=args.token)
+    print(server.describe(), flush=True)
+    server.run()
+    return 0
+
+
+def cmd_demo(args, client):
     from . import demo
     return demo.run(args.json)
+
+
+def _add_commands(sub):
+    def add(name, func, help_text, where='any', writes=True):
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        cmd.set_defaults(func=func, where=where, writes=writes)
+        return cmd
+
+    def waiting(cmd):
+        cmd.add_argument('--wait', action='store_true', help='with --url: '
+                         'wait until the app has finished the work')
+        cmd.add_argument('--timeout', type=float, default=3600.0,
+                         metavar='SECONDS', help='longest --wait '
+                         '(default: %(default)s)')
+
+    cmd = add('create', cmd_create, 'snapshot kinds (default: all); '
+              'locally, wait until it is finished')
+    cmd.add_argument('kinds', nargs='*', metavar='KIND')
+    cmd.add_argument('--batchsize', type=int, help='entities per range')
+    cmd.add_argument('--namespace', help='namespace (default: the default)')
+    waiting(cmd)
+    add('list', cmd_list, 'list snapshots, newest first', writes=False)
+    cmd = add('status', cmd_status, 'show one snapshot', writes=False)
+    cmd.add_argument('id', type=int)
+    cmd = add('restore', cmd_restore, 'restore a snapshot exactly: entities '
+              'of its kinds that are not in it are deleted')
+    cmd.add_argument('id', type=int)
+    cmd.add_argument('--kinds', nargs='+', metavar='KIND',
+                     help='restore only these kinds')
+    cmd.add_argument('--dry-run', action='store_true',
+                     help='write nothing; count what would change')
+    waiting(cmd)
+    cmd = add('delete', cmd_delete, 'delete a snapshot and its stored data')
+    cmd.add_argument('id', type=int)
+    cmd = add('prune', cmd_prune, 'keep the newest N finished snapshots, '
+              'delete older ones')
+    cmd.add_argument('--keep', type=int, required=True, metavar='N')
+    cmd = add('download', cmd_download, 'write a snapshot (default: the '
+              'latest finished) to OUT_DIR/snapshot.ID, a file a development '
+              'datastore loads; over --url it is checked range by range and '
+              'resumes where an interrupted download stopped', writes=False)
+    cmd.add_argument('where', nargs='+', metavar='[ID] OUT_DIR')
+    cmd.add_argument('--target-app-id', metavar='APP', help='move keys and '
+                     'references to this app id (a development app)')
+    cmd.add_argument('--target-namespace', metavar='NS', help='move keys '
+                     'and references of the snapshot\'s namespace here')
+    cmd = add('upload', cmd_upload, 'put the entities of a downloaded file '
+              'into the datastore (local: moved to its app id; --url: '
+              'through the app, moved to its app id)')
+    cmd.add_argument('file')
+    cmd.add_argument('--target-namespace', metavar='NS', help='move keys '
+                     'and references of the file\'s namespace here')
+    cmd = add('verify', cmd_verify, 'check that a downloaded file is '
+              'complete and count its entities per kind', where='none',
+              writes=False)
+    cmd.add_argument('file')
+    cmd = add('serve', cmd_serve, 'serve the snapshot app on the local '
+              'datastore file, with a worker draining the task queue; '
+              'without a token only callers on this machine get in',
+              where='local')
+    cmd.add_argument('--host', default='127.0.0.1',
+                     help='address to listen on (default: %(default)s)')
+    cmd.add_argument('--port', type=int, default=8080,
+                     help='port (default: %(default)s)')
+    cmd = add('worker', cmd_worker, 'run queued tasks until none is due')
+    cmd.add_argument('--seconds', type=float, metavar='S',
+                     help='stop after about S seconds')
+    cmd.add_argument('--wait', action='store_true', help='also wait for '
+                     'tasks due later (retries) until the queue is empty')
+    add('demo', cmd_demo, 'walk through snapshot, damage, restore and '
+        'download on sample data in the local datastore file',
+        where='local')
 
 
 def build_parser():
     parser = argparse.ArgumentParser(
         prog='lovely-gae',
         description='Snapshots of App Engine datastore kinds: create, '
-                    'restore, download. Works on a local datastore file '
-                    '(the embedded default).')
+                    'restore, download, upload. Works on a local datastore '
+                    'file (the embedded default) or, with --url, on an app '
+                    'that serves lovely_gae.snapshot.getApp().')
     parser.add_argument('--version', action='version', version=__version__)
-    parser.add_argument('--datastore', default=DEFAULT_DATASTORE,
-                        help='local datastore file (default: %(default)s)')
-    parser.add_argument('--app-id', help='app id of the local datastore '
-                        '(default: $GAE_APPLICATION or %s)' % DEFAULT_APP_ID)
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument('--datastore', metavar='PATH', help='local datastore '
+                       'file (default: %s)' % DEFAULT_DATASTORE)
+    where.add_argument('--url', help='base URL of the app, e.g. '
+                       'https://my-app.appspot.com')
+    parser.add_argument('--app-id', metavar='APP', help='app id of the '
+                        'local datastore (default: $GAE_APPLICATION or %s)'
+                        % DEFAULT_APP_ID)
+    parser.add_argument('--token', help='bearer token for --url, and the '
+                        'token serve requires (default: $LOVELY_GAE_TOKEN)')
     parser.add_argument('--json', action='store_true',
                         help='print machine-readable JSON')
     parser.add_argument('--debug', action='store_true',
                         help='show tracebacks and debug logs')
     sub = parser.add_subparsers(dest='command', metavar='COMMAND')
     sub.required = True
-
-    def add(name, func, help_text, writes=True):
-        cmd = sub.add_parser(name, help=help_text, description=help_text)
-        cmd.set_defaults(func=func, writes=writes)
-        return cmd
-
-    cmd = add('create', cmd_create, 'snapshot kinds (default: all) and wait '
-              'until it is finished')
-    cmd.add_argument('kinds', nargs='*', metavar='KIND')
-    cmd.add_argument('--batchsize', type=int, help='entities per range')
-    cmd.add_argument('--namespace', help='namespace (default: the default)')
-    add('list', cmd_list, 'list snapshots, newest first', writes=False)
-    cmd = add('status', cmd_status, 'show one snapshot', writes=False)
-    cmd.add_argument('id', type=int)
-    cmd = add('restore', cmd_restore, 'restore a snapshot exactly: entities '
-              'not in it are deleted')
-    cmd.add_argument('id', type=int)
-    cmd.add_argument('--kinds', nargs='+', metavar='KIND',
-                     help='restore only these kinds')
-    cmd.add_argument('--dry-run', action='store_true',
-                     help='write nothing; count what would change')
-    cmd = add('delete', cmd_delete, 'delete a snapshot and its stored data')
-    cmd.add_argument('id', type=int)
-    cmd = add('prune', cmd_prune, 'keep the newest N finished snapshots')
-    cmd.add_argument('--keep', type=int, required=True, metavar='N')
-    cmd = add('download', cmd_download, 'write a snapshot (default: the '
-              'latest) to OUT_DIR/snapshot.ID, a file a development '
-              'datastore loads', writes=False)
-    cmd.add_argument('where', nargs='+', metavar='[ID] OUT_DIR')
-    cmd = add('verify', cmd_verify, 'check that a downloaded file is '
-              'complete and count its entities per kind', writes=False)
-    cmd.add_argument('file')
-    cmd = add('worker', cmd_worker, 'run queued tasks until none is due')
-    cmd.add_argument('--wait', action='store_true',
-                     help='also wait for retries until the queue is empty')
-    add('demo', cmd_demo, 'walk through snapshot, damage, restore and '
-        'download on sample data in the local datastore file')
+    _add_commands(sub)
     return parser
 
 
@@ -243,23 +277,46 @@ def split_global_options(argv):
     return options, rest
 
 
+def _check_usage(parser, args):
+    if args.func is cmd_download and len(args.where) > 2:
+        parser.error('download takes [ID] OUT_DIR')
+    if args.url and args.where == 'local':
+        parser.error('%s works on a local datastore file, not --url'
+                     % args.command)
+    if args.url and args.app_id:
+        parser.error('--app-id is for a local datastore, not --url')
+
+
+def _run(args):
+    if args.where == 'none':
+        return args.func(args, None)
+    if args.url:
+        from .snapshot.remote import RemoteClient
+        with RemoteClient(args.url, args.token) as args.client:
+            return args.func(args, args.client)
+    path = args.datastore or DEFAULT_DATASTORE
+    with local_datastore(path, args.app_id, save=args.writes) as args.stub:
+        args.client = LocalClient()
+        return args.func(args, args.client)
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.func is cmd_download and len(args.where) > 2:
-        parser.error('download takes [ID] OUT_DIR')
+    _check_usage(parser, args)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.WARNING,
         format='%(levelname)s %(name)s: %(message)s')
     try:
-        from .snapshot import api
-        with local_datastore(args.datastore, args.app_id, save=args.writes):
-            return args.func(args, api)
-    except (LovelyGaeError, OSError) as error:
+        return _run(args)
+    except (LovelyGaeError, OSError, ValueError) as error:
         if args.debug:
             raise
         print('lovely-gae: error: %s' % error, file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print('lovely-gae: interrupted', file=sys.stderr)
+        return 130
 
 
 if __name__ == '__main__':

@@ -2,17 +2,22 @@
 
 It works in a namespace of its own in the local datastore file, so it never
 touches other data there: fill, snapshot, damage, dry run, restore, check
-that every entity is back byte for byte, download and load the file.
+that every entity is back byte for byte, then serve the app on loopback
+with a one-time token and download the snapshot over HTTP, each range
+checked by its sha256, to a file a development datastore loads.
 """
 import datetime
 import json
 import os
 import random
+import secrets
 
 from google.appengine.ext import db
 
 from . import entities
-from .snapshot import api, client, devfile
+from .local import drain
+from .server import ThreadedServer
+from .snapshot import api, client, devfile, getApp
 
 NAMESPACE = 'lovely-gae-demo'
 KINDS = ['Customer', 'Order']
@@ -64,7 +69,6 @@ def _count(kind):
 
 
 def run(json_output=False):
-    from .cli import drain
     rng = random.Random(442)
     steps = []
 
@@ -114,14 +118,20 @@ def run(json_output=False):
         identical=same)
 
     os.makedirs(OUT_DIR, exist_ok=True)
-    path = client.download_snapshot(OUT_DIR, snap.id,
-                                    progress=lambda event, **info: None)
+    token = secrets.token_urlsafe(24)
+    ranges = []
+    with ThreadedServer(getApp(token=token)) as server:
+        path = client.download_snapshot(
+            OUT_DIR, snap.id, url=server.url, token=token,
+            progress=lambda event, **info: ranges.append(info.get('name'))
+            if event == 'range_done' else None)
     counts = devfile.count_kinds(path)
-    say('download', '%s holds %d entities (%s); load it with '
+    say('download', 'over HTTP from %s, %d ranges checked by sha256: %s '
+        'holds %d entities (%s); load it with '
         "DatastoreFileStub(app_id, %r, None)" % (
-            path, sum(counts.values()), ', '.join(
+            server.url, len(ranges), path, sum(counts.values()), ', '.join(
                 '%s: %d' % kv for kv in sorted(counts.items())), path),
-        path=path, kinds=counts)
+        path=path, kinds=counts, url=server.url, ranges=len(ranges))
     if json_output:
         print(json.dumps(steps, indent=2, sort_keys=True))
     return 0 if same else 1

@@ -3,6 +3,7 @@ import json
 import pytest
 
 from lovely_gae import cli
+from lovely_gae import entities as entities_module
 from lovely_gae.snapshot import client, devfile
 
 
@@ -70,3 +71,178 @@ def test_seed_download_script(store, capsys, tmp_path):
     code = client.main(["--datastore", store, str(out_dir)])
     assert code == 1  # the file of the latest snapshot exists already
     assert "Out file exists" in capsys.readouterr().err
+
+
+def test_help_says_what_each_command_does(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(['--help'])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for command in ('create', 'list', 'status', 'restore', 'delete', 'prune',
+                    'download', 'upload', 'verify', 'serve', 'worker',
+                    'demo'):
+        assert command in out
+        with pytest.raises(SystemExit) as info:
+            cli.main([command, '--help'])
+        assert info.value.code == 0
+        text = capsys.readouterr().out
+        assert text.startswith('usage: lovely-gae %s' % command)
+        assert len(text.split('\n\n')[1]) > 12  # a description
+
+
+@pytest.mark.parametrize('argv', [
+    ['--url', 'http://127.0.0.1:9', 'serve'],
+    ['--url', 'http://127.0.0.1:9', 'demo'],
+    ['--url', 'http://127.0.0.1:9', '--datastore', 'x', 'list'],
+    ['--url', 'http://127.0.0.1:9', '--app-id', 'a', 'list'],
+    ['download', 'a', 'b', 'c'],
+    ['status', 'abc'],
+])
+def test_more_bad_usage_exits_2(store, capsys, argv):
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 2
+    assert 'usage: lovely-gae' in capsys.readouterr().err
+
+
+def test_serve_refuses_other_addresses_without_a_token(store, capsys,
+                                                       monkeypatch):
+    monkeypatch.delenv('LOVELY_GAE_TOKEN', raising=False)
+    assert run(store, 'serve', '--host', '0.0.0.0', '--port', '0') == 1
+    err = capsys.readouterr().err
+    assert err.startswith('lovely-gae: error: refusing to listen on 0.0.0.0 '
+                          'without a token')
+    assert err.count('\n') == 1
+
+
+@pytest.fixture
+def remote(snapshot_server, monkeypatch):
+    """``remote(*args)``: the CLI against the app, token from the env."""
+    monkeypatch.setenv('LOVELY_GAE_TOKEN', snapshot_server.token)
+
+    def call(*args):
+        return cli.main(['--url', snapshot_server.url] + list(args))
+    return call
+
+
+def out_json(capsys):
+    return json.loads(capsys.readouterr().out)
+
+
+def test_every_remote_command_over_http(remote, make_entities, capsys,
+                                        tmp_path):
+    from tests.conftest import Dummy
+    make_entities(Dummy, 30)
+    assert remote('--json', 'create', 'Dummy', '--batchsize', '10') == 0
+    created = out_json(capsys)
+    assert created['status'] == 'started'
+    assert remote('--json', 'worker') == 0
+    assert out_json(capsys) == {'ran': 5, 'queued': 0}  # 3 ranges
+    assert remote('--json', 'status', str(created['id'])) == 0
+    assert out_json(capsys)['progress']['entities'] == 30
+    assert remote('--json', 'list') == 0
+    assert [s['id'] for s in out_json(capsys)] == [created['id']]
+    Dummy.all().get().delete()
+    assert remote('restore', str(created['id']), '--dry-run') == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        'Dummy: 1 created, 0 changed, 0 deleted')
+    assert remote('restore', str(created['id'])) == 0
+    assert capsys.readouterr().out == (
+        'Restore of snapshot %d: running\n' % created['id'])
+    assert remote('worker', '--wait') == 0
+    assert Dummy.all().count() == 30
+    out_dir = tmp_path / 'out'
+    out_dir.mkdir()
+    assert remote('download', str(out_dir)) == 0
+    path = str(out_dir / ('snapshot.%d' % created['id']))
+    assert capsys.readouterr().out.splitlines()[-1] == 'Saving to ' + path
+    assert devfile.count_kinds(path) == {'Dummy': 30}
+    Dummy.all().get().delete()
+    assert remote('upload', path) == 0
+    assert capsys.readouterr().out == 'Uploaded 30 entities from %s\n' % path
+    assert Dummy.all().count() == 30
+    assert remote('delete', str(created['id'])) == 0
+    assert remote('--json', 'prune', '--keep', '0') == 0
+    assert capsys.readouterr().out.endswith('"deleted": []\n}\n')
+    assert remote('status', str(created['id'])) == 1
+    assert capsys.readouterr().err == (
+        'lovely-gae: error: no snapshot with id %d\n' % created['id'])
+
+
+def test_remote_create_can_wait_for_the_snapshot(snapshot_server, capsys,
+                                                 monkeypatch, make_entities):
+    import threading
+    from lovely_gae.async_ import run_tasks
+    from tests.conftest import Dummy
+    make_entities(Dummy, 3)
+    monkeypatch.setenv('LOVELY_GAE_TOKEN', snapshot_server.token)
+    stop = threading.Event()
+
+    def work():  # the app's own worker, as cron would be on App Engine
+        while not stop.wait(0.05):
+            run_tasks(recursive=True)
+    worker = threading.Thread(target=work)
+    worker.start()
+    try:
+        assert cli.main(['--url', snapshot_server.url, '--json', 'create',
+                         '--wait', '--timeout', '20']) == 0
+    finally:
+        stop.set()
+        worker.join()
+    info = out_json(capsys)
+    assert (info['status'], info['progress']['entities']) == ('finished', 3)
+
+
+def test_a_wrong_token_is_one_line_and_exit_1(snapshot_server, capsys,
+                                               tmp_path):
+    code = cli.main(['--url', snapshot_server.url, '--token', 'guess',
+                     'download', str(tmp_path)])
+    assert code == 1
+    assert capsys.readouterr().err == (
+        'lovely-gae: error: wrong token (HTTP 403)\n')
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_download_with_a_target_app_id_locally(store, capsys, tmp_path):
+    assert run(store, 'demo') == 0
+    capsys.readouterr()
+    out_dir = tmp_path / 'out'
+    out_dir.mkdir()
+    assert run(store, '--json', 'download', str(out_dir),
+               '--target-app-id', 'dev~lovely-dev') == 0
+    path = out_json(capsys)['path']
+    with open(path, 'rb') as f:
+        apps = {entities_module.EntityProto.FromString(d).key.app
+                for d in devfile.iter_entities(f)}
+    assert apps == {'dev~lovely-dev'}
+
+
+def test_readme_starts_with_install_and_demo():
+    import os
+    readme = os.path.join(os.path.dirname(__file__), '..', 'README.rst')
+    with open(readme, encoding='utf-8') as f:
+        text = f.read()
+    first = text.split('::\n\n', 1)[1].split('\n\n', 1)[0]
+    assert 'pip install .' in first and first.rstrip().endswith(
+        'lovely-gae demo')
+
+
+def test_the_demo_needs_none_of_the_test_tools(tmp_path):
+    """``pip install .`` brings no pytest, webtest or hypothesis."""
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = ('import sys\n'
+              'for name in ("pytest", "webtest", "hypothesis"):\n'
+              '    sys.modules[name] = None  # importing it fails\n'
+              'from lovely_gae.cli import main\n'
+              'sys.exit(main(["demo"]))\n')
+    env = dict(os.environ, PYTHONPATH=root)
+    env.pop('LOVELY_GAE_TOKEN', None)
+    done = subprocess.run([sys.executable, '-c', script], cwd=str(tmp_path),
+                          env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert 'byte for byte: yes' in done.stdout
+    assert done.stderr == ''

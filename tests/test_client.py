@@ -2,6 +2,7 @@ import os
 
 import pytest
 from google.appengine.api.datastore_file_stub import DatastoreFileStub
+from google.appengine.ext import db
 
 from lovely_gae import entities
 from lovely_gae.exceptions import (OutFileExists, SnapshotNotFinished,
@@ -102,3 +103,135 @@ def test_devfile_reader_refuses_anything_but_a_list_of_bytes(tmp_path):
     path.write_bytes(pickle.dumps([b'x', os.system], protocol=3))
     with open(path, 'rb') as f, pytest.raises(ValueError):
         list(devfile.iter_entities(f))
+
+
+class Parent(db.Model):
+    name = db.StringProperty()
+
+
+class Child(db.Model):
+    parent_ref = db.ReferenceProperty(Parent)
+    others = db.ListProperty(db.Key)
+    email = db.EmailProperty()
+
+
+def test_rewritten_keys_and_references_load_under_the_target_app(
+        gae_testbed, finished_snapshot, tmp_path):
+    from lovely_gae.testing import start_testbed
+    mum = Parent(name='mum')
+    mum.put()
+    elsewhere = db.Key.from_path('Parent', 'x', namespace='global')
+    kid = Child(parent=mum, parent_ref=mum, others=[mum.key(), elsewhere],
+                email='kid@example.com')
+    kid.put()
+    snap = finished_snapshot(['Parent', 'Child'])
+    path = client.download_snapshot(str(tmp_path), snap.id, progress=quiet,
+                                    target_app_id='dev~lovely-dev',
+                                    target_namespace='dev')
+    bed = start_testbed(app_id='dev~lovely-dev', datastore_file=path,
+                        save_changes=False)
+    try:
+        [loaded] = Child.all(namespace='dev').fetch(None)
+        assert loaded.key().app() == 'dev~lovely-dev'
+        assert loaded.parent().name == 'mum'
+        assert loaded.parent_ref.name == 'mum'
+        assert loaded.parent_ref.key().app() == 'dev~lovely-dev'
+        assert loaded.parent_ref.key().namespace() == 'dev'
+        # A reference into another namespace moves app, not namespace.
+        assert [(k.app(), k.namespace()) for k in loaded.others] == [
+            ('dev~lovely-dev', 'dev'), ('dev~lovely-dev', 'global')]
+        assert Child.all().count() == 0  # nothing left in ''
+    finally:
+        bed.deactivate()
+
+
+def test_rewrite_to_the_default_namespace_leaves_it_unset(gae_testbed):
+    from lovely_gae.snapshot.rewrite import rewrite_entity
+    kid = Child(email='a@b.c', _app=(None, 'tenant'))
+    kid.put()
+    [proto] = entities.get([entities.ref(kid.key())])
+    moved = rewrite_entity(entities.EntityProto.FromString(
+        proto.SerializeToString()), app='lovely-gae-testing', namespace='')
+    assert not moved.key.HasField('name_space')
+    assert list(moved.entity_group.element) == list(
+        proto.entity_group.element)
+    kid.delete()
+    entities.put([moved])
+    assert [k.email for k in Child.all()] == ['a@b.c']
+
+
+def test_scrub_masks_or_drops_each_entity(make_entities, finished_snapshot,
+                                          tmp_path):
+    make_entities(Dummy, 10)
+    snap = finished_snapshot(['Dummy'])
+
+    def scrub(entity):
+        [title] = [p for p in entity.property if p.name == 'title']
+        if title.value.stringValue == b'3':
+            return None
+        title.value.stringValue = b'***'
+        return entity
+    path = client.download_snapshot(str(tmp_path), snap.id, scrub=scrub,
+                                    progress=quiet)
+    with open(path, 'rb') as f:
+        found = [entities.EntityProto.FromString(d)
+                 for d in devfile.iter_entities(f)]
+    assert len(found) == 9
+    assert {p.value.stringValue for e in found for p in e.property} == {
+        b'***'}
+
+
+def test_upload_puts_a_file_back_locally_byte_for_byte(
+        make_entities, finished_snapshot, tmp_path):
+    make_entities(Dummy, 250)
+    make_entities(Yummy, 5)
+    before = stored_bytes('Dummy') + stored_bytes('Yummy')
+    snap = finished_snapshot(['Dummy', 'Yummy'])
+    path = client.download_snapshot(str(tmp_path), snap.id, progress=quiet,
+                                    target_app_id='s~production')
+    db.delete(Dummy.all(keys_only=True).fetch(None))
+    db.delete(Yummy.all(keys_only=True).fetch(None))
+    assert client.upload_snapshot(path, batch_bytes=2000) == 255
+    assert stored_bytes('Dummy') + stored_bytes('Yummy') == before
+
+
+def test_upload_of_a_damaged_file_puts_nothing(make_entities,
+                                               finished_snapshot, tmp_path):
+    make_entities(Dummy, 250)
+    snap = finished_snapshot(['Dummy'])
+    path = client.download_snapshot(str(tmp_path), snap.id, progress=quiet)
+    db.delete(Dummy.all(keys_only=True).fetch(None))
+    with open(path, 'rb+') as f:
+        f.truncate(os.path.getsize(path) - 100)
+    with pytest.raises(ValueError, match='cut short'):
+        client.upload_snapshot(path, batch_bytes=2000)
+    assert Dummy.all().count() == 0
+
+
+def test_a_datastore_file_the_sdk_saved_uploads_byte_for_byte(
+        tmp_path, monkeypatch):
+    from lovely_gae.local import local_datastore
+    monkeypatch.delenv('GAE_APPLICATION', raising=False)
+    path = str(tmp_path / 'dev.datastore')
+    with local_datastore(path):
+        db.put([Dummy(title=t) for t in ('', 'x', 'é' * 300)])
+        expected = stored_bytes('Dummy')
+    with open(path, 'rb') as f:
+        assert f.read(1) == b']'  # pickle protocol 1, as the SDK saves
+    assert devfile.count_kinds(path) == {'Dummy': 3}
+    with local_datastore(str(tmp_path / 'other.datastore')):
+        assert client.upload_snapshot(path) == 3
+        assert stored_bytes('Dummy') == expected
+
+
+def test_upload_refuses_the_librarys_own_entities(tmp_path, monkeypatch):
+    from lovely_gae.local import local_datastore
+    monkeypatch.delenv('GAE_APPLICATION', raising=False)
+    path = str(tmp_path / 'dev.datastore')
+    with local_datastore(path):
+        db.put([Dummy(title='x')])
+        api.create_snapshot(['Dummy'])
+    with local_datastore(str(tmp_path / 'other.datastore')):
+        with pytest.raises(ValueError, match="namespace 'lovely_gae'"):
+            client.upload_snapshot(path)
+        assert Dummy.all().count() == 0

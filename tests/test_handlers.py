@@ -1,19 +1,27 @@
+"""Every endpoint of the app, in-process with webtest."""
+import hashlib
+
 import pytest
+from google.appengine.ext import db
 from webtest import TestApp
 
-from lovely_gae import async_
-from lovely_gae.snapshot import getApp
-from lovely_gae.snapshot.models import Snapshot
-from tests.conftest import Dummy
+from lovely_gae import async_, defaults, entities
+from lovely_gae.snapshot import getApp, wire
+from lovely_gae.snapshot.handlers import HANDLER_TUPLES
+from lovely_gae.snapshot.models import RangeBackup, Snapshot
+from tests.conftest import Dummy, Yummy
 
 CREATE = '/lovely.gae/snapshot.CreateSnapshotHandler'
+SNAPSHOTS = '/lovely.gae/snapshots'
 
 
 @pytest.fixture
-def app(gae_testbed, monkeypatch):
-    monkeypatch.delenv('LOVELY_GAE_TOKEN', raising=False)
-    monkeypatch.delenv('GAE_ENV', raising=False)
+def app(gae_testbed):
     return TestApp(getApp())
+
+
+def stored_bytes(rb):
+    return b''.join(rb.iter_parts(verify=False))
 
 
 def test_get_creates_a_snapshot_of_the_kinds_in_order(app, make_entities):
@@ -41,15 +49,263 @@ def test_post_with_a_form_creates_a_snapshot(app, make_entities):
     ('namespace=a%20b', "invalid namespace 'a b'"),
 ])
 def test_bad_input_gets_400_with_a_one_line_reason(app, query, reason):
-    res = app.get(CREATE + '?' + query, status=400)
-    assert res.text.startswith(reason)
-    assert res.text.count('\n') == 1
+    for path in (CREATE + '?' + query, SNAPSHOTS + '?' + query):
+        res = app.post(path, status=400)
+        assert res.text.startswith(reason)
+        assert res.text.count('\n') == 1
     assert Snapshot.all().count() == 0
     assert async_.get_tasks() == []
 
 
 def test_other_methods_and_paths_are_refused(app):
-    app.put(CREATE, status=405)
+    res = app.put(CREATE, status=405)
+    assert res.headers['Allow'] == 'GET, HEAD, POST'
     assert app.get('/lovely.gae/nothing', status=404).text.startswith(
         'no such page')
     assert Snapshot.all().count() == 0
+
+
+def test_every_route_refuses_the_methods_it_does_not_serve(app,
+                                                           finished_snapshot):
+    snap = finished_snapshot(['Dummy'])
+    [rb] = snap.range_backups()
+    for path, handler in HANDLER_TUPLES:
+        url = (path.replace('<id>', str(snap.id))
+               .replace('<name:path>', rb.name))
+        for method in ('PUT', 'DELETE', 'PATCH', 'GET', 'POST'):
+            if method not in handler.methods:
+                res = app.request(url, method=method, status=405)
+                assert set(res.headers['Allow'].split(', ')) == \
+                    handler.methods
+    assert Snapshot.all().count() == 1
+
+
+def test_list_and_show_snapshots_as_json(app, make_entities,
+                                         finished_snapshot):
+    make_entities(Dummy, 5)
+    old = finished_snapshot(['Dummy'])
+    new = finished_snapshot(['Dummy'], batchsize=2)
+    listed = app.get(SNAPSHOTS).json['snapshots']
+    assert [s['id'] for s in listed] == [new.id, old.id]
+    assert app.get(SNAPSHOTS + '?limit=1').json['snapshots'] == listed[:1]
+    shown = app.get('%s/%d' % (SNAPSHOTS, new.id)).json
+    assert shown == listed[0]
+    assert {'id', 'status', 'kinds', 'namespace', 'progress',
+            'created'} <= set(shown)
+    assert shown['progress'] == {'ranges_done': 3, 'ranges_total': 3,
+                                 'entities': 5,
+                                 'bytes': new.progress()['bytes']}
+    assert app.get(SNAPSHOTS + '/latest').json['id'] == new.id
+
+
+def test_unknown_snapshots_are_404_and_bad_params_400(app):
+    assert app.get(SNAPSHOTS + '/999', status=404).text == \
+        'no snapshot with id 999\n'
+    app.get(SNAPSHOTS + '/abc', status=404)
+    app.get(SNAPSHOTS + '/latest', status=404)
+    app.post(SNAPSHOTS + '/999/restore', status=404)
+    app.post(SNAPSHOTS + '/999/delete', status=404)
+    app.get(SNAPSHOTS + '/999/manifest', status=404)
+    assert 'invalid limit' in app.get(SNAPSHOTS + '?limit=x', status=400).text
+
+
+def test_post_creates_a_snapshot_and_answers_201(app, make_entities,
+                                                 run_tasks):
+    make_entities(Yummy, 3)
+    res = app.post(SNAPSHOTS, {'kinds': ['Yummy'], 'batchsize': '2'},
+                   status=201)
+    assert res.json['status'] == 'started'
+    assert res.json['kinds'] == ['Yummy']
+    run_tasks(recursive=True)
+    assert app.get('%s/%d' % (SNAPSHOTS, res.json['id'])).json[
+        'progress']['entities'] == 3
+
+
+def test_restore_dry_run_changes_nothing_and_restore_does(
+        app, make_entities, finished_snapshot, run_tasks):
+    keys = make_entities(Dummy, 10)
+    snap = finished_snapshot(['Dummy'])
+    db.delete(keys[:4])
+    url = '%s/%d/restore' % (SNAPSHOTS, snap.id)
+    res = app.post(url, {'dry_run': 'true'})
+    assert res.json == {'id': snap.id, 'dry_run': True, 'plan': {
+        'Dummy': {'created': 4, 'changed': 0, 'deleted': 0}}}
+    assert async_.get_tasks() == []
+    assert Dummy.all().count() == 6
+    res = app.post(url, {'kinds': 'Dummy'}, status=202)
+    assert res.json['restore']['status'] == 'running'
+    run_tasks(recursive=True)
+    assert Dummy.all().count() == 10
+    assert app.get('%s/%d' % (SNAPSHOTS, snap.id)).json['restore'][
+        'status'] == 'finished'
+
+
+def test_restore_refuses_unknown_kinds_and_unfinished_snapshots(
+        app, make_entities, finished_snapshot):
+    make_entities(Dummy, 3)
+    snap = finished_snapshot(['Dummy'])
+    res = app.post('%s/%d/restore' % (SNAPSHOTS, snap.id),
+                   {'kinds': 'Yummy'}, status=400)
+    assert res.text.startswith("invalid kind 'Yummy'")
+    app.post('%s/%d/restore?dry_run=maybe' % (SNAPSHOTS, snap.id),
+             status=400)
+    started = app.post(SNAPSHOTS, {'kinds': 'Dummy'}).json
+    res = app.post('%s/%d/restore' % (SNAPSHOTS, started['id']), status=409)
+    assert res.text == 'snapshot %d is started, not finished\n' % (
+        started['id'])
+    assert len(async_.get_tasks()) == 1  # the new snapshot's own
+
+
+def test_delete_and_prune(app, make_entities, finished_snapshot):
+    make_entities(Dummy, 3)
+    first, second, third = [finished_snapshot(['Dummy']) for _ in range(3)]
+    res = app.post('%s/%d/delete' % (SNAPSHOTS, second.id))
+    assert res.json == {'deleted': [second.id]}
+    assert db.get(second.key()) is None
+    assert app.post('/lovely.gae/prune', status=400).text == \
+        'keep is required\n'
+    app.post('/lovely.gae/prune?keep=-1', status=400)
+    assert app.post('/lovely.gae/prune?keep=1').json == {
+        'deleted': [first.id]}
+    assert [s.id for s in Snapshot.all()] == [third.id]
+
+
+def test_manifest_lists_every_range_with_its_checksum(app, make_entities,
+                                                      finished_snapshot):
+    make_entities(Dummy, 25)
+    make_entities(Yummy, 3)
+    snap = finished_snapshot(['Dummy', 'Yummy'], batchsize=10)
+    manifest = app.get('%s/%d/manifest' % (SNAPSHOTS, snap.id)).json
+    assert manifest['snapshot']['id'] == snap.id
+    backups = snap.range_backups()
+    assert [r['name'] for r in manifest['ranges']] == [b.name for b in
+                                                       backups]
+    first = manifest['ranges'][0]
+    assert first == {
+        'name': backups[0].name, 'kind': 'Dummy', 'position': 0,
+        'count': 10, 'size': backups[0].size, 'codec': 'bz2',
+        'format': 'entityproto-delimited/1',
+        'sha256': hashlib.sha256(stored_bytes(backups[0])).hexdigest(),
+        'path': '/lovely.gae/snapshots/%d/ranges/RB%%3A%d%%3ADummy%%3A'
+                '0000000000%%3A%d' % (snap.id, snap.id, backups[0].size)}
+    assert sum(r['count'] for r in manifest['ranges']) == 28
+
+
+def test_unfinished_snapshots_cannot_be_downloaded(app, make_entities):
+    make_entities(Dummy, 3)
+    started = app.post(SNAPSHOTS, {'kinds': 'Dummy'}).json
+    res = app.get('%s/%d/manifest' % (SNAPSHOTS, started['id']), status=409)
+    assert 'not finished' in res.text
+
+
+def test_a_range_is_served_as_stored_with_etag_and_ranges(
+        app, make_entities, finished_snapshot):
+    make_entities(Dummy, 50)
+    snap = finished_snapshot(['Dummy'])
+    [entry] = app.get('%s/%d/manifest' % (SNAPSHOTS, snap.id)).json['ranges']
+    [rb] = snap.range_backups()
+    data = stored_bytes(rb)
+    res = app.get(entry['path'])
+    assert res.body == data
+    assert res.content_type == 'application/octet-stream'
+    assert res.headers['Content-Length'] == str(len(data))
+    assert res.headers['ETag'] == '"%s"' % rb.sha256
+    assert res.headers['Accept-Ranges'] == 'bytes'
+    res = app.get(entry['path'], headers={'Range': 'bytes=100-'},
+                  status=206)
+    assert res.body == data[100:]
+    assert res.headers['Content-Range'] == 'bytes 100-%d/%d' % (
+        len(data) - 1, len(data))
+    # A range of another copy than the one asked for: all of it again.
+    res = app.get(entry['path'], headers={'Range': 'bytes=100-',
+                                          'If-Range': '"other"'}, status=200)
+    assert res.body == data
+    app.get(entry['path'], headers={'Range': 'bytes=%d-' % len(data)},
+            status=416)
+    assert app.head(entry['path']).body == b''
+
+
+def test_ranges_of_a_range_stored_in_several_parts(
+        app, make_entities, finished_snapshot, monkeypatch):
+    monkeypatch.setattr(defaults, 'PART_SIZE', 300)
+    make_entities(Dummy, 150, )
+    snap = finished_snapshot(['Dummy'], codec='none')
+    [rb] = snap.range_backups()
+    assert rb.parts > 3
+    data = stored_bytes(rb)
+    [entry] = app.get('%s/%d/manifest' % (SNAPSHOTS, snap.id)).json['ranges']
+    assert app.get(entry['path']).body == data
+    for start, stop in [(0, 299), (299, 301), (650, 1300), (901, len(data))]:
+        res = app.get(entry['path'], status=206, headers={
+            'Range': 'bytes=%d-%d' % (start, stop - 1)})
+        assert res.body == data[start:stop]
+
+
+def test_ranges_of_other_snapshots_or_names_are_404(app, make_entities,
+                                                    finished_snapshot):
+    make_entities(Dummy, 3)
+    one, two = finished_snapshot(['Dummy']), finished_snapshot(['Dummy'])
+    [rb] = one.range_backups()
+    app.get('%s/%d/ranges/%s' % (SNAPSHOTS, two.id, rb.name), status=404)
+    app.get('%s/%d/ranges/RB:%d:nothing' % (SNAPSHOTS, one.id, one.id),
+            status=404)
+
+
+def _upload_body(*entity_protos):
+    [(body, _)] = wire.batches(e.SerializeToString() for e in entity_protos)
+    return body
+
+
+def test_upload_puts_entities_under_this_apps_id(app, make_entities):
+    keys = make_entities(Dummy, 3)
+    protos = entities.get([entities.ref(k) for k in keys])
+    db.delete(keys)
+    for proto in protos:
+        proto.key.app = 's~production'
+    res = app.post(SNAPSHOTS.replace('snapshots', 'upload'),
+                   _upload_body(*protos),
+                   content_type=wire.CONTENT_TYPE)
+    assert res.json == {'put': 3}
+    assert sorted(d.title for d in db.get(keys)) == ['0', '1', '2']
+
+
+@pytest.mark.parametrize('body, content_type, status, reason', [
+    (b'\x05abc', wire.CONTENT_TYPE, 400, 'stored range ends inside'),
+    (b'\x03abc', wire.CONTENT_TYPE, 400, 'cannot be decoded'),
+    (b'', 'application/octet-stream', 415, 'send application/x-lovely'),
+])
+def test_a_bad_upload_puts_nothing(app, make_entities, body, content_type,
+                                   status, reason):
+    keys = make_entities(Dummy, 2)
+    good = entities.get([entities.ref(keys[0])])[0]
+    db.delete(keys)
+    res = app.post('/lovely.gae/upload', _upload_body(good) + body,
+                   content_type=content_type, status=status)
+    assert reason in res.text
+    assert Dummy.all().count() == 0
+
+
+def test_uploads_into_the_librarys_own_namespace_are_refused(
+        app, finished_snapshot, make_entities):
+    make_entities(Dummy, 1)
+    snap = finished_snapshot(['Dummy'])
+    task = async_.defer('os:system', args=('true',), countdown=3600)
+    proto = entities.get([entities.ref(task.key())])[0]
+    task.delete()
+    res = app.post('/lovely.gae/upload', _upload_body(proto),
+                   content_type=wire.CONTENT_TYPE, status=400)
+    assert "namespace 'lovely_gae'" in res.text
+    assert async_.get_tasks() == []
+    assert RangeBackup.all().count() == len(snap.range_backups())
+
+
+def test_worker_runs_due_tasks_and_says_what_is_left(app, make_entities):
+    make_entities(Dummy, 5)
+    app.post(SNAPSHOTS, {'kinds': 'Dummy'})
+    async_.defer(print, countdown=3600)
+    assert app.get('/lovely.gae/worker').json == {'ran': 3, 'queued': 1}
+    assert Snapshot.all().get().status == 'finished'
+    assert app.post('/lovely.gae/worker?seconds=5').json == {
+        'ran': 0, 'queued': 1}
+    for bad in ('abc', '0', '-1', '1000', 'nan'):
+        app.get('/lovely.gae/worker?seconds=' + bad, status=400)

@@ -5,7 +5,11 @@ App Engine strips from outside requests, so they can be trusted there and
 nowhere else. Any other caller needs the bearer token. Off App Engine a
 configured token is required as well; with none configured, only requests
 from this machine (loopback, not forwarded by a proxy) or made in-process
-(no ``REMOTE_ADDR``, as webtest and ``Request.blank`` make them) get in.
+(no ``REMOTE_ADDR``, as webtest and ``Request.blank`` make them) get in,
+and only when they name this machine in ``Host`` and come from no web page
+of another origin: a browser on this machine must not be a way in, be it
+by a page's form (cross-site request) or by a name that resolves to
+127.0.0.1 (DNS rebinding).
 """
 import hmac
 import ipaddress
@@ -54,15 +58,39 @@ def _is_loopback(environ):
         return False
 
 
+def _is_loopback_name(host):
+    name = host.lower()
+    if name.startswith('['):
+        name = name[1:].partition(']')[0]
+    elif name.count(':') == 1:
+        name = name.partition(':')[0]
+    if name == 'localhost' or name.endswith('.localhost'):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _from_another_site(request):
+    if request.headers.get('Sec-Fetch-Site') in ('cross-site', 'same-site'):
+        return True
+    origin = request.headers.get('Origin')
+    if origin is None:
+        return False
+    return origin != request.host_url
+
+
 def check_access(request, token=None):
-    """Return None if ``request`` may go on; raise a 401/403 response if not."""
+    """None if ``request`` may go on; else raise a 401/403 response."""
     token = configured_token(token)
     if on_app_engine():
         if (request.headers.get('X-Appengine-Cron') == 'true'
                 or request.headers.get('X-AppEngine-QueueName')):
             return None
     elif token is None:
-        if _is_loopback(request.environ):
+        if (_is_loopback(request.environ) and _is_loopback_name(request.host)
+                and not _from_another_site(request)):
             return None
         raise refuse(exc.HTTPForbidden,
                      'no token configured: only loopback callers are served')

@@ -1,18 +1,27 @@
-"""Download a snapshot to a file a development datastore loads.
+"""Download a snapshot to a file a development datastore loads; upload one.
 
-``download_snapshot`` reads the snapshot's stored ranges and writes
-``<out_dir>/snapshot.<id>`` in the format of the SDK's ``DatastoreFileStub``.
-The file is written under a temporary name and renamed when complete, so
-a failure never leaves a partial file behind.
+``download_snapshot`` writes ``<out_dir>/snapshot.<id>`` in the format of
+the SDK's ``DatastoreFileStub``, from the datastore this process sees (as
+the seed did) or from an app over HTTP(S). The file is written under a
+temporary name and renamed when complete, so a failure never leaves a
+partial file behind. ``upload_snapshot`` goes the other way: a file into a
+datastore, here or through an app.
 """
+import hashlib
 import os
+import shutil
 import sys
 import time
 
-from ..exceptions import OutFileExists, SnapshotNotFound
-from . import api, devfile
+from google.appengine.api import datastore_types
 
-__all__ = ['download_snapshot', 'SeedProgress']
+from .. import entities
+from ..exceptions import OutFileExists, RangeCorrupted, SnapshotNotFound
+from . import api, devfile, storage, wire
+from .rewrite import Transform
+
+__all__ = ['download_snapshot', 'upload_snapshot', 'SeedProgress',
+           'BarProgress', 'progress_for']
 
 
 class SeedProgress:
@@ -52,11 +61,12 @@ class BarProgress:
         from tqdm import tqdm
         if event == 'start':
             self.bar = tqdm(total=info['bytes'], unit='B', unit_scale=True,
+                            unit_divisor=1024,
                             desc='snapshot %d' % info['snapshot_id'])
         elif event == 'range':
             self.bar.set_postfix_str('range %d/%d' % (info['position'],
                                                       info['total']))
-        elif event == 'range_done':
+        elif event == 'bytes' and self.bar is not None:
             self.bar.update(info['bytes'])
         elif event == 'save':
             self.bar.close()
@@ -84,35 +94,26 @@ def out_path(out_dir, snapshot_id):
     return path
 
 
-def download_snapshot(out_dir, snapshot_id=None, progress=None):
-    """Write snapshot ``snapshot_id`` (default: the latest finished one).
+def write_file(path, snapshot_id, sources, progress, transform):
+    """Write the records of ``sources`` to ``path``; never a partial file.
 
-    Returns the path of the file written. ``progress(event, **info)`` is
-    told ``start``, each ``range`` and ``save``; by default it prints the
-    seed's lines.
+    ``sources`` is a list of ``(range name, stored size, records())``;
+    ``records()`` is called when the range's turn comes.
     """
-    progress = progress or SeedProgress()
-    if snapshot_id is None:
-        snap = api.latest_snapshot()
-        if snap is None:
-            raise SnapshotNotFound("latest")
-    else:
-        snap = api.get_snapshot(snapshot_id)
-    snap.check_finished()
-    path = out_path(out_dir, snap.id)
-    backups = snap.range_backups()
-    progress('start', snapshot_id=snap.id, ranges=len(backups),
-             bytes=sum(rb.size or 0 for rb in backups))
+    progress('start', snapshot_id=snapshot_id, ranges=len(sources),
+             bytes=sum(size for _, size, _ in sources))
     fileobj, temp_path = devfile.temp_file(path)
     try:
         with fileobj:
             writer = devfile.DevFileWriter(fileobj)
-            for position, rb in enumerate(backups, 1):
-                progress('range', name=rb.name, position=position,
-                         total=len(backups), bytes=rb.size or 0)
-                for record in rb.iter_records():
-                    writer.add(record)
-                progress('range_done', name=rb.name, bytes=rb.size or 0)
+            for position, (name, size, records) in enumerate(sources, 1):
+                progress('range', name=name, position=position,
+                         total=len(sources), bytes=size)
+                for record in records():
+                    record = transform(record)
+                    if record is not None:
+                        writer.add(record)
+                progress('range_done', name=name, bytes=size)
             writer.close()
         progress('save', path=path)
         devfile.publish(temp_path, path)
@@ -123,11 +124,142 @@ def download_snapshot(out_dir, snapshot_id=None, progress=None):
     return path
 
 
+def _local_sources(snap, progress):
+    def source(rb):
+        def records():
+            yield from rb.iter_records()
+            progress('bytes', bytes=rb.size or 0)
+        return rb.name, rb.size or 0, records
+    return [source(rb) for rb in snap.range_backups()]
+
+
+def _remote_sources(remote, manifest, partial_dir, progress):
+    snapshot_id = manifest['snapshot']['id']
+
+    def source(entry):
+        def records():
+            if entry['format'] != storage.FORMAT:
+                raise RangeCorrupted(snapshot_id, entry['name'],
+                                     'unknown format %r' % entry['format'])
+            os.makedirs(partial_dir, exist_ok=True)
+            name = hashlib.sha256(entry['name'].encode()).hexdigest()[:32]
+            path = remote.fetch_range(snapshot_id, entry, os.path.join(
+                partial_dir, name + '.part'), progress)
+            try:
+                yield from storage.iter_records(_chunks(path), entry['codec'])
+            except ValueError as exc:
+                raise RangeCorrupted(snapshot_id, entry['name'],
+                                     'cannot decode: %s' % exc) from exc
+        return entry['name'], entry['size'], records
+    return [source(entry) for entry in manifest['ranges']]
+
+
+def _chunks(path, size=1 << 20):
+    with open(path, 'rb') as fileobj:
+        yield from iter(lambda: fileobj.read(size), b'')
+
+
+def download_snapshot(out_dir, snapshot_id=None, url=None, token=None,
+                      target_app_id=None, target_namespace=None, scrub=None,
+                      progress=None):
+    """Write snapshot ``snapshot_id`` (default: the latest finished one).
+
+    Returns the path of the file written. Without ``url`` it reads the
+    datastore this process sees; with ``url`` (an app's base URL, or a
+    ``remote.RemoteClient``) it downloads over HTTP(S) with ``token``,
+    keeping what it has in ``<out_dir>/.snapshot.<id>.partial`` until the
+    file is complete, so that an interrupted download resumes there.
+    ``target_app_id`` and ``target_namespace`` move keys and references
+    (see ``rewrite``); ``scrub(entity)`` returns the ``EntityProto`` to
+    write or None to drop it. ``progress(event, **info)`` is told
+    ``start``, each ``range``, ``bytes`` as they come, and ``save``; by
+    default it prints the seed's lines.
+    """
+    progress = progress or SeedProgress()
+    transform = Transform(target_app_id, target_namespace, scrub)
+    if url is None:
+        return _download_local(out_dir, snapshot_id, transform, progress)
+    from .remote import RemoteClient
+    if isinstance(url, RemoteClient):
+        return _download_remote(url, out_dir, snapshot_id, transform,
+                                progress)
+    with RemoteClient(url, token) as remote:
+        return _download_remote(remote, out_dir, snapshot_id, transform,
+                                progress)
+
+
+def _download_local(out_dir, snapshot_id, transform, progress):
+    if snapshot_id is None:
+        snap = api.latest_snapshot()
+        if snap is None:
+            raise SnapshotNotFound('latest')
+    else:
+        snap = api.get_snapshot(snapshot_id)
+    snap.check_finished()
+    path = out_path(out_dir, snap.id)
+    return write_file(path, snap.id, _local_sources(snap, progress),
+                      progress, transform)
+
+
+def _download_remote(remote, out_dir, snapshot_id, transform, progress):
+    manifest = remote.manifest('latest' if snapshot_id is None
+                               else snapshot_id)
+    snapshot_id = manifest['snapshot']['id']
+    path = out_path(out_dir, snapshot_id)
+    partial_dir = os.path.join(out_dir, '.snapshot.%d.partial' % snapshot_id)
+    sources = _remote_sources(remote, manifest, partial_dir, progress)
+    write_file(path, snapshot_id, sources, progress, transform)
+    shutil.rmtree(partial_dir, ignore_errors=True)
+    return path
+
+
+def _entities(path, transform):
+    with open(path, 'rb') as fileobj:
+        for record in devfile.iter_entities(fileobj):
+            entity = transform.entity(devfile.read_entity(record))
+            if entity is not None:
+                yield wire.check_entity(entity)
+
+
+def upload_snapshot(path, url=None, token=None, target_app_id=None,
+                    target_namespace=None, scrub=None, batch_bytes=None,
+                    progress=None):
+    """Put the entities of a downloaded file into a datastore; return how many.
+
+    Without ``url`` they go into the datastore this process sees, moved to
+    its app id unless ``target_app_id`` says otherwise; with ``url`` they
+    go through the app's upload endpoint, which moves them to its own app
+    id. Batches stay under ``batch_bytes`` (App Engine takes at most 1 MiB
+    per request). The whole file is read and checked before anything is
+    put: a damaged file, or one holding the library's own entities, puts
+    nothing.
+    """
+    if url is None and target_app_id is None:
+        target_app_id = datastore_types.ResolveAppId(None)
+    for _ in _entities(path, Transform(target_app_id, target_namespace)):
+        pass  # scrub runs once, below
+    transform = Transform(target_app_id, target_namespace, scrub)
+    records = (e.SerializeToString() for e in _entities(path, transform))
+    if url is None:
+        count = 0
+        for body, size in wire.batches(records, batch_bytes):
+            entities.put(wire.decode(body))
+            count += size
+            if progress:
+                progress('batch', entities=size, bytes=len(body))
+        return count
+    from .remote import RemoteClient
+    if isinstance(url, RemoteClient):
+        return url.upload(records, batch_bytes, progress)
+    with RemoteClient(url, token) as remote:
+        return remote.upload(records, batch_bytes, progress)
+
+
 def main(argv=None):
     """The seed's ``download_snapshot`` script: ``lovely-gae download``.
 
-    ``download_snapshot [--datastore PATH ...] [ID] OUT_DIR``: the global
-    options of ``lovely-gae`` go first, as they would there.
+    ``download_snapshot [--datastore PATH | --url URL ...] [ID] OUT_DIR``:
+    the global options of ``lovely-gae`` go first, as they would there.
     """
     from ..cli import main as cli_main, split_global_options
     options, rest = split_global_options(

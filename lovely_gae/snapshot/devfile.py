@@ -3,8 +3,9 @@
 The SDK's file stub reads a pickled list of encoded ``EntityProto`` bytes
 (``google/appengine/api/datastore_file_stub.py``). We only ever *write* that
 pickle, opcode by opcode, streaming, so a download never holds the whole
-list in memory; reading a downloaded file back goes through
-``iter_entities``, which parses the same few opcodes and refuses any other.
+list in memory; reading a file back (ours, or one the SDK saved) goes
+through ``iter_entities``, which parses the few opcodes such a list takes
+and refuses any other.
 """
 import os
 import struct
@@ -12,7 +13,8 @@ import tempfile
 
 from ..exceptions import OutFileExists
 
-__all__ = ['DevFileWriter', 'iter_entities', 'publish']
+__all__ = ['DevFileWriter', 'iter_entities', 'read_entity', 'temp_file',
+           'publish', 'count_kinds']
 
 _PROTO3 = b'\x80\x03'
 _EMPTY_LIST, _MARK, _APPENDS, _STOP = b']', b'(', b'e', b'.'
@@ -45,24 +47,49 @@ class DevFileWriter:
         self._file.write(_APPENDS + _STOP)
 
 
+def _protocol1_bytes(fileobj, read):
+    """Bytes as protocol 1 pickles them: ``_codecs.encode(text, 'latin1')``.
+
+    The SDK's file stub saves with protocol 1. The call is recognised by
+    its exact opcodes and its result computed here; nothing is called.
+    """
+    target = fileobj.readline() + fileobj.readline()
+    if target == b'_codecs\nencode\n' and read(2) == b'(X':
+        text = read(struct.unpack('<I', read(4))[0])
+        if read(13) == b'X\x06\x00\x00\x00latin1tR':
+            return text.decode('utf-8').encode('latin-1')
+    elif target == b'__builtin__\nbytes\n' and read(2) == b')R':
+        return b''
+    raise ValueError('not a datastore file: a call of %r' % target)
+
+
 def iter_entities(fileobj):
-    """Yield the entity bytes of a file ``DevFileWriter`` (or the SDK) wrote.
+    """Yield the entity bytes of a file ``DevFileWriter`` or the SDK wrote.
 
     Understands only the opcodes of a flat list of bytes, plus the integer
-    the SDK may append; anything else is refused, never unpickled.
+    the SDK appends; anything else is refused, never unpickled.
     """
     def read(size):
         data = fileobj.read(size)
         if len(data) != size:
             raise ValueError('datastore file is cut short')
         return data
-    if read(2) not in (b'\x80\x02', b'\x80\x03', b'\x80\x04', b'\x80\x05'):
+    header = read(1)
+    if header == b'\x80':
+        if read(1) not in (b'\x02', b'\x03', b'\x04', b'\x05'):
+            raise ValueError('not a datastore file: unknown header')
+    elif header != _EMPTY_LIST:  # protocol 1 starts right with the list
         raise ValueError('not a datastore file: unknown header')
     while True:
         op = fileobj.read(1)
         if op in (_EMPTY_LIST, _MARK, _APPENDS):
             continue
-        if op == _SHORT_BINBYTES:
+        if op == b'c':
+            yield _protocol1_bytes(fileobj, read)
+        elif op in (b'L', b'I'):  # protocol 1's trailing timestamp
+            if not fileobj.readline().endswith(b'\n'):
+                raise ValueError('datastore file is cut short')
+        elif op == _SHORT_BINBYTES:
             yield read(read(1)[0])
         elif op == _BINBYTES:
             yield read(struct.unpack('<I', read(4))[0])
@@ -79,6 +106,26 @@ def iter_entities(fileobj):
             raise ValueError('datastore file is cut short')
         else:
             raise ValueError('not a datastore file: opcode %r' % op)
+
+
+def _reserved(prop):
+    return prop.name.startswith('__') and prop.name.endswith('__')
+
+
+def read_entity(record):
+    """The ``EntityProto`` of a record, as a datastore takes it in a put.
+
+    A file the SDK's stub saved holds entities as the stub stores them,
+    with properties of its own (``__metadata__``, ``__scatter__``) that a
+    put refuses; they are dropped. Applications cannot have such names.
+    """
+    from ..entities import EntityProto
+    entity = EntityProto.FromString(record)
+    for props in (entity.property, entity.raw_property):
+        for index in range(len(props) - 1, -1, -1):
+            if _reserved(props[index]):
+                del props[index]
+    return entity
 
 
 def temp_file(path):
@@ -106,13 +153,12 @@ def publish(temp_path, path):
 
 
 def count_kinds(path):
-    """``{kind: entities}`` of a downloaded file; ValueError if it is damaged."""
-    from ..entities import EntityProto
+    """``{kind: entities}`` of a datastore file; ValueError if damaged."""
     counts = {}
     with open(path, 'rb') as fileobj:
         for data in iter_entities(fileobj):
             try:
-                kind = EntityProto.FromString(data).key.path.element[-1].type
+                kind = read_entity(data).key.path.element[-1].type
             except Exception as exc:
                 raise ValueError('%s holds a damaged entity' % path) from exc
             counts[kind] = counts.get(kind, 0) + 1

@@ -1,36 +1,34 @@
-"""The WSGI handlers of the snapshot app, on WebOb.
+"""The snapshot app: its routing table, its router, and the seed's handler.
 
-Each handler takes a ``Request`` and returns a ``Response`` or raises a
-``webob.exc`` response carrying a one-line reason.
+``HANDLER_TUPLES`` is the public routing table, ``(path, handler)`` pairs.
+A path may hold ``<name>`` (one path segment) or ``<name:path>`` (the rest
+of the path, slashes included); the handler finds the values in
+``request.urlvars``. Every request passes the access check first, so a
+refused caller learns nothing, not even which paths exist.
 """
-from webob import Response, exc
+import re
+
+from webob import exc
 from webob.dec import wsgify
 
 from ..exceptions import InvalidInput
-from . import api
+from . import api, manage, transfer, worker
 from .access import check_access, refuse
+from .web import allow, text
 
 __all__ = ['CreateSnapshotHandler', 'HANDLER_TUPLES', 'SnapshotApp']
 
 
-def text(body, status=200):
-    return Response(body, status=status, content_type='text/plain',
-                    charset='utf-8')
-
-
+@allow('GET', 'POST')
 def CreateSnapshotHandler(request):
     """GET (as cron calls it) or POST: start a snapshot.
 
     ``kinds`` may repeat and keeps its order (none: every kind);
     ``batchsize`` and ``namespace`` are optional.
     """
-    if request.method not in ('GET', 'POST'):
-        raise refuse(exc.HTTPMethodNotAllowed, 'use GET or POST',
-                     headers={'Allow': 'GET, POST'})
     params = request.params
-    kinds = params.getall('kinds') or None
     try:
-        snap = api.create_snapshot(kinds=kinds,
+        snap = api.create_snapshot(kinds=params.getall('kinds') or None,
                                    batchsize=params.get('batchsize'),
                                    namespace=params.get('namespace'))
     except InvalidInput as error:
@@ -40,21 +38,45 @@ def CreateSnapshotHandler(request):
 
 HANDLER_TUPLES = [
     ('/lovely.gae/snapshot.CreateSnapshotHandler', CreateSnapshotHandler),
+    ('/lovely.gae/snapshots', manage.snapshots),
+    ('/lovely.gae/snapshots/<id>', manage.show),
+    ('/lovely.gae/snapshots/<id>/restore', manage.restore),
+    ('/lovely.gae/snapshots/<id>/delete', manage.delete),
+    ('/lovely.gae/prune', manage.prune),
+    ('/lovely.gae/snapshots/<id>/manifest', transfer.manifest),
+    ('/lovely.gae/snapshots/<id>/ranges/<name:path>', transfer.range_bytes),
+    ('/lovely.gae/upload', transfer.upload),
+    ('/lovely.gae/worker', worker.run),
 ]
+
+_PLACEHOLDER = re.compile(r'<(\w+)(:path)?>')
+
+
+def compile_path(path):
+    """The regular expression a routing path stands for."""
+    pattern, end = '', 0
+    for match in _PLACEHOLDER.finditer(path):
+        pattern += re.escape(path[end:match.start()])
+        pattern += '(?P<%s>%s)' % (match.group(1),
+                                   '.+' if match.group(2) else '[^/]+')
+        end = match.end()
+    return re.compile(pattern + re.escape(path[end:]) + r'\Z')
 
 
 class SnapshotApp:
     """Routes paths to handlers after the access check (``access.py``)."""
 
     def __init__(self, handlers=None, token=None):
-        self.routes = dict(HANDLER_TUPLES if handlers is None else handlers)
+        self.routes = [(compile_path(path), handler) for path, handler in
+                       (HANDLER_TUPLES if handlers is None else handlers)]
         self.token = token
 
     @wsgify
     def __call__(self, request):
-        handler = self.routes.get(request.path_info)
-        if handler is None:
-            raise refuse(exc.HTTPNotFound, 'no such page: %s'
-                         % request.path_info)
         check_access(request, self.token)
-        return handler(request)
+        for pattern, handler in self.routes:
+            match = pattern.match(request.path_info)
+            if match:
+                request.urlvars = match.groupdict()
+                return handler(request)
+        raise refuse(exc.HTTPNotFound, 'no such page: %s' % request.path_info)

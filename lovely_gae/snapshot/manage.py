@@ -1,0 +1,81 @@
+"""Snapshots as JSON resources: list, create, show, restore, delete, prune.
+
+Each snapshot is shown as ``Snapshot.to_dict()`` gives it. Writes are POST
+only, so a link or an image tag in a page can never start one.
+"""
+from webob import exc
+
+from ..exceptions import InvalidInput, SnapshotNotFinished
+from . import api
+from .access import refuse
+from .web import allow, bool_param, int_param, json_response, snapshot_or_404
+
+__all__ = ['snapshots', 'show', 'restore', 'delete', 'prune']
+
+
+@allow('GET', 'POST')
+def snapshots(request):
+    """GET: the snapshots, newest first (``limit``); POST: create one.
+
+    POST takes ``kinds`` (repeated; none: every kind), ``batchsize`` and
+    ``namespace``, and answers 201 with the new snapshot.
+    """
+    if request.method == 'POST':
+        params = request.params
+        try:
+            snap = api.create_snapshot(kinds=params.getall('kinds') or None,
+                                       batchsize=params.get('batchsize'),
+                                       namespace=params.get('namespace'))
+        except InvalidInput as error:
+            raise refuse(exc.HTTPBadRequest, str(error)) from error
+        return json_response(snap.to_dict(), status=201)
+    limit = int_param(request, 'limit', minimum=1)
+    return json_response({'snapshots': [
+        snap.to_dict() for snap in api.list_snapshots(limit)]})
+
+
+@allow('GET')
+def show(request):
+    """One snapshot (``latest``: the newest finished one)."""
+    return json_response(snapshot_or_404(request.urlvars['id']).to_dict())
+
+
+@allow('POST')
+def restore(request):
+    """Start a restore of ``kinds`` (repeated; default all) or a dry run.
+
+    A dry run writes nothing and answers with what would change per kind;
+    a restore answers 202 and runs as tasks (see ``restore`` in the
+    snapshot's JSON for its progress).
+    """
+    snap = snapshot_or_404(request.urlvars['id'])
+    kinds = request.params.getall('kinds') or None
+    dry_run = bool_param(request, 'dry_run')
+    try:
+        plan = snap.restore(kinds=kinds, dry_run=dry_run)
+    except SnapshotNotFinished as error:
+        raise refuse(exc.HTTPConflict, str(error)) from error
+    except InvalidInput as error:
+        raise refuse(exc.HTTPBadRequest, str(error)) from error
+    if dry_run:
+        return json_response({'id': snap.id, 'dry_run': True, 'plan': plan})
+    snap = api.get_snapshot(snap.id)
+    return json_response({'id': snap.id, 'dry_run': False,
+                          'restore': snap.restore_progress()}, status=202)
+
+
+@allow('POST')
+def delete(request):
+    """Delete a snapshot and its stored ranges (a task finishes big ones)."""
+    snap = snapshot_or_404(request.urlvars['id'])
+    snap.delete()
+    return json_response({'deleted': [snap.id]})
+
+
+@allow('POST')
+def prune(request):
+    """Keep the newest ``keep`` finished snapshots; answer the ids deleted."""
+    keep = int_param(request, 'keep')
+    if keep is None:
+        raise refuse(exc.HTTPBadRequest, 'keep is required')
+    return json_response({'deleted': api.prune(keep)})

@@ -1,0 +1,352 @@
+"""The snapshot app over HTTP(S): JSON calls, range downloads, uploads.
+
+``RemoteClient`` keeps one ``requests`` session with the bearer token. Calls
+that can be repeated safely are retried with exponential backoff on
+connection errors, timeouts and 429/5xx answers; a range download resumes
+where the last try stopped (``Range: bytes=N-``, guarded by ``If-Range``)
+and is checked against the manifest's size and sha256. Nothing received is
+ever unpickled.
+"""
+import hashlib
+import ipaddress
+import logging
+import os
+import re
+import time
+from urllib.parse import quote, urlsplit
+
+import requests
+
+from .. import __version__
+from ..exceptions import (AccessDenied, DownloadError, RangeCorrupted,
+                          SnapshotNotFinished, SnapshotNotFound)
+from . import wire
+from .access import configured_token
+
+__all__ = ['RemoteClient', 'RemoteError']
+
+log = logging.getLogger(__name__)
+
+_RETRY_STATUS = frozenset([429, 500, 502, 503, 504])
+_TRANSIENT = (requests.ConnectionError, requests.Timeout,
+              requests.exceptions.ChunkedEncodingError)
+
+
+class RemoteError(DownloadError):
+    """The app answered with an error; ``reason`` is its one line."""
+
+    def __init__(self, status, reason, url):
+        self.status, self.reason, self.url = status, reason, url
+        super().__init__('%s (HTTP %d)' % (reason, status))
+
+
+class _Transient(Exception):
+    """A try that may succeed when repeated."""
+
+
+def _reason(response):
+    line = response.text.strip().splitlines()[:1]
+    return (line[0][:200] if line else response.reason) or 'error'
+
+
+def _brief(error):
+    """One short line for an error; those of requests run long."""
+    if isinstance(error, requests.Timeout):
+        return 'timed out'
+    text = str(error)
+    found = re.search(r'\[Errno -?\d+\] ([^\'")]+)', text)
+    if found:
+        return found.group(1).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
+
+
+def _is_local(url):
+    host = urlsplit(url).hostname or ''
+    if host == 'localhost':
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, 'rb') as fileobj:
+        for block in iter(lambda: fileobj.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _quiet(event, **info):
+    pass
+
+
+class RemoteClient:
+    """A client of the app at ``url`` (its base: ``https://app.example``).
+
+    ``token`` falls back to ``$LOVELY_GAE_TOKEN``. Every attribute below
+    can also be given as an argument.
+    """
+
+    #: Tries after the first for a call that can be repeated.
+    retries = 5
+    #: Seconds before the first retry; doubled on each further one.
+    backoff = 0.5
+    #: Longest wait between two tries, in seconds.
+    max_backoff = 30.0
+    #: Seconds to connect and to wait for each read.
+    timeout = (10.0, 60.0)
+    #: Bytes read from the network at a time.
+    chunk_size = 64 * 1024
+    #: Calls return once the app has the work queued, not done.
+    waits = False
+
+    _settings = ('retries', 'backoff', 'max_backoff', 'timeout',
+                 'chunk_size')
+
+    def __init__(self, url, token=None, session=None, **settings):
+        for name, value in settings.items():
+            if name not in self._settings:
+                raise TypeError('unknown setting %r' % name)
+            if value is not None:
+                setattr(self, name, value)
+        self.url = url.rstrip('/')
+        if self.url.endswith('/lovely.gae'):
+            self.url = self.url[:-len('/lovely.gae')]
+        self.session = session or requests.Session()
+        self.session.headers['User-Agent'] = 'lovely-gae/%s' % __version__
+        token = configured_token(token)
+        if token:
+            self.session.headers['Authorization'] = 'Bearer ' + token
+            if self.url.startswith('http://') and not _is_local(self.url):
+                log.warning('the token goes unencrypted over plain HTTP '
+                            'to %s; use https', self.url)
+
+    def close(self):
+        self.session.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def _pause(self, failures, what, error):
+        if failures > self.retries:
+            raise DownloadError('%s failed after %d tries: %s'
+                                % (what, failures, _brief(error))) from error
+        delay = min(self.backoff * 2 ** (failures - 1), self.max_backoff)
+        log.warning('%s failed (%s); try %d of %d in %.1f seconds', what,
+                    _brief(error), failures + 1, self.retries + 1, delay)
+        time.sleep(delay)
+
+    def _check(self, response):
+        if response.status_code < 400:
+            return response
+        reason = _reason(response)
+        if response.status_code in (401, 403):
+            raise AccessDenied('%s (HTTP %d)' % (reason,
+                                                 response.status_code))
+        raise RemoteError(response.status_code, reason, response.url)
+
+    def request(self, method, path, retry=True, **kwargs):
+        """The checked response to ``method path``; retried if ``retry``."""
+        url = self.url + path
+        what = '%s %s' % (method, url)
+        failures = 0
+        while True:
+            try:
+                response = self.session.request(method, url,
+                                                timeout=self.timeout, **kwargs)
+                if retry and response.status_code in _RETRY_STATUS:
+                    raise _Transient('HTTP %d: %s' % (response.status_code,
+                                                      _reason(response)))
+                return self._check(response)
+            except _TRANSIENT + (_Transient,) as error:
+                if not retry:
+                    raise DownloadError('%s failed: %s'
+                                        % (what, _brief(error))) from error
+                failures += 1
+                self._pause(failures, what, error)
+
+    def json(self, method, path, retry=True, **kwargs):
+        response = self.request(method, path, retry, **kwargs)
+        try:
+            return response.json()
+        except ValueError as error:
+            raise RemoteError(response.status_code, 'the answer is not JSON',
+                              response.url) from error
+
+    def _snapshot_call(self, snapshot_id, method, path, **kwargs):
+        try:
+            return self.json(method, path, **kwargs)
+        except RemoteError as error:
+            if error.status == 404 and 'no such page' not in error.reason:
+                raise SnapshotNotFound(snapshot_id) from error
+            if error.status == 409:
+                info = self.get_snapshot(snapshot_id)
+                raise SnapshotNotFinished(info['id'], info['status']) \
+                    from error
+            raise
+
+    # The calls the command line makes; each answers what the app sends.
+
+    def list_snapshots(self, limit=None):
+        params = {'limit': limit} if limit else {}
+        return self.json('GET', '/lovely.gae/snapshots',
+                         params=params)['snapshots']
+
+    def get_snapshot(self, snapshot_id):
+        return self._snapshot_call(snapshot_id, 'GET', '/lovely.gae/snapshots/'
+                                   + quote(str(snapshot_id), safe=''))
+
+    def create_snapshot(self, kinds=None, batchsize=None, namespace=None):
+        data = {'kinds': list(kinds or []), 'batchsize': batchsize,
+                'namespace': namespace}
+        return self.json('POST', '/lovely.gae/snapshots', retry=False,
+                         data={k: v for k, v in data.items() if v})
+
+    def restore_snapshot(self, snapshot_id, kinds=None, dry_run=False):
+        data = {'kinds': list(kinds or []), 'dry_run': 'true' if dry_run
+                else 'false'}
+        return self._snapshot_call(
+            snapshot_id, 'POST', '/lovely.gae/snapshots/%s/restore'
+            % quote(str(snapshot_id), safe=''), retry=False, data=data)
+
+    def delete_snapshot(self, snapshot_id):
+        return self._snapshot_call(
+            snapshot_id, 'POST', '/lovely.gae/snapshots/%s/delete'
+            % quote(str(snapshot_id), safe=''), retry=False)
+
+    def prune(self, keep):
+        return self.json('POST', '/lovely.gae/prune', retry=False,
+                         params={'keep': keep})
+
+    def run_worker(self, seconds=None, wait=False):
+        """Have the app run due tasks; with ``wait``, until none is left."""
+        params = {'seconds': seconds} if seconds else {}
+        ran = 0
+        while True:
+            answer = self.json('POST', '/lovely.gae/worker', retry=False,
+                               params=params)
+            ran += answer['ran']
+            if not (wait and answer['queued'] and answer['ran']):
+                return {'ran': ran, 'queued': answer['queued']}
+
+    def wait(self, snapshot_id, restore=False, timeout=3600.0, interval=1.0):
+        """Poll until the snapshot (or its restore) is finished or failed."""
+        stop_at = time.monotonic() + timeout
+        while True:
+            info = self.get_snapshot(snapshot_id)
+            status = (info.get('restore') or {}).get('status') if restore \
+                else info['status']
+            if status in ('finished', 'error') or time.monotonic() > stop_at:
+                return info
+            time.sleep(interval)
+
+    # Data in and out.
+
+    def manifest(self, snapshot_id='latest'):
+        """The snapshot and its ranges: name, kind, count, size, sha256, ..."""
+        return self._snapshot_call(
+            snapshot_id, 'GET', '/lovely.gae/snapshots/%s/manifest'
+            % quote(str(snapshot_id), safe=''))
+
+    def fetch_range(self, snapshot_id, entry, path, progress=None):
+        """Download a range of the manifest to ``path`` and check it.
+
+        Bytes already at ``path`` are kept and the rest is asked for. A
+        range whose bytes do not match the manifest raises
+        ``RangeCorrupted`` and leaves nothing at ``path``.
+        """
+        progress = progress or _quiet
+        name, size = entry['name'], entry['size']
+        what = 'download of range %s' % name
+        failures = 0
+        have = os.path.getsize(path) if os.path.exists(path) else 0
+        if have > size:
+            os.unlink(path)
+            have = 0
+        progress('bytes', bytes=have)
+        while have < size:
+            started = have
+            try:
+                have = self._fetch_once(snapshot_id, entry, path, have,
+                                        progress)
+                if have < size:
+                    raise _Transient('connection closed after %d of %d bytes'
+                                     % (have, size))
+            except _TRANSIENT + (_Transient,) as error:
+                have = os.path.getsize(path) if os.path.exists(path) else 0
+                failures = 1 if have > started else failures + 1
+                self._pause(failures, what, error)
+        if not os.path.exists(path):
+            open(path, 'wb').close()  # an empty range
+        if _sha256(path) != entry['sha256']:
+            os.unlink(path)
+            raise RangeCorrupted(snapshot_id, name, 'downloaded bytes do '
+                                 'not match their sha256')
+        return path
+
+    def _fetch_once(self, snapshot_id, entry, path, have, progress):
+        """One try; returns how many bytes of the range ``path`` holds."""
+        headers = {'Accept-Encoding': 'identity'}
+        if have:
+            headers['Range'] = 'bytes=%d-' % have
+            headers['If-Range'] = '"%s"' % entry['sha256']
+        with self.session.get(self.url + entry['path'], headers=headers,
+                              stream=True, timeout=self.timeout) as response:
+            if response.status_code in _RETRY_STATUS:
+                raise _Transient('HTTP %d' % response.status_code)
+            self._check(response)
+            if response.status_code == 206:
+                start = _range_start(response.headers.get('Content-Range'))
+                if start != have:
+                    raise _Transient('asked for bytes from %d, got them '
+                                     'from %d' % (have, start))
+            elif have:
+                # The whole range again: the app's copy is not the one we
+                # have part of (If-Range), or it ignores ranges.
+                progress('bytes', bytes=-have)
+                have = 0
+            with open(path, 'r+b' if have else 'wb') as fileobj:
+                fileobj.seek(have)
+                fileobj.truncate()
+                for chunk in response.iter_content(self.chunk_size):
+                    if have + len(chunk) > entry['size']:
+                        fileobj.close()
+                        os.unlink(path)
+                        raise RangeCorrupted(snapshot_id, entry['name'],
+                                             'the app sent more bytes than '
+                                             'the manifest lists')
+                    fileobj.write(chunk)
+                    have += len(chunk)
+                    progress('bytes', bytes=len(chunk))
+        return have
+
+    def upload(self, records, batch_bytes=None, progress=None):
+        """Put encoded entities through the upload endpoint; return the count.
+
+        Batches stay under ``batch_bytes`` (default ``wire.BATCH_BYTES``);
+        a batch is retried as a whole, as putting it twice does no harm.
+        """
+        progress = progress or _quiet
+        count = 0
+        for body, size in wire.batches(records, batch_bytes):
+            answer = self.json('POST', '/lovely.gae/upload', data=body,
+                               headers={'Content-Type': wire.CONTENT_TYPE})
+            count += answer['put']
+            progress('batch', entities=size, bytes=len(body))
+        return count
+
+
+def _range_start(header):
+    """The first byte of ``Content-Range: bytes first-last/size``."""
+    try:
+        unit, _, spec = (header or '').partition(' ')
+        if unit != 'bytes':
+            raise ValueError(header)
+        return int(spec.partition('-')[0])
+    except ValueError:
+        raise _Transient('bad Content-Range %r' % header) from None

@@ -1,0 +1,157 @@
+"""Who may call the app, on App Engine and off; refusals change nothing."""
+import hmac
+
+import pytest
+from webtest import TestApp
+
+from lovely_gae import async_
+from lovely_gae.snapshot import access, getApp, wire
+from lovely_gae.snapshot.models import Snapshot
+from tests.conftest import Dummy
+
+CREATE = '/lovely.gae/snapshot.CreateSnapshotHandler'
+
+
+@pytest.fixture
+def on_app_engine(monkeypatch):
+    monkeypatch.setenv('GAE_ENV', 'standard')
+
+
+def state():
+    """Everything a request could change, in one comparable value."""
+    return ([(s.id, s.status, s.restore_id) for s in Snapshot.all()],
+            len(async_.get_tasks()), Dummy.all().count())
+
+
+def writes(snapshot_id):
+    """A request to every endpoint that writes."""
+    return [('POST', CREATE, {}), ('GET', CREATE, {}),
+            ('POST', '/lovely.gae/snapshots', {}),
+            ('POST', '/lovely.gae/snapshots/%d/restore' % snapshot_id, {}),
+            ('POST', '/lovely.gae/snapshots/%d/delete' % snapshot_id, {}),
+            ('POST', '/lovely.gae/prune?keep=0', {}),
+            ('GET', '/lovely.gae/worker', {}),
+            ('POST', '/lovely.gae/upload', {'content_type':
+                                            wire.CONTENT_TYPE})]
+
+
+@pytest.fixture
+def world(make_entities, finished_snapshot, run_tasks):
+    """A finished snapshot, a later change, and a task waiting to run."""
+    make_entities(Dummy, 3)
+    snap = finished_snapshot(['Dummy'])
+    make_entities(Dummy, 2)
+    async_.defer(print, args=('due',))
+    return snap
+
+
+def call(app, method, path, status, **kwargs):
+    return app.request(path, method=method, expect_errors=True,
+                       **kwargs).status_int == status or pytest.fail(
+        '%s %s did not get %d' % (method, path, status))
+
+
+def test_off_app_engine_without_a_token_in_process_callers_get_in(gae_testbed):
+    assert TestApp(getApp()).get(CREATE).status_int == 200
+
+
+@pytest.mark.parametrize('environ, headers', [
+    ({'REMOTE_ADDR': '10.1.2.3'}, {}),
+    ({'REMOTE_ADDR': '127.0.0.1'}, {'X-Forwarded-For': '203.0.113.9'}),
+    ({'REMOTE_ADDR': '127.0.0.1'}, {'Forwarded': 'for=203.0.113.9'}),
+    ({'REMOTE_ADDR': '127.0.0.1'}, {'X-Real-IP': '203.0.113.9'}),
+    # DNS rebinding: a name of the attacker's that resolves to 127.0.0.1
+    ({'REMOTE_ADDR': '127.0.0.1'}, {'Host': 'evil.example:8080'}),
+    # A page of another site posting a form to this machine
+    ({'REMOTE_ADDR': '127.0.0.1'}, {'Origin': 'https://evil.example'}),
+    ({'REMOTE_ADDR': '127.0.0.1'}, {'Sec-Fetch-Site': 'cross-site'}),
+    ({'REMOTE_ADDR': '::1'}, {'Sec-Fetch-Site': 'same-site'}),
+])
+def test_off_app_engine_without_a_token_others_are_refused(
+        world, environ, headers):
+    app = TestApp(getApp(), extra_environ=environ)
+    before = state()
+    for method, path, kwargs in writes(world.id):
+        res = app.request(path, method=method, headers=headers,
+                          expect_errors=True, **kwargs)
+        assert res.status_int == 403
+        assert res.text == ('no token configured: only loopback callers '
+                            'are served\n')
+    assert state() == before
+
+
+@pytest.mark.parametrize('environ, headers', [
+    ({'REMOTE_ADDR': '127.0.0.1'}, {'Host': '127.0.0.1:8080'}),
+    ({'REMOTE_ADDR': '::1'}, {'Host': '[::1]:8080'}),
+    ({'REMOTE_ADDR': '127.0.0.1'}, {'Host': 'localhost:8080',
+                                    'Origin': 'http://localhost:8080'}),
+    ({'REMOTE_ADDR': '127.0.0.1'}, {'Sec-Fetch-Site': 'none'}),
+])
+def test_off_app_engine_without_a_token_loopback_callers_get_in(
+        gae_testbed, environ, headers):
+    app = TestApp(getApp(), extra_environ=environ)
+    assert app.get(CREATE, headers=headers).status_int == 200
+
+
+def test_with_a_token_every_caller_needs_it(world):
+    app = TestApp(getApp(token='s3cret'))
+    before = state()
+    for method, path, kwargs in writes(world.id):
+        call(app, method, path, 401, **kwargs)
+        call(app, method, path, 403, headers={
+            'Authorization': 'Bearer s3cre'}, **kwargs)
+        call(app, method, path, 401, headers={
+            'Authorization': 'Basic s3cret'}, **kwargs)
+    res = app.get(CREATE, expect_errors=True)
+    assert res.headers['WWW-Authenticate'] == 'Bearer'
+    assert res.text == 'a bearer token is required\n'
+    # Cron's header means nothing off App Engine: anyone can send it.
+    call(app, 'GET', CREATE, 401, headers={'X-Appengine-Cron': 'true'})
+    assert state() == before
+    call(app, 'GET', CREATE, 200, headers={'Authorization': 'Bearer s3cret'})
+
+
+def test_the_token_may_come_from_the_environment(gae_testbed, monkeypatch):
+    monkeypatch.setenv(access.TOKEN_ENV, 'from-env')
+    app = TestApp(getApp())
+    call(app, 'GET', '/lovely.gae/snapshots', 401)
+    call(app, 'GET', '/lovely.gae/snapshots', 200,
+         headers={'Authorization': 'Bearer from-env'})
+
+
+def test_tokens_are_compared_in_constant_time(gae_testbed, monkeypatch):
+    seen = []
+    real = hmac.compare_digest
+
+    def compare(a, b):
+        seen.append((a, b))
+        return real(a, b)
+    monkeypatch.setattr(access.hmac, 'compare_digest', compare)
+    app = TestApp(getApp(token='s3cret'))
+    call(app, 'GET', '/lovely.gae/snapshots', 403,
+         headers={'Authorization': 'Bearer guess'})
+    assert seen == [(b'guess', b's3cret')]
+
+
+def test_on_app_engine_cron_and_queues_get_in(gae_testbed, on_app_engine):
+    app = TestApp(getApp(token='s3cret'))
+    call(app, 'GET', CREATE, 200, headers={'X-Appengine-Cron': 'true'})
+    call(app, 'POST', '/lovely.gae/worker', 200,
+         headers={'X-AppEngine-QueueName': 'default'})
+    call(app, 'GET', '/lovely.gae/snapshots', 200,
+         headers={'Authorization': 'Bearer s3cret'})
+
+
+def test_on_app_engine_everyone_else_is_refused(world, on_app_engine):
+    before = state()
+    for token in (None, 's3cret'):
+        # Loopback is no way in on App Engine: its front end is a proxy.
+        app = TestApp(getApp(token=token),
+                      extra_environ={'REMOTE_ADDR': '127.0.0.1'})
+        for method, path, kwargs in writes(world.id):
+            call(app, method, path, 401, **kwargs)
+            call(app, method, path, 403, headers={
+                'Authorization': 'Bearer wrong'}, **kwargs)
+            call(app, method, path, 401,
+                 headers={'X-Appengine-Cron': 'yes'}, **kwargs)
+    assert state() == before

@@ -1,0 +1,277 @@
+"""Downloads and uploads over a real socket: waitress on a loopback port."""
+import os
+
+import pytest
+import requests
+from google.appengine.api.datastore_file_stub import DatastoreFileStub
+from google.appengine.ext import db
+
+from lovely_gae import defaults, entities
+from lovely_gae.exceptions import (AccessDenied, DownloadError, OutFileExists,
+                                   RangeCorrupted, SnapshotNotFinished,
+                                   SnapshotNotFound)
+from lovely_gae.server import ThreadedServer
+from lovely_gae.snapshot import api, client, getApp
+from lovely_gae.snapshot.models import Snapshot
+from lovely_gae.snapshot.remote import RemoteClient
+from tests.conftest import Dummy, Yummy
+
+
+def quiet(event, **info):
+    pass
+
+
+class Faults:
+    """WSGI middleware: logs requests, and spoils the ones it is told to."""
+
+    def __init__(self, app):
+        self.app = app
+        self.log = []
+        self.plan = []  # (path part, action), each used once
+
+    def __call__(self, environ, start_response):
+        path = environ['PATH_INFO']
+        self.log.append((path, environ.get('HTTP_RANGE')))
+        self.statuses = getattr(self, 'statuses', [])
+
+        def recording(status, headers, exc_info=None):
+            self.statuses.append(int(status.split()[0]))
+            return start_response(status, headers, exc_info)
+        for index, (part, action) in enumerate(self.plan):
+            if part in path:
+                del self.plan[index]
+                return action(self.app, environ, recording)
+        return self.app(environ, recording)
+
+
+def unavailable(app, environ, start_response):
+    start_response('503 Service Unavailable', [('Content-Type',
+                                                'text/plain')])
+    return [b'try later\n']
+
+
+def cut_after(count):
+    """Send the headers and ``count`` bytes of the body, then drop it all."""
+    def action(app, environ, start_response):
+        body = b''.join(app(environ, start_response))
+
+        def stream():
+            yield body[:count]
+            raise ConnectionAbortedError('cut by the test')
+        return stream()
+    return action
+
+
+@pytest.fixture
+def data(make_entities, finished_snapshot, monkeypatch):
+    """A finished snapshot of two kinds; Dummy's ranges stored in parts."""
+    monkeypatch.setattr(defaults, 'PART_SIZE', 4096)
+    make_entities(Dummy, 450)
+    make_entities(Yummy, 30)
+    return finished_snapshot(['Dummy', 'Yummy'], codec='none')
+
+
+@pytest.fixture
+def faulty(gae_testbed):
+    faults = Faults(getApp(token='s3cret'))
+    with ThreadedServer(faults) as server:
+        faults.url = server.url
+        yield faults
+
+
+def fast(url, **kwargs):
+    return RemoteClient(url, 's3cret', backoff=0.01, timeout=(5, 10),
+                        **kwargs)
+
+
+def local_copy(snap, tmp_path):
+    out = tmp_path / 'local'
+    out.mkdir()
+    with open(client.download_snapshot(str(out), snap.id, progress=quiet),
+              'rb') as fileobj:
+        return fileobj.read()
+
+
+def test_the_downloaded_file_is_exact_and_loads(data, snapshot_server,
+                                                tmp_path):
+    out = tmp_path / 'http'
+    out.mkdir()
+    path = client.download_snapshot(str(out), url=snapshot_server.url,
+                                    token=snapshot_server.token,
+                                    progress=quiet)
+    assert path == str(out / ('snapshot.%d' % data.id))
+    assert os.listdir(out) == ['snapshot.%d' % data.id]
+    with open(path, 'rb') as fileobj:
+        assert fileobj.read() == local_copy(data, tmp_path)
+    stub = DatastoreFileStub('lovely-gae-testing', path, None,
+                             save_changes=False, use_atexit=False)
+    by_kind = stub._DatastoreFileStub__entities_by_kind
+    assert sorted(len(v) for v in by_kind.values()) == [30, 450]
+
+
+def test_seed_progress_lines_over_http(data, snapshot_server, tmp_path,
+                                       capsys):
+    client.download_snapshot(str(tmp_path), data.id, url=snapshot_server.url,
+                             token=snapshot_server.token)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == 'Downloading snapshot: %d' % data.id
+    assert lines[1].startswith('Downloading RB:%d:Dummy:0000000000:'
+                               % data.id)
+    assert lines[-1] == 'Saving to %s/snapshot.%d' % (tmp_path, data.id)
+
+
+@pytest.mark.parametrize('token, error', [
+    (None, 'a bearer token is required (HTTP 401)'),
+    ('guess', 'wrong token (HTTP 403)')])
+def test_without_the_token_nothing_is_created_or_written(
+        data, snapshot_server, tmp_path, monkeypatch, token, error):
+    monkeypatch.delenv('LOVELY_GAE_TOKEN', raising=False)
+    remote = RemoteClient(snapshot_server.url, token)
+    with pytest.raises(AccessDenied) as info:
+        remote.create_snapshot(['Dummy'])
+    assert str(info.value) == error
+    with pytest.raises(AccessDenied):
+        client.download_snapshot(str(tmp_path), url=remote, progress=quiet)
+    assert [s.id for s in Snapshot.all()] == [data.id]
+    assert os.listdir(tmp_path) == []
+    res = requests.post(snapshot_server.url + '/lovely.gae/snapshots',
+                        headers={'Authorization': 'Bearer ' + (token or '')})
+    assert res.status_code in (401, 403)
+    assert Snapshot.all().count() == 1
+
+
+def test_a_range_tampered_with_on_the_server_aborts_the_download(
+        data, snapshot_server, tmp_path):
+    victim = data.range_backups('Yummy')[0]
+    victim.data = bytes(b ^ 0xFF for b in victim.data)  # same length
+    victim.put()
+    with pytest.raises(RangeCorrupted) as info:
+        client.download_snapshot(str(tmp_path), data.id,
+                                 url=snapshot_server.url,
+                                 token=snapshot_server.token, progress=quiet)
+    assert info.value.range_name == victim.name
+    assert str(info.value) == ('range %s: downloaded bytes do not match '
+                               'their sha256' % victim.name)
+    assert not os.path.exists(tmp_path / ('snapshot.%d' % data.id))
+    # What was good is kept to resume from; the bad range is gone.
+    [partial] = os.listdir(tmp_path)
+    assert partial == '.snapshot.%d.partial' % data.id
+    assert len(os.listdir(tmp_path / partial)) == len(
+        data.range_backups('Dummy'))
+
+
+def test_a_cut_connection_resumes_where_it_stopped(data, faulty, tmp_path):
+    [first] = data.range_backups('Dummy')[:1]
+    assert first.parts > 2
+    faulty.plan.append(('ranges/', cut_after(5000)))
+    path = client.download_snapshot(str(tmp_path), data.id,
+                                    url=fast(faulty.url), progress=quiet)
+    with open(path, 'rb') as fileobj:
+        assert fileobj.read() == local_copy(data, tmp_path)
+    ranged = [(p, r) for p, r in faulty.log if r]
+    assert ranged == [(ranged[0][0], 'bytes=5000-')]
+    assert ranged[0][0].endswith(first.name)
+    resumed = [p for p, _ in faulty.log].index(ranged[0][0], 2)
+    assert faulty.statuses[resumed] == 206  # only the rest came again
+    assert sorted(os.listdir(tmp_path)) == ['local', 'snapshot.%d' % data.id]
+
+
+def test_an_interrupted_download_resumes_in_the_next_call(data, faulty,
+                                                          tmp_path):
+    # Tries that bring nothing new count up to the limit; one that does
+    # brings bytes counts as the first.
+    faulty.plan += [('ranges/', cut_after(3000)), ('ranges/', cut_after(0)),
+                    ('ranges/', cut_after(0))]
+    with pytest.raises(DownloadError):
+        client.download_snapshot(str(tmp_path), data.id,
+                                 url=fast(faulty.url, retries=2),
+                                 progress=quiet)
+    assert os.listdir(tmp_path) == ['.snapshot.%d.partial' % data.id]
+    faulty.log.clear()
+    path = client.download_snapshot(str(tmp_path), data.id,
+                                    url=fast(faulty.url), progress=quiet)
+    assert faulty.log[1][1] is not None  # the first range: resumed
+    with open(path, 'rb') as fileobj:
+        assert fileobj.read() == local_copy(data, tmp_path)
+    assert sorted(os.listdir(tmp_path)) == ['local', 'snapshot.%d' % data.id]
+
+
+def test_transient_failures_are_retried(data, faulty, tmp_path):
+    faulty.plan += [('manifest', unavailable), ('ranges/', unavailable),
+                    ('ranges/', unavailable)]
+    path = client.download_snapshot(str(tmp_path), data.id,
+                                    url=fast(faulty.url), progress=quiet)
+    assert os.path.exists(path)
+    assert [p for p, _ in faulty.log].count(
+        '/lovely.gae/snapshots/%d/manifest' % data.id) == 2
+
+
+def test_failures_that_last_give_up_with_one_line(data, faulty, tmp_path):
+    faulty.plan += [('manifest', unavailable)] * 3
+    with pytest.raises(DownloadError) as info:
+        client.download_snapshot(str(tmp_path), data.id,
+                                 url=fast(faulty.url, retries=2),
+                                 progress=quiet)
+    assert str(info.value) == (
+        'GET %s/lovely.gae/snapshots/%d/manifest failed after 3 tries: '
+        'HTTP 503: try later' % (faulty.url, data.id))
+    assert os.listdir(tmp_path) == []
+
+
+def test_unknown_unfinished_and_existing_snapshots(data, snapshot_server,
+                                                   tmp_path, make_entities):
+    remote = RemoteClient(snapshot_server.url, snapshot_server.token)
+    with pytest.raises(SnapshotNotFound):
+        client.download_snapshot(str(tmp_path), 999, url=remote)
+    started = api.create_snapshot(['Dummy'])
+    with pytest.raises(SnapshotNotFinished) as info:
+        client.download_snapshot(str(tmp_path), started.id, url=remote)
+    assert info.value.status == 'started'
+    (tmp_path / ('snapshot.%d' % data.id)).write_bytes(b'mine')
+    with pytest.raises(OutFileExists):
+        client.download_snapshot(str(tmp_path), url=remote)
+    assert os.listdir(tmp_path) == ['snapshot.%d' % data.id]
+
+
+def test_upload_puts_a_downloaded_file_back(data, snapshot_server, tmp_path):
+    before = sorted(e.SerializeToString() for e in
+                    entities.iter_range('Dummy', ''))
+    path = client.download_snapshot(str(tmp_path), data.id,
+                                    url=snapshot_server.url,
+                                    token=snapshot_server.token,
+                                    progress=quiet)
+    db.delete(Dummy.all(keys_only=True).fetch(None))
+    db.delete(Yummy.all(keys_only=True).fetch(None))
+    batches = []
+    count = client.upload_snapshot(
+        path, url=snapshot_server.url, token=snapshot_server.token,
+        batch_bytes=8000, progress=lambda event, **info: batches.append(info))
+    assert count == 480
+    assert len(batches) > 3
+    assert all(b['bytes'] <= 8000 for b in batches)
+    assert sorted(e.SerializeToString() for e in
+                  entities.iter_range('Dummy', '')) == before
+    assert Yummy.all().count() == 30
+
+
+def test_a_proxied_caller_is_no_loopback_caller(gae_testbed):
+    with ThreadedServer(getApp()) as server:
+        url = server.url + '/lovely.gae/snapshots'
+        assert requests.get(url).status_code == 200
+        assert requests.get(url, headers={
+            'X-Forwarded-For': '203.0.113.9'}).status_code == 403
+
+
+def test_a_terminal_gets_a_bar_of_bytes_rate_and_time_left(
+        data, snapshot_server, tmp_path, capsys):
+    total = sum(rb.size for rb in data.range_backups())
+    client.download_snapshot(str(tmp_path), data.id, url=snapshot_server.url,
+                             token=snapshot_server.token,
+                             progress=client.BarProgress())
+    out, err = capsys.readouterr()
+    assert out == 'Saving to %s/snapshot.%d\n' % (tmp_path, data.id)
+    final = err.replace('\r', '\n').strip().splitlines()[-1]
+    assert final.startswith('snapshot %d: 100%%' % data.id)
+    assert '%.1fk/%.1fk' % (total / 1024, total / 1024) in final.replace(
+        'kB', 'k')
+    assert 'B/s' in final

@@ -1,0 +1,54 @@
+"""The pytest plugin, as a user's own tests see it."""
+
+USER_TESTS = '''
+import requests
+from google.appengine.api import memcache
+from google.appengine.ext import db
+
+from lovely_gae.async_ import defer
+
+
+class Note(db.Model):
+    text = db.StringProperty()
+
+
+def test_a_testbed_with_datastore_and_memcache(gae_testbed):
+    Note(text='x').put()
+    memcache.set('k', 'v')
+    assert Note.all().count() == 1 and memcache.get('k') == 'v'
+
+
+def test_each_test_starts_empty(gae_testbed):
+    assert Note.all().count() == 0 and memcache.get('k') is None
+
+
+def test_run_tasks_runs_what_was_deferred(run_tasks, capsys):
+    defer(print, args=('from a task',))
+    assert run_tasks() == 1
+    assert capsys.readouterr().out == 'from a task\\n'
+
+
+def test_a_snapshot_server_on_loopback(snapshot_server):
+    Note(text='x').put()
+    url = snapshot_server.url + '/lovely.gae/snapshots'
+    assert snapshot_server.url.startswith('http://127.0.0.1:')
+    assert requests.post(url).status_code == 401
+    auth = {'Authorization': 'Bearer ' + snapshot_server.token}
+    assert requests.post(url, headers=auth).json()['kinds'] == ['Note']
+'''
+
+
+def test_users_get_a_testbed_tasks_and_a_server(pytester):
+    pytester.makepyfile(test_user_app=USER_TESTS)
+    # The plugin comes by its entry point once installed; load it by name
+    # here, so that this runs in a checkout too.
+    result = pytester.runpytest('-p', 'no:lovely_gae',
+                                '-p', 'lovely_gae.testing')
+    result.assert_outcomes(passed=4)
+
+
+def test_the_plugin_is_registered_for_pytest():
+    import os
+    setup = os.path.join(os.path.dirname(__file__), '..', 'setup.py')
+    with open(setup, encoding='utf-8') as f:
+        assert "'pytest11': ['lovely_gae = lovely_gae.testing']" in f.read()
