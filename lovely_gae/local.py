@@ -26,7 +26,8 @@ DEFAULT_DATASTORE = './lovely-gae.datastore'
 DEFAULT_APP_ID = 'lovely-gae-local'
 
 
-def start_testbed(app_id, datastore_file=None, **stub_kwargs):
+def start_testbed(app_id='lovely-gae-testing', datastore_file=None,
+                  **stub_kwargs):
     """Activate and return a testbed with the datastore and memcache stubs.
 
     The datastore applies every write at once (no eventual consistency), as
