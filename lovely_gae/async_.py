@@ -24,7 +24,7 @@ from .exceptions import TaskError
 from .serializers import default_serializer
 
 __all__ = ['Status', 'Task', 'defer', 'defer_many', 'make_task', 'get_tasks',
-           'get_failed_tasks', 'run_tasks', 'dotted_name', 'resolve']
+           'count_tasks', 'get_failed_tasks', 'run_tasks', 'dotted_name', 'resolve']
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +147,12 @@ def get_tasks():
     """The tasks waiting to run (or running), oldest due first."""
     return sorted(Task.all().filter('status =', Status.QUEUED.value),
                   key=lambda t: (t.due, t.key().name()))
+
+
+def count_tasks(limit=1000):
+    """How many tasks wait (or run), counted up to ``limit``."""
+    return Task.all(keys_only=True).filter(
+        'status =', Status.QUEUED.value).count(limit=limit)
 
 
 def get_failed_tasks():

@@ -7,8 +7,8 @@ from google.appengine.ext import db
 
 from lovely_gae import async_, defaults, entities
 from lovely_gae.snapshot import api, client, devfile, ranges
-from lovely_gae.snapshot.models import (RangeBackup, RangeBackupPart,
-                                        RangeKeys, Snapshot)
+from lovely_gae.snapshot.keylists import RangeKeys
+from lovely_gae.snapshot.models import RangeBackup, RangeBackupPart, Snapshot
 from tests.conftest import Dummy, all_bytes
 
 

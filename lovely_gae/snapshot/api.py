@@ -6,7 +6,8 @@ from .. import batch, defaults, entities
 from ..async_ import Task
 from ..exceptions import InvalidInput, SnapshotNotFound
 from . import ranges, storage
-from .models import RangeBackup, RangeBackupPart, RangeKeys, Snapshot
+from .keylists import RangeKeys
+from .models import RangeBackup, RangeBackupPart, Snapshot
 
 __all__ = ['create_snapshot', 'get_kinds', 'get_snapshot', 'list_snapshots',
            'latest_snapshot', 'restore_snapshot', 'delete_snapshot', 'prune',

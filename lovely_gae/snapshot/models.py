@@ -10,8 +10,7 @@ from ..exceptions import RangeCorrupted, SnapshotNotFinished
 from ..serializers import default_serializer
 from . import storage
 
-__all__ = ['Status', 'Snapshot', 'RangeBackup', 'RangeBackupPart',
-           'RangeKeys']
+__all__ = ['Status', 'Snapshot', 'RangeBackup', 'RangeBackupPart']
 
 
 class Status(str, enum.Enum):
@@ -258,6 +257,8 @@ class RangeBackup(LibraryModel):
     format = db.StringProperty(default=storage.FORMAT, indexed=False)
     codec = db.StringProperty(default='bz2', indexed=False)
     parts = db.IntegerProperty(default=1, indexed=False)
+    # Length of every part but the last (None: written before it was kept).
+    part_size = db.IntegerProperty(indexed=False)
     token = db.StringProperty(indexed=False)
     data = db.BlobProperty()
 
@@ -290,14 +291,19 @@ class RangeBackup(LibraryModel):
             self._check_parts([self.data or b''])
         return self._read_parts()
 
+    def read_part(self, index):
+        """The stored bytes of part ``index`` (0 is kept in ``data``)."""
+        if index == 0:
+            return self.data or b''
+        part = db.get(self.part_key(index))
+        if part is None:
+            raise RangeCorrupted(self.snapshot_id, self.name,
+                                 'part %d is missing' % index)
+        return part.data
+
     def _read_parts(self):
-        yield self.data or b''
-        for index in range(1, self.parts):
-            part = db.get(self.part_key(index))
-            if part is None:
-                raise RangeCorrupted(self.snapshot_id, self.name,
-                                     'part %d is missing' % index)
-            yield part.data
+        for index in range(max(self.parts, 1)):
+            yield self.read_part(index)
 
     def _check_parts(self, parts):
         digest = hashlib.sha256()
@@ -353,53 +359,3 @@ class RangeBackupPart(LibraryModel):
         # parts of a snapshot share the prefix ``RBP:<snapshot id>:``.
         return 'RBP%s:%s:%04d' % (range_prefix[2:], token, index)
 
-
-class RangeKeys(LibraryModel):
-    """The keys of one range, as its markers task found them, in key order.
-
-    The range's task reads its entities by these keys: a batch get costs
-    the range, where a range query may cost the whole kind. Stored like a
-    range (``storage.FORMAT``, zlib), in ``parts`` entities when large; the
-    first part says how many there are.
-    """
-
-    CODEC = 'zlib'
-
-    data = db.BlobProperty()
-    parts = db.IntegerProperty(default=1, indexed=False)
-
-    @staticmethod
-    def make_name(snapshot_id, kind, position, token, index):
-        return 'RK:%d:%s:%010d:%s:%04d' % (snapshot_id, kind, position,
-                                            token, index)
-
-    @classmethod
-    def build(cls, snapshot_id, kind, position, token, references):
-        """The entities that hold ``references`` (serialized ``Reference``)."""
-        writer = storage.RangeWriter(cls.CODEC)
-        parts = []
-        for reference in references:
-            parts.extend(writer.add(reference))
-        parts.extend(writer.close())
-        parts = parts or [b'']
-        return [cls(key_name=cls.make_name(snapshot_id, kind, position, token,
-                                           index), data=part,
-                    parts=len(parts))
-                for index, part in enumerate(parts)]
-
-    @classmethod
-    def read(cls, snapshot_id, kind, position, token):
-        """``(references, keys of the parts)``, or None if the list is gone."""
-        first = cls.get_by_key_name(cls.make_name(snapshot_id, kind, position,
-                                                  token, 0))
-        if first is None:
-            return None
-        names = [cls.make_name(snapshot_id, kind, position, token, index)
-                 for index in range(1, first.parts)]
-        rest = db.get([cls.key_for(name) for name in names]) if names else []
-        if any(part is None for part in rest):
-            return None
-        parts = [first.data] + [part.data for part in rest]
-        return [entities.Reference.FromString(record) for record in
-                storage.iter_records(parts, cls.CODEC)], [
-                    first.key()] + [part.key() for part in rest]

@@ -18,8 +18,8 @@ from google.appengine.ext import db
 from .. import async_, defaults, entities
 from ..base import retrying, transaction
 from ..exceptions import RangeCorrupted
-from .models import (RangeBackup, RangeBackupPart, RangeKeys, Snapshot,
-                     prefixed)
+from .keylists import RangeKeys
+from .models import RangeBackup, RangeBackupPart, Snapshot, prefixed
 from .storage import RangeWriter
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,8 @@ def store_range(snapshot_id, kind, position, start, end, token=None):
                                        writer.size),
         snapshot=snap.key(), range_kind=kind, position=position, start=start,
         end=end, count=writer.count, size=writer.size, sha256=writer.sha256,
-        codec=writer.codec, parts=len(written) + 1, token=parts_token,
+        codec=writer.codec, parts=len(written) + 1,
+        part_size=writer.part_size, token=parts_token,
         data=first[0] if first else b'')
 
     def commit():

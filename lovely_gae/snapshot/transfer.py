@@ -54,8 +54,8 @@ class StoredBytes:
     """The stored bytes of a range, read from the datastore part by part.
 
     ``app_iter_range`` reads only the parts a byte range needs: every part
-    but the last is as long as the first, as ``storage.RangeWriter`` cuts
-    them. Should that not hold, the client's sha256 check says so.
+    but the last is ``part_size`` long (ranges written before it was kept:
+    as long as the first), as ``storage.RangeWriter`` cuts them.
     """
 
     def __init__(self, backup):
@@ -64,19 +64,13 @@ class StoredBytes:
     def __iter__(self):
         return iter(self.backup.iter_parts(verify=False))
 
-    def _part(self, index):
-        if index == 0:
-            return self.backup.data or b''
-        part = db.get(self.backup.part_key(index))
-        return b'' if part is None else part.data
-
     def app_iter_range(self, start, stop):
         first = self.backup.data or b''
-        step = len(first) or 1
+        step = self.backup.part_size or len(first) or 1
         index = start // step if self.backup.parts > 1 else 0
         offset = index * step
         while offset < stop and index < max(self.backup.parts, 1):
-            data = self._part(index)
+            data = self.backup.read_part(index)
             if offset + len(data) > start:
                 yield data[max(start - offset, 0):stop - offset]
             offset += len(data)

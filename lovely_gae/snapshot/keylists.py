@@ -1,0 +1,59 @@
+"""Key lists: the keys of each range, handed from the markers task on."""
+from google.appengine.ext import db
+
+from .. import entities
+from ..base import LibraryModel
+from . import storage
+
+__all__ = ['RangeKeys']
+
+
+class RangeKeys(LibraryModel):
+    """The keys of one range, as its markers task found them, in key order.
+
+    The range's task reads its entities by these keys: a batch get costs
+    the range, where a range query may cost the whole kind. Stored like a
+    range (``storage.FORMAT``, zlib), in ``parts`` entities when large; the
+    first part says how many there are.
+    """
+
+    CODEC = 'zlib'
+
+    data = db.BlobProperty()
+    parts = db.IntegerProperty(default=1, indexed=False)
+
+    @staticmethod
+    def make_name(snapshot_id, kind, position, token, index):
+        return 'RK:%d:%s:%010d:%s:%04d' % (snapshot_id, kind, position,
+                                            token, index)
+
+    @classmethod
+    def build(cls, snapshot_id, kind, position, token, references):
+        """The entities that hold ``references`` (serialized ``Reference``)."""
+        writer = storage.RangeWriter(cls.CODEC)
+        parts = []
+        for reference in references:
+            parts.extend(writer.add(reference))
+        parts.extend(writer.close())
+        parts = parts or [b'']
+        return [cls(key_name=cls.make_name(snapshot_id, kind, position, token,
+                                           index), data=part,
+                    parts=len(parts))
+                for index, part in enumerate(parts)]
+
+    @classmethod
+    def read(cls, snapshot_id, kind, position, token):
+        """``(references, keys of the parts)``, or None if the list is gone."""
+        first = cls.get_by_key_name(cls.make_name(snapshot_id, kind, position,
+                                                  token, 0))
+        if first is None:
+            return None
+        names = [cls.make_name(snapshot_id, kind, position, token, index)
+                 for index in range(1, first.parts)]
+        rest = db.get([cls.key_for(name) for name in names]) if names else []
+        if any(part is None for part in rest):
+            return None
+        parts = [first.data] + [part.data for part in rest]
+        return [entities.Reference.FromString(record) for record in
+                storage.iter_records(parts, cls.CODEC)], [
+                    first.key()] + [part.key() for part in rest]
