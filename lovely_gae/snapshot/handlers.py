@@ -11,8 +11,7 @@ import re
 from webob import exc
 from webob.dec import wsgify
 
-from ..exceptions import InvalidInput
-from . import api, manage, transfer, worker
+from . import manage, transfer, worker
 from .access import check_access, refuse
 from .web import allow, text
 
@@ -26,13 +25,7 @@ def CreateSnapshotHandler(request):
     ``kinds`` may repeat and keeps its order (none: every kind);
     ``batchsize`` and ``namespace`` are optional.
     """
-    params = request.params
-    try:
-        snap = api.create_snapshot(kinds=params.getall('kinds') or None,
-                                   batchsize=params.get('batchsize'),
-                                   namespace=params.get('namespace'))
-    except InvalidInput as error:
-        raise refuse(exc.HTTPBadRequest, str(error)) from error
+    snap = manage.create_from(request)
     return text('Created Snapshot %d\nKinds: %r' % (snap.id, snap.kinds))
 
 

@@ -13,6 +13,20 @@ from .web import allow, bool_param, int_param, json_response, snapshot_or_404
 __all__ = ['snapshots', 'show', 'restore', 'delete', 'prune']
 
 
+def create_from(request):
+    """Create a snapshot from ``kinds``, ``batchsize`` and ``namespace``.
+
+    A bad value is a 400 with its one-line reason, and creates nothing.
+    """
+    params = request.params
+    try:
+        return api.create_snapshot(kinds=params.getall('kinds') or None,
+                                   batchsize=params.get('batchsize'),
+                                   namespace=params.get('namespace'))
+    except InvalidInput as error:
+        raise refuse(exc.HTTPBadRequest, str(error)) from error
+
+
 @allow('GET', 'POST')
 def snapshots(request):
     """GET: the snapshots, newest first (``limit``); POST: create one.
@@ -21,14 +35,7 @@ def snapshots(request):
     ``namespace``, and answers 201 with the new snapshot.
     """
     if request.method == 'POST':
-        params = request.params
-        try:
-            snap = api.create_snapshot(kinds=params.getall('kinds') or None,
-                                       batchsize=params.get('batchsize'),
-                                       namespace=params.get('namespace'))
-        except InvalidInput as error:
-            raise refuse(exc.HTTPBadRequest, str(error)) from error
-        return json_response(snap.to_dict(), status=201)
+        return json_response(create_from(request).to_dict(), status=201)
     limit = int_param(request, 'limit', minimum=1)
     return json_response({'snapshots': [
         snap.to_dict() for snap in api.list_snapshots(limit)]})
