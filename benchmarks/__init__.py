@@ -1,0 +1,13 @@
+"""Benchmarks of snapshot, restore and download against the datastore's floor.
+
+``python -m benchmarks`` runs every measurement of issue 5 on the SDK's
+datastore stub, each next to a hand-written floor in the same process, and
+prints a table of ratios (see ``benchmarks/RESULTS.md`` and
+``python -m benchmarks --help``).
+"""
+
+__all__ = ['noop']
+
+
+def noop(*args):
+    """The task of the queue-overhead measurement: it does nothing."""
