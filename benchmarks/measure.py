@@ -149,9 +149,8 @@ def snapshot(ctx, size):
                 floor_stored = sample.value
     rows = [_timing_row('snapshot', size, ours, floor)]
     rows.append(row('size', size, stored, floor_stored, 'bytes', 'size',
-                    'reference: bz2 (level 9) of the concatenated encoded '
-                    'entities per 200, emulating the seed\'s bz2 of a '
-                    'pickled list per range'))
+                    'reference: the seed\'s format, bz2 (level 9) of a '
+                    'pickled list of the encoded entities per 200'))
     return rows, info
 
 
