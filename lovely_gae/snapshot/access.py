@@ -18,6 +18,7 @@ import os
 from webob import exc
 
 __all__ = ['TOKEN_ENV', 'configured_token', 'on_app_engine', 'check_access',
+           'is_loopback_host',
            'refuse']
 
 TOKEN_ENV = 'LOVELY_GAE_TOKEN'
@@ -58,7 +59,8 @@ def _is_loopback(environ):
         return False
 
 
-def _is_loopback_name(host):
+def is_loopback_host(host):
+    """Whether a host name (``Host`` header form, port allowed) is this machine."""
     name = host.lower()
     if name.startswith('['):
         name = name[1:].partition(']')[0]
@@ -89,7 +91,7 @@ def check_access(request, token=None):
                 or request.headers.get('X-AppEngine-QueueName')):
             return None
     elif token is None:
-        if (_is_loopback(request.environ) and _is_loopback_name(request.host)
+        if (_is_loopback(request.environ) and is_loopback_host(request.host)
                 and not _from_another_site(request)):
             return None
         raise refuse(exc.HTTPForbidden,

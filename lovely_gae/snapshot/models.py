@@ -1,6 +1,7 @@
 """The stored shape of a snapshot: ``Snapshot``, ``RangeBackup`` and its parts."""
 import enum
 import hashlib
+import re
 
 from google.appengine.ext import db
 
@@ -203,6 +204,16 @@ class Snapshot(LibraryModel):
         prefix = 'RB:%d:%s' % (self.id, '' if kind is None else kind + ':')
         return [rb for rb in prefixed(RangeBackup, prefix)
                 if kind is None or rb.range_kind == kind]
+
+    def range_backup_keys(self, kind):
+        """Keys of ``kind``'s range backups in position order, data unread.
+
+        A name prefix can be another kind's (kind ``A`` and ``A:0000000001``),
+        so only names that end in ``<position>:<size>`` count.
+        """
+        prefix = 'RB:%d:%s:' % (self.id, kind)
+        return [key for key in prefixed(RangeBackup, prefix, keys_only=True)
+                if re.fullmatch(r'\d{10}:\d+', key.name()[len(prefix):])]
 
     def range_backup(self, kind, position):
         """The stored range, or None; a name prefix can be another kind's."""

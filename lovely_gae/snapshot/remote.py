@@ -8,7 +8,6 @@ and is checked against the manifest's size and sha256. Nothing received is
 ever unpickled.
 """
 import hashlib
-import ipaddress
 import logging
 import os
 import re
@@ -21,7 +20,7 @@ from .. import __version__
 from ..exceptions import (AccessDenied, DownloadError, RangeCorrupted,
                           SnapshotNotFinished, SnapshotNotFound)
 from . import wire
-from .access import configured_token
+from .access import configured_token, is_loopback_host
 
 __all__ = ['RemoteClient', 'RemoteError']
 
@@ -58,16 +57,6 @@ def _brief(error):
     if found:
         return found.group(1).strip()
     return text.splitlines()[0][:200] if text else type(error).__name__
-
-
-def _is_local(url):
-    host = urlsplit(url).hostname or ''
-    if host == 'localhost':
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _sha256(path):
@@ -119,7 +108,7 @@ class RemoteClient:
         token = configured_token(token)
         if token:
             self.session.headers['Authorization'] = 'Bearer ' + token
-            if self.url.startswith('http://') and not _is_local(self.url):
+            if self.url.startswith('http://') and not is_loopback_host(urlsplit(self.url).hostname or ''):
                 log.warning('the token goes unencrypted over plain HTTP '
                             'to %s; use https', self.url)
 

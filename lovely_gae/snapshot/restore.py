@@ -9,10 +9,13 @@ per range may cost the whole kind each time) and holds one range's keys.
 import collections
 import uuid
 
+from google.appengine.ext import db
+
 from .. import async_, defaults, entities
 from ..base import transaction, utcnow
 from ..exceptions import InvalidInput, RangeCorrupted
-from .models import RangeBackup, Snapshot
+from .models import RangeBackup
+from .ranges import get_snapshot
 
 __all__ = ['restore', 'restore_range', 'restore_failed', 'plan_kind']
 
@@ -20,14 +23,10 @@ __all__ = ['restore', 'restore_range', 'restore_failed', 'plan_kind']
 _PUT_BATCH = 500
 
 
-def _snapshot(snapshot_id):
-    return Snapshot.get_by_id(snapshot_id)
-
-
 def restore_failed(message, snapshot_id, restore_id):
     """``on_failure`` of a restore's tasks: the restore goes to error."""
     def fail():
-        snap = _snapshot(snapshot_id)
+        snap = get_snapshot(snapshot_id)
         if snap is not None and snap.restore_id == restore_id:
             snap.restore_status = 'error'
             snap.restore_error = message
@@ -37,7 +36,7 @@ def restore_failed(message, snapshot_id, restore_id):
 
 def restore(snap, kinds=None, dry_run=False):
     """Start a restore of ``snap`` (see ``Snapshot.restore``)."""
-    snap = _snapshot(snap.id) or snap  # its stored state, not a stale copy
+    snap = get_snapshot(snap.id) or snap  # its stored state, not a stale copy
     snap.check_finished()
     kinds = list(snap.kinds) if kinds is None else list(kinds)
     for kind in kinds:
@@ -48,7 +47,7 @@ def restore(snap, kinds=None, dry_run=False):
     restore_id = uuid.uuid4().hex
 
     def begin():
-        current = _snapshot(snap.id)
+        current = get_snapshot(snap.id)
         current.restore_id = restore_id
         current.restore_status = 'running' if kinds else 'finished'
         current.restore_kinds = kinds
@@ -58,27 +57,32 @@ def restore(snap, kinds=None, dry_run=False):
     transaction(begin)
     tasks = []
     for kind in kinds:
-        backups = _backups(snap, kind)
+        backups = _backup_keys(snap, kind)
         tasks.extend(async_.make_task(
             restore_range, args=(snap.id, restore_id, kind, position, start,
-                                 end, backups[position].name),
+                                 end, backups[position].name()),
             on_failure=restore_failed, on_failure_args=(snap.id, restore_id))
             for position, (start, end) in enumerate(snap.ranges(kind)))
     async_.defer_many(tasks)
     return None
 
 
+def _backup_keys(snap, kind):
+    """The keys of the kind's range backups by position, from one query."""
+    keys = snap.range_backup_keys(kind)
+    if len(keys) != snap.range_count(kind):
+        raise RangeCorrupted(snap.id, RangeBackup.prefix(
+            snap.id, kind, len(keys)), 'a range backup is missing')
+    return keys
+
+
 def _backups(snap, kind):
-    """The kind's range backups by position: one query for all of them."""
-    backups = snap.range_backups(kind)
-    for position, backup in enumerate(backups):
-        if backup.position != position:
-            break
-    else:
-        if len(backups) == snap.range_count(kind):
-            return backups
-    raise RangeCorrupted(snap.id, RangeBackup.prefix(
-        snap.id, kind, len(backups)), 'a range backup is missing')
+    """The kind's range backups by position, read one at a time."""
+    for key in _backup_keys(snap, kind):
+        backup = db.get(key)
+        if backup is None:
+            raise RangeCorrupted(snap.id, key.name(), 'range backup is missing')
+        yield backup
 
 
 def _chunks(backup):
@@ -102,7 +106,7 @@ def _snapshot_keys(snap, kind):
                 record).key)
 
 
-def _not_in_snapshot(snap, kind):
+def _not_inget_snapshot(snap, kind):
     """Yield the keys of ``kind`` now stored that the snapshot does not hold.
 
     Both sides come in the datastore's key order, so a merge finds them.
@@ -123,7 +127,7 @@ def restore_range(snapshot_id, restore_id, kind, position, start, end,
                   backup_name=None):
     """Put one range back (and, for the first, delete what the snapshot does
     not hold); safe to repeat."""
-    snap = _snapshot(snapshot_id)
+    snap = get_snapshot(snapshot_id)
     if (snap is None or snap.restore_id != restore_id
             or snap.is_done(kind, position, snap.restore_done)):
         return  # another restore started, or this range is back already
@@ -132,7 +136,7 @@ def restore_range(snapshot_id, restore_id, kind, position, start, end,
         # one empty scan, and the snapshot's keys are decoded only as far
         # as the kind's current keys reach.
         stale = []
-        for reference in _not_in_snapshot(snap, kind):
+        for reference in _not_inget_snapshot(snap, kind):
             stale.append(reference)
             if len(stale) >= _PUT_BATCH:
                 entities.delete(stale)
@@ -147,7 +151,7 @@ def restore_range(snapshot_id, restore_id, kind, position, start, end,
         entities.put(chunk)
 
     def commit():
-        snap = _snapshot(snapshot_id)
+        snap = get_snapshot(snapshot_id)
         if snap is None or snap.restore_id != restore_id:
             return
         snap.mark_done(kind, position, snap.restore_done)
@@ -170,5 +174,5 @@ def plan_kind(snap, kind):
                     counts['created'] += 1
                 elif now.SerializeToString() != old.SerializeToString():
                     counts['changed'] += 1
-    counts['deleted'] = sum(1 for _ in _not_in_snapshot(snap, kind))
+    counts['deleted'] = sum(1 for _ in _not_inget_snapshot(snap, kind))
     return dict(counts)
