@@ -31,3 +31,9 @@ TASK_BATCH = 100
 
 #: Entities per datastore query batch when reading a range.
 QUERY_BATCH = 500
+
+#: Seconds the markers pass of a snapshot stores the ranges it reads itself.
+#: One pass is the cheapest way to read a kind; after this long the pass
+#: lists keys only, and the remaining ranges are read by tasks of their own,
+#: in parallel, so that no task runs into its request deadline.
+SCAN_STORE_SECONDS = 120.0

@@ -85,3 +85,17 @@ def all_bytes(kinds, namespace=''):
     """Every entity of ``kinds`` as encoded bytes, sorted."""
     return sorted(e.SerializeToString() for kind in kinds
                   for e in entities.iter_range(kind, namespace))
+
+
+@pytest.fixture
+def keys_pass(monkeypatch):
+    """Markers passes list keys only: every range is read by its own task."""
+    monkeypatch.setattr(defaults, 'SCAN_STORE_SECONDS', 0.0)
+
+
+@pytest.fixture(params=['staged', 'keys'])
+def scan_mode(request, monkeypatch):
+    """Run a test once with ranges staged by the markers pass, once without."""
+    if request.param == 'keys':
+        monkeypatch.setattr(defaults, 'SCAN_STORE_SECONDS', 0.0)
+    return request.param

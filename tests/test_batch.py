@@ -52,3 +52,31 @@ def test_markers_of_other_namespaces_are_separate(make_entities):
     db.put(other)
     assert len(batch.compute_markers('Dummy', 10)) == 2
     assert batch.compute_markers('Dummy', 10, 'other') == []
+
+
+@pytest.mark.parametrize('count', [0, 20, 25, 39])
+def test_one_pass_hands_out_each_range_whole_then_by_keys(make_entities,
+                                                          monkeypatch,
+                                                          count):
+    keys = sorted(make_entities(Dummy, count))
+    clock = iter(range(1000))  # one second passes per look at the clock
+    monkeypatch.setattr(batch.time, 'monotonic', lambda: next(clock))
+    seen = []
+    for position, start, full, items in batch.iter_ranges('Dummy', 10,
+                                                          full_seconds=1.5):
+        got = [entities.key(item.key if full else item) for item in items]
+        seen.append((position, start, full, got))
+    # Starts of the ranges are the markers; time is up after two ranges.
+    assert [start for _, start, _, _ in seen[1:]] == \
+        batch.compute_markers('Dummy', 10)
+    assert [full for _, _, full, _ in seen] == [True, True, False, False][
+        :len(seen)]
+    assert [key for *_, got in seen for key in got] == keys
+    assert all(got[0] == start for _, start, _, got in seen[1:])
+
+
+def test_ranges_left_unread_are_skipped(make_entities):
+    keys = sorted(make_entities(Dummy, 25))
+    starts = [start for _, start, _, items in batch.iter_ranges(
+        'Dummy', 10, full_seconds=60) if next(items, True)]
+    assert starts == [None, keys[10], keys[20]]

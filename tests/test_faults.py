@@ -58,7 +58,7 @@ def test_snapshot_and_restore_are_exact_with_every_6th_write_failing(
 
 
 def test_a_task_that_keeps_failing_puts_the_snapshot_in_error(
-        make_entities, fast_retries, monkeypatch, run_tasks):
+        make_entities, fast_retries, monkeypatch, run_tasks, scan_mode):
     make_entities(Dummy, 30)
     monkeypatch.setattr('lovely_gae.defaults.MAX_ATTEMPTS', 3)
 
@@ -70,7 +70,8 @@ def test_a_task_that_keeps_failing_puts_the_snapshot_in_error(
     run_tasks(recursive=True, wait=True, deadline=30)
     snap = api.get_snapshot(snap.id)
     assert snap.status == snap.STATUS_ERROR
-    assert 'store_range failed after 3 attempts' in snap.error
+    failing = {'staged': '_markers_task', 'keys': 'store_range'}[scan_mode]
+    assert '%s failed after 3 attempts' % failing in snap.error
     assert 'RuntimeError: disk on fire' in snap.error
     failed = async_.get_failed_tasks()
     # Once the snapshot is in error, its other tasks stop without work.
@@ -115,7 +116,7 @@ def test_bookkeeping_errors_raise_but_the_next_call_carries_on(
 
 
 def test_four_threads_drain_a_three_kind_snapshot_storing_each_range_once(
-        make_entities, monkeypatch):
+        make_entities, monkeypatch, keys_pass):
     make_entities(Dummy, 120)
     make_entities(Yummy, 90)
     make_entities(Zummy, 60)
@@ -155,4 +156,38 @@ def test_four_threads_drain_a_three_kind_snapshot_storing_each_range_once(
     assert snap.progress() == {'ranges_done': total, 'ranges_total': total,
                                'entities': 270,
                                'bytes': snap.stored_bytes}
+    assert snap.verify() == []
+
+
+def test_four_threads_commit_each_staged_range_once(make_entities):
+    make_entities(Dummy, 120)
+    make_entities(Yummy, 90)
+    snap = api.create_snapshot(['Dummy', 'Yummy'], batchsize=4)
+    async_.run_tasks()  # the markers passes stage every range
+    async_.run_tasks()  # their callbacks queue a task per range
+    staged = RangeBackup.all().count()
+    assert staged == 30 + 23
+    tasks = async_.get_tasks()
+    errors = []
+    start = threading.Barrier(4)
+
+    def worker():  # each thread commits every range, as racing retries
+        start.wait()
+        try:
+            for task in tasks:
+                args, kwargs = task.arguments()
+                ranges.store_range(*args, **kwargs)
+        except Exception as error:  # pragma: no cover - shown on failure
+            errors.append(error)
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    snap = api.get_snapshot(snap.id)
+    assert snap.status == snap.STATUS_FINISHED
+    assert snap.rangebackup_set.count() == staged
+    assert RangeBackup.all().count() == staged  # no staged range is left
+    assert snap.progress()['entities'] == 210
     assert snap.verify() == []

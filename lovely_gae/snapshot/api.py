@@ -85,7 +85,10 @@ def create_snapshot(kinds=None, batchsize=None, namespace=None, codec=None):
                              on_failure=ranges.snapshot_failed,
                              on_failure_args=(snap.id,),
                              keys_sink=ranges.save_range_keys,
-                             keys_sink_args=(snap.id, kind))
+                             keys_sink_args=(snap.id, kind),
+                             range_sink=ranges.stage_range,
+                             range_sink_args=(snap.id, kind, codec),
+                             full_seconds=defaults.SCAN_STORE_SECONDS)
     return snap
 
 

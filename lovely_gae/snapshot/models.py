@@ -281,6 +281,15 @@ class RangeBackup(LibraryModel):
     def make_name(cls, snapshot_id, kind, position, size):
         return '%s%d' % (cls.prefix(snapshot_id, kind, position), size)
 
+    @staticmethod
+    def staging_name(snapshot_id, kind, position, token):
+        """A range stored by the markers pass, until its task commits it.
+
+        ``RBS:`` sorts outside every ``RB:<id>:`` prefix, and a staged range
+        has no ``snapshot``: no listing of a snapshot's ranges sees it.
+        """
+        return 'RBS:%d:%s:%010d:%s' % (snapshot_id, kind, position, token)
+
     @property
     def name(self):
         return self.key().name()

@@ -5,10 +5,11 @@ one result: a range is counted and its ``RangeBackup`` written in one
 transaction with the snapshot, guarded by the range's bit in
 ``Snapshot.done``; the loser of a race deletes the parts it wrote.
 
-A snapshot holds the entities that existed when its kind's markers were
-taken, each as it was when its range was stored: the markers task hands
-each range task its keys, and the range task reads them with batch gets,
-which cost the range where a range query may cost the whole kind.
+A kind's markers pass reads the kind once: while its time budget lasts it
+stores each range as it reads it (``stage_range``) and the range's task
+only commits it; after that it hands each range its keys, and the range's
+task reads them with batch gets, which cost the range where a range query
+may cost the whole kind on the SDK's stub.
 """
 import logging
 import uuid
@@ -70,7 +71,11 @@ def markers_ready(snapshot_id, kind, markers, token=None):
             snap.put()
         return snap
     snap = transaction(record)
-    if snap is None or snap.status == Snapshot.STATUS_ERROR:
+    if snap is None:
+        return
+    if token is not None and snap.key_lists.get(kind) != token:
+        _discard_pass(snapshot_id, kind, token, len(markers) + 1)
+    if snap.status == Snapshot.STATUS_ERROR:
         return
     token = snap.key_lists.get(kind)
     async_.defer_many(
@@ -79,6 +84,29 @@ def markers_ready(snapshot_id, kind, markers, token=None):
                          on_failure=snapshot_failed,
                          on_failure_args=(snapshot_id,))
         for position, (start, end) in enumerate(snap.ranges(kind)))
+
+
+def _discard_pass(snapshot_id, kind, token, count):
+    """Delete what a markers pass that lost to another one left behind."""
+    staged = [RangeBackup.key_for(RangeBackup.staging_name(
+        snapshot_id, kind, position, token)) for position in range(count)]
+    lists = [RangeKeys.key_for(RangeKeys.make_name(
+        snapshot_id, kind, position, token, 0)) for position in range(count)]
+    spent = []
+    for found in retrying(db.get, staged + lists):
+        if isinstance(found, RangeBackup):
+            prefix = RangeBackup.prefix(snapshot_id, kind, found.position)
+            spent.extend(RangeBackupPart.key_for(RangeBackupPart.make_name(
+                prefix[:-1], found.token, index))
+                for index in range(1, found.parts))
+        elif found is not None:
+            name = found.key().name()[:-4]
+            spent.extend(RangeKeys.key_for('%s%04d' % (name, index))
+                         for index in range(1, found.parts))
+        if found is not None:
+            spent.append(found.key())
+    for start in range(0, len(spent), _PURGE_BATCH):
+        retrying(db.delete, spent[start:start + _PURGE_BATCH])
 
 
 def _key_list(snap, kind, position, token):
@@ -109,15 +137,19 @@ def _get_all(references):
                                int(defaults.PART_SIZE // (2 * average))))
 
 
-def store_range(snapshot_id, kind, position, start, end, token=None):
-    """Store the entities of one range; a no-op if it is stored already."""
-    snap = get_snapshot(snapshot_id)
-    if (snap is None or snap.status == Snapshot.STATUS_ERROR
-            or snap.is_done(kind, position)):
-        return
+#: What a ``RangeBackup`` records of its stored bytes.
+_STORED = ('count', 'size', 'sha256', 'codec', 'parts', 'part_size', 'token',
+           'data')
+
+
+def _write_range(snapshot_id, kind, position, codec, parts_token, records):
+    """Compress ``records``; store every part but the first one.
+
+    Returns ``(stored, keys of the parts written)``: ``stored`` has the
+    ``_STORED`` properties of the range's backup, the first part as ``data``.
+    """
     prefix = RangeBackup.prefix(snapshot_id, kind, position)
-    parts_token = uuid.uuid4().hex[:12]
-    writer = RangeWriter(snap.codec)
+    writer = RangeWriter(codec)
     first = []
     written = []
 
@@ -130,7 +162,49 @@ def store_range(snapshot_id, kind, position, start, end, token=None):
                                              len(written) + 1)
             written.append(retrying(
                 RangeBackupPart(key_name=name, data=part).put))
+    for record in records:
+        emit(writer.add(record))
+    emit(writer.close())
+    stored = dict(count=writer.count, size=writer.size, sha256=writer.sha256,
+                  codec=writer.codec, parts=len(written) + 1,
+                  part_size=writer.part_size, token=parts_token,
+                  data=first[0] if first else b'')
+    return stored, written
 
+
+def stage_range(snapshot_id, kind, codec, token, position, start, items):
+    """``range_sink`` of the markers pass: store a range it has just read.
+
+    The range is written under a staging name (``RangeBackup.staging_name``)
+    with its parts; its task commits it (``store_range``). A pass that runs
+    twice stages twice under two tokens; only the recorded token's ranges
+    are committed, the others go when the snapshot is deleted.
+    """
+    stored, _ = _write_range(snapshot_id, kind, position, codec, token, (
+        entity.SerializeToString() for entity in items))
+    retrying(RangeBackup(
+        key_name=RangeBackup.staging_name(snapshot_id, kind, position, token),
+        range_kind=kind, position=position, start=start, **stored).put)
+
+
+def store_range(snapshot_id, kind, position, start, end, token=None):
+    """Store the entities of one range; a no-op if it is stored already.
+
+    A range the markers pass staged is committed as it is; any other is
+    read by the keys the pass listed.
+    """
+    snap = get_snapshot(snapshot_id)
+    if (snap is None or snap.status == Snapshot.STATUS_ERROR
+            or snap.is_done(kind, position)):
+        return
+    if token is not None:
+        staged = RangeBackup.get_by_key_name(
+            RangeBackup.staging_name(snapshot_id, kind, position, token))
+        if staged is not None:  # its parts become the backup's
+            _commit(snap, kind, position, start, end, {
+                name: getattr(staged, name) for name in _STORED},
+                [staged.key()])
+            return
     if token is None:  # queued by a version without key lists
         source, list_keys = entities.iter_range(kind, snap.namespace, start,
                                                 end), []
@@ -140,36 +214,40 @@ def store_range(snapshot_id, kind, position, start, end, token=None):
             return
         references, list_keys = found
         source = _get_all(references)
-    for entity in source:
-        emit(writer.add(entity.SerializeToString()))
-    emit(writer.close())
+    stored, written = _write_range(
+        snapshot_id, kind, position, snap.codec, uuid.uuid4().hex[:12],
+        (entity.SerializeToString() for entity in source))
+    if not _commit(snap, kind, position, start, end, stored, list_keys):
+        retrying(db.delete, written)  # the winner's parts are others
+
+
+def _commit(snap, kind, position, start, end, stored, spent):
+    """Count the range once, with its backup; then delete ``spent``.
+
+    False if the range was counted already (by another run of its task).
+    """
     backup = RangeBackup(
-        key_name=RangeBackup.make_name(snapshot_id, kind, position,
-                                       writer.size),
+        key_name=RangeBackup.make_name(snap.id, kind, position,
+                                       stored['size']),
         snapshot=snap.key(), range_kind=kind, position=position, start=start,
-        end=end, count=writer.count, size=writer.size, sha256=writer.sha256,
-        codec=writer.codec, parts=len(written) + 1,
-        part_size=writer.part_size, token=parts_token,
-        data=first[0] if first else b'')
+        end=end, **stored)
 
     def commit():
-        snap = get_snapshot(snapshot_id)
-        if snap is None or snap.is_done(kind, position):
+        current = get_snapshot(snap.id)
+        if current is None or current.is_done(kind, position):
             return False
         backup.put()
-        snap.entity_count += writer.count
-        snap.stored_bytes += writer.size
-        if snap.mark_done(kind, position):
-            snap.finished_kinds.append(kind)
-            if set(snap.finished_kinds) >= set(snap.kinds):
-                snap.status = Snapshot.STATUS_FINISHED
-        snap.put()
+        current.entity_count += backup.count
+        current.stored_bytes += backup.size
+        if current.mark_done(kind, position):
+            current.finished_kinds.append(kind)
+            if set(current.finished_kinds) >= set(current.kinds):
+                current.status = Snapshot.STATUS_FINISHED
+        current.put()
         return True
-    if not transaction(commit):
-        written.extend(list_keys)  # the winner deletes them too
-        retrying(db.delete, written)
-    else:
-        retrying(db.delete, list_keys)  # the key list has served
+    committed = transaction(commit)
+    retrying(db.delete, spent)  # what the range was read from has served
+    return committed
 
 
 def delete_snapshot(snap):
@@ -195,6 +273,7 @@ def _purge(snapshot_id, max_batches):
     """Delete up to ``max_batches`` batches; True once nothing is left."""
     prefixes = ((RangeBackupPart, 'RBP:%d:' % snapshot_id),
                 (RangeKeys, 'RK:%d:' % snapshot_id),
+                (RangeBackup, 'RBS:%d:' % snapshot_id),
                 (RangeBackup, 'RB:%d:' % snapshot_id))
     for _ in range(max_batches):
         keys = []
