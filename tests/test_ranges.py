@@ -232,3 +232,28 @@ def test_ranges_staged_and_ranges_read_by_keys_make_one_snapshot(
     snap.restore()
     run_tasks(recursive=True)
     assert all_bytes(['Dummy']) == before
+
+
+def test_markers_are_kept_apart_from_the_snapshot_entity(make_entities,
+                                                         run_tasks,
+                                                         monkeypatch):
+    from lovely_gae.snapshot.keylists import SnapshotMarkers
+    monkeypatch.setattr(SnapshotMarkers, 'CHUNK', 20)
+    keys = sorted(make_entities(Dummy, 150))
+    before = all_bytes(['Dummy'])
+    snap = api.create_snapshot(['Dummy'], batchsize=2)
+    run_tasks(recursive=True)
+    snap = api.get_snapshot(snap.id)
+    assert snap.status == snap.STATUS_FINISHED
+    assert snap.markers == {'Dummy': keys[2::2]}  # 74 markers
+    assert SnapshotMarkers.all().count() == 4
+    # Every range's task writes the snapshot: it stays small, however many
+    # markers its kinds have.
+    assert len(db.model_to_protobuf(snap).SerializeToString()) < 1000
+    db.delete(keys[::3])
+    snap.restore()
+    run_tasks(recursive=True)
+    assert all_bytes(['Dummy']) == before
+    snap.delete()
+    run_tasks(recursive=True)
+    assert SnapshotMarkers.all().count() == 0

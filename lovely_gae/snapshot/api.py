@@ -6,7 +6,7 @@ from .. import batch, defaults, entities
 from ..async_ import Task
 from ..exceptions import InvalidInput, SnapshotNotFound
 from . import ranges, storage
-from .keylists import RangeKeys
+from .keylists import RangeKeys, SnapshotMarkers
 from .models import RangeBackup, RangeBackupPart, Snapshot
 
 __all__ = ['create_snapshot', 'get_kinds', 'get_snapshot', 'list_snapshots',
@@ -15,7 +15,8 @@ __all__ = ['create_snapshot', 'get_kinds', 'get_snapshot', 'list_snapshots',
 
 #: Kinds of the library's own, never part of a snapshot.
 LIBRARY_KINDS = frozenset(model.kind() for model in (
-    Snapshot, RangeBackup, RangeBackupPart, RangeKeys, Task))
+    Snapshot, RangeBackup, RangeBackupPart, RangeKeys, SnapshotMarkers,
+    Task))
 
 #: More entities per range than this would not fit the range's bookkeeping.
 MAX_BATCH_SIZE = 100000

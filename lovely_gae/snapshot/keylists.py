@@ -1,11 +1,12 @@
-"""Key lists: the keys of each range, handed from the markers task on."""
+"""Lists a snapshot keeps apart: each range's keys, each kind's markers."""
 from google.appengine.ext import db
 
 from .. import entities
 from ..base import LibraryModel
+from ..serializers import default_serializer
 from . import storage
 
-__all__ = ['RangeKeys']
+__all__ = ['RangeKeys', 'SnapshotMarkers']
 
 
 class RangeKeys(LibraryModel):
@@ -57,3 +58,44 @@ class RangeKeys(LibraryModel):
         return [entities.Reference.FromString(record) for record in
                 storage.iter_records(parts, cls.CODEC)], [
                     first.key()] + [part.key() for part in rest]
+
+
+class SnapshotMarkers(LibraryModel):
+    """The markers of one kind of a snapshot, ``CHUNK`` markers an entity.
+
+    Kept apart from the ``Snapshot``, which every range's task writes: a
+    kind of millions of entities has thousands of markers, and a snapshot
+    entity that held them would be written again and again, and would
+    outgrow the datastore's 1 MiB per entity.
+    """
+
+    CHUNK = 5000
+
+    markers = db.TextProperty()
+
+    @staticmethod
+    def make_name(snapshot_id, kind, token, index):
+        return 'SM:%d:%s:%s:%04d' % (snapshot_id, kind, token or '-', index)
+
+    @classmethod
+    def keys(cls, snapshot_id, kind, token, count):
+        """Keys of the entities that hold ``count`` markers."""
+        return [cls.key_for(cls.make_name(snapshot_id, kind, token, index))
+                for index in range(max(1, -(-count // cls.CHUNK)))]
+
+    @classmethod
+    def build(cls, snapshot_id, kind, token, markers):
+        markers = list(markers)
+        return [cls(key=key, markers=db.Text(default_serializer.dumps(
+            markers[index * cls.CHUNK:(index + 1) * cls.CHUNK])))
+            for index, key in enumerate(cls.keys(snapshot_id, kind, token,
+                                                 len(markers)))]
+
+    @classmethod
+    def load(cls, snapshot_id, kind, token, count):
+        """The ``count`` markers as ``db.Key`` objects; None if any is gone."""
+        found = db.get(cls.keys(snapshot_id, kind, token, count))
+        if any(entity is None for entity in found):
+            return None
+        return [marker for entity in found
+                for marker in default_serializer.loads(entity.markers)]

@@ -98,12 +98,12 @@ class Snapshot(LibraryModel):
     batchsize = db.IntegerProperty(default=defaults.BATCH_SIZE,
                                    indexed=False)
     codec = db.StringProperty(default=defaults.CODEC, indexed=False)
-    # Markers as JSON text, parsed only when asked for (``markers``): every
-    # range task loads the snapshot, and a large kind has many markers.
+    # The markers of snapshots written before ``SnapshotMarkers``, read only.
     markers_json = db.TextProperty(name='markers')
-    # {kind: number of ranges}, what the range tasks need of the markers.
+    # {kind: number of ranges}, known once the kind's markers are.
     range_counts = JsonProperty()
-    # {kind: token} of the key lists (``RangeKeys``) that go with markers.
+    # {kind: token} of the markers pass whose markers count, and whose
+    # staged ranges, key lists (``RangeKeys``) and ``SnapshotMarkers`` go.
     key_lists = JsonProperty()
     done = JsonProperty()
     finished_kinds = db.StringListProperty(indexed=False)
@@ -126,18 +126,31 @@ class Snapshot(LibraryModel):
 
     @property
     def markers(self):
-        """``{kind: [marker key, ...]}`` of the kinds whose markers are known."""
-        cached = getattr(self, '_markers_cache', None)
-        if cached is None or cached[0] is not self.markers_json:
-            cached = (self.markers_json, default_serializer.loads(
-                self.markers_json) if self.markers_json else {})
-            self._markers_cache = cached
-        return cached[1]
+        """``{kind: [marker key, ...]}`` of the kinds whose markers are known.
 
-    def set_markers(self, kind, markers):
-        value = dict(self.markers, **{kind: list(markers)})
-        self.markers_json = db.Text(default_serializer.dumps(value))
-        self.range_counts[kind] = len(markers) + 1
+        Read from ``SnapshotMarkers`` when first asked for, then kept.
+        """
+        from .keylists import SnapshotMarkers
+        cache = self.__dict__.setdefault('_markers_cache', {})
+        old = default_serializer.loads(self.markers_json) if (
+            self.markers_json) else {}
+        result = {}
+        for kind in self.kinds:
+            count = self.range_counts.get(kind)
+            if kind in old or count is None:
+                if kind in old:
+                    result[kind] = old[kind]
+                continue
+            token = self.key_lists.get(kind)
+            if (kind, token, count) not in cache:
+                markers = SnapshotMarkers.load(self.id, kind, token,
+                                               count - 1)
+                if markers is None:
+                    raise RangeCorrupted(self.id, SnapshotMarkers.make_name(
+                        self.id, kind, token, 0), 'markers are missing')
+                cache[kind, token, count] = markers
+            result[kind] = cache[kind, token, count]
+        return result
 
     def range_count(self, kind):
         """Ranges of ``kind`` (None before its markers are known)."""

@@ -16,10 +16,10 @@ import uuid
 
 from google.appengine.ext import db
 
-from .. import async_, defaults, entities
+from .. import async_, batch, defaults, entities
 from ..base import retrying, transaction
 from ..exceptions import RangeCorrupted
-from .keylists import RangeKeys
+from .keylists import RangeKeys, SnapshotMarkers
 from .models import RangeBackup, RangeBackupPart, Snapshot, prefixed
 from .storage import RangeWriter
 
@@ -59,12 +59,14 @@ def save_range_keys(snapshot_id, kind, token, ranges_keys):
 
 def markers_ready(snapshot_id, kind, markers, token=None):
     """Record a kind's markers (first ones win) and queue a task per range."""
+    retrying(db.put, SnapshotMarkers.build(snapshot_id, kind, token, markers))
+
     def record():
         snap = get_snapshot(snapshot_id)
         if snap is None:
             return None
         if snap.range_count(kind) is None:
-            snap.set_markers(kind, markers)
+            snap.range_counts[kind] = len(markers) + 1
             snap.key_lists[kind] = token
             if snap.status == Snapshot.STATUS_STARTED:
                 snap.status = Snapshot.STATUS_STORING
@@ -73,26 +75,29 @@ def markers_ready(snapshot_id, kind, markers, token=None):
     snap = transaction(record)
     if snap is None:
         return
-    if token is not None and snap.key_lists.get(kind) != token:
-        _discard_pass(snapshot_id, kind, token, len(markers) + 1)
+    won = snap.key_lists.get(kind) == token
+    if not won:
+        _discard_pass(snapshot_id, kind, token, markers)
     if snap.status == Snapshot.STATUS_ERROR:
         return
     token = snap.key_lists.get(kind)
+    bounds = batch.ranges(markers) if won else snap.ranges(kind)
     async_.defer_many(
         async_.make_task(store_range, args=(snapshot_id, kind, position,
                                             start, end, token),
                          on_failure=snapshot_failed,
                          on_failure_args=(snapshot_id,))
-        for position, (start, end) in enumerate(snap.ranges(kind)))
+        for position, (start, end) in enumerate(bounds))
 
 
-def _discard_pass(snapshot_id, kind, token, count):
+def _discard_pass(snapshot_id, kind, token, markers):
     """Delete what a markers pass that lost to another one left behind."""
+    count = len(markers) + 1
     staged = [RangeBackup.key_for(RangeBackup.staging_name(
         snapshot_id, kind, position, token)) for position in range(count)]
     lists = [RangeKeys.key_for(RangeKeys.make_name(
         snapshot_id, kind, position, token, 0)) for position in range(count)]
-    spent = []
+    spent = SnapshotMarkers.keys(snapshot_id, kind, token, len(markers))
     for found in retrying(db.get, staged + lists):
         if isinstance(found, RangeBackup):
             prefix = RangeBackup.prefix(snapshot_id, kind, found.position)
@@ -193,18 +198,18 @@ def store_range(snapshot_id, kind, position, start, end, token=None):
     A range the markers pass staged is committed as it is; any other is
     read by the keys the pass listed.
     """
-    snap = get_snapshot(snapshot_id)
+    wanted = [Snapshot.key_for(snapshot_id)]
+    if token is not None:
+        wanted.append(RangeBackup.key_for(RangeBackup.staging_name(
+            snapshot_id, kind, position, token)))
+    snap, staged = (retrying(db.get, wanted) + [None])[:2]
     if (snap is None or snap.status == Snapshot.STATUS_ERROR
             or snap.is_done(kind, position)):
         return
-    if token is not None:
-        staged = RangeBackup.get_by_key_name(
-            RangeBackup.staging_name(snapshot_id, kind, position, token))
-        if staged is not None:  # its parts become the backup's
-            _commit(snap, kind, position, start, end, {
-                name: getattr(staged, name) for name in _STORED},
-                [staged.key()])
-            return
+    if staged is not None:  # its parts become the backup's
+        _commit(snap, kind, position, start, end, {
+            name: getattr(staged, name) for name in _STORED}, [staged.key()])
+        return
     if token is None:  # queued by a version without key lists
         source, list_keys = entities.iter_range(kind, snap.namespace, start,
                                                 end), []
@@ -234,7 +239,8 @@ def _commit(snap, kind, position, start, end, stored, spent):
 
     def commit():
         current = get_snapshot(snap.id)
-        if current is None or current.is_done(kind, position):
+        if (current is None or current.status == Snapshot.STATUS_ERROR
+                or current.is_done(kind, position)):
             return False
         backup.put()
         current.entity_count += backup.count
@@ -273,6 +279,7 @@ def _purge(snapshot_id, max_batches):
     """Delete up to ``max_batches`` batches; True once nothing is left."""
     prefixes = ((RangeBackupPart, 'RBP:%d:' % snapshot_id),
                 (RangeKeys, 'RK:%d:' % snapshot_id),
+                (SnapshotMarkers, 'SM:%d:' % snapshot_id),
                 (RangeBackup, 'RBS:%d:' % snapshot_id),
                 (RangeBackup, 'RB:%d:' % snapshot_id))
     for _ in range(max_batches):
