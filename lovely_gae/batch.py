@@ -13,12 +13,50 @@ work stays bounded and the remaining ranges are read by tasks of their own.
 import time
 import uuid
 
-from . import async_, entities
+from google.appengine.ext import db
 
-__all__ = ['compute_markers', 'create_markers', 'iter_ranges', 'ranges']
+from . import async_, entities
+from .base import LibraryModel, retrying
+from .serializers import default_serializer
+
+__all__ = ['MarkerList', 'compute_markers', 'create_markers', 'iter_ranges',
+           'ranges']
 
 #: Keys handed to a ``keys_sink`` at a time.
 _SINK_BATCH = 5000
+#: Markers passed in the callback's task arguments at most (a task is an
+#: entity, and an entity holds 1 MiB); more go through a ``MarkerList``.
+_INLINE_MARKERS = 2000
+
+
+class MarkerList(LibraryModel):
+    """Markers kept in the datastore, ``CHUNK`` an entity, under a prefix."""
+
+    CHUNK = 5000
+
+    markers = db.TextProperty()
+
+    @classmethod
+    def keys(cls, prefix, count):
+        """Keys of the entities that hold ``count`` markers."""
+        return [cls.key_for('%s%04d' % (prefix, index))
+                for index in range(max(1, -(-count // cls.CHUNK)))]
+
+    @classmethod
+    def build(cls, prefix, markers):
+        markers = list(markers)
+        return [cls(key=key, markers=db.Text(default_serializer.dumps(
+            markers[index * cls.CHUNK:(index + 1) * cls.CHUNK])))
+            for index, key in enumerate(cls.keys(prefix, len(markers)))]
+
+    @classmethod
+    def load(cls, prefix, count):
+        """The ``count`` markers as ``db.Key`` objects; None if any is gone."""
+        found = db.get(cls.keys(prefix, count))
+        if any(entity is None for entity in found):
+            return None
+        return [marker for entity in found
+                for marker in default_serializer.loads(entity.markers)]
 
 
 def iter_ranges(kind, batchsize, namespace='', full_seconds=0.0):
@@ -125,6 +163,23 @@ def _markers_task(kind, batchsize, callback, callback_args, namespace,
                 pending, waiting = [], 0
     if pending:
         to_keys(*keys_sink_args, token, pending)
+    if len(markers) > _INLINE_MARKERS:
+        prefix = 'ML:%s:' % (token or uuid.uuid4().hex[:12])
+        retrying(db.put, MarkerList.build(prefix, markers))
+        async_.defer(_deliver, args=(callback, list(callback_args), prefix,
+                                     len(markers), token),
+                     on_failure=on_failure, on_failure_args=on_failure_args)
+        return
     args = list(callback_args) + [markers] + ([token] if token else [])
     async_.defer(callback, args=args, on_failure=on_failure,
                  on_failure_args=on_failure_args)
+
+
+def _deliver(callback, callback_args, prefix, count, token):
+    """The callback's task when its markers are in a ``MarkerList``."""
+    markers = MarkerList.load(prefix, count)
+    if markers is None:
+        return  # delivered: a list goes only after its callback has run
+    async_.resolve(callback)(*callback_args, markers,
+                             *([token] if token else []))
+    retrying(db.delete, MarkerList.keys(prefix, count))

@@ -80,3 +80,19 @@ def test_ranges_left_unread_are_skipped(make_entities):
     starts = [start for _, start, _, items in batch.iter_ranges(
         'Dummy', 10, full_seconds=60) if next(items, True)]
     assert starts == [None, keys[10], keys[20]]
+
+
+def test_many_markers_reach_the_callback_through_the_datastore(
+        make_entities, run_tasks, monkeypatch):
+    # A task's arguments are an entity's worth; thousands of markers are not.
+    monkeypatch.setattr(batch, '_INLINE_MARKERS', 3)
+    monkeypatch.setattr(batch.MarkerList, 'CHUNK', 2)
+    SEEN.clear()
+    make_entities(Dummy, 25)
+    batch.create_markers('Dummy', 4, collect, ('t',))
+    assert run_tasks() == 1
+    assert batch.MarkerList.all().count() == 3  # 6 markers, 2 an entity
+    assert run_tasks() == 1
+    assert SEEN == [('t', batch.compute_markers('Dummy', 4))]
+    assert batch.MarkerList.all().count() == 0
+    assert run_tasks() == 0

@@ -239,6 +239,7 @@ def test_markers_are_kept_apart_from_the_snapshot_entity(make_entities,
                                                          monkeypatch):
     from lovely_gae.snapshot.keylists import SnapshotMarkers
     monkeypatch.setattr(SnapshotMarkers, 'CHUNK', 20)
+    monkeypatch.setattr(batch, '_INLINE_MARKERS', 50)  # and not in a task
     keys = sorted(make_entities(Dummy, 150))
     before = all_bytes(['Dummy'])
     snap = api.create_snapshot(['Dummy'], batchsize=2)
@@ -247,6 +248,7 @@ def test_markers_are_kept_apart_from_the_snapshot_entity(make_entities,
     assert snap.status == snap.STATUS_FINISHED
     assert snap.markers == {'Dummy': keys[2::2]}  # 74 markers
     assert SnapshotMarkers.all().count() == 4
+    assert batch.MarkerList.all().count() == 0
     # Every range's task writes the snapshot: it stays small, however many
     # markers its kinds have.
     assert len(db.model_to_protobuf(snap).SerializeToString()) < 1000

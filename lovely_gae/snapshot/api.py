@@ -3,6 +3,7 @@ from google.appengine.api import namespace_manager
 from google.appengine.ext import db
 
 from .. import batch, defaults, entities
+from ..batch import MarkerList
 from ..async_ import Task
 from ..exceptions import InvalidInput, SnapshotNotFound
 from . import ranges, storage
@@ -16,7 +17,7 @@ __all__ = ['create_snapshot', 'get_kinds', 'get_snapshot', 'list_snapshots',
 #: Kinds of the library's own, never part of a snapshot.
 LIBRARY_KINDS = frozenset(model.kind() for model in (
     Snapshot, RangeBackup, RangeBackupPart, RangeKeys, SnapshotMarkers,
-    Task))
+    MarkerList, Task))
 
 #: More entities per range than this would not fit the range's bookkeeping.
 MAX_BATCH_SIZE = 100000

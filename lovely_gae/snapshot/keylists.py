@@ -2,8 +2,8 @@
 from google.appengine.ext import db
 
 from .. import entities
+from ..batch import MarkerList
 from ..base import LibraryModel
-from ..serializers import default_serializer
 from . import storage
 
 __all__ = ['RangeKeys', 'SnapshotMarkers']
@@ -60,7 +60,7 @@ class RangeKeys(LibraryModel):
                     first.key()] + [part.key() for part in rest]
 
 
-class SnapshotMarkers(LibraryModel):
+class SnapshotMarkers(MarkerList):
     """The markers of one kind of a snapshot, ``CHUNK`` markers an entity.
 
     Kept apart from the ``Snapshot``, which every range's task writes: a
@@ -69,33 +69,6 @@ class SnapshotMarkers(LibraryModel):
     outgrow the datastore's 1 MiB per entity.
     """
 
-    CHUNK = 5000
-
-    markers = db.TextProperty()
-
     @staticmethod
-    def make_name(snapshot_id, kind, token, index):
-        return 'SM:%d:%s:%s:%04d' % (snapshot_id, kind, token or '-', index)
-
-    @classmethod
-    def keys(cls, snapshot_id, kind, token, count):
-        """Keys of the entities that hold ``count`` markers."""
-        return [cls.key_for(cls.make_name(snapshot_id, kind, token, index))
-                for index in range(max(1, -(-count // cls.CHUNK)))]
-
-    @classmethod
-    def build(cls, snapshot_id, kind, token, markers):
-        markers = list(markers)
-        return [cls(key=key, markers=db.Text(default_serializer.dumps(
-            markers[index * cls.CHUNK:(index + 1) * cls.CHUNK])))
-            for index, key in enumerate(cls.keys(snapshot_id, kind, token,
-                                                 len(markers)))]
-
-    @classmethod
-    def load(cls, snapshot_id, kind, token, count):
-        """The ``count`` markers as ``db.Key`` objects; None if any is gone."""
-        found = db.get(cls.keys(snapshot_id, kind, token, count))
-        if any(entity is None for entity in found):
-            return None
-        return [marker for entity in found
-                for marker in default_serializer.loads(entity.markers)]
+    def prefix(snapshot_id, kind, token):
+        return 'SM:%d:%s:%s:' % (snapshot_id, kind, token or '-')

@@ -143,11 +143,11 @@ class Snapshot(LibraryModel):
                 continue
             token = self.key_lists.get(kind)
             if (kind, token, count) not in cache:
-                markers = SnapshotMarkers.load(self.id, kind, token,
-                                               count - 1)
+                prefix = SnapshotMarkers.prefix(self.id, kind, token)
+                markers = SnapshotMarkers.load(prefix, count - 1)
                 if markers is None:
-                    raise RangeCorrupted(self.id, SnapshotMarkers.make_name(
-                        self.id, kind, token, 0), 'markers are missing')
+                    raise RangeCorrupted(self.id, prefix,
+                                         'markers are missing')
                 cache[kind, token, count] = markers
             result[kind] = cache[kind, token, count]
         return result

@@ -59,7 +59,8 @@ def save_range_keys(snapshot_id, kind, token, ranges_keys):
 
 def markers_ready(snapshot_id, kind, markers, token=None):
     """Record a kind's markers (first ones win) and queue a task per range."""
-    retrying(db.put, SnapshotMarkers.build(snapshot_id, kind, token, markers))
+    retrying(db.put, SnapshotMarkers.build(
+        SnapshotMarkers.prefix(snapshot_id, kind, token), markers))
 
     def record():
         snap = get_snapshot(snapshot_id)
@@ -97,7 +98,8 @@ def _discard_pass(snapshot_id, kind, token, markers):
         snapshot_id, kind, position, token)) for position in range(count)]
     lists = [RangeKeys.key_for(RangeKeys.make_name(
         snapshot_id, kind, position, token, 0)) for position in range(count)]
-    spent = SnapshotMarkers.keys(snapshot_id, kind, token, len(markers))
+    spent = SnapshotMarkers.keys(
+        SnapshotMarkers.prefix(snapshot_id, kind, token), len(markers))
     for found in retrying(db.get, staged + lists):
         if isinstance(found, RangeBackup):
             prefix = RangeBackup.prefix(snapshot_id, kind, found.position)
