@@ -18,8 +18,8 @@ import uuid
 
 from google.appengine.ext import db
 
-from . import defaults
-from .base import LibraryModel, retrying, transaction, utcnow
+from . import defaults, taskstore
+from .base import LibraryModel, transaction, utcnow
 from .exceptions import TaskError
 from .serializers import default_serializer
 
@@ -28,11 +28,9 @@ __all__ = ['Status', 'Task', 'defer', 'defer_many', 'make_task', 'get_tasks',
 
 log = logging.getLogger(__name__)
 
-# Failed tasks, and only they, keep ``due=None``; a range that starts here
-# never matches them. ``due`` is the one indexed property of a task: queued
-# and failed tasks are found by it, with the single-property index every app
-# has, and each write updates one index instead of two.
-_EPOCH = datetime.datetime(1970, 1, 1)
+# ``due`` is the one indexed property of a task: queued and failed tasks
+# are found by it, with the single-property index every app has.
+_EPOCH = taskstore.EPOCH
 
 
 class Status(str, enum.Enum):
@@ -58,12 +56,11 @@ class Task(LibraryModel):
 
     @classmethod
     def kind(cls):
-        return 'LovelyGaeTask'
+        return taskstore.KIND
 
     def arguments(self):
         """``(args, kwargs)`` as the function will receive them."""
-        data = default_serializer.loads(self.payload or '{}')
-        return data.get('args', []), data.get('kwargs', {})
+        return _arguments(self.payload)
 
     def failure_arguments(self):
         return default_serializer.loads(self.payload or '{}').get(
@@ -72,6 +69,11 @@ class Task(LibraryModel):
     def __repr__(self):
         return '<Task %s %s attempts=%s>' % (self.func, self.status,
                                              self.attempts)
+
+
+def _arguments(payload):
+    data = default_serializer.loads(payload or '{}')
+    return data.get('args', []), data.get('kwargs', {})
 
 
 def dotted_name(func):
@@ -137,13 +139,13 @@ def defer(func, args=(), kwargs=None, once_only=True, countdown=0,
     """
     task = make_task(func, args, kwargs, once_only, countdown, max_attempts,
                      retry_delay, on_failure, on_failure_args)
-    retrying(task.put)
+    taskstore.put([taskstore.entity_of(task)])
     return task
 
 
 def defer_many(tasks):
     """Store tasks made by ``make_task`` with as few writes as possible."""
-    retrying(db.put, list(tasks))
+    taskstore.put([taskstore.entity_of(task) for task in tasks])
 
 
 def get_tasks():
@@ -163,28 +165,9 @@ def get_failed_tasks():
     return list(Task.all().filter('due =', None))
 
 
-def _due_keys(cutoff):
-    """Keys of the tasks due by ``cutoff``, in batches of one lease."""
-    query = (Task.all(keys_only=True).filter('due >=', _EPOCH)
-             .filter('due <=', cutoff).order('due'))
-    batch = []
-    for key in query.run(batch_size=defaults.TASK_BATCH):
-        batch.append(key)
-        if len(batch) >= _LEASE_BATCH:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 def _next_due():
     first = Task.all().filter('due >=', _EPOCH).order('due').get()
     return first.due if first else None
-
-
-#: Tasks leased in one transaction; a cross-group transaction spans at most
-#: 25 entity groups, and every task is one.
-_LEASE_BATCH = 20
 
 
 def run_tasks(recursive=False, wait=False, deadline=None, max_tasks=None,
@@ -196,8 +179,7 @@ def run_tasks(recursive=False, wait=False, deadline=None, max_tasks=None,
     retries, until the queue is empty. ``deadline`` (seconds) and
     ``max_tasks`` bound the call; what is left stays queued.
     """
-    lease = datetime.timedelta(
-        seconds=lease_seconds or defaults.LEASE_SECONDS)
+    lease_seconds = lease_seconds or defaults.LEASE_SECONDS
     stop_at = None if deadline is None else time.monotonic() + deadline
 
     def out_of_budget():
@@ -206,20 +188,20 @@ def run_tasks(recursive=False, wait=False, deadline=None, max_tasks=None,
     ran = 0
     while True:
         ran_in_pass = 0
-        for keys in _due_keys(utcnow()):
+        for refs in taskstore.due_batches(utcnow()):
             if out_of_budget():
                 return ran
-            leased = _lease_batch(keys, lease)
+            leased = taskstore.lease(refs, uuid.uuid4().hex, lease_seconds)
             done = []
             for index, task in enumerate(leased):
                 if out_of_budget():
                     transaction(_release, leased[index:])
                     break
                 if _run_one(task):
-                    done.append(task.key())
+                    done.append(task.ref)
                 ran += 1
                 ran_in_pass += 1
-            retrying(db.delete, done)
+            taskstore.delete(done)
             if out_of_budget():
                 return ran
         if not recursive or (ran_in_pass == 0 and not wait):
@@ -236,26 +218,10 @@ def run_tasks(recursive=False, wait=False, deadline=None, max_tasks=None,
             time.sleep(pause)
 
 
-def _lease_batch(keys, lease):
-    """Lease the tasks of ``keys`` that are still due; [] if others won."""
-    token = uuid.uuid4().hex
-    try:
-        return transaction(_lease, keys, token, lease)
-    except db.TransactionFailedError:
-        return []  # other workers leased these meanwhile
-
-
 def _lease(keys, token, lease):
-    now = utcnow()
-    tasks = [task for task in db.get(keys)
-             if task is not None and task.status == Status.QUEUED
-             and task.due is not None and task.due <= now]
-    for task in tasks:
-        task.due = now + lease
-        task.lease = token
-        task.attempts += 1
-    db.put(tasks)
-    return tasks
+    """Lease the due tasks of ``keys`` (``db.Key``) for ``lease``."""
+    return taskstore.lease([key._ToPb() for key in keys], token,
+                           lease.total_seconds())
 
 
 def _release(tasks):
@@ -275,7 +241,7 @@ def _run_one(task):
     """Run a leased task; True if it succeeded (and may be deleted)."""
     try:
         func = resolve(task.func)
-        args, kwargs = task.arguments()
+        args, kwargs = _arguments(task.payload)
         func(*args, **kwargs)
     except Exception as exc:
         error = ''.join(traceback.format_exception_only(type(exc), exc))
