@@ -113,14 +113,16 @@ class LeasedTask:
     __slots__ = ('ref', 'func', 'payload', 'attempts', 'max_attempts',
                  'lease')
 
-    def __init__(self, ref, values, attempts, token):
+    def __init__(self, ref, props, attempts, token):
         self.ref = ref
-        self.func = values['func'].stringValue.decode('utf-8')
-        self.payload = _text(values.get('payload'))
+        self.func = props['func'].value.stringValue.decode('utf-8')
+        payload = props.get('payload')
+        self.payload = (payload.value.stringValue.decode('utf-8')
+                        if payload is not None else None)
+        max_attempts = props.get('max_attempts')
+        self.max_attempts = (max_attempts.value.int64Value
+                             if max_attempts is not None else None)
         self.attempts = attempts
-        max_attempts = values.get('max_attempts')
-        self.max_attempts = (max_attempts.int64Value if max_attempts
-                             is not None else None)
         self.lease = token
 
     def key(self):
@@ -130,50 +132,37 @@ class LeasedTask:
         return '<LeasedTask %s attempts=%s>' % (self.func, self.attempts)
 
 
-def _text(value):
-    if value is None or not value.HasField('stringValue'):
-        return None
-    return value.stringValue.decode('utf-8')
+def _properties(pb):
+    """The properties of ``pb`` by name (a stored null reads as 0 or '')."""
+    props = {prop.name: prop for prop in pb.property}
+    props.update((prop.name, prop) for prop in pb.raw_property)
+    return props
 
 
-def _values(pb):
-    """Property values of ``pb`` by name; stored nulls count as missing."""
-    values = {}
-    for props in (pb.property, pb.raw_property):
-        for prop in props:
-            if prop.value.ListFields():
-                values[prop.name] = prop.value
-    return values
-
-
-def _replace(pb, name, indexed, meaning=None):
-    """A fresh value for property ``name``; an old one, wherever it is, goes."""
-    for props in (pb.property, pb.raw_property):
-        for index, prop in enumerate(props):
-            if prop.name == name:
-                del props[index]
-                break
-    return _add(pb.property if indexed else pb.raw_property, name, meaning)
-
-
-def _due(values, now):
-    status = values.get('status')
-    if status is not None and status.stringValue != b'queued':
-        return False
-    due = values.get('due')
-    return due is not None and due.int64Value <= now
+def _value(props, pb, name):
+    """The emptied value of property ``name``; added, unindexed, if missing."""
+    prop = props.get(name)
+    if prop is None:
+        return _add(pb.raw_property, name)
+    prop.value.Clear()
+    return prop.value
 
 
 def _lease_one(pb, ref, token, now, until):
-    values = _values(pb)
-    if not _due(values, now):
+    """Lease the task of ``pb`` (changed in place) if it is due; else None."""
+    props = _properties(pb)
+    status = props.get('status')
+    due = props.get('due')
+    if (due is None or not due.value.HasField('int64Value')
+            or due.value.int64Value > now or status is not None
+            and status.value.stringValue not in (b'queued', b'')):
         return None
-    attempts = values['attempts'].int64Value + 1 if 'attempts' in values \
-        else 1
-    leased = LeasedTask(ref, values, attempts, token)
-    _replace(pb, 'due', True, _WHEN).int64Value = until
-    _replace(pb, 'lease', False).stringValue = token.encode('ascii')
-    _replace(pb, 'attempts', False).int64Value = attempts
+    attempts = props['attempts'].value.int64Value + 1 \
+        if 'attempts' in props else 1
+    leased = LeasedTask(ref, props, attempts, token)
+    due.value.int64Value = until
+    _value(props, pb, 'lease').stringValue = token.encode('ascii')
+    _value(props, pb, 'attempts').int64Value = attempts
     return leased
 
 
