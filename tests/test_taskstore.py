@@ -1,10 +1,8 @@
-"""Tasks as stored: what db.Model reads back, older tasks, leases that race."""
-import datetime
-
+"""Tasks as stored: what db.Model reads back, older tasks, the one index."""
 from google.appengine.api import datastore, datastore_types
 from google.appengine.ext import db
 
-from lovely_gae import async_, defaults, entities, taskstore
+from lovely_gae import async_, defaults, entities, leases
 from lovely_gae.base import utcnow
 
 CALLS = []
@@ -102,43 +100,5 @@ def test_finished_tasks_are_deleted_and_failed_ones_kept(gae_testbed,
     assert run_tasks() == 46
     left = async_.Task.all().fetch(100)
     assert [(t.func, t.status) for t in left] == [('builtins:int', 'failed')]
-
-
-def test_a_leased_task_is_not_leased_again_within_its_lease(gae_testbed):
-    task = async_.defer(record)
-    refs = [entities.ref(task.key())]
-    [first] = taskstore.lease(refs, 'first', 60)
-    assert (first.func, first.attempts, first.lease) == (
-        'tests.test_taskstore:record', 1, 'first')
-    assert taskstore.lease(refs, 'second', 60) == []
-    assert db.get(task.key()).lease == 'first'
-
-
-def test_of_two_racing_leases_only_one_gets_the_task(gae_testbed,
-                                                     monkeypatch):
-    task = async_.defer(record)
-    refs = [entities.ref(task.key())]
-    lease_one = taskstore._lease_one
-    rival = []
-
-    def with_a_rival(*args):
-        # Another worker commits its lease while ours is between read and
-        # commit: our commit collides, and the retry finds nothing due.
-        if args[2] == 'ours' and rival == []:
-            rival.append(taskstore.lease(refs, 'rival', 60))
-        return lease_one(*args)
-    monkeypatch.setattr(taskstore, '_lease_one', with_a_rival)
-    assert taskstore.lease(refs, 'ours', 60) == []
-    assert [[t.lease for t in leased] for leased in rival] == [['rival']]
-    stored_task = db.get(task.key())
-    assert (stored_task.lease, stored_task.attempts) == ('rival', 1)
-
-
-def test_a_lease_counts_the_attempt_and_moves_due(gae_testbed):
-    task = async_.defer(record)
-    before = utcnow()
-    [leased] = taskstore.lease([entities.ref(task.key())], 'token', 30)
-    after = db.get(task.key())
-    assert after.attempts == leased.attempts == 1
-    assert before + datetime.timedelta(seconds=29) < after.due
-    assert after.max_attempts == leased.max_attempts == defaults.MAX_ATTEMPTS
+    assert datastore.Query(leases.KIND, namespace=defaults.NAMESPACE).Count() \
+        == 0
