@@ -3,10 +3,12 @@
 A task is the dotted name of a function plus its serialized arguments. It
 survives a restart, can be written in the same transaction as the data it
 belongs to, and runs at least once: a task that raises is retried with
-backoff, and a worker that dies gives its task back when its lease expires.
+backoff, and a worker that dies gives its tasks back when its lease expires
+(see ``leases``).
 ``run_tasks`` is the one code path that runs tasks, for tests, the CLI
 worker and the HTTP worker alike.
 """
+import contextvars
 import datetime
 import enum
 import hashlib
@@ -18,8 +20,8 @@ import uuid
 
 from google.appengine.ext import db
 
-from . import defaults
-from .base import LibraryModel, retrying, transaction, utcnow
+from . import defaults, entities, leases, taskstore
+from .base import LibraryModel, transaction, utcnow
 from .exceptions import TaskError
 from .serializers import default_serializer
 
@@ -28,9 +30,12 @@ __all__ = ['Status', 'Task', 'defer', 'defer_many', 'make_task', 'get_tasks',
 
 log = logging.getLogger(__name__)
 
-# Failed tasks keep ``due=None``; a range that starts here never matches them,
-# so the due query needs only the single-property index every app has.
-_EPOCH = datetime.datetime(1970, 1, 1)
+#: Key names of the tasks that the lease being run holds and will run next.
+_waiting = contextvars.ContextVar('waiting', default=frozenset())
+
+# ``due`` is the one indexed property of a task: queued and failed tasks
+# are found by it, with the single-property index every app has.
+_EPOCH = taskstore.EPOCH
 
 
 class Status(str, enum.Enum):
@@ -39,12 +44,13 @@ class Status(str, enum.Enum):
 
 
 class Task(LibraryModel):
-    """One piece of work; a queued task whose lease runs is simply not due."""
+    """One piece of work: queued, failed, or (as leased) held by a lease."""
 
     func = db.StringProperty(indexed=False, required=True)
     payload = db.TextProperty()
     on_failure = db.StringProperty(indexed=False)
-    status = db.StringProperty(default=Status.QUEUED.value)
+    # Older tasks have it indexed; nothing queries it any more.
+    status = db.StringProperty(default=Status.QUEUED.value, indexed=False)
     due = db.DateTimeProperty()
     attempts = db.IntegerProperty(default=0, indexed=False)
     max_attempts = db.IntegerProperty(indexed=False)
@@ -55,12 +61,11 @@ class Task(LibraryModel):
 
     @classmethod
     def kind(cls):
-        return 'LovelyGaeTask'
+        return taskstore.KIND
 
     def arguments(self):
         """``(args, kwargs)`` as the function will receive them."""
-        data = default_serializer.loads(self.payload or '{}')
-        return data.get('args', []), data.get('kwargs', {})
+        return _arguments(self.payload)
 
     def failure_arguments(self):
         return default_serializer.loads(self.payload or '{}').get(
@@ -69,6 +74,11 @@ class Task(LibraryModel):
     def __repr__(self):
         return '<Task %s %s attempts=%s>' % (self.func, self.status,
                                              self.attempts)
+
+
+def _arguments(payload):
+    data = default_serializer.loads(payload or '{}')
+    return data.get('args', []), data.get('kwargs', {})
 
 
 def dotted_name(func):
@@ -105,6 +115,10 @@ def make_task(func, args=(), kwargs=None, once_only=True, countdown=0,
     if on_failure_args:
         data['on_failure_args'] = list(on_failure_args)
     payload = default_serializer.dumps(data)
+    size = len(payload.encode('utf-8'))
+    if size > taskstore.MAX_PAYLOAD:
+        raise TaskError('the arguments of task %s are %d bytes; at most %d '
+                        'fit' % (name, size, taskstore.MAX_PAYLOAD))
     if once_only:
         digest = hashlib.sha256(('%s\0%s' % (name, payload)).encode())
         key_name = '%s#%s' % (name, digest.hexdigest()[:40])
@@ -126,62 +140,60 @@ def defer(func, args=(), kwargs=None, once_only=True, countdown=0,
 
     With ``once_only`` the task's key name is derived from function and
     arguments, so deferring the same work while it is queued leaves one
-    task: the put is one write, no transaction, and if it lands on a task
-    that is running, that task may run once more, which tasks must bear
-    anyway. After the last attempt, ``on_failure(message,
-    *on_failure_args)`` runs in the transaction that marks the task failed.
-    Called inside a transaction, the task commits with it.
+    task: the put is one write, no transaction. While a worker's lease
+    holds the task, a task of that lease that defers it before it ran
+    leaves it to the lease; otherwise it is queued again and may run once
+    more, which tasks must bear anyway. After the last attempt,
+    ``on_failure(message, *on_failure_args)`` runs in the transaction that
+    marks the task failed. Called inside a transaction, the task commits
+    with it.
     """
     task = make_task(func, args, kwargs, once_only, countdown, max_attempts,
                      retry_delay, on_failure, on_failure_args)
-    retrying(task.put)
+    defer_many([task])
     return task
 
 
 def defer_many(tasks):
     """Store tasks made by ``make_task`` with as few writes as possible."""
-    retrying(db.put, list(tasks))
+    waiting = _waiting.get()
+    taskstore.put([taskstore.entity_of(task) for task in tasks
+                   if task.key().name() not in waiting])
+
+
+def _leased():
+    return [db.model_from_protobuf(pb) for pb in leases.leased_entities()]
 
 
 def get_tasks():
-    """The tasks waiting to run (or running), oldest due first."""
-    return sorted(Task.all().filter('status =', Status.QUEUED.value),
-                  key=lambda t: (t.due, t.key().name()))
+    """The tasks waiting to run (or running), oldest due first.
+
+    A running task is shown as leased: ``due`` is the end of its lease.
+    """
+    tasks = {task.key(): task for task in _leased()}
+    tasks.update((task.key(), task)
+                 for task in Task.all().filter('due >=', _EPOCH))
+    return sorted(tasks.values(), key=lambda t: (t.due, t.key().name()))
 
 
 def count_tasks(limit=1000):
     """How many tasks wait (or run), counted up to ``limit``."""
-    return Task.all(keys_only=True).filter(
-        'status =', Status.QUEUED.value).count(limit=limit)
+    keys = set(Task.all(keys_only=True).filter('due >=', _EPOCH).run(
+        limit=limit))
+    keys.update(entities.key(pb.key) for pb in leases.leased_entities())
+    return min(len(keys), limit)
 
 
 def get_failed_tasks():
     """Tasks that used up their attempts; each keeps its last error."""
-    return list(Task.all().filter('status =', Status.FAILED.value))
-
-
-def _due_keys(cutoff):
-    """Keys of the tasks due by ``cutoff``, in batches of one lease."""
-    query = (Task.all(keys_only=True).filter('due >=', _EPOCH)
-             .filter('due <=', cutoff).order('due'))
-    batch = []
-    for key in query.run(batch_size=defaults.TASK_BATCH):
-        batch.append(key)
-        if len(batch) >= _LEASE_BATCH:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+    return list(Task.all().filter('due =', None))
 
 
 def _next_due():
+    """When a task is due next, or a lease ends whose tasks may come back."""
     first = Task.all().filter('due >=', _EPOCH).order('due').get()
-    return first.due if first else None
-
-
-#: Tasks leased in one transaction; a cross-group transaction spans at most
-#: 25 entity groups, and every task is one.
-_LEASE_BATCH = 20
+    times = [first.due if first else None, leases.next_expiry()]
+    return min((t for t in times if t is not None), default=None)
 
 
 def run_tasks(recursive=False, wait=False, deadline=None, max_tasks=None,
@@ -193,32 +205,28 @@ def run_tasks(recursive=False, wait=False, deadline=None, max_tasks=None,
     retries, until the queue is empty. ``deadline`` (seconds) and
     ``max_tasks`` bound the call; what is left stays queued.
     """
-    lease = datetime.timedelta(
-        seconds=lease_seconds or defaults.LEASE_SECONDS)
+    lease_seconds = lease_seconds or defaults.LEASE_SECONDS
     stop_at = None if deadline is None else time.monotonic() + deadline
 
-    def out_of_budget():
-        return ((max_tasks is not None and ran >= max_tasks) or
+    def out_of_budget(count):
+        return ((max_tasks is not None and count >= max_tasks) or
                 (stop_at is not None and time.monotonic() >= stop_at))
     ran = 0
     while True:
         ran_in_pass = 0
-        for keys in _due_keys(utcnow()):
-            if out_of_budget():
-                return ran
-            leased = _lease_batch(keys, lease)
-            done = []
-            for index, task in enumerate(leased):
-                if out_of_budget():
-                    transaction(_release, leased[index:])
-                    break
-                if _run_one(task):
-                    done.append(task.key())
-                ran += 1
-                ran_in_pass += 1
-            retrying(db.delete, done)
-            if out_of_budget():
-                return ran
+        leases.recover(utcnow())
+        for refs in taskstore.due_batches(utcnow()):
+            while refs:
+                if out_of_budget(ran):
+                    return ran
+                token = uuid.uuid4().hex
+                leased, refs = leases.lease(refs, token, lease_seconds)
+                count = _run_lease(token, leased,
+                                   lambda n: out_of_budget(ran + n))
+                ran += count
+                ran_in_pass += count
+        if out_of_budget(ran):
+            return ran
         if not recursive or (ran_in_pass == 0 and not wait):
             return ran
         if ran_in_pass == 0:
@@ -233,61 +241,49 @@ def run_tasks(recursive=False, wait=False, deadline=None, max_tasks=None,
             time.sleep(pause)
 
 
-def _lease_batch(keys, lease):
-    """Lease the tasks of ``keys`` that are still due; [] if others won."""
-    token = uuid.uuid4().hex
-    try:
-        return transaction(_lease, keys, token, lease)
-    except db.TransactionFailedError:
-        return []  # other workers leased these meanwhile
-
-
 def _lease(keys, token, lease):
-    now = utcnow()
-    tasks = [task for task in db.get(keys)
-             if task is not None and task.status == Status.QUEUED
-             and task.due is not None and task.due <= now]
-    for task in tasks:
-        task.due = now + lease
-        task.lease = token
-        task.attempts += 1
-    db.put(tasks)
-    return tasks
+    """Lease the due tasks of ``keys`` (``db.Key``) for ``lease``."""
+    return leases.lease([key._ToPb() for key in keys], token,
+                        lease.total_seconds())[0]
 
 
-def _release(tasks):
-    """Give back leased tasks that this worker will not run after all."""
-    current = db.get([task.key() for task in tasks])
-    back = []
-    for task, now in zip(tasks, current):
-        if now is not None and now.lease == task.lease:
-            now.due = utcnow()
-            now.lease = None
-            now.attempts -= 1
-            back.append(now)
-    db.put(back)
+def _run_lease(token, leased, out_of_budget):
+    """Run the tasks of a lease, then end it; how many ran."""
+    waiting = {task.name for task in leased}
+    reset = _waiting.set(waiting)
+    try:
+        for index, task in enumerate(leased):
+            if out_of_budget(index):
+                transaction(leases.release, token, leased[index:])
+                return index
+            waiting.discard(task.name)
+            _run_one(task)
+    finally:
+        _waiting.reset(reset)
+    if leased:
+        leases.finish(token)
+    return len(leased)
 
 
 def _run_one(task):
-    """Run a leased task; True if it succeeded (and may be deleted)."""
+    """Run a leased task; if it fails, put it back in the queue to retry."""
     try:
         func = resolve(task.func)
-        args, kwargs = task.arguments()
+        args, kwargs = _arguments(task.payload)
         func(*args, **kwargs)
     except Exception as exc:
         error = ''.join(traceback.format_exception_only(type(exc), exc))
         log.warning('task %s failed (attempt %d of %d): %s', task.func,
                     task.attempts, task.max_attempts, error.strip(),
                     exc_info=True)
-        transaction(_settle_failure, task.key(), task.lease, error.strip())
-        return False
-    return True
+        transaction(_settle_failure, task, error.strip())
 
 
-def _settle_failure(key, token, error):
-    task = db.get(key)
-    if task is None or task.lease != token:
-        return
+def _settle_failure(leased, error):
+    if not leases.holds(leased.lease):
+        return  # the lease ran out and another worker took the task over
+    # If the same work was deferred again meanwhile, this retry stands for it.
+    task = db.model_from_protobuf(leased.entity)
     task.error = error
     if task.attempts < task.max_attempts:
         delay = min(task.retry_delay * 2 ** (task.attempts - 1),

@@ -107,3 +107,9 @@ def test_serializer_round_trip():
     value = {'k': [1, 'a', None, True, 2.5, b'b',
                    datetime.datetime(2000, 1, 1)]}
     assert JSONSerializer.loads(JSONSerializer.dumps(value)) == value
+
+
+def test_arguments_too_big_for_a_lease_are_refused(gae_testbed):
+    with pytest.raises(TaskError, match='at most 1000000 fit'):
+        async_.defer(record, args=('x' * 1000000,))
+    assert async_.get_tasks() == []

@@ -2,7 +2,7 @@
 from google.appengine.api import namespace_manager
 from google.appengine.ext import db
 
-from .. import batch, defaults, entities
+from .. import batch, defaults, entities, leases
 from ..batch import MarkerList
 from ..async_ import Task
 from ..exceptions import InvalidInput, SnapshotNotFound
@@ -15,9 +15,9 @@ __all__ = ['create_snapshot', 'get_kinds', 'get_snapshot', 'list_snapshots',
            'validate_kind', 'validate_batchsize', 'validate_namespace']
 
 #: Kinds of the library's own, never part of a snapshot.
-LIBRARY_KINDS = frozenset(model.kind() for model in (
+LIBRARY_KINDS = frozenset([model.kind() for model in (
     Snapshot, RangeBackup, RangeBackupPart, RangeKeys, SnapshotMarkers,
-    MarkerList, Task))
+    MarkerList, Task)] + [leases.KIND])
 
 #: More entities per range than this would not fit the range's bookkeeping.
 MAX_BATCH_SIZE = 100000
