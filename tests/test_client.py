@@ -235,3 +235,24 @@ def test_upload_refuses_the_librarys_own_entities(tmp_path, monkeypatch):
         with pytest.raises(ValueError, match="namespace 'lovely_gae'"):
             client.upload_snapshot(path)
         assert Dummy.all().count() == 0
+
+
+def test_devfile_writes_the_same_bytes_one_by_one_or_many_at_once(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr(devfile, '_FLUSH_BYTES', 5000)  # flush on the way
+    records = [bytes([n % 251]) * (n * 37 % 700) for n in range(2600)]
+    one, many = tmp_path / 'one', tmp_path / 'many'
+    with open(one, 'wb') as out:
+        writer = devfile.DevFileWriter(out)
+        for record in records:
+            writer.add(record)
+        writer.close()
+    with open(many, 'wb') as out:
+        writer = devfile.DevFileWriter(out)
+        writer.add_many(records[:1500])
+        writer.add_many(iter(records[1500:]))
+        writer.close()
+    assert writer.count == len(records)
+    assert one.read_bytes() == many.read_bytes()
+    with open(many, 'rb') as f:
+        assert list(devfile.iter_entities(f)) == records

@@ -259,3 +259,18 @@ def test_markers_are_kept_apart_from_the_snapshot_entity(make_entities,
     snap.delete()
     run_tasks(recursive=True)
     assert SnapshotMarkers.all().count() == 0
+
+
+@pytest.mark.parametrize('codec', ['none', 'zlib', 'bz2'])
+def test_records_of_every_length_come_back_across_part_boundaries(codec):
+    from lovely_gae.snapshot import storage
+    # Lengths whose varints take one, two and three bytes, and empty ones.
+    records = [os.urandom(n) for n in (0, 1, 127, 128, 300, 16383, 16384,
+                                       70000, 5, 0, 129)]
+    writer = storage.RangeWriter(codec, part_size=37)
+    parts = [part for record in records for part in writer.add(record)]
+    parts += writer.close()
+    assert len(parts) > 5
+    assert list(storage.iter_records(parts, codec)) == records
+    with pytest.raises(ValueError):
+        list(storage.iter_records(parts[:-1], codec))

@@ -109,10 +109,11 @@ def write_file(path, snapshot_id, sources, progress, transform):
             for position, (name, size, records) in enumerate(sources, 1):
                 progress('range', name=name, position=position,
                          total=len(sources), bytes=size)
-                for record in records():
-                    record = transform(record)
-                    if record is not None:
-                        writer.add(record)
+                if transform:
+                    writer.add_many(record for record in map(
+                        transform, records()) if record is not None)
+                else:
+                    writer.add_many(records())
                 progress('range_done', name=name, bytes=size)
             writer.close()
         progress('save', path=path)

@@ -20,6 +20,8 @@ _PROTO3 = b'\x80\x03'
 _EMPTY_LIST, _MARK, _APPENDS, _STOP = b']', b'(', b'e', b'.'
 _SHORT_BINBYTES, _BINBYTES = b'C', b'B'
 _BATCH = 1000
+#: Bytes ``add_many`` gathers at most before it writes them.
+_FLUSH_BYTES = 1 << 20
 
 
 class DevFileWriter:
@@ -42,6 +44,30 @@ class DevFileWriter:
         if self._pending >= _BATCH:
             self._file.write(_APPENDS + _MARK)
             self._pending = 0
+
+    def add_many(self, records):
+        """``add`` each of ``records``, with one write for them all."""
+        out = bytearray()
+        pending = self._pending
+        pack = struct.Struct('<I').pack
+        for data in records:
+            size = len(data)
+            if size < 256:
+                out += _SHORT_BINBYTES
+                out.append(size)
+            else:
+                out += _BINBYTES + pack(size)
+            out += data
+            self.count += 1
+            pending += 1
+            if pending >= _BATCH:
+                out += _APPENDS + _MARK
+                pending = 0
+            if len(out) >= _FLUSH_BYTES:
+                self._file.write(out)
+                out.clear()
+        self._pending = pending
+        self._file.write(out)
 
     def close(self):
         self._file.write(_APPENDS + _STOP)

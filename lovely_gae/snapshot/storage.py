@@ -108,17 +108,27 @@ class RangeWriter:
 def iter_records(parts, codec):
     """Yield the record bytes stored in ``parts`` (an iterable of bytes)."""
     decompressor = CODECS[check_codec(codec)][1]()
-    buffer = bytearray()
+    buffer = b''
     for part in parts:
-        buffer += decompressor.decompress(part)
-        offset = 0
-        while True:
-            length, start = _read_varint(buffer, offset)
-            if start is None or start + length > len(buffer):
+        data = decompressor.decompress(part)
+        buffer = buffer + data if buffer else data
+        offset, end = 0, len(buffer)
+        while offset < end:
+            byte = buffer[offset]
+            if byte < 0x80:  # the length's varint, one or two bytes inline
+                length, start = byte, offset + 1
+            elif offset + 1 < end and buffer[offset + 1] < 0x80:
+                length = (byte & 0x7F) | buffer[offset + 1] << 7
+                start = offset + 2
+            else:
+                length, start = _read_varint(buffer, offset)
+                if start is None:
+                    break
+            if start + length > end:
                 break
-            yield bytes(buffer[start:start + length])
             offset = start + length
-        del buffer[:offset]
+            yield buffer[start:offset]
+        buffer = buffer[offset:]
     if buffer:
         raise ValueError('stored range ends inside a record')
     if not getattr(decompressor, 'eof', True):
