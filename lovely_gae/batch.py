@@ -15,7 +15,7 @@ import uuid
 
 from google.appengine.ext import db
 
-from . import async_, entities
+from . import async_, defaults, entities
 from .base import LibraryModel, retrying
 from .serializers import default_serializer
 
@@ -71,8 +71,9 @@ def iter_ranges(kind, batchsize, namespace='', full_seconds=0.0):
     """
     full = full_seconds > 0
     stop_at = time.monotonic() + full_seconds
-    state = {'source': iter(entities.iter_range(kind, namespace,
-                                                keys_only=not full))}
+    state = {'source': iter(entities.iter_range(
+        kind, namespace, keys_only=not full,
+        max_batch_bytes=defaults.PART_SIZE // 2))}
     state['next'] = next(state['source'], None)
 
     def items():

@@ -53,6 +53,10 @@ def sort_key(reference):
         for element in reference.path.element)
 
 
+#: Entities in the first batch of a query whose batches must fit in bytes.
+_PROBE_BATCH = 10
+
+
 def _range_query(kind, namespace, start, end):
     filters = []
     if start is not None:
@@ -71,20 +75,28 @@ def _range_query(kind, namespace, start, end):
 
 
 def iter_range(kind, namespace, start=None, end=None, keys_only=False,
-               batch_size=None):
+               batch_size=None, max_batch_bytes=None):
     """Yield the entities of ``kind`` with ``start <= key < end``, in key order.
 
     The query runs to its end batch by batch, however many entities there
     are. ``start`` and ``end`` are ``db.Key`` or None for an open end. With
-    ``keys_only`` it yields ``Reference`` messages.
+    ``keys_only`` it yields ``Reference`` messages. With ``max_batch_bytes``
+    each batch asks for as many entities as fit, by the mean size so far,
+    after a first batch of ``_PROBE_BATCH``.
     """
-    options = datastore_query.QueryOptions(
-        keys_only=keys_only, batch_size=batch_size or defaults.QUERY_BATCH)
-    batcher = _range_query(kind, namespace, start, end).run(
-        connection(), options)
-    for batch in batcher:
-        for entity in batch.results:
-            yield entity  # a Reference when keys_only
+    most = batch_size or defaults.QUERY_BATCH
+    size = min(most, _PROBE_BATCH) if max_batch_bytes else most
+    batch = _range_query(kind, namespace, start, end).run_async(
+        connection(), datastore_query.QueryOptions(
+            keys_only=keys_only, batch_size=size)).get_result()
+    while batch is not None:
+        results = batch.results
+        yield from results  # Reference messages when keys_only
+        if max_batch_bytes and results:
+            mean = sum(e.ByteSize() for e in results) / len(results)
+            size = max(1, min(most, int(max_batch_bytes // mean)))
+        batch = batch.next_batch(datastore_query.FetchOptions(
+            batch_size=size))
 
 
 def iter_range_keys(kind, namespace, start=None, end=None):

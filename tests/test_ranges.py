@@ -77,7 +77,8 @@ def test_memory_while_storing_and_restoring_is_bounded_by_a_part(
     # bz2's own state is a fixed 7.5 MB at level 9, whatever the range
     # size; the codecs here keep the measurement about our buffers.
     monkeypatch.setattr(defaults, 'PART_SIZE', 256 * 1024)
-    monkeypatch.setattr(defaults, 'QUERY_BATCH', 20)
+    # Query batches keep their default size: a batch of whole entities
+    # must shrink to fit, as 300 of these would hold 6 MB.
     entity_size = 20 * 1000
     db.put([Heavy(payload=os.urandom(entity_size)) for _ in range(400)])
     range_bytes = 400 * entity_size
