@@ -59,7 +59,8 @@ class MarkerList(LibraryModel):
                 for marker in default_serializer.loads(entity.markers)]
 
 
-def iter_ranges(kind, batchsize, namespace='', full_seconds=0.0):
+def iter_ranges(kind, batchsize, namespace='', full_seconds=0.0,
+                position=0, start=None):
     """Yield ``(position, start, full, items)`` per range, from one pass.
 
     ``start`` is the range's first key (``db.Key``; None for the first
@@ -67,12 +68,13 @@ def iter_ranges(kind, batchsize, namespace='', full_seconds=0.0):
     iterates over the range's entities (``EntityProto``) when ``full``,
     else over its keys (``Reference``); what the caller leaves of it is
     skipped. The pass reads whole entities until ``full_seconds`` have
-    passed, then keys only, switching where a range starts.
+    passed, then keys only, switching where a range starts. It may begin
+    at range ``position``, whose first key is ``start``.
     """
     full = full_seconds > 0
     stop_at = time.monotonic() + full_seconds
     state = {'source': iter(entities.iter_range(
-        kind, namespace, keys_only=not full,
+        kind, namespace, start, keys_only=not full,
         max_batch_bytes=defaults.PART_SIZE // 2))}
     state['next'] = next(state['source'], None)
 
@@ -83,7 +85,6 @@ def iter_ranges(kind, batchsize, namespace='', full_seconds=0.0):
                 return
             state['next'] = next(state['source'], None)
             yield item
-    position, start = 0, None
     while True:
         current = items()
         yield position, start, full, current
@@ -142,16 +143,76 @@ def create_markers(kind, batchsize, callback, callback_args=(),
                         on_failure_args=on_failure_args)
 
 
+def run_token(token, position):
+    """The token of the run of a markers pass that read range ``position``.
+
+    A pass that took one task has one token; one that went on in further
+    tasks has ``[[token, first position], ...]``, one pair a task.
+    """
+    if token is None or isinstance(token, str):
+        return token
+    return [run for run, first in token if first <= position][-1]
+
+
+def run_tokens(token):
+    """The tokens of every run of a markers pass."""
+    if token is None or isinstance(token, str):
+        return [token]
+    return [run for run, _ in token]
+
+
+def pass_name(token):
+    """A name for a whole pass: the token of its last run."""
+    return token if token is None or isinstance(token, str) else token[-1][0]
+
+
+def pass_lists(token):
+    """The name prefix of the marker lists of a pass that took several
+    tasks: its first run's token, which every run of it shares."""
+    return 'MP:%s:' % run_tokens(token)[0]
+
+
+def _run_list(runs, run):
+    """Where one run of a pass keeps its markers for the runs after it."""
+    return '%s%s:' % (pass_lists([[runs[0][0] if runs else run, 0]]), run)
+
+
 def _markers_task(kind, batchsize, callback, callback_args, namespace,
                   on_failure, on_failure_args, keys_sink=None,
                   keys_sink_args=(), range_sink=None, range_sink_args=(),
-                  full_seconds=0.0):
-    token = uuid.uuid4().hex[:12] if keys_sink or range_sink else None
+                  full_seconds=0.0, resume=None):
+    """One run of a markers pass; it goes on in a task of its own after
+    ``defaults.PASS_SECONDS``, from where a range starts (``resume``)."""
+    resume = resume or {}
+    runs = [list(run) for run in resume.get('runs', ())]
+    if runs and MarkerList.load(_run_list(runs, runs[-1][0]),
+                                runs[-1][2]) is None:
+        return  # this pass has delivered its markers already
+    first = resume.get('position', 0)
+    run = uuid.uuid4().hex[:12]
+    token = run if keys_sink or range_sink else None
     to_keys = async_.resolve(keys_sink) if keys_sink else None
     to_store = async_.resolve(range_sink) if range_sink else None
+    full_seconds = resume.get('full_seconds', full_seconds) if to_store else 0
+    now = time.monotonic()
+    stop_at, full_until = now + defaults.PASS_SECONDS, now + full_seconds
     markers, pending, waiting = [], [], 0
     for position, start, full, items in iter_ranges(
-            kind, batchsize, namespace, full_seconds if to_store else 0):
+            kind, batchsize, namespace, full_seconds, first,
+            resume.get('start')):
+        if position > first and time.monotonic() >= stop_at:
+            if pending:
+                to_keys(*keys_sink_args, token, pending)
+            retrying(db.put, MarkerList.build(_run_list(runs, run), markers))
+            args = [kind, batchsize, callback, callback_args, namespace,
+                    on_failure, on_failure_args, keys_sink, keys_sink_args,
+                    range_sink, range_sink_args, full_seconds]
+            async_.defer(_markers_task, args=args + [{
+                'runs': runs + [[run, first, len(markers)]],
+                'position': position, 'start': start, 'full_seconds': max(
+                    0.0, full_until - time.monotonic()) if full else 0.0}],
+                on_failure=on_failure, on_failure_args=on_failure_args)
+            return
         if position:
             markers.append(start)
         if full:
@@ -164,8 +225,25 @@ def _markers_task(kind, batchsize, callback, callback_args, namespace,
                 pending, waiting = [], 0
     if pending:
         to_keys(*keys_sink_args, token, pending)
+    if runs:
+        earlier = [MarkerList.load(_run_list(runs, r), count)
+                   for r, _, count in runs]
+        if any(found is None for found in earlier):
+            return  # delivered by an earlier run of this task
+        markers = [marker for found in earlier for marker in found] + markers
+        if token is not None:
+            token = [[r, position] for r, position, _ in runs] + [[run, first]]
+    _hand_over(callback, callback_args, markers, token, run, on_failure,
+               on_failure_args)
+    for r, _, count in runs:
+        retrying(db.delete, MarkerList.keys(_run_list(runs, r), count))
+
+
+def _hand_over(callback, callback_args, markers, token, run, on_failure,
+               on_failure_args):
+    """Queue the callback's task, its markers in a ``MarkerList`` if many."""
     if len(markers) > _INLINE_MARKERS:
-        prefix = 'ML:%s:' % (token or uuid.uuid4().hex[:12])
+        prefix = 'ML:%s:' % run
         retrying(db.put, MarkerList.build(prefix, markers))
         async_.defer(_deliver, args=(callback, list(callback_args), prefix,
                                      len(markers), token),

@@ -37,3 +37,7 @@ QUERY_BATCH = 500
 #: lists keys only, and the remaining ranges are read by tasks of their own,
 #: in parallel, so that no task runs into its request deadline.
 SCAN_STORE_SECONDS = 120.0
+
+#: Seconds one task of a markers pass works; the pass then goes on in a
+#: task of its own, so that each stays well inside a request's deadline.
+PASS_SECONDS = 30.0

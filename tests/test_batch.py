@@ -96,3 +96,34 @@ def test_many_markers_reach_the_callback_through_the_datastore(
     assert SEEN == [('t', batch.compute_markers('Dummy', 4))]
     assert batch.MarkerList.all().count() == 0
     assert run_tasks() == 0
+
+
+def _ticking(monkeypatch):
+    """Make each look at ``batch``'s clock take a second."""
+    import types
+    clock = iter(range(10 ** 6))
+    monkeypatch.setattr(batch, 'time', types.SimpleNamespace(
+        monotonic=lambda: next(clock)))
+
+
+def test_a_pass_goes_on_in_further_tasks_with_the_same_markers(
+        make_entities, run_tasks, monkeypatch):
+    SEEN.clear()
+    make_entities(Dummy, 25)
+    expected = batch.compute_markers('Dummy', 4)
+    _ticking(monkeypatch)
+    monkeypatch.setattr(batch.defaults, 'PASS_SECONDS', 2.5)  # 2 ranges
+    batch.create_markers('Dummy', 4, collect, ('t',))
+    assert run_tasks() == 1
+    assert SEEN == [] and batch.MarkerList.all().count() == 1
+    assert run_tasks(recursive=True) == 3 + 1  # 7 ranges in 4 tasks
+    assert SEEN == [('t', expected)]
+    assert batch.MarkerList.all().count() == 0
+
+
+def test_run_tokens_name_the_task_that_read_each_range():
+    token = [['a', 0], ['b', 3], ['c', 7]]
+    assert [batch.run_token(token, p) for p in (0, 2, 3, 6, 7, 9)] == \
+        ['a', 'a', 'b', 'b', 'c', 'c']
+    assert batch.run_token('x', 5) == 'x' and batch.pass_name(token) == 'c'
+    assert batch.run_tokens(token) == ['a', 'b', 'c']

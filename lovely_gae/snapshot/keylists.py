@@ -2,7 +2,7 @@
 from google.appengine.ext import db
 
 from .. import entities
-from ..batch import MarkerList
+from ..batch import MarkerList, pass_name
 from ..base import LibraryModel
 from . import storage
 
@@ -71,4 +71,4 @@ class SnapshotMarkers(MarkerList):
 
     @staticmethod
     def prefix(snapshot_id, kind, token):
-        return 'SM:%d:%s:%s:' % (snapshot_id, kind, token or '-')
+        return 'SM:%d:%s:%s:' % (snapshot_id, kind, pass_name(token) or '-')

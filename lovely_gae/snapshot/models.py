@@ -141,15 +141,15 @@ class Snapshot(LibraryModel):
                 if kind in old:
                     result[kind] = old[kind]
                 continue
-            token = self.key_lists.get(kind)
-            if (kind, token, count) not in cache:
-                prefix = SnapshotMarkers.prefix(self.id, kind, token)
+            prefix = SnapshotMarkers.prefix(self.id, kind,
+                                            self.key_lists.get(kind))
+            if (prefix, count) not in cache:
                 markers = SnapshotMarkers.load(prefix, count - 1)
                 if markers is None:
                     raise RangeCorrupted(self.id, prefix,
                                          'markers are missing')
-                cache[kind, token, count] = markers
-            result[kind] = cache[kind, token, count]
+                cache[prefix, count] = markers
+            result[kind] = cache[prefix, count]
         return result
 
     def range_count(self, kind):

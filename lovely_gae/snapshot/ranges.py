@@ -76,28 +76,34 @@ def markers_ready(snapshot_id, kind, markers, token=None):
     snap = transaction(record)
     if snap is None:
         return
-    won = snap.key_lists.get(kind) == token
-    if not won:
-        _discard_pass(snapshot_id, kind, token, markers)
+    recorded = snap.key_lists.get(kind)
+    if recorded != token:
+        _discard_pass(snapshot_id, kind, token, markers, recorded)
     if snap.status == Snapshot.STATUS_ERROR:
         return
-    token = snap.key_lists.get(kind)
-    bounds = batch.ranges(markers) if won else snap.ranges(kind)
+    bounds = batch.ranges(markers) if recorded == token else snap.ranges(kind)
     async_.defer_many(
-        async_.make_task(store_range, args=(snapshot_id, kind, position,
-                                            start, end, token),
-                         on_failure=snapshot_failed,
-                         on_failure_args=(snapshot_id,))
+        async_.make_task(store_range, args=(
+            snapshot_id, kind, position, start, end,
+            batch.run_token(recorded, position)),
+            on_failure=snapshot_failed, on_failure_args=(snapshot_id,))
         for position, (start, end) in enumerate(bounds))
 
 
-def _discard_pass(snapshot_id, kind, token, markers):
-    """Delete what a markers pass that lost to another one left behind."""
-    count = len(markers) + 1
+def _discard_pass(snapshot_id, kind, token, markers, winner):
+    """Delete what a markers pass that lost to ``winner`` left behind.
+
+    Tasks of a pass that went on in further tasks can be the winner's too:
+    what they stored stays.
+    """
+    kept = set(batch.run_tokens(winner))
+    runs = [(position, batch.run_token(token, position))
+            for position in range(len(markers) + 1)]
+    runs = [(position, run) for position, run in runs if run not in kept]
     staged = [RangeBackup.key_for(RangeBackup.staging_name(
-        snapshot_id, kind, position, token)) for position in range(count)]
+        snapshot_id, kind, position, run)) for position, run in runs]
     lists = [RangeKeys.key_for(RangeKeys.make_name(
-        snapshot_id, kind, position, token, 0)) for position in range(count)]
+        snapshot_id, kind, position, run, 0)) for position, run in runs]
     spent = SnapshotMarkers.keys(
         SnapshotMarkers.prefix(snapshot_id, kind, token), len(markers))
     for found in retrying(db.get, staged + lists):
@@ -261,29 +267,34 @@ def _commit(snap, kind, position, start, end, stored, spent):
 def delete_snapshot(snap):
     """Delete ``snap`` with its stored ranges; a task finishes large ones."""
     snapshot_id = snap.id
-    if _purge(snapshot_id, _PURGE_INLINE):
+    # Marker lists a pass in several tasks may have left (see ``batch``).
+    lists = sorted({batch.pass_lists(token) for token in
+                    snap.key_lists.values() if isinstance(token, list)})
+    if _purge(snapshot_id, _PURGE_INLINE, lists):
         retrying(db.delete, snap.key())
         return
 
     def handover():
         db.delete(snap.key())
-        async_.defer(purge_snapshot, args=(snapshot_id,))
+        async_.defer(purge_snapshot, args=(snapshot_id, lists))
     transaction(handover)
 
 
-def purge_snapshot(snapshot_id):
+def purge_snapshot(snapshot_id, lists=()):
     """Task: delete what is left of a deleted snapshot, batch by batch."""
-    if not _purge(snapshot_id, _PURGE_INLINE):
-        async_.defer(purge_snapshot, args=(snapshot_id,), once_only=False)
+    if not _purge(snapshot_id, _PURGE_INLINE, lists):
+        async_.defer(purge_snapshot, args=(snapshot_id, lists),
+                     once_only=False)
 
 
-def _purge(snapshot_id, max_batches):
+def _purge(snapshot_id, max_batches, lists=()):
     """Delete up to ``max_batches`` batches; True once nothing is left."""
     prefixes = ((RangeBackupPart, 'RBP:%d:' % snapshot_id),
                 (RangeKeys, 'RK:%d:' % snapshot_id),
                 (SnapshotMarkers, 'SM:%d:' % snapshot_id),
                 (RangeBackup, 'RBS:%d:' % snapshot_id),
-                (RangeBackup, 'RB:%d:' % snapshot_id))
+                (RangeBackup, 'RB:%d:' % snapshot_id)) + tuple(
+        (batch.MarkerList, prefix) for prefix in lists)
     for _ in range(max_batches):
         keys = []
         for model, prefix in prefixes:
