@@ -115,6 +115,25 @@ def test_bookkeeping_errors_raise_but_the_next_call_carries_on(
     assert api.get_snapshot(snap.id).status == 'finished'
 
 
+def in_four_threads(work):
+    """Run ``work`` in four threads started together; the errors raised."""
+    errors = []
+    start = threading.Barrier(4)
+
+    def worker():
+        start.wait()
+        try:
+            work()
+        except Exception as error:  # pragma: no cover - shown on failure
+            errors.append(error)
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return errors
+
+
 def test_four_threads_drain_a_three_kind_snapshot_storing_each_range_once(
         make_entities, monkeypatch, keys_pass):
     make_entities(Dummy, 120)
@@ -128,24 +147,13 @@ def test_four_threads_drain_a_three_kind_snapshot_storing_each_range_once(
             super().__init__(*args, **kwargs)
     monkeypatch.setattr(ranges, 'RangeWriter', Counting)
     snap = api.create_snapshot(['Dummy', 'Yummy', 'Zummy'], batchsize=4)
-    errors = []
-    start = threading.Barrier(4)
 
-    def worker():
-        start.wait()
-        try:
-            for _ in range(50):
-                async_.run_tasks(recursive=True)
-                if not async_.get_tasks():
-                    return
-        except Exception as error:  # pragma: no cover - shown on failure
-            errors.append(error)
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert errors == []
+    def drain():
+        for _ in range(50):
+            async_.run_tasks(recursive=True)
+            if not async_.get_tasks():
+                return
+    assert in_four_threads(drain) == []
     snap = api.get_snapshot(snap.id)
     assert snap.status == snap.STATUS_FINISHED
     total = 30 + 23 + 15  # 120, 90 and 60 entities in ranges of 4
@@ -168,23 +176,12 @@ def test_four_threads_commit_each_staged_range_once(make_entities):
     staged = RangeBackup.all().count()
     assert staged == 30 + 23
     tasks = async_.get_tasks()
-    errors = []
-    start = threading.Barrier(4)
 
-    def worker():  # each thread commits every range, as racing retries
-        start.wait()
-        try:
-            for task in tasks:
-                args, kwargs = task.arguments()
-                ranges.store_range(*args, **kwargs)
-        except Exception as error:  # pragma: no cover - shown on failure
-            errors.append(error)
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert errors == []
+    def commit_all():  # each thread commits every range, as racing retries
+        for task in tasks:
+            args, kwargs = task.arguments()
+            ranges.store_range(*args, **kwargs)
+    assert in_four_threads(commit_all) == []
     snap = api.get_snapshot(snap.id)
     assert snap.status == snap.STATUS_FINISHED
     assert snap.rangebackup_set.count() == staged
