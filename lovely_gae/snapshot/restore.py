@@ -11,7 +11,7 @@ import uuid
 
 from google.appengine.ext import db
 
-from .. import async_, defaults, entities
+from .. import async_, entities
 from ..base import transaction, utcnow
 from ..exceptions import InvalidInput, RangeCorrupted
 from .models import RangeBackup
@@ -19,8 +19,11 @@ from .ranges import get_snapshot
 
 __all__ = ['restore', 'restore_range', 'restore_failed', 'plan_kind']
 
-#: Entities put per chunk at most (and at most a part's worth of bytes).
+#: Entities per put request at most, as the datastore allows.
 _PUT_BATCH = 500
+#: Bytes of entities per put request at most: the datastore takes 1 MiB per
+#: request, and the request's own fields need a little of it.
+_PUT_BYTES = 1024 * 1024 - 1024
 
 
 def restore_failed(message, snapshot_id, restore_id):
@@ -85,15 +88,20 @@ def _backups(snap, kind):
         yield backup
 
 
-def _chunks(backup):
-    """The range's entities in chunks of at most a part's worth of bytes."""
+def _chunks(records):
+    """Cut encoded entities into put requests within the datastore's limits.
+
+    A record costs its bytes plus at most 4 of framing in the request; one
+    record larger than the limit still goes, alone.
+    """
     chunk, size = [], 0
-    for entity in backup.iter_entities():
-        chunk.append(entity)
-        size += entity.ByteSize()
-        if len(chunk) >= _PUT_BATCH or size >= defaults.PART_SIZE:
+    for record in records:
+        if chunk and (len(chunk) >= _PUT_BATCH
+                      or size + len(record) + 4 > _PUT_BYTES):
             yield chunk
             chunk, size = [], 0
+        chunk.append(record)
+        size += len(record) + 4
     if chunk:
         yield chunk
 
@@ -147,8 +155,8 @@ def restore_range(snapshot_id, restore_id, kind, position, start, end,
     if backup is None:
         raise RangeCorrupted(snap.id, backup_name or RangeBackup.prefix(
             snap.id, kind, position), 'range backup is missing')
-    for chunk in _chunks(backup):
-        entities.put(chunk)
+    for chunk in _chunks(backup.iter_records()):
+        entities.put_encoded(chunk)  # as stored: no decoding needed
 
     def commit():
         snap = get_snapshot(snapshot_id)
@@ -167,7 +175,8 @@ def plan_kind(snap, kind):
     """What restoring ``kind`` would do: created, changed, deleted counts."""
     counts = collections.Counter(created=0, changed=0, deleted=0)
     for backup in _backups(snap, kind):
-        for chunk in _chunks(backup):
+        for chunk in _chunks(backup.iter_records()):
+            chunk = [entities.EntityProto.FromString(r) for r in chunk]
             current = entities.get([e.key for e in chunk])
             for old, now in zip(chunk, current):
                 if now is None:
