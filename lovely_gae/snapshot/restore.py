@@ -177,7 +177,7 @@ def _snapshot_keys(snap, kind):
                 record).key)
 
 
-def _not_inget_snapshot(snap, kind):
+def _not_in_snapshot(snap, kind):
     """Yield the keys of ``kind`` now stored that the snapshot does not hold.
 
     Both sides come in the datastore's key order, so a merge finds them.
@@ -216,7 +216,7 @@ def restore_range(snapshot_id, restore_id, kind, position, start, end,
         # one empty scan, and the snapshot's keys are decoded only as far
         # as the kind's current keys reach.
         stale = []
-        for reference in _not_inget_snapshot(snap, kind):
+        for reference in _not_in_snapshot(snap, kind):
             stale.append(reference)
             if len(stale) >= _PUT_BATCH:
                 entities.delete(stale)
@@ -275,5 +275,5 @@ def plan_kind(snap, kind):
                     counts['created'] += 1
                 elif now.SerializeToString() != old.SerializeToString():
                     counts['changed'] += 1
-    counts['deleted'] = sum(1 for _ in _not_inget_snapshot(snap, kind))
+    counts['deleted'] = sum(1 for _ in _not_in_snapshot(snap, kind))
     return dict(counts)
