@@ -17,7 +17,7 @@ import uuid
 from google.appengine.ext import db
 
 from .. import async_, entities
-from ..base import LibraryModel, transaction, utcnow
+from ..base import LibraryModel, retrying, transaction, utcnow
 from ..exceptions import InvalidInput, RangeCorrupted
 from .models import JsonProperty, RangeBackup
 from .ranges import get_snapshot
@@ -86,7 +86,7 @@ def ranges_restored(snap):
 
 def forget(snapshot_id):
     """Delete what restores of a snapshot leave behind (with the snapshot)."""
-    db.delete(RestoreProgress.key_of(snapshot_id))
+    retrying(db.delete, RestoreProgress.key_of(snapshot_id))
 
 
 def restore_failed(message, snapshot_id, restore_id):
