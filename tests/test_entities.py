@@ -1,6 +1,7 @@
 import string
 
-from google.appengine.api import datastore
+import pytest
+from google.appengine.api import datastore, datastore_errors
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -37,3 +38,25 @@ def test_sort_key_orders_keys_as_the_datastore_does(path_lists):
         assert sorted(shuffled, key=entities.sort_key) == stored
     finally:
         bed.deactivate()
+
+
+def test_put_encoded_stores_the_bytes_as_given_and_retries(
+        gae_testbed, faulty_datastore):
+    records = []
+    for number in range(3):
+        entity = datastore.Entity('Raw', name='n%d' % number,
+                                  unindexed_properties=['text'])
+        entity.update({'number': number, 'text': 't' * number})
+        records.append(entity._ToPb().SerializeToString())
+    fault = faulty_datastore(every=2, methods=('Put',))
+    entities.put_encoded(records[:1])
+    entities.put_encoded(records[1:])  # its first try fails
+    assert fault.injected == 1
+    stored = [e.SerializeToString() for e in entities.iter_range('Raw', '')]
+    assert stored == records
+
+
+def test_put_encoded_raises_the_datastores_errors(gae_testbed):
+    entity = datastore.Entity('Raw', name='x', _app='another-app')
+    with pytest.raises(datastore_errors.BadRequestError):
+        entities.put_encoded([entity._ToPb().SerializeToString()])

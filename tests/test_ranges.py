@@ -172,6 +172,26 @@ def test_puts_and_deletes_respect_the_request_limit(gae_testbed):
     assert Heavy.all().count() == 6
 
 
+def test_a_restore_puts_large_entities_in_requests_of_at_most_1_mib(
+        gae_testbed, finished_snapshot, run_tasks, monkeypatch):
+    db.put([Heavy(payload=os.urandom(300 * 1000)) for _ in range(7)])
+    before = all_bytes(['Heavy'])
+    snap = finished_snapshot(['Heavy'])
+    db.delete(list(Heavy.all(keys_only=True)))
+    requests = []
+    put_encoded = entities.put_encoded
+
+    def spy(records):
+        requests.append(sum(len(r) + 4 for r in records))
+        put_encoded(records)
+    monkeypatch.setattr(entities, 'put_encoded', spy)
+    snap.restore()
+    run_tasks(recursive=True)
+    assert all_bytes(['Heavy']) == before
+    assert len(requests) == 3
+    assert max(requests) <= 1024 * 1024
+
+
 @pytest.mark.parametrize('codec', ['bz2', 'zlib', 'lzma', 'none'])
 def test_every_codec_round_trips(make_entities, finished_snapshot, run_tasks,
                                  codec):

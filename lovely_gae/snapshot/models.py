@@ -112,7 +112,9 @@ class Snapshot(LibraryModel):
     error = db.TextProperty()
     created = db.DateTimeProperty(auto_now_add=True)
     modified = db.DateTimeProperty(auto_now=True, indexed=False)
-    # The latest restore of this snapshot.
+    # The latest restore of this snapshot. While it runs, its ranges are
+    # counted in a ``restore.RestoreProgress``; ``restore_done`` has them
+    # once it has finished.
     restore_id = db.StringProperty(indexed=False)
     restore_status = db.StringProperty(indexed=False)
     restore_kinds = db.StringListProperty(indexed=False)
@@ -192,8 +194,13 @@ class Snapshot(LibraryModel):
     def restore_progress(self):
         if not self.restore_id:
             return None
+        done = self.restore_done
+        if self.restore_status != self.STATUS_FINISHED:
+            from .restore import ranges_restored  # counted apart meanwhile
+            counted = ranges_restored(self)
+            done = done if counted is None else counted
         return {'status': self.restore_status, 'kinds': self.restore_kinds,
-                'ranges_done': self._count(self.restore_done),
+                'ranges_done': self._count(done),
                 'ranges_total': self.ranges_total(self.restore_kinds),
                 'error': self.restore_error}
 
@@ -258,7 +265,8 @@ class Snapshot(LibraryModel):
 
     def delete(self, **kwargs):
         """Delete the snapshot and every stored part of it."""
-        from . import ranges
+        from . import ranges, restore
+        restore.forget(self.id)
         ranges.delete_snapshot(self)
 
 

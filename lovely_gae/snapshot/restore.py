@@ -5,22 +5,88 @@ task of a kind's first range also deletes the entities of the kind that the
 snapshot does not hold: one key-ordered scan of the kind, merged with the
 snapshot's keys range by range, so it costs one pass over the kind (a query
 per range may cost the whole kind each time) and holds one range's keys.
+
+A restore counts its ranges in a ``RestoreProgress`` of its own: a small
+entity that each range task reads and commits, where the snapshot carries
+all its markers. The snapshot is written when the restore starts and when
+it ends (or fails).
 """
 import collections
 import uuid
 
 from google.appengine.ext import db
 
-from .. import async_, defaults, entities
-from ..base import transaction, utcnow
+from .. import async_, entities
+from ..base import LibraryModel, retrying, transaction, utcnow
 from ..exceptions import InvalidInput, RangeCorrupted
-from .models import RangeBackup
+from .models import JsonProperty, RangeBackup
 from .ranges import get_snapshot
 
-__all__ = ['restore', 'restore_range', 'restore_failed', 'plan_kind']
+__all__ = ['RestoreProgress', 'restore', 'restore_range', 'restore_failed',
+           'plan_kind', 'ranges_restored', 'forget']
 
-#: Entities put per chunk at most (and at most a part's worth of bytes).
+#: Entities per put request at most, as the datastore allows.
 _PUT_BATCH = 500
+#: Bytes of entities per put request at most: the datastore takes 1 MiB per
+#: request, and the request's own fields need a little of it.
+_PUT_BYTES = 1024 * 1024 - 1024
+
+
+class RestoreProgress(LibraryModel):
+    """Which ranges the latest restore of a snapshot has put back.
+
+    One per snapshot (key name ``RP:<snapshot id>``), rewritten when a
+    restore starts; a task whose ``restore_id`` it no longer holds belongs
+    to an earlier restore and stops.
+    """
+
+    restore_id = db.StringProperty(indexed=False)
+    totals = JsonProperty()  # {kind: number of ranges}
+    done = JsonProperty()  # {kind: hex bits}, as ``Snapshot.restore_done``
+
+    @classmethod
+    def key_of(cls, snapshot_id):
+        return cls.key_for('RP:%d' % snapshot_id)
+
+    @classmethod
+    def start(cls, snap):
+        """The progress of ``snap``'s current restore, unsaved."""
+        return cls(key=cls.key_of(snap.id), restore_id=snap.restore_id,
+                   totals={kind: snap.range_count(kind)
+                           for kind in snap.restore_kinds})
+
+    def is_done(self, kind, position):
+        return bool(_bits(self.done.get(kind)) >> position & 1)
+
+    def mark_done(self, kind, position):
+        self.done[kind] = '%x' % (_bits(self.done.get(kind)) | 1 << position)
+
+    def finished(self):
+        return all(_bits(self.done.get(kind)) == (1 << count) - 1
+                   for kind, count in self.totals.items())
+
+
+def _bits(hex_text):
+    return int(hex_text or '0', 16)
+
+
+def _progress(snapshot_id, restore_id):
+    progress = db.get(RestoreProgress.key_of(snapshot_id))
+    if progress is None or progress.restore_id != restore_id:
+        return None
+    return progress
+
+
+def ranges_restored(snap):
+    """The done bits of ``snap``'s current restore, or None if it counts on
+    the snapshot (a restore begun by an older version)."""
+    progress = _progress(snap.id, snap.restore_id)
+    return None if progress is None else progress.done
+
+
+def forget(snapshot_id):
+    """Delete what restores of a snapshot leave behind (with the snapshot)."""
+    retrying(db.delete, RestoreProgress.key_of(snapshot_id))
 
 
 def restore_failed(message, snapshot_id, restore_id):
@@ -53,7 +119,7 @@ def restore(snap, kinds=None, dry_run=False):
         current.restore_kinds = kinds
         current.restore_done = {}
         current.restore_error = None
-        current.put()
+        db.put([current, RestoreProgress.start(current)])
     transaction(begin)
     tasks = []
     for kind in kinds:
@@ -85,15 +151,20 @@ def _backups(snap, kind):
         yield backup
 
 
-def _chunks(backup):
-    """The range's entities in chunks of at most a part's worth of bytes."""
+def _chunks(records):
+    """Cut encoded entities into put requests within the datastore's limits.
+
+    A record costs its bytes plus at most 4 of framing in the request; one
+    record larger than the limit still goes, alone.
+    """
     chunk, size = [], 0
-    for entity in backup.iter_entities():
-        chunk.append(entity)
-        size += entity.ByteSize()
-        if len(chunk) >= _PUT_BATCH or size >= defaults.PART_SIZE:
+    for record in records:
+        if chunk and (len(chunk) >= _PUT_BATCH
+                      or size + len(record) + 4 > _PUT_BYTES):
             yield chunk
             chunk, size = [], 0
+        chunk.append(record)
+        size += len(record) + 4
     if chunk:
         yield chunk
 
@@ -106,7 +177,7 @@ def _snapshot_keys(snap, kind):
                 record).key)
 
 
-def _not_inget_snapshot(snap, kind):
+def _not_in_snapshot(snap, kind):
     """Yield the keys of ``kind`` now stored that the snapshot does not hold.
 
     Both sides come in the datastore's key order, so a merge finds them.
@@ -127,16 +198,25 @@ def restore_range(snapshot_id, restore_id, kind, position, start, end,
                   backup_name=None):
     """Put one range back (and, for the first, delete what the snapshot does
     not hold); safe to repeat."""
-    snap = get_snapshot(snapshot_id)
-    if (snap is None or snap.restore_id != restore_id
-            or snap.is_done(kind, position, snap.restore_done)):
-        return  # another restore started, or this range is back already
+    progress = _progress(snapshot_id, restore_id)
+    snap = None
+    if progress is None:  # another restore started, or an older version's
+        snap = get_snapshot(snapshot_id)
+        if (snap is None or snap.restore_id != restore_id
+                or snap.is_done(kind, position, snap.restore_done)):
+            return
+    elif progress.is_done(kind, position):
+        return  # this range is back already
+    if snap is None and (position == 0 or not backup_name):
+        snap = get_snapshot(snapshot_id)
+        if snap is None:
+            return  # deleted meanwhile
     if position == 0:
         # Before the puts: a kind emptied since the snapshot then costs
         # one empty scan, and the snapshot's keys are decoded only as far
         # as the kind's current keys reach.
         stale = []
-        for reference in _not_inget_snapshot(snap, kind):
+        for reference in _not_in_snapshot(snap, kind):
             stale.append(reference)
             if len(stale) >= _PUT_BATCH:
                 entities.delete(stale)
@@ -145,34 +225,55 @@ def restore_range(snapshot_id, restore_id, kind, position, start, end,
     backup = (RangeBackup.get_by_key_name(backup_name) if backup_name
               else snap.range_backup(kind, position))
     if backup is None:
-        raise RangeCorrupted(snap.id, backup_name or RangeBackup.prefix(
-            snap.id, kind, position), 'range backup is missing')
-    for chunk in _chunks(backup):
-        entities.put(chunk)
+        raise RangeCorrupted(snapshot_id, backup_name or RangeBackup.prefix(
+            snapshot_id, kind, position), 'range backup is missing')
+    for chunk in _chunks(backup.iter_records()):
+        entities.put_encoded(chunk)  # as stored: no decoding needed
+    commit = _commit if progress is not None else _commit_on_snapshot
+    transaction(commit, snapshot_id, restore_id, kind, position)
 
-    def commit():
+
+def _commit(snapshot_id, restore_id, kind, position):
+    """Count the range; the last one finishes the restore on the snapshot."""
+    progress = _progress(snapshot_id, restore_id)
+    if progress is None or progress.is_done(kind, position):
+        return
+    progress.mark_done(kind, position)
+    progress.put()
+    if progress.finished():
         snap = get_snapshot(snapshot_id)
-        if snap is None or snap.restore_id != restore_id:
-            return
-        snap.mark_done(kind, position, snap.restore_done)
-        total = snap.ranges_total(snap.restore_kinds)
-        if snap._count(snap.restore_done) >= total:
+        if snap is not None and snap.restore_id == restore_id:
+            snap.restore_done = progress.done
             snap.restore_status = 'finished'
             snap.restored = utcnow()
-        snap.put()
-    transaction(commit)
+            snap.put()
+
+
+def _commit_on_snapshot(snapshot_id, restore_id, kind, position):
+    """Count the range of a restore begun by a version that counted on the
+    snapshot, as that version does: its workers may still be at it."""
+    snap = get_snapshot(snapshot_id)
+    if snap is None or snap.restore_id != restore_id:
+        return
+    snap.mark_done(kind, position, snap.restore_done)
+    total = snap.ranges_total(snap.restore_kinds)
+    if snap._count(snap.restore_done) >= total:
+        snap.restore_status = 'finished'
+        snap.restored = utcnow()
+    snap.put()
 
 
 def plan_kind(snap, kind):
     """What restoring ``kind`` would do: created, changed, deleted counts."""
     counts = collections.Counter(created=0, changed=0, deleted=0)
     for backup in _backups(snap, kind):
-        for chunk in _chunks(backup):
+        for chunk in _chunks(backup.iter_records()):
+            chunk = [entities.EntityProto.FromString(r) for r in chunk]
             current = entities.get([e.key for e in chunk])
             for old, now in zip(chunk, current):
                 if now is None:
                     counts['created'] += 1
                 elif now.SerializeToString() != old.SerializeToString():
                     counts['changed'] += 1
-    counts['deleted'] = sum(1 for _ in _not_inget_snapshot(snap, kind))
+    counts['deleted'] = sum(1 for _ in _not_in_snapshot(snap, kind))
     return dict(counts)
