@@ -12,7 +12,7 @@ from google.appengine.api import datastore, datastore_types
 from lovely_gae import entities, testing
 
 __all__ = ['KIND', 'PROPERTIES', 'dataset', 'mean_size', 'fill',
-           'delete_all', 'count', 'testbed', 'save']
+           'delete_all', 'count', 'settle', 'testbed', 'save']
 
 KIND = 'BenchCustomer'
 #: The six properties, of mixed types; ``notes`` is unindexed text.
@@ -85,6 +85,17 @@ def delete_all(kind=KIND):
     keys = list(entities.iter_range_keys(kind, ''))
     for start in range(0, len(keys), _PUT_BATCH):
         entities.delete(keys[start:start + _PUT_BATCH])
+
+
+def settle():
+    """Have the stub apply the writes it still holds back.
+
+    The SDK's stub applies a committed write at the next query, where a
+    datastore applies it at commit. So that each side pays for its own
+    writes and for no one else's, setup settles before a clock starts and
+    each side settles before its clock stops.
+    """
+    datastore.Query('BenchSettle', keys_only=True).Get(1)
 
 
 def count(kind=KIND):

@@ -73,6 +73,7 @@ def snapshot(budget, total, kind=data.KIND):
             budget.check(position * RANGE / total)
     if records:
         stored += _store(position, records)
+    data.settle()
     budget.stop()
     return stored
 
@@ -82,6 +83,7 @@ def restore(budget, protos):
     for start in range(0, len(protos), RESTORE_BATCH):
         entities.put(protos[start:start + RESTORE_BATCH])
         budget.check(start / len(protos))
+    data.settle()
     return budget.stop()
 
 
@@ -106,4 +108,5 @@ def small_puts(budget, count):
     for number in range(count):
         db.put(Small(key_name='small-%d' % number, value=number))
         budget.check(number / count)
+    data.settle()
     return budget.stop() / count

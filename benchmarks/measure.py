@@ -95,6 +95,7 @@ def _ours_snapshot(budget, size, holder):
     snap = api.create_snapshot([data.KIND])
     holder['id'] = snap.id
     timing.drain(budget)
+    data.settle()
     budget.stop()
     return _finished_snapshot(budget, snap.id, size)
 
@@ -130,6 +131,7 @@ def snapshot(ctx, size):
             path = ctx.path('datastore.%d' % size) if repeat == 0 else None
             with data.testbed(path) as bed:
                 data.fill(size)
+                data.settle()
                 holder = {}
                 sample = ctx.timed('snapshot %d ours' % size,
                                    lambda b: _ours_snapshot(b, size, holder))
@@ -142,6 +144,7 @@ def snapshot(ctx, size):
                         info = dict(value, file=path)
         with data.testbed():
             data.fill(size)
+            data.settle()
             sample = ctx.timed('snapshot %d floor' % size,
                                lambda b: floors.snapshot(b, size))
             floor.append(sample)
@@ -240,6 +243,7 @@ def memory(ctx, size, info):
 def _ours_restore(budget, snapshot_id):
     api.get_snapshot(snapshot_id).restore()
     timing.drain(budget)
+    data.settle()
     budget.stop()
     progress = api.get_snapshot(snapshot_id).restore_progress()
     if progress['status'] != _FINISHED:
@@ -267,6 +271,7 @@ def restore(ctx, size, info):
         if not (ours and ours[-1].over_budget):
             with data.testbed(info['file']):
                 data.delete_all()
+                data.settle()
                 sample = ctx.timed('restore %d ours' % size, lambda b:
                                    _ours_restore(b, info['id']))
                 ours.append(sample)
@@ -274,6 +279,7 @@ def restore(ctx, size, info):
                     _check_count(size, 'restore')
         with data.testbed(info['file']):
             data.delete_all()
+            data.settle()
             floor.append(ctx.timed('restore %d floor' % size,
                                    lambda b: floors.restore(b, protos)))
             _check_count(size, 'floor restore')
@@ -285,6 +291,7 @@ def _queue(budget, count):
         async_.defer(noop, args=(number,))
         budget.check(0.0)
     ran = timing.drain(budget)
+    data.settle()
     budget.stop()
     if ran < count:
         raise timing.OverBudget(budget.elapsed(), ran / count)

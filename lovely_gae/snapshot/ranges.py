@@ -206,17 +206,17 @@ def store_range(snapshot_id, kind, position, start, end, token=None):
     A range the markers pass staged is committed as it is; any other is
     read by the keys the pass listed.
     """
-    wanted = [Snapshot.key_for(snapshot_id)]
     if token is not None:
-        wanted.append(RangeBackup.key_for(RangeBackup.staging_name(
-            snapshot_id, kind, position, token)))
-    snap, staged = (retrying(db.get, wanted) + [None])[:2]
+        staged = retrying(db.get, RangeBackup.key_for(
+            RangeBackup.staging_name(snapshot_id, kind, position, token)))
+        if staged is not None:  # its parts become the backup's; the commit
+            _commit(snapshot_id, kind, position, start, end, {  # checks all
+                name: getattr(staged, name) for name in _STORED},
+                [staged.key()])
+            return
+    snap = get_snapshot(snapshot_id)
     if (snap is None or snap.status == Snapshot.STATUS_ERROR
             or snap.is_done(kind, position)):
-        return
-    if staged is not None:  # its parts become the backup's
-        _commit(snap, kind, position, start, end, {
-            name: getattr(staged, name) for name in _STORED}, [staged.key()])
         return
     if token is None:  # queued by a version without key lists
         source, list_keys = entities.iter_range(kind, snap.namespace, start,
@@ -230,23 +230,24 @@ def store_range(snapshot_id, kind, position, start, end, token=None):
     stored, written = _write_range(
         snapshot_id, kind, position, snap.codec, uuid.uuid4().hex[:12],
         (entity.SerializeToString() for entity in source))
-    if not _commit(snap, kind, position, start, end, stored, list_keys):
+    if not _commit(snapshot_id, kind, position, start, end, stored,
+                   list_keys):
         retrying(db.delete, written)  # the winner's parts are others
 
 
-def _commit(snap, kind, position, start, end, stored, spent):
+def _commit(snapshot_id, kind, position, start, end, stored, spent):
     """Count the range once, with its backup; then delete ``spent``.
 
     False if the range was counted already (by another run of its task).
     """
     backup = RangeBackup(
-        key_name=RangeBackup.make_name(snap.id, kind, position,
+        key_name=RangeBackup.make_name(snapshot_id, kind, position,
                                        stored['size']),
-        snapshot=snap.key(), range_kind=kind, position=position, start=start,
-        end=end, **stored)
+        snapshot=Snapshot.key_for(snapshot_id), range_kind=kind,
+        position=position, start=start, end=end, **stored)
 
     def commit():
-        current = get_snapshot(snap.id)
+        current = get_snapshot(snapshot_id)
         if (current is None or current.status == Snapshot.STATUS_ERROR
                 or current.is_done(kind, position)):
             return False

@@ -16,6 +16,8 @@ __all__ = ['FORMAT', 'CODECS', 'RangeWriter', 'iter_records', 'check_codec']
 
 #: Records are ``varint(length) + EntityProto bytes``, back to back.
 FORMAT = 'entityproto-delimited/1'
+#: Bytes of records a writer gathers before it compresses them in one call.
+_RAW_BATCH = 64 * 1024
 
 
 class _Identity:
@@ -76,19 +78,29 @@ class RangeWriter:
         self.part_size = part_size or defaults.PART_SIZE
         self._compressor = CODECS[self.codec][0]()
         self._buffer = bytearray()
+        self._raw = bytearray()  # records not yet handed to the compressor
         self._hash = hashlib.sha256()
         self.count = self.size = self.raw_size = 0
 
     def add(self, record):
         self.count += 1
         self.raw_size += len(record)
-        self._buffer += self._compressor.compress(_varint(len(record)))
-        self._buffer += self._compressor.compress(record)
-        return self._cut(final=False)
+        self._raw += _varint(len(record))
+        self._raw += record
+        if len(self._raw) < _RAW_BATCH:
+            return []
+        return self._compress(final=False)
 
     def close(self):
-        self._buffer += self._compressor.flush()
-        return self._cut(final=True)
+        return self._compress(final=True)
+
+    def _compress(self, final):
+        """Compress the records gathered; the parts that are full."""
+        self._buffer += self._compressor.compress(bytes(self._raw))
+        self._raw.clear()
+        if final:
+            self._buffer += self._compressor.flush()
+        return self._cut(final)
 
     @property
     def sha256(self):
