@@ -36,13 +36,13 @@ def test_snapshot_and_restore_are_exact_with_every_6th_write_failing(
     keys = make_entities(Dummy, 230) + make_entities(Yummy, 170)
     before = all_bytes(['Dummy', 'Yummy'])
     fault = faulty_datastore(every=6)
-    snap = api.create_snapshot(['Dummy', 'Yummy'], batchsize=50)
+    snap = api.create_snapshot(['Dummy', 'Yummy'], batchsize=10)
     drain_despite_errors()
     assert fault.injected > 10
     snap = api.get_snapshot(snap.id)
     assert snap.status == snap.STATUS_FINISHED, snap.error
     assert snap.verify() == []
-    assert RangeBackup.all().count() == 5 + 4
+    assert RangeBackup.all().count() == 23 + 17
     assert snap.progress()['entities'] == 400
 
     fault.enabled = False

@@ -368,3 +368,27 @@ def test_a_continuing_task_run_twice_leaves_one_backup_per_range(
     run_tasks(recursive=True)
     assert RangeBackup.all().count() == 0
     assert _leftovers() == (0, 0, 0)
+
+
+def test_a_range_task_commits_the_staged_ranges_after_it(make_entities,
+                                                         run_tasks):
+    make_entities(Dummy, 250)
+    snap = api.create_snapshot(['Dummy'], batchsize=10)
+    run_tasks()  # the markers pass stages 25 ranges
+    run_tasks()  # the callback queues their tasks
+    tasks = sorted(async_.get_tasks(), key=lambda t: t.arguments()[0][2])
+    args, kwargs = tasks[0].arguments()
+    ranges.store_range(*args, **kwargs)
+    snap = api.get_snapshot(snap.id)
+    progress = snap.progress()
+    assert progress['ranges_done'] == ranges._COMMIT_BATCH
+    assert progress['entities'] == 10 * ranges._COMMIT_BATCH
+    backups = snap.range_backups()
+    assert [b.start for b in backups[1:]] == [b.end for b in backups[:-1]]
+    assert run_tasks(recursive=True) == 25  # the rest commit the last 5
+    snap = api.get_snapshot(snap.id)
+    assert snap.status == snap.STATUS_FINISHED
+    assert snap.progress()['entities'] == 250
+    assert RangeBackup.all().count() == 25  # nothing staged is left
+    assert [b.end for b in snap.range_backups()][-1] is None
+    assert snap.verify() == []

@@ -11,6 +11,7 @@ only commits it; after that it hands each range its keys, and the range's
 task reads them with batch gets, which cost the range where a range query
 may cost the whole kind on the SDK's stub.
 """
+import itertools
 import logging
 import uuid
 
@@ -29,6 +30,11 @@ log = logging.getLogger(__name__)
 _PURGE_BATCH = 500
 #: Purge calls made in the caller's request before the rest goes to a task.
 _PURGE_INLINE = 20
+#: Staged ranges one transaction commits at most: the snapshot and each
+#: range's backup are an entity group each; a transaction spans 25.
+_COMMIT_BATCH = 20
+#: The end of a staged range whose next range is not at hand.
+_OPEN = object()
 #: Keys per batch get when a range is read (fewer for large entities).
 _GET_BATCH = 500
 
@@ -206,15 +212,14 @@ def store_range(snapshot_id, kind, position, start, end, token=None):
     A range the markers pass staged is committed as it is; any other is
     read by the keys the pass listed.
     """
-    if token is not None:
-        staged = retrying(db.get, RangeBackup.key_for(
-            RangeBackup.staging_name(snapshot_id, kind, position, token)))
-        if staged is not None:  # its parts become the backup's; the commit
-            _commit(snapshot_id, kind, position, start, end, {  # checks all
-                name: getattr(staged, name) for name in _STORED},
-                [staged.key()])
-            return
-    snap = get_snapshot(snapshot_id)
+    wanted = [Snapshot.key_for(snapshot_id)]
+    if token is not None:  # one read for both: most ranges are done by now
+        wanted.append(_staged_key(snapshot_id, kind, position, token))
+    snap, staged = (retrying(db.get, wanted) + [None])[:2]
+    if staged is not None:  # its parts become the backup's
+        _commit_staged(snapshot_id, kind, position, start, end, token,
+                       staged)
+        return
     if (snap is None or snap.status == Snapshot.STATUS_ERROR
             or snap.is_done(kind, position)):
         return
@@ -235,30 +240,84 @@ def store_range(snapshot_id, kind, position, start, end, token=None):
         retrying(db.delete, written)  # the winner's parts are others
 
 
+def _staged_key(snapshot_id, kind, position, token):
+    return RangeBackup.key_for(RangeBackup.staging_name(
+        snapshot_id, kind, position, token))
+
+
+def _commit_staged(snapshot_id, kind, position, start, end, token, staged):
+    """Commit the staged range ``position`` and the staged ranges after it.
+
+    One transaction counts up to ``_COMMIT_BATCH`` ranges, so the tasks of
+    the next ones find them done. A range is committed only if its end is
+    known: the start of the staged range after it, or the kind's end.
+    """
+    after = retrying(db.get, [
+        _staged_key(snapshot_id, kind, position + index, token)
+        for index in range(1, _COMMIT_BATCH + 1)])
+    run = [staged] + list(itertools.takewhile(bool, after))
+    bounds = [(start, end)] + [(found.start, run[index + 1].start if index + 1
+                                < len(run) else _OPEN)
+                               for index, found in enumerate(run[1:], 1)]
+
+    def commit():
+        current = get_snapshot(snapshot_id)
+        if current is None or current.status == Snapshot.STATUS_ERROR:
+            return []
+        last = current.range_count(kind) - 1
+        committed = []
+        for index, (found, (first, limit)) in enumerate(zip(run, bounds)):
+            at = position + index
+            if limit is _OPEN and at != last:
+                break  # where this range ends is not known here
+            if current.is_done(kind, at):
+                continue
+            committed.append(_backup(snapshot_id, kind, at, first,
+                                     None if limit is _OPEN else limit,
+                                     {name: getattr(found, name)
+                                      for name in _STORED}))
+            _count_in(current, committed[-1])
+        if committed:
+            db.put(committed + [current])
+        return committed
+    committed = transaction(commit)
+    retrying(db.delete, [staged.key()] + [
+        _staged_key(snapshot_id, kind, backup.position, token)
+        for backup in committed if backup.position != position])
+
+
+def _backup(snapshot_id, kind, position, start, end, stored):
+    return RangeBackup(
+        key_name=RangeBackup.make_name(snapshot_id, kind, position,
+                                       stored['size']),
+        snapshot=Snapshot.key_for(snapshot_id), range_kind=kind,
+        position=position, start=start, end=end, **stored)
+
+
+def _count_in(snap, backup):
+    """Count ``backup`` into ``snap`` (in a transaction that writes both)."""
+    snap.entity_count += backup.count
+    snap.stored_bytes += backup.size
+    if snap.mark_done(backup.range_kind, backup.position):
+        snap.finished_kinds.append(backup.range_kind)
+        if set(snap.finished_kinds) >= set(snap.kinds):
+            snap.status = Snapshot.STATUS_FINISHED
+
+
 def _commit(snapshot_id, kind, position, start, end, stored, spent):
     """Count the range once, with its backup; then delete ``spent``.
 
     False if the range was counted already (by another run of its task).
     """
-    backup = RangeBackup(
-        key_name=RangeBackup.make_name(snapshot_id, kind, position,
-                                       stored['size']),
-        snapshot=Snapshot.key_for(snapshot_id), range_kind=kind,
-        position=position, start=start, end=end, **stored)
+    backup = _backup(snapshot_id, kind, position, start, end, stored)
 
     def commit():
         current = get_snapshot(snapshot_id)
         if (current is None or current.status == Snapshot.STATUS_ERROR
                 or current.is_done(kind, position)):
             return False
-        backup.put()
-        current.entity_count += backup.count
-        current.stored_bytes += backup.size
-        if current.mark_done(kind, position):
-            current.finished_kinds.append(kind)
-            if set(current.finished_kinds) >= set(current.kinds):
-                current.status = Snapshot.STATUS_FINISHED
-        current.put()
+        _count_in(current, backup)
+        db.put([backup, current])
         return True
     committed = transaction(commit)
     retrying(db.delete, spent)  # what the range was read from has served
