@@ -33,9 +33,12 @@ log = logging.getLogger(__name__)
 #: Key names of the tasks that the lease being run holds and will run next.
 _waiting = contextvars.ContextVar('waiting', default=frozenset())
 
-# ``due`` is the one indexed property of a task: queued and failed tasks
-# are found by it, with the single-property index every app has.
-_EPOCH = taskstore.EPOCH
+
+
+def _queued(keys_only=False):
+    """Tasks waiting in the queue: ``due`` is a task's one indexed property,
+    None once it has failed for good (the single-property index suffices)."""
+    return Task.all(keys_only=keys_only).filter('due >=', taskstore.EPOCH)
 
 
 class Status(str, enum.Enum):
@@ -172,13 +175,13 @@ def get_tasks():
     """
     tasks = {task.key(): task for task in _leased()}
     tasks.update((task.key(), task)
-                 for task in Task.all().filter('due >=', _EPOCH))
+                 for task in _queued())
     return sorted(tasks.values(), key=lambda t: (t.due, t.key().name()))
 
 
 def count_tasks(limit=1000):
     """How many tasks wait (or run), counted up to ``limit``."""
-    keys = set(Task.all(keys_only=True).filter('due >=', _EPOCH).run(
+    keys = set(_queued(keys_only=True).run(
         limit=limit))
     keys.update(entities.key(pb.key) for pb in leases.leased_entities())
     return min(len(keys), limit)
@@ -191,7 +194,7 @@ def get_failed_tasks():
 
 def _next_due():
     """When a task is due next, or a lease ends whose tasks may come back."""
-    first = Task.all().filter('due >=', _EPOCH).order('due').get()
+    first = _queued().order('due').get()
     times = [first.due if first else None, leases.next_expiry()]
     return min((t for t in times if t is not None), default=None)
 

@@ -172,9 +172,10 @@ def pass_lists(token):
     return 'MP:%s:' % run_tokens(token)[0]
 
 
-def _run_list(runs, run):
-    """Where one run of a pass keeps its markers for the runs after it."""
-    return '%s%s:' % (pass_lists([[runs[0][0] if runs else run, 0]]), run)
+def _run_list(first, run):
+    """Where one run of a pass keeps its markers for the runs after it;
+    ``first`` is the token of the pass's first run (see ``pass_lists``)."""
+    return '%s%s:' % (pass_lists(first), run)
 
 
 def _markers_task(kind, batchsize, callback, callback_args, namespace,
@@ -185,7 +186,7 @@ def _markers_task(kind, batchsize, callback, callback_args, namespace,
     ``defaults.PASS_SECONDS``, from where a range starts (``resume``)."""
     resume = resume or {}
     runs = [list(run) for run in resume.get('runs', ())]
-    if runs and MarkerList.load(_run_list(runs, runs[-1][0]),
+    if runs and MarkerList.load(_run_list(runs[0][0], runs[-1][0]),
                                 runs[-1][2]) is None:
         return  # this pass has delivered its markers already
     first = resume.get('position', 0)
@@ -203,7 +204,9 @@ def _markers_task(kind, batchsize, callback, callback_args, namespace,
         if position > first and time.monotonic() >= stop_at:
             if pending:
                 to_keys(*keys_sink_args, token, pending)
-            retrying(db.put, MarkerList.build(_run_list(runs, run), markers))
+            first_run = runs[0][0] if runs else run
+            retrying(db.put, MarkerList.build(_run_list(first_run, run),
+                                              markers))
             args = [kind, batchsize, callback, callback_args, namespace,
                     on_failure, on_failure_args, keys_sink, keys_sink_args,
                     range_sink, range_sink_args, full_seconds]
@@ -226,7 +229,7 @@ def _markers_task(kind, batchsize, callback, callback_args, namespace,
     if pending:
         to_keys(*keys_sink_args, token, pending)
     if runs:
-        earlier = [MarkerList.load(_run_list(runs, r), count)
+        earlier = [MarkerList.load(_run_list(runs[0][0], r), count)
                    for r, _, count in runs]
         if any(found is None for found in earlier):
             return  # delivered by an earlier run of this task
@@ -236,7 +239,7 @@ def _markers_task(kind, batchsize, callback, callback_args, namespace,
     _hand_over(callback, callback_args, markers, token, run, on_failure,
                on_failure_args)
     for r, _, count in runs:
-        retrying(db.delete, MarkerList.keys(_run_list(runs, r), count))
+        retrying(db.delete, MarkerList.keys(_run_list(runs[0][0], r), count))
 
 
 def _hand_over(callback, callback_args, markers, token, run, on_failure,

@@ -56,9 +56,7 @@ def cmd_create(args, client):
         info = client.wait(info['id'], timeout=args.timeout)
     _print(args, info, 'Created Snapshot %d\nKinds: %r\n%s' % (
         info['id'], info['kinds'], _describe(info)))
-    if client.waits or args.wait:
-        return 0 if info['status'] == 'finished' else 1
-    return 0 if info['status'] != 'error' else 1
+    return _exit_code(info['status'], client, args)
 
 
 def cmd_list(args, client):
@@ -93,9 +91,14 @@ def cmd_restore(args, client):
                               timeout=args.timeout)['restore']
     _print(args, restore, 'Restore of snapshot %s: %s' % (
         args.id, restore['status']))
+    return _exit_code(restore['status'], client, args)
+
+
+def _exit_code(status, client, args):
+    """0 if the work finished, or (not waited for) has not failed yet."""
     if client.waits or args.wait:
-        return 0 if restore['status'] == 'finished' else 1
-    return 0 if restore['status'] != 'error' else 1
+        return 0 if status == 'finished' else 1
+    return 0 if status != 'error' else 1
 
 
 def cmd_delete(args, client):

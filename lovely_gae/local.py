@@ -15,7 +15,8 @@ from google.appengine.ext import testbed as testbed_module
 
 from .exceptions import LovelyGaeError
 
-__all__ = ['DEFAULT_DATASTORE', 'DEFAULT_APP_ID', 'start_testbed',
+__all__ = ['DEFAULT_DATASTORE', 'DEFAULT_APP_ID', 'TESTING_APP_ID',
+           'start_testbed',
            'local_datastore', 'save_datastore', 'drain', 'LocalClient']
 
 #: The datastore file the command line uses unless told otherwise.
@@ -24,9 +25,11 @@ DEFAULT_DATASTORE = './lovely-gae.datastore'
 #: App id of a local datastore when neither ``--app-id`` nor
 #: ``$GAE_APPLICATION`` gives one.
 DEFAULT_APP_ID = 'lovely-gae-local'
+#: The app id of the tests' datastore (see ``lovely_gae.testing``).
+TESTING_APP_ID = 'lovely-gae-testing'
 
 
-def start_testbed(app_id='lovely-gae-testing', datastore_file=None,
+def start_testbed(app_id=TESTING_APP_ID, datastore_file=None,
                   **stub_kwargs):
     """Activate and return a testbed with the datastore and memcache stubs.
 

@@ -6,7 +6,6 @@ the app on a local datastore file, with a worker thread that drains the
 task queue about once a second and saves the file whenever the datastore
 changed, and once more on shutdown.
 """
-import ipaddress
 import logging
 import threading
 
@@ -16,20 +15,11 @@ from waitress import wasyncore
 from .exceptions import LovelyGaeError
 from .local import save_datastore
 from .snapshot import getApp
-from .snapshot.access import configured_token
+from .snapshot.access import configured_token, is_loopback_host
 
-__all__ = ['ThreadedServer', 'LocalServer', 'is_loopback_host']
+__all__ = ['ThreadedServer', 'LocalServer']
 
 log = logging.getLogger(__name__)
-
-
-def is_loopback_host(host):
-    if host == 'localhost':
-        return True
-    try:
-        return ipaddress.ip_address(host.strip('[]')).is_loopback
-    except ValueError:
-        return False
 
 
 class ThreadedServer:

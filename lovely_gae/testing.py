@@ -15,12 +15,12 @@ import secrets
 import pytest
 
 from . import async_
-from .local import start_testbed
+from .local import TESTING_APP_ID, start_testbed
 
 __all__ = ['APP_ID', 'start_testbed', 'gae_testbed', 'run_tasks',
            'snapshot_server']
 
-APP_ID = 'lovely-gae-testing'
+APP_ID = TESTING_APP_ID
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import sys
 import time
 
 from google.appengine.api import datastore_types
+from google.appengine.ext import db
 
 from .. import entities
 from ..exceptions import OutFileExists, RangeCorrupted, SnapshotNotFound
@@ -126,12 +127,19 @@ def write_file(path, snapshot_id, sources, progress, transform):
 
 
 def _local_sources(snap, progress):
-    def source(rb):
+    """The snapshot's ranges, each read when its turn comes: the names hold
+    their sizes, so the listing reads no stored bytes."""
+    def source(key):
+        size = int(key.name().rsplit(':', 1)[1])
+
         def records():
+            rb = db.get(key)
+            if rb is None:
+                raise RangeCorrupted(snap.id, key.name(), 'range is missing')
             yield from rb.iter_records()
-            progress('bytes', bytes=rb.size or 0)
-        return rb.name, rb.size or 0, records
-    return [source(rb) for rb in snap.range_backups()]
+            progress('bytes', bytes=size)
+        return key.name(), size, records
+    return [source(key) for key in snap.range_backup_keys()]
 
 
 def _remote_sources(remote, manifest, partial_dir, progress):

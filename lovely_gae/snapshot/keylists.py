@@ -43,15 +43,20 @@ class RangeKeys(LibraryModel):
                 for index, part in enumerate(parts)]
 
     @classmethod
+    def part_keys(cls, snapshot_id, kind, position, token, parts):
+        """The keys of a list of ``parts`` parts, the first one included."""
+        return [cls.key_for(cls.make_name(snapshot_id, kind, position, token,
+                                          index)) for index in range(parts)]
+
+    @classmethod
     def read(cls, snapshot_id, kind, position, token):
         """``(references, keys of the parts)``, or None if the list is gone."""
         first = cls.get_by_key_name(cls.make_name(snapshot_id, kind, position,
                                                   token, 0))
         if first is None:
             return None
-        names = [cls.make_name(snapshot_id, kind, position, token, index)
-                 for index in range(1, first.parts)]
-        rest = db.get([cls.key_for(name) for name in names]) if names else []
+        keys = cls.part_keys(snapshot_id, kind, position, token, first.parts)
+        rest = db.get(keys[1:]) if first.parts > 1 else []
         if any(part is None for part in rest):
             return None
         parts = [first.data] + [part.data for part in rest]

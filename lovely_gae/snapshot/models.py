@@ -76,7 +76,8 @@ def prefixed(model, prefix, keys_only=False):
     return query.run(batch_size=500)
 
 
-def _bits(hex_text):
+def done_bits(hex_text):
+    """The bits a ``done`` map keeps for a kind, from their hex text."""
     return int(hex_text or '0', 16)
 
 
@@ -172,7 +173,7 @@ class Snapshot(LibraryModel):
 
     @staticmethod
     def _count(done):
-        return sum(bin(_bits(h)).count('1') for h in done.values())
+        return sum(bin(done_bits(h)).count('1') for h in done.values())
 
     def progress(self):
         """What a status page shows: ranges done and total, entities, bytes."""
@@ -206,12 +207,12 @@ class Snapshot(LibraryModel):
 
     def is_done(self, kind, position, done=None):
         done = self.done if done is None else done
-        return bool(_bits(done.get(kind)) >> position & 1)
+        return bool(done_bits(done.get(kind)) >> position & 1)
 
     def mark_done(self, kind, position, done=None):
         """Set the bit of a range; True when all ranges of ``kind`` are done."""
         done = self.done if done is None else done
-        bits = _bits(done.get(kind)) | 1 << position
+        bits = done_bits(done.get(kind)) | 1 << position
         done[kind] = '%x' % bits
         return bits == (1 << self.range_count(kind)) - 1
 
@@ -225,15 +226,16 @@ class Snapshot(LibraryModel):
         return [rb for rb in prefixed(RangeBackup, prefix)
                 if kind is None or rb.range_kind == kind]
 
-    def range_backup_keys(self, kind):
-        """Keys of ``kind``'s range backups in position order, data unread.
+    def range_backup_keys(self, kind=None):
+        """Keys of the range backups (of ``kind``) in key order, data unread.
 
         A name prefix can be another kind's (kind ``A`` and ``A:0000000001``),
         so only names that end in ``<position>:<size>`` count.
         """
-        prefix = 'RB:%d:%s:' % (self.id, kind)
+        prefix = 'RB:%d:%s' % (self.id, '' if kind is None else kind + ':')
+        rest = r'.*:\d{10}:\d+' if kind is None else r'\d{10}:\d+'
         return [key for key in prefixed(RangeBackup, prefix, keys_only=True)
-                if re.fullmatch(r'\d{10}:\d+', key.name()[len(prefix):])]
+                if re.fullmatch(rest, key.name()[len(prefix):])]
 
     def range_backup(self, kind, position):
         """The stored range, or None; a name prefix can be another kind's."""
@@ -316,9 +318,10 @@ class RangeBackup(LibraryModel):
         return self.key().name()
 
     def part_key(self, index):
+        """The key of part ``index``, of a staged range or a committed one."""
+        range_prefix = 'RB:' + self.name.split(':', 1)[1].rsplit(':', 1)[0]
         return RangeBackupPart.key_for(
-            RangeBackupPart.make_name(self.name.rsplit(':', 1)[0],
-                                      self.token, index))
+            RangeBackupPart.make_name(range_prefix, self.token, index))
 
     def iter_parts(self, verify=True):
         """Yield the stored parts; with ``verify``, only after they check out.

@@ -106,24 +106,21 @@ def _discard_pass(snapshot_id, kind, token, markers, winner):
     runs = [(position, batch.run_token(token, position))
             for position in range(len(markers) + 1)]
     runs = [(position, run) for position, run in runs if run not in kept]
-    staged = [RangeBackup.key_for(RangeBackup.staging_name(
-        snapshot_id, kind, position, run)) for position, run in runs]
+    staged = [_staged_key(snapshot_id, kind, position, run)
+              for position, run in runs]
     lists = [RangeKeys.key_for(RangeKeys.make_name(
         snapshot_id, kind, position, run, 0)) for position, run in runs]
     spent = SnapshotMarkers.keys(
         SnapshotMarkers.prefix(snapshot_id, kind, token), len(markers))
-    for found in retrying(db.get, staged + lists):
-        if isinstance(found, RangeBackup):
-            prefix = RangeBackup.prefix(snapshot_id, kind, found.position)
-            spent.extend(RangeBackupPart.key_for(RangeBackupPart.make_name(
-                prefix[:-1], found.token, index))
-                for index in range(1, found.parts))
-        elif found is not None:
-            name = found.key().name()[:-4]
-            spent.extend(RangeKeys.key_for('%s%04d' % (name, index))
-                         for index in range(1, found.parts))
-        if found is not None:
-            spent.append(found.key())
+    found = retrying(db.get, staged + lists)
+    for backup in filter(None, found[:len(runs)]):
+        spent.extend(backup.part_key(index)  # part 0 is its ``data``
+                     for index in range(1, backup.parts))
+        spent.append(backup.key())
+    for (position, run), first in zip(runs, found[len(runs):]):
+        if first is not None:
+            spent.extend(RangeKeys.part_keys(snapshot_id, kind, position, run,
+                                             first.parts))
     for start in range(0, len(spent), _PURGE_BATCH):
         retrying(db.delete, spent[start:start + _PURGE_BATCH])
 
@@ -235,8 +232,9 @@ def store_range(snapshot_id, kind, position, start, end, token=None):
     stored, written = _write_range(
         snapshot_id, kind, position, snap.codec, uuid.uuid4().hex[:12],
         (entity.SerializeToString() for entity in source))
-    if not _commit(snapshot_id, kind, position, start, end, stored,
-                   list_keys):
+    committed = _commit(snapshot_id, kind, [(position, start, end, stored)])
+    retrying(db.delete, list_keys)  # the key list has served
+    if not committed:
         retrying(db.delete, written)  # the winner's parts are others
 
 
@@ -256,34 +254,43 @@ def _commit_staged(snapshot_id, kind, position, start, end, token, staged):
         _staged_key(snapshot_id, kind, position + index, token)
         for index in range(1, _COMMIT_BATCH + 1)])
     run = [staged] + list(itertools.takewhile(bool, after))
-    bounds = [(start, end)] + [(found.start, run[index + 1].start if index + 1
-                                < len(run) else _OPEN)
-                               for index, found in enumerate(run[1:], 1)]
+    ends = [end] + [found.start for found in run[2:]] + [_OPEN]
+    ranges = [(position + index, start if index == 0 else found.start,
+               limit, {name: getattr(found, name) for name in _STORED})
+              for index, (found, limit) in enumerate(zip(run, ends))]
+    committed = _commit(snapshot_id, kind, ranges)
+    retrying(db.delete, [staged.key()] + [
+        _staged_key(snapshot_id, kind, backup.position, token)
+        for backup in committed if backup.position != position])
 
+
+def _commit(snapshot_id, kind, ranges):
+    """Count ``ranges``, ``[(position, start, end, stored), ...]``, with
+    their backups, in one transaction; the backups it wrote.
+
+    A range counted already (by another run of a task) is passed over; so
+    is a range whose end is ``_OPEN``, unless it is the kind's last, and
+    every range after it.
+    """
     def commit():
         current = get_snapshot(snapshot_id)
         if current is None or current.status == Snapshot.STATUS_ERROR:
             return []
         last = current.range_count(kind) - 1
         committed = []
-        for index, (found, (first, limit)) in enumerate(zip(run, bounds)):
-            at = position + index
-            if limit is _OPEN and at != last:
-                break  # where this range ends is not known here
-            if current.is_done(kind, at):
-                continue
-            committed.append(_backup(snapshot_id, kind, at, first,
-                                     None if limit is _OPEN else limit,
-                                     {name: getattr(found, name)
-                                      for name in _STORED}))
-            _count_in(current, committed[-1])
+        for position, start, end, stored in ranges:
+            if end is _OPEN:
+                if position != last:
+                    break  # where this range ends is not known here
+                end = None
+            if not current.is_done(kind, position):
+                committed.append(_backup(snapshot_id, kind, position, start,
+                                         end, stored))
+                _count_in(current, committed[-1])
         if committed:
             db.put(committed + [current])
         return committed
-    committed = transaction(commit)
-    retrying(db.delete, [staged.key()] + [
-        _staged_key(snapshot_id, kind, backup.position, token)
-        for backup in committed if backup.position != position])
+    return transaction(commit)
 
 
 def _backup(snapshot_id, kind, position, start, end, stored):
@@ -302,26 +309,6 @@ def _count_in(snap, backup):
         snap.finished_kinds.append(backup.range_kind)
         if set(snap.finished_kinds) >= set(snap.kinds):
             snap.status = Snapshot.STATUS_FINISHED
-
-
-def _commit(snapshot_id, kind, position, start, end, stored, spent):
-    """Count the range once, with its backup; then delete ``spent``.
-
-    False if the range was counted already (by another run of its task).
-    """
-    backup = _backup(snapshot_id, kind, position, start, end, stored)
-
-    def commit():
-        current = get_snapshot(snapshot_id)
-        if (current is None or current.status == Snapshot.STATUS_ERROR
-                or current.is_done(kind, position)):
-            return False
-        _count_in(current, backup)
-        db.put([backup, current])
-        return True
-    committed = transaction(commit)
-    retrying(db.delete, spent)  # what the range was read from has served
-    return committed
 
 
 def delete_snapshot(snap):

@@ -19,7 +19,7 @@ from google.appengine.ext import db
 from .. import async_, entities
 from ..base import LibraryModel, retrying, transaction, utcnow
 from ..exceptions import InvalidInput, RangeCorrupted
-from .models import JsonProperty, RangeBackup
+from .models import JsonProperty, RangeBackup, done_bits
 from .ranges import get_snapshot
 
 __all__ = ['RestoreProgress', 'restore', 'restore_range', 'restore_failed',
@@ -56,18 +56,15 @@ class RestoreProgress(LibraryModel):
                            for kind in snap.restore_kinds})
 
     def is_done(self, kind, position):
-        return bool(_bits(self.done.get(kind)) >> position & 1)
+        return bool(done_bits(self.done.get(kind)) >> position & 1)
 
     def mark_done(self, kind, position):
-        self.done[kind] = '%x' % (_bits(self.done.get(kind)) | 1 << position)
+        self.done[kind] = '%x' % (done_bits(self.done.get(kind)) | 1 << position)
 
     def finished(self):
-        return all(_bits(self.done.get(kind)) == (1 << count) - 1
+        return all(done_bits(self.done.get(kind)) == (1 << count) - 1
                    for kind, count in self.totals.items())
 
-
-def _bits(hex_text):
-    return int(hex_text or '0', 16)
 
 
 def _progress(snapshot_id, restore_id):

@@ -12,7 +12,8 @@ import zlib
 
 from .. import defaults
 
-__all__ = ['FORMAT', 'CODECS', 'RangeWriter', 'iter_records', 'check_codec']
+__all__ = ['FORMAT', 'CODECS', 'RangeWriter', 'iter_records', 'check_codec',
+           'varint']
 
 #: Records are ``varint(length) + EntityProto bytes``, back to back.
 FORMAT = 'entityproto-delimited/1'
@@ -54,7 +55,8 @@ def check_codec(codec):
     return codec
 
 
-def _varint(n):
+def varint(n):
+    """``n`` as a protocol buffer varint: how a record's length is stored."""
     out = bytearray()
     while True:
         byte = n & 0x7F
@@ -69,7 +71,7 @@ def _varint(n):
 class RangeWriter:
     """Compress records into parts; ``add`` and ``close`` return full parts.
 
-    ``count``, ``size`` (stored bytes), ``raw_size`` and ``sha256`` (of the
+    ``count``, ``size`` (stored bytes) and ``sha256`` (of the
     stored bytes) describe what was written once ``close`` has returned.
     """
 
@@ -80,12 +82,11 @@ class RangeWriter:
         self._buffer = bytearray()
         self._raw = bytearray()  # records not yet handed to the compressor
         self._hash = hashlib.sha256()
-        self.count = self.size = self.raw_size = 0
+        self.count = self.size = 0
 
     def add(self, record):
         self.count += 1
-        self.raw_size += len(record)
-        self._raw += _varint(len(record))
+        self._raw += varint(len(record))
         self._raw += record
         if len(self._raw) < _RAW_BATCH:
             return []

@@ -19,15 +19,6 @@ CONTENT_TYPE = 'application/x-lovely-gae-entities'
 BATCH_BYTES = 900 * 1024
 
 
-def _varint(n):
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | 0x80 if n else byte)
-        if not n:
-            return bytes(out)
-
-
 def batches(records, batch_bytes=None):
     """Yield ``(body, count)``: bodies of at most ``batch_bytes``.
 
@@ -36,7 +27,7 @@ def batches(records, batch_bytes=None):
     limit = batch_bytes or BATCH_BYTES
     body, count = bytearray(), 0
     for record in records:
-        item = _varint(len(record)) + record
+        item = storage.varint(len(record)) + record
         if body and len(body) + len(item) > limit:
             yield bytes(body), count
             body, count = bytearray(), 0
