@@ -392,3 +392,62 @@ def test_a_range_task_commits_the_staged_ranges_after_it(make_entities,
     assert RangeBackup.all().count() == 25  # nothing staged is left
     assert [b.end for b in snap.range_backups()][-1] is None
     assert snap.verify() == []
+
+
+def _datastore_calls(stub):
+    """Count the calls made to ``stub``: ``calls`` is a list of names."""
+    calls = []
+    original = stub.MakeSyncCall
+
+    def counting(service, call, request, response, request_id=None):
+        calls.append(call)
+        return original(service, call, request, response, request_id)
+    stub.MakeSyncCall = counting
+    return calls, lambda: setattr(stub, 'MakeSyncCall', original)
+
+
+def test_the_tasks_of_a_committed_batch_read_nothing(make_entities, run_tasks,
+                                                     gae_testbed):
+    make_entities(Dummy, 250)
+    snap = api.create_snapshot(['Dummy'], batchsize=10)
+    run_tasks()  # the markers pass stages 25 ranges
+    run_tasks()  # the callback queues their tasks
+    tasks = sorted(async_.get_tasks(), key=lambda t: t.arguments()[0][2])
+    calls, stop = _datastore_calls(gae_testbed.get_stub('datastore_v3'))
+    try:
+        for task in tasks[:ranges._COMMIT_BATCH]:
+            args, kwargs = task.arguments()
+            ranges.store_range(*args, **kwargs)
+            if task is tasks[0]:
+                committing = len(calls)
+    finally:
+        stop()
+    assert committing > 0 and len(calls) == committing  # the rest: none
+    assert run_tasks(recursive=True) == 25  # every task still runs once
+    snap = api.get_snapshot(snap.id)
+    assert snap.status == snap.STATUS_FINISHED
+    assert snap.progress()['entities'] == 250
+    assert snap.verify() == []
+
+
+def test_a_snapshot_with_the_id_of_one_committed_before_stores_every_range():
+    """Two testbeds in one process hand out the same snapshot ids; what
+    this process remembers committed of the first must not skip the
+    second's ranges."""
+    from lovely_gae.testing import APP_ID, start_testbed
+    ids = []
+    for _ in range(2):
+        bed = start_testbed(app_id=APP_ID)
+        try:
+            db.put([Dummy(title=str(i)) for i in range(60)])
+            snap = api.create_snapshot(['Dummy'], batchsize=10)
+            async_.run_tasks(recursive=True)
+            snap = api.get_snapshot(snap.id)
+            ids.append(snap.id)
+            assert snap.status == snap.STATUS_FINISHED
+            assert snap.progress()['entities'] == 60
+            assert snap.range_count('Dummy') == 6
+            assert RangeBackup.all().count() == 6
+        finally:
+            bed.deactivate()
+    assert ids[0] == ids[1]

@@ -11,8 +11,10 @@ only commits it; after that it hands each range its keys, and the range's
 task reads them with batch gets, which cost the range where a range query
 may cost the whole kind on the SDK's stub.
 """
+import collections
 import itertools
 import logging
+import threading
 import uuid
 
 from google.appengine.ext import db
@@ -37,6 +39,34 @@ _COMMIT_BATCH = 20
 _OPEN = object()
 #: Keys per batch get when a range is read (fewer for large entities).
 _GET_BATCH = 500
+
+
+class _Committed:
+    """Staged ranges this process has committed, the newest ``size``.
+
+    A committed range stays committed, so its task, run after the batch
+    that committed it, may end without reading anything. The pass token is
+    part of the key: it tells apart two snapshots of one id, which two
+    testbeds in one process can make.
+    """
+
+    def __init__(self, size=20000):
+        self._size = size
+        self._seen = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, snapshot_id, kind, token, positions):
+        with self._lock:
+            for position in positions:
+                self._seen[snapshot_id, kind, token, position] = None
+            while len(self._seen) > self._size:
+                self._seen.popitem(last=False)
+
+    def __contains__(self, key):
+        return key in self._seen
+
+
+_committed = _Committed()
 
 
 def get_snapshot(snapshot_id):
@@ -209,6 +239,8 @@ def store_range(snapshot_id, kind, position, start, end, token=None):
     A range the markers pass staged is committed as it is; any other is
     read by the keys the pass listed.
     """
+    if (snapshot_id, kind, token, position) in _committed:
+        return
     wanted = [Snapshot.key_for(snapshot_id)]
     if token is not None:  # one read for both: most ranges are done by now
         wanted.append(_staged_key(snapshot_id, kind, position, token))
@@ -259,6 +291,8 @@ def _commit_staged(snapshot_id, kind, position, start, end, token, staged):
                limit, {name: getattr(found, name) for name in _STORED})
               for index, (found, limit) in enumerate(zip(run, ends))]
     committed = _commit(snapshot_id, kind, ranges)
+    _committed.add(snapshot_id, kind, token,
+                   [backup.position for backup in committed])
     retrying(db.delete, [staged.key()] + [
         _staged_key(snapshot_id, kind, backup.position, token)
         for backup in committed if backup.position != position])
