@@ -16,7 +16,7 @@ from google.appengine.ext import db
 from . import defaults
 from .base import retrying
 
-__all__ = ['EntityProto', 'connection', 'iter_range', 'iter_range_keys',
+__all__ = ['EntityProto', 'WIDE', 'connection', 'iter_range', 'iter_range_keys',
            'put', 'put_encoded', 'delete', 'get', 'kinds', 'ref', 'key',
            'sort_key']
 
@@ -24,15 +24,17 @@ EntityProto = entity_pb2.EntityProto
 Reference = entity_pb2.Reference
 
 
-def connection():
-    """A datastore connection that neither decodes nor encodes entities.
+#: Calls cut by count and bytes only: the SDK's default of 10 entity groups
+#: per call would cut a 500-entity batch into 50 calls. Pass it as the
+#: ``config`` of ``db.get`` and the like, or use ``connection()``.
+WIDE = datastore_rpc.Configuration(max_entity_groups_per_rpc=1000)
 
-    Batches are cut by count and bytes only: the SDK's default of 10 entity
-    groups per call would cut a 500-entity batch into 50 calls.
-    """
+
+def connection():
+    """A datastore connection that neither decodes nor encodes entities,
+    and cuts its calls as ``WIDE`` does."""
     return datastore_rpc.Connection(
-        adapter=datastore_rpc.IdentityAdapter(),
-        config=datastore_rpc.Configuration(max_entity_groups_per_rpc=1000))
+        adapter=datastore_rpc.IdentityAdapter(), config=WIDE)
 
 
 def ref(key):

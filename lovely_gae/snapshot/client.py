@@ -16,10 +16,16 @@ import time
 from google.appengine.api import datastore_types
 from google.appengine.ext import db
 
-from .. import entities
+from .. import defaults, entities
+from ..base import retrying
 from ..exceptions import OutFileExists, RangeCorrupted, SnapshotNotFound
 from . import api, devfile, storage, wire
 from .rewrite import Transform
+
+#: Ranges a local download reads in one batch get at most, and the bytes of
+#: their first parts (each at most ``defaults.PART_SIZE``) at most.
+_FETCH_RANGES = 100
+_FETCH_BYTES = 8 * 1024 * 1024
 
 __all__ = ['download_snapshot', 'upload_snapshot', 'SeedProgress',
            'BarProgress', 'progress_for']
@@ -127,19 +133,38 @@ def write_file(path, snapshot_id, sources, progress, transform):
 
 
 def _local_sources(snap, progress):
-    """The snapshot's ranges, each read when its turn comes: the names hold
-    their sizes, so the listing reads no stored bytes."""
-    def source(key):
-        size = int(key.name().rsplit(':', 1)[1])
+    """The snapshot's ranges, read when their turn comes, a batch get at a
+    time: ``_FETCH_RANGES`` ranges or ``_FETCH_BYTES`` of their first parts.
+    The names hold the sizes, so the listing reads no stored bytes."""
+    keys = snap.range_backup_keys()
+    sizes = [int(key.name().rsplit(':', 1)[1]) for key in keys]
+    fetched = {}
 
+    def fetch(index):
+        if index not in fetched:
+            wanted, held = [], 0
+            for later in range(index, len(keys)):
+                held += min(sizes[later], defaults.PART_SIZE)
+                if wanted and (len(wanted) == _FETCH_RANGES
+                               or held > _FETCH_BYTES):
+                    break
+                wanted.append(later)
+            fetched.clear()
+            fetched.update(zip(wanted, retrying(
+                db.get, [keys[later] for later in wanted],
+                config=entities.WIDE)))
+        backup = fetched.pop(index)
+        if backup is None:
+            raise RangeCorrupted(snap.id, keys[index].name(),
+                                 'range is missing')
+        return backup
+
+    def source(index):
         def records():
-            rb = db.get(key)
-            if rb is None:
-                raise RangeCorrupted(snap.id, key.name(), 'range is missing')
-            yield from rb.iter_records()
-            progress('bytes', bytes=size)
-        return key.name(), size, records
-    return [source(key) for key in snap.range_backup_keys()]
+            yield from fetch(index).iter_records()
+            progress('bytes', bytes=sizes[index])
+        return keys[index].name(), sizes[index], records
+    return [source(index) for index in range(len(keys))]
 
 
 def _remote_sources(remote, manifest, partial_dir, progress):

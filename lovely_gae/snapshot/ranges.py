@@ -284,7 +284,7 @@ def _commit_staged(snapshot_id, kind, position, start, end, token, staged):
     """
     after = retrying(db.get, [
         _staged_key(snapshot_id, kind, position + index, token)
-        for index in range(1, _COMMIT_BATCH + 1)])
+        for index in range(1, _COMMIT_BATCH + 1)], config=entities.WIDE)
     run = [staged] + list(itertools.takewhile(bool, after))
     ends = [end] + [found.start for found in run[2:]] + [_OPEN]
     ranges = [(position + index, start if index == 0 else found.start,

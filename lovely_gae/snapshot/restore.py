@@ -5,18 +5,23 @@ task of a kind's first range also deletes the entities of the kind that the
 snapshot does not hold: one key-ordered scan of the kind, merged with the
 snapshot's keys range by range, so it costs one pass over the kind (a query
 per range may cost the whole kind each time) and holds one range's keys.
+After ``defaults.PASS_SECONDS`` the scan goes on in a task of its own,
+which starts after the last key looked at; the first range is put back
+and counted by the task that reaches the kind's end.
 
 A restore counts its ranges in a ``RestoreProgress`` of its own: a small
 entity that each range task reads and commits, where the snapshot carries
 all its markers. The snapshot is written when the restore starts and when
 it ends (or fails).
 """
+import bisect
 import collections
+import time
 import uuid
 
 from google.appengine.ext import db
 
-from .. import async_, entities
+from .. import async_, defaults, entities
 from ..base import LibraryModel, retrying, transaction, utcnow
 from ..exceptions import InvalidInput, RangeCorrupted
 from .models import JsonProperty, RangeBackup, done_bits
@@ -27,6 +32,8 @@ __all__ = ['RestoreProgress', 'restore', 'restore_range', 'restore_failed',
 
 #: Entities per put request at most, as the datastore allows.
 _PUT_BATCH = 500
+#: Keys the scan for stale entities looks at between looks at the clock.
+_SCAN_CHECK = 500
 #: Bytes of entities per put request at most: the datastore takes 1 MiB per
 #: request, and the request's own fields need a little of it.
 _PUT_BYTES = 1024 * 1024 - 1024
@@ -139,9 +146,9 @@ def _backup_keys(snap, kind):
     return keys
 
 
-def _backups(snap, kind):
+def _backups(snap, kind, first=0):
     """The kind's range backups by position, read one at a time."""
-    for key in _backup_keys(snap, kind):
+    for key in _backup_keys(snap, kind)[first:]:
         backup = db.get(key)
         if backup is None:
             raise RangeCorrupted(snap.id, key.name(), 'range backup is missing')
@@ -166,35 +173,64 @@ def _chunks(records):
         yield chunk
 
 
-def _snapshot_keys(snap, kind):
-    """``sort_key`` of every key the snapshot holds of ``kind``, in order."""
-    for backup in _backups(snap, kind):
+def _snapshot_keys(snap, kind, after=None):
+    """``sort_key`` of every key the snapshot holds of ``kind``, in order,
+    from the range that holds the sort key ``after`` on (all with None)."""
+    position = 0
+    if after is not None:
+        markers = [entities.sort_key(m._ToPb()) for m in snap.markers[kind]]
+        position = bisect.bisect_right(markers, after)
+    for backup in _backups(snap, kind, position):
         for record in backup.iter_records():
             yield entities.sort_key(entities.EntityProto.FromString(
                 record).key)
 
 
-def _not_in_snapshot(snap, kind):
-    """Yield the keys of ``kind`` now stored that the snapshot does not hold.
+def _scan(snap, kind, after=None):
+    """Yield ``(reference, held)`` for each key of ``kind`` now stored
+    (after the ``db.Key`` ``after``): does the snapshot hold it?
 
     Both sides come in the datastore's key order, so a merge finds them.
     """
+    last = None if after is None else entities.sort_key(after._ToPb())
     held = None
-    for reference in entities.iter_range_keys(kind, snap.namespace):
+    for reference in entities.iter_range_keys(kind, snap.namespace, after):
         current = entities.sort_key(reference)
+        if last is not None and current <= last:
+            continue
         if held is None:
-            held = _snapshot_keys(snap, kind)
+            held = _snapshot_keys(snap, kind, last)
             next_held = next(held, None)
         while next_held is not None and next_held < current:
             next_held = next(held, None)
-        if next_held != current:
-            yield reference
+        yield reference, next_held == current
+
+
+def _delete_stale(snap, kind, after=None):
+    """Delete the keys of ``kind`` after ``after`` that the snapshot lacks.
+
+    Returns None at the kind's end, else the last key (``db.Key``) it
+    dealt with once ``defaults.PASS_SECONDS`` have passed.
+    """
+    stop_at = time.monotonic() + defaults.PASS_SECONDS
+    stale = []
+    for count, (reference, held) in enumerate(_scan(snap, kind, after), 1):
+        if not held:
+            stale.append(reference)
+            if len(stale) >= _PUT_BATCH:
+                entities.delete(stale)
+                stale = []
+        if count % _SCAN_CHECK == 0 and time.monotonic() >= stop_at:
+            entities.delete(stale)
+            return entities.key(reference)
+    entities.delete(stale)
+    return None
 
 
 def restore_range(snapshot_id, restore_id, kind, position, start, end,
-                  backup_name=None):
+                  backup_name=None, after=None):
     """Put one range back (and, for the first, delete what the snapshot does
-    not hold); safe to repeat."""
+    not hold, going on after the key ``after``); safe to repeat."""
     progress = _progress(snapshot_id, restore_id)
     snap = None
     if progress is None:  # another restore started, or an older version's
@@ -212,13 +248,13 @@ def restore_range(snapshot_id, restore_id, kind, position, start, end,
         # Before the puts: a kind emptied since the snapshot then costs
         # one empty scan, and the snapshot's keys are decoded only as far
         # as the kind's current keys reach.
-        stale = []
-        for reference in _not_in_snapshot(snap, kind):
-            stale.append(reference)
-            if len(stale) >= _PUT_BATCH:
-                entities.delete(stale)
-                stale = []
-        entities.delete(stale)
+        left_at = _delete_stale(snap, kind, after)
+        if left_at is not None:  # a large kind: the scan goes on
+            async_.defer(restore_range, args=(
+                snapshot_id, restore_id, kind, 0, start, end, backup_name),
+                kwargs={'after': left_at}, on_failure=restore_failed,
+                on_failure_args=(snapshot_id, restore_id))
+            return
     backup = (RangeBackup.get_by_key_name(backup_name) if backup_name
               else snap.range_backup(kind, position))
     if backup is None:
@@ -272,5 +308,5 @@ def plan_kind(snap, kind):
                     counts['created'] += 1
                 elif now.SerializeToString() != old.SerializeToString():
                     counts['changed'] += 1
-    counts['deleted'] = sum(1 for _ in _not_in_snapshot(snap, kind))
+    counts['deleted'] = sum(1 for _, held in _scan(snap, kind) if not held)
     return dict(counts)
