@@ -1,4 +1,5 @@
-"""What every entity of the library's own shares: its namespace and its clock."""
+"""What every entity of the library's own shares: its namespace, its clock,
+its retries, and the properties and queries the models build on."""
 import datetime
 import logging
 import time
@@ -8,9 +9,10 @@ from google.appengine.ext import db
 from google.appengine.runtime import apiproxy_errors
 
 from . import defaults
+from .serializers import default_serializer
 
 __all__ = ['LibraryModel', 'TRANSIENT_ERRORS', 'retrying', 'transaction',
-           'utcnow']
+           'utcnow', 'JsonProperty', 'KeyProperty', 'prefixed']
 
 log = logging.getLogger(__name__)
 
@@ -94,3 +96,40 @@ class LibraryModel(db.Model):
     def all(cls, **kwds):
         kwds.setdefault('namespace', defaults.NAMESPACE)
         return super().all(**kwds)
+
+
+class JsonProperty(db.Property):
+    """A dict stored as unindexed JSON text (``db.Key`` values allowed)."""
+
+    data_type = dict
+
+    def __init__(self, **kwds):
+        super().__init__(indexed=False, **kwds)
+
+    def default_value(self):
+        return {}
+
+    def get_value_for_datastore(self, model_instance):
+        value = super().get_value_for_datastore(model_instance)
+        return db.Text(default_serializer.dumps(value or {}))
+
+    def make_value_from_datastore(self, value):
+        return default_serializer.loads(value) if value else {}
+
+
+class KeyProperty(db.Property):
+    """An unindexed ``db.Key`` (None is an open end of a range)."""
+
+    data_type = db.Key
+
+    def __init__(self, **kwds):
+        super().__init__(indexed=False, **kwds)
+
+
+def prefixed(model, prefix, keys_only=False):
+    """Entities of ``model`` whose key name starts with ``prefix``."""
+    upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    query = model.all(keys_only=keys_only).filter(
+        '__key__ >=', model.key_for(prefix)).filter(
+        '__key__ <', model.key_for(upper))
+    return query.run(batch_size=500)

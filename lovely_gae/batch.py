@@ -10,6 +10,8 @@ its entities themselves (``range_sink``), for as long as a time budget
 lasts, and after that only their keys (``keys_sink``), so that one task's
 work stays bounded and the remaining ranges are read by tasks of their own.
 """
+import collections
+import itertools
 import time
 import uuid
 
@@ -73,32 +75,24 @@ def iter_ranges(kind, batchsize, namespace='', full_seconds=0.0,
     """
     full = full_seconds > 0
     stop_at = time.monotonic() + full_seconds
-    state = {'source': iter(entities.iter_range(
+    source = iter(entities.iter_range(
         kind, namespace, start, keys_only=not full,
-        max_batch_bytes=defaults.PART_SIZE // 2))}
-    state['next'] = next(state['source'], None)
-
-    def items():
-        for _ in range(batchsize):
-            item = state['next']
-            if item is None:
-                return
-            state['next'] = next(state['source'], None)
-            yield item
+        max_batch_bytes=defaults.PART_SIZE // 2))
+    first = next(source, None)
     while True:
-        current = items()
+        current = itertools.chain(() if first is None else (first,),
+                                  itertools.islice(source, batchsize - 1))
         yield position, start, full, current
-        for _ in current:
-            pass
-        if state['next'] is None:
+        collections.deque(current, maxlen=0)  # what the caller left
+        first = next(source, None)
+        if first is None:
             return
         position += 1
-        start = entities.key(state['next'].key if full else state['next'])
+        start = entities.key(first.key if full else first)
         if full and time.monotonic() >= stop_at:
             full = False  # the rest by keys, from this range's first key on
-            state['source'] = iter(entities.iter_range_keys(
-                kind, namespace, start))
-            state['next'] = next(state['source'], None)
+            source = iter(entities.iter_range_keys(kind, namespace, start))
+            first = next(source, None)
 
 
 def compute_markers(kind, batchsize, namespace=''):

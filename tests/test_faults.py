@@ -63,7 +63,7 @@ def test_a_task_that_keeps_failing_puts_the_snapshot_in_error(
     monkeypatch.setattr('lovely_gae.defaults.MAX_ATTEMPTS', 3)
 
     class Broken(RangeWriter):
-        def add(self, record):
+        def add_all(self, records):
             raise RuntimeError('disk on fire')
     monkeypatch.setattr(ranges, 'RangeWriter', Broken)
     snap = api.create_snapshot(['Dummy'], batchsize=10)

@@ -6,7 +6,7 @@ import re
 from google.appengine.ext import db
 
 from .. import batch, defaults, entities
-from ..base import LibraryModel
+from ..base import JsonProperty, KeyProperty, LibraryModel, prefixed
 from ..exceptions import RangeCorrupted, SnapshotNotFinished
 from ..serializers import default_serializer
 from . import storage
@@ -19,34 +19,6 @@ class Status(str, enum.Enum):
     STORING = 'storing'
     FINISHED = 'finished'
     ERROR = 'error'
-
-
-class JsonProperty(db.Property):
-    """A dict stored as unindexed JSON text (``db.Key`` values allowed)."""
-
-    data_type = dict
-
-    def __init__(self, **kwds):
-        super().__init__(indexed=False, **kwds)
-
-    def default_value(self):
-        return {}
-
-    def get_value_for_datastore(self, model_instance):
-        value = super().get_value_for_datastore(model_instance)
-        return db.Text(default_serializer.dumps(value or {}))
-
-    def make_value_from_datastore(self, value):
-        return default_serializer.loads(value) if value else {}
-
-
-class KeyProperty(db.Property):
-    """An unindexed ``db.Key`` (None is an open end of a range)."""
-
-    data_type = db.Key
-
-    def __init__(self, **kwds):
-        super().__init__(indexed=False, **kwds)
 
 
 class _ReverseReference(db._ReverseReferenceProperty):
@@ -65,15 +37,6 @@ class _SnapshotReference(db.ReferenceProperty):
         super().__property_config__(model_class, property_name)
         setattr(self.reference_class, self.collection_name,
                 _ReverseReference(model_class, property_name))
-
-
-def prefixed(model, prefix, keys_only=False):
-    """Entities of ``model`` whose key name starts with ``prefix``."""
-    upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-    query = model.all(keys_only=keys_only).filter(
-        '__key__ >=', model.key_for(prefix)).filter(
-        '__key__ <', model.key_for(upper))
-    return query.run(batch_size=500)
 
 
 def done_bits(hex_text):
@@ -220,10 +183,12 @@ class Snapshot(LibraryModel):
         if self.status != self.STATUS_FINISHED:
             raise SnapshotNotFinished(self.id, self.status)
 
+    def _backup_prefix(self, kind):
+        return 'RB:%d:%s' % (self.id, '' if kind is None else kind + ':')
+
     def range_backups(self, kind=None):
         """This snapshot's range backups in key order, of one kind or all."""
-        prefix = 'RB:%d:%s' % (self.id, '' if kind is None else kind + ':')
-        return [rb for rb in prefixed(RangeBackup, prefix)
+        return [rb for rb in prefixed(RangeBackup, self._backup_prefix(kind))
                 if kind is None or rb.range_kind == kind]
 
     def range_backup_keys(self, kind=None):
@@ -232,7 +197,7 @@ class Snapshot(LibraryModel):
         A name prefix can be another kind's (kind ``A`` and ``A:0000000001``),
         so only names that end in ``<position>:<size>`` count.
         """
-        prefix = 'RB:%d:%s' % (self.id, '' if kind is None else kind + ':')
+        prefix = self._backup_prefix(kind)
         rest = r'.*:\d{10}:\d+' if kind is None else r'\d{10}:\d+'
         return [key for key in prefixed(RangeBackup, prefix, keys_only=True)
                 if re.fullmatch(rest, key.name()[len(prefix):])]
@@ -365,8 +330,7 @@ class RangeBackup(LibraryModel):
 
     def iter_entities(self, verify=True):
         """Yield the range's entities as ``EntityProto`` messages."""
-        for record in storage.iter_records(self.iter_parts(verify),
-                                           self.codec or 'bz2'):
+        for record in self.iter_records(verify):
             yield entities.EntityProto.FromString(record)
 
     def iter_records(self, verify=True):

@@ -20,10 +20,10 @@ import uuid
 from google.appengine.ext import db
 
 from .. import async_, batch, defaults, entities
-from ..base import retrying, transaction
+from ..base import prefixed, retrying, transaction
 from ..exceptions import RangeCorrupted
 from .keylists import RangeKeys, SnapshotMarkers
-from .models import RangeBackup, RangeBackupPart, Snapshot, prefixed
+from .models import RangeBackup, RangeBackupPart, Snapshot
 from .storage import RangeWriter
 
 log = logging.getLogger(__name__)
@@ -208,8 +208,7 @@ def _write_range(snapshot_id, kind, position, codec, parts_token, records):
                                              len(written) + 1)
             written.append(retrying(
                 RangeBackupPart(key_name=name, data=part).put))
-    for record in records:
-        emit(writer.add(record))
+    emit(writer.add_all(records))
     emit(writer.close())
     stored = dict(count=writer.count, size=writer.size, sha256=writer.sha256,
                   codec=writer.codec, parts=len(written) + 1,
@@ -226,8 +225,9 @@ def stage_range(snapshot_id, kind, codec, token, position, start, items):
     twice stages twice under two tokens; only the recorded token's ranges
     are committed, the others go when the snapshot is deleted.
     """
-    stored, _ = _write_range(snapshot_id, kind, position, codec, token, (
-        entity.SerializeToString() for entity in items))
+    stored, _ = _write_range(snapshot_id, kind, position, codec, token,
+                             map(entities.EntityProto.SerializeToString,
+                                 items))
     retrying(RangeBackup(
         key_name=RangeBackup.staging_name(snapshot_id, kind, position, token),
         range_kind=kind, position=position, start=start, **stored).put)

@@ -22,9 +22,10 @@ import uuid
 from google.appengine.ext import db
 
 from .. import async_, defaults, entities
-from ..base import LibraryModel, retrying, transaction, utcnow
+from ..base import (JsonProperty, LibraryModel, retrying, transaction,
+                    utcnow)
 from ..exceptions import InvalidInput, RangeCorrupted
-from .models import JsonProperty, RangeBackup, done_bits
+from .models import RangeBackup, done_bits
 from .ranges import get_snapshot
 
 __all__ = ['RestoreProgress', 'restore', 'restore_range', 'restore_failed',

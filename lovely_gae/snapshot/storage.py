@@ -85,19 +85,32 @@ class RangeWriter:
         self.count = self.size = 0
 
     def add(self, record):
-        self.count += 1
-        self._raw += varint(len(record))
-        self._raw += record
-        if len(self._raw) < _RAW_BATCH:
-            return []
-        return self._compress(final=False)
+        return list(self.add_all((record,)))
+
+    def add_all(self, records):
+        """``add`` each of ``records``; yield the parts as they fill."""
+        raw = self._raw
+        for record in records:
+            length = len(record)
+            if length < 0x4000:  # the varint inline: one or two bytes
+                if length < 0x80:
+                    raw.append(length)
+                else:
+                    raw.append(length & 0x7F | 0x80)
+                    raw.append(length >> 7)
+            else:
+                raw += varint(length)
+            raw += record
+            self.count += 1
+            if len(raw) >= _RAW_BATCH:
+                yield from self._compress(final=False)
 
     def close(self):
         return self._compress(final=True)
 
     def _compress(self, final):
         """Compress the records gathered; the parts that are full."""
-        self._buffer += self._compressor.compress(bytes(self._raw))
+        self._buffer += self._compressor.compress(self._raw)
         self._raw.clear()
         if final:
             self._buffer += self._compressor.flush()
