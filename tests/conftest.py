@@ -25,6 +25,20 @@ def make_entities(gae_testbed):
 
 
 @pytest.fixture
+def datastore_calls(gae_testbed, monkeypatch):
+    """The names of the datastore calls made from now on, in order."""
+    stub = gae_testbed.get_stub('datastore_v3')
+    calls = []
+    original = stub.MakeSyncCall
+
+    def counting(service, call, request, response, request_id=None):
+        calls.append(call)
+        return original(service, call, request, response, request_id)
+    monkeypatch.setattr(stub, 'MakeSyncCall', counting)
+    return calls
+
+
+@pytest.fixture
 def finished_snapshot(gae_testbed, run_tasks):
     """``finished_snapshot(kinds=None, **kw)``: a snapshot, all tasks run."""
     def make(kinds=None, **kwargs):

@@ -264,22 +264,15 @@ def test_devfile_writes_the_same_bytes_one_by_one_or_many_at_once(
     (100, 1, 25),  # a range a get once one range's bytes fill the budget
 ])
 def test_a_local_download_reads_its_ranges_in_bounded_batch_gets(
-        make_entities, finished_snapshot, tmp_path, gae_testbed,
-        monkeypatch, fetch_ranges, fetch_bytes, gets):
+        make_entities, finished_snapshot, tmp_path, monkeypatch,
+        datastore_calls, fetch_ranges, fetch_bytes, gets):
     make_entities(Dummy, 250)
     snap = finished_snapshot(['Dummy'], batchsize=10)
     assert snap.range_count('Dummy') == 25
     monkeypatch.setattr(client, '_FETCH_RANGES', fetch_ranges)
     monkeypatch.setattr(client, '_FETCH_BYTES', fetch_bytes)
-    stub = gae_testbed.get_stub('datastore_v3')
-    calls = []
-    original = stub.MakeSyncCall
-
-    def counting(service, call, request, response, request_id=None):
-        calls.append(call)
-        return original(service, call, request, response, request_id)
-    monkeypatch.setattr(stub, 'MakeSyncCall', counting)
+    datastore_calls.clear()
     path = client.download_snapshot(str(tmp_path), snap.id, progress=quiet)
-    assert calls.count('Get') == gets + 1  # and the snapshot's own
+    assert datastore_calls.count('Get') == gets + 1  # and the snapshot's
     with open(path, 'rb') as f:
         assert sorted(devfile.iter_entities(f)) == stored_bytes('Dummy')

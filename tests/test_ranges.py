@@ -370,13 +370,20 @@ def test_a_continuing_task_run_twice_leaves_one_backup_per_range(
     assert _leftovers() == (0, 0, 0)
 
 
-def test_a_range_task_commits_the_staged_ranges_after_it(make_entities,
-                                                         run_tasks):
+def _staged_range_tasks(make_entities, run_tasks):
+    """A snapshot of 250 entities staged in 25 ranges; its range tasks, by
+    position, queued and not run."""
     make_entities(Dummy, 250)
     snap = api.create_snapshot(['Dummy'], batchsize=10)
     run_tasks()  # the markers pass stages 25 ranges
     run_tasks()  # the callback queues their tasks
     tasks = sorted(async_.get_tasks(), key=lambda t: t.arguments()[0][2])
+    return snap, tasks
+
+
+def test_a_range_task_commits_the_staged_ranges_after_it(make_entities,
+                                                         run_tasks):
+    snap, tasks = _staged_range_tasks(make_entities, run_tasks)
     args, kwargs = tasks[0].arguments()
     ranges.store_range(*args, **kwargs)
     snap = api.get_snapshot(snap.id)
@@ -394,35 +401,17 @@ def test_a_range_task_commits_the_staged_ranges_after_it(make_entities,
     assert snap.verify() == []
 
 
-def _datastore_calls(stub):
-    """Count the calls made to ``stub``: ``calls`` is a list of names."""
-    calls = []
-    original = stub.MakeSyncCall
-
-    def counting(service, call, request, response, request_id=None):
-        calls.append(call)
-        return original(service, call, request, response, request_id)
-    stub.MakeSyncCall = counting
-    return calls, lambda: setattr(stub, 'MakeSyncCall', original)
-
-
 def test_the_tasks_of_a_committed_batch_read_nothing(make_entities, run_tasks,
-                                                     gae_testbed):
-    make_entities(Dummy, 250)
-    snap = api.create_snapshot(['Dummy'], batchsize=10)
-    run_tasks()  # the markers pass stages 25 ranges
-    run_tasks()  # the callback queues their tasks
-    tasks = sorted(async_.get_tasks(), key=lambda t: t.arguments()[0][2])
-    calls, stop = _datastore_calls(gae_testbed.get_stub('datastore_v3'))
-    try:
-        for task in tasks[:ranges._COMMIT_BATCH]:
-            args, kwargs = task.arguments()
-            ranges.store_range(*args, **kwargs)
-            if task is tasks[0]:
-                committing = len(calls)
-    finally:
-        stop()
-    assert committing > 0 and len(calls) == committing  # the rest: none
+                                                     datastore_calls):
+    snap, tasks = _staged_range_tasks(make_entities, run_tasks)
+    datastore_calls.clear()
+    for task in tasks[:ranges._COMMIT_BATCH]:
+        args, kwargs = task.arguments()
+        ranges.store_range(*args, **kwargs)
+        if task is tasks[0]:
+            committing = len(datastore_calls)
+    assert committing > 0
+    assert len(datastore_calls) == committing  # the other 19: none
     assert run_tasks(recursive=True) == 25  # every task still runs once
     snap = api.get_snapshot(snap.id)
     assert snap.status == snap.STATUS_FINISHED
