@@ -16,9 +16,9 @@ from google.appengine.ext import db
 from . import defaults
 from .base import retrying
 
-__all__ = ['EntityProto', 'WIDE', 'connection', 'iter_range', 'iter_range_keys',
-           'put', 'put_encoded', 'delete', 'get', 'kinds', 'ref', 'key',
-           'sort_key']
+__all__ = ['EntityProto', 'WIDE', 'connection', 'iter_range',
+           'iter_range_keys', 'put', 'put_encoded', 'delete', 'get', 'kinds',
+           'ref', 'key', 'sort_key']
 
 EntityProto = entity_pb2.EntityProto
 Reference = entity_pb2.Reference

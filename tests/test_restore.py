@@ -1,4 +1,5 @@
 """A restore counts its ranges apart from the snapshot, exactly once."""
+import pytest
 from google.appengine.ext import db
 
 from lovely_gae import async_, defaults, entities
@@ -125,41 +126,46 @@ def test_deleting_a_snapshot_deletes_its_restore_progress(
     assert RestoreProgress.all().count() == 0
 
 
-def _interleaved(monkeypatch, finished_snapshot):
+def _interleaved(monkeypatch, finished_snapshot, namespace):
     """A snapshot of 1200 entities; then 1300 not in it put among them,
     100 of it deleted, 50 changed; and a scan that hands over every 500
     keys. Returns ``(snapshot, bytes it holds, keys now stored)``."""
-    db.put([Dummy(key_name='k%05d' % i, title=str(i))
-            for i in range(0, 2500, 2)][:1200])
-    before = all_bytes(['Dummy'])
-    snap = finished_snapshot(['Dummy'])
-    db.put([Dummy(key_name='k%05d' % i, title='new') for i in
-            list(range(1, 2400, 2)) + list(range(2400, 2600, 2))])
-    db.delete([db.Key.from_path('Dummy', 'k%05d' % i)
-               for i in range(0, 200, 2)])
-    db.put([Dummy(key_name='k%05d' % i, title='changed')
-            for i in range(1000, 1100, 2)])
+    def key(number):
+        return db.Key.from_path('Dummy', 'k%05d' % number,
+                                namespace=namespace)
+
+    def put(numbers, title=None):
+        db.put([Dummy(key=key(i), title=title or str(i)) for i in numbers])
+    put(range(0, 2400, 2))
+    before = all_bytes(['Dummy'], namespace)
+    snap = finished_snapshot(['Dummy'], namespace=namespace)
+    put(list(range(1, 2400, 2)) + list(range(2400, 2600, 2)), 'new')
+    db.delete([key(i) for i in range(0, 200, 2)])
+    put(range(1000, 1100, 2), 'changed')
     monkeypatch.setattr(defaults, 'PASS_SECONDS', 0.0)
-    return snap, before, Dummy.all(keys_only=True).count(None)
+    stored = sum(1 for _ in entities.iter_range_keys('Dummy', namespace))
+    return snap, before, stored
 
 
+@pytest.mark.parametrize('namespace', ['', 'tenant'])
 def test_the_scan_for_stale_entities_goes_on_in_tasks_of_its_own(
-        monkeypatch, finished_snapshot, run_tasks, gae_testbed):
-    snap, before, stored = _interleaved(monkeypatch, finished_snapshot)
+        monkeypatch, finished_snapshot, run_tasks, namespace):
+    snap, before, stored = _interleaved(monkeypatch, finished_snapshot,
+                                        namespace)
     assert stored == 2400
     snap.restore()
     ranges = snap.range_count('Dummy')
     # The scan looks at 500 keys a task: 4 more tasks go on after the first.
     assert run_tasks(recursive=True) == ranges + stored // restore._SCAN_CHECK
-    assert all_bytes(['Dummy']) == before
+    assert all_bytes(['Dummy'], namespace) == before
     progress = api.get_snapshot(snap.id).restore_progress()
     assert (progress['status'], progress['ranges_done']) == (
         'finished', ranges)
 
 
 def test_a_task_that_goes_on_with_the_scan_run_twice_does_no_harm(
-        monkeypatch, finished_snapshot, run_tasks, gae_testbed):
-    snap, before, _ = _interleaved(monkeypatch, finished_snapshot)
+        monkeypatch, finished_snapshot, run_tasks):
+    snap, before, _ = _interleaved(monkeypatch, finished_snapshot, '')
     snap.restore()
     going_on = []
     while not going_on:
