@@ -22,7 +22,7 @@ from .base import LibraryModel, retrying
 from .serializers import default_serializer
 
 __all__ = ['MarkerList', 'compute_markers', 'create_markers', 'iter_ranges',
-           'ranges']
+           'ranges', 'scope_lists', 'pass_lists']
 
 #: Keys handed to a ``keys_sink`` at a time.
 _SINK_BATCH = 5000
@@ -110,7 +110,7 @@ def ranges(markers):
 def create_markers(kind, batchsize, callback, callback_args=(),
                    namespace='', on_failure=None, on_failure_args=(),
                    keys_sink=None, keys_sink_args=(), range_sink=None,
-                   range_sink_args=(), full_seconds=0.0):
+                   range_sink_args=(), full_seconds=0.0, scope=None):
     """Queue a task that computes the markers of ``kind``.
 
     When they are known, that task queues ``callback(*callback_args,
@@ -126,13 +126,19 @@ def create_markers(kind, batchsize, callback, callback_args=(),
       iterator over the range's ``EntityProto`` messages;
     - ``keys_sink(*keys_sink_args, token, [(position, [serialized key,
       ...]), ...])`` gets the keys of every other range, in batches.
+
+    A pass that goes on in further tasks keeps its markers meanwhile in
+    ``MarkerList`` entities named ``MP:<scope>:...``: if the pass never
+    ends, its caller deletes them by that prefix.
     """
     names = [async_.dotted_name(f) if f else None
              for f in (callback, on_failure, keys_sink, range_sink)]
     args = [kind, batchsize, names[0], list(callback_args), namespace,
             names[1], list(on_failure_args), names[2], list(keys_sink_args)]
-    if range_sink:  # older workers know the first nine arguments only
+    if range_sink or scope:  # older workers know the first nine only
         args += [names[3], list(range_sink_args), full_seconds]
+    if scope:
+        args.append({'scope': scope})
     return async_.defer(_markers_task, args=args, on_failure=on_failure,
                         on_failure_args=on_failure_args)
 
@@ -160,16 +166,23 @@ def pass_name(token):
     return token if token is None or isinstance(token, str) else token[-1][0]
 
 
-def pass_lists(token):
+def scope_lists(scope):
+    """The name prefix of the marker lists of every pass of ``scope``."""
+    return 'MP:%s:' % scope
+
+
+def pass_lists(token, scope=None):
     """The name prefix of the marker lists of a pass that took several
-    tasks: its first run's token, which every run of it shares."""
-    return 'MP:%s:' % run_tokens(token)[0]
+    tasks: its scope's, then its first run's token, which every run of it
+    shares (older versions named no scope)."""
+    prefix = 'MP:' if scope is None else scope_lists(scope)
+    return '%s%s:' % (prefix, run_tokens(token)[0])
 
 
-def _run_list(first, run):
+def _run_list(first, run, scope):
     """Where one run of a pass keeps its markers for the runs after it;
     ``first`` is the token of the pass's first run (see ``pass_lists``)."""
-    return '%s%s:' % (pass_lists(first), run)
+    return '%s%s:' % (pass_lists(first, scope), run)
 
 
 def _markers_task(kind, batchsize, callback, callback_args, namespace,
@@ -179,8 +192,9 @@ def _markers_task(kind, batchsize, callback, callback_args, namespace,
     """One run of a markers pass; it goes on in a task of its own after
     ``defaults.PASS_SECONDS``, from where a range starts (``resume``)."""
     resume = resume or {}
+    scope = resume.get('scope')
     runs = [list(run) for run in resume.get('runs', ())]
-    if runs and MarkerList.load(_run_list(runs[0][0], runs[-1][0]),
+    if runs and MarkerList.load(_run_list(runs[0][0], runs[-1][0], scope),
                                 runs[-1][2]) is None:
         return  # this pass has delivered its markers already
     first = resume.get('position', 0)
@@ -199,13 +213,13 @@ def _markers_task(kind, batchsize, callback, callback_args, namespace,
             if pending:
                 to_keys(*keys_sink_args, token, pending)
             first_run = runs[0][0] if runs else run
-            retrying(db.put, MarkerList.build(_run_list(first_run, run),
-                                              markers))
+            retrying(db.put, MarkerList.build(
+                _run_list(first_run, run, scope), markers))
             args = [kind, batchsize, callback, callback_args, namespace,
                     on_failure, on_failure_args, keys_sink, keys_sink_args,
                     range_sink, range_sink_args, full_seconds]
             async_.defer(_markers_task, args=args + [{
-                'runs': runs + [[run, first, len(markers)]],
+                'scope': scope, 'runs': runs + [[run, first, len(markers)]],
                 'position': position, 'start': start, 'full_seconds': max(
                     0.0, full_until - time.monotonic()) if full else 0.0}],
                 on_failure=on_failure, on_failure_args=on_failure_args)
@@ -223,7 +237,7 @@ def _markers_task(kind, batchsize, callback, callback_args, namespace,
     if pending:
         to_keys(*keys_sink_args, token, pending)
     if runs:
-        earlier = [MarkerList.load(_run_list(runs[0][0], r), count)
+        earlier = [MarkerList.load(_run_list(runs[0][0], r, scope), count)
                    for r, _, count in runs]
         if any(found is None for found in earlier):
             return  # delivered by an earlier run of this task
@@ -233,7 +247,8 @@ def _markers_task(kind, batchsize, callback, callback_args, namespace,
     _hand_over(callback, callback_args, markers, token, run, on_failure,
                on_failure_args)
     for r, _, count in runs:
-        retrying(db.delete, MarkerList.keys(_run_list(runs[0][0], r), count))
+        retrying(db.delete, MarkerList.keys(_run_list(runs[0][0], r, scope),
+                                            count))
 
 
 def _hand_over(callback, callback_args, markers, token, run, on_failure,

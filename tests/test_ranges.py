@@ -370,6 +370,28 @@ def test_a_continuing_task_run_twice_leaves_one_backup_per_range(
     assert _leftovers() == (0, 0, 0)
 
 
+def test_a_pass_that_fails_for_good_leaves_nothing_once_deleted(
+        make_entities, run_tasks, monkeypatch, fast_retries):
+    make_entities(Dummy, 95)
+    _ticking_batch_clock(monkeypatch)
+    monkeypatch.setattr(defaults, 'PASS_SECONDS', 3.5)
+    monkeypatch.setattr(defaults, 'MAX_ATTEMPTS', 2)
+    snap = api.create_snapshot(['Dummy'], batchsize=10)
+    assert run_tasks() == 1  # the pass's first task queues the next
+    assert batch.MarkerList.all().count() > 0  # what it found so far
+
+    def broken(*args, **kwargs):
+        raise RuntimeError('disk on fire')
+    monkeypatch.setattr(batch, 'iter_ranges', broken)
+    run_tasks(recursive=True, wait=True, deadline=30)
+    snap = api.get_snapshot(snap.id)
+    assert snap.status == snap.STATUS_ERROR
+    snap.delete()
+    run_tasks(recursive=True)
+    assert _leftovers() == (0, 0, 0)
+    assert RangeBackup.all().count() == 0
+
+
 def _staged_range_tasks(make_entities, run_tasks):
     """A snapshot of 250 entities staged in 25 ranges; its range tasks, by
     position, queued and not run."""

@@ -90,7 +90,8 @@ def create_snapshot(kinds=None, batchsize=None, namespace=None, codec=None):
                              keys_sink_args=(snap.id, kind),
                              range_sink=ranges.stage_range,
                              range_sink_args=(snap.id, kind, codec),
-                             full_seconds=defaults.SCAN_STORE_SECONDS)
+                             full_seconds=defaults.SCAN_STORE_SECONDS,
+                             scope=str(snap.id))
     return snap
 
 

@@ -348,9 +348,11 @@ def _count_in(snap, backup):
 def delete_snapshot(snap):
     """Delete ``snap`` with its stored ranges; a task finishes large ones."""
     snapshot_id = snap.id
-    # Marker lists a pass in several tasks may have left (see ``batch``).
+    # Marker lists a pass in several tasks may have left (see ``batch``):
+    # under ``MP:<id>:``, or named by the pass alone by older versions.
     lists = sorted({batch.pass_lists(token) for token in
-                    snap.key_lists.values() if isinstance(token, list)})
+                    snap.key_lists.values() if isinstance(token, list)} |
+                   {batch.scope_lists(snapshot_id)})
     if _purge(snapshot_id, _PURGE_INLINE, lists):
         retrying(db.delete, snap.key())
         return
