@@ -298,8 +298,13 @@ def _commit_on_snapshot(snapshot_id, restore_id, kind, position):
 
 
 def plan_kind(snap, kind):
-    """What restoring ``kind`` would do: created, changed, deleted counts."""
+    """What restoring ``kind`` would do: created, changed, deleted counts.
+
+    The stored ranges are read once: every key of the kind now stored that
+    is not one of the snapshot's found there would be deleted.
+    """
     counts = collections.Counter(created=0, changed=0, deleted=0)
+    found = 0  # keys of the snapshot's that are stored now
     for backup in _backups(snap, kind):
         for chunk in _chunks(backup.iter_records()):
             chunk = [entities.EntityProto.FromString(r) for r in chunk]
@@ -307,7 +312,10 @@ def plan_kind(snap, kind):
             for old, now in zip(chunk, current):
                 if now is None:
                     counts['created'] += 1
-                elif now.SerializeToString() != old.SerializeToString():
+                    continue
+                found += 1
+                if now.SerializeToString() != old.SerializeToString():
                     counts['changed'] += 1
-    counts['deleted'] = sum(1 for _, held in _scan(snap, kind) if not held)
+    stored = sum(1 for _ in entities.iter_range_keys(kind, snap.namespace))
+    counts['deleted'] = stored - found
     return dict(counts)
