@@ -423,6 +423,24 @@ def test_a_range_task_commits_the_staged_ranges_after_it(make_entities,
     assert snap.verify() == []
 
 
+def test_a_commit_rewrites_no_more_than_its_bytes_allow(make_entities,
+                                                        run_tasks,
+                                                        monkeypatch):
+    snap, tasks = _staged_range_tasks(make_entities, run_tasks)
+    sizes = [len(b.data) for b in RangeBackup.all()]
+    monkeypatch.setattr(ranges, '_COMMIT_BYTES', sizes[0] + sizes[1] + 1)
+    args, kwargs = tasks[0].arguments()
+    ranges.store_range(*args, **kwargs)
+    progress = api.get_snapshot(snap.id).progress()
+    assert progress['ranges_done'] == 2  # not 20: the bytes cut it
+    assert run_tasks(recursive=True) == 25
+    snap = api.get_snapshot(snap.id)
+    assert snap.status == snap.STATUS_FINISHED
+    assert snap.progress()['entities'] == 250
+    assert RangeBackup.all().count() == 25
+    assert snap.verify() == []
+
+
 def test_the_tasks_of_a_committed_batch_read_nothing(make_entities, run_tasks,
                                                      datastore_calls):
     snap, tasks = _staged_range_tasks(make_entities, run_tasks)

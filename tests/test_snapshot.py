@@ -42,7 +42,8 @@ def test_get_kinds_lists_application_kinds_only(make_entities, run_tasks,
                                                 finished_snapshot):
     make_entities(Yummy, 2)
     make_entities(Dummy, 1)
-    finished_snapshot()
+    finished_snapshot().restore()  # its progress is the library's too
+    run_tasks(recursive=True)
     async_.defer(print, countdown=60)
     assert api.get_kinds() == ['Dummy', 'Yummy']
     namespace_manager.set_namespace('lovely_gae')
@@ -246,3 +247,20 @@ def test_prune_keeps_the_newest_finished_snapshots(make_entities,
     assert RangeBackup.all().count() == 2
     with pytest.raises(InvalidInput):
         api.prune(keep=-1)
+
+
+def test_a_snapshot_of_30_kinds_finishes(gae_testbed, run_tasks):
+    """A kind's markers are recorded in a transaction that must not read
+    the markers of every kind known before it (25 entity groups at most)."""
+    from google.appengine.api import datastore
+    kinds = ['Kind%02d' % number for number in range(30)]
+    for kind in kinds:
+        entity = datastore.Entity(kind)
+        entity['title'] = kind
+        datastore.Put(entity)
+    snap = api.create_snapshot(kinds)
+    run_tasks(recursive=True)
+    snap = api.get_snapshot(snap.id)
+    assert snap.status == snap.STATUS_FINISHED, snap.error
+    assert snap.progress()['entities'] == 30
+    assert sorted(snap.markers) == kinds

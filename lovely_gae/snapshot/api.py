@@ -9,6 +9,7 @@ from ..exceptions import InvalidInput, SnapshotNotFound
 from . import ranges, storage
 from .keylists import RangeKeys, SnapshotMarkers
 from .models import RangeBackup, RangeBackupPart, Snapshot
+from .restore import RestoreProgress
 
 __all__ = ['create_snapshot', 'get_kinds', 'get_snapshot', 'list_snapshots',
            'latest_snapshot', 'restore_snapshot', 'delete_snapshot', 'prune',
@@ -17,7 +18,7 @@ __all__ = ['create_snapshot', 'get_kinds', 'get_snapshot', 'list_snapshots',
 #: Kinds of the library's own, never part of a snapshot.
 LIBRARY_KINDS = frozenset([model.kind() for model in (
     Snapshot, RangeBackup, RangeBackupPart, RangeKeys, SnapshotMarkers,
-    MarkerList, Task)] + [leases.KIND])
+    MarkerList, Task, RestoreProgress)] + [leases.KIND])
 
 #: More entities per range than this would not fit the range's bookkeeping.
 MAX_BATCH_SIZE = 100000

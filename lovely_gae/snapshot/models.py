@@ -96,38 +96,47 @@ class Snapshot(LibraryModel):
 
         Read from ``SnapshotMarkers`` when first asked for, then kept.
         """
-        from .keylists import SnapshotMarkers
-        cache = self.__dict__.setdefault('_markers_cache', {})
-        old = default_serializer.loads(self.markers_json) if (
-            self.markers_json) else {}
         result = {}
         for kind in self.kinds:
-            count = self.range_counts.get(kind)
-            if kind in old or count is None:
-                if kind in old:
-                    result[kind] = old[kind]
-                continue
-            prefix = SnapshotMarkers.prefix(self.id, kind,
-                                            self.key_lists.get(kind))
-            if (prefix, count) not in cache:
-                markers = SnapshotMarkers.load(prefix, count - 1)
-                if markers is None:
-                    raise RangeCorrupted(self.id, prefix,
-                                         'markers are missing')
-                cache[prefix, count] = markers
-            result[kind] = cache[prefix, count]
+            markers = self.kind_markers(kind)
+            if markers is not None:
+                result[kind] = markers
         return result
+
+    def _old_markers(self):
+        """The markers of snapshots written before ``SnapshotMarkers``."""
+        return default_serializer.loads(self.markers_json) if (
+            self.markers_json) else {}
+
+    def kind_markers(self, kind):
+        """The markers of ``kind``, None before they are known; one read."""
+        from .keylists import SnapshotMarkers
+        count = self.range_counts.get(kind)
+        if count is None:
+            return self._old_markers().get(kind)
+        old = self._old_markers()
+        if kind in old:
+            return old[kind]
+        cache = self.__dict__.setdefault('_markers_cache', {})
+        prefix = SnapshotMarkers.prefix(self.id, kind,
+                                        self.key_lists.get(kind))
+        if (prefix, count) not in cache:
+            markers = SnapshotMarkers.load(prefix, count - 1)
+            if markers is None:
+                raise RangeCorrupted(self.id, prefix, 'markers are missing')
+            cache[prefix, count] = markers
+        return cache[prefix, count]
 
     def range_count(self, kind):
         """Ranges of ``kind`` (None before its markers are known)."""
         if kind in self.range_counts:
             return self.range_counts[kind]
-        markers = self.markers.get(kind)  # written before range_counts
+        markers = self._old_markers().get(kind)  # before range_counts
         return None if markers is None else len(markers) + 1
 
     def ranges(self, kind):
         """``[(start, end), ...]`` of ``kind``, once its markers are known."""
-        return batch.ranges(self.markers[kind])
+        return batch.ranges(self.kind_markers(kind))
 
     def ranges_total(self, kinds=None):
         kinds = self.kinds if kinds is None else kinds

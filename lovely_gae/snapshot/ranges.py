@@ -35,6 +35,9 @@ _PURGE_INLINE = 20
 #: Staged ranges one transaction commits at most: the snapshot and each
 #: range's backup are an entity group each; a transaction spans 25.
 _COMMIT_BATCH = 20
+#: Bytes of staged first parts one commit rewrites at most: a transaction
+#: writes 10 MiB at most in production (the SDK's stub does not check).
+_COMMIT_BYTES = 8 * 1024 * 1024
 #: The end of a staged range whose next range is not at hand.
 _OPEN = object()
 #: Keys per batch get when a range is read (fewer for large entities).
@@ -285,8 +288,10 @@ def _commit_staged(snapshot_id, kind, position, start, end, token, staged):
     after = retrying(db.get, [
         _staged_key(snapshot_id, kind, position + index, token)
         for index in range(1, _COMMIT_BATCH + 1)], config=entities.WIDE)
-    run = [staged] + list(itertools.takewhile(bool, after))
-    ends = [end] + [found.start for found in run[2:]] + [_OPEN]
+    chain = [staged] + list(itertools.takewhile(bool, after))
+    run = _within_bytes(chain)
+    ends = [end] + [found.start for found in chain[2:len(run) + 1]]
+    ends += [_OPEN] * (len(run) - len(ends))
     ranges = [(position + index, start if index == 0 else found.start,
                limit, {name: getattr(found, name) for name in _STORED})
               for index, (found, limit) in enumerate(zip(run, ends))]
@@ -296,6 +301,17 @@ def _commit_staged(snapshot_id, kind, position, start, end, token, staged):
     retrying(db.delete, [staged.key()] + [
         _staged_key(snapshot_id, kind, backup.position, token)
         for backup in committed if backup.position != position])
+
+
+def _within_bytes(chain):
+    """The staged ranges of ``chain`` (at least its first) that one
+    transaction may write: their first parts, ``_COMMIT_BYTES`` at most."""
+    held = 0
+    for index, found in enumerate(chain):
+        held += len(found.data or b'')
+        if index and held > _COMMIT_BYTES:
+            return chain[:index]
+    return chain
 
 
 def _commit(snapshot_id, kind, ranges):

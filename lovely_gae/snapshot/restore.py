@@ -179,7 +179,8 @@ def _snapshot_keys(snap, kind, after=None):
     from the range that holds the sort key ``after`` on (all with None)."""
     position = 0
     if after is not None:
-        markers = [entities.sort_key(m._ToPb()) for m in snap.markers[kind]]
+        markers = [entities.sort_key(m._ToPb())
+                   for m in snap.kind_markers(kind)]
         position = bisect.bisect_right(markers, after)
     for backup in _backups(snap, kind, position):
         for record in backup.iter_records():
