@@ -18,7 +18,7 @@ import uuid
 from google.appengine.ext import db
 
 from . import async_, defaults, entities
-from .base import LibraryModel, retrying
+from .base import LibraryModel, delete_all, get_all, put_all
 from .serializers import default_serializer
 
 __all__ = ['MarkerList', 'compute_markers', 'create_markers', 'iter_ranges',
@@ -54,7 +54,7 @@ class MarkerList(LibraryModel):
     @classmethod
     def load(cls, prefix, count):
         """The ``count`` markers as ``db.Key`` objects; None if any is gone."""
-        found = db.get(cls.keys(prefix, count))
+        found = get_all(cls.keys(prefix, count))
         if any(entity is None for entity in found):
             return None
         return [marker for entity in found
@@ -213,7 +213,7 @@ def _markers_task(kind, batchsize, callback, callback_args, namespace,
             if pending:
                 to_keys(*keys_sink_args, token, pending)
             first_run = runs[0][0] if runs else run
-            retrying(db.put, MarkerList.build(
+            put_all(MarkerList.build(
                 _run_list(first_run, run, scope), markers))
             args = [kind, batchsize, callback, callback_args, namespace,
                     on_failure, on_failure_args, keys_sink, keys_sink_args,
@@ -247,8 +247,7 @@ def _markers_task(kind, batchsize, callback, callback_args, namespace,
     _hand_over(callback, callback_args, markers, token, run, on_failure,
                on_failure_args)
     for r, _, count in runs:
-        retrying(db.delete, MarkerList.keys(_run_list(runs[0][0], r, scope),
-                                            count))
+        delete_all(MarkerList.keys(_run_list(runs[0][0], r, scope), count))
 
 
 def _hand_over(callback, callback_args, markers, token, run, on_failure,
@@ -256,7 +255,7 @@ def _hand_over(callback, callback_args, markers, token, run, on_failure,
     """Queue the callback's task, its markers in a ``MarkerList`` if many."""
     if len(markers) > _INLINE_MARKERS:
         prefix = 'ML:%s:' % run
-        retrying(db.put, MarkerList.build(prefix, markers))
+        put_all(MarkerList.build(prefix, markers))
         async_.defer(_deliver, args=(callback, list(callback_args), prefix,
                                      len(markers), token),
                      on_failure=on_failure, on_failure_args=on_failure_args)
@@ -273,4 +272,4 @@ def _deliver(callback, callback_args, prefix, count, token):
         return  # delivered: a list goes only after its callback has run
     async_.resolve(callback)(*callback_args, markers,
                              *([token] if token else []))
-    retrying(db.delete, MarkerList.keys(prefix, count))
+    delete_all(MarkerList.keys(prefix, count))

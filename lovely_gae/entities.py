@@ -14,9 +14,9 @@ from google.appengine.datastore import entity_bytes_pb2 as entity_pb2
 from google.appengine.ext import db
 
 from . import defaults
-from .base import retrying
+from .base import WIDE, retrying
 
-__all__ = ['EntityProto', 'WIDE', 'connection', 'iter_range',
+__all__ = ['EntityProto', 'connection', 'iter_range',
            'iter_range_keys', 'put', 'put_encoded', 'delete', 'get', 'kinds',
            'ref', 'key', 'sort_key']
 
@@ -24,15 +24,9 @@ EntityProto = entity_pb2.EntityProto
 Reference = entity_pb2.Reference
 
 
-#: Calls cut by count and bytes only: the SDK's default of 10 entity groups
-#: per call would cut a 500-entity batch into 50 calls. Pass it as the
-#: ``config`` of ``db.get`` and the like, or use ``connection()``.
-WIDE = datastore_rpc.Configuration(max_entity_groups_per_rpc=1000)
-
-
 def connection():
     """A datastore connection that neither decodes nor encodes entities,
-    and cuts its calls as ``WIDE`` does."""
+    and cuts its calls as ``base.WIDE`` does."""
     return datastore_rpc.Connection(
         adapter=datastore_rpc.IdentityAdapter(), config=WIDE)
 

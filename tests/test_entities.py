@@ -60,3 +60,20 @@ def test_put_encoded_raises_the_datastores_errors(gae_testbed):
     entity = datastore.Entity('Raw', name='x', _app='another-app')
     with pytest.raises(datastore_errors.BadRequestError):
         entities.put_encoded([entity._ToPb().SerializeToString()])
+
+
+def test_the_librarys_batches_are_one_call_each(datastore_calls):
+    from lovely_gae import base
+    from lovely_gae.batch import MarkerList
+    lists = [MarkerList(key_name='list-%d' % number, markers='[]')
+             for number in range(500)]
+    keys = base.put_all(lists)  # 500 entity groups: the SDK cuts 10 a call
+    assert len(base.get_all(keys)) == 500
+    base.delete_all(keys)
+    # 500 of the library's entities are 500 entity groups, which the SDK
+    # cuts 10 to a call. A get may still be asked twice: the stub answers
+    # part of it and defers the rest.
+    assert [call for call in datastore_calls if call != 'Get'] == [
+        'Put', 'Delete']
+    assert datastore_calls.count('Get') <= 2
+    assert base.get_all(keys) == [None] * 500

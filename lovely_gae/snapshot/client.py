@@ -14,10 +14,9 @@ import sys
 import time
 
 from google.appengine.api import datastore_types
-from google.appengine.ext import db
 
 from .. import defaults, entities
-from ..base import retrying
+from ..base import get_all
 from ..exceptions import OutFileExists, RangeCorrupted, SnapshotNotFound
 from . import api, devfile, storage, wire
 from .rewrite import Transform
@@ -150,9 +149,8 @@ def _local_sources(snap, progress):
                     break
                 wanted.append(later)
             fetched.clear()
-            fetched.update(zip(wanted, retrying(
-                db.get, [keys[later] for later in wanted],
-                config=entities.WIDE)))
+            fetched.update(zip(wanted, get_all(
+                [keys[later] for later in wanted])))
         backup = fetched.pop(index)
         if backup is None:
             raise RangeCorrupted(snap.id, keys[index].name(),

@@ -3,7 +3,7 @@ from google.appengine.ext import db
 
 from .. import entities
 from ..batch import MarkerList, pass_name
-from ..base import LibraryModel
+from ..base import LibraryModel, get_all
 from . import storage
 
 __all__ = ['RangeKeys', 'SnapshotMarkers']
@@ -56,7 +56,7 @@ class RangeKeys(LibraryModel):
         if first is None:
             return None
         keys = cls.part_keys(snapshot_id, kind, position, token, first.parts)
-        rest = db.get(keys[1:]) if first.parts > 1 else []
+        rest = get_all(keys[1:]) if first.parts > 1 else []
         if any(part is None for part in rest):
             return None
         parts = [first.data] + [part.data for part in rest]

@@ -20,7 +20,8 @@ import uuid
 from google.appengine.ext import db
 
 from .. import async_, batch, defaults, entities
-from ..base import prefixed, retrying, transaction
+from ..base import (delete_all, get_all, prefixed, put_all, retrying,
+                    transaction)
 from ..exceptions import RangeCorrupted
 from .keylists import RangeKeys, SnapshotMarkers
 from .models import RangeBackup, RangeBackupPart, Snapshot
@@ -93,12 +94,12 @@ def save_range_keys(snapshot_id, kind, token, ranges_keys):
     for position, references in ranges_keys:
         lists.extend(RangeKeys.build(snapshot_id, kind, position, token,
                                      references))
-    retrying(db.put, lists)
+    put_all(lists)
 
 
 def markers_ready(snapshot_id, kind, markers, token=None):
     """Record a kind's markers (first ones win) and queue a task per range."""
-    retrying(db.put, SnapshotMarkers.build(
+    put_all(SnapshotMarkers.build(
         SnapshotMarkers.prefix(snapshot_id, kind, token), markers))
 
     def record():
@@ -145,7 +146,7 @@ def _discard_pass(snapshot_id, kind, token, markers, winner):
         snapshot_id, kind, position, run, 0)) for position, run in runs]
     spent = SnapshotMarkers.keys(
         SnapshotMarkers.prefix(snapshot_id, kind, token), len(markers))
-    found = retrying(db.get, staged + lists)
+    found = get_all(staged + lists)
     for backup in filter(None, found[:len(runs)]):
         spent.extend(backup.part_key(index)  # part 0 is its ``data``
                      for index in range(1, backup.parts))
@@ -155,7 +156,7 @@ def _discard_pass(snapshot_id, kind, token, markers, winner):
             spent.extend(RangeKeys.part_keys(snapshot_id, kind, position, run,
                                              first.parts))
     for start in range(0, len(spent), _PURGE_BATCH):
-        retrying(db.delete, spent[start:start + _PURGE_BATCH])
+        delete_all(spent[start:start + _PURGE_BATCH])
 
 
 def _key_list(snap, kind, position, token):
@@ -285,9 +286,9 @@ def _commit_staged(snapshot_id, kind, position, start, end, token, staged):
     the next ones find them done. A range is committed only if its end is
     known: the start of the staged range after it, or the kind's end.
     """
-    after = retrying(db.get, [
+    after = get_all([
         _staged_key(snapshot_id, kind, position + index, token)
-        for index in range(1, _COMMIT_BATCH + 1)], config=entities.WIDE)
+        for index in range(1, _COMMIT_BATCH + 1)])
     chain = [staged] + list(itertools.takewhile(bool, after))
     run = _within_bytes(chain)
     ends = [end] + [found.start for found in chain[2:len(run) + 1]]
@@ -298,7 +299,7 @@ def _commit_staged(snapshot_id, kind, position, start, end, token, staged):
     committed = _commit(snapshot_id, kind, ranges)
     _committed.add(snapshot_id, kind, token,
                    [backup.position for backup in committed])
-    retrying(db.delete, [staged.key()] + [
+    delete_all([staged.key()] + [
         _staged_key(snapshot_id, kind, backup.position, token)
         for backup in committed if backup.position != position])
 
@@ -405,5 +406,5 @@ def _purge(snapshot_id, max_batches, lists=()):
                 break
         if not keys:
             return True
-        retrying(db.delete, keys)
+        delete_all(keys)
     return False
