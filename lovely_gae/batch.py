@@ -77,7 +77,7 @@ def iter_ranges(kind, batchsize, namespace='', full_seconds=0.0,
     stop_at = time.monotonic() + full_seconds
     source = iter(entities.iter_range(
         kind, namespace, start, keys_only=not full,
-        max_batch_bytes=defaults.PART_SIZE // 2))
+        max_batch_bytes=defaults.PART_SIZE // 2 if full else None))
     first = next(source, None)
     while True:
         current = itertools.chain(() if first is None else (first,),

@@ -15,10 +15,10 @@ import time
 
 from google.appengine.api import datastore_types
 
-from .. import defaults, entities
-from ..base import get_all
+from .. import entities
 from ..exceptions import OutFileExists, RangeCorrupted, SnapshotNotFound
 from . import api, devfile, storage, wire
+from .models import iter_backups
 from .rewrite import Transform
 
 #: Ranges a local download reads in one batch get at most, and the bytes of
@@ -132,34 +132,16 @@ def write_file(path, snapshot_id, sources, progress, transform):
 
 
 def _local_sources(snap, progress):
-    """The snapshot's ranges, read when their turn comes, a batch get at a
-    time: ``_FETCH_RANGES`` ranges or ``_FETCH_BYTES`` of their first parts.
-    The names hold the sizes, so the listing reads no stored bytes."""
+    """The snapshot's ranges, read in order as their turns come, a batch get
+    at a time (``_FETCH_RANGES``, ``_FETCH_BYTES``). The names hold the
+    sizes, so the listing reads no stored bytes."""
     keys = snap.range_backup_keys()
     sizes = [int(key.name().rsplit(':', 1)[1]) for key in keys]
-    fetched = {}
-
-    def fetch(index):
-        if index not in fetched:
-            wanted, held = [], 0
-            for later in range(index, len(keys)):
-                held += min(sizes[later], defaults.PART_SIZE)
-                if wanted and (len(wanted) == _FETCH_RANGES
-                               or held > _FETCH_BYTES):
-                    break
-                wanted.append(later)
-            fetched.clear()
-            fetched.update(zip(wanted, get_all(
-                [keys[later] for later in wanted])))
-        backup = fetched.pop(index)
-        if backup is None:
-            raise RangeCorrupted(snap.id, keys[index].name(),
-                                 'range is missing')
-        return backup
+    backups = iter_backups(snap.id, keys, _FETCH_RANGES, _FETCH_BYTES)
 
     def source(index):
-        def records():
-            yield from fetch(index).iter_records()
+        def records():  # ``write_file`` asks for each range once, in order
+            yield from next(backups).iter_records()
             progress('bytes', bytes=sizes[index])
         return keys[index].name(), sizes[index], records
     return [source(index) for index in range(len(keys))]

@@ -32,9 +32,7 @@ class RangeKeys(LibraryModel):
     def build(cls, snapshot_id, kind, position, token, references):
         """The entities that hold ``references`` (serialized ``Reference``)."""
         writer = storage.RangeWriter(cls.CODEC)
-        parts = []
-        for reference in references:
-            parts.extend(writer.add(reference))
+        parts = list(writer.add_all(references))
         parts.extend(writer.close())
         parts = parts or [b'']
         return [cls(key_name=cls.make_name(snapshot_id, kind, position, token,

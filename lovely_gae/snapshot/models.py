@@ -6,12 +6,13 @@ import re
 from google.appengine.ext import db
 
 from .. import batch, defaults, entities
-from ..base import JsonProperty, KeyProperty, LibraryModel, prefixed
+from ..base import JsonProperty, KeyProperty, LibraryModel, get_all, prefixed
 from ..exceptions import RangeCorrupted, SnapshotNotFinished
 from ..serializers import default_serializer
 from . import storage
 
-__all__ = ['Status', 'Snapshot', 'RangeBackup', 'RangeBackupPart']
+__all__ = ['Status', 'Snapshot', 'RangeBackup', 'RangeBackupPart',
+           'iter_backups']
 
 
 class Status(str, enum.Enum):
@@ -37,6 +38,26 @@ class _SnapshotReference(db.ReferenceProperty):
         super().__property_config__(model_class, property_name)
         setattr(self.reference_class, self.collection_name,
                 _ReverseReference(model_class, property_name))
+
+
+def iter_backups(snapshot_id, keys, max_ranges=100, max_bytes=8 << 20):
+    """The range backups of ``keys`` in order, a batch get at a time:
+    ``max_ranges`` of them, or ``max_bytes`` of their first parts (their
+    names hold their sizes; a first part holds ``PART_SIZE`` at most)."""
+    done = 0
+    while done < len(keys):
+        wanted, held = [], 0
+        for key in keys[done:]:
+            held += min(int(key.name().rsplit(':', 1)[1]), defaults.PART_SIZE)
+            if wanted and (len(wanted) == max_ranges or held > max_bytes):
+                break
+            wanted.append(key)
+        for key, backup in zip(wanted, get_all(wanted)):
+            if backup is None:
+                raise RangeCorrupted(snapshot_id, key.name(),
+                                     'range backup is missing')
+            yield backup
+        done += len(wanted)
 
 
 def done_bits(hex_text):

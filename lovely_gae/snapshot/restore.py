@@ -25,7 +25,7 @@ from .. import async_, defaults, entities
 from ..base import (JsonProperty, LibraryModel, retrying, transaction,
                     utcnow)
 from ..exceptions import InvalidInput, RangeCorrupted
-from .models import RangeBackup, done_bits
+from .models import RangeBackup, done_bits, iter_backups
 from .ranges import get_snapshot
 
 __all__ = ['RestoreProgress', 'restore', 'restore_range', 'restore_failed',
@@ -127,13 +127,12 @@ def restore(snap, kinds=None, dry_run=False):
         db.put([current, RestoreProgress.start(current)])
     transaction(begin)
     tasks = []
-    for kind in kinds:
-        backups = _backup_keys(snap, kind)
+    for kind in kinds:  # a range's bounds are its backup's: no markers
         tasks.extend(async_.make_task(
-            restore_range, args=(snap.id, restore_id, kind, position, start,
-                                 end, backups[position].name()),
+            restore_range, args=(snap.id, restore_id, kind, position, None,
+                                 None, key.name()),
             on_failure=restore_failed, on_failure_args=(snap.id, restore_id))
-            for position, (start, end) in enumerate(snap.ranges(kind)))
+            for position, key in enumerate(_backup_keys(snap, kind)))
     async_.defer_many(tasks)
     return None
 
@@ -148,12 +147,8 @@ def _backup_keys(snap, kind):
 
 
 def _backups(snap, kind, first=0):
-    """The kind's range backups by position, read one at a time."""
-    for key in _backup_keys(snap, kind)[first:]:
-        backup = db.get(key)
-        if backup is None:
-            raise RangeCorrupted(snap.id, key.name(), 'range backup is missing')
-        yield backup
+    """The kind's range backups by position, from ``first`` on."""
+    return iter_backups(snap.id, _backup_keys(snap, kind)[first:])
 
 
 def _chunks(records):
@@ -232,7 +227,11 @@ def _delete_stale(snap, kind, after=None):
 def restore_range(snapshot_id, restore_id, kind, position, start, end,
                   backup_name=None, after=None):
     """Put one range back (and, for the first, delete what the snapshot does
-    not hold, going on after the key ``after``); safe to repeat."""
+    not hold, going on after the key ``after``); safe to repeat.
+
+    ``start`` and ``end`` go unused: tasks queued by older versions pass the
+    range's bounds there.
+    """
     progress = _progress(snapshot_id, restore_id)
     snap = None
     if progress is None:  # another restore started, or an older version's
