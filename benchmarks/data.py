@@ -9,7 +9,7 @@ import statistics
 
 from google.appengine.api import datastore, datastore_types
 
-from lovely_gae import entities, testing
+from lovely_gae import entities, local, testing
 
 __all__ = ['KIND', 'PROPERTIES', 'dataset', 'mean_size', 'fill',
            'delete_all', 'count', 'settle', 'testbed', 'save']
@@ -123,14 +123,5 @@ def testbed(datastore_file=None):
 
 
 def save(bed):
-    """Write the testbed's datastore to the file it was opened with.
-
-    As ``lovely_gae.cli.local_datastore`` does: the SDK writes to a
-    temporary name, then renames it.
-    """
-    stub = bed.get_stub('datastore_v3')
-    stub._DatastoreFileStub__save_changes = True
-    try:
-        stub.Write()
-    finally:
-        stub._DatastoreFileStub__save_changes = False
+    """Write the testbed's datastore to the file it was opened with."""
+    local.save_datastore(bed.get_stub('datastore_v3'))

@@ -244,12 +244,6 @@ def run_tasks(recursive=False, wait=False, deadline=None, max_tasks=None,
             time.sleep(pause)
 
 
-def _lease(keys, token, lease):
-    """Lease the due tasks of ``keys`` (``db.Key``) for ``lease``."""
-    return leases.lease([key._ToPb() for key in keys], token,
-                        lease.total_seconds())[0]
-
-
 def _run_lease(token, leased, out_of_budget):
     """Run the tasks of a lease, then end it; how many ran."""
     waiting = {task.name for task in leased}

@@ -12,10 +12,10 @@ import sys
 
 from . import __version__
 from .exceptions import LovelyGaeError
-from .local import (DEFAULT_APP_ID, DEFAULT_DATASTORE, LocalClient, drain,
+from .local import (DEFAULT_APP_ID, DEFAULT_DATASTORE, LocalClient,
                     local_datastore)
 
-__all__ = ['main', 'build_parser', 'local_datastore', 'drain']
+__all__ = ['main', 'build_parser', 'local_datastore']
 
 log = logging.getLogger('lovely_gae.cli')
 

@@ -61,9 +61,6 @@ class LeasedTask:
         self.attempts = attempts
         self.lease = token
 
-    def key(self):
-        return entities.key(self.entity.key)
-
     @property
     def name(self):
         return self.entity.key.path.element[-1].name

@@ -1,12 +1,11 @@
 """Snapshots and restores stay exact under transient faults and many workers."""
-import datetime
 import threading
 import time
 
 import pytest
 from google.appengine.ext import db
 
-from lovely_gae import async_
+from lovely_gae import async_, entities, leases
 from lovely_gae.base import TRANSIENT_ERRORS
 from lovely_gae.snapshot import api, ranges
 from lovely_gae.snapshot.storage import RangeWriter
@@ -96,8 +95,8 @@ def test_a_dead_workers_task_is_taken_over_after_its_lease(
         gae_testbed, run_tasks, monkeypatch):
     async_.defer('builtins:print', args=('x',))
     [task] = async_.get_tasks()
-    [lease] = async_._lease([task.key()], 'dead-worker',
-                            datetime.timedelta(seconds=0.2))
+    [lease] = leases.lease([entities.ref(task.key())], 'dead-worker',
+                           0.2)[0]
     assert lease.attempts == 1
     assert run_tasks() == 0  # leased to the dead worker
     assert run_tasks(recursive=True, wait=True, deadline=5) == 1

@@ -79,15 +79,15 @@ class BarProgress:
             print('Saving to %s' % info['path'])
 
 
-def _quiet(event, **info):
-    pass
+def quiet(event, **info):
+    """Progress that shows nothing."""
 
 
 def progress_for(json_output=False, stream=None):
     """The progress a command line shows: a bar on a terminal, else lines."""
     stream = stream or sys.stdout
     if json_output:
-        return _quiet
+        return quiet
     if stream.isatty():
         return BarProgress()
     return SeedProgress(stream)

@@ -34,16 +34,7 @@ class DevFileWriter:
         fileobj.write(_PROTO3 + _EMPTY_LIST + _MARK)
 
     def add(self, data):
-        if len(data) < 256:
-            self._file.write(_SHORT_BINBYTES + bytes([len(data)]))
-        else:
-            self._file.write(_BINBYTES + struct.pack('<I', len(data)))
-        self._file.write(data)
-        self.count += 1
-        self._pending += 1
-        if self._pending >= _BATCH:
-            self._file.write(_APPENDS + _MARK)
-            self._pending = 0
+        self.add_many((data,))
 
     def add_many(self, records):
         """``add`` each of ``records``, with one write for them all."""

@@ -21,6 +21,7 @@ from ..exceptions import (AccessDenied, DownloadError, RangeCorrupted,
                           SnapshotNotFinished, SnapshotNotFound)
 from . import wire
 from .access import configured_token, is_loopback_host
+from .client import quiet
 
 __all__ = ['RemoteClient', 'RemoteError']
 
@@ -65,10 +66,6 @@ def _sha256(path):
         for block in iter(lambda: fileobj.read(1 << 20), b''):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _quiet(event, **info):
-    pass
 
 
 class RemoteClient:
@@ -249,7 +246,7 @@ class RemoteClient:
         range whose bytes do not match the manifest raises
         ``RangeCorrupted`` and leaves nothing at ``path``.
         """
-        progress = progress or _quiet
+        progress = progress or quiet
         name, size = entry['name'], entry['size']
         what = 'download of range %s' % name
         failures = 0
@@ -320,7 +317,7 @@ class RemoteClient:
         Batches stay under ``batch_bytes`` (default ``wire.BATCH_BYTES``);
         a batch is retried as a whole, as putting it twice does no harm.
         """
-        progress = progress or _quiet
+        progress = progress or quiet
         count = 0
         for body, size in wire.batches(records, batch_bytes):
             answer = self.json('POST', '/lovely.gae/upload', data=body,

@@ -48,7 +48,6 @@ class Transform:
 
     def __init__(self, app=None, namespace=None, scrub=None):
         self.app, self.namespace, self.scrub = app, namespace, scrub
-        self.dropped = 0
 
     def __bool__(self):
         return not (self.app is None and self.namespace is None
@@ -59,8 +58,6 @@ class Transform:
         rewrite_entity(entity, self.app, self.namespace)
         if self.scrub is not None:
             entity = self.scrub(entity)
-            if entity is None:
-                self.dropped += 1
         return entity
 
     def __call__(self, record):

@@ -12,6 +12,7 @@ from google.appengine.ext import db
 from webob import Response, exc
 
 from .. import entities
+from ..exceptions import SnapshotNotFinished
 from .access import refuse
 from .models import RangeBackup
 from .rewrite import rewrite_entity
@@ -27,9 +28,10 @@ MAX_UPLOAD_BYTES = 16 * 1024 * 1024
 
 def _finished(request):
     snap = snapshot_or_404(request.urlvars['id'])
-    if snap.status != snap.STATUS_FINISHED:
-        raise refuse(exc.HTTPConflict, 'snapshot %s is %s, not finished'
-                     % (snap.id, snap.status))
+    try:
+        snap.check_finished()
+    except SnapshotNotFinished as error:
+        raise refuse(exc.HTTPConflict, str(error)) from error
     return snap
 
 
