@@ -72,18 +72,16 @@ def timed(func, budget_seconds):
     ``func`` calls ``budget.stop()`` when the timed work is done (else the
     return stops the clock) and raises ``OverBudget`` when it runs out.
 
-    The cyclic garbage collector is off while the clock runs, and what
-    exists when it starts is frozen out of it: above all the stub's
-    datastore, millions of objects that a real datastore keeps outside
-    the process. A collection walks them all (0.4 s at 50,000 entities),
-    and they grow with every entity a side writes, so collections cost
-    more the fuller the stub: with the collector on, the floor's puts took
-    1.23x longer per entity at 100,000 entities than at 10,000, and 1.05x
-    with it off. Reference counting still frees what either side drops;
-    only cycles wait for the collection made after the clock stops.
+    The cyclic garbage collector is off while the clock runs: a collection
+    walks the stub's datastore, millions of objects that a real datastore
+    keeps outside the process (0.4 s at 50,000 entities), and they grow
+    with every entity a side writes, so collections cost more the fuller
+    the stub: with the collector on, the floor's puts took 1.23x longer
+    per entity at 100,000 entities than at 10,000, and 1.05x with it off.
+    Reference counting still frees what either side drops; only cycles
+    wait for the collection made after the clock stops.
     """
     gc.collect()
-    gc.freeze()
     enabled = gc.isenabled()
     gc.disable()
     budget = Budget(budget_seconds)
@@ -95,7 +93,6 @@ def timed(func, budget_seconds):
     finally:
         if enabled:
             gc.enable()
-        gc.unfreeze()
         gc.collect()
     return Sample(seconds, value)
 
