@@ -3,7 +3,7 @@ import pytest
 from google.appengine.ext import db
 from google.appengine.runtime import apiproxy_errors
 
-from lovely_gae import defaults, entities
+from lovely_gae import batch, defaults, entities
 from lovely_gae.snapshot import api
 
 
@@ -108,8 +108,18 @@ def keys_pass(monkeypatch):
 
 
 @pytest.fixture(params=['staged', 'keys'])
-def scan_mode(request, monkeypatch):
+def scan_mode(request):
     """Run a test once with ranges staged by the markers pass, once without."""
     if request.param == 'keys':
-        monkeypatch.setattr(defaults, 'SCAN_STORE_SECONDS', 0.0)
+        request.getfixturevalue('keys_pass')
     return request.param
+
+
+@pytest.fixture
+def ticking_clock(monkeypatch):
+    """Each look at the markers pass's clock (``batch.time``) takes a
+    second."""
+    import types
+    clock = iter(range(10 ** 6))
+    monkeypatch.setattr(batch, 'time', types.SimpleNamespace(
+        monotonic=lambda: next(clock)))

@@ -56,11 +56,9 @@ def test_markers_of_other_namespaces_are_separate(make_entities):
 
 @pytest.mark.parametrize('count', [0, 20, 25, 39])
 def test_one_pass_hands_out_each_range_whole_then_by_keys(make_entities,
-                                                          monkeypatch,
+                                                          ticking_clock,
                                                           count):
     keys = sorted(make_entities(Dummy, count))
-    clock = iter(range(1000))  # one second passes per look at the clock
-    monkeypatch.setattr(batch.time, 'monotonic', lambda: next(clock))
     seen = []
     for position, start, full, items in batch.iter_ranges('Dummy', 10,
                                                           full_seconds=1.5):
@@ -98,20 +96,11 @@ def test_many_markers_reach_the_callback_through_the_datastore(
     assert run_tasks() == 0
 
 
-def _ticking(monkeypatch):
-    """Make each look at ``batch``'s clock take a second."""
-    import types
-    clock = iter(range(10 ** 6))
-    monkeypatch.setattr(batch, 'time', types.SimpleNamespace(
-        monotonic=lambda: next(clock)))
-
-
 def test_a_pass_goes_on_in_further_tasks_with_the_same_markers(
-        make_entities, run_tasks, monkeypatch):
+        make_entities, run_tasks, monkeypatch, ticking_clock):
     SEEN.clear()
     make_entities(Dummy, 25)
     expected = batch.compute_markers('Dummy', 4)
-    _ticking(monkeypatch)
     monkeypatch.setattr(batch.defaults, 'PASS_SECONDS', 2.5)  # 2 ranges
     batch.create_markers('Dummy', 4, collect, ('t',))
     assert run_tasks() == 1

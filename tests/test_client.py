@@ -8,11 +8,8 @@ from lovely_gae import entities
 from lovely_gae.exceptions import (OutFileExists, SnapshotNotFinished,
                                    SnapshotNotFound)
 from lovely_gae.snapshot import api, client, devfile
+from lovely_gae.snapshot.client import quiet
 from tests.conftest import Dummy, Yummy
-
-
-def quiet(event, **info):
-    pass
 
 
 def stored_bytes(kind):

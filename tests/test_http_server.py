@@ -12,13 +12,10 @@ from lovely_gae.exceptions import (AccessDenied, DownloadError, OutFileExists,
                                    SnapshotNotFound)
 from lovely_gae.server import ThreadedServer
 from lovely_gae.snapshot import api, client, getApp
+from lovely_gae.snapshot.client import quiet
 from lovely_gae.snapshot.models import Snapshot
 from lovely_gae.snapshot.remote import RemoteClient
-from tests.conftest import Dummy, Yummy
-
-
-def quiet(event, **info):
-    pass
+from tests.conftest import Dummy, Yummy, all_bytes
 
 
 class Faults:
@@ -234,8 +231,7 @@ def test_unknown_unfinished_and_existing_snapshots(data, snapshot_server,
 
 
 def test_upload_puts_a_downloaded_file_back(data, snapshot_server, tmp_path):
-    before = sorted(e.SerializeToString() for e in
-                    entities.iter_range('Dummy', ''))
+    before = all_bytes(['Dummy'])
     path = client.download_snapshot(str(tmp_path), data.id,
                                     url=snapshot_server.url,
                                     token=snapshot_server.token,

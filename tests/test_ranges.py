@@ -303,13 +303,6 @@ def test_records_of_every_length_come_back_across_part_boundaries(codec):
         list(storage.iter_records(parts[:-1], codec))
 
 
-def _ticking_batch_clock(monkeypatch):
-    import types
-    clock = iter(range(10 ** 6))  # each look at the clock takes a second
-    monkeypatch.setattr(batch, 'time', types.SimpleNamespace(
-        monotonic=lambda: next(clock)))
-
-
 def _leftovers():
     return (RangeKeys.all().count(), batch.MarkerList.all().count(),
             sum(1 for b in RangeBackup.all() if b.name.startswith('RBS:')))
@@ -317,10 +310,10 @@ def _leftovers():
 
 @pytest.mark.parametrize('store_seconds', [0.0, 1000.0, 6.5])
 def test_a_markers_pass_in_several_tasks_makes_one_exact_snapshot(
-        make_entities, run_tasks, monkeypatch, store_seconds):
+        make_entities, run_tasks, monkeypatch, store_seconds,
+        ticking_clock):
     keys = make_entities(Dummy, 95)
     before = all_bytes(['Dummy'])
-    _ticking_batch_clock(monkeypatch)
     monkeypatch.setattr(defaults, 'PASS_SECONDS', 3.5)
     monkeypatch.setattr(defaults, 'SCAN_STORE_SECONDS', store_seconds)
     snap = api.create_snapshot(['Dummy'], batchsize=10)
@@ -338,10 +331,9 @@ def test_a_markers_pass_in_several_tasks_makes_one_exact_snapshot(
 
 
 def test_a_continuing_task_run_twice_leaves_one_backup_per_range(
-        make_entities, run_tasks, monkeypatch):
+        make_entities, run_tasks, monkeypatch, ticking_clock):
     make_entities(Dummy, 95)
     before = all_bytes(['Dummy'])
-    _ticking_batch_clock(monkeypatch)
     monkeypatch.setattr(defaults, 'PASS_SECONDS', 3.5)
     snap = api.create_snapshot(['Dummy'], batchsize=10)
     assert run_tasks() == 1  # the pass's first task queues the next
@@ -371,9 +363,8 @@ def test_a_continuing_task_run_twice_leaves_one_backup_per_range(
 
 
 def test_a_pass_that_fails_for_good_leaves_nothing_once_deleted(
-        make_entities, run_tasks, monkeypatch, fast_retries):
+        make_entities, run_tasks, monkeypatch, fast_retries, ticking_clock):
     make_entities(Dummy, 95)
-    _ticking_batch_clock(monkeypatch)
     monkeypatch.setattr(defaults, 'PASS_SECONDS', 3.5)
     monkeypatch.setattr(defaults, 'MAX_ATTEMPTS', 2)
     snap = api.create_snapshot(['Dummy'], batchsize=10)
