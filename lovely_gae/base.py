@@ -14,7 +14,8 @@ from .serializers import default_serializer
 
 __all__ = ['LibraryModel', 'TRANSIENT_ERRORS', 'WIDE', 'retrying',
            'transaction', 'get_all', 'put_all', 'delete_all', 'utcnow',
-           'JsonProperty', 'KeyProperty', 'prefixed']
+           'JsonProperty', 'KeyProperty', 'prefixed', 'done_bits',
+           'bit_is_set', 'set_bit']
 
 log = logging.getLogger(__name__)
 
@@ -156,3 +157,20 @@ def prefixed(model, prefix, keys_only=False):
         '__key__ >=', model.key_for(prefix)).filter(
         '__key__ <', model.key_for(upper))
     return query.run(batch_size=500)
+
+
+def done_bits(hex_text):
+    """The bits a ``done`` map keeps for a kind, from their hex text."""
+    return int(hex_text or '0', 16)
+
+
+def bit_is_set(done, kind, position):
+    """Is range ``position`` of ``kind`` done in the ``done`` map?"""
+    return bool(done_bits(done.get(kind)) >> position & 1)
+
+
+def set_bit(done, kind, position):
+    """Mark range ``position`` of ``kind`` done; the kind's bits after."""
+    bits = done_bits(done.get(kind)) | 1 << position
+    done[kind] = '%x' % bits
+    return bits

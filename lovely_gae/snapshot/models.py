@@ -6,7 +6,8 @@ import re
 from google.appengine.ext import db
 
 from .. import batch, defaults, entities
-from ..base import JsonProperty, KeyProperty, LibraryModel, get_all, prefixed
+from ..base import (JsonProperty, KeyProperty, LibraryModel, bit_is_set,
+                    done_bits, get_all, prefixed, set_bit)
 from ..exceptions import RangeCorrupted, SnapshotNotFinished
 from ..serializers import default_serializer
 from . import storage
@@ -58,11 +59,6 @@ def iter_backups(snapshot_id, keys, max_ranges=100, max_bytes=8 << 20):
                                      'range backup is missing')
             yield backup
         done += len(wanted)
-
-
-def done_bits(hex_text):
-    """The bits a ``done`` map keeps for a kind, from their hex text."""
-    return int(hex_text or '0', 16)
 
 
 class Snapshot(LibraryModel):
@@ -199,14 +195,12 @@ class Snapshot(LibraryModel):
                 'error': self.restore_error}
 
     def is_done(self, kind, position, done=None):
-        done = self.done if done is None else done
-        return bool(done_bits(done.get(kind)) >> position & 1)
+        return bit_is_set(self.done if done is None else done, kind,
+                          position)
 
     def mark_done(self, kind, position, done=None):
         """Set the bit of a range; True when all ranges of ``kind`` are done."""
-        done = self.done if done is None else done
-        bits = done_bits(done.get(kind)) | 1 << position
-        done[kind] = '%x' % bits
+        bits = set_bit(self.done if done is None else done, kind, position)
         return bits == (1 << self.range_count(kind)) - 1
 
     def check_finished(self):
@@ -218,8 +212,12 @@ class Snapshot(LibraryModel):
 
     def range_backups(self, kind=None):
         """This snapshot's range backups in key order, of one kind or all."""
-        return [rb for rb in prefixed(RangeBackup, self._backup_prefix(kind))
-                if kind is None or rb.range_kind == kind]
+        return list(self.iter_range_backups(kind))
+
+    def iter_range_backups(self, kind=None):
+        """``range_backups``, read a query batch at a time."""
+        return (rb for rb in prefixed(RangeBackup, self._backup_prefix(kind))
+                if kind is None or rb.range_kind == kind)
 
     def range_backup_keys(self, kind=None):
         """Keys of the range backups (of ``kind``) in key order, data unread.
@@ -253,7 +251,7 @@ class Snapshot(LibraryModel):
     def verify(self):
         """Re-read every stored range; return ``[(range name, reason), ...]``."""
         problems = []
-        for rb in self.range_backups():
+        for rb in self.iter_range_backups():
             try:
                 rb.check()
             except RangeCorrupted as exc:

@@ -22,10 +22,10 @@ import uuid
 from google.appengine.ext import db
 
 from .. import async_, defaults, entities
-from ..base import (JsonProperty, LibraryModel, retrying, transaction,
-                    utcnow)
+from ..base import (JsonProperty, LibraryModel, bit_is_set, done_bits,
+                    retrying, set_bit, transaction, utcnow)
 from ..exceptions import InvalidInput, RangeCorrupted
-from .models import RangeBackup, done_bits, iter_backups
+from .models import RangeBackup, iter_backups
 from .ranges import get_snapshot
 
 __all__ = ['RestoreProgress', 'restore', 'restore_range', 'restore_failed',
@@ -64,10 +64,10 @@ class RestoreProgress(LibraryModel):
                            for kind in snap.restore_kinds})
 
     def is_done(self, kind, position):
-        return bool(done_bits(self.done.get(kind)) >> position & 1)
+        return bit_is_set(self.done, kind, position)
 
     def mark_done(self, kind, position):
-        self.done[kind] = '%x' % (done_bits(self.done.get(kind)) | 1 << position)
+        set_bit(self.done, kind, position)
 
     def finished(self):
         return all(done_bits(self.done.get(kind)) == (1 << count) - 1

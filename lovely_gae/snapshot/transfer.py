@@ -48,7 +48,7 @@ def manifest(request):
                'position': rb.position, 'count': rb.count, 'size': rb.size,
                'sha256': rb.sha256, 'codec': rb.codec or 'bz2',
                'format': rb.format, 'path': range_path(snap.id, rb.name)}
-              for rb in snap.range_backups()]
+              for rb in snap.iter_range_backups()]
     return json_response({'snapshot': snap.to_dict(), 'ranges': ranges})
 
 
