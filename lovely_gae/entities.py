@@ -106,9 +106,17 @@ def iter_range_keys(kind, namespace, start=None, end=None):
 
 
 def put(entities):
-    """Put ``EntityProto`` messages as they are, in requests under the limits."""
-    if entities:
-        retrying(connection().put, list(entities))
+    """Put ``EntityProto`` messages as they are, in requests under the limits.
+
+    Inside a transaction they commit with it, through the transaction's
+    own connection (which takes ``datastore.Entity``).
+    """
+    if not entities:
+        return
+    if datastore.IsInTransaction():
+        datastore.Put([datastore.Entity.FromPb(pb) for pb in entities])
+        return
+    retrying(connection().put, list(entities))
 
 
 def put_encoded(records):

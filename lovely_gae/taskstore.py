@@ -8,7 +8,7 @@ reads a missing one as its default, and so does ``leases.LeasedTask``.
 """
 import datetime
 
-from google.appengine.api import datastore, datastore_types
+from google.appengine.api import datastore_types
 from google.appengine.datastore import datastore_query
 from google.appengine.datastore import entity_bytes_pb2 as entity_pb2
 
@@ -100,10 +100,7 @@ def entity_of(task):
 
 def put(protos):
     """Store task entities; inside a transaction, they commit with it."""
-    if not datastore.IsInTransaction():
-        return entities.put(protos)
-    # The caller's transaction has a connection that takes datastore.Entity.
-    datastore.Put([datastore.Entity.FromPb(pb) for pb in protos])
+    entities.put(protos)
 
 
 def due_batches(cutoff):

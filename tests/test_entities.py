@@ -77,3 +77,20 @@ def test_the_librarys_batches_are_one_call_each(datastore_calls):
         'Put', 'Delete']
     assert datastore_calls.count('Get') <= 2
     assert base.get_all(keys) == [None] * 500
+
+
+def test_a_put_inside_a_transaction_commits_or_rolls_back_with_it(
+        gae_testbed):
+    from lovely_gae.base import transaction
+    entity = datastore.Entity('Note', name='kept')
+    proto = entity.ToPb()
+
+    def fail():
+        entities.put([proto])
+        raise RuntimeError('rolled back')
+    with pytest.raises(RuntimeError):
+        transaction(fail)
+    assert entities.get([entity.key()._ToPb()]) == [None]
+    transaction(entities.put, [proto])
+    [stored] = entities.get([entity.key()._ToPb()])
+    assert stored.SerializeToString() == proto.SerializeToString()
