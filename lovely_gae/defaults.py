@@ -4,6 +4,24 @@
 #: backups, tasks), so that they never mix with an application's kinds.
 NAMESPACE = 'lovely_gae'
 
+# The datastore's own limits (Firestore in Datastore mode), which every
+# request the library makes or accepts stays within.
+
+#: Bytes of one entity at most, as the datastore counts an encoded entity.
+MAX_ENTITY_BYTES = 1048572
+
+#: Entities one put, get or delete request carries at most.
+MAX_REQUEST_ENTITIES = 500
+
+#: Bytes of one datastore API request at most.
+MAX_REQUEST_BYTES = 1024 * 1024
+
+#: Bytes one transaction may write at most.
+MAX_TRANSACTION_BYTES = 10 * 1024 * 1024
+
+#: Entity groups one cross-group transaction may span.
+MAX_TRANSACTION_GROUPS = 25
+
 #: Entities per range: a snapshot stores each kind in ranges of this size.
 BATCH_SIZE = 200
 

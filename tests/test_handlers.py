@@ -1,4 +1,5 @@
 """Every endpoint of the app, in-process with webtest."""
+import bz2
 import hashlib
 
 import pytest
@@ -184,6 +185,7 @@ def test_manifest_lists_every_range_with_its_checksum(app, make_entities,
     assert first == {
         'name': backups[0].name, 'kind': 'Dummy', 'position': 0,
         'count': 10, 'size': backups[0].size, 'codec': 'bz2',
+        'raw_size': len(bz2.decompress(stored_bytes(backups[0]))),
         'format': 'entityproto-delimited/1',
         'sha256': hashlib.sha256(stored_bytes(backups[0])).hexdigest(),
         'path': '/lovely.gae/snapshots/%d/ranges/RB%%3A%d%%3ADummy%%3A'

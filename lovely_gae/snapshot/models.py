@@ -279,6 +279,8 @@ class RangeBackup(LibraryModel):
     start = KeyProperty()
     end = KeyProperty()
     count = db.IntegerProperty(indexed=False)
+    # Bytes of the records before compression: a reader decompresses no more.
+    raw_size = db.IntegerProperty(indexed=False)
     size = db.IntegerProperty(indexed=False)
     sha256 = db.StringProperty(indexed=False)
     format = db.StringProperty(default=storage.FORMAT, indexed=False)

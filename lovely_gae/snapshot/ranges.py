@@ -188,8 +188,8 @@ def _get_all(references):
 
 
 #: What a ``RangeBackup`` records of its stored bytes.
-_STORED = ('count', 'size', 'sha256', 'codec', 'parts', 'part_size', 'token',
-           'data')
+_STORED = ('count', 'raw_size', 'size', 'sha256', 'codec', 'parts',
+           'part_size', 'token', 'data')
 
 
 def _write_range(snapshot_id, kind, position, codec, parts_token, records):
@@ -214,7 +214,8 @@ def _write_range(snapshot_id, kind, position, codec, parts_token, records):
                 RangeBackupPart(key_name=name, data=part).put))
     emit(writer.add_all(records))
     emit(writer.close())
-    stored = dict(count=writer.count, size=writer.size, sha256=writer.sha256,
+    stored = dict(count=writer.count, raw_size=writer.raw_size,
+                  size=writer.size, sha256=writer.sha256,
                   codec=writer.codec, parts=len(written) + 1,
                   part_size=writer.part_size, token=parts_token,
                   data=first[0] if first else b'')

@@ -71,8 +71,9 @@ def varint(n):
 class RangeWriter:
     """Compress records into parts; ``add`` and ``close`` return full parts.
 
-    ``count``, ``size`` (stored bytes) and ``sha256`` (of the
-    stored bytes) describe what was written once ``close`` has returned.
+    ``count``, ``raw_size`` (bytes of records before compression), ``size``
+    (stored bytes) and ``sha256`` (of the stored bytes) describe what was
+    written once ``close`` has returned.
     """
 
     def __init__(self, codec=None, part_size=None):
@@ -82,7 +83,7 @@ class RangeWriter:
         self._buffer = bytearray()
         self._raw = bytearray()  # records not yet handed to the compressor
         self._hash = hashlib.sha256()
-        self.count = self.size = 0
+        self.count = self.size = self.raw_size = 0
 
     def add(self, record):
         return list(self.add_all((record,)))
@@ -110,6 +111,7 @@ class RangeWriter:
 
     def _compress(self, final):
         """Compress the records gathered; the parts that are full."""
+        self.raw_size += len(self._raw)
         self._buffer += self._compressor.compress(self._raw)
         self._raw.clear()
         if final:

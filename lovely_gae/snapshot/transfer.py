@@ -45,7 +45,8 @@ def manifest(request):
     """The ranges of a finished snapshot, in the order a file holds them."""
     snap = _finished(request)
     ranges = [{'name': rb.name, 'kind': rb.range_kind,
-               'position': rb.position, 'count': rb.count, 'size': rb.size,
+               'position': rb.position, 'count': rb.count,
+               'raw_size': rb.raw_size, 'size': rb.size,
                'sha256': rb.sha256, 'codec': rb.codec or 'bz2',
                'format': rb.format, 'path': range_path(snap.id, rb.name)}
               for rb in snap.iter_range_backups()]
