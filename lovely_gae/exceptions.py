@@ -2,7 +2,7 @@
 
 __all__ = [
     'LovelyGaeError', 'InvalidInput', 'TaskError', 'SnapshotError',
-    'SnapshotNotFound', 'SnapshotNotFinished', 'RangeCorrupted',
+    'EmptyKind', 'SnapshotNotFound', 'SnapshotNotFinished', 'RangeCorrupted',
     'OutFileExists', 'DownloadError', 'AccessDenied',
 ]
 
@@ -17,6 +17,18 @@ class InvalidInput(LovelyGaeError, ValueError):
     def __init__(self, name, value, reason):
         self.name, self.value, self.reason = name, value, reason
         super().__init__('invalid %s %r: %s' % (name, value, reason))
+
+
+class EmptyKind(InvalidInput):
+    """A kind to snapshot has no entities: a typo, or another namespace."""
+
+    def __init__(self, kind, namespace, app):
+        self.kind, self.namespace, self.app = kind, namespace, app
+        LovelyGaeError.__init__(
+            self, 'kind %r has no entities in namespace %r of app %s'
+            % (kind, namespace, app))
+        self.name, self.value = 'kind', kind
+        self.reason = 'has no entities'
 
 
 class TaskError(LovelyGaeError):

@@ -155,3 +155,17 @@ def test_on_app_engine_everyone_else_is_refused(world, on_app_engine):
             call(app, method, path, 401,
                  headers={'X-Appengine-Cron': 'yes'}, **kwargs)
     assert state() == before
+
+
+def test_token_only_mode_trusts_no_app_engine_header(world, on_app_engine):
+    """Headers a server maps from ``X-AppEngine_QueueName`` can be spoofed."""
+    before = state()
+    app = TestApp(getApp(token='s3cret', app_engine_headers=False))
+    for method, path, kwargs in writes(world.id):
+        call(app, method, path, 401, headers={'X-Appengine-Cron': 'true'},
+             **kwargs)
+        call(app, method, path, 401,
+             headers={'X-AppEngine-QueueName': 'default'}, **kwargs)
+    assert state() == before
+    call(app, 'GET', '/lovely.gae/snapshots', 200,
+         headers={'Authorization': 'Bearer s3cret'})

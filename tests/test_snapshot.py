@@ -1,10 +1,10 @@
 import pytest
-from google.appengine.api import namespace_manager
+from google.appengine.api import datastore, namespace_manager
 from google.appengine.ext import db
 
 from lovely_gae import async_
-from lovely_gae.exceptions import (InvalidInput, SnapshotNotFinished,
-                                   SnapshotNotFound)
+from lovely_gae.exceptions import (
+    EmptyKind, InvalidInput, SnapshotNotFinished, SnapshotNotFound)
 from lovely_gae.snapshot import api
 from lovely_gae.snapshot.models import RangeBackup, Snapshot
 from tests.conftest import Dummy, Yummy
@@ -46,11 +46,46 @@ def test_get_kinds_lists_application_kinds_only(make_entities, run_tasks,
     run_tasks(recursive=True)
     async_.defer(print, countdown=60)
     assert api.get_kinds() == ['Dummy', 'Yummy']
+
+
+def test_the_librarys_namespace_is_never_snapshotted(gae_testbed):
+    """Its tasks name code: a restore must never put them back."""
+    for call in (lambda: api.create_snapshot(namespace='lovely_gae'),
+                 lambda: api.create_snapshot(['Dummy'],
+                                             namespace='lovely_gae'),
+                 lambda: api.get_kinds('lovely_gae')):
+        with pytest.raises(InvalidInput, match="library's own"):
+            call()
     namespace_manager.set_namespace('lovely_gae')
     try:
-        assert api.get_kinds() == []
+        with pytest.raises(InvalidInput, match="library's own"):
+            api.create_snapshot()
     finally:
         namespace_manager.set_namespace('')
+    assert api.list_snapshots() == []
+
+
+def test_user_kinds_named_like_the_librarys_are_snapshotted(
+        finished_snapshot):
+    """The library's kinds live in its own namespace only."""
+    for name in ('Snapshot', 'RangeBackup', 'LovelyGaeTask'):
+        datastore.Put(datastore.Entity(name, name='mine'))
+    snap = finished_snapshot()
+    assert sorted(snap.kinds) == ['LovelyGaeTask', 'RangeBackup', 'Snapshot']
+    assert snap.entity_count == 3
+
+
+def test_empty_kinds_are_refused_only_when_asked(gae_testbed, make_entities):
+    make_entities(Dummy, 1)
+    with pytest.raises(EmptyKind) as raised:
+        api.create_snapshot(['Dummy', 'Dumy'], allow_empty=False)
+    assert str(raised.value) == (
+        "kind 'Dumy' has no entities in namespace '' of app "
+        "lovely-gae-testing")
+    with pytest.raises(EmptyKind, match="namespace 'other'"):
+        api.create_snapshot(['Dummy'], namespace='other', allow_empty=False)
+    assert api.list_snapshots() == []
+    assert api.create_snapshot(['Dumy']).kinds == ['Dumy']  # the seed's way
 
 
 def test_snapshot_of_a_kind_without_entities_finishes(finished_snapshot):

@@ -4,10 +4,13 @@ from .handlers import HANDLER_TUPLES, SnapshotApp
 __all__ = ['getApp', 'HANDLER_TUPLES']
 
 
-def getApp(token=None):
+def getApp(token=None, app_engine_headers=None):
     """The WSGI app serving ``/lovely.gae/...`` (the seed's entry point).
 
     ``token`` (else ``$LOVELY_GAE_TOKEN``) is the bearer token callers must
-    present; see ``docs/security.rst``.
+    present. App Engine's cron and queue headers let a request in without
+    it only on App Engine, and never with ``app_engine_headers=False``
+    (token-only mode); see ``docs/security.rst``.
     """
-    return SnapshotApp(HANDLER_TUPLES, token=token)
+    return SnapshotApp(HANDLER_TUPLES, token=token,
+                       app_engine_headers=app_engine_headers)

@@ -83,10 +83,16 @@ def _from_another_site(request):
     return origin != request.host_url
 
 
-def check_access(request, token=None):
-    """None if ``request`` may go on; else raise a 401/403 response."""
+def check_access(request, token=None, app_engine_headers=None):
+    """None if ``request`` may go on; else raise a 401/403 response.
+
+    ``app_engine_headers``: trust App Engine's cron and queue headers (None:
+    only when running on App Engine; False: never, the token-only mode).
+    """
     token = configured_token(token)
-    if on_app_engine():
+    if app_engine_headers is None:
+        app_engine_headers = on_app_engine()
+    if app_engine_headers:
         if (request.headers.get('X-Appengine-Cron') == 'true'
                 or request.headers.get('X-AppEngine-QueueName')):
             return None

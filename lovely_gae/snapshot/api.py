@@ -1,24 +1,15 @@
 """Create, find, restore and prune snapshots."""
-from google.appengine.api import namespace_manager
+from google.appengine.api import datastore_types, namespace_manager
 from google.appengine.ext import db
 
-from .. import batch, defaults, entities, leases
-from ..batch import MarkerList
-from ..async_ import Task
-from ..exceptions import InvalidInput, SnapshotNotFound
+from .. import batch, defaults, entities
+from ..exceptions import EmptyKind, InvalidInput, SnapshotNotFound
 from . import ranges, storage
-from .keylists import RangeKeys, SnapshotMarkers
-from .models import RangeBackup, RangeBackupPart, Snapshot
-from .restore import RestoreProgress
+from .models import Snapshot
 
 __all__ = ['create_snapshot', 'get_kinds', 'get_snapshot', 'list_snapshots',
            'latest_snapshot', 'restore_snapshot', 'delete_snapshot', 'prune',
            'validate_kind', 'validate_batchsize', 'validate_namespace']
-
-#: Kinds of the library's own, never part of a snapshot.
-LIBRARY_KINDS = frozenset([model.kind() for model in (
-    Snapshot, RangeBackup, RangeBackupPart, RangeKeys, SnapshotMarkers,
-    MarkerList, Task, RestoreProgress)] + [leases.KIND])
 
 #: More entities per range than this would not fit the range's bookkeeping.
 MAX_BATCH_SIZE = 100000
@@ -46,27 +37,44 @@ def validate_batchsize(value):
 
 
 def validate_namespace(namespace):
+    """The namespace (default: the current one) a snapshot may be taken of.
+
+    Never the library's own: its tasks name code that workers run, so its
+    entities must not go into a snapshot that a restore puts back.
+    """
     if namespace is None:
-        return namespace_manager.get_namespace()
+        namespace = namespace_manager.get_namespace()
     try:
         namespace_manager.validate_namespace(namespace)
     except namespace_manager.BadValueError as exc:
         raise InvalidInput('namespace', namespace,
                            'must be up to 100 of [0-9A-Za-z._-]') from exc
+    if namespace == defaults.NAMESPACE:
+        raise InvalidInput('namespace', namespace, "is the library's own")
     return namespace
 
 
 def get_kinds(namespace=None):
     """Kinds of ``namespace`` (default: the current one) a snapshot can hold."""
-    names = entities.kinds(validate_namespace(namespace))
-    return [name for name in names if name not in LIBRARY_KINDS]
+    return entities.kinds(validate_namespace(namespace))
 
 
-def create_snapshot(kinds=None, batchsize=None, namespace=None, codec=None):
+def _check_not_empty(kinds, namespace):
+    """Raise ``EmptyKind`` for the first of ``kinds`` without entities."""
+    for kind in kinds:
+        if next(entities.iter_range(kind, namespace, keys_only=True,
+                                    batch_size=1), None) is None:
+            raise EmptyKind(kind, namespace,
+                            datastore_types.ResolveAppId(None))
+
+
+def create_snapshot(kinds=None, batchsize=None, namespace=None, codec=None,
+                    allow_empty=True):
     """Start a snapshot of ``kinds`` (default: all) of ``namespace``.
 
     Everything is checked before anything is written: a bad argument raises
-    ``InvalidInput`` and creates no snapshot.
+    ``InvalidInput`` and creates no snapshot. Without ``allow_empty`` a
+    kind that has no entities (often a typo) is one (``EmptyKind``).
     """
     batchsize = validate_batchsize(
         defaults.BATCH_SIZE if batchsize is None else batchsize)
@@ -77,6 +85,8 @@ def create_snapshot(kinds=None, batchsize=None, namespace=None, codec=None):
     elif isinstance(kinds, str):
         raise InvalidInput('kinds', kinds, 'must be a list of kind names')
     kinds = list(dict.fromkeys(validate_kind(kind) for kind in kinds))
+    if not allow_empty:
+        _check_not_empty(kinds, namespace)
     snap = Snapshot(kinds=kinds, namespace=namespace, batchsize=batchsize,
                     codec=codec)
     if not kinds:

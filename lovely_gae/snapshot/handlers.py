@@ -59,14 +59,15 @@ def compile_path(path):
 class SnapshotApp:
     """Routes paths to handlers after the access check (``access.py``)."""
 
-    def __init__(self, handlers=None, token=None):
+    def __init__(self, handlers=None, token=None, app_engine_headers=None):
         self.routes = [(compile_path(path), handler) for path, handler in
                        (HANDLER_TUPLES if handlers is None else handlers)]
         self.token = token
+        self.app_engine_headers = app_engine_headers
 
     @wsgify
     def __call__(self, request):
-        check_access(request, self.token)
+        check_access(request, self.token, self.app_engine_headers)
         for pattern, handler in self.routes:
             match = pattern.match(request.path_info)
             if match:

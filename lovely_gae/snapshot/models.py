@@ -177,6 +177,8 @@ class Snapshot(LibraryModel):
         return {'id': self.id, 'status': self.status, 'kinds': self.kinds,
                 'namespace': self.namespace, 'batchsize': self.batchsize,
                 'codec': self.codec, 'progress': self.progress(),
+                'range_counts': {kind: self.range_count(kind)
+                                 for kind in self.kinds},
                 'error': self.error, 'created': iso(self.created),
                 'modified': iso(self.modified),
                 'restore': self.restore_progress()}
