@@ -3,7 +3,7 @@
 __all__ = [
     'LovelyGaeError', 'InvalidInput', 'TaskError', 'SnapshotError',
     'EmptyKind', 'SnapshotNotFound', 'SnapshotNotFinished', 'RangeCorrupted',
-    'OutFileExists', 'DownloadError', 'AccessDenied',
+    'RestoreRunning', 'OutFileExists', 'DownloadError', 'AccessDenied',
 ]
 
 
@@ -62,6 +62,18 @@ class RangeCorrupted(SnapshotError):
     def __init__(self, snapshot_id, range_name, reason):
         self.range_name, self.reason = range_name, reason
         super().__init__(snapshot_id, 'range %s: %s' % (range_name, reason))
+
+
+class RestoreRunning(LovelyGaeError):
+    """A kind is being restored already: one restore of a kind at a time."""
+
+    def __init__(self, kind, namespace, snapshot_id, restore_id):
+        self.kind, self.namespace = kind, namespace
+        self.snapshot_id, self.restore_id = snapshot_id, restore_id
+        super().__init__(
+            'kind %r of namespace %r is being restored from snapshot %s '
+            '(restore %s); wait until it has ended' % (
+                kind, namespace, snapshot_id, restore_id))
 
 
 class OutFileExists(LovelyGaeError, RuntimeError):

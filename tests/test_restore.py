@@ -1,16 +1,38 @@
-"""A restore counts its ranges apart from the snapshot, exactly once."""
+"""A restore is whole, single and visible: checked first, one per kind."""
 import pytest
-from google.appengine.ext import db
+from google.appengine.ext import db, ndb
 
-from lovely_gae import async_, defaults, entities
+from lovely_gae import async_, completion, entities
+from lovely_gae.exceptions import RangeCorrupted, RestoreRunning
 from lovely_gae.snapshot import api, restore
-from lovely_gae.snapshot.restore import RestoreProgress
-from tests.conftest import Dummy, all_bytes
+from lovely_gae.snapshot.models import Restore, RangeBackup
+from tests.conftest import Dummy, Yummy, all_bytes
 
 
 def _restore_tasks():
     return [task for task in async_.get_tasks()
-            if task.func.endswith(':restore_range')]
+            if task.func.endswith(':restore_ranges')]
+
+
+def rerun(task):
+    """Run a task again by hand, as a retry of it would."""
+    args, kwargs = task.arguments()
+    async_.resolve(task.func)(*args, **kwargs)
+
+
+def state(kinds=('Dummy',)):
+    """What a refused restore must leave as it was."""
+    return (all_bytes(kinds), len(async_.get_tasks()),
+            [(r.id, r.status) for r in Restore.all()])
+
+
+@pytest.fixture
+def large(monkeypatch):
+    """Restores too large to be checked in the call that starts them."""
+    monkeypatch.setattr(restore, 'INLINE_RANGES', 1)
+    monkeypatch.setattr(restore, 'CHECK_RANGES', 2)
+    monkeypatch.setattr(restore, 'WRITE_RANGES', 2)
+    monkeypatch.setattr(restore, 'FAN_OUT', 2)
 
 
 def test_progress_counts_ranges_while_a_restore_runs(make_entities,
@@ -26,66 +48,103 @@ def test_progress_counts_ranges_while_a_restore_runs(make_entities,
     assert run_tasks(recursive=True) == 2
     progress = api.get_snapshot(snap.id).restore_progress()
     assert (progress['status'], progress['ranges_done'],
-            progress['ranges_total']) == ('finished', 3, 3)
+            progress['ranges_total'], progress['entities']) == (
+        'finished', 3, 3, 30)
 
 
+@pytest.mark.parametrize('size', ['small', 'large'])
 def test_restore_tasks_run_twice_do_no_harm(make_entities, finished_snapshot,
-                                            run_tasks):
+                                            run_tasks, request, size):
+    if size == 'large':
+        request.getfixturevalue('large')
     keys = make_entities(Dummy, 30)
     before = all_bytes(['Dummy'])
     snap = finished_snapshot(['Dummy'], batchsize=10)
     db.delete(keys[::2])
+    extra = make_entities(Dummy, 3)
     snap.restore()
+    while not _restore_tasks():
+        run_tasks(max_tasks=1)
     tasks = _restore_tasks()
-    assert len(tasks) == 3
     for task in tasks + tasks:  # each range twice, as a retry would
-        args, kwargs = task.arguments()
-        restore.restore_range(*args, **kwargs)
+        rerun(task)
     assert all_bytes(['Dummy']) == before
-    assert api.get_snapshot(snap.id).restore_progress()['status'] == \
-        'finished'
+    assert db.get(extra) == [None] * 3
+    progress = api.get_snapshot(snap.id).restore_progress()
+    assert progress['status'] == 'finished'
     later = make_entities(Dummy, 2)  # written after the restore ended
     run_tasks(recursive=True)  # the queued tasks now find their ranges done
     assert None not in db.get(later)
     assert Dummy.all().count() == 32
 
 
-def test_a_newer_restore_stops_the_tasks_of_an_earlier_one(
-        make_entities, finished_snapshot, run_tasks):
-    keys = make_entities(Dummy, 30)
-    before = all_bytes(['Dummy'])
-    snap = finished_snapshot(['Dummy'], batchsize=10)
+def test_a_large_restore_checks_then_writes_in_tasks(
+        make_entities, finished_snapshot, run_tasks, large):
+    keys = make_entities(Dummy, 45)
+    make_entities(Yummy, 5)
+    before = all_bytes(['Dummy', 'Yummy'])
+    snap = finished_snapshot(['Dummy', 'Yummy'], batchsize=10)
+    db.delete(keys[:20])
     snap.restore()
-    earlier = _restore_tasks()
-    snap.restore()
-    db.delete(keys)
-    for task in earlier:
-        args, kwargs = task.arguments()
-        restore.restore_range(*args, **kwargs)
-    assert Dummy.all().count() == 0  # the earlier restore put nothing back
-    run_tasks(recursive=True)
-    assert all_bytes(['Dummy']) == before
-    assert api.get_snapshot(snap.id).restore_progress()['ranges_done'] == 3
-
-
-def test_a_restore_begun_by_a_version_counting_on_the_snapshot_finishes(
-        make_entities, finished_snapshot, run_tasks):
-    keys = make_entities(Dummy, 30)
-    before = all_bytes(['Dummy'])
-    snap = finished_snapshot(['Dummy'], batchsize=10)
-    db.delete(keys)
-    snap.restore()
-    run_tasks(max_tasks=1)
-    progress = db.get(RestoreProgress.key_of(snap.id))
-    older = api.get_snapshot(snap.id)  # as that version left it
-    older.restore_done = progress.done
-    older.put()
-    db.delete(progress)
-    assert older.restore_progress()['ranges_done'] == 1
-    assert run_tasks(recursive=True) == 2
-    assert all_bytes(['Dummy']) == before
+    assert api.get_snapshot(snap.id).restore_progress()['status'] == (
+        'checking')
+    ran = run_tasks(recursive=True)
+    # Fan-out pages of 2, check tasks of 2 ranges, write tasks of 2 ranges:
+    # Dummy has 5 ranges, Yummy 1: 4 checks, 4 writes, 2 + 2 fan-outs.
+    assert ran == 12
+    assert all_bytes(['Dummy', 'Yummy']) == before
     progress = api.get_snapshot(snap.id).restore_progress()
-    assert (progress['status'], progress['ranges_done']) == ('finished', 3)
+    assert (progress['status'], progress['ranges_done'],
+            progress['entities']) == ('finished', 6, 50)
+
+
+def _corrupt(snap, kind='Dummy', position=1):
+    backup = [rb for rb in snap.range_backups(kind)
+              if rb.position == position][0]
+    data = bytearray(backup.data)
+    data[len(data) // 2] ^= 1
+    backup.data = bytes(data)
+    backup.put()
+
+
+def _drop(snap, kind='Dummy', position=1):
+    db.delete([rb for rb in snap.range_backups(kind)
+               if rb.position == position][0])
+
+
+@pytest.mark.parametrize('damage', [_corrupt, _drop])
+def test_a_damaged_snapshot_is_refused_before_anything_is_written(
+        make_entities, finished_snapshot, damage):
+    keys = make_entities(Dummy, 30)
+    snap = finished_snapshot(['Dummy'], batchsize=10)
+    db.delete(keys[:25])
+    damage(snap)
+    before = state()
+    with pytest.raises(RangeCorrupted) as raised:
+        snap.restore()
+    assert 'RB:%d:Dummy:0000000001' % snap.id in str(raised.value)
+    assert state() == before
+    assert api.get_snapshot(snap.id).restore_progress() is None
+    with pytest.raises(RangeCorrupted):
+        snap.restore(dry_run=True)
+
+
+@pytest.mark.parametrize('damage', [_corrupt, _drop])
+def test_a_damaged_large_snapshot_ends_in_error_with_nothing_written(
+        make_entities, finished_snapshot, run_tasks, large, damage):
+    keys = make_entities(Dummy, 50)
+    snap = finished_snapshot(['Dummy'], batchsize=10)
+    db.delete(keys[:25])
+    damage(snap, position=3)
+    before = all_bytes(['Dummy'])
+    snap.restore()
+    run_tasks(recursive=True)
+    progress = api.get_snapshot(snap.id).restore_progress()
+    assert progress['status'] == 'error'
+    assert 'RB:%d:Dummy:0000000003' % snap.id in progress['error']
+    assert all_bytes(['Dummy']) == before  # not one range put back
+    assert async_.get_tasks() == []  # nothing left running either
+    snap.restore(kinds=['Dummy'])  # the kind is free again
 
 
 def test_a_range_that_keeps_failing_puts_the_restore_in_error(
@@ -109,27 +168,97 @@ def test_a_range_that_keeps_failing_puts_the_restore_in_error(
     run_tasks(recursive=True, wait=True, deadline=30)
     progress = api.get_snapshot(snap.id).restore_progress()
     assert progress['status'] == 'error'
-    assert 'restore_range failed after 2 attempts' in progress['error']
+    assert 'restore_ranges failed after 2 attempts' in progress['error']
     assert 'RuntimeError: disk on fire' in progress['error']
     assert (progress['ranges_done'], progress['ranges_total']) == (2, 3)
     assert Dummy.all().count() == 20
+    monkeypatch.setattr(entities, 'put_encoded', put_encoded)
+    snap.restore()  # the failed restore let go of its kind
+    run_tasks(recursive=True)
+    assert Dummy.all().count() == 30
 
 
-def test_deleting_a_snapshot_deletes_its_restore_progress(
-        make_entities, finished_snapshot, run_tasks):
+def test_one_restore_of_a_kind_at_a_time(make_entities, finished_snapshot,
+                                         run_tasks):
+    make_entities(Dummy, 5)
+    make_entities(Yummy, 5)
+    first = finished_snapshot(['Dummy', 'Yummy'])
+    second = finished_snapshot(['Dummy'])
+    first.restore(kinds=['Dummy'])
+    running = api.get_snapshot(first.id).restore_id
+    before = state(('Dummy', 'Yummy'))
+    with pytest.raises(RestoreRunning) as raised:
+        second.restore()
+    assert str(raised.value) == (
+        "kind 'Dummy' of namespace '' is being restored from snapshot %d "
+        "(restore %s); wait until it has ended" % (first.id, running))
+    with pytest.raises(RestoreRunning):
+        first.restore()
+    assert state(('Dummy', 'Yummy')) == before
+    assert api.get_snapshot(second.id).restore_progress() is None
+    first.restore(kinds=['Yummy'])  # another kind may go meanwhile
+    run_tasks(recursive=True)
+    second.restore()  # and the kind again once the first has ended
+    run_tasks(recursive=True)
+    assert api.get_snapshot(second.id).restore_progress()['status'] == (
+        'finished')
+
+
+def test_a_restore_starts_with_its_tasks_or_not_at_all(
+        make_entities, finished_snapshot, monkeypatch):
+    make_entities(Dummy, 5)
+    snap = finished_snapshot(['Dummy'])
+
+    def broken(tasks):
+        raise RuntimeError('queue unavailable')
+    monkeypatch.setattr(async_, 'defer_many', broken)
+    with pytest.raises(RuntimeError):
+        snap.restore()
+    monkeypatch.undo()
+    assert api.get_snapshot(snap.id).restore_progress() is None
+    assert Restore.all().count() == 0
+    snap.restore()  # no lock was left behind
+
+
+class Note(ndb.Model):
+    text = ndb.StringProperty()
+
+
+def test_ndb_apps_see_what_a_restore_put_back(finished_snapshot, run_tasks):
+    kept, changed = Note(text='kept'), Note(text='before')
+    ndb.put_multi([kept, changed])
+    snap = finished_snapshot(['Note'])
+    changed.text = 'after'
+    extra = Note(text='extra')
+    ndb.put_multi([changed, extra])
+    for note in (changed, extra):  # now in ndb's memcache
+        assert note.key.get(use_cache=False).text in ('after', 'extra')
+    snap.restore()
+    run_tasks(recursive=True)
+    assert changed.key.get(use_cache=False).text == 'before'
+    assert extra.key.get(use_cache=False) is None
+
+
+def test_deleting_a_snapshot_deletes_its_restores(
+        make_entities, finished_snapshot, run_tasks, monkeypatch):
     make_entities(Dummy, 3)
     snap = finished_snapshot(['Dummy'])
     snap.restore()
     run_tasks(recursive=True)
-    assert RestoreProgress.all().count() == 1
+    snap.restore()
+    run_tasks(max_tasks=0)
+    assert Restore.all().count() == 2
+    assert completion.Done.all().count() >= 1
     api.get_snapshot(snap.id).delete()
-    assert RestoreProgress.all().count() == 0
+    run_tasks(recursive=True)
+    assert Restore.all().count() == 0
+    assert completion.Done.all().count() == 0
+    assert RangeBackup.all().count() == 0
 
 
-def _interleaved(monkeypatch, finished_snapshot, namespace):
-    """A snapshot of 1200 entities; then 1300 not in it put among them,
-    100 of it deleted, 50 changed; and a scan that hands over every 500
-    keys. Returns ``(snapshot, bytes it holds, keys now stored)``."""
+@pytest.mark.parametrize('namespace', ['', 'tenant'])
+def test_each_range_deletes_what_the_snapshot_lacks_within_its_bounds(
+        finished_snapshot, run_tasks, namespace):
     def key(number):
         return db.Key.from_path('Dummy', 'k%05d' % number,
                                 namespace=namespace)
@@ -139,42 +268,13 @@ def _interleaved(monkeypatch, finished_snapshot, namespace):
     put(range(0, 2400, 2))
     before = all_bytes(['Dummy'], namespace)
     snap = finished_snapshot(['Dummy'], namespace=namespace)
+    # Not in it: between its keys, before the first and after the last.
     put(list(range(1, 2400, 2)) + list(range(2400, 2600, 2)), 'new')
+    db.put(Dummy(key=db.Key.from_path('Dummy', 'a', namespace=namespace)))
     db.delete([key(i) for i in range(0, 200, 2)])
     put(range(1000, 1100, 2), 'changed')
-    monkeypatch.setattr(defaults, 'PASS_SECONDS', 0.0)
-    stored = sum(1 for _ in entities.iter_range_keys('Dummy', namespace))
-    return snap, before, stored
-
-
-@pytest.mark.parametrize('namespace', ['', 'tenant'])
-def test_the_scan_for_stale_entities_goes_on_in_tasks_of_its_own(
-        monkeypatch, finished_snapshot, run_tasks, namespace):
-    snap, before, stored = _interleaved(monkeypatch, finished_snapshot,
-                                        namespace)
-    assert stored == 2400
     snap.restore()
-    ranges = snap.range_count('Dummy')
-    # The scan looks at 500 keys a task: 4 more tasks go on after the first.
-    assert run_tasks(recursive=True) == ranges + stored // restore._SCAN_CHECK
+    assert run_tasks(recursive=True) == snap.range_count('Dummy') == 6
     assert all_bytes(['Dummy'], namespace) == before
     progress = api.get_snapshot(snap.id).restore_progress()
-    assert (progress['status'], progress['ranges_done']) == (
-        'finished', ranges)
-
-
-def test_a_task_that_goes_on_with_the_scan_run_twice_does_no_harm(
-        monkeypatch, finished_snapshot, run_tasks):
-    snap, before, _ = _interleaved(monkeypatch, finished_snapshot, '')
-    snap.restore()
-    going_on = []
-    while not going_on:
-        assert run_tasks(max_tasks=1) == 1
-        going_on = [task for task in _restore_tasks()
-                    if task.arguments()[1].get('after') is not None]
-    args, kwargs = going_on[0].arguments()
-    restore.restore_range(*args, **kwargs)  # ran, then its worker died
-    run_tasks(recursive=True)  # its retry, and the rest
-    assert all_bytes(['Dummy']) == before
-    assert api.get_snapshot(snap.id).restore_progress()['status'] == (
-        'finished')
+    assert (progress['status'], progress['deleted']) == ('finished', 1301)

@@ -5,7 +5,8 @@ only, so a link or an image tag in a page can never start one.
 """
 from webob import exc
 
-from ..exceptions import InvalidInput, SnapshotNotFinished
+from ..exceptions import (InvalidInput, RangeCorrupted, RestoreRunning,
+                          SnapshotNotFinished)
 from . import api
 from .access import refuse
 from .web import allow, bool_param, int_param, json_response, snapshot_or_404
@@ -60,7 +61,7 @@ def restore(request):
     dry_run = bool_param(request, 'dry_run')
     try:
         plan = snap.restore(kinds=kinds, dry_run=dry_run)
-    except SnapshotNotFinished as error:
+    except (SnapshotNotFinished, RestoreRunning, RangeCorrupted) as error:
         raise refuse(exc.HTTPConflict, str(error)) from error
     except InvalidInput as error:
         raise refuse(exc.HTTPBadRequest, str(error)) from error

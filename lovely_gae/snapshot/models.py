@@ -5,7 +5,7 @@ import re
 
 from google.appengine.ext import db
 
-from .. import batch, defaults, entities
+from .. import batch, completion, defaults, entities
 from ..base import (JsonProperty, KeyProperty, LibraryModel, bit_is_set,
                     done_bits, get_all, prefixed, set_bit)
 from ..exceptions import RangeCorrupted, SnapshotNotFinished
@@ -13,7 +13,10 @@ from ..serializers import default_serializer
 from . import storage
 
 __all__ = ['Status', 'Snapshot', 'RangeBackup', 'RangeBackupPart',
-           'iter_backups']
+           'RestoreStatus', 'Restore', 'backup_keys', 'iter_backups']
+
+
+_RANGE_NAME = re.compile(r'(\d{10}):\d+')
 
 
 class Status(str, enum.Enum):
@@ -39,6 +42,32 @@ class _SnapshotReference(db.ReferenceProperty):
         super().__property_config__(model_class, property_name)
         setattr(self.reference_class, self.collection_name,
                 _ReverseReference(model_class, property_name))
+
+
+def backup_keys(snapshot_id, kind, first, count):
+    """Keys of the range backups ``first`` to ``first + count - 1`` of
+    ``kind``; ``RangeCorrupted`` names the first one that is not there
+    exactly once."""
+    prefix = 'RB:%d:%s:' % (snapshot_id, kind)
+    query = RangeBackup.all(keys_only=True).filter(
+        '__key__ >=', RangeBackup.key_for('%s%010d:' % (prefix, first))).filter(
+        '__key__ <', RangeBackup.key_for('%s%010d:' % (prefix, first + count)))
+    keys, positions = [], []
+    for key in query.run(batch_size=1000):
+        # A name prefix can be another kind's (kind ``A`` and
+        # ``A:0000000001``): only names that end in position:size count.
+        match = _RANGE_NAME.fullmatch(key.name()[len(prefix):])
+        if match:
+            keys.append(key)
+            positions.append(int(match.group(1)))
+    expected = list(range(first, first + count))
+    if positions != expected:
+        missing = sorted(set(expected) - set(positions))
+        position = missing[0] if missing else first
+        raise RangeCorrupted(snapshot_id, '%s%010d' % (prefix, position),
+                             'its range backup is missing' if missing
+                             else 'stored twice')
+    return keys
 
 
 def iter_backups(snapshot_id, keys, max_ranges=100, max_bytes=8 << 20):
@@ -93,15 +122,8 @@ class Snapshot(LibraryModel):
     error = db.TextProperty()
     created = db.DateTimeProperty(auto_now_add=True)
     modified = db.DateTimeProperty(auto_now=True, indexed=False)
-    # The latest restore of this snapshot. While it runs, its ranges are
-    # counted in a ``restore.RestoreProgress``; ``restore_done`` has them
-    # once it has finished.
+    # The latest restore of this snapshot (a ``Restore``'s key name).
     restore_id = db.StringProperty(indexed=False)
-    restore_status = db.StringProperty(indexed=False)
-    restore_kinds = db.StringListProperty(indexed=False)
-    restore_done = JsonProperty()
-    restore_error = db.TextProperty()
-    restored = db.DateTimeProperty(indexed=False)
 
     @property
     def id(self):
@@ -184,17 +206,11 @@ class Snapshot(LibraryModel):
                 'restore': self.restore_progress()}
 
     def restore_progress(self):
+        """The latest restore's ``Restore.to_dict()``, or None."""
         if not self.restore_id:
             return None
-        done = self.restore_done
-        if self.restore_status != self.STATUS_FINISHED:
-            from .restore import ranges_restored  # counted apart meanwhile
-            counted = ranges_restored(self)
-            done = done if counted is None else counted
-        return {'status': self.restore_status, 'kinds': self.restore_kinds,
-                'ranges_done': self._count(done),
-                'ranges_total': self.ranges_total(self.restore_kinds),
-                'error': self.restore_error}
+        found = db.get(Restore.key_for(self.restore_id))
+        return None if found is None else found.to_dict()
 
     def is_done(self, kind, position, done=None):
         return bit_is_set(self.done if done is None else done, kind,
@@ -221,16 +237,20 @@ class Snapshot(LibraryModel):
         return (rb for rb in prefixed(RangeBackup, self._backup_prefix(kind))
                 if kind is None or rb.range_kind == kind)
 
-    def range_backup_keys(self, kind=None):
-        """Keys of the range backups (of ``kind``) in key order, data unread.
+    def range_backup_keys(self, kind=None, first=0, count=None):
+        """Keys of the range backups of ``kind`` (of every kind, in key
+        order, when None), from position ``first`` on (``count`` of them;
+        default: the rest), data unread.
 
-        A name prefix can be another kind's (kind ``A`` and ``A:0000000001``),
-        so only names that end in ``<position>:<size>`` count.
+        Each must be there exactly once, as the snapshot counted its ranges,
+        else ``RangeCorrupted`` names the first one missing.
         """
-        prefix = self._backup_prefix(kind)
-        rest = r'.*:\d{10}:\d+' if kind is None else r'\d{10}:\d+'
-        return [key for key in prefixed(RangeBackup, prefix, keys_only=True)
-                if re.fullmatch(rest, key.name()[len(prefix):])]
+        if kind is None:
+            return [key for name in sorted(self.kinds)
+                    for key in self.range_backup_keys(name)]
+        if count is None:
+            count = self.range_count(kind) - first
+        return backup_keys(self.id, kind, first, count)
 
     def range_backup(self, kind, position):
         """The stored range, or None; a name prefix can be another kind's."""
@@ -399,3 +419,62 @@ class RangeBackupPart(LibraryModel):
         # parts of a snapshot share the prefix ``RBP:<snapshot id>:``.
         return 'RBP%s:%s:%04d' % (range_prefix[2:], token, index)
 
+
+
+class RestoreStatus(str, enum.Enum):
+    CHECKING = 'checking'
+    RUNNING = 'running'
+    FINISHED = 'finished'
+    ERROR = 'error'
+
+
+class Restore(LibraryModel):
+    """One restore of some kinds of a snapshot (key name: its id).
+
+    It checks every range first (``checking``), then puts them back
+    (``running``); its tasks' ``completion`` jobs count what is done.
+    """
+
+    snapshot_id = db.IntegerProperty()  # to find them when it is deleted
+    namespace = db.StringProperty(indexed=False)
+    kinds = db.StringListProperty(indexed=False)
+    # Ranges per kind, in the order of ``kinds``.
+    totals = db.ListProperty(int, indexed=False)
+    # Ranges one writing task puts back at most.
+    per_task = db.IntegerProperty(default=1, indexed=False)
+    status = db.StringProperty(default=RestoreStatus.CHECKING.value,
+                               indexed=False)
+    error = db.TextProperty()
+    entities = db.IntegerProperty(default=0, indexed=False)
+    deleted = db.IntegerProperty(default=0, indexed=False)
+    created = db.DateTimeProperty(auto_now_add=True, indexed=False)
+    finished = db.DateTimeProperty(indexed=False)
+
+    @classmethod
+    def kind(cls):
+        return 'LovelyGaeRestore'
+
+    @property
+    def id(self):
+        return self.key().name()
+
+    def job(self, phase):
+        """The ``completion`` job of a phase: ``check`` or ``write``."""
+        return 'R:%s:%s' % (self.id, phase)
+
+    def ranges_total(self):
+        return sum(self.totals)
+
+    def ranges_done(self):
+        if self.status == RestoreStatus.FINISHED.value:
+            return self.ranges_total()
+        if self.status == RestoreStatus.CHECKING.value:
+            return 0
+        return completion.tally(self.job('write')).get('ranges', 0)
+
+    def to_dict(self):
+        return {'id': self.id, 'status': self.status, 'kinds': self.kinds,
+                'ranges_done': self.ranges_done(),
+                'ranges_total': self.ranges_total(),
+                'entities': self.entities, 'deleted': self.deleted,
+                'error': self.error}

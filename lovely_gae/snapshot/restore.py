@@ -1,300 +1,334 @@
-"""Restoring a snapshot exactly: one task per range, and a dry run.
+"""Restoring a snapshot exactly, range by range, in parallel tasks.
 
-Each range's task puts the range's entities back as they were stored. The
-task of a kind's first range also deletes the entities of the kind that the
-snapshot does not hold: one key-ordered scan of the kind, merged with the
-snapshot's keys range by range, so it costs one pass over the kind (a query
-per range may cost the whole kind each time) and holds one range's keys.
-After ``defaults.PASS_SECONDS`` the scan goes on in a task of its own,
-which starts after the last key looked at; the first range is put back
-and counted by the task that reaches the kind's end.
+A restore first checks every range it will put back: each range backup is
+there, once, and its stored bytes match their sha256, their entity count,
+their kind, namespace and key bounds. Only then does it write, so a damaged
+snapshot is refused whole, never half put back. Each range's task puts the
+range's entities back as they were stored and deletes the entities now
+stored within the range's key bounds that the range does not hold. The
+ranges of a kind cover its whole key space, so together they delete every
+entity the snapshot lacks, each task reading only its own range.
 
-A restore counts its ranges in a ``RestoreProgress`` of its own: a small
-entity that each range task reads and commits, where the snapshot carries
-all its markers. The snapshot is written when the restore starts and when
-it ends (or fails).
+A kind of a namespace is restored by one restore at a time: a restore
+locks its kinds in the transaction that starts it and frees them in the one
+that ends it (finished or failed).
+
+A small restore (``INLINE_RANGES`` ranges, ``INLINE_BYTES`` stored) is
+checked in the call that starts it, and its tasks, one a range, commit with
+its start. A larger one starts with a task that fans out checking tasks a
+page at a time; when all have passed (``completion``), writing tasks fan
+out the same way, each putting back up to ``WRITE_RANGES`` ranges. Every
+write invalidates ndb's cache of the keys it touches (``cache``).
 """
-import bisect
 import collections
-import time
+import logging
 import uuid
 
 from google.appengine.ext import db
 
-from .. import async_, defaults, entities
-from ..base import (JsonProperty, LibraryModel, bit_is_set, done_bits,
-                    retrying, set_bit, transaction, utcnow)
-from ..exceptions import InvalidInput, RangeCorrupted
-from .models import RangeBackup, iter_backups
-from .ranges import get_snapshot
+from .. import async_, cache, completion, defaults, entities
+from ..base import LibraryModel, transaction, utcnow
+from ..exceptions import (InvalidInput, RangeCorrupted, RestoreRunning,
+                          SnapshotNotFound)
+from .models import (Restore, RestoreStatus, Snapshot, backup_keys,
+                     iter_backups)
 
-__all__ = ['RestoreProgress', 'restore', 'restore_range', 'restore_failed',
-           'plan_kind', 'ranges_restored', 'forget']
+__all__ = ['restore', 'restore_failed', 'plan_kind', 'forget',
+           'INLINE_RANGES', 'INLINE_BYTES', 'CHECK_RANGES', 'WRITE_RANGES']
 
-#: Entities per put request at most, as the datastore allows.
-_PUT_BATCH = 500
-#: Keys the scan for stale entities looks at between looks at the clock.
-_SCAN_CHECK = 500
-#: Bytes of entities per put request at most: the datastore takes 1 MiB per
-#: request, and the request's own fields need a little of it.
-_PUT_BYTES = 1024 * 1024 - 1024
+log = logging.getLogger(__name__)
+
+#: Ranges a restore checks in the call that starts it at most; its tasks,
+#: one a range, then commit with its start (a transaction spans 25 entity
+#: groups: the snapshot, the restore, the locks and these tasks).
+INLINE_RANGES = 20
+#: Stored bytes a restore checks in the call that starts it at most.
+INLINE_BYTES = 16 * 1024 * 1024
+#: Ranges one checking task checks.
+CHECK_RANGES = 20
+#: Ranges one writing task of a large restore puts back.
+WRITE_RANGES = 4
+#: Tasks one fan-out task queues, with the next fan-out task.
+FAN_OUT = 100
+#: Bytes of entities per put request at most: the request's own fields
+#: need a little of the datastore's 1 MiB.
+_PUT_BYTES = defaults.MAX_REQUEST_BYTES - 1024
 
 
-class RestoreProgress(LibraryModel):
-    """Which ranges the latest restore of a snapshot has put back.
+class _Lock(LibraryModel):
+    """A kind of a namespace that a restore is putting back.
 
-    One per snapshot (key name ``RP:<snapshot id>``), rewritten when a
-    restore starts; a task whose ``restore_id`` it no longer holds belongs
-    to an earlier restore and stops.
+    All locks are children of one root, so that a restore's start takes
+    them all in one entity group of its transaction.
     """
 
     restore_id = db.StringProperty(indexed=False)
-    totals = JsonProperty()  # {kind: number of ranges}
-    done = JsonProperty()  # {kind: hex bits}, as ``Snapshot.restore_done``
+    snapshot_id = db.IntegerProperty(indexed=False)
 
     @classmethod
-    def key_of(cls, snapshot_id):
-        return cls.key_for('RP:%d' % snapshot_id)
+    def kind(cls):
+        return 'LovelyGaeRestoreLock'
 
     @classmethod
-    def start(cls, snap):
-        """The progress of ``snap``'s current restore, unsaved."""
-        return cls(key=cls.key_of(snap.id), restore_id=snap.restore_id,
-                   totals={kind: snap.range_count(kind)
-                           for kind in snap.restore_kinds})
-
-    def is_done(self, kind, position):
-        return bit_is_set(self.done, kind, position)
-
-    def mark_done(self, kind, position):
-        set_bit(self.done, kind, position)
-
-    def finished(self):
-        return all(done_bits(self.done.get(kind)) == (1 << count) - 1
-                   for kind, count in self.totals.items())
+    def key_of(cls, namespace, kind):
+        root = db.Key.from_path(cls.kind(), 'locks',
+                                namespace=defaults.NAMESPACE)
+        return db.Key.from_path(cls.kind(), '%s:%s' % (namespace, kind),
+                                parent=root)
 
 
-
-def _progress(snapshot_id, restore_id):
-    progress = db.get(RestoreProgress.key_of(snapshot_id))
-    if progress is None or progress.restore_id != restore_id:
-        return None
-    return progress
+def _lock_keys(record):
+    return [_Lock.key_of(record.namespace, kind) for kind in record.kinds]
 
 
-def ranges_restored(snap):
-    """The done bits of ``snap``'s current restore, or None if it counts on
-    the snapshot (a restore begun by an older version)."""
-    progress = _progress(snap.id, snap.restore_id)
-    return None if progress is None else progress.done
+def _take_locks(record):
+    """The locks of ``record``'s kinds, unsaved; ``RestoreRunning`` if one
+    is held (inside the transaction that saves them)."""
+    for key, held in zip(_lock_keys(record), db.get(_lock_keys(record))):
+        if held is not None:
+            raise RestoreRunning(key.name().split(':', 1)[1],
+                                 record.namespace, held.snapshot_id,
+                                 held.restore_id)
+    return [_Lock(key=key, restore_id=record.id,
+                  snapshot_id=record.snapshot_id)
+            for key in _lock_keys(record)]
 
 
-def forget(snapshot_id):
-    """Delete what restores of a snapshot leave behind (with the snapshot)."""
-    retrying(db.delete, RestoreProgress.key_of(snapshot_id))
+def _bounds(backup):
+    return tuple(None if key is None else entities.sort_key(key._ToPb())
+                 for key in (backup.start, backup.end))
 
 
-def restore_failed(message, snapshot_id, restore_id):
-    """``on_failure`` of a restore's tasks: the restore goes to error."""
-    def fail():
-        snap = get_snapshot(snapshot_id)
-        if snap is not None and snap.restore_id == restore_id:
-            snap.restore_status = 'error'
-            snap.restore_error = message
-            snap.put()
-    transaction(fail)
+def _records(backup, namespace):
+    """Yield ``(record, reference)`` of a range, checked on the way: its
+    bytes (before the first is handed out), kind, namespace and bounds."""
+    start, end = _bounds(backup)
+    count = 0
+    for record in backup.iter_records():
+        reference = entities.EntityProto.FromString(record).key
+        place = entities.sort_key(reference)
+        if (reference.path.element[-1].type != backup.range_kind
+                or reference.name_space != namespace
+                or start is not None and place < start
+                or end is not None and place >= end):
+            raise RangeCorrupted(backup.snapshot_id, backup.name,
+                                 'holds an entity outside the range')
+        count += 1
+        yield record, reference
+    if count != backup.count:
+        raise RangeCorrupted(backup.snapshot_id, backup.name,
+                             'holds %d entities, %d were stored'
+                             % (count, backup.count))
+
+
+def _check(backups, namespace):
+    for backup in backups:
+        collections.deque(_records(backup, namespace), maxlen=0)
+
+
+def _leaf(record, phase, index):
+    """``(kind, first position, ranges)`` of task ``index`` of a phase."""
+    per = CHECK_RANGES if phase == 'check' else record.per_task
+    for kind, total in zip(record.kinds, record.totals):
+        tasks = -(-total // per)
+        if index < tasks:
+            first = index * per
+            return kind, first, min(per, total - first)
+        index -= tasks
+    return None
+
+
+def _leaves(record, phase):
+    per = CHECK_RANGES if phase == 'check' else record.per_task
+    return sum(-(-total // per) for total in record.totals)
+
+
+def _task(record, phase, index):
+    kind, first, count = _leaf(record, phase, index)
+    func = check_ranges if phase == 'check' else restore_ranges
+    return async_.make_task(func, args=(record.id, index, kind, first, count),
+                            on_failure=restore_failed,
+                            on_failure_args=(record.id,))
 
 
 def restore(snap, kinds=None, dry_run=False):
     """Start a restore of ``snap`` (see ``Snapshot.restore``)."""
-    snap = get_snapshot(snap.id) or snap  # its stored state, not a stale copy
+    snap = _snapshot(snap.id) or snap  # its stored state, not a stale copy
     snap.check_finished()
-    kinds = list(snap.kinds) if kinds is None else list(kinds)
+    kinds = list(dict.fromkeys(snap.kinds if kinds is None else kinds))
     for kind in kinds:
         if kind not in snap.kinds:
             raise InvalidInput('kind', kind, 'not in snapshot %d' % snap.id)
     if dry_run:
         return {kind: plan_kind(snap, kind) for kind in kinds}
-    restore_id = uuid.uuid4().hex
+    record = Restore(key=Restore.key_for(uuid.uuid4().hex),
+                     snapshot_id=snap.id, namespace=snap.namespace,
+                     kinds=kinds,
+                     totals=[snap.range_count(kind) for kind in kinds])
+    keys = []
+    if record.ranges_total() <= INLINE_RANGES:  # listed here: a few keys
+        keys = [key for kind in kinds for key in snap.range_backup_keys(kind)]
+    stored = sum(int(key.name().rsplit(':', 1)[1]) for key in keys)
+    if keys and stored <= INLINE_BYTES:
+        _check(iter_backups(snap.id, keys), snap.namespace)
+        record.status = RestoreStatus.RUNNING.value
+        tasks = [_task(record, 'write', index)
+                 for index in range(_leaves(record, 'write'))]
+    else:
+        record.per_task = WRITE_RANGES
+        tasks = [async_.make_task(fan_out, args=(record.id, 'check', 0),
+                                  on_failure=restore_failed,
+                                  on_failure_args=(record.id,))]
+    if not kinds:
+        record.status, tasks = RestoreStatus.FINISHED.value, []
+    transaction(_begin, snap.id, record, tasks)
+    return None
 
-    def begin():
-        current = get_snapshot(snap.id)
-        current.restore_id = restore_id
-        current.restore_status = 'running' if kinds else 'finished'
-        current.restore_kinds = kinds
-        current.restore_done = {}
-        current.restore_error = None
-        db.put([current, RestoreProgress.start(current)])
-    transaction(begin)
-    tasks = []
-    for kind in kinds:  # a range's bounds are its backup's: no markers
-        tasks.extend(async_.make_task(
-            restore_range, args=(snap.id, restore_id, kind, position, None,
-                                 None, key.name()),
-            on_failure=restore_failed, on_failure_args=(snap.id, restore_id))
-            for position, key in enumerate(_backup_keys(snap, kind)))
+
+def _snapshot(snapshot_id):
+    return db.get(Snapshot.key_for(snapshot_id))
+
+
+def _begin(snapshot_id, record, tasks):
+    snap = _snapshot(snapshot_id)
+    if snap is None:
+        raise SnapshotNotFound(snapshot_id)
+    locks = _take_locks(record) if record.status != 'finished' else []
+    snap.restore_id = record.id
+    db.put([snap, record] + locks)
     async_.defer_many(tasks)
-    return None
 
 
-def _backup_keys(snap, kind):
-    """The keys of the kind's range backups by position, from one query."""
-    keys = snap.range_backup_keys(kind)
-    if len(keys) != snap.range_count(kind):
-        raise RangeCorrupted(snap.id, RangeBackup.prefix(
-            snap.id, kind, len(keys)), 'a range backup is missing')
-    return keys
+def fan_out(restore_id, phase, page):
+    """Task: queue the tasks of page ``page`` of a phase, and the next page."""
+    record = db.get(Restore.key_for(restore_id))
+    wanted = (RestoreStatus.CHECKING if phase == 'check'
+              else RestoreStatus.RUNNING).value
+    if record is None or record.status != wanted:
+        return
+    first = page * FAN_OUT
+    last = min(first + FAN_OUT, _leaves(record, phase))
+    tasks = [_task(record, phase, index) for index in range(first, last)]
+    if last < _leaves(record, phase):
+        tasks.append(async_.make_task(
+            fan_out, args=(restore_id, phase, page + 1),
+            on_failure=restore_failed, on_failure_args=(restore_id,)))
+    async_.defer_many(tasks)
 
 
-def _backups(snap, kind, first=0):
-    """The kind's range backups by position, from ``first`` on."""
-    return iter_backups(snap.id, _backup_keys(snap, kind)[first:])
+def check_ranges(restore_id, index, kind, first, count):
+    """Task: check ``count`` ranges of ``kind``; the last check starts the
+    writing."""
+    record = db.get(Restore.key_for(restore_id))
+    if record is None or record.status != RestoreStatus.CHECKING.value:
+        return
+    try:
+        _check(iter_backups(record.snapshot_id, backup_keys(
+            record.snapshot_id, kind, first, count)), record.namespace)
+    except RangeCorrupted as error:  # no retry will mend it
+        restore_failed(str(error), restore_id)
+        return
+    if completion.mark(record.job('check'), index,
+                       _leaves(record, 'check'), {'ranges': count}):
+        transaction(_start_writing, restore_id)
 
 
-def _chunks(records):
-    """Cut encoded entities into put requests within the datastore's limits.
+def _start_writing(restore_id):
+    record = db.get(Restore.key_for(restore_id))
+    if record is not None and record.status == RestoreStatus.CHECKING.value:
+        record.status = RestoreStatus.RUNNING.value
+        record.put()
+        async_.defer(fan_out, args=(restore_id, 'write', 0),
+                     on_failure=restore_failed, on_failure_args=(restore_id,))
 
-    A record costs its bytes plus at most 4 of framing in the request; one
-    record larger than the limit still goes, alone.
-    """
-    chunk, size = [], 0
-    for record in records:
-        if chunk and (len(chunk) >= _PUT_BATCH
+
+def restore_ranges(restore_id, index, kind, first, count):
+    """Task: put ``count`` ranges of ``kind`` back; the last one to end
+    finishes the restore. Safe to repeat."""
+    record = db.get(Restore.key_for(restore_id))
+    if record is None or record.status != RestoreStatus.RUNNING.value:
+        return
+    job = record.job('write')
+    counts = {'ranges': count, 'entities': 0, 'deleted': 0}
+    if not completion.is_marked(job, index):
+        backups = iter_backups(record.snapshot_id, backup_keys(
+            record.snapshot_id, kind, first, count))
+        for backup in backups:
+            put, deleted = _restore_range(backup, record.namespace)
+            counts['entities'] += put
+            counts['deleted'] += deleted
+    total = completion.mark(job, index, _leaves(record, 'write'), counts)
+    if total:
+        transaction(_finish, restore_id, total)
+        completion.purge(record.job('check'))
+
+
+def _restore_range(backup, namespace):
+    """Put a range back, delete what it lacks in its bounds; both counts."""
+    held = set()
+    chunk, size, put = [], 0, 0
+    for record, reference in _records(backup, namespace):
+        if chunk and (len(chunk) >= defaults.MAX_REQUEST_ENTITIES
                       or size + len(record) + 4 > _PUT_BYTES):
-            yield chunk
+            put += _put(chunk)
             chunk, size = [], 0
-        chunk.append(record)
-        size += len(record) + 4
+        held.add(entities.sort_key(reference))
+        chunk.append((record, reference))
+        size += len(record) + 4  # with its framing in the request
+    put += _put(chunk)
+    stale = [reference for reference in entities.iter_range_keys(
+        backup.range_kind, namespace, backup.start, backup.end)
+        if entities.sort_key(reference) not in held]
+    for start in range(0, len(stale), defaults.MAX_REQUEST_ENTITIES):
+        batch = stale[start:start + defaults.MAX_REQUEST_ENTITIES]
+        with cache.uncached(batch):
+            entities.delete(batch)
+    return put, len(stale)
+
+
+def _put(chunk):
     if chunk:
-        yield chunk
+        with cache.uncached([reference for _, reference in chunk]):
+            entities.put_encoded([record for record, _ in chunk])
+    return len(chunk)
 
 
-def _snapshot_keys(snap, kind, after=None):
-    """``sort_key`` of every key the snapshot holds of ``kind``, in order,
-    from the range that holds the sort key ``after`` on (all with None)."""
-    position = 0
-    if after is not None:
-        markers = [entities.sort_key(m._ToPb())
-                   for m in snap.kind_markers(kind)]
-        position = bisect.bisect_right(markers, after)
-    for backup in _backups(snap, kind, position):
-        for record in backup.iter_records():
-            yield entities.sort_key(entities.EntityProto.FromString(
-                record).key)
-
-
-def _scan(snap, kind, after=None):
-    """Yield ``(reference, held)`` for each key of ``kind`` now stored
-    (after the ``db.Key`` ``after``): does the snapshot hold it?
-
-    Both sides come in the datastore's key order, so a merge finds them.
-    """
-    last = None if after is None else entities.sort_key(after._ToPb())
-    held = None
-    for reference in entities.iter_range_keys(kind, snap.namespace, after):
-        current = entities.sort_key(reference)
-        if last is not None and current <= last:
-            continue
-        if held is None:
-            held = _snapshot_keys(snap, kind, last)
-            next_held = next(held, None)
-        while next_held is not None and next_held < current:
-            next_held = next(held, None)
-        yield reference, next_held == current
-
-
-def _delete_stale(snap, kind, after=None):
-    """Delete the keys of ``kind`` after ``after`` that the snapshot lacks.
-
-    Returns None at the kind's end, else the last key (``db.Key``) it
-    dealt with once ``defaults.PASS_SECONDS`` have passed.
-    """
-    stop_at = time.monotonic() + defaults.PASS_SECONDS
-    stale = []
-    for count, (reference, held) in enumerate(_scan(snap, kind, after), 1):
-        if not held:
-            stale.append(reference)
-            if len(stale) >= _PUT_BATCH:
-                entities.delete(stale)
-                stale = []
-        if count % _SCAN_CHECK == 0 and time.monotonic() >= stop_at:
-            entities.delete(stale)
-            return entities.key(reference)
-    entities.delete(stale)
-    return None
-
-
-def restore_range(snapshot_id, restore_id, kind, position, start, end,
-                  backup_name=None, after=None):
-    """Put one range back (and, for the first, delete what the snapshot does
-    not hold, going on after the key ``after``); safe to repeat.
-
-    ``start`` and ``end`` go unused: tasks queued by older versions pass the
-    range's bounds there.
-    """
-    progress = _progress(snapshot_id, restore_id)
-    snap = None
-    if progress is None:  # another restore started, or an older version's
-        snap = get_snapshot(snapshot_id)
-        if (snap is None or snap.restore_id != restore_id
-                or snap.is_done(kind, position, snap.restore_done)):
-            return
-    elif progress.is_done(kind, position):
-        return  # this range is back already
-    if snap is None and (position == 0 or not backup_name):
-        snap = get_snapshot(snapshot_id)
-        if snap is None:
-            return  # deleted meanwhile
-    if position == 0:
-        # Before the puts: a kind emptied since the snapshot then costs
-        # one empty scan, and the snapshot's keys are decoded only as far
-        # as the kind's current keys reach.
-        left_at = _delete_stale(snap, kind, after)
-        if left_at is not None:  # a large kind: the scan goes on
-            async_.defer(restore_range, args=(
-                snapshot_id, restore_id, kind, 0, start, end, backup_name),
-                kwargs={'after': left_at}, on_failure=restore_failed,
-                on_failure_args=(snapshot_id, restore_id))
-            return
-    backup = (RangeBackup.get_by_key_name(backup_name) if backup_name
-              else snap.range_backup(kind, position))
-    if backup is None:
-        raise RangeCorrupted(snapshot_id, backup_name or RangeBackup.prefix(
-            snapshot_id, kind, position), 'range backup is missing')
-    for chunk in _chunks(backup.iter_records()):
-        entities.put_encoded(chunk)  # as stored: no decoding needed
-    commit = _commit if progress is not None else _commit_on_snapshot
-    transaction(commit, snapshot_id, restore_id, kind, position)
-
-
-def _commit(snapshot_id, restore_id, kind, position):
-    """Count the range; the last one finishes the restore on the snapshot."""
-    progress = _progress(snapshot_id, restore_id)
-    if progress is None or progress.is_done(kind, position):
+def _finish(restore_id, counts):
+    record = db.get(Restore.key_for(restore_id))
+    if record is None or record.status != RestoreStatus.RUNNING.value:
         return
-    progress.mark_done(kind, position)
-    progress.put()
-    if progress.finished():
-        snap = get_snapshot(snapshot_id)
-        if snap is not None and snap.restore_id == restore_id:
-            snap.restore_done = progress.done
-            snap.restore_status = 'finished'
-            snap.restored = utcnow()
-            snap.put()
+    record.status = RestoreStatus.FINISHED.value
+    record.entities = counts.get('entities', 0)
+    record.deleted = counts.get('deleted', 0)
+    record.finished = utcnow()
+    db.put(record)
+    db.delete(_lock_keys(record))
 
 
-def _commit_on_snapshot(snapshot_id, restore_id, kind, position):
-    """Count the range of a restore begun by a version that counted on the
-    snapshot, as that version does: its workers may still be at it."""
-    snap = get_snapshot(snapshot_id)
-    if snap is None or snap.restore_id != restore_id:
-        return
-    snap.mark_done(kind, position, snap.restore_done)
-    total = snap.ranges_total(snap.restore_kinds)
-    if snap._count(snap.restore_done) >= total:
-        snap.restore_status = 'finished'
-        snap.restored = utcnow()
-    snap.put()
+def restore_failed(message, restore_id):
+    """``on_failure`` of a restore's tasks: it goes to error, its kinds free."""
+    def fail():
+        record = db.get(Restore.key_for(restore_id))
+        if record is None or record.status in (RestoreStatus.FINISHED.value,
+                                               RestoreStatus.ERROR.value):
+            return
+        record.status = RestoreStatus.ERROR.value
+        record.error = message
+        db.put(record)
+        db.delete(_lock_keys(record))
+    log.error('restore %s failed: %s', restore_id, message)
+    transaction(fail)
+
+
+def forget(snapshot_id):
+    """Delete the restores of a snapshot and what they left behind."""
+    for record in Restore.all().filter('snapshot_id =', snapshot_id):
+        if record.status in (RestoreStatus.CHECKING.value,
+                             RestoreStatus.RUNNING.value):
+            restore_failed('its snapshot was deleted', record.id)
+        for phase in ('check', 'write'):
+            completion.purge(record.job(phase))
+        db.delete(record.key())
 
 
 def plan_kind(snap, kind):
@@ -305,17 +339,28 @@ def plan_kind(snap, kind):
     """
     counts = collections.Counter(created=0, changed=0, deleted=0)
     found = 0  # keys of the snapshot's that are stored now
-    for backup in _backups(snap, kind):
-        for chunk in _chunks(backup.iter_records()):
-            chunk = [entities.EntityProto.FromString(r) for r in chunk]
-            current = entities.get([e.key for e in chunk])
-            for old, now in zip(chunk, current):
-                if now is None:
-                    counts['created'] += 1
-                    continue
-                found += 1
-                if now.SerializeToString() != old.SerializeToString():
-                    counts['changed'] += 1
+    for backup in iter_backups(snap.id, snap.range_backup_keys(kind)):
+        chunk = []
+        for record, reference in _records(backup, snap.namespace):
+            chunk.append((record, reference))
+            if len(chunk) >= defaults.MAX_REQUEST_ENTITIES:
+                found += _compare(chunk, counts)
+                chunk = []
+        found += _compare(chunk, counts)
     stored = sum(1 for _ in entities.iter_range_keys(kind, snap.namespace))
     counts['deleted'] = stored - found
     return dict(counts)
+
+
+def _compare(chunk, counts):
+    """Count ``chunk`` as created or changed; how many are stored now."""
+    found = 0
+    current = entities.get([reference for _, reference in chunk])
+    for (record, _), now in zip(chunk, current):
+        if now is None:
+            counts['created'] += 1
+            continue
+        found += 1
+        if now.SerializeToString() != record:
+            counts['changed'] += 1
+    return found

@@ -12,9 +12,9 @@ from google.appengine.ext import db
 from webob import Response, exc
 
 from .. import entities
-from ..exceptions import SnapshotNotFinished
+from ..exceptions import RangeCorrupted, SnapshotNotFinished
 from .access import refuse
-from .models import RangeBackup
+from .models import RangeBackup, iter_backups
 from .rewrite import rewrite_entity
 from .web import allow, json_response, snapshot_or_404
 from . import wire
@@ -42,14 +42,22 @@ def range_path(snapshot_id, name):
 
 @allow('GET')
 def manifest(request):
-    """The ranges of a finished snapshot, in the order a file holds them."""
+    """The ranges of a finished snapshot, in the order a file holds them.
+
+    Every range the snapshot counted must be stored, or it answers 409
+    naming the first one missing: a download is whole or nothing.
+    """
     snap = _finished(request)
+    try:
+        keys = snap.range_backup_keys()
+    except RangeCorrupted as error:
+        raise refuse(exc.HTTPConflict, str(error)) from error
     ranges = [{'name': rb.name, 'kind': rb.range_kind,
                'position': rb.position, 'count': rb.count,
                'raw_size': rb.raw_size, 'size': rb.size,
-               'sha256': rb.sha256, 'codec': rb.codec or 'bz2',
+               'sha256': rb.sha256, 'codec': rb.codec,
                'format': rb.format, 'path': range_path(snap.id, rb.name)}
-              for rb in snap.iter_range_backups()]
+              for rb in iter_backups(snap.id, keys)]
     return json_response({'snapshot': snap.to_dict(), 'ranges': ranges})
 
 
