@@ -6,8 +6,11 @@ prints a table of ratios (see ``benchmarks/RESULTS.md`` and
 ``python -m benchmarks --help``).
 """
 
+from lovely_gae import async_
+
 __all__ = ['noop']
 
 
+@async_.task
 def noop(*args):
     """The task of the queue-overhead measurement: it does nothing."""

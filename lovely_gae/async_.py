@@ -1,7 +1,9 @@
 """A task queue whose tasks are entities in the datastore.
 
-A task is the dotted name of a function plus its serialized arguments. It
-survives a restart, can be written in the same transaction as the data it
+A task is the dotted name of a registered function plus its serialized
+arguments: a worker runs only functions registered with ``task`` (as huey
+registers its tasks), so a task that data put into the queue cannot name
+``os:system``. It survives a restart, can be written in the same transaction as the data it
 belongs to, and runs at least once: a task that raises is retried with
 backoff, and a worker that dies gives its tasks back when its lease expires
 (see ``leases``).
@@ -12,7 +14,6 @@ import contextvars
 import datetime
 import enum
 import hashlib
-import importlib
 import logging
 import time
 import traceback
@@ -25,8 +26,9 @@ from .base import LibraryModel, transaction, utcnow
 from .exceptions import TaskError
 from .serializers import default_serializer
 
-__all__ = ['Status', 'Task', 'defer', 'defer_many', 'make_task', 'get_tasks',
-           'count_tasks', 'get_failed_tasks', 'run_tasks', 'dotted_name', 'resolve']
+__all__ = ['Status', 'Task', 'task', 'register', 'defer', 'defer_many',
+           'make_task', 'get_tasks', 'count_tasks', 'get_failed_tasks',
+           'run_tasks', 'dotted_name', 'resolve']
 
 log = logging.getLogger(__name__)
 
@@ -97,16 +99,33 @@ def dotted_name(func):
     return '%s:%s' % (module, qualname)
 
 
+#: The functions tasks may name, by dotted name.
+_registry = {}
+
+
+def task(func):
+    """Register ``func``, a module-level function, as one a task may name.
+
+    Use it as a decorator where the function is defined, so that a worker
+    that imports the module knows it.
+    """
+    _registry[dotted_name(func)] = func
+    return func
+
+
+def register(*funcs):
+    """Register functions defined elsewhere (``task`` for each)."""
+    for func in funcs:
+        task(func)
+
+
 def resolve(name):
-    """The function a dotted name stands for."""
-    module_name, _, attr = name.partition(':')
+    """The registered function a dotted name stands for."""
     try:
-        obj = importlib.import_module(module_name)
-        for part in attr.split('.'):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
-        raise TaskError('cannot find task function %r' % name) from exc
-    return obj
+        return _registry[name]
+    except KeyError:
+        raise TaskError('task function %r is not registered (see '
+                        'lovely_gae.async_.task)' % (name,)) from None
 
 
 def make_task(func, args=(), kwargs=None, once_only=True, countdown=0,
@@ -114,6 +133,9 @@ def make_task(func, args=(), kwargs=None, once_only=True, countdown=0,
               on_failure_args=()):
     """The unsaved ``Task`` that ``defer`` stores (see there)."""
     name = dotted_name(func)
+    for registered in (name, on_failure and dotted_name(on_failure)):
+        if registered:
+            resolve(registered)
     data = {'args': list(args), 'kwargs': kwargs or {}}
     if on_failure_args:
         data['on_failure_args'] = list(on_failure_args)

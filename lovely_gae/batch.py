@@ -185,6 +185,7 @@ def _run_list(first, run, scope):
     return '%s%s:' % (pass_lists(first, scope), run)
 
 
+@async_.task
 def _markers_task(kind, batchsize, callback, callback_args, namespace,
                   on_failure, on_failure_args, keys_sink=None,
                   keys_sink_args=(), range_sink=None, range_sink_args=(),
@@ -265,6 +266,7 @@ def _hand_over(callback, callback_args, markers, token, run, on_failure,
                  on_failure_args=on_failure_args)
 
 
+@async_.task
 def _deliver(callback, callback_args, prefix, count, token):
     """The callback's task when its markers are in a ``MarkerList``."""
     markers = MarkerList.load(prefix, count)

@@ -3,17 +3,19 @@ import datetime
 import pytest
 from google.appengine.ext import db
 
-from lovely_gae import async_
+from lovely_gae import async_, taskstore
 from lovely_gae.exceptions import TaskError
 from lovely_gae.serializers import JSONSerializer
 
 CALLS = []
 
 
+@async_.task
 def record(*args, **kwargs):
     CALLS.append((args, kwargs))
 
 
+@async_.task
 def enqueue_child(value):
     async_.defer(record, args=(value,))
 
@@ -80,22 +82,48 @@ def test_defer_in_a_transaction_rolls_back_with_it(gae_testbed, run_tasks):
     assert async_.get_tasks() == []
 
 
-def test_functions_without_an_importable_name_are_refused(gae_testbed):
+def test_only_registered_functions_can_be_deferred(gae_testbed):
     def local():
         pass
     with pytest.raises(TaskError):
-        async_.defer(local)
-    with pytest.raises(TaskError):
-        async_.defer('no_colon_here')
+        async_.task(local)
+    for func in (local, 'no_colon_here', 'os:system', 'lovely_gae.cli:main',
+                 'lovely_gae.nowhere:func', unregistered):
+        with pytest.raises(TaskError):
+            async_.defer(func)
+    with pytest.raises(TaskError, match="'os:system' is not registered"):
+        async_.defer(record, on_failure='os:system')
+    assert async_.get_tasks() == []
 
 
-def test_unknown_function_fails_the_task_with_a_clear_error(
-        gae_testbed, run_tasks):
-    async_.defer('lovely_gae.nowhere:func', max_attempts=1)
-    assert run_tasks() == 1
-    [failed] = async_.get_failed_tasks()
-    assert "cannot find task function 'lovely_gae.nowhere:func'" in \
-        failed.error
+def unregistered(*args):
+    CALLS.append(('unregistered', args))
+
+
+def test_a_stored_task_naming_foreign_code_fails_and_runs_nothing(
+        gae_testbed, run_tasks, monkeypatch):
+    """Data that gets into the queue cannot name code to run."""
+    import os
+    ran = []
+    monkeypatch.setattr(os, 'system', lambda *args: ran.append(args))
+    forged = [async_.Task(key_name='forged-%d' % i, func=name,
+                          payload='{"args": ["touch /tmp/owned"]}',
+                          due=datetime.datetime(2000, 1, 1),
+                          max_attempts=1, retry_delay=0.0,
+                          on_failure=failure)
+              for i, (name, failure) in enumerate([
+                  ('os:system', None),
+                  ('tests.test_async:unregistered', None),
+                  ('builtins:int', 'os:system')])]
+    taskstore.put([taskstore.entity_of(task) for task in forged])
+    assert run_tasks() == 3
+    assert ran == [] and CALLS == []
+    errors = sorted(task.error for task in async_.get_failed_tasks())
+    assert len(errors) == 3
+    assert errors[1] == ("lovely_gae.exceptions.TaskError: task function "
+                         "'os:system' is not registered (see "
+                         "lovely_gae.async_.task)")
+    assert "'tests.test_async:unregistered' is not registered" in errors[2]
 
 
 def test_arguments_that_are_not_json_are_refused(gae_testbed):

@@ -1,12 +1,13 @@
 import pytest
 from google.appengine.ext import db
 
-from lovely_gae import batch, entities
+from lovely_gae import async_, batch, entities
 from tests.conftest import Dummy
 
 SEEN = []
 
 
+@async_.task
 def collect(tag, markers):
     SEEN.append((tag, markers))
 

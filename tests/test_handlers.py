@@ -1,12 +1,13 @@
 """Every endpoint of the app, in-process with webtest."""
 import bz2
+import datetime
 import hashlib
 
 import pytest
 from google.appengine.ext import db
 from webtest import TestApp
 
-from lovely_gae import async_, defaults, entities
+from lovely_gae import async_, defaults, entities, taskstore
 from lovely_gae.snapshot import getApp, wire
 from lovely_gae.snapshot.handlers import HANDLER_TUPLES
 from lovely_gae.snapshot.models import RangeBackup, Snapshot
@@ -291,9 +292,9 @@ def test_uploads_into_the_librarys_own_namespace_are_refused(
         app, finished_snapshot, make_entities):
     make_entities(Dummy, 1)
     snap = finished_snapshot(['Dummy'])
-    task = async_.defer('os:system', args=('true',), countdown=3600)
-    proto = entities.get([entities.ref(task.key())])[0]
-    task.delete()
+    proto = taskstore.entity_of(async_.Task(
+        key_name='forged', func='os:system', payload='{"args": ["true"]}',
+        due=datetime.datetime(2000, 1, 1), max_attempts=1, retry_delay=0.0))
     res = app.post('/lovely.gae/upload', _upload_body(proto),
                    content_type=wire.CONTENT_TYPE, status=400)
     assert "namespace 'lovely_gae'" in res.text

@@ -11,10 +11,12 @@ from lovely_gae.base import transaction, utcnow
 CALLS = []
 
 
+@async_.task
 def record(*args):
     CALLS.append(args)
 
 
+@async_.task
 def defer_record(*args):
     async_.defer(record, args=args)
 

@@ -245,7 +245,8 @@ def test_ranges_staged_and_ranges_read_by_keys_make_one_snapshot(
         clock[0] += 1
     monkeypatch.setattr(defaults, 'SCAN_STORE_SECONDS', 3.5)
     snap = api.create_snapshot(['Dummy'], batchsize=10)
-    monkeypatch.setattr(ranges, 'stage_range', slow_stage)  # the task's
+    monkeypatch.setitem(async_._registry, async_.dotted_name(
+        ranges.stage_range), slow_stage)  # the task's
     run_tasks()
     assert RangeBackup.all().count() == 4  # staged until the time was up
     assert RangeKeys.all().count() == 6  # the other ranges' keys

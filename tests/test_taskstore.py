@@ -8,6 +8,7 @@ from lovely_gae.base import utcnow
 CALLS = []
 
 
+@async_.task
 def record(*args):
     CALLS.append(args)
 

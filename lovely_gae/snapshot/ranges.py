@@ -77,6 +77,7 @@ def get_snapshot(snapshot_id):
     return Snapshot.get_by_id(snapshot_id)
 
 
+@async_.task
 def snapshot_failed(message, snapshot_id):
     """``on_failure`` of a snapshot's tasks: the snapshot goes to ERROR."""
     def fail():
@@ -88,6 +89,7 @@ def snapshot_failed(message, snapshot_id):
     transaction(fail)
 
 
+@async_.task
 def save_range_keys(snapshot_id, kind, token, ranges_keys):
     """``keys_sink`` of the markers task: one ``RangeKeys`` list per range."""
     lists = []
@@ -97,6 +99,7 @@ def save_range_keys(snapshot_id, kind, token, ranges_keys):
     put_all(lists)
 
 
+@async_.task
 def markers_ready(snapshot_id, kind, markers, token=None):
     """Record a kind's markers (first ones win) and queue a task per range."""
     put_all(SnapshotMarkers.build(
@@ -222,6 +225,7 @@ def _write_range(snapshot_id, kind, position, codec, parts_token, records):
     return stored, written
 
 
+@async_.task
 def stage_range(snapshot_id, kind, codec, token, position, start, items):
     """``range_sink`` of the markers pass: store a range it has just read.
 
@@ -238,6 +242,7 @@ def stage_range(snapshot_id, kind, codec, token, position, start, items):
         range_kind=kind, position=position, start=start, **stored).put)
 
 
+@async_.task
 def store_range(snapshot_id, kind, position, start, end, token=None):
     """Store the entities of one range; a no-op if it is stored already.
 
@@ -381,6 +386,7 @@ def delete_snapshot(snap):
     transaction(handover)
 
 
+@async_.task
 def purge_snapshot(snapshot_id, lists=()):
     """Task: delete what is left of a deleted snapshot, batch by batch."""
     if not _purge(snapshot_id, _PURGE_INLINE, lists):

@@ -199,6 +199,7 @@ def _begin(snapshot_id, record, tasks):
     async_.defer_many(tasks)
 
 
+@async_.task
 def fan_out(restore_id, phase, page):
     """Task: queue the tasks of page ``page`` of a phase, and the next page."""
     record = db.get(Restore.key_for(restore_id))
@@ -216,6 +217,7 @@ def fan_out(restore_id, phase, page):
     async_.defer_many(tasks)
 
 
+@async_.task
 def check_ranges(restore_id, index, kind, first, count):
     """Task: check ``count`` ranges of ``kind``; the last check starts the
     writing."""
@@ -242,6 +244,7 @@ def _start_writing(restore_id):
                      on_failure=restore_failed, on_failure_args=(restore_id,))
 
 
+@async_.task
 def restore_ranges(restore_id, index, kind, first, count):
     """Task: put ``count`` ranges of ``kind`` back; the last one to end
     finishes the restore. Safe to repeat."""
@@ -305,6 +308,7 @@ def _finish(restore_id, counts):
     db.delete(_lock_keys(record))
 
 
+@async_.task
 def restore_failed(message, restore_id):
     """``on_failure`` of a restore's tasks: it goes to error, its kinds free."""
     def fail():
