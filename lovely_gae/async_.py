@@ -21,19 +21,23 @@ import uuid
 
 from google.appengine.ext import db
 
-from . import defaults, entities, leases, taskstore
+from . import defaults, entities, leases, push, taskstore
 from .base import LibraryModel, transaction, utcnow
 from .exceptions import TaskError
 from .serializers import default_serializer
 
 __all__ = ['Status', 'Task', 'task', 'register', 'defer', 'defer_many',
            'make_task', 'get_tasks', 'count_tasks', 'get_failed_tasks',
-           'run_tasks', 'dotted_name', 'resolve']
+           'run_tasks', 'run_task', 'dotted_name', 'resolve']
 
 log = logging.getLogger(__name__)
 
 #: Key names of the tasks that the lease being run holds and will run next.
 _waiting = contextvars.ContextVar('waiting', default=frozenset())
+#: ``[key name, deferred again?]`` of the task ``run_task`` is running.
+_running = contextvars.ContextVar('running', default=None)
+#: How early a push may come for a task (clocks differ a little).
+_PUSH_SKEW = datetime.timedelta(seconds=5)
 
 
 
@@ -180,10 +184,50 @@ def defer(func, args=(), kwargs=None, once_only=True, countdown=0,
 
 
 def defer_many(tasks):
-    """Store tasks made by ``make_task`` with as few writes as possible."""
-    waiting = _waiting.get()
-    taskstore.put([taskstore.entity_of(task) for task in tasks
-                   if task.key().name() not in waiting])
+    """Store tasks made by ``make_task`` with as few writes as possible,
+    and announce them to the pusher in use (``push``)."""
+    waiting, running = _waiting.get(), _running.get()
+    tasks = [task for task in tasks if task.key().name() not in waiting]
+    taskstore.put([taskstore.entity_of(task) for task in tasks])
+    by_due = {}
+    for task in tasks:
+        if running is not None and task.key().name() == running[0]:
+            running[1] = True  # its run must not delete it when done
+        by_due.setdefault(task.due, []).append(task.key().name())
+    for due, names in sorted(by_due.items()):
+        push.announce(names, due)
+
+
+def run_task(name):
+    """Run the queued task with key name ``name`` if it is due: what a
+    push asks for. Returns whether it ran.
+
+    The task is read, run, and deleted: no lease, since a push hands each
+    task to one worker (a task runs at least once anyway). If it fails it
+    is stored again with its error, due after its backoff, and pushed.
+    """
+    found = entities.get([entities.ref(Task.key_for(name))])[0]
+    if found is None:
+        return False  # done, failed for good, or held by a lease
+    task = db.model_from_protobuf(found)
+    if task.due is None or task.due > utcnow() + _PUSH_SKEW:
+        return False
+    task.attempts += 1
+    state = [name, False]
+    reset = _running.set(state)
+    try:
+        func = resolve(task.func)
+        args, kwargs = task.arguments()
+        func(*args, **kwargs)
+    except Exception as exc:
+        error = _describe(exc, task)
+        transaction(_retry_or_fail, task, error)
+        return True
+    finally:
+        _running.reset(reset)
+    if not state[1]:
+        entities.delete([found.key])
+    return True
 
 
 def _leased():
@@ -284,6 +328,14 @@ def _run_lease(token, leased, out_of_budget):
     return len(leased)
 
 
+def _describe(exc, task):
+    """The one-line error of a failed try, logged."""
+    error = ''.join(traceback.format_exception_only(type(exc), exc)).strip()
+    log.warning('task %s failed (attempt %d of %d): %s', task.func,
+                task.attempts, task.max_attempts, error, exc_info=True)
+    return error
+
+
 def _run_one(task):
     """Run a leased task; if it fails, put it back in the queue to retry."""
     try:
@@ -291,24 +343,26 @@ def _run_one(task):
         args, kwargs = _arguments(task.payload)
         func(*args, **kwargs)
     except Exception as exc:
-        error = ''.join(traceback.format_exception_only(type(exc), exc))
-        log.warning('task %s failed (attempt %d of %d): %s', task.func,
-                    task.attempts, task.max_attempts, error.strip(),
-                    exc_info=True)
-        transaction(_settle_failure, task, error.strip())
+        transaction(_settle_failure, task, _describe(exc, task))
 
 
 def _settle_failure(leased, error):
     if not leases.holds(leased.lease):
         return  # the lease ran out and another worker took the task over
     # If the same work was deferred again meanwhile, this retry stands for it.
-    task = db.model_from_protobuf(leased.entity)
+    _retry_or_fail(db.model_from_protobuf(leased.entity), error)
+
+
+def _retry_or_fail(task, error):
+    """Store a task that failed: due again after its backoff, or failed for
+    good after its last attempt (then ``on_failure`` runs, here)."""
     task.error = error
     if task.attempts < task.max_attempts:
         delay = min(task.retry_delay * 2 ** (task.attempts - 1),
                     defaults.MAX_RETRY_DELAY)
         task.due = utcnow() + datetime.timedelta(seconds=delay)
         task.put()
+        push.announce([task.key().name()], task.due)
         return
     task.status = Status.FAILED.value
     task.due = None

@@ -1,7 +1,9 @@
 """What every entity of the library's own shares: its namespace, its clock,
 its retries, and the properties and queries the models build on."""
+import contextvars
 import datetime
 import logging
+import os
 import time
 
 from google.appengine.api import datastore, datastore_errors
@@ -13,7 +15,8 @@ from . import defaults
 from .serializers import default_serializer
 
 __all__ = ['LibraryModel', 'TRANSIENT_ERRORS', 'WIDE', 'retrying',
-           'transaction', 'get_all', 'put_all', 'delete_all', 'utcnow',
+           'transaction', 'after_commit', 'before_commit', 'on_app_engine',
+           'get_all', 'put_all', 'delete_all', 'utcnow',
            'JsonProperty', 'KeyProperty', 'prefixed', 'done_bits',
            'bit_is_set', 'set_bit']
 
@@ -72,6 +75,16 @@ def delete_all(keys):
     return retrying(db.delete, keys, config=WIDE)
 
 
+#: ``(before, after)``: what to do at the end of the transaction that
+#: ``transaction`` runs, inside it, and once it has committed.
+_hooks = contextvars.ContextVar('hooks', default=None)
+
+
+def on_app_engine(environ=os.environ):
+    """Whether this process runs on App Engine (standard environment)."""
+    return environ.get('GAE_ENV', '').startswith('standard')
+
+
 def transaction(func, *args, **kwargs):
     """Run ``func`` in a cross-group transaction, retried on contention.
 
@@ -81,9 +94,50 @@ def transaction(func, *args, **kwargs):
     """
     if datastore.IsInTransaction():
         return func(*args, **kwargs)
+    before, after = {}, []
+
+    def attempt():
+        before.clear()  # an attempt that failed did not happen
+        after.clear()
+        reset = _hooks.set((before, after))
+        try:
+            result = func(*args, **kwargs)
+            for hook in before.values():
+                hook()
+            return result
+        finally:
+            _hooks.reset(reset)
     options = db.create_transaction_options(xg=True, retries=20)
-    return retrying(db.run_in_transaction_options, options, func, *args,
-                    **kwargs)
+    result = retrying(db.run_in_transaction_options, options, attempt)
+    for hook in after:
+        hook()
+    return result
+
+
+def after_commit(hook):
+    """Call ``hook()`` once the current transaction has committed.
+
+    Outside a transaction, and in one that ``transaction`` did not start
+    (whose commit it cannot see), it is called at once.
+    """
+    hooks = _hooks.get()
+    if hooks is None or not datastore.IsInTransaction():
+        hook()
+    else:
+        hooks[1].append(hook)
+
+
+def before_commit(name, hook):
+    """Call ``hook()`` at the end of the current transaction, inside it.
+
+    Returns the hook that will be called for ``name``: the first one asked
+    for. None if no transaction that ``transaction`` started is running,
+    and nothing will be called.
+    """
+    hooks = _hooks.get()
+    if hooks is None or not datastore.IsInTransaction():
+        return None
+    return hooks[0].setdefault(name, hook)
 
 
 class LibraryModel(db.Model):

@@ -59,3 +59,15 @@ SCAN_STORE_SECONDS = 120.0
 #: Seconds one task of a markers pass works; the pass then goes on in a
 #: task of its own, so that each stays well inside a request's deadline.
 PASS_SECONDS = 30.0
+
+#: App Engine push queue that hands each stored task to a worker (see
+#: ``push``); ``queue.yaml`` sets its rate and concurrency.
+PUSH_QUEUE = 'lovely-gae'
+
+#: Push tasks to App Engine's task queue: None, only when running on App
+#: Engine; True or False, always or never.
+PUSH = None
+
+#: Seconds a task must be overdue before the sweeper (``run_tasks``) takes
+#: it, while pushes hand out tasks: its push gets it first.
+SWEEP_GRACE = 120.0

@@ -17,6 +17,8 @@ import os
 
 from webob import exc
 
+from ..base import on_app_engine
+
 __all__ = ['TOKEN_ENV', 'configured_token', 'on_app_engine', 'check_access',
            'is_loopback_host',
            'refuse']
@@ -30,10 +32,6 @@ def refuse(error_class, reason, **kw):
     """A ``webob.exc`` response whose body is the one-line reason."""
     return error_class(text=reason + '\n', content_type='text/plain',
                        charset='utf-8', **kw)
-
-
-def on_app_engine(environ=os.environ):
-    return environ.get('GAE_ENV', '').startswith('standard')
 
 
 def configured_token(token=None):
