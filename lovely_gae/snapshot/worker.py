@@ -17,7 +17,7 @@ DEFAULT_SECONDS = 20.0
 MAX_SECONDS = 540.0
 
 
-@allow('GET', 'POST')
+@allow('GET', 'POST', writes=True)
 def run(request):
     """Run due tasks for ``seconds``; answer how many ran and how many wait."""
     seconds = float_param(request, 'seconds', DEFAULT_SECONDS, MAX_SECONDS)
