@@ -11,12 +11,14 @@ pytest_plugins = ['pytester']
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch):
-    """Tests run off App Engine, with no token, whatever the shell has set.
+    """Tests run off App Engine, with no token and not in token-only mode,
+    whatever the shell has set.
 
     Setting (not deleting) lets monkeypatch undo what a test sets later.
     """
     monkeypatch.setenv('GAE_ENV', '')
     monkeypatch.setenv('LOVELY_GAE_TOKEN', '')
+    monkeypatch.setenv('LOVELY_GAE_TOKEN_ONLY', '')
 
 
 @pytest.fixture(autouse=True)

@@ -28,7 +28,7 @@ from .serializers import default_serializer
 
 __all__ = ['Status', 'Task', 'task', 'register', 'defer', 'defer_many',
            'make_task', 'get_tasks', 'count_tasks', 'get_failed_tasks',
-           'run_tasks', 'run_task', 'dotted_name', 'resolve']
+           'run_tasks', 'run_task', 'push_again', 'dotted_name', 'resolve']
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +198,19 @@ def defer_many(tasks):
         push.announce(names, due)
 
 
+def push_again(names):
+    """Push each of the stored tasks ``names`` on its own, as it is due."""
+    by_due = {}
+    for found in entities.get([entities.ref(Task.key_for(name))
+                               for name in names]):
+        if found is not None:
+            task = db.model_from_protobuf(found)
+            if task.due is not None:
+                by_due.setdefault(task.due, []).append(task.key().name())
+    for due, group in sorted(by_due.items()):
+        push.announce(group, due)
+
+
 def run_task(name):
     """Run the queued task with key name ``name`` if it is due: what a
     push asks for. Returns whether it ran.
@@ -272,9 +285,13 @@ def run_tasks(recursive=False, wait=False, deadline=None, max_tasks=None,
     ``recursive`` also runs the tasks those tasks queue, until none is due;
     ``wait`` (with ``recursive``) also waits for tasks due later, such as
     retries, until the queue is empty. ``deadline`` (seconds) and
-    ``max_tasks`` bound the call; what is left stays queued.
+    ``max_tasks`` bound the call; what is left stays queued. While pushes
+    hand out tasks (``push``), it sweeps: it takes only tasks that are
+    ``defaults.SWEEP_GRACE`` seconds overdue, which their pushes missed.
     """
     lease_seconds = lease_seconds or defaults.LEASE_SECONDS
+    grace = datetime.timedelta(seconds=defaults.SWEEP_GRACE if
+                               push.current() is not None else 0)
     stop_at = None if deadline is None else time.monotonic() + deadline
 
     def out_of_budget(count):
@@ -284,7 +301,7 @@ def run_tasks(recursive=False, wait=False, deadline=None, max_tasks=None,
     while True:
         ran_in_pass = 0
         leases.recover(utcnow())
-        for refs in taskstore.due_batches(utcnow()):
+        for refs in taskstore.due_batches(utcnow() - grace):
             while refs:
                 if out_of_budget(ran):
                     return ran

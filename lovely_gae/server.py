@@ -7,6 +7,7 @@ task queue about once a second and saves the file whenever the datastore
 changed, and once more on shutdown.
 """
 import logging
+import select
 import threading
 
 import waitress
@@ -16,10 +17,27 @@ from .exceptions import LovelyGaeError
 from .local import save_datastore
 from .snapshot import getApp
 from .snapshot.access import configured_token, is_loopback_host
+from .snapshot.web import MAX_BODY_BYTES
 
 __all__ = ['ThreadedServer', 'LocalServer']
 
 log = logging.getLogger(__name__)
+
+
+def _connection_limit():
+    """As many connections as this process's file descriptors allow.
+
+    Each connection may take three: its socket, and a temporary file for
+    each of a large request and a large response.
+    """
+    try:
+        import resource
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):
+        return 100  # waitress's own default
+    if soft == resource.RLIM_INFINITY:
+        soft = 4096
+    return max(10, min(1000, (soft - 64) // 3))
 
 
 class ThreadedServer:
@@ -27,10 +45,29 @@ class ThreadedServer:
 
     The forwarding headers are left for the app to see (waitress would
     drop them), so that the access check can tell a proxied caller from
-    one on this machine.
+    one on this machine. ``adjustments`` go to waitress, over ``limits``.
     """
 
+    #: What keeps callers, above all ones without the token, from tying the
+    #: server up. waitress reads a whole request before the app sees it, so
+    #: only its own limits refuse a huge body unread: at once by its
+    #: ``Content-Length``, or as soon as a chunked one grows past the limit.
+    #: Connections that send half a request and stall hold no thread; they
+    #: are many before they keep anyone out, and closed after a while.
+    limits = dict(
+        # waitress refuses a body of this size and more; the app takes
+        # MAX_BODY_BYTES, and refuses less for the requests it knows.
+        max_request_body_size=MAX_BODY_BYTES + 1,
+        max_request_header_size=64 * 1024,
+        connection_limit=_connection_limit(),
+        channel_timeout=30,
+        cleanup_interval=10,
+        # select() fails on descriptors past 1024; poll() has no limit.
+        asyncore_use_poll=hasattr(select, 'poll'),
+    )
+
     def __init__(self, app, host='127.0.0.1', port=0, **adjustments):
+        adjustments = dict(self.limits, **adjustments)
         adjustments.setdefault('clear_untrusted_proxy_headers', False)
         adjustments.setdefault('threads', 4)
         self.server = waitress.create_server(app, host=host, port=port,

@@ -7,8 +7,9 @@ Installed with the package (entry point ``pytest11``), it offers:
   always applies writes, and the memcache stub;
 - ``run_tasks``: ``lovely_gae.async_.run_tasks``, with the testbed active;
 - ``snapshot_server``: the snapshot app on a real HTTP server (waitress) on
-  a loopback port, on the testbed's datastore, requiring a bearer token:
-  ``snapshot_server.url`` and ``snapshot_server.token``.
+  a loopback port, on the testbed's datastore, requiring a bearer token
+  from every caller (App Engine's headers count for nothing, even with
+  ``GAE_ENV`` set): ``snapshot_server.url`` and ``snapshot_server.token``.
 """
 import secrets
 
@@ -41,14 +42,15 @@ def run_tasks(gae_testbed):
 
 @pytest.fixture
 def snapshot_server(gae_testbed):
-    """``getApp(token=...)`` served on 127.0.0.1 until the test ends.
+    """``getApp(token=..., app_engine_headers=False)`` on 127.0.0.1.
 
-    The stubs are process-wide, so the server's threads see the datastore
-    the test writes to.
+    It serves until the test ends. The stubs are process-wide, so the
+    server's threads see the datastore the test writes to.
     """
     from .server import ThreadedServer
     from .snapshot import getApp
     token = secrets.token_urlsafe(16)
-    with ThreadedServer(getApp(token=token)) as server:
+    app = getApp(token=token, app_engine_headers=False)
+    with ThreadedServer(app) as server:
         server.token = token
         yield server

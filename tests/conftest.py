@@ -19,6 +19,14 @@ class Yummy(db.Model):
     title = db.StringProperty()
 
 
+class Unread:
+    """A request body (``wsgi.input``) that must not be read."""
+
+    def read(self, *args):
+        raise AssertionError('the body was read')
+    readline = readlines = read
+
+
 @pytest.fixture
 def make_entities(gae_testbed):
     """``make_entities(model, n)``: put n entities titled 0..n-1."""

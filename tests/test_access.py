@@ -2,12 +2,13 @@
 import hmac
 
 import pytest
+from webob import Request
 from webtest import TestApp
 
 from lovely_gae import async_
 from lovely_gae.snapshot import access, getApp, wire
 from lovely_gae.snapshot.models import Snapshot
-from tests.conftest import Dummy
+from tests.conftest import Dummy, Unread
 
 CREATE = '/lovely.gae/snapshot.CreateSnapshotHandler'
 
@@ -90,7 +91,53 @@ def test_off_app_engine_without_a_token_others_are_refused(
 def test_off_app_engine_without_a_token_loopback_callers_get_in(
         gae_testbed, environ, headers):
     app = TestApp(getApp(), extra_environ=environ)
-    assert app.get(CREATE, headers=headers).status_int == 200
+    assert app.post(CREATE, headers=headers).status_int == 200
+    assert app.get('/lovely.gae/snapshots', headers=headers).status_int == 200
+
+
+def test_without_a_token_a_get_that_writes_must_come_in_process(world):
+    """Any web page can make a browser send a GET; in-process is no page."""
+    over_http = TestApp(getApp(), extra_environ={'REMOTE_ADDR': '127.0.0.1'})
+    before = state()
+    for path in (CREATE, '/lovely.gae/worker'):
+        res = over_http.get(path, status=403)
+        assert res.text == ('without a token, a GET that writes is refused '
+                            'over HTTP: use POST or a token\n')
+    assert state() == before
+    assert over_http.get('/lovely.gae/snapshots').status_int == 200
+    # The seed's in-process calls, and a caller with the token, may GET.
+    assert TestApp(getApp()).get(CREATE).status_int == 200
+    with_token = TestApp(getApp(token='s3cret'),
+                         extra_environ={'REMOTE_ADDR': '127.0.0.1'})
+    assert with_token.get(CREATE, headers={
+        'Authorization': 'Bearer s3cret'}).status_int == 200
+    assert Snapshot.all().count() == 3
+
+
+def test_head_never_writes(world):
+    before = state()
+    for app, headers in [(TestApp(getApp()), {}),
+                         (TestApp(getApp(token='s3cret')),
+                          {'Authorization': 'Bearer s3cret'})]:
+        for method, path, kwargs in writes(world.id):
+            app.request(path, method='HEAD', headers=headers,
+                        expect_errors=True)
+        for path in (CREATE, '/lovely.gae/worker'):
+            res = app.request(path, method='HEAD', headers=headers,
+                              expect_errors=True)
+            assert res.status_int == 405
+            assert res.headers['Allow'] == 'GET, POST'
+    assert state() == before
+
+
+def test_a_refused_callers_body_is_never_read(world):
+    app = getApp(token='s3cret')
+    for method, path, kwargs in writes(world.id):
+        request = Request.blank(path, method=method, environ={
+            'wsgi.input': Unread(), 'CONTENT_LENGTH': '11',
+            'CONTENT_TYPE': kwargs.get('content_type',
+                                       'application/x-www-form-urlencoded')})
+        assert request.get_response(app).status_int == 401
 
 
 def test_with_a_token_every_caller_needs_it(world):
@@ -154,6 +201,37 @@ def test_on_app_engine_everyone_else_is_refused(world, on_app_engine):
                 'Authorization': 'Bearer wrong'}, **kwargs)
             call(app, method, path, 401,
                  headers={'X-Appengine-Cron': 'yes'}, **kwargs)
+    assert state() == before
+
+
+
+@pytest.mark.parametrize('value', ['1', 'true', 'yes', 'on', 'typo'])
+def test_token_only_mode_may_be_set_in_the_environment(
+        world, on_app_engine, monkeypatch, value):
+    app = TestApp(getApp(token='s3cret'))
+    call(app, 'POST', '/lovely.gae/worker', 200,
+         headers={'X-AppEngine-QueueName': 'default'})
+    monkeypatch.setenv(access.TOKEN_ONLY_ENV, value)
+    before = state()
+    for method, path, kwargs in writes(world.id):
+        call(app, method, path, 401, headers={'X-Appengine-Cron': 'true'},
+             **kwargs)
+        call(app, method, path, 401,
+             headers={'X-AppEngine-QueueName': 'default'}, **kwargs)
+    assert state() == before
+    monkeypatch.setenv(access.TOKEN_ONLY_ENV, '0')
+    call(app, 'GET', '/lovely.gae/worker', 200,
+         headers={'X-Appengine-Cron': 'true'})
+
+
+def test_on_app_engine_nobody_is_a_loopback_caller(world, on_app_engine):
+    """App Engine's front end is a proxy: "local" means nothing there."""
+    before = state()
+    app = TestApp(getApp(app_engine_headers=False),
+                  extra_environ={'REMOTE_ADDR': '127.0.0.1'})
+    for method, path, kwargs in writes(world.id):
+        call(app, method, path, 401, **kwargs)
+    call(TestApp(getApp(app_engine_headers=False)), 'GET', CREATE, 401)
     assert state() == before
 
 

@@ -5,13 +5,14 @@ import hashlib
 
 import pytest
 from google.appengine.ext import db
+from webob import Request
 from webtest import TestApp
 
 from lovely_gae import async_, defaults, entities, taskstore
 from lovely_gae.snapshot import getApp, wire
 from lovely_gae.snapshot.handlers import HANDLER_TUPLES
 from lovely_gae.snapshot.models import RangeBackup, Snapshot
-from tests.conftest import Dummy, Yummy
+from tests.conftest import Dummy, Unread, Yummy
 
 CREATE = '/lovely.gae/snapshot.CreateSnapshotHandler'
 SNAPSHOTS = '/lovely.gae/snapshots'
@@ -61,7 +62,7 @@ def test_bad_input_gets_400_with_a_one_line_reason(app, query, reason):
 
 def test_other_methods_and_paths_are_refused(app):
     res = app.put(CREATE, status=405)
-    assert res.headers['Allow'] == 'GET, HEAD, POST'
+    assert res.headers['Allow'] == 'GET, POST'
     assert app.get('/lovely.gae/nothing', status=404).text.startswith(
         'no such page')
     assert Snapshot.all().count() == 0
@@ -74,7 +75,7 @@ def test_every_route_refuses_the_methods_it_does_not_serve(app,
     for path, handler in HANDLER_TUPLES:
         url = (path.replace('<id>', str(snap.id))
                .replace('<name:path>', rb.name))
-        for method in ('PUT', 'DELETE', 'PATCH', 'GET', 'POST'):
+        for method in ('PUT', 'DELETE', 'PATCH', 'GET', 'POST', 'HEAD'):
             if method not in handler.methods:
                 res = app.request(url, method=method, status=405)
                 assert set(res.headers['Allow'].split(', ')) == \
@@ -103,7 +104,9 @@ def test_list_and_show_snapshots_as_json(app, make_entities,
 def test_unknown_snapshots_are_404_and_bad_params_400(app):
     assert app.get(SNAPSHOTS + '/999', status=404).text == \
         'no snapshot with id 999\n'
-    app.get(SNAPSHOTS + '/abc', status=404)
+    assert app.get(SNAPSHOTS + '/abc', status=400).text == (
+        "invalid snapshot id 'abc': must be 'latest' or an integer from 1 "
+        "to 9223372036854775807\n")
     app.get(SNAPSHOTS + '/latest', status=404)
     app.post(SNAPSHOTS + '/999/restore', status=404)
     app.post(SNAPSHOTS + '/999/delete', status=404)
@@ -312,3 +315,142 @@ def test_worker_runs_due_tasks_and_says_what_is_left(app, make_entities):
         'ran': 0, 'queued': 1}
     for bad in ('abc', '0', '-1', '1000', 'nan'):
         app.get('/lovely.gae/worker?seconds=' + bad, status=400)
+
+
+@pytest.fixture
+def a_range(app, make_entities, finished_snapshot):
+    """``(path, data)`` of the one range of a finished snapshot."""
+    make_entities(Dummy, 50)
+    snap = finished_snapshot(['Dummy'])
+    [entry] = app.get('%s/%d/manifest' % (SNAPSHOTS, snap.id)).json['ranges']
+    [rb] = snap.range_backups()
+    return entry['path'], stored_bytes(rb)
+
+
+@pytest.mark.parametrize('header', [
+    'bytes=--5', 'bytes=5-3', 'bytes=abc', 'bytes=0--1', 'bytes=-',
+    'bytes=1-2-3', 'bytes=' + '9' * 5000 + '-1'])
+def test_a_malformed_range_is_400(app, a_range, header):
+    path, _ = a_range
+    res = app.get(path, headers={'Range': header}, status=400)
+    assert res.text.startswith('invalid Range %r: ask for one range'
+                               % header[:60])
+    assert res.text.count('\n') == 1
+
+
+@pytest.mark.parametrize('header', [
+    'bytes=-0', 'bytes=99999999999999999999999-', 'bytes=%(size)d-',
+    'bytes=' + '9' * 5000 + '-'])
+def test_a_range_that_selects_nothing_is_416(app, a_range, header):
+    path, data = a_range
+    res = app.get(path, headers={'Range': header % {'size': len(data)}},
+                  status=416)
+    assert res.headers['Content-Range'] == 'bytes */%d' % len(data)
+    # Unless it is of another copy than the one the client has: all of it.
+    assert app.get(path, headers={'Range': header % {'size': len(data)},
+                                  'If-Range': '"other"'}).body == data
+
+
+@pytest.mark.parametrize('header, start, stop', [
+    ('bytes=-5', -5, None), ('bytes=0-0', 0, 1), ('bytes = 1 - 2', 1, 3),
+    ('BYTES=3-', 3, None), ('bytes=10-99999999999999999999', 10, None),
+    ('bytes=-99999999999999999999', 0, None),
+    ('bytes=-' + '9' * 5000, 0, None)])
+def test_one_range_of_bytes_is_206(app, a_range, header, start, stop):
+    path, data = a_range
+    res = app.get(path, headers={'Range': header}, status=206)
+    assert res.body == data[start:stop]
+
+
+@pytest.mark.parametrize('header', ['bytes=0-1,3-4', 'items=0-1'])
+def test_several_ranges_or_another_unit_get_the_whole_range(app, a_range,
+                                                            header):
+    path, data = a_range
+    assert app.get(path, headers={'Range': header}, status=200).body == data
+
+
+@pytest.mark.parametrize('method, path, reason', [
+    ('GET', SNAPSHOTS + '/9223372036854775808', 'invalid snapshot id'),
+    ('GET', SNAPSHOTS + '/%d' % 2 ** 64, 'invalid snapshot id'),
+    ('GET', SNAPSHOTS + '/%d/manifest' % 2 ** 64, 'invalid snapshot id'),
+    ('GET', SNAPSHOTS + '/%d/ranges/RB:1:x' % 2 ** 64, 'invalid snapshot id'),
+    ('POST', SNAPSHOTS + '/%d/restore' % 2 ** 64, 'invalid snapshot id'),
+    ('POST', SNAPSHOTS + '/%d/delete' % 2 ** 64, 'invalid snapshot id'),
+    ('GET', SNAPSHOTS + '/0', 'invalid snapshot id'),
+    ('GET', SNAPSHOTS + '/1_0', 'invalid snapshot id'),
+    ('GET', SNAPSHOTS + '/%20%31', 'invalid snapshot id'),
+    ('GET', SNAPSHOTS + '/%D9%A1', 'invalid snapshot id'),
+    ('GET', SNAPSHOTS + '/' + '1' * 5000, 'invalid snapshot id'),
+    ('GET', SNAPSHOTS + '?limit=%d' % 2 ** 31, 'invalid limit'),
+    ('GET', SNAPSHOTS + '?limit=%d' % 2 ** 64, 'invalid limit'),
+    ('GET', SNAPSHOTS + '?limit=1_0', 'invalid limit'),
+    ('POST', '/lovely.gae/prune?keep=%d' % 2 ** 63, 'invalid keep'),
+    ('POST', '/lovely.gae/prune?keep=%D9%A1', 'invalid keep'),
+    ('POST', SNAPSHOTS + '?batchsize=%d' % 2 ** 64, 'invalid batchsize'),
+    ('POST', SNAPSHOTS + '?batchsize=' + '1' * 5000, 'invalid batchsize'),
+    ('POST', SNAPSHOTS + '?batchsize=%D9%A1', 'invalid batchsize'),
+    ('POST', SNAPSHOTS + '?batchsize=%201', 'invalid batchsize'),
+    ('POST', '/lovely.gae/worker?seconds=1_0', 'invalid seconds'),
+    ('POST', '/lovely.gae/worker?seconds=%D9%A1', 'invalid seconds'),
+])
+def test_ids_and_numbers_out_of_range_are_400(app, make_entities, method,
+                                              path, reason):
+    make_entities(Dummy, 1)
+    res = app.request(path, method=method, status=400)
+    assert res.text.startswith(reason)
+    assert res.text.count('\n') == 1
+    assert Snapshot.all().count() == 0
+
+
+def test_an_upload_of_more_entities_than_a_put_takes_is_refused_undecoded(
+        app, make_entities, monkeypatch):
+    keys = make_entities(Dummy, defaults.MAX_REQUEST_ENTITIES + 1)
+    protos = entities.get([entities.ref(k) for k in keys])
+    db.delete(keys)
+    decode = wire.decode
+    monkeypatch.setattr(wire, 'decode', lambda body: pytest.fail('decoded'))
+    res = app.post('/lovely.gae/upload', _upload_body(*protos),
+                   content_type=wire.CONTENT_TYPE, status=413)
+    assert res.text == 'send at most 500 entities per request\n'
+    assert Dummy.all().count() == 0
+    monkeypatch.setattr(wire, 'decode', decode)
+    res = app.post('/lovely.gae/upload', _upload_body(*protos[:-1]),
+                   content_type=wire.CONTENT_TYPE)
+    assert res.json == {'put': 500}
+
+
+@pytest.mark.parametrize('path, content_type, length', [
+    (CREATE, 'application/x-www-form-urlencoded', 64 * 1024 + 1),
+    (SNAPSHOTS, 'multipart/form-data; boundary=x', 64 * 1024 + 1),
+    ('/lovely.gae/worker', 'application/octet-stream', 64 * 1024 + 1),
+    ('/lovely.gae/upload', wire.CONTENT_TYPE, defaults.MAX_REQUEST_BYTES + 1),
+])
+def test_a_body_over_the_limit_is_refused_unread(gae_testbed, path,
+                                                 content_type, length):
+    request = Request.blank(path, method='POST', environ={
+        'wsgi.input': Unread(), 'CONTENT_LENGTH': str(length),
+        'CONTENT_TYPE': content_type})
+    res = request.get_response(getApp())
+    assert res.status_int == 413
+    assert res.text == 'send at most %d bytes in this request\n' % (
+        length - 1)
+    assert Snapshot.all().count() == 0
+
+
+def test_a_form_within_the_limit_is_read(app, make_entities):
+    make_entities(Dummy, 1)
+    body = 'kinds=Dummy&padding=' + 'x' * (64 * 1024 - 20)
+    assert len(body) == 64 * 1024
+    assert app.post(CREATE, body, content_type=(
+        'application/x-www-form-urlencoded')).status_int == 200
+
+
+def test_a_body_of_unknown_length_is_refused_unread(gae_testbed):
+    request = Request.blank(CREATE, method='POST', environ={
+        'wsgi.input': Unread(), 'HTTP_TRANSFER_ENCODING': 'chunked',
+        'wsgi.input_terminated': True,
+        'CONTENT_TYPE': 'application/x-www-form-urlencoded'})
+    res = request.get_response(getApp())
+    assert res.status_int == 411
+    assert res.text == 'Content-Length is required\n'
+    assert Snapshot.all().count() == 0

@@ -1,21 +1,26 @@
 """Downloads and uploads over a real socket: waitress on a loopback port."""
 import os
+import select
+import socket
+from urllib.parse import urlsplit
 
 import pytest
 import requests
 from google.appengine.api.datastore_file_stub import DatastoreFileStub
 from google.appengine.ext import db
 
-from lovely_gae import defaults, entities
+from lovely_gae import async_, defaults, entities
 from lovely_gae.exceptions import (AccessDenied, DownloadError, OutFileExists,
                                    RangeCorrupted, SnapshotNotFinished,
                                    SnapshotNotFound)
 from lovely_gae.server import ThreadedServer
-from lovely_gae.snapshot import api, client, getApp
+from lovely_gae.snapshot import api, client, getApp, wire
 from lovely_gae.snapshot.client import quiet
 from lovely_gae.snapshot.models import Snapshot
 from lovely_gae.snapshot.remote import RemoteClient
 from tests.conftest import Dummy, Yummy, all_bytes
+
+CREATE = '/lovely.gae/snapshot.CreateSnapshotHandler'
 
 
 class Faults:
@@ -271,3 +276,117 @@ def test_a_terminal_gets_a_bar_of_bytes_rate_and_time_left(
     assert '%.1fk/%.1fk' % (total / 1024, total / 1024) in final.replace(
         'kB', 'k')
     assert 'B/s' in final
+
+
+def connect(server):
+    parts = urlsplit(server.url)
+    return socket.create_connection((parts.hostname, parts.port), timeout=10)
+
+
+def status_of(sock):
+    """The status the server answers on ``sock``, however long that takes
+    (up to the socket's timeout)."""
+    data = b''
+    while b'\r\n' not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return int(data.split(b' ', 2)[1])
+
+
+def counts():
+    return Snapshot.all().count(), len(async_.get_tasks())
+
+
+@pytest.mark.parametrize('auth', [False, True])
+def test_a_huge_body_is_refused_before_it_is_sent(snapshot_server, auth):
+    head = ('POST /lovely.gae/upload HTTP/1.1\r\nHost: 127.0.0.1\r\n'
+            'Content-Type: %s\r\nContent-Length: 900000000\r\n'
+            % wire.CONTENT_TYPE)
+    if auth:
+        head += 'Authorization: Bearer %s\r\n' % snapshot_server.token
+    with connect(snapshot_server) as sock:
+        sock.sendall(head.encode() + b'\r\n')
+        assert status_of(sock) == 413  # not a byte of the body was sent
+
+
+def test_a_chunked_body_is_refused_as_soon_as_it_grows_too_large(
+        snapshot_server):
+    chunk = b'%x\r\n%s\r\n' % (64 * 1024, b'x' * 64 * 1024)
+    with connect(snapshot_server) as sock:
+        sock.sendall(b'POST /lovely.gae/upload HTTP/1.1\r\nHost: 127.0.0.1'
+                     b'\r\nTransfer-Encoding: chunked\r\n\r\n')
+        for _ in range(40):  # 2.5 MiB, never ended by a last chunk
+            if select.select([sock], [], [], 0)[0]:
+                break  # answered
+            try:
+                sock.sendall(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        assert status_of(sock) == 413
+
+
+def test_stalled_connections_leave_room_for_others(snapshot_server):
+    halves = [b'POST /lovely.gae/upload HTTP/1.1\r\nHost: 127.0.0.1\r\n'
+              b'Content-Length: 1000\r\n\r\nhalf a body',
+              b'GET /lovely.gae/snapshots HTTP/1.1\r\nHost: 127.']
+    stalled = []
+    try:
+        for index in range(120):
+            sock = connect(snapshot_server)
+            stalled.append(sock)
+            sock.sendall(halves[index % 2])
+        res = requests.get(snapshot_server.url + '/lovely.gae/snapshots',
+                           timeout=10, headers={
+                               'Authorization': 'Bearer '
+                               + snapshot_server.token})
+        assert res.status_code == 200
+    finally:
+        for sock in stalled:
+            sock.close()
+
+
+def test_app_engine_headers_open_nothing_on_the_test_server(
+        data, snapshot_server, monkeypatch):
+    """The server of ``lovely_gae.testing`` is in token-only mode."""
+    monkeypatch.setenv('GAE_ENV', 'standard')
+    before = counts()
+    for headers in ({'X-AppEngine-QueueName': 'default'},
+                    {'X-Appengine-Cron': 'true'}):
+        for method, path in [('GET', CREATE), ('POST', CREATE),
+                             ('GET', '/lovely.gae/worker'),
+                             ('POST', '/lovely.gae/prune?keep=0'),
+                             ('GET', '/lovely.gae/snapshots')]:
+            res = requests.request(method, snapshot_server.url + path,
+                                   headers=headers, timeout=10)
+            assert res.status_code == 401
+    assert counts() == before
+
+
+def test_waitress_drops_header_names_with_an_underscore(gae_testbed,
+                                                        monkeypatch):
+    """``X-AppEngine_QueueName`` would be ``X-AppEngine-QueueName`` to WSGI."""
+    monkeypatch.setenv('GAE_ENV', 'standard')
+    with ThreadedServer(getApp(token='s3cret')) as server:
+        url = server.url + '/lovely.gae/worker'
+        assert requests.post(url, timeout=10, headers={
+            'X-AppEngine-QueueName': 'default'}).status_code == 200
+        assert requests.post(url, timeout=10, headers={
+            'X-AppEngine_QueueName': 'default'}).status_code == 401
+
+
+def test_a_tokenless_server_writes_on_post_only(gae_testbed, make_entities):
+    make_entities(Dummy, 1)
+    with ThreadedServer(getApp()) as server:
+        for path in (CREATE, '/lovely.gae/worker'):
+            res = requests.get(server.url + path, timeout=10)
+            assert res.status_code == 403
+            assert res.text == ('without a token, a GET that writes is '
+                                'refused over HTTP: use POST or a token\n')
+            assert requests.head(server.url + path,
+                                 timeout=10).status_code == 405
+        assert counts() == (0, 0)
+        assert requests.post(server.url + CREATE,
+                             timeout=10).status_code == 200
+        assert counts() == (1, 1)

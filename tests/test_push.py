@@ -159,3 +159,35 @@ def test_unregistered_names_cannot_be_run_by_key(taskqueue, monkeypatch):
     assert 'is not registered' in failed.error
     with pytest.raises(TaskError):
         async_.defer('os:system')
+
+
+def test_the_worker_endpoint_runs_what_a_push_names(taskqueue):
+    from webtest import TestApp
+    from lovely_gae.snapshot import getApp
+    app = TestApp(getApp(token='s3cret'))
+    auth = {'Authorization': 'Bearer s3cret'}
+
+    def transactional():
+        for number in range(3):
+            async_.defer(record, args=(number,))
+    base.transaction(transactional)
+    [(_, names)] = pushed(taskqueue)
+    assert app.post('/lovely.gae/worker', {'task': names},
+                    headers=auth).json == {'ran': 0}
+    singles = [found for found in pushed(taskqueue) if len(found[1]) == 1]
+    assert sorted(n for _, [n] in singles) == sorted(names)
+    for _, [name] in singles:
+        assert app.post('/lovely.gae/worker', {'task': name},
+                        headers=auth).json == {'ran': 1}
+    assert sorted(CALLS) == [(0,), (1,), (2,)]
+    assert app.post('/lovely.gae/worker', {'task': names[0]},
+                    headers=auth).json == {'ran': 0}  # a push twice
+
+
+def test_the_sweeper_leaves_fresh_tasks_to_their_pushes(taskqueue,
+                                                        monkeypatch):
+    async_.defer(record, args=('fresh',))
+    assert async_.run_tasks() == 0
+    monkeypatch.setattr(defaults, 'SWEEP_GRACE', 0.0)  # its push was lost
+    assert async_.run_tasks() == 1
+    assert CALLS == [('fresh',)]

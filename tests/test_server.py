@@ -34,8 +34,8 @@ def test_serve_does_what_the_seeds_http_section_shows(env, tmp_path):
         server = LocalServer(stub, port=0, interval=0.1).start()
         try:
             assert 'only callers on this machine' in server.describe()
-            res = requests.get(server.url + '/lovely.gae/snapshot.'
-                               'CreateSnapshotHandler', timeout=10)
+            res = requests.post(server.url + '/lovely.gae/snapshot.'
+                                'CreateSnapshotHandler', timeout=10)
             snapshot_id = int(res.text.split()[2])
             assert res.text == ("Created Snapshot %d\nKinds: ['Dummy']"
                                 % snapshot_id)

@@ -2,14 +2,19 @@
 
 On App Engine, requests from cron and from task queues carry headers that
 App Engine strips from outside requests, so they can be trusted there and
-nowhere else. Any other caller needs the bearer token. Off App Engine a
-configured token is required as well; with none configured, only requests
-from this machine (loopback, not forwarded by a proxy) or made in-process
-(no ``REMOTE_ADDR``, as webtest and ``Request.blank`` make them) get in,
-and only when they name this machine in ``Host`` and come from no web page
-of another origin: a browser on this machine must not be a way in, be it
-by a page's form (cross-site request) or by a name that resolves to
-127.0.0.1 (DNS rebinding).
+nowhere else, and not at all in token-only mode (a server that maps ``_``
+to ``-`` in header names lets anyone send them). Any other caller needs
+the bearer token. Off App Engine a configured token is required as well;
+with none configured, only requests from this machine (loopback, not
+forwarded by a proxy) or made in-process (no ``REMOTE_ADDR``, as webtest
+and ``Request.blank`` make them) get in, and only when they name this
+machine in ``Host`` and come from no web page of another origin: a browser
+on this machine must not be a way in, be it by a page's form (cross-site
+request) or by a name that resolves to 127.0.0.1 (DNS rebinding).
+
+``check_access`` answers how a request got in, so that a handler can ask
+more of some callers (``handlers.SnapshotApp``: a tokenless caller over a
+socket must POST to write).
 """
 import hmac
 import ipaddress
@@ -19,19 +24,39 @@ from webob import exc
 
 from ..base import on_app_engine
 
-__all__ = ['TOKEN_ENV', 'configured_token', 'on_app_engine', 'check_access',
-           'is_loopback_host',
-           'refuse']
+__all__ = ['TOKEN_ENV', 'TOKEN_ONLY_ENV', 'configured_token', 'on_app_engine',
+           'token_only', 'check_access', 'is_loopback_host', 'refuse',
+           'APP_ENGINE', 'TOKEN', 'LOOPBACK', 'IN_PROCESS']
 
 TOKEN_ENV = 'LOVELY_GAE_TOKEN'
 
+#: Set to ``1`` (at deploy time, in ``app.yaml``) for token-only mode.
+TOKEN_ONLY_ENV = 'LOVELY_GAE_TOKEN_ONLY'
+
+# How a request got in: what ``check_access`` answers.
+APP_ENGINE = 'app-engine'   # App Engine's cron or queue header, on App Engine
+TOKEN = 'token'             # the bearer token
+LOOPBACK = 'loopback'       # no token configured; a socket on this machine
+IN_PROCESS = 'in-process'   # no token configured; no socket at all
+
 _PROXY_HEADERS = ('HTTP_X_FORWARDED_FOR', 'HTTP_FORWARDED', 'HTTP_X_REAL_IP')
+
+_OFF = ('', '0', 'false', 'no', 'off')
 
 
 def refuse(error_class, reason, **kw):
     """A ``webob.exc`` response whose body is the one-line reason."""
     return error_class(text=reason + '\n', content_type='text/plain',
                        charset='utf-8', **kw)
+
+
+def token_only(environ=os.environ):
+    """Whether ``$LOVELY_GAE_TOKEN_ONLY`` asks for token-only mode.
+
+    Any value but an empty one, ``0``, ``false``, ``no`` or ``off`` does:
+    a typo must not turn the mode off.
+    """
+    return environ.get(TOKEN_ONLY_ENV, '').strip().lower() not in _OFF
 
 
 def configured_token(token=None):
@@ -82,22 +107,28 @@ def _from_another_site(request):
 
 
 def check_access(request, token=None, app_engine_headers=None):
-    """None if ``request`` may go on; else raise a 401/403 response.
+    """How ``request`` got in (``TOKEN``, ...); else raise a 401/403 response.
 
     ``app_engine_headers``: trust App Engine's cron and queue headers (None:
-    only when running on App Engine; False: never, the token-only mode).
+    only when running on App Engine and not in token-only mode, see
+    ``token_only``; False: never).
     """
     token = configured_token(token)
+    on_gae = on_app_engine()
     if app_engine_headers is None:
-        app_engine_headers = on_app_engine()
+        app_engine_headers = on_gae and not token_only()
     if app_engine_headers:
         if (request.headers.get('X-Appengine-Cron') == 'true'
                 or request.headers.get('X-AppEngine-QueueName')):
-            return None
-    elif token is None:
+            return APP_ENGINE
+    elif token is None and not on_gae:
+        # On App Engine every request comes through its front end, a
+        # proxy: nobody there is "on this machine".
         if (_is_loopback(request.environ) and is_loopback_host(request.host)
                 and not _from_another_site(request)):
-            return None
+            if request.environ.get('REMOTE_ADDR') is None:
+                return IN_PROCESS
+            return LOOPBACK
         raise refuse(exc.HTTPForbidden,
                      'no token configured: only loopback callers are served')
     given = _bearer(request)
@@ -107,4 +138,4 @@ def check_access(request, token=None, app_engine_headers=None):
     if token is None or not hmac.compare_digest(given.encode(),
                                                 token.encode()):
         raise refuse(exc.HTTPForbidden, 'wrong token')
-    return None
+    return TOKEN

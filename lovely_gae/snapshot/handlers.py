@@ -4,7 +4,9 @@
 A path may hold ``<name>`` (one path segment) or ``<name:path>`` (the rest
 of the path, slashes included); the handler finds the values in
 ``request.urlvars``. Every request passes the access check first, so a
-refused caller learns nothing, not even which paths exist.
+refused caller learns nothing, not even which paths exist, and has not a
+byte of its body read; then its body must fit the handler's ``max_body``
+(``web.allow``), before anything reads it.
 """
 import re
 
@@ -12,13 +14,13 @@ from webob import exc
 from webob.dec import wsgify
 
 from . import manage, transfer, worker
-from .access import check_access, refuse
-from .web import allow, text
+from .access import LOOPBACK, check_access, refuse
+from .web import MAX_FORM_BYTES, allow, check_body, text
 
 __all__ = ['CreateSnapshotHandler', 'HANDLER_TUPLES', 'SnapshotApp']
 
 
-@allow('GET', 'POST')
+@allow('GET', 'POST', writes=True)
 def CreateSnapshotHandler(request):
     """GET (as cron calls it) or POST: start a snapshot.
 
@@ -67,10 +69,24 @@ class SnapshotApp:
 
     @wsgify
     def __call__(self, request):
-        check_access(request, self.token, self.app_engine_headers)
+        way_in = check_access(request, self.token, self.app_engine_headers)
         for pattern, handler in self.routes:
             match = pattern.match(request.path_info)
             if match:
-                request.urlvars = match.groupdict()
-                return handler(request)
-        raise refuse(exc.HTTPNotFound, 'no such page: %s' % request.path_info)
+                break
+        else:
+            raise refuse(exc.HTTPNotFound,
+                         'no such page: %s' % request.path_info)
+        limit = getattr(handler, 'max_body', MAX_FORM_BYTES)
+        check_body(request, limit)
+        # What is let in is small enough to read into memory; WebOb would
+        # copy a form of over 10 KiB into a temporary file it never closes.
+        request.request_body_tempfile_limit = limit
+        if (way_in == LOOPBACK and request.method == 'GET'
+                and getattr(handler, 'writes_on_get', False)):
+            # Any web page can make a browser send a GET (an image, a
+            # link), and old browsers say nothing of where it came from.
+            raise refuse(exc.HTTPForbidden, 'without a token, a GET that '
+                         'writes is refused over HTTP: use POST or a token')
+        request.urlvars = match.groupdict()
+        return handler(request)

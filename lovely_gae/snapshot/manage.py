@@ -9,9 +9,14 @@ from ..exceptions import (InvalidInput, RangeCorrupted, RestoreRunning,
                           SnapshotNotFinished)
 from . import api
 from .access import refuse
-from .web import allow, bool_param, int_param, json_response, snapshot_or_404
+from .web import (allow, ascii_int, bool_param, int_param, json_response,
+                  snapshot_or_404)
 
 __all__ = ['snapshots', 'show', 'restore', 'delete', 'prune']
+
+#: Most snapshots one listing may ask for: a datastore query's limit is a
+#: signed 32-bit integer.
+MAX_QUERY_LIMIT = 2 ** 31 - 1
 
 
 def create_from(request):
@@ -22,10 +27,25 @@ def create_from(request):
     params = request.params
     try:
         return api.create_snapshot(kinds=params.getall('kinds') or None,
-                                   batchsize=params.get('batchsize'),
+                                   batchsize=_batchsize(params),
                                    namespace=params.get('namespace'))
     except InvalidInput as error:
         raise refuse(exc.HTTPBadRequest, str(error)) from error
+
+
+def _batchsize(params):
+    """``batchsize`` as an int, for ``api`` to check; None if not given."""
+    value = params.get('batchsize')
+    if value is None:
+        return None
+    number = ascii_int(value)
+    if number is None:
+        # api's own check would read ' 1' or '١' as 1, and fail on a
+        # string of 5000 digits.
+        raise InvalidInput('batchsize', value[:40],
+                           'must be an integer from 1 to %d'
+                           % api.MAX_BATCH_SIZE)
+    return number
 
 
 @allow('GET', 'POST')
@@ -37,7 +57,7 @@ def snapshots(request):
     """
     if request.method == 'POST':
         return json_response(create_from(request).to_dict(), status=201)
-    limit = int_param(request, 'limit', minimum=1)
+    limit = int_param(request, 'limit', minimum=1, maximum=MAX_QUERY_LIMIT)
     return json_response({'snapshots': [
         snap.to_dict() for snap in api.list_snapshots(limit)]})
 

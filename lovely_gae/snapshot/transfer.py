@@ -4,26 +4,39 @@ A range is served as the bytes it is stored as, with ``Content-Length``,
 ``ETag`` (its sha256) and HTTP Range support, so that a client can check
 it and resume an interrupted download. The app never checks the bytes
 itself on the way out: the client does, against the manifest.
+
+An upload is one batch of at most ``MAX_UPLOAD_BYTES`` and
+``defaults.MAX_REQUEST_ENTITIES`` entities: what one datastore put takes.
 """
+import itertools
+import re
 from urllib.parse import quote
 
 from google.appengine.api import datastore_types
 from google.appengine.ext import db
 from webob import Response, exc
 
-from .. import entities
+from .. import defaults, entities
 from ..exceptions import RangeCorrupted, SnapshotNotFinished
 from .access import refuse
 from .models import RangeBackup, iter_backups
 from .rewrite import rewrite_entity
-from .web import allow, json_response, snapshot_or_404
-from . import wire
+from .web import MAX_BODY_BYTES, allow, json_response, snapshot_or_404
+from . import storage, wire
 
 __all__ = ['manifest', 'range_bytes', 'upload', 'StoredBytes',
            'MAX_UPLOAD_BYTES']
 
-#: Largest upload body the app accepts (App Engine's own limit is 32 MB).
-MAX_UPLOAD_BYTES = 16 * 1024 * 1024
+#: Largest upload body the app accepts: a client sends at most
+#: ``wire.BATCH_BYTES``.
+MAX_UPLOAD_BYTES = MAX_BODY_BYTES
+
+# One range of bytes: the only form served.
+_RANGE = re.compile(r'([0-9]*)-([0-9]*)\Z')
+
+#: Past any body's length: what a position of more than 19 digits is read
+#: as, so that no int() of thousands of digits is ever made.
+_BEYOND = 2 ** 63
 
 
 def _finished(request):
@@ -88,6 +101,41 @@ class StoredBytes:
             index += 1
 
 
+def _position(digits):
+    if not digits:
+        return None
+    return int(digits) if len(digits) <= 19 else _BEYOND
+
+
+def _check_range(request, size):
+    """Leave the ``Range`` header in a form WebOb reads right, or refuse it.
+
+    WebOb would answer ``bytes=--5`` with a 500 and ``bytes=-0`` with the
+    whole body. A malformed byte range is a 400; one that selects nothing
+    is left for WebOb to answer 416 (it honours ``If-Range``). Several
+    ranges or another unit are ignored, as RFC 9110 allows: the whole body
+    is sent.
+    """
+    header = request.headers.get('Range')
+    if header is None:
+        return
+    unit, _, ranges = ''.join(header.split()).partition('=')
+    if unit.lower() != 'bytes' or ',' in ranges:
+        del request.headers['Range']
+        return
+    match = _RANGE.match(ranges)
+    first, last = map(_position, match.groups()) if match else (None, None)
+    if (first is None and last is None) or (
+            first is not None and last is not None and last < first):
+        raise refuse(exc.HTTPBadRequest, 'invalid Range %r: ask for one '
+                     'range of bytes, as bytes=FIRST-LAST, bytes=FIRST- or '
+                     'bytes=-LENGTH' % header[:60])
+    if first is None:  # the last ``last`` bytes; none: nothing selected
+        first, last = max(size - last, 0), None
+    request.headers['Range'] = 'bytes=%d-%s' % (
+        first, '' if last is None else last)
+
+
 @allow('GET')
 def range_bytes(request):
     """The stored bytes of one range of a finished snapshot."""
@@ -99,6 +147,7 @@ def range_bytes(request):
     if not isinstance(backup, RangeBackup):
         raise refuse(exc.HTTPNotFound, 'snapshot %d has no range %s'
                      % (snap.id, name))
+    _check_range(request, backup.size or 0)
     response = Response(app_iter=StoredBytes(backup),
                         content_type='application/octet-stream',
                         conditional_response=True)
@@ -108,7 +157,13 @@ def range_bytes(request):
     return response
 
 
-@allow('POST')
+def _count_records(body, limit):
+    """How many records ``body`` holds, counted up to ``limit + 1``."""
+    return sum(1 for _ in itertools.islice(
+        storage.iter_records([body], 'none'), limit + 1))
+
+
+@allow('POST', max_body=MAX_UPLOAD_BYTES)
 def upload(request):
     """Put a batch of entities (see ``wire``) into this app's datastore.
 
@@ -121,15 +176,18 @@ def upload(request):
                      'send %s' % wire.CONTENT_TYPE)
     if request.content_length is None:
         raise refuse(exc.HTTPLengthRequired, 'Content-Length is required')
-    if request.content_length > MAX_UPLOAD_BYTES:
-        raise refuse(exc.HTTPRequestEntityTooLarge,
-                     'send at most %d bytes per request' % MAX_UPLOAD_BYTES)
-    # Read as it comes: ``request.body`` would copy a large body into a
-    # temporary file first.
+    # Read as it comes: ``request.body`` would copy it into a temporary
+    # file first. ``SnapshotApp`` has checked its length.
     body = request.body_file.read(request.content_length)
     if len(body) != request.content_length:
         raise refuse(exc.HTTPBadRequest, 'the body is cut short')
+    limit = defaults.MAX_REQUEST_ENTITIES
     try:
+        # Counted before any entity is decoded: a body of tiny records
+        # would cost time and memory out of all proportion to its size.
+        if _count_records(body, limit) > limit:
+            raise refuse(exc.HTTPRequestEntityTooLarge,
+                         'send at most %d entities per request' % limit)
         batch = wire.decode(body)
     except ValueError as error:
         raise refuse(exc.HTTPBadRequest, str(error)) from error

@@ -5,15 +5,33 @@ A handler takes a WebOb ``Request`` and returns a ``Response`` or raises a
 """
 import functools
 import json
+import re
 
 from webob import Response, exc
 
+from .. import defaults
 from ..exceptions import SnapshotNotFound
 from . import api
 from .access import refuse
 
 __all__ = ['text', 'json_response', 'allow', 'snapshot_or_404',
-           'int_param', 'float_param', 'bool_param']
+           'check_body', 'ascii_int', 'int_param', 'float_param', 'bool_param',
+           'MAX_BODY_BYTES', 'MAX_FORM_BYTES', 'MAX_ID']
+
+#: Largest request body the app reads: one upload batch (``wire``), as
+#: large as one datastore request may be.
+MAX_BODY_BYTES = defaults.MAX_REQUEST_BYTES
+
+#: Largest body of any other request: a form of kinds and a few options.
+MAX_FORM_BYTES = 64 * 1024
+
+#: Largest datastore id, and largest integer a parameter may be: the
+#: datastore's integers are signed 64-bit.
+MAX_ID = 2 ** 63 - 1
+
+# ASCII digits only: int() would also take '١', '1_0' and ' 1'.
+_DIGITS = re.compile(r'[0-9]{1,19}\Z')
+_DECIMAL = re.compile(r'(?=\.?[0-9])[0-9]{0,9}(\.[0-9]{0,9})?\Z')
 
 
 def text(body, status=200):
@@ -27,9 +45,16 @@ def json_response(data, status=200):
                     charset='utf-8')
 
 
-def allow(*methods):
-    """Refuse other methods with 405; ``GET`` allows ``HEAD`` as well."""
-    allowed = set(methods) | ({'HEAD'} if 'GET' in methods else set())
+def allow(*methods, writes=False, max_body=MAX_FORM_BYTES):
+    """Refuse other methods with 405; ``GET`` allows ``HEAD`` as well.
+
+    ``writes``: the handler writes even on GET (App Engine cron sends GET),
+    so HEAD is refused rather than run, and ``SnapshotApp`` asks a tokenless
+    caller over a socket to POST. ``max_body``: the largest body it takes.
+    """
+    allowed = set(methods)
+    if 'GET' in methods and not writes:
+        allowed.add('HEAD')
     header = ', '.join(sorted(allowed))
 
     def decorate(handler):
@@ -40,19 +65,45 @@ def allow(*methods):
                              headers={'Allow': header})
             return handler(request)
         checked.methods = frozenset(allowed)
+        checked.writes_on_get = writes and 'GET' in allowed
+        checked.max_body = max_body
         return checked
     return decorate
 
 
+def check_body(request, limit):
+    """Refuse a body larger than ``limit`` bytes before any of it is read.
+
+    A chunked body that the server passes on as it is (waitress reads and
+    measures it first) could be of any length: it is refused too.
+    """
+    length = request.content_length
+    if length is None:
+        if request.headers.get('Transfer-Encoding'):
+            raise refuse(exc.HTTPLengthRequired,
+                         'Content-Length is required')
+    elif length > limit:
+        raise refuse(exc.HTTPRequestEntityTooLarge,
+                     'send at most %d bytes in this request' % limit)
+
+
 def snapshot_or_404(snapshot_id):
-    """The snapshot with this id; ``latest`` is the newest finished one."""
+    """The snapshot with this id; ``latest`` is the newest finished one.
+
+    Anything but ``latest`` or a datastore id is a 400.
+    """
     if snapshot_id == 'latest':
         snap = api.latest_snapshot()
         if snap is None:
             raise refuse(exc.HTTPNotFound, 'no finished snapshot')
         return snap
+    number = ascii_int(snapshot_id)
+    if number is None or not 0 < number <= MAX_ID:
+        raise refuse(exc.HTTPBadRequest, "invalid snapshot id %r: must be "
+                     "'latest' or an integer from 1 to %d"
+                     % (snapshot_id[:40], MAX_ID))
     try:
-        return api.get_snapshot(snapshot_id)
+        return api.get_snapshot(number)
     except SnapshotNotFound as error:
         raise refuse(exc.HTTPNotFound, str(error)) from error
 
@@ -61,23 +112,30 @@ def _param(request, name, convert, default, check, expected):
     value = request.params.get(name)
     if value is None or value == '':
         return default
-    try:
-        result = convert(value)
-    except ValueError:
-        result = None
+    result = convert(value)
     if result is None or not check(result):
         raise refuse(exc.HTTPBadRequest, 'invalid %s %r: must be %s'
-                     % (name, value, expected))
+                     % (name, value[:40], expected))
     return result
 
 
-def int_param(request, name, default=None, minimum=0):
-    return _param(request, name, int, default, lambda v: v >= minimum,
-                  'an integer >= %d' % minimum)
+def ascii_int(value):
+    """The int that ``value`` spells in up to 19 ASCII digits, else None."""
+    return int(value) if _DIGITS.match(value) else None
+
+
+def _decimal(value):
+    return float(value) if _DECIMAL.match(value) else None
+
+
+def int_param(request, name, default=None, minimum=0, maximum=MAX_ID):
+    return _param(request, name, ascii_int, default,
+                  lambda v: minimum <= v <= maximum,
+                  'an integer from %d to %d' % (minimum, maximum))
 
 
 def float_param(request, name, default=None, maximum=None):
-    return _param(request, name, float, default,
+    return _param(request, name, _decimal, default,
                   lambda v: 0 < v and (maximum is None or v <= maximum),
                   'a number of seconds from 0 to %s' % maximum)
 
