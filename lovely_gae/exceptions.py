@@ -3,6 +3,7 @@
 __all__ = [
     'LovelyGaeError', 'InvalidInput', 'TaskError', 'SnapshotError',
     'EmptyKind', 'SnapshotNotFound', 'SnapshotNotFinished', 'RangeCorrupted',
+    'SnapshotIncomplete', 'BadManifest', 'BadEntity', 'UnsafePath',
     'OutFileExists', 'DownloadError', 'AccessDenied',
 ]
 
@@ -62,6 +63,40 @@ class RangeCorrupted(SnapshotError):
     def __init__(self, snapshot_id, range_name, reason):
         self.range_name, self.reason = range_name, reason
         super().__init__(snapshot_id, 'range %s: %s' % (range_name, reason))
+
+
+class SnapshotIncomplete(SnapshotError):
+    """A snapshot's ranges do not add up to what it recorded of itself."""
+
+    def __init__(self, snapshot_id, reason):
+        self.reason = reason
+        super().__init__(snapshot_id, 'snapshot %s is incomplete: %s'
+                         % (snapshot_id, reason))
+
+
+class BadManifest(SnapshotError):
+    """An app's manifest of a snapshot that a download cannot trust."""
+
+    def __init__(self, snapshot_id, reason):
+        self.reason = reason
+        super().__init__(snapshot_id, 'manifest of snapshot %s: %s'
+                         % (snapshot_id, reason))
+
+
+class BadEntity(LovelyGaeError, ValueError):
+    """An entity from a file or the network that may not be put as it is."""
+
+    def __init__(self, reason):
+        self.reason = reason
+        super().__init__(reason)
+
+
+class UnsafePath(LovelyGaeError):
+    """A path a download would write to is not safe to use."""
+
+    def __init__(self, path, reason):
+        self.path, self.reason = path, reason
+        super().__init__('%s %s; remove it' % (path, reason))
 
 
 class OutFileExists(LovelyGaeError, RuntimeError):

@@ -367,7 +367,7 @@ class RangeBackup(LibraryModel):
 
     def iter_records(self, verify=True):
         return storage.iter_records(self.iter_parts(verify),
-                                    self.codec or 'bz2')
+                                    self.codec or 'bz2', self.raw_size)
 
     def keys(self):
         """The keys this range holds, as ``db.Key`` objects."""
