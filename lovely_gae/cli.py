@@ -138,7 +138,7 @@ def cmd_upload(args, client):
 
 def cmd_verify(args, client):
     from .snapshot import devfile
-    counts = devfile.count_kinds(args.file)
+    counts = devfile.check_file(args.file)
     total = sum(counts.values())
     _print(args, {'file': args.file, 'entities': total, 'kinds': counts},
            '%s: %d entities\n%s' % (args.file, total, '\n'.join(

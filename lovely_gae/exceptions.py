@@ -3,6 +3,7 @@
 __all__ = [
     'LovelyGaeError', 'InvalidInput', 'TaskError', 'SnapshotError',
     'EmptyKind', 'SnapshotNotFound', 'SnapshotNotFinished', 'RangeCorrupted',
+    'SnapshotIncomplete', 'BadManifest', 'BadEntity', 'UnsafePath',
     'RestoreRunning', 'OutFileExists', 'DownloadError', 'AccessDenied',
 ]
 
@@ -74,6 +75,40 @@ class RestoreRunning(LovelyGaeError):
             'kind %r of namespace %r is being restored from snapshot %s '
             '(restore %s); wait until it has ended' % (
                 kind, namespace, snapshot_id, restore_id))
+
+
+class SnapshotIncomplete(SnapshotError):
+    """A snapshot's ranges do not add up to what it recorded of itself."""
+
+    def __init__(self, snapshot_id, reason):
+        self.reason = reason
+        super().__init__(snapshot_id, 'snapshot %s is incomplete: %s'
+                         % (snapshot_id, reason))
+
+
+class BadManifest(SnapshotError):
+    """An app's manifest of a snapshot that a download cannot trust."""
+
+    def __init__(self, snapshot_id, reason):
+        self.reason = reason
+        super().__init__(snapshot_id, 'manifest of snapshot %s: %s'
+                         % (snapshot_id, reason))
+
+
+class BadEntity(LovelyGaeError, ValueError):
+    """An entity from a file or the network that may not be put as it is."""
+
+    def __init__(self, reason):
+        self.reason = reason
+        super().__init__(reason)
+
+
+class UnsafePath(LovelyGaeError):
+    """A path a download would write to is not safe to use."""
+
+    def __init__(self, path, reason):
+        self.path, self.reason = path, reason
+        super().__init__('%s %s; remove it' % (path, reason))
 
 
 class OutFileExists(LovelyGaeError, RuntimeError):

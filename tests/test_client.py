@@ -2,7 +2,7 @@ import os
 
 import pytest
 from google.appengine.api.datastore_file_stub import DatastoreFileStub
-from google.appengine.ext import db
+from google.appengine.ext import db, ndb
 
 from lovely_gae import entities
 from lovely_gae.exceptions import (OutFileExists, SnapshotNotFinished,
@@ -273,3 +273,154 @@ def test_a_local_download_reads_its_ranges_in_bounded_batch_gets(
     assert datastore_calls.count('Get') == gets + 1  # and the snapshot's
     with open(path, 'rb') as f:
         assert sorted(devfile.iter_entities(f)) == stored_bytes('Dummy')
+
+
+def test_references_to_other_apps_stay_where_they_are(gae_testbed,
+                                                      finished_snapshot,
+                                                      tmp_path):
+    from lovely_gae.snapshot.rewrite import rewrite_entity
+    mum = Parent(name='mum')
+    mum.put()
+    theirs = db.Key.from_path('Parent', 'x', _app='s~someone-else',
+                              namespace='')
+    Child(parent_ref=mum, others=[theirs, mum.key()]).put()
+    before = stored_bytes('Child')
+    snap = finished_snapshot(['Parent', 'Child'])
+    path = client.download_snapshot(str(tmp_path), snap.id, progress=quiet)
+    # Into the same app again: the bytes it had, other apps' keys and all.
+    db.delete(Child.all(keys_only=True).fetch(None))
+    assert client.upload_snapshot(path) == 2
+    assert stored_bytes('Child') == before
+    [child] = entities.get([entities.ref(Child.all().get().key())])
+    moved = rewrite_entity(child, 'dev~lovely-dev', 'dev')
+    others = [p.value.referencevalue for p in moved.property
+              if p.name == 'others']
+    assert [(r.app, r.name_space) for r in others] == [
+        ('s~someone-else', ''), ('dev~lovely-dev', 'dev')]
+
+
+def test_verify_and_upload_agree_on_every_byte_of_a_damaged_file(
+        gae_testbed, tmp_path):
+    from google.appengine.api import datastore, datastore_types, users
+    parent = datastore.Entity('P', name='p')
+    parent.update({'s': 'ä', 't': datastore_types.Text('tx'),
+                   'b': datastore_types.Blob(b'\xff'),
+                   'r': db.Key.from_path('P', 'q'),
+                   'g': datastore_types.GeoPt(1, 2),
+                   'u': users.User('a@b.c', _auth_domain='x'), 'l': [1, 'z'],
+                   'bs': datastore_types.ByteString(b'\x80'),
+                   'k': datastore_types.Link('http://h')})
+    child = datastore.Entity('C', id=7, namespace='n')
+    child['x'] = 'y'
+    records = [e.ToPb().SerializeToString() for e in (parent, child)]
+    path = tmp_path / 'file'
+    with open(path, 'wb') as out:
+        writer = devfile.DevFileWriter(out)
+        writer.add_many(records)
+        writer.close()
+    good = path.read_bytes()
+    stub = gae_testbed.get_stub('datastore_v3')
+    stored = stub._DatastoreFileStub__entities_by_kind
+    verdicts = set()
+    for position in range(len(good)):
+        for mask in (0x01, 0x80, 0xFF):
+            damaged = bytearray(good)
+            damaged[position] ^= mask
+            path.write_bytes(damaged)
+            stub.Clear()
+            try:
+                devfile.check_file(str(path))
+                verified = True
+            except ValueError:
+                verified = False
+            try:
+                client.upload_snapshot(str(path))
+                uploaded = True
+            except ValueError:  # BadEntity, or no datastore file
+                uploaded = False
+                assert not any(stored.values()), (position, mask)
+            assert verified == uploaded, (position, mask)
+            verdicts.add(verified)
+    assert verdicts == {True, False}
+
+
+class Target(ndb.Model):
+    label = ndb.StringProperty()
+
+
+class Inner(ndb.Model):
+    ref = ndb.KeyProperty()
+    refs = ndb.KeyProperty(repeated=True)
+
+
+class Middle(ndb.Model):
+    inner = ndb.LocalStructuredProperty(Inner)
+
+
+class Outer(ndb.Model):
+    one = ndb.LocalStructuredProperty(Inner)
+    many = ndb.LocalStructuredProperty(Inner, repeated=True)
+    nested = ndb.LocalStructuredProperty(Middle)
+    kept = ndb.LocalStructuredProperty(Inner, keep_keys=True)
+    packed = ndb.LocalStructuredProperty(Inner, compressed=True)
+
+
+def test_keys_inside_structured_values_load_under_the_target_app(
+        gae_testbed, finished_snapshot, tmp_path):
+    from lovely_gae.testing import start_testbed
+    target = Target(id='t', label='found').put()
+    Outer(one=Inner(ref=target), many=[Inner(), Inner(refs=[target] * 2)],
+          nested=Middle(inner=Inner(ref=target)),
+          kept=Inner(key=ndb.Key('Inner', 5), ref=target),
+          packed=Inner(ref=target)).put()
+    snap = finished_snapshot(['Outer', 'Target'])
+    path = client.download_snapshot(str(tmp_path), snap.id, progress=quiet,
+                                    target_app_id='dev~lovely-dev')
+    ndb.get_context().clear_cache()
+    bed = start_testbed(app_id='dev~lovely-dev', datastore_file=path,
+                        save_changes=False)
+    try:
+        outer = Outer.query().get()
+        found = [outer.one.ref.get(), outer.nested.inner.ref.get(),
+                 outer.kept.ref.get()] + ndb.get_multi(outer.many[1].refs)
+        assert [t.label for t in found] == ['found'] * 5
+        assert outer.kept.key == ndb.Key('Inner', 5, app='dev~lovely-dev')
+        # Compressed bytes are not rewritten (docs/http.rst says so).
+        assert outer.packed.ref.app() == 'lovely-gae-testing'
+    finally:
+        bed.deactivate()
+        ndb.get_context().clear_cache()
+
+
+def test_structured_values_keep_their_bytes_unless_a_key_moves(gae_testbed):
+    from lovely_gae.snapshot.rewrite import rewrite_entity
+    theirs = ndb.Key('Target', 't', app='s~someone-else')
+    key = Outer(one=Inner(ref=theirs), nested=Middle(inner=Inner())).put()
+    [stored] = entities.get([key.to_old_key()._ToPb()])
+    record = stored.SerializeToString()
+    moved = rewrite_entity(entities.EntityProto.FromString(record),
+                           'dev~lovely-dev')
+    assert moved.key.app == 'dev~lovely-dev'
+    assert list(moved.raw_property) == list(stored.raw_property)
+    same = rewrite_entity(entities.EntityProto.FromString(record),
+                          stored.key.app)
+    assert same.SerializeToString() == record
+
+
+def test_structured_values_nested_too_deep_are_refused(gae_testbed):
+    from lovely_gae.exceptions import BadEntity
+    from lovely_gae.snapshot import rewrite
+    value = b''
+    for _ in range(rewrite.MAX_DEPTH + 1):
+        inner = entities.EntityProto()
+        prop = inner.raw_property.add(name='x', multiple=False,
+                                      meaning=rewrite.Property.ENTITY_PROTO)
+        prop.value.stringValue = value
+        value = inner.SerializePartialToString()
+    key = Outer().put()
+    [entity] = entities.get([key.to_old_key()._ToPb()])
+    entity.raw_property.add().MergeFromString(
+        entities.EntityProto.FromString(value).raw_property[0]
+        .SerializeToString())
+    with pytest.raises(BadEntity, match='nested deeper than 100'):
+        rewrite.rewrite_entity(entity, 'dev~lovely-dev')

@@ -9,7 +9,7 @@ from webob import Request
 from webtest import TestApp
 
 from lovely_gae import async_, defaults, entities, taskstore
-from lovely_gae.snapshot import getApp, wire
+from lovely_gae.snapshot import getApp, storage, wire
 from lovely_gae.snapshot.handlers import HANDLER_TUPLES
 from lovely_gae.snapshot.models import RangeBackup, Snapshot
 from tests.conftest import Dummy, Unread, Yummy
@@ -258,8 +258,9 @@ def test_ranges_of_other_snapshots_or_names_are_404(app, make_entities,
 
 
 def _upload_body(*entity_protos):
-    [(body, _)] = wire.batches(e.SerializeToString() for e in entity_protos)
-    return body
+    """An upload body of any number of entities (a client sends 500 at most)."""
+    return b''.join(storage.varint(len(record)) + record for record in (
+        e.SerializeToString() for e in entity_protos))
 
 
 def test_upload_puts_entities_under_this_apps_id(app, make_entities):

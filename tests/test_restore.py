@@ -3,7 +3,8 @@ import pytest
 from google.appengine.ext import db, ndb
 
 from lovely_gae import async_, completion, entities
-from lovely_gae.exceptions import RangeCorrupted, RestoreRunning
+from lovely_gae.exceptions import (RangeCorrupted, RestoreRunning,
+                                   SnapshotIncomplete)
 from lovely_gae.snapshot import api, restore
 from lovely_gae.snapshot.models import Restore, RangeBackup
 from tests.conftest import Dummy, Yummy, all_bytes
@@ -112,26 +113,32 @@ def _drop(snap, kind='Dummy', position=1):
                if rb.position == position][0])
 
 
-@pytest.mark.parametrize('damage', [_corrupt, _drop])
+@pytest.mark.parametrize('damage, error, message', [
+    (_corrupt, RangeCorrupted, 'range RB:%d:Dummy:0000000001:'),
+    (_drop, SnapshotIncomplete, "snapshot %d is incomplete: kind 'Dummy' "
+     "lacks 1 of its 3 ranges (positions 1)")])
 def test_a_damaged_snapshot_is_refused_before_anything_is_written(
-        make_entities, finished_snapshot, damage):
+        make_entities, finished_snapshot, damage, error, message):
     keys = make_entities(Dummy, 30)
     snap = finished_snapshot(['Dummy'], batchsize=10)
     db.delete(keys[:25])
     damage(snap)
     before = state()
-    with pytest.raises(RangeCorrupted) as raised:
+    with pytest.raises(error) as raised:
         snap.restore()
-    assert 'RB:%d:Dummy:0000000001' % snap.id in str(raised.value)
+    assert str(raised.value).startswith(message % snap.id)
     assert state() == before
     assert api.get_snapshot(snap.id).restore_progress() is None
-    with pytest.raises(RangeCorrupted):
+    with pytest.raises(error):
         snap.restore(dry_run=True)
 
 
-@pytest.mark.parametrize('damage', [_corrupt, _drop])
+@pytest.mark.parametrize('damage, message', [
+    (_corrupt, 'range RB:%d:Dummy:0000000003:'),
+    (_drop, 'snapshot %d is incomplete: kind \'Dummy\' lacks 1 of its '
+     'ranges 2 to 3 (positions 3)')])  # as the check of ranges 2 and 3 saw
 def test_a_damaged_large_snapshot_ends_in_error_with_nothing_written(
-        make_entities, finished_snapshot, run_tasks, large, damage):
+        make_entities, finished_snapshot, run_tasks, large, damage, message):
     keys = make_entities(Dummy, 50)
     snap = finished_snapshot(['Dummy'], batchsize=10)
     db.delete(keys[:25])
@@ -141,7 +148,7 @@ def test_a_damaged_large_snapshot_ends_in_error_with_nothing_written(
     run_tasks(recursive=True)
     progress = api.get_snapshot(snap.id).restore_progress()
     assert progress['status'] == 'error'
-    assert 'RB:%d:Dummy:0000000003' % snap.id in progress['error']
+    assert progress['error'].startswith(message % snap.id)
     assert all_bytes(['Dummy']) == before  # not one range put back
     assert async_.get_tasks() == []  # nothing left running either
     snap.restore(kinds=['Dummy'])  # the kind is free again

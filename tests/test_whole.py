@@ -29,15 +29,15 @@ def test_the_manifest_of_a_snapshot_missing_a_range_is_refused(
         app, missing_range):
     res = app.get('%s/%d/manifest' % (SNAPSHOTS, missing_range.id),
                   status=409)
-    assert res.text == ('range RB:%d:Dummy:0000000001: its range backup is '
-                        'missing\n' % missing_range.id)
+    assert res.text == ("snapshot %d is incomplete: kind 'Dummy' lacks 1 of "
+                        "its 3 ranges (positions 1)\n" % missing_range.id)
 
 
 def test_a_restore_of_a_snapshot_missing_a_range_is_refused(
         app, missing_range):
     res = app.post('%s/%d/restore' % (SNAPSHOTS, missing_range.id),
                    status=409)
-    assert 'RB:%d:Dummy:0000000001' % missing_range.id in res.text
+    assert "kind 'Dummy' lacks 1 of its 3 ranges (positions 1)" in res.text
     assert Restore.all().count() == 0
     assert async_.get_tasks() == []
     info = app.get('%s/%d' % (SNAPSHOTS, missing_range.id)).json

@@ -14,9 +14,12 @@ import sys
 import time
 
 from google.appengine.api import datastore_types
+from google.protobuf.message import DecodeError
 
-from .. import entities
-from ..exceptions import OutFileExists, RangeCorrupted, SnapshotNotFound
+from .. import defaults, entities
+from ..entities import EntityProto
+from ..exceptions import (OutFileExists, RangeCorrupted, SnapshotIncomplete,
+                          SnapshotNotFound)
 from . import api, devfile, storage, wire
 from .models import iter_backups
 from .rewrite import Transform
@@ -95,19 +98,62 @@ def progress_for(json_output=False, stream=None):
 
 def out_path(out_dir, snapshot_id):
     path = os.path.join(out_dir, 'snapshot.%d' % snapshot_id)
-    if os.path.exists(path):
+    if os.path.lexists(path):
         raise OutFileExists(path)
     return path
 
 
-def write_file(path, snapshot_id, sources, progress, transform):
+class _Checked:
+    """The records a download writes, counted, checked and transformed.
+
+    A record that names the library's namespace in its bytes, as it comes
+    or as it is written, is checked whole (``wire.check_entity``): an
+    entity of that namespace does name it, as strings are stored as they
+    are. The others, nearly all, go on unchecked: checking every entity
+    whole would make a download several times slower.
+    """
+
+    _LIBRARY = defaults.NAMESPACE.encode()
+
+    def __init__(self, transform):
+        self.transform = transform if transform else None
+        self.count = 0
+
+    def __call__(self, records):
+        library, count = self._LIBRARY, 0
+        try:
+            for record in records:
+                count += 1
+                if library in record:
+                    wire.check_entity(EntityProto.FromString(record))
+                if self.transform is not None:
+                    record = self._transformed(record)
+                    if record is None:
+                        continue
+                yield record
+        finally:
+            self.count += count
+
+    def _transformed(self, record):
+        entity = self.transform.entity(EntityProto.FromString(record))
+        if entity is None:
+            return None
+        record = entity.SerializeToString()
+        if self._LIBRARY in record:
+            wire.check_entity(entity)
+        return record
+
+
+def write_file(path, snapshot_id, sources, progress, transform, total):
     """Write the records of ``sources`` to ``path``; never a partial file.
 
     ``sources`` is a list of ``(range name, stored size, records())``;
-    ``records()`` is called when the range's turn comes.
+    ``records()`` is called when the range's turn comes. ``total`` is
+    how many records they hold, as the snapshot recorded.
     """
     progress('start', snapshot_id=snapshot_id, ranges=len(sources),
              bytes=sum(size for _, size, _ in sources))
+    checked = _Checked(transform)
     fileobj, temp_path = devfile.temp_file(path)
     try:
         with fileobj:
@@ -115,13 +161,16 @@ def write_file(path, snapshot_id, sources, progress, transform):
             for position, (name, size, records) in enumerate(sources, 1):
                 progress('range', name=name, position=position,
                          total=len(sources), bytes=size)
-                if transform:
-                    writer.add_many(record for record in map(
-                        transform, records()) if record is not None)
-                else:
-                    writer.add_many(records())
+                try:
+                    writer.add_many(checked(records()))
+                except (ValueError, DecodeError) as exc:
+                    raise RangeCorrupted(snapshot_id, name, str(exc)) from exc
                 progress('range_done', name=name, bytes=size)
             writer.close()
+        if checked.count != total:
+            raise SnapshotIncomplete(snapshot_id, 'its ranges hold %d '
+                                     'entities, it recorded %d'
+                                     % (checked.count, total))
         progress('save', path=path)
         devfile.publish(temp_path, path)
     except BaseException:
@@ -132,19 +181,31 @@ def write_file(path, snapshot_id, sources, progress, transform):
 
 
 def _local_sources(snap, progress):
-    """The snapshot's ranges, read in order as their turns come, a batch get
-    at a time (``_FETCH_RANGES``, ``_FETCH_BYTES``). The names hold the
-    sizes, so the listing reads no stored bytes."""
-    keys = snap.range_backup_keys()
-    sizes = [int(key.name().rsplit(':', 1)[1]) for key in keys]
+    """The snapshot's ranges, read in order as their turns come, a batch
+    get at a time (``_FETCH_RANGES``, ``_FETCH_BYTES``). The names hold
+    kind, position and size, so the listing reads no stored bytes, and
+    finds any range that is missing before anything is written."""
+    keys = snap.range_backup_keys()  # every range, once, or it raises
+    prefix = len('RB:%d:' % snap.id)
+    names = [key.name()[prefix:].rsplit(':', 2) for key in keys]
     backups = iter_backups(snap.id, keys, _FETCH_RANGES, _FETCH_BYTES)
 
     def source(index):
+        size = int(names[index][2])
+
         def records():  # ``write_file`` asks for each range once, in order
-            yield from next(backups).iter_records()
-            progress('bytes', bytes=sizes[index])
-        return keys[index].name(), sizes[index], records
+            backup = next(backups)
+            yield from storage.iter_records(
+                backup.iter_parts(), backup.codec, backup.raw_size,
+                backup.count)
+            progress('bytes', bytes=size)
+        return keys[index].name(), size, records
     return [source(index) for index in range(len(keys))]
+
+
+def _part_path(partial_dir, name):
+    digest = hashlib.sha256(name.encode()).hexdigest()[:32]
+    return os.path.join(partial_dir, digest + '.part')
 
 
 def _remote_sources(remote, manifest, partial_dir, progress):
@@ -152,24 +213,18 @@ def _remote_sources(remote, manifest, partial_dir, progress):
 
     def source(entry):
         def records():
-            if entry['format'] != storage.FORMAT:
-                raise RangeCorrupted(snapshot_id, entry['name'],
-                                     'unknown format %r' % entry['format'])
-            os.makedirs(partial_dir, exist_ok=True)
-            name = hashlib.sha256(entry['name'].encode()).hexdigest()[:32]
-            path = remote.fetch_range(snapshot_id, entry, os.path.join(
-                partial_dir, name + '.part'), progress)
-            try:
-                yield from storage.iter_records(_chunks(path), entry['codec'])
-            except ValueError as exc:
-                raise RangeCorrupted(snapshot_id, entry['name'],
-                                     'cannot decode: %s' % exc) from exc
+            devfile.private_dir(partial_dir)
+            path = remote.fetch_range(snapshot_id, entry, _part_path(
+                partial_dir, entry['name']), progress)
+            yield from storage.iter_records(
+                _chunks(path), entry['codec'], entry['raw_size'],
+                entry['count'])
         return entry['name'], entry['size'], records
     return [source(entry) for entry in manifest['ranges']]
 
 
 def _chunks(path, size=1 << 20):
-    with open(path, 'rb') as fileobj:
+    with devfile.open_private(path) as fileobj:
         yield from iter(lambda: fileobj.read(size), b'')
 
 
@@ -181,8 +236,11 @@ def download_snapshot(out_dir, snapshot_id=None, url=None, token=None,
     Returns the path of the file written. Without ``url`` it reads the
     datastore this process sees; with ``url`` (an app's base URL, or a
     ``remote.RemoteClient``) it downloads over HTTP(S) with ``token``,
-    keeping what it has in ``<out_dir>/.snapshot.<id>.partial`` until the
-    file is complete, so that an interrupted download resumes there.
+    keeping what it has in ``<out_dir>/.snapshot.<id>.partial`` (for this
+    user alone) until the file is complete, so that an interrupted
+    download resumes there. Every range must be there and hold what the
+    snapshot recorded, and no entity may be the library's own, or nothing
+    is written (``SnapshotIncomplete``, ``RangeCorrupted``).
     ``target_app_id`` and ``target_namespace`` move keys and references
     (see ``rewrite``); ``scrub(entity)`` returns the ``EntityProto`` to
     write or None to drop it. ``progress(event, **info)`` is told
@@ -212,7 +270,7 @@ def _download_local(out_dir, snapshot_id, transform, progress):
     snap.check_finished()
     path = out_path(out_dir, snap.id)
     return write_file(path, snap.id, _local_sources(snap, progress),
-                      progress, transform)
+                      progress, transform, snap.entity_count)
 
 
 def _download_remote(remote, out_dir, snapshot_id, transform, progress):
@@ -222,17 +280,27 @@ def _download_remote(remote, out_dir, snapshot_id, transform, progress):
     path = out_path(out_dir, snapshot_id)
     partial_dir = os.path.join(out_dir, '.snapshot.%d.partial' % snapshot_id)
     sources = _remote_sources(remote, manifest, partial_dir, progress)
-    write_file(path, snapshot_id, sources, progress, transform)
+    try:
+        write_file(path, snapshot_id, sources, progress, transform,
+                   manifest['snapshot']['progress']['entities'])
+    except RangeCorrupted as error:
+        # Fetched as the app has it, and refused: no use to resume from.
+        part = _part_path(partial_dir, error.range_name)
+        if os.path.lexists(part):
+            os.unlink(part)
+        raise
     shutil.rmtree(partial_dir, ignore_errors=True)
     return path
 
 
 def _entities(path, transform):
-    with open(path, 'rb') as fileobj:
-        for record in devfile.iter_entities(fileobj):
-            entity = transform.entity(devfile.read_entity(record))
-            if entity is not None:
-                yield wire.check_entity(entity)
+    for entity in devfile.checked_entities(path):
+        if transform:
+            entity = transform.entity(entity)
+            if entity is None:
+                continue
+            wire.check_entity(entity)
+        yield entity
 
 
 def upload_snapshot(path, url=None, token=None, target_app_id=None,

@@ -8,13 +8,18 @@ through ``iter_entities``, which parses the few opcodes such a list takes
 and refuses any other.
 """
 import os
+import stat
 import struct
 import tempfile
 
-from ..exceptions import OutFileExists
+from google.protobuf.message import DecodeError
+
+from ..exceptions import BadEntity, OutFileExists, UnsafePath
+from . import wire
 
 __all__ = ['DevFileWriter', 'iter_entities', 'read_entity', 'temp_file',
-           'publish', 'count_kinds']
+           'publish', 'checked_entities', 'check_file', 'count_kinds',
+           'private_dir', 'open_private']
 
 _PROTO3 = b'\x80\x03'
 _EMPTY_LIST, _MARK, _APPENDS, _STOP = b']', b'(', b'e', b'.'
@@ -126,7 +131,9 @@ def iter_entities(fileobj):
 
 
 def _reserved(prop):
-    return prop.name.startswith('__') and prop.name.endswith('__')
+    name = prop.name  # bytes if it is not UTF-8: ``check_entity`` says so
+    return isinstance(name, str) and name.startswith('__') and name.endswith(
+        '__')
 
 
 def read_entity(record):
@@ -153,30 +160,115 @@ def temp_file(path):
     return os.fdopen(fd, 'wb'), temp_path
 
 
+def _fsync_dir(directory):
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def publish(temp_path, path):
-    """Give ``temp_path`` the name ``path`` atomically, never overwriting."""
+    """Give ``temp_path`` the name ``path`` atomically, never overwriting.
+
+    The file's bytes reach the disk before it gets its name, and the name
+    before this returns: a crash leaves the whole file or none.
+    """
+    fd = os.open(temp_path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     try:
         os.link(temp_path, path)
     except FileExistsError:
         os.unlink(temp_path)
         raise OutFileExists(path) from None
     except OSError:
-        if os.path.exists(path):
+        if os.path.lexists(path):
             os.unlink(temp_path)
             raise OutFileExists(path) from None
         os.replace(temp_path, path)  # no hard links here
-        return
-    os.unlink(temp_path)
+    else:
+        os.unlink(temp_path)
+    _fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+def private_dir(path):
+    """Make directory ``path`` for this user alone (0700), or check that
+    it is one already; ``UnsafePath`` if it is anything else."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode):
+        raise UnsafePath(path, 'is a symbolic link')
+    if not stat.S_ISDIR(info.st_mode):
+        raise UnsafePath(path, 'is not a directory')
+    if info.st_uid != os.geteuid():
+        raise UnsafePath(path, 'belongs to another user')
+    if info.st_mode & 0o077:
+        raise UnsafePath(path, 'is open to other users (mode %o)'
+                         % stat.S_IMODE(info.st_mode))
+    return path
+
+
+def open_private(path, mode='rb'):
+    """``open(path, mode)`` that never follows a symbolic link; ``'r+b'``
+    and ``'wb'`` create the file (0600) if there is none."""
+    flags = {'rb': os.O_RDONLY, 'r+b': os.O_RDWR | os.O_CREAT,
+             'wb': os.O_WRONLY | os.O_CREAT | os.O_TRUNC}[mode]
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW, 0o600)
+    except OSError as error:
+        if os.path.islink(path):
+            raise UnsafePath(path, 'is a symbolic link') from error
+        raise
+    return os.fdopen(fd, mode)
+
+
+def checked_entities(path):
+    """The entities of a datastore file as ``read_entity`` reads them, each
+    checked as an upload checks it (``wire.check_entity``).
+
+    ``BadEntity`` names the first one a datastore would not take.
+    """
+    with open(path, 'rb') as fileobj:
+        for number, record in enumerate(iter_entities(fileobj), 1):
+            try:
+                yield wire.check_entity(read_entity(record))
+            except BadEntity as error:
+                raise BadEntity('%s: entity %d: %s' % (
+                    path, number, error.reason)) from error
+            except DecodeError as error:
+                raise BadEntity('%s: entity %d cannot be decoded' % (
+                    path, number)) from error
+
+
+def _count(entities):
+    counts = {}
+    for entity in entities:
+        kind = entity.key.path.element[-1].type
+        counts[kind] = counts.get(kind, 0) + 1
+    return counts
+
+
+def check_file(path):
+    """``{kind: entities}`` of a file an upload would take whole; else
+    ``BadEntity``, or ValueError if it is no datastore file."""
+    return _count(checked_entities(path))
 
 
 def count_kinds(path):
-    """``{kind: entities}`` of a datastore file; ValueError if damaged."""
-    counts = {}
-    with open(path, 'rb') as fileobj:
-        for data in iter_entities(fileobj):
-            try:
-                kind = read_entity(data).key.path.element[-1].type
-            except Exception as exc:
-                raise ValueError('%s holds a damaged entity' % path) from exc
-            counts[kind] = counts.get(kind, 0) + 1
-    return counts
+    """``{kind: entities}`` of any datastore file (the library's own
+    entities too); ValueError if damaged."""
+    def read():
+        with open(path, 'rb') as fileobj:
+            for data in iter_entities(fileobj):
+                try:
+                    yield read_entity(data)
+                except DecodeError as exc:
+                    raise ValueError('%s holds a damaged entity'
+                                     % path) from exc
+    return _count(read())

@@ -6,7 +6,7 @@ only, so a link or an image tag in a page can never start one.
 from webob import exc
 
 from ..exceptions import (InvalidInput, RangeCorrupted, RestoreRunning,
-                          SnapshotNotFinished)
+                          SnapshotIncomplete, SnapshotNotFinished)
 from . import api
 from .access import refuse
 from .web import (allow, ascii_int, bool_param, int_param, json_response,
@@ -81,7 +81,8 @@ def restore(request):
     dry_run = bool_param(request, 'dry_run')
     try:
         plan = snap.restore(kinds=kinds, dry_run=dry_run)
-    except (SnapshotNotFinished, RestoreRunning, RangeCorrupted) as error:
+    except (SnapshotNotFinished, RestoreRunning, RangeCorrupted,
+            SnapshotIncomplete) as error:
         raise refuse(exc.HTTPConflict, str(error)) from error
     except InvalidInput as error:
         raise refuse(exc.HTTPBadRequest, str(error)) from error

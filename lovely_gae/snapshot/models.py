@@ -1,6 +1,7 @@
 """The stored shape of a snapshot: ``Snapshot``, ``RangeBackup`` and its parts."""
 import enum
 import hashlib
+import itertools
 import re
 
 from google.appengine.ext import db
@@ -8,12 +9,14 @@ from google.appengine.ext import db
 from .. import batch, completion, defaults, entities
 from ..base import (JsonProperty, KeyProperty, LibraryModel, bit_is_set,
                     done_bits, get_all, prefixed, set_bit)
-from ..exceptions import RangeCorrupted, SnapshotNotFinished
+from ..exceptions import (RangeCorrupted, SnapshotIncomplete,
+                          SnapshotNotFinished)
 from ..serializers import default_serializer
 from . import storage
 
 __all__ = ['Status', 'Snapshot', 'RangeBackup', 'RangeBackupPart',
-           'RestoreStatus', 'Restore', 'backup_keys', 'iter_backups']
+           'RestoreStatus', 'Restore', 'check_complete', 'backup_keys',
+           'iter_backups']
 
 
 _RANGE_NAME = re.compile(r'(\d{10}):\d+')
@@ -44,6 +47,46 @@ class _SnapshotReference(db.ReferenceProperty):
                 _ReverseReference(model_class, property_name))
 
 
+def check_complete(snapshot_id, range_counts, ranges):
+    """Raise ``SnapshotIncomplete`` unless ``ranges`` (``(kind, position)``
+    of each) are positions ``0 .. n - 1`` of each kind, each once, ``n``
+    from ``range_counts`` (``{kind: n}``)."""
+    positions = {kind: [] for kind in range_counts}
+    for kind, position in ranges:
+        if kind not in positions:
+            raise SnapshotIncomplete(snapshot_id, 'it has a range of kind %r '
+                                     'it does not hold' % (kind,))
+        positions[kind].append(position)
+    for kind, count in range_counts.items():
+        found = sorted(positions[kind])
+        if count is None or found != list(range(len(found))) or len(
+                found) != count:
+            raise SnapshotIncomplete(snapshot_id, _missing(kind, found,
+                                                           count))
+
+
+def _missing(kind, found, count, first=0):
+    """What is wrong with the positions ``found`` of ``kind``, which should
+    be ``first`` to ``first + count - 1`` (the kind's own when ``first`` is
+    0), once each."""
+    if count is None:
+        return 'the ranges of kind %r are not known' % kind
+    have = set(found)
+    wanted = range(first, first + count)
+    if len(have) != len(found) or len(found) > count:
+        return 'kind %r has %d ranges, it recorded %d' % (kind, len(found),
+                                                          count)
+    # The first few missing: ``count`` may be large, the ranges found not.
+    missing = list(itertools.islice(
+        (position for position in wanted if position not in have), 5))
+    lacking = count - sum(1 for position in have if position in wanted)
+    which = ('of its %d ranges' % count if not first else
+             'of its ranges %d to %d' % (first, first + count - 1))
+    return 'kind %r lacks %d %s (positions %s%s)' % (
+        kind, lacking, which, ', '.join(map(str, missing)),
+        ', ...' if lacking > len(missing) else '')
+
+
 def backup_keys(snapshot_id, kind, first, count):
     """Keys of the range backups ``first`` to ``first + count - 1`` of
     ``kind``; ``RangeCorrupted`` names the first one that is not there
@@ -60,13 +103,9 @@ def backup_keys(snapshot_id, kind, first, count):
         if match:
             keys.append(key)
             positions.append(int(match.group(1)))
-    expected = list(range(first, first + count))
-    if positions != expected:
-        missing = sorted(set(expected) - set(positions))
-        position = missing[0] if missing else first
-        raise RangeCorrupted(snapshot_id, '%s%010d' % (prefix, position),
-                             'its range backup is missing' if missing
-                             else 'stored twice')
+    if positions != list(range(first, first + count)):
+        raise SnapshotIncomplete(snapshot_id, _missing(kind, positions, count,
+                                                       first))
     return keys
 
 
@@ -387,7 +426,7 @@ class RangeBackup(LibraryModel):
 
     def iter_records(self, verify=True):
         return storage.iter_records(self.iter_parts(verify),
-                                    self.codec or 'bz2')
+                                    self.codec or 'bz2', self.raw_size)
 
     def keys(self):
         """The keys this range holds, as ``db.Key`` objects."""

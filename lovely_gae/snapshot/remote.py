@@ -4,8 +4,9 @@
 that can be repeated safely are retried with exponential backoff on
 connection errors, timeouts and 429/5xx answers; a range download resumes
 where the last try stopped (``Range: bytes=N-``, guarded by ``If-Range``)
-and is checked against the manifest's size and sha256. Nothing received is
-ever unpickled.
+and is checked against the manifest's size and sha256, the manifest itself
+against what a download can trust (``manifest``). Redirects are never
+followed, as the token would go along. Nothing received is ever unpickled.
 """
 import hashlib
 import logging
@@ -19,9 +20,10 @@ import requests
 from .. import __version__
 from ..exceptions import (AccessDenied, DownloadError, RangeCorrupted,
                           SnapshotNotFinished, SnapshotNotFound)
-from . import wire
+from . import devfile, wire
 from .access import configured_token, is_loopback_host
 from .client import quiet
+from .manifest import check_manifest
 
 __all__ = ['RemoteClient', 'RemoteError']
 
@@ -62,7 +64,7 @@ def _brief(error):
 
 def _sha256(path):
     digest = hashlib.sha256()
-    with open(path, 'rb') as fileobj:
+    with devfile.open_private(path) as fileobj:
         for block in iter(lambda: fileobj.read(1 << 20), b''):
             digest.update(block)
     return digest.hexdigest()
@@ -128,6 +130,12 @@ class RemoteClient:
         time.sleep(delay)
 
     def _check(self, response):
+        if 300 <= response.status_code < 400:
+            # Never followed: the token would go along, maybe elsewhere.
+            raise RemoteError(response.status_code, 'redirected to %s; not '
+                              'followed, use that URL if you trust it'
+                              % response.headers.get('Location', '?')[:200],
+                              response.url)
         if response.status_code < 400:
             return response
         reason = _reason(response)
@@ -143,8 +151,9 @@ class RemoteClient:
         failures = 0
         while True:
             try:
-                response = self.session.request(method, url,
-                                                timeout=self.timeout, **kwargs)
+                response = self.session.request(
+                    method, url, timeout=self.timeout, allow_redirects=False,
+                    **kwargs)
                 if retry and response.status_code in _RETRY_STATUS:
                     raise _Transient('HTTP %d: %s' % (response.status_code,
                                                       _reason(response)))
@@ -187,9 +196,13 @@ class RemoteClient:
         return self._snapshot_call(snapshot_id, 'GET', '/lovely.gae/snapshots/'
                                    + quote(str(snapshot_id), safe=''))
 
-    def create_snapshot(self, kinds=None, batchsize=None, namespace=None):
+    def create_snapshot(self, kinds=None, batchsize=None, namespace=None,
+                        allow_empty=True):
+        """Start a snapshot; unless ``allow_empty``, the app refuses kinds
+        that have no entities."""
         data = {'kinds': list(kinds or []), 'batchsize': batchsize,
-                'namespace': namespace}
+                'namespace': namespace,
+                'allow_empty': None if allow_empty else 'false'}
         return self.json('POST', '/lovely.gae/snapshots', retry=False,
                          data={k: v for k, v in data.items() if v})
 
@@ -234,10 +247,13 @@ class RemoteClient:
     # Data in and out.
 
     def manifest(self, snapshot_id='latest'):
-        """The snapshot and its ranges: name, kind, count, size, sha256, ..."""
-        return self._snapshot_call(
+        """The snapshot and its ranges: name, kind, count, size, sha256, ...
+
+        Checked whole before anything else is asked for (see ``manifest``).
+        """
+        return check_manifest(self._snapshot_call(
             snapshot_id, 'GET', '/lovely.gae/snapshots/%s/manifest'
-            % quote(str(snapshot_id), safe=''))
+            % quote(str(snapshot_id), safe='')), snapshot_id)
 
     def fetch_range(self, snapshot_id, entry, path, progress=None):
         """Download a range of the manifest to ``path`` and check it.
@@ -250,7 +266,7 @@ class RemoteClient:
         name, size = entry['name'], entry['size']
         what = 'download of range %s' % name
         failures = 0
-        have = os.path.getsize(path) if os.path.exists(path) else 0
+        have = _size(path)
         if have > size:
             os.unlink(path)
             have = 0
@@ -264,11 +280,11 @@ class RemoteClient:
                     raise _Transient('connection closed after %d of %d bytes'
                                      % (have, size))
             except _TRANSIENT + (_Transient,) as error:
-                have = os.path.getsize(path) if os.path.exists(path) else 0
+                have = _size(path)
                 failures = 1 if have > started else failures + 1
                 self._pause(failures, what, error)
-        if not os.path.exists(path):
-            open(path, 'wb').close()  # an empty range
+        if not os.path.lexists(path):
+            devfile.open_private(path, 'wb').close()  # an empty range
         if _sha256(path) != entry['sha256']:
             os.unlink(path)
             raise RangeCorrupted(snapshot_id, name, 'downloaded bytes do '
@@ -282,7 +298,8 @@ class RemoteClient:
             headers['Range'] = 'bytes=%d-' % have
             headers['If-Range'] = '"%s"' % entry['sha256']
         with self.session.get(self.url + entry['path'], headers=headers,
-                              stream=True, timeout=self.timeout) as response:
+                              stream=True, timeout=self.timeout,
+                              allow_redirects=False) as response:
             if response.status_code in _RETRY_STATUS:
                 raise _Transient('HTTP %d' % response.status_code)
             self._check(response)
@@ -296,7 +313,8 @@ class RemoteClient:
                 # have part of (If-Range), or it ignores ranges.
                 progress('bytes', bytes=-have)
                 have = 0
-            with open(path, 'r+b' if have else 'wb') as fileobj:
+            mode = 'r+b' if have else 'wb'
+            with devfile.open_private(path, mode) as fileobj:
                 fileobj.seek(have)
                 fileobj.truncate()
                 for chunk in response.iter_content(self.chunk_size):
@@ -325,6 +343,12 @@ class RemoteClient:
             count += answer['put']
             progress('batch', entities=size, bytes=len(body))
         return count
+
+
+def _size(path):
+    """Bytes of a range fetched so far (what ``path`` holds, not what a
+    link there points to)."""
+    return os.lstat(path).st_size if os.path.lexists(path) else 0
 
 
 def _range_start(header):

@@ -29,7 +29,7 @@ from google.appengine.ext import db
 from .. import async_, cache, completion, defaults, entities
 from ..base import LibraryModel, transaction, utcnow
 from ..exceptions import (InvalidInput, RangeCorrupted, RestoreRunning,
-                          SnapshotNotFound)
+                          SnapshotIncomplete, SnapshotNotFound)
 from .models import (Restore, RestoreStatus, Snapshot, backup_keys,
                      iter_backups)
 
@@ -227,7 +227,7 @@ def check_ranges(restore_id, index, kind, first, count):
     try:
         _check(iter_backups(record.snapshot_id, backup_keys(
             record.snapshot_id, kind, first, count)), record.namespace)
-    except RangeCorrupted as error:  # no retry will mend it
+    except (RangeCorrupted, SnapshotIncomplete) as error:  # no retry mends
         restore_failed(str(error), restore_id)
         return
     if completion.mark(record.job('check'), index,

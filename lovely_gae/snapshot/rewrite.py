@@ -3,38 +3,99 @@
 A production snapshot holds keys of the production app (``s~myapp``); a
 development datastore only finds entities of its own app id. Rewriting
 sets the app id on each entity's key and on every reference inside its
-properties. A new namespace applies to the keys and references that were in
-the entity's own namespace; references into other namespaces stay there.
-(``EntityProto.entity_group`` is a bare path, with neither app nor
-namespace, so it needs no change.)
+properties that points into the entity's own app; references to other
+apps stay as they are. A new namespace applies to the keys and references
+that were in the entity's own namespace (of its own app); references into
+other namespaces stay there. References inside structured values stored
+as entities (ndb's ``LocalStructuredProperty``, uncompressed) move too,
+at any depth. (``EntityProto.entity_group`` is a bare path, with neither
+app nor namespace, so it needs no change.)
+
+What is stored as opaque bytes cannot be rewritten: compressed structured
+values (``compressed=True``), pickles, JSON, and keys kept as strings.
 """
-import itertools
+from google.appengine.datastore.entity_bytes_pb2 import Property
+from google.protobuf.message import DecodeError
 
 from ..entities import EntityProto
+from ..exceptions import BadEntity
 
 __all__ = ['rewrite_entity', 'Transform']
 
+#: Structured values nested deeper than this are refused, not rewritten.
+MAX_DEPTH = 100
 
-def _move(reference, app, source_namespace, namespace):
-    if app is not None:
-        reference.app = app
-    if namespace is not None and reference.name_space == source_namespace:
-        if namespace:
+_ENTITY_PROTO = Property.ENTITY_PROTO
+
+
+class _Move:
+    """Where the references of one entity's own app and namespace go."""
+
+    def __init__(self, key, app, namespace):
+        self.own_app, self.own_namespace = key.app, key.name_space
+        self.app, self.namespace = app, namespace
+
+    def reference(self, reference):
+        """Move ``reference`` if it is of the entity's own app; True if it
+        changed."""
+        if reference.app != self.own_app:
+            return False  # another app's entity stays where it is
+        changed = False
+        if self.app is not None and reference.app != self.app:
+            reference.app = self.app
+            changed = True
+        namespace = self.namespace
+        if namespace is None or reference.name_space != self.own_namespace:
+            return changed
+        if namespace and reference.name_space != namespace:
             reference.name_space = namespace
-        else:
+            return True
+        if not namespace and reference.HasField('name_space'):
             # The datastore leaves the default namespace unset; so do we,
             # so that the bytes match what it writes itself.
             reference.ClearField('name_space')
+            return True
+        return changed
+
+    def properties(self, entity, depth=0):
+        """Move the references in ``entity``'s properties; True if any."""
+        changed = False
+        for prop in entity.property:  # indexed: never a structured value
+            value = prop.value
+            if value.HasField('referencevalue'):
+                changed |= self.reference(value.referencevalue)
+        for prop in entity.raw_property:
+            value = prop.value
+            if value.HasField('referencevalue'):
+                changed |= self.reference(value.referencevalue)
+            elif (prop.meaning == _ENTITY_PROTO
+                  and value.HasField('stringValue')):
+                changed |= self.structured(value, depth + 1)
+        return changed
+
+    def structured(self, value, depth):
+        """Move the references inside a structured value; its bytes stay
+        as they were unless one moved."""
+        if depth > MAX_DEPTH:
+            raise BadEntity('structured values nested deeper than %d levels'
+                            % MAX_DEPTH)
+        try:
+            inner = EntityProto.FromString(value.stringValue)
+        except DecodeError:
+            return False  # not an entity after all: bytes we cannot read
+        changed = inner.HasField('key') and self.reference(inner.key)
+        changed = self.properties(inner, depth) or changed
+        if changed:
+            # ndb writes sub-entities partially (without a key, often).
+            value.stringValue = inner.SerializePartialToString()
+        return changed
 
 
 def rewrite_entity(entity, app=None, namespace=None):
     """Move ``entity`` (an ``EntityProto``, changed in place) and return it."""
-    source_namespace = entity.key.name_space
-    _move(entity.key, app, source_namespace, namespace)
-    for prop in itertools.chain(entity.property, entity.raw_property):
-        if prop.value.HasField('referencevalue'):
-            _move(prop.value.referencevalue, app, source_namespace,
-                  namespace)
+    move = _Move(entity.key, app, namespace)
+    move.reference(entity.key)
+    move.properties(entity)
     return entity
 
 
@@ -42,8 +103,8 @@ class Transform:
     """What happens to each record on its way into a file or a datastore.
 
     ``scrub(entity)`` returns the ``EntityProto`` to write (changed or
-    not) or None to drop it; it sees the entity after the rewrite. With
-    nothing to do, records pass through as the exact bytes they were.
+    not) or None to drop it; it sees the entity after the rewrite. A
+    transform with nothing to do is false: records can pass as they are.
     """
 
     def __init__(self, app=None, namespace=None, scrub=None):
@@ -59,10 +120,3 @@ class Transform:
         if self.scrub is not None:
             entity = self.scrub(entity)
         return entity
-
-    def __call__(self, record):
-        """The record bytes to write, or None."""
-        if not self:
-            return record
-        entity = self.entity(EntityProto.FromString(record))
-        return None if entity is None else entity.SerializeToString()

@@ -3,7 +3,9 @@
 Each range backup records its ``format`` and ``codec``, so a reader years
 from now still knows how to read what an older version wrote. The stored
 bytes of a range are one compressed stream, cut into parts no larger than
-``defaults.PART_SIZE``; writer and reader hold one part at a time.
+``defaults.PART_SIZE``; a writer holds one part at a time, a reader one
+part, a step of what it decompresses and one record, whatever the parts
+claim to hold.
 """
 import bz2
 import hashlib
@@ -25,12 +27,19 @@ class _Identity:
     """The codec ``none``: bytes pass as they are."""
 
     eof = True
+    unused_data = unconsumed_tail = b''
 
     def compress(self, data):
         return bytes(data)
 
-    def decompress(self, data):
-        return bytes(data)
+    def decompress(self, data, max_length=-1):
+        """As zlib does: at most ``max_length`` bytes, the rest kept in
+        ``unconsumed_tail``."""
+        data = memoryview(data)
+        if max_length < 0:
+            max_length = len(data)
+        self.unconsumed_tail = data[max_length:]
+        return bytes(data[:max_length])
 
     def flush(self):
         return b''
@@ -133,12 +142,52 @@ class RangeWriter:
         return parts
 
 
-def iter_records(parts, codec):
-    """Yield the record bytes stored in ``parts`` (an iterable of bytes)."""
+#: Bytes decompressed at a time: a reader holds no more than this, the part
+#: it reads and the record it gathers.
+_STEP = 256 * 1024
+
+
+def _decompressed(parts, codec):
+    """The bytes stored in ``parts``, decompressed ``_STEP`` at most at a
+    time, so that a small part never turns into a large buffer."""
     decompressor = CODECS[check_codec(codec)][1]()
+    for data in parts:
+        while True:
+            try:
+                out = decompressor.decompress(data, _STEP)
+            except EOFError:  # bz2 and lzma, asked to go on after the end
+                out = None
+            if out is None or decompressor.unused_data:
+                raise ValueError('stored range goes on after its end')
+            if out:
+                yield out
+            # zlib (and ``none``) hand back the input they had no room
+            # for; bz2 and lzma keep it and say whether they need more.
+            data = getattr(decompressor, 'unconsumed_tail', b'')
+            if not data and (not out or decompressor.eof or getattr(
+                    decompressor, 'needs_input', len(out) < _STEP)):
+                break
+    if not decompressor.eof:
+        raise ValueError('stored range is cut short')
+
+
+def iter_records(parts, codec, raw_size=None, count=None):
+    """Yield the record bytes stored in ``parts`` (an iterable of bytes).
+
+    ``raw_size`` and ``count``, when given, are what the writer recorded:
+    the bytes decompress to exactly ``raw_size`` and hold ``count``
+    records, or ValueError, raised before the reader goes much past them.
+    A record longer than the datastore takes (``MAX_ENTITY_BYTES``) is
+    refused before it is gathered.
+    """
+    limit = defaults.MAX_ENTITY_BYTES
     buffer = b''
-    for part in parts:
-        data = decompressor.decompress(part)
+    total = found = 0
+    for data in _decompressed(parts, codec):
+        total += len(data)
+        if raw_size is not None and total > raw_size:
+            raise ValueError('stored range decompresses to more than the '
+                             '%d bytes recorded' % raw_size)
         buffer = buffer + data if buffer else data
         offset, end = 0, len(buffer)
         while offset < end:
@@ -152,15 +201,23 @@ def iter_records(parts, codec):
                 length, start = _read_varint(buffer, offset)
                 if start is None:
                     break
+                if length > limit:
+                    raise ValueError('a stored record of %d bytes is larger '
+                                     'than an entity can be' % length)
             if start + length > end:
                 break
             offset = start + length
+            found += 1
             yield buffer[start:offset]
         buffer = buffer[offset:]
     if buffer:
         raise ValueError('stored range ends inside a record')
-    if not getattr(decompressor, 'eof', True):
-        raise ValueError('stored range is cut short')
+    if raw_size is not None and total != raw_size:
+        raise ValueError('stored range decompresses to %d bytes, %d were '
+                         'recorded' % (total, raw_size))
+    if count is not None and found != count:
+        raise ValueError('stored range holds %d records, %d were recorded'
+                         % (found, count))
 
 
 def _read_varint(buffer, offset):
@@ -173,4 +230,6 @@ def _read_varint(buffer, offset):
         if not byte & 0x80:
             return value, offset
         shift += 7
+        if shift > 63:
+            raise ValueError('a stored record\'s length is no varint')
     return None, None

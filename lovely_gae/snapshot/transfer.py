@@ -17,7 +17,7 @@ from google.appengine.ext import db
 from webob import Response, exc
 
 from .. import defaults, entities
-from ..exceptions import RangeCorrupted, SnapshotNotFinished
+from ..exceptions import SnapshotIncomplete, SnapshotNotFinished
 from .access import refuse
 from .models import RangeBackup, iter_backups
 from .rewrite import rewrite_entity
@@ -63,7 +63,7 @@ def manifest(request):
     snap = _finished(request)
     try:
         keys = snap.range_backup_keys()
-    except RangeCorrupted as error:
+    except SnapshotIncomplete as error:
         raise refuse(exc.HTTPConflict, str(error)) from error
     ranges = [{'name': rb.name, 'kind': rb.range_kind,
                'position': rb.position, 'count': rb.count,

@@ -3,10 +3,14 @@
 ``application/x-lovely-gae-entities`` is a run of records, each an encoded
 ``EntityProto`` preceded by its length as a varint: the records of
 ``storage.FORMAT``, uncompressed. Both sides parse them with protocol
-buffers only.
+buffers only, and check each entity with ``check_entity``.
 """
+from google.appengine.api import datastore_types
+from google.appengine.datastore.entity_bytes_pb2 import Property as _Property
+
 from .. import defaults
 from ..entities import EntityProto
+from ..exceptions import BadEntity
 from . import storage
 
 __all__ = ['CONTENT_TYPE', 'BATCH_BYTES', 'batches', 'decode',
@@ -18,17 +22,26 @@ CONTENT_TYPE = 'application/x-lovely-gae-entities'
 #: datastore request, with room for the request's own bytes.
 BATCH_BYTES = 900 * 1024
 
+#: Meanings whose string values are bytes, not text; the first three are
+#: the ones the datastore keeps only unindexed.
+_BLOBS = frozenset([_Property.BLOB, _Property.TEXT, _Property.ENTITY_PROTO])
+_BYTES = _BLOBS | {_Property.BYTESTRING}
+_USER_TEXT = ('email', 'auth_domain', 'nickname', 'obfuscated_gaiaid',
+              'federated_identity', 'federated_provider')
+
 
 def batches(records, batch_bytes=None):
-    """Yield ``(body, count)``: bodies of at most ``batch_bytes``.
+    """Yield ``(body, count)``: bodies of at most ``batch_bytes``, and of
+    at most ``defaults.MAX_REQUEST_ENTITIES`` records.
 
-    A record larger than that on its own goes alone in a body.
+    A record larger than ``batch_bytes`` on its own goes alone in a body.
     """
     limit = batch_bytes or BATCH_BYTES
+    most = defaults.MAX_REQUEST_ENTITIES
     body, count = bytearray(), 0
     for record in records:
         item = storage.varint(len(record)) + record
-        if body and len(body) + len(item) > limit:
+        if body and (len(body) + len(item) > limit or count == most):
             yield bytes(body), count
             body, count = bytearray(), 0
         body += item
@@ -37,18 +50,101 @@ def batches(records, batch_bytes=None):
         yield bytes(body), count
 
 
-def check_entity(entity):
-    """Raise ValueError unless ``entity`` may be put as it is.
+def _text(value, what):
+    # A string field that is not UTF-8 comes out of protobuf as bytes.
+    if not isinstance(value, str):
+        raise BadEntity('%s is not UTF-8: %r' % (what, value[:40]))
+    return value
 
-    Its key must be complete, and it must not be one of the library's own
-    entities: a task written there would run as code.
+
+def _check_path(elements, what):
+    if not elements:
+        raise BadEntity('%s has an empty path' % what)
+    for element in elements:
+        kind = _text(element.type, what + ' kind')
+        if element.HasField('name'):
+            name = _text(element.name, what + ' name')
+            if element.HasField('id') or not name:
+                raise BadEntity('%s has an element with an id and a name, '
+                                'or an empty name' % what)
+        if not kind or not (element.id or element.name):
+            raise BadEntity('%s is incomplete' % what)
+
+
+def _check_reference(reference, what, elements):
+    for field in ('app', 'name_space', 'database_id'):
+        _text(getattr(reference, field), '%s %s' % (what, field))
+    _check_path(elements, what)
+
+
+def _check_value(value, name, meaning, max_length):
+    fields = value.ListFields()
+    if len(fields) > 1:
+        raise BadEntity('property %s has several values in one' % name)
+    field = fields[0][0].name if fields else None
+    if field == 'stringValue':
+        if len(value.stringValue) > max_length:
+            raise BadEntity('property %s is longer than %d bytes'
+                            % (name, max_length))
+        if meaning not in _BYTES:
+            try:
+                value.stringValue.decode('utf-8')
+            except UnicodeDecodeError:
+                raise BadEntity('property %s is text, but not UTF-8'
+                                % name) from None
+    elif field == 'referencevalue':
+        reference = value.referencevalue
+        _check_reference(reference, 'a reference in ' + name,
+                         reference.pathelement)
+    elif field == 'uservalue':
+        for field in _USER_TEXT:
+            _text(getattr(value.uservalue, field), 'a user in ' + name)
+
+
+def _check_property(prop, indexed):
+    name = _text(prop.name, 'a property name')
+    if not name or datastore_types.RESERVED_PROPERTY_NAME.match(name):
+        raise BadEntity('property name %r is reserved' % name)
+    _text(prop.meaning_uri, 'property %s meaning_uri' % name)
+    meaning = prop.meaning
+    if meaning == _Property.INDEX_VALUE:
+        raise BadEntity('property %s is an index value' % name)
+    if indexed:
+        if meaning in _BLOBS:
+            raise BadEntity('property %s is a blob, but indexed' % name)
+        max_length = datastore_types._MAX_STRING_LENGTH
+    else:
+        if meaning in _BLOBS and not prop.value.HasField('stringValue'):
+            raise BadEntity('blob property %s has no bytes' % name)
+        max_length = datastore_types._MAX_RAW_PROPERTY_BYTES
+    if meaning == _Property.ATOM_LINK:
+        max_length = datastore_types._MAX_LINK_PROPERTY_LENGTH
+    _check_value(prop.value, name, meaning, max_length)
+
+
+def check_entity(entity):
+    """Raise ``BadEntity`` unless ``entity`` may be put as it is.
+
+    What the SDK's datastore checks on a put (``datastore_stub_util``'s
+    ``CheckEntity``), and more: every field it requires, a complete key,
+    text fields in UTF-8, at most ``defaults.MAX_ENTITY_BYTES`` bytes, and
+    none of the library's own entities (a task written there runs as code).
     """
-    path = entity.key.path.element
-    if not path or any(not e.type or not (e.id or e.name) for e in path):
-        raise ValueError('an entity has an incomplete key')
-    if entity.key.name_space == defaults.NAMESPACE:
-        raise ValueError('entities of namespace %r are the library\'s own'
-                         % defaults.NAMESPACE)
+    if not entity.IsInitialized():
+        raise BadEntity('an entity lacks %s' % ', '.join(
+            entity.FindInitializationErrors()))
+    key = entity.key
+    _check_reference(key, 'a key', key.path.element)
+    if key.name_space == defaults.NAMESPACE:
+        raise BadEntity('entities of namespace %r are the library\'s own'
+                        % defaults.NAMESPACE)
+    for prop in entity.property:
+        _check_property(prop, indexed=True)
+    for prop in entity.raw_property:
+        _check_property(prop, indexed=False)
+    if entity.ByteSize() > defaults.MAX_ENTITY_BYTES:
+        raise BadEntity('an entity is larger than %d bytes'
+                        % defaults.MAX_ENTITY_BYTES)
     return entity
 
 
@@ -61,5 +157,5 @@ def decode(body):
     except ValueError:
         raise
     except Exception as exc:  # protobuf's DecodeError and its kin
-        raise ValueError('an entity cannot be decoded: %s' % exc) from exc
+        raise BadEntity('an entity cannot be decoded: %s' % exc) from exc
     return found
