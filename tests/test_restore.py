@@ -285,3 +285,27 @@ def test_each_range_deletes_what_the_snapshot_lacks_within_its_bounds(
     assert all_bytes(['Dummy'], namespace) == before
     progress = api.get_snapshot(snap.id).restore_progress()
     assert (progress['status'], progress['deleted']) == ('finished', 1301)
+
+
+@pytest.mark.parametrize('over_http', [False, True])
+def test_ndb_apps_see_what_an_upload_put(gae_testbed, tmp_path, over_http):
+    from webtest import TestApp
+    from lovely_gae.snapshot import client, devfile, getApp, wire
+    note = Note(text='before')
+    note.put()
+    record = entities.get([note.key.reference()])[0]
+    record.property[0].value.stringValue = b'uploaded'
+    path = str(tmp_path / 'file')
+    with open(path, 'wb') as fileobj:
+        writer = devfile.DevFileWriter(fileobj)
+        writer.add_many([record.SerializeToString()])
+        writer.close()
+    # A later request has a context cache of its own: memcache counts.
+    assert note.key.get(use_cache=False).text == 'before'  # now cached
+    if over_http:
+        [(body, _)] = wire.batches([record.SerializeToString()])
+        TestApp(getApp()).post('/lovely.gae/upload', body,
+                               content_type=wire.CONTENT_TYPE)
+    else:
+        client.upload_snapshot(path)
+    assert note.key.get(use_cache=False).text == 'uploaded'

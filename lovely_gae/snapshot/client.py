@@ -16,7 +16,7 @@ import time
 from google.appengine.api import datastore_types
 from google.protobuf.message import DecodeError
 
-from .. import defaults, entities
+from .. import cache, defaults, entities
 from ..entities import EntityProto
 from ..exceptions import (OutFileExists, RangeCorrupted, SnapshotIncomplete,
                           SnapshotNotFound)
@@ -325,7 +325,9 @@ def upload_snapshot(path, url=None, token=None, target_app_id=None,
     if url is None:
         count = 0
         for body, size in wire.batches(records, batch_bytes):
-            entities.put(wire.decode(body))
+            batch = wire.decode(body)
+            with cache.uncached([entity.key for entity in batch]):
+                entities.put(batch)
             count += size
             if progress:
                 progress('batch', entities=size, bytes=len(body))

@@ -179,11 +179,11 @@ class RemoteClient:
         except RemoteError as error:
             if error.status == 404 and 'no such page' not in error.reason:
                 raise SnapshotNotFound(snapshot_id) from error
-            if error.status == 409:
+            if error.status == 409 and 'not finished' in error.reason:
                 info = self.get_snapshot(snapshot_id)
                 raise SnapshotNotFinished(info['id'], info['status']) \
                     from error
-            raise
+            raise  # its one line says what conflicts (a restore running)
 
     # The calls the command line makes; each answers what the app sends.
 

@@ -16,7 +16,7 @@ from google.appengine.api import datastore_types
 from google.appengine.ext import db
 from webob import Response, exc
 
-from .. import defaults, entities
+from .. import cache, defaults, entities
 from ..exceptions import SnapshotIncomplete, SnapshotNotFinished
 from .access import refuse
 from .models import RangeBackup, iter_backups
@@ -192,5 +192,7 @@ def upload(request):
     except ValueError as error:
         raise refuse(exc.HTTPBadRequest, str(error)) from error
     app = datastore_types.ResolveAppId(None)
-    entities.put([rewrite_entity(entity, app) for entity in batch])
+    batch = [rewrite_entity(entity, app) for entity in batch]
+    with cache.uncached([entity.key for entity in batch]):
+        entities.put(batch)
     return json_response({'put': len(batch)})
