@@ -9,18 +9,25 @@ reads, and reads by key are strongly consistent, so of the parts that end
 a group at least one sees it whole (two may: what follows the root must
 bear running twice). No transaction, no contention: a part costs one write
 and one batch read, and each level above costs a ``FANOUT``-th of that.
+
+A job whose total is not known while its parts run (the ranges of a key
+pass that is still going) is ``close``\\ d once it is: full groups complete
+as before, the last one, and the root, once the total is known; whoever
+comes last, a part or the close, sees it.
 """
 from .base import (JsonProperty, LibraryModel, delete_all, get_all, prefixed,
                    put_all)
 
-__all__ = ['FANOUT', 'Done', 'mark', 'is_marked', 'tally', 'purge']
+__all__ = ['FANOUT', 'Done', 'key', 'marker', 'mark', 'ascend', 'close',
+           'tally', 'purge']
 
 #: Parts in a group, and groups in a group one level up.
-FANOUT = 16
+FANOUT = 8
 
 
 class Done(LibraryModel):
-    """The marker of a done part (level 0) or a whole group (above)."""
+    """The marker of a done part (level 0), a whole group (above), or the
+    total of a job closed late."""
 
     tally = JsonProperty()  # {name: int}
 
@@ -29,8 +36,12 @@ class Done(LibraryModel):
         return 'LovelyGaeDone'
 
 
-def _name(job, level, index):
-    return '%s:%02d:%010d' % (job, level, index)
+def _key(job, level, index):
+    return Done.key_for('%s:%02d:%010d' % (job, level, index))
+
+
+def _total_key(job):
+    return Done.key_for('%s:total' % job)
 
 
 def _sum(tallies):
@@ -41,41 +52,77 @@ def _sum(tallies):
     return total
 
 
-def mark(job, index, total, counts):
-    """Record part ``index`` of ``total`` done with ``counts`` ({name: int}).
+def _size(total, level):
+    """Nodes at ``level`` of a job of ``total`` parts."""
+    for _ in range(level):
+        total = -(-total // FANOUT)
+    return total
+
+
+def key(job, index):
+    """The key of part ``index``'s marker: there once the part is done."""
+    return _key(job, 0, index)
+
+
+def marker(job, index, counts):
+    """The unsaved marker of part ``index`` done with ``counts``: for a
+    caller that stores it in a transaction of its own, then ``ascend``\\ s."""
+    return Done(key=_key(job, 0, index), tally=counts)
+
+
+def mark(job, index, counts, total=None):
+    """Record part ``index`` done with ``counts`` ({name: int}), then
+    ``ascend``; ``total`` may be None for a job that is closed later."""
+    put_all([marker(job, index, counts)])
+    return ascend(job, index, total)
+
+
+def ascend(job, index, total=None):
+    """Complete what the stored part ``index`` completes, level by level.
 
     Returns the summed counts of the whole job if it is complete now, as
     this call sees it, else None.
     """
     level, size = 0, total
     while True:
-        put_all([Done(key=Done.key_for(_name(job, level, index)),
-                      tally=counts)])
-        if size <= 1:
-            return counts
         group = index // FANOUT
-        members = range(group * FANOUT, min(group * FANOUT + FANOUT, size))
-        found = get_all([Done.key_for(_name(job, level, member))
-                         for member in members])
-        if any(marker is None for marker in found):
+        first = group * FANOUT
+        keys = [_key(job, level, first + offset) for offset in
+                range(FANOUT if size is None else min(FANOUT, size - first))]
+        if total is None:
+            keys.append(_total_key(job))
+        found = get_all(keys)
+        if total is None:
+            closed = found.pop()
+            if closed is not None:
+                total = closed.tally['total']
+                size = _size(total, level)
+                found = found[:min(FANOUT, size - first)]
+        if any(node is None for node in found):
             return None
-        counts = _sum(marker.tally for marker in found)
-        level, index, size = level + 1, group, -(-size // FANOUT)
+        counts = _sum(node.tally for node in found)
+        if size is not None and size == 1:
+            return counts  # the root
+        level, index = level + 1, group
+        size = None if size is None else -(-size // FANOUT)
+        put_all([Done(key=_key(job, level, index), tally=counts)])
 
 
-def is_marked(job, index):
-    """Whether part ``index`` of ``job`` has been marked done."""
-    return get_all([Done.key_for(_name(job, 0, index))])[0] is not None
+def close(job, total):
+    """Record that ``job`` has ``total`` parts; then ``ascend`` as its last
+    part would. Returns what ``ascend`` returns."""
+    put_all([Done(key=_total_key(job), tally={'total': total})])
+    return ascend(job, total - 1, total)
 
 
 def tally(job):
     """The summed counts of the parts done so far (one read a part)."""
-    return _sum(marker.tally
-                for marker in prefixed(Done, _name(job, 0, 0)[:-10]))
+    first = _key(job, 0, 0).name()[:-10]
+    return _sum(node.tally for node in prefixed(Done, first))
 
 
 def purge(job):
-    """Delete every marker of ``job``."""
+    """Delete every marker of ``job`` (and of jobs named ``job:...``)."""
     keys = list(prefixed(Done, job + ':', keys_only=True))
     for start in range(0, len(keys), 500):
         delete_all(keys[start:start + 500])

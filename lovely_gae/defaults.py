@@ -50,14 +50,9 @@ TASK_BATCH = 100
 #: Entities per datastore query batch when reading a range.
 QUERY_BATCH = 500
 
-#: Seconds the markers pass of a snapshot stores the ranges it reads itself.
-#: One pass is the cheapest way to read a kind; after this long the pass
-#: lists keys only, and the remaining ranges are read by tasks of their own,
-#: in parallel, so that no task runs into its request deadline.
-SCAN_STORE_SECONDS = 120.0
-
-#: Seconds one task of a markers pass works; the pass then goes on in a
-#: task of its own, so that each stays well inside a request's deadline.
+#: Seconds one task of a key pass works; the pass then goes
+#: on in a task of its own, so that each stays well inside a request's
+#: deadline.
 PASS_SECONDS = 30.0
 
 #: App Engine push queue that hands each stored task to a worker (see

@@ -54,8 +54,9 @@ def sort_key(reference):
         for element in reference.path.element)
 
 
-#: Entities in the first batch of a query whose batches must fit in bytes.
-_PROBE_BATCH = 10
+#: Bytes an entity is taken to have before a query has seen any: what the
+#: first batch of a query whose batches must fit in bytes asks for by.
+_GUESSED_SIZE = 2048
 
 
 def _range_query(kind, namespace, start, end):
@@ -83,10 +84,11 @@ def iter_range(kind, namespace, start=None, end=None, keys_only=False,
     are. ``start`` and ``end`` are ``db.Key`` or None for an open end. With
     ``keys_only`` it yields ``Reference`` messages. With ``max_batch_bytes``
     each batch asks for as many entities as fit, by the mean size so far,
-    after a first batch of ``_PROBE_BATCH``.
+    the first taking each to be ``_GUESSED_SIZE`` bytes.
     """
     most = batch_size or defaults.QUERY_BATCH
-    size = min(most, _PROBE_BATCH) if max_batch_bytes else most
+    size = (max(1, min(most, max_batch_bytes // _GUESSED_SIZE))
+            if max_batch_bytes else most)
     batch = _range_query(kind, namespace, start, end).run_async(
         connection(), datastore_query.QueryOptions(
             keys_only=keys_only, batch_size=size)).get_result()
@@ -101,8 +103,9 @@ def iter_range(kind, namespace, start=None, end=None, keys_only=False,
             batch_size=size))
 
 
-def iter_range_keys(kind, namespace, start=None, end=None):
-    return iter_range(kind, namespace, start, end, keys_only=True)
+def iter_range_keys(kind, namespace, start=None, end=None, batch_size=None):
+    return iter_range(kind, namespace, start, end, keys_only=True,
+                      batch_size=batch_size)
 
 
 def put(entities):

@@ -8,11 +8,14 @@ but runs every task a call queues before it returns.
 import contextlib
 import logging
 import os
+from unittest import mock
 
 from google.appengine.api import namespace_manager
+from google.appengine.api import datastore_file_stub
 from google.appengine.datastore import datastore_stub_util
 from google.appengine.ext import testbed as testbed_module
 
+from . import filestub
 from .exceptions import LovelyGaeError
 
 __all__ = ['DEFAULT_DATASTORE', 'DEFAULT_APP_ID', 'TESTING_APP_ID',
@@ -34,15 +37,20 @@ def start_testbed(app_id=TESTING_APP_ID, datastore_file=None,
     """Activate and return a testbed with the datastore and memcache stubs.
 
     The datastore applies every write at once (no eventual consistency), as
-    a single local process expects.
+    a single local process expects, and reads a range of keys in the
+    range's time (``filestub``), as production does.
     """
     bed = testbed_module.Testbed()
     bed.activate()
     bed.setup_env(app_id=app_id, overwrite=True)
     policy = datastore_stub_util.PseudoRandomHRConsistencyPolicy(
         probability=1)
-    bed.init_datastore_v3_stub(consistency_policy=policy,
-                               datastore_file=datastore_file, **stub_kwargs)
+    # The testbed makes the SDK's stub by this name: ours, the one time.
+    with mock.patch.object(datastore_file_stub, 'DatastoreFileStub',
+                           filestub.DatastoreFileStub):
+        bed.init_datastore_v3_stub(consistency_policy=policy,
+                                   datastore_file=datastore_file,
+                                   **stub_kwargs)
     bed.init_memcache_stub()
     namespace_manager.set_namespace('')
     return bed

@@ -3,7 +3,7 @@ import pytest
 from google.appengine.ext import db
 from google.appengine.runtime import apiproxy_errors
 
-from lovely_gae import async_, batch, defaults, entities
+from lovely_gae import async_, defaults, entities
 from lovely_gae.snapshot import api
 
 # Tests queue these builtins as tasks: registered, as an app registers its
@@ -114,24 +114,10 @@ def all_bytes(kinds, namespace=''):
 
 
 @pytest.fixture
-def keys_pass(monkeypatch):
-    """Markers passes list keys only: every range is read by its own task."""
-    monkeypatch.setattr(defaults, 'SCAN_STORE_SECONDS', 0.0)
-
-
-@pytest.fixture(params=['staged', 'keys'])
-def scan_mode(request):
-    """Run a test once with ranges staged by the markers pass, once without."""
-    if request.param == 'keys':
-        request.getfixturevalue('keys_pass')
-    return request.param
-
-
-@pytest.fixture
 def ticking_clock(monkeypatch):
-    """Each look at the markers pass's clock (``batch.time``) takes a
-    second."""
+    """Each look at a key pass's clock (``passes.time``) takes a second."""
     import types
+    from lovely_gae.snapshot import passes
     clock = iter(range(10 ** 6))
-    monkeypatch.setattr(batch, 'time', types.SimpleNamespace(
+    monkeypatch.setattr(passes, 'time', types.SimpleNamespace(
         monotonic=lambda: next(clock)))

@@ -64,8 +64,8 @@ def test_put_encoded_raises_the_datastores_errors(gae_testbed):
 
 def test_the_librarys_batches_are_one_call_each(datastore_calls):
     from lovely_gae import base
-    from lovely_gae.batch import MarkerList
-    lists = [MarkerList(key_name='list-%d' % number, markers='[]')
+    from lovely_gae.completion import Done
+    lists = [Done(key_name='done-%d' % number, tally={'n': number})
              for number in range(500)]
     keys = base.put_all(lists)  # 500 entity groups: the SDK cuts 10 a call
     assert len(base.get_all(keys)) == 500

@@ -58,7 +58,7 @@ def test_snapshot_and_restore_are_exact_with_every_6th_write_failing(
 
 
 def test_a_task_that_keeps_failing_puts_the_snapshot_in_error(
-        make_entities, fast_retries, monkeypatch, run_tasks, scan_mode):
+        make_entities, fast_retries, monkeypatch, run_tasks):
     make_entities(Dummy, 30)
     monkeypatch.setattr('lovely_gae.defaults.MAX_ATTEMPTS', 3)
 
@@ -70,12 +70,12 @@ def test_a_task_that_keeps_failing_puts_the_snapshot_in_error(
     run_tasks(recursive=True, wait=True, deadline=30)
     snap = api.get_snapshot(snap.id)
     assert snap.status == snap.STATUS_ERROR
-    failing = {'staged': '_markers_task', 'keys': 'store_range'}[scan_mode]
-    assert '%s failed after 3 attempts' % failing in snap.error
+    assert 'store_ranges failed after 3 attempts' in snap.error
     assert 'RuntimeError: disk on fire' in snap.error
     failed = async_.get_failed_tasks()
-    # Once the snapshot is in error, its other tasks stop without work.
-    assert [t.attempts for t in failed] == [3]
+    # Once the snapshot is in error, its other tasks stop without work
+    # (those that ran meanwhile failed as often).
+    assert {t.attempts for t in failed} == {3}
     assert async_.get_tasks() == []
 
 
@@ -135,7 +135,7 @@ def in_four_threads(work):
 
 
 def test_four_threads_drain_a_three_kind_snapshot_storing_each_range_once(
-        make_entities, monkeypatch, keys_pass):
+        make_entities, monkeypatch):
     make_entities(Dummy, 120)
     make_entities(Yummy, 90)
     make_entities(Zummy, 60)
@@ -167,27 +167,24 @@ def test_four_threads_drain_a_three_kind_snapshot_storing_each_range_once(
     assert snap.verify() == []
 
 
-def test_four_threads_commit_each_staged_range_once(make_entities,
-                                                    monkeypatch):
-    # Racing retries run on other instances, which share no memory.
-    monkeypatch.setattr(ranges, '_committed', ranges._Committed(size=0))
+def test_four_threads_running_every_range_task_store_each_range_once(
+        make_entities, run_tasks):
     make_entities(Dummy, 120)
     make_entities(Yummy, 90)
     snap = api.create_snapshot(['Dummy', 'Yummy'], batchsize=4)
-    async_.run_tasks()  # the markers passes stage every range
-    async_.run_tasks()  # their callbacks queue a task per range
-    staged = RangeBackup.all().count()
-    assert staged == 30 + 23
+    run_tasks()  # the passes
+    run_tasks()  # their callbacks queue a task per range
     tasks = async_.get_tasks()
+    assert len(tasks) == 30 + 23
 
-    def commit_all():  # each thread commits every range, as racing retries
+    def run_all():  # each thread runs every range, as racing retries
         for task in tasks:
             args, kwargs = task.arguments()
-            ranges.store_range(*args, **kwargs)
-    assert in_four_threads(commit_all) == []
+            async_.resolve(task.func)(*args, **kwargs)
+    assert in_four_threads(run_all) == []
     snap = api.get_snapshot(snap.id)
     assert snap.status == snap.STATUS_FINISHED
-    assert snap.rangebackup_set.count() == staged
-    assert RangeBackup.all().count() == staged  # no staged range is left
+    assert snap.rangebackup_set.count() == 30 + 23
+    assert RangeBackupPart.all().count() == 0
     assert snap.progress()['entities'] == 210
     assert snap.verify() == []

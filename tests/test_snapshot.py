@@ -2,7 +2,7 @@ import pytest
 from google.appengine.api import datastore, namespace_manager
 from google.appengine.ext import db
 
-from lovely_gae import async_
+from lovely_gae import async_, entities
 from lovely_gae.exceptions import (
     EmptyKind, InvalidInput, SnapshotNotFinished, SnapshotNotFound)
 from lovely_gae.snapshot import api
@@ -174,7 +174,8 @@ def test_range_backup_records_what_it_holds(make_entities, finished_snapshot):
     assert (first.range_kind, first.position, first.count) == ('Dummy', 0, 10)
     assert first.start is None and first.end == sorted(keys)[10]
     assert second.start == sorted(keys)[10] and second.end is None
-    assert first.keys() + second.keys() == sorted(keys)
+    assert [entities.key(e.key) for backup in (first, second)
+            for e in backup.iter_entities()] == sorted(keys)
     assert first.codec == 'bz2' and first.format == 'entityproto-delimited/1'
     assert first.key().name() == 'RB:%d:Dummy:0000000000:%d' % (snap.id,
                                                                  first.size)

@@ -63,7 +63,7 @@ class Hostile:
                    for position, records in enumerate(ranges)]
         self.serve_manifest({'snapshot': {
             'id': SNAPSHOT_ID, 'status': 'finished', 'kinds': [kind],
-            'namespace': '', 'range_counts': {kind: len(ranges)},
+            'namespace': '', 'range_spans': {kind: [[0, len(ranges)]]},
             'progress': {'entities': sum(e['count'] for e in entries)}},
             'ranges': entries})
         return self.manifest
@@ -291,8 +291,10 @@ def test_a_manifest_entry_that_is_not_the_snapshots_own_is_refused(
                                            "not finished"),
     (lambda s: s.update(namespace=defaults.NAMESPACE),
      "namespace 'lovely_gae' is the library's own"),
-    (lambda s: s['range_counts'].update(Dummy='1'),
-     "range_counts of Dummy is '1', not an integer >= 0"),
+    (lambda s: s['range_spans'].update(Dummy='1'),
+     "range_spans of Dummy is '1', not a list"),
+    (lambda s: s['range_spans'].update(Dummy=[[0, 1], [0, 1]]),
+     "range_spans of 'Dummy': [[0, 1], [0, 1]] are no spans of positions"),
     (lambda s: s.update(kinds=['Dummy', 'Other']),
      "its kinds ['Dummy', 'Other'] are not those it counted ranges of"),
     (lambda s: s.update(kinds=['\x1b[2J']),
@@ -377,7 +379,7 @@ def test_an_http_download_of_a_snapshot_missing_a_range_writes_nothing(
      "kind 'Dummy' has 3 ranges, it recorded 3"),
     (lambda m: m['snapshot']['progress'].update(entities=4),
      'its ranges hold 3 entities, it recorded 4'),
-    (lambda m: m['snapshot']['range_counts'].update(Dummy=10 ** 12),
+    (lambda m: m['snapshot']['range_spans'].update(Dummy=[[0, 10 ** 12]]),
      "kind 'Dummy' lacks 999999999997 of its 1000000000000 ranges "
      "(positions 3, 4, 5, 6, 7, ...)"),
 ])

@@ -2,9 +2,10 @@
 from google.appengine.api import datastore_types, namespace_manager
 from google.appengine.ext import db
 
-from .. import batch, defaults, entities
+from .. import async_, defaults, entities
+from ..base import transaction
 from ..exceptions import EmptyKind, InvalidInput, SnapshotNotFound
-from . import ranges, storage
+from . import passes, storage
 from .models import Snapshot
 
 __all__ = ['create_snapshot', 'get_kinds', 'get_snapshot', 'list_snapshots',
@@ -91,18 +92,13 @@ def create_snapshot(kinds=None, batchsize=None, namespace=None, codec=None,
                     codec=codec)
     if not kinds:
         snap.status = Snapshot.STATUS_FINISHED
+    return transaction(_start, snap)
+
+
+def _start(snap):
+    """Store ``snap`` and its first tasks, which commit with it."""
     snap.put()
-    for kind in kinds:
-        batch.create_markers(kind, batchsize, ranges.markers_ready,
-                             (snap.id, kind), namespace,
-                             on_failure=ranges.snapshot_failed,
-                             on_failure_args=(snap.id,),
-                             keys_sink=ranges.save_range_keys,
-                             keys_sink_args=(snap.id, kind),
-                             range_sink=ranges.stage_range,
-                             range_sink_args=(snap.id, kind, codec),
-                             full_seconds=defaults.SCAN_STORE_SECONDS,
-                             scope=str(snap.id))
+    async_.defer_many(passes.first_tasks(snap.id, len(snap.kinds)))
     return snap
 
 

@@ -55,19 +55,35 @@ def _check_snapshot(manifest, snapshot_id):
         raise BadManifest(found, 'namespace %r is the library\'s own'
                           % defaults.NAMESPACE)
     kinds = _field(snap, 'kinds', list, found)
-    counts = _field(snap, 'range_counts', dict, found)
+    spans = _field(snap, 'range_spans', dict, found)
     if not all(type(kind) is str and kind.isprintable() and kind
                for kind in kinds):
         raise BadManifest(found, 'its kinds %s are not all names of kinds'
                           % _show(kinds))
-    if set(kinds) != set(counts):
+    if set(kinds) != set(spans):
         raise BadManifest(found, 'its kinds %s are not those it counted '
                           'ranges of' % _show(kinds))
     for kind in kinds:
-        _field(counts, kind, int, found, 'range_counts of ')
+        spans[kind] = _spans(found, kind, _field(spans, kind, list, found,
+                                                 'range_spans of '))
     progress = _field(snap, 'progress', dict, found)
-    return found, set(kinds), counts, _field(progress, 'entities', int,
-                                             found)
+    return found, set(kinds), spans, _field(progress, 'entities', int,
+                                            found)
+
+
+def _spans(snapshot_id, kind, spans):
+    """``[(first, count), ...]``: ascending, apart, each of a range or more."""
+    checked, after = [], 0
+    for span in spans:
+        if not (type(span) is list and len(span) == 2
+                and all(type(n) is int for n in span)
+                and span[0] >= after and span[1] >= 1):
+            raise BadManifest(snapshot_id, 'range_spans of %s: %s are no '
+                              'spans of positions' % (_show(kind),
+                                                      _show(spans)))
+        checked.append(tuple(span))
+        after = span[0] + span[1]
+    return checked
 
 
 def _check_entry(snapshot_id, kinds, entry, index):
@@ -104,11 +120,11 @@ def check_manifest(manifest, snapshot_id=None):
 
     ``snapshot_id`` is the id asked for (None or ``'latest'``: any).
     """
-    found, kinds, counts, total = _check_snapshot(manifest, snapshot_id)
+    found, kinds, spans, total = _check_snapshot(manifest, snapshot_id)
     entries = _field(manifest, 'ranges', list, found)
     for index, entry in enumerate(entries):
         _check_entry(found, kinds, entry, index)
-    check_complete(found, counts, [(e['kind'], e['position'])
+    check_complete(found, spans, [(e["kind"], e["position"])
                                    for e in entries])
     held = sum(entry['count'] for entry in entries)
     if held != total:

@@ -6,20 +6,25 @@ import re
 
 from google.appengine.ext import db
 
-from .. import batch, completion, defaults, entities
-from ..base import (JsonProperty, KeyProperty, LibraryModel, bit_is_set,
-                    done_bits, get_all, prefixed, set_bit)
+from .. import completion, defaults, entities
+from ..base import JsonProperty, KeyProperty, LibraryModel, get_all, prefixed
 from ..exceptions import (RangeCorrupted, SnapshotIncomplete,
                           SnapshotNotFinished)
 from ..serializers import default_serializer
 from . import storage
 
-__all__ = ['Status', 'Snapshot', 'RangeBackup', 'RangeBackupPart',
+__all__ = ['SHARD_STRIDE', 'Status', 'Snapshot', 'SnapshotMarkers',
+           'RangeBackup', 'RangeBackupPart',
            'RestoreStatus', 'Restore', 'check_complete', 'backup_keys',
            'iter_backups']
 
 
 _RANGE_NAME = re.compile(r'(\d{10}):\d+')
+
+#: Positions of a shard's ranges: shard ``s`` numbers its ranges from
+#: ``s * SHARD_STRIDE`` on, so ranges sort by position in key order while
+#: the shards' key passes run at once (10 digits: 999 shards).
+SHARD_STRIDE = 10 ** 7
 
 
 class Status(str, enum.Enum):
@@ -47,41 +52,56 @@ class _SnapshotReference(db.ReferenceProperty):
                 _ReverseReference(model_class, property_name))
 
 
-def check_complete(snapshot_id, range_counts, ranges):
+def check_complete(snapshot_id, spans, ranges):
     """Raise ``SnapshotIncomplete`` unless ``ranges`` (``(kind, position)``
-    of each) are positions ``0 .. n - 1`` of each kind, each once, ``n``
-    from ``range_counts`` (``{kind: n}``)."""
-    positions = {kind: [] for kind in range_counts}
+    of each) are every position of ``spans`` (``{kind: [(first position,
+    ranges), ...]}``) once each, and no other."""
+    positions = {kind: [] for kind in spans}
     for kind, position in ranges:
         if kind not in positions:
             raise SnapshotIncomplete(snapshot_id, 'it has a range of kind %r '
                                      'it does not hold' % (kind,))
         positions[kind].append(position)
-    for kind, count in range_counts.items():
+    for kind, kind_spans in spans.items():
         found = sorted(positions[kind])
-        if count is None or found != list(range(len(found))) or len(
-                found) != count:
+        if kind_spans is None or not _matches(found, kind_spans):
             raise SnapshotIncomplete(snapshot_id, _missing(kind, found,
-                                                           count))
+                                                           kind_spans))
 
 
-def _missing(kind, found, count, first=0):
+def _positions(spans):
+    """The positions of ``spans``, one by one (there may be very many)."""
+    return (position for first, count in spans
+            for position in range(first, first + count))
+
+
+def _matches(found, spans):
+    """Are the sorted positions ``found`` those of ``spans``?"""
+    return (len(found) == sum(count for _, count in spans)
+            and all(a == b for a, b in zip(found, _positions(spans))))
+
+
+def _missing(kind, found, spans):
     """What is wrong with the positions ``found`` of ``kind``, which should
-    be ``first`` to ``first + count - 1`` (the kind's own when ``first`` is
-    0), once each."""
-    if count is None:
+    be those of ``spans``, once each."""
+    if spans is None:
         return 'the ranges of kind %r are not known' % kind
     have = set(found)
-    wanted = range(first, first + count)
+    count = sum(size for _, size in spans)
     if len(have) != len(found) or len(found) > count:
         return 'kind %r has %d ranges, it recorded %d' % (kind, len(found),
                                                           count)
     # The first few missing: ``count`` may be large, the ranges found not.
     missing = list(itertools.islice(
-        (position for position in wanted if position not in have), 5))
-    lacking = count - sum(1 for position in have if position in wanted)
-    which = ('of its %d ranges' % count if not first else
-             'of its ranges %d to %d' % (first, first + count - 1))
+        (position for position in _positions(spans)
+         if position not in have), 5))
+    inside = sum(1 for position in have if any(
+        first <= position < first + size for first, size in spans))
+    lacking = count - inside
+    which = ('of its ranges %d to %d' % (spans[0][0],
+                                         spans[0][0] + spans[0][1] - 1)
+             if len(spans) == 1 and spans[0][0] else
+             'of its %d ranges' % count)
     return 'kind %r lacks %d %s (positions %s%s)' % (
         kind, lacking, which, ', '.join(map(str, missing)),
         ', ...' if lacking > len(missing) else '')
@@ -104,8 +124,8 @@ def backup_keys(snapshot_id, kind, first, count):
             keys.append(key)
             positions.append(int(match.group(1)))
     if positions != list(range(first, first + count)):
-        raise SnapshotIncomplete(snapshot_id, _missing(kind, positions, count,
-                                                       first))
+        raise SnapshotIncomplete(snapshot_id, _missing(
+            kind, positions, [(first, count)]))
     return keys
 
 
@@ -132,8 +152,9 @@ def iter_backups(snapshot_id, keys, max_ranges=100, max_bytes=8 << 20):
 class Snapshot(LibraryModel):
     """A snapshot of some kinds of one namespace, stored range by range.
 
-    Progress is counted here, in transactions: ``done`` keeps a bit per
-    range and kind, so a range counted once is never counted again.
+    Its tasks never write it while they store ranges: each counts what it
+    stored in a marker of its own (``completion``), and the snapshot learns
+    the totals when the last range is in (``finish``).
     """
 
     STATUS_STARTED = Status.STARTED.value
@@ -147,15 +168,10 @@ class Snapshot(LibraryModel):
     batchsize = db.IntegerProperty(default=defaults.BATCH_SIZE,
                                    indexed=False)
     codec = db.StringProperty(default=defaults.CODEC, indexed=False)
-    # The markers of snapshots written before ``SnapshotMarkers``, read only.
-    markers_json = db.TextProperty(name='markers')
-    # {kind: number of ranges}, known once the kind's markers are.
+    # {kind: [ranges of shard 0, of shard 1, ...]}, once it has finished.
     range_counts = JsonProperty()
-    # {kind: token} of the markers pass whose markers count, and whose
-    # staged ranges, key lists (``RangeKeys``) and ``SnapshotMarkers`` go.
-    key_lists = JsonProperty()
-    done = JsonProperty()
-    finished_kinds = db.StringListProperty(indexed=False)
+    # {kind: entities}, once it has finished.
+    kind_entities = JsonProperty()
     entity_count = db.IntegerProperty(default=0, indexed=False)
     stored_bytes = db.IntegerProperty(default=0, indexed=False)
     error = db.TextProperty()
@@ -170,65 +186,43 @@ class Snapshot(LibraryModel):
 
     @property
     def markers(self):
-        """``{kind: [marker key, ...]}`` of the kinds whose markers are known.
+        """``{kind: [marker key, ...]}`` of the kinds whose markers are known
+        (as far as a kind's key passes got): the first key of each range
+        but the first, in key order."""
+        found = {}
+        for chunk in SnapshotMarkers.of(self.id):
+            found.setdefault(chunk.range_kind, []).extend(chunk.keys())
+        return {kind: found[kind] for kind in self.kinds if kind in found}
 
-        Read from ``SnapshotMarkers`` when first asked for, then kept.
-        """
-        result = {}
-        for kind in self.kinds:
-            markers = self.kind_markers(kind)
-            if markers is not None:
-                result[kind] = markers
-        return result
-
-    def _old_markers(self):
-        """The markers of snapshots written before ``SnapshotMarkers``."""
-        return default_serializer.loads(self.markers_json) if (
-            self.markers_json) else {}
-
-    def kind_markers(self, kind):
-        """The markers of ``kind``, None before they are known; one read."""
-        from .keylists import SnapshotMarkers
-        count = self.range_counts.get(kind)
-        if count is None:
-            return self._old_markers().get(kind)
-        old = self._old_markers()
-        if kind in old:
-            return old[kind]
-        cache = self.__dict__.setdefault('_markers_cache', {})
-        prefix = SnapshotMarkers.prefix(self.id, kind,
-                                        self.key_lists.get(kind))
-        if (prefix, count) not in cache:
-            markers = SnapshotMarkers.load(prefix, count - 1)
-            if markers is None:
-                raise RangeCorrupted(self.id, prefix, 'markers are missing')
-            cache[prefix, count] = markers
-        return cache[prefix, count]
+    def spans(self, kind):
+        """``[(first position, ranges), ...]`` of ``kind``, a span a shard
+        (see ``passes``); None before the snapshot has finished."""
+        counts = self.range_counts.get(kind)
+        if counts is None:
+            return None
+        return [(shard * SHARD_STRIDE, count)
+                for shard, count in enumerate(counts)]
 
     def range_count(self, kind):
-        """Ranges of ``kind`` (None before its markers are known)."""
-        if kind in self.range_counts:
-            return self.range_counts[kind]
-        markers = self._old_markers().get(kind)  # before range_counts
-        return None if markers is None else len(markers) + 1
-
-    def ranges(self, kind):
-        """``[(start, end), ...]`` of ``kind``, once its markers are known."""
-        return batch.ranges(self.kind_markers(kind))
+        """Ranges of ``kind`` (None before the snapshot has finished)."""
+        counts = self.range_counts.get(kind)
+        return None if counts is None else sum(counts)
 
     def ranges_total(self, kinds=None):
-        kinds = self.kinds if kinds is None else kinds
-        counts = [self.range_count(kind) for kind in kinds]
+        counts = [self.range_count(kind) for kind in
+                  (self.kinds if kinds is None else kinds)]
         return None if None in counts else sum(counts)
 
-    @staticmethod
-    def _count(done):
-        return sum(bin(done_bits(h)).count('1') for h in done.values())
-
     def progress(self):
-        """What a status page shows: ranges done and total, entities, bytes."""
-        return {'ranges_done': self._count(self.done),
-                'ranges_total': self.ranges_total(),
+        """What a status page shows: ranges done and total, entities, bytes.
+
+        While it is storing, the ranges done are counted by their names.
+        """
+        done = self.ranges_total()
+        if self.status != self.STATUS_FINISHED:
+            done = sum(1 for _ in prefixed(RangeBackup, self._backup_prefix(),
+                                           keys_only=True))
+        return {'ranges_done': done, 'ranges_total': self.ranges_total(),
                 'entities': self.entity_count, 'bytes': self.stored_bytes}
 
     def to_dict(self):
@@ -240,6 +234,10 @@ class Snapshot(LibraryModel):
                 'codec': self.codec, 'progress': self.progress(),
                 'range_counts': {kind: self.range_count(kind)
                                  for kind in self.kinds},
+                'range_spans': {kind: self.spans(kind)
+                                for kind in self.kinds},
+                'kind_entities': {kind: self.kind_entities.get(kind)
+                                  for kind in self.kinds},
                 'error': self.error, 'created': iso(self.created),
                 'modified': iso(self.modified),
                 'restore': self.restore_progress()}
@@ -251,20 +249,11 @@ class Snapshot(LibraryModel):
         found = db.get(Restore.key_for(self.restore_id))
         return None if found is None else found.to_dict()
 
-    def is_done(self, kind, position, done=None):
-        return bit_is_set(self.done if done is None else done, kind,
-                          position)
-
-    def mark_done(self, kind, position, done=None):
-        """Set the bit of a range; True when all ranges of ``kind`` are done."""
-        bits = set_bit(self.done if done is None else done, kind, position)
-        return bits == (1 << self.range_count(kind)) - 1
-
     def check_finished(self):
         if self.status != self.STATUS_FINISHED:
             raise SnapshotNotFinished(self.id, self.status)
 
-    def _backup_prefix(self, kind):
+    def _backup_prefix(self, kind=None):
         return 'RB:%d:%s' % (self.id, '' if kind is None else kind + ':')
 
     def range_backups(self, kind=None):
@@ -276,28 +265,21 @@ class Snapshot(LibraryModel):
         return (rb for rb in prefixed(RangeBackup, self._backup_prefix(kind))
                 if kind is None or rb.range_kind == kind)
 
-    def range_backup_keys(self, kind=None, first=0, count=None):
+    def range_backup_keys(self, kind=None):
         """Keys of the range backups of ``kind`` (of every kind, in key
-        order, when None), from position ``first`` on (``count`` of them;
-        default: the rest), data unread.
+        order, when None), data unread.
 
-        Each must be there exactly once, as the snapshot counted its ranges,
-        else ``RangeCorrupted`` names the first one missing.
+        Each range the snapshot counted must be there exactly once, else
+        ``SnapshotIncomplete`` says which are not.
         """
         if kind is None:
             return [key for name in sorted(self.kinds)
                     for key in self.range_backup_keys(name)]
-        if count is None:
-            count = self.range_count(kind) - first
-        return backup_keys(self.id, kind, first, count)
-
-    def range_backup(self, kind, position):
-        """The stored range, or None; a name prefix can be another kind's."""
-        prefix = RangeBackup.prefix(self.id, kind, position)
-        for rb in prefixed(RangeBackup, prefix):
-            if rb.range_kind == kind and rb.position == position:
-                return rb
-        return None
+        spans = self.spans(kind)
+        if spans is None:
+            raise SnapshotIncomplete(self.id, _missing(kind, [], None))
+        return [key for first, count in spans
+                for key in backup_keys(self.id, kind, first, count)]
 
     def restore(self, kinds=None, dry_run=False):
         """Put the snapshot's kinds back exactly as they were.
@@ -319,11 +301,39 @@ class Snapshot(LibraryModel):
                 problems.append((rb.name, exc.reason))
         return problems
 
-    def delete(self, **kwargs):
+    def delete(self):
         """Delete the snapshot and every stored part of it."""
         from . import ranges, restore
         restore.forget(self.id)
         ranges.delete_snapshot(self)
+
+
+class SnapshotMarkers(LibraryModel):
+    """The first keys of a chunk of a kind's ranges, as its key pass found
+    them (``SM:<snapshot id>:<kind>:<shard>:<chunk>``)."""
+
+    range_kind = db.StringProperty(indexed=False)
+    first = db.IntegerProperty(indexed=False)  # its first range's position
+    starts = db.TextProperty()  # JSON: the ranges' first keys (None: open)
+
+    @staticmethod
+    def make_name(snapshot_id, kind, shard, chunk):
+        return 'SM:%d:%s:%04d:%06d' % (snapshot_id, kind, shard, chunk)
+
+    @classmethod
+    def build(cls, snapshot_id, kind, shard, chunk, first, starts):
+        return cls(key_name=cls.make_name(snapshot_id, kind, shard, chunk),
+                   range_kind=kind, first=first,
+                   starts=db.Text(default_serializer.dumps(list(starts))))
+
+    @classmethod
+    def of(cls, snapshot_id):
+        """The snapshot's chunks of markers, in key order."""
+        return prefixed(cls, 'SM:%d:' % snapshot_id)
+
+    def keys(self):
+        return [start for start in default_serializer.loads(self.starts)
+                if start is not None]
 
 
 class RangeBackup(LibraryModel):
@@ -345,10 +355,11 @@ class RangeBackup(LibraryModel):
     size = db.IntegerProperty(indexed=False)
     sha256 = db.StringProperty(indexed=False)
     format = db.StringProperty(default=storage.FORMAT, indexed=False)
-    codec = db.StringProperty(default='bz2', indexed=False)
+    codec = db.StringProperty(indexed=False)
     parts = db.IntegerProperty(default=1, indexed=False)
-    # Length of every part but the last (None: written before it was kept).
+    # Length of every part but the last.
     part_size = db.IntegerProperty(indexed=False)
+    # Names the further parts: each storing of the range has its own.
     token = db.StringProperty(indexed=False)
     data = db.BlobProperty()
 
@@ -360,24 +371,14 @@ class RangeBackup(LibraryModel):
     def make_name(cls, snapshot_id, kind, position, size):
         return '%s%d' % (cls.prefix(snapshot_id, kind, position), size)
 
-    @staticmethod
-    def staging_name(snapshot_id, kind, position, token):
-        """A range stored by the markers pass, until its task commits it.
-
-        ``RBS:`` sorts outside every ``RB:<id>:`` prefix, and a staged range
-        has no ``snapshot``: no listing of a snapshot's ranges sees it.
-        """
-        return 'RBS:%d:%s:%010d:%s' % (snapshot_id, kind, position, token)
-
     @property
     def name(self):
         return self.key().name()
 
     def part_key(self, index):
-        """The key of part ``index``, of a staged range or a committed one."""
-        range_prefix = 'RB:' + self.name.split(':', 1)[1].rsplit(':', 1)[0]
-        return RangeBackupPart.key_for(
-            RangeBackupPart.make_name(range_prefix, self.token, index))
+        """The key of part ``index`` (1 and on; 0 is ``data``)."""
+        return RangeBackupPart.key_of(self.snapshot_id, self.range_kind,
+                                      self.position, self.token, index)
 
     def iter_parts(self, verify=True):
         """Yield the stored parts; with ``verify``, only after they check out.
@@ -425,12 +426,8 @@ class RangeBackup(LibraryModel):
             yield entities.EntityProto.FromString(record)
 
     def iter_records(self, verify=True):
-        return storage.iter_records(self.iter_parts(verify),
-                                    self.codec or 'bz2', self.raw_size)
-
-    def keys(self):
-        """The keys this range holds, as ``db.Key`` objects."""
-        return [entities.key(e.key) for e in self.iter_entities()]
+        return storage.iter_records(self.iter_parts(verify), self.codec,
+                                    self.raw_size)
 
     def check(self):
         """Raise ``RangeCorrupted`` unless bytes and entity count match."""
@@ -452,11 +449,11 @@ class RangeBackupPart(LibraryModel):
 
     data = db.BlobProperty()
 
-    @staticmethod
-    def make_name(range_prefix, token, index):
-        # The prefix is the range backup's name without its size, so the
-        # parts of a snapshot share the prefix ``RBP:<snapshot id>:``.
-        return 'RBP%s:%s:%04d' % (range_prefix[2:], token, index)
+    @classmethod
+    def key_of(cls, snapshot_id, kind, position, token, index):
+        # The parts of a snapshot share the prefix ``RBP:<snapshot id>:``.
+        return cls.key_for('RBP:%d:%s:%010d:%s:%04d' % (
+            snapshot_id, kind, position, token, index))
 
 
 
@@ -477,8 +474,9 @@ class Restore(LibraryModel):
     snapshot_id = db.IntegerProperty()  # to find them when it is deleted
     namespace = db.StringProperty(indexed=False)
     kinds = db.StringListProperty(indexed=False)
-    # Ranges per kind, in the order of ``kinds``.
-    totals = db.ListProperty(int, indexed=False)
+    # [[kind's index in ``kinds``, first position, ranges], ...]: the spans
+    # of the ranges it puts back (a kind has one a shard).
+    spans = JsonProperty(default=None)
     # Ranges one writing task puts back at most.
     per_task = db.IntegerProperty(default=1, indexed=False)
     status = db.StringProperty(default=RestoreStatus.CHECKING.value,
@@ -502,7 +500,7 @@ class Restore(LibraryModel):
         return 'R:%s:%s' % (self.id, phase)
 
     def ranges_total(self):
-        return sum(self.totals)
+        return sum(count for _, _, count in self.spans)
 
     def ranges_done(self):
         if self.status == RestoreStatus.FINISHED.value:

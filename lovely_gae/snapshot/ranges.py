@@ -1,87 +1,66 @@
-"""The tasks that store a snapshot, range by range, and purge a deleted one.
+"""The tasks that store a snapshot's ranges, and that purge a deleted one.
 
-Every task here may run twice, or in two workers at once, and still leave
-one result: a range is counted and its ``RangeBackup`` written in one
-transaction with the snapshot, guarded by the range's bit in
-``Snapshot.done``; the loser of a race deletes the parts it wrote.
+A key pass (``passes``) hands ranges on in chunks: ``markers_ready`` keeps
+a chunk's first keys (the seed's markers) and queues the tasks that read
+the ranges, each with a range query of its own, so that they all read at
+once: one range a task for a small kind (as the seed counts them),
+``PER_TASK`` for a large one, whose calls they share.
 
-A kind's markers pass reads the kind once: while its time budget lasts it
-stores each range as it reads it (``stage_range``) and the range's task
-only commits it; after that it hands each range its keys, and the range's
-task reads them with batch gets, which cost the range where a range query
-may cost the whole kind on the SDK's stub.
+A range task writes its backups' further parts first, then commits its
+backups in one transaction with its own ``completion`` marker: if the
+marker is there, another run of the task has committed already, and this
+run's parts go. Nothing every task writes, no contention. The task that
+completes a shard completes it in the kind's job; the kind's last shard in
+the snapshot's job; the last kind finishes the snapshot with the totals.
+Every task here may run twice, or in two workers at once.
 """
-import collections
-import itertools
-import logging
-import threading
 import uuid
 
 from google.appengine.ext import db
 
-from .. import async_, batch, defaults, entities
-from ..base import (delete_all, get_all, prefixed, put_all, retrying,
-                    transaction)
-from ..exceptions import RangeCorrupted
-from .keylists import RangeKeys, SnapshotMarkers
-from .models import RangeBackup, RangeBackupPart, Snapshot
+from .. import async_, completion, defaults, entities
+from ..base import delete_all, prefixed, put_all, retrying, transaction
+from .models import (SHARD_STRIDE, RangeBackup, RangeBackupPart, Snapshot,
+                     SnapshotMarkers)
 from .storage import RangeWriter
 
-log = logging.getLogger(__name__)
+__all__ = ['PER_TASK', 'CHUNK', 'per_task', 'hand_on', 'markers_ready',
+           'store_ranges', 'shard_passed', 'snapshot_failed',
+           'delete_snapshot', 'purge_snapshot']
 
+#: Ranges one task of a large kind reads: its calls are shared.
+PER_TASK = 5
+#: Ranges a pass hands on at a time (a multiple of ``PER_TASK``): range
+#: task ``i`` of chunk ``c`` is task ``c * CHUNK / per_task + i`` of its
+#: shard.
+CHUNK = 50
 #: Keys deleted per datastore call when purging a snapshot.
 _PURGE_BATCH = 500
 #: Purge calls made in the caller's request before the rest goes to a task.
 _PURGE_INLINE = 20
-#: Staged ranges one transaction commits at most: the snapshot and each
-#: range's backup are an entity group each; a transaction spans 25.
-_COMMIT_BATCH = 20
-#: Bytes of staged first parts one commit rewrites at most: a transaction
-#: writes 10 MiB at most in production (the SDK's stub does not check).
-_COMMIT_BYTES = 8 * 1024 * 1024
-#: The end of a staged range whose next range is not at hand.
-_OPEN = object()
-#: Keys per batch get when a range is read (fewer for large entities).
-_GET_BATCH = 500
 
 
-class _Committed:
-    """Staged ranges this process has committed, the newest ``size``.
-
-    A committed range stays committed, so its task, run after the batch
-    that committed it, may end without reading anything. The pass token is
-    part of the key: it tells apart two snapshots of one id, which two
-    testbeds in one process can make.
-    """
-
-    def __init__(self, size=20000):
-        self._size = size
-        self._seen = collections.OrderedDict()
-        self._lock = threading.Lock()
-
-    def add(self, snapshot_id, kind, token, positions):
-        with self._lock:
-            for position in positions:
-                self._seen[snapshot_id, kind, token, position] = None
-            while len(self._seen) > self._size:
-                self._seen.popitem(last=False)
-
-    def __contains__(self, key):
-        return key in self._seen
+def per_task(shards):
+    """Ranges a task reads: one for a small kind, of one shard."""
+    return 1 if shards == 1 else PER_TASK
 
 
-_committed = _Committed()
-
-
-def get_snapshot(snapshot_id):
-    return Snapshot.get_by_id(snapshot_id)
+def _job(snapshot_id, kind_index=None, shard=None):
+    """The ``completion`` job of a snapshot, of one of its kinds, or of a
+    shard of one."""
+    parts = ['S', str(snapshot_id)]
+    if kind_index is not None:
+        parts.append(str(kind_index))
+    if shard is not None:
+        parts.append('%04d' % shard)
+    return ':'.join(parts)
 
 
 @async_.task
 def snapshot_failed(message, snapshot_id):
     """``on_failure`` of a snapshot's tasks: the snapshot goes to ERROR."""
     def fail():
-        snap = get_snapshot(snapshot_id)
+        snap = Snapshot.get_by_id(snapshot_id)
         if snap is not None and snap.status != Snapshot.STATUS_FINISHED:
             snap.status = Snapshot.STATUS_ERROR
             snap.error = message
@@ -89,319 +68,192 @@ def snapshot_failed(message, snapshot_id):
     transaction(fail)
 
 
-@async_.task
-def save_range_keys(snapshot_id, kind, token, ranges_keys):
-    """``keys_sink`` of the markers task: one ``RangeKeys`` list per range."""
-    lists = []
-    for position, references in ranges_keys:
-        lists.extend(RangeKeys.build(snapshot_id, kind, position, token,
-                                     references))
-    put_all(lists)
+def hand_on(snap, kind_index, shard, shards, chunk, index, starts, end):
+    """Hand a chunk of ranges on: a small kind's in a task of their own (the
+    seed's callback), a shard's at once."""
+    args = (snap.id, kind_index, shard, shards, chunk, index, starts, end)
+    if shards == 1:
+        async_.defer(markers_ready, args=args, on_failure=snapshot_failed,
+                     on_failure_args=(snap.id,))
+    else:
+        markers_ready(*args)
 
 
 @async_.task
-def markers_ready(snapshot_id, kind, markers, token=None):
-    """Record a kind's markers (first ones win) and queue a task per range."""
-    put_all(SnapshotMarkers.build(
-        SnapshotMarkers.prefix(snapshot_id, kind, token), markers))
+def markers_ready(snapshot_id, kind_index, shard, shards, chunk, index,
+                  starts, end):
+    """Keep a chunk's first keys; queue the tasks that read its ranges.
 
-    def record():
-        snap = get_snapshot(snapshot_id)
-        if snap is None:
-            return None
-        if snap.range_count(kind) is None:
-            snap.range_counts[kind] = len(markers) + 1
-            snap.key_lists[kind] = token
-            if snap.status == Snapshot.STATUS_STARTED:
-                snap.status = Snapshot.STATUS_STORING
-            snap.put()
-        return snap
-    snap = transaction(record)
-    if snap is None:
+    Its ranges are ``index`` on of the shard: range ``index + i`` runs from
+    ``starts[i]`` up to the next start, the last up to ``end``.
+    """
+    snap = Snapshot.get_by_id(snapshot_id)
+    if snap is None or snap.status == Snapshot.STATUS_ERROR:
         return
-    recorded = snap.key_lists.get(kind)
-    if recorded != token:
-        _discard_pass(snapshot_id, kind, token, markers, recorded)
-    if snap.status == Snapshot.STATUS_ERROR:
-        return
-    bounds = batch.ranges(markers) if recorded == token else snap.ranges(kind)
-    async_.defer_many(
-        async_.make_task(store_range, args=(
-            snapshot_id, kind, position, start, end,
-            batch.run_token(recorded, position)),
-            on_failure=snapshot_failed, on_failure_args=(snapshot_id,))
-        for position, (start, end) in enumerate(bounds))
+    kind = snap.kinds[kind_index]
+    first = shard * SHARD_STRIDE + index
+    put_all([SnapshotMarkers.build(snapshot_id, kind, shard, chunk, first,
+                                   starts)])
+    if snap.status == Snapshot.STATUS_STARTED:
+        transaction(_storing, snapshot_id)
+    bounds = list(zip(starts, starts[1:] + [end]))
+    per = per_task(shards)
+    leaf = chunk * (CHUNK // per)
+    async_.defer_many(async_.make_task(
+        store_ranges, args=(snapshot_id, kind_index, kind, snap.namespace,
+                            snap.codec, shard, shards, leaf + offset // per, [
+                                (first + offset + i, start, stop)
+                                for i, (start, stop) in enumerate(
+                                    bounds[offset:offset + per])]),
+        on_failure=snapshot_failed, on_failure_args=(snapshot_id,))
+        for offset in range(0, len(bounds), per))
 
 
-def _discard_pass(snapshot_id, kind, token, markers, winner):
-    """Delete what a markers pass that lost to ``winner`` left behind.
+def _storing(snapshot_id):
+    snap = Snapshot.get_by_id(snapshot_id)
+    if snap is not None and snap.status == Snapshot.STATUS_STARTED:
+        snap.status = Snapshot.STATUS_STORING
+        snap.put()
 
-    Tasks of a pass that went on in further tasks can be the winner's too:
-    what they stored stays.
+
+def _write(snapshot_id, kind, namespace, codec, position, start, end, token):
+    """Read a range and compress it; store every part but the first.
+
+    Returns ``(unsaved RangeBackup, keys of the parts written)``.
     """
-    kept = set(batch.run_tokens(winner))
-    runs = [(position, batch.run_token(token, position))
-            for position in range(len(markers) + 1)]
-    runs = [(position, run) for position, run in runs if run not in kept]
-    staged = [_staged_key(snapshot_id, kind, position, run)
-              for position, run in runs]
-    lists = [RangeKeys.key_for(RangeKeys.make_name(
-        snapshot_id, kind, position, run, 0)) for position, run in runs]
-    spent = SnapshotMarkers.keys(
-        SnapshotMarkers.prefix(snapshot_id, kind, token), len(markers))
-    found = get_all(staged + lists)
-    for backup in filter(None, found[:len(runs)]):
-        spent.extend(backup.part_key(index)  # part 0 is its ``data``
-                     for index in range(1, backup.parts))
-        spent.append(backup.key())
-    for (position, run), first in zip(runs, found[len(runs):]):
-        if first is not None:
-            spent.extend(RangeKeys.part_keys(snapshot_id, kind, position, run,
-                                             first.parts))
-    for start in range(0, len(spent), _PURGE_BATCH):
-        delete_all(spent[start:start + _PURGE_BATCH])
-
-
-def _key_list(snap, kind, position, token):
-    """``(references, keys of the list's parts)`` of a range's key list.
-
-    None if the range was stored meanwhile (its task deleted the list).
-    """
-    found = RangeKeys.read(snap.id, kind, position, token)
-    if found is None:
-        if get_snapshot(snap.id).is_done(kind, position):
-            return None
-        raise RangeCorrupted(snap.id, RangeBackup.prefix(snap.id, kind,
-                                                         position),
-                             'its key list is missing')
-    return found
-
-
-def _get_all(references):
-    """Yield the entities of ``references`` that exist, in that order."""
-    batch = 50
-    while references:
-        chunk, references = references[:batch], references[batch:]
-        got = [e for e in entities.get(chunk) if e is not None]
-        yield from got
-        if got:  # keep a batch near half a part, whatever the entity size
-            average = sum(e.ByteSize() for e in got) / len(got)
-            batch = max(1, min(_GET_BATCH,
-                               int(defaults.PART_SIZE // (2 * average))))
-
-
-#: What a ``RangeBackup`` records of its stored bytes.
-_STORED = ('count', 'raw_size', 'size', 'sha256', 'codec', 'parts',
-           'part_size', 'token', 'data')
-
-
-def _write_range(snapshot_id, kind, position, codec, parts_token, records):
-    """Compress ``records``; store every part but the first one.
-
-    Returns ``(stored, keys of the parts written)``: ``stored`` has the
-    ``_STORED`` properties of the range's backup, the first part as ``data``.
-    """
-    prefix = RangeBackup.prefix(snapshot_id, kind, position)
     writer = RangeWriter(codec)
-    first = []
-    written = []
+    first, written = [], []
 
     def emit(parts):
         for part in parts:
             if not first:
                 first.append(part)
                 continue
-            name = RangeBackupPart.make_name(prefix[:-1], parts_token,
-                                             len(written) + 1)
-            written.append(retrying(
-                RangeBackupPart(key_name=name, data=part).put))
+            key = RangeBackupPart.key_of(snapshot_id, kind, position, token,
+                                         len(written) + 1)
+            retrying(db.put, RangeBackupPart(key=key, data=part))
+            written.append(key)
+    records = (entity.SerializeToString() for entity in entities.iter_range(
+        kind, namespace, start, end,
+        max_batch_bytes=defaults.PART_SIZE // 2))
     emit(writer.add_all(records))
     emit(writer.close())
-    stored = dict(count=writer.count, raw_size=writer.raw_size,
-                  size=writer.size, sha256=writer.sha256,
-                  codec=writer.codec, parts=len(written) + 1,
-                  part_size=writer.part_size, token=parts_token,
-                  data=first[0] if first else b'')
-    return stored, written
-
-
-@async_.task
-def stage_range(snapshot_id, kind, codec, token, position, start, items):
-    """``range_sink`` of the markers pass: store a range it has just read.
-
-    The range is written under a staging name (``RangeBackup.staging_name``)
-    with its parts; its task commits it (``store_range``). A pass that runs
-    twice stages twice under two tokens; only the recorded token's ranges
-    are committed, the others go when the snapshot is deleted.
-    """
-    stored, _ = _write_range(snapshot_id, kind, position, codec, token,
-                             map(entities.EntityProto.SerializeToString,
-                                 items))
-    retrying(RangeBackup(
-        key_name=RangeBackup.staging_name(snapshot_id, kind, position, token),
-        range_kind=kind, position=position, start=start, **stored).put)
-
-
-@async_.task
-def store_range(snapshot_id, kind, position, start, end, token=None):
-    """Store the entities of one range; a no-op if it is stored already.
-
-    A range the markers pass staged is committed as it is; any other is
-    read by the keys the pass listed.
-    """
-    if (snapshot_id, kind, token, position) in _committed:
-        return
-    wanted = [Snapshot.key_for(snapshot_id)]
-    if token is not None:  # one read for both: most ranges are done by now
-        wanted.append(_staged_key(snapshot_id, kind, position, token))
-    snap, staged = (retrying(db.get, wanted) + [None])[:2]
-    if staged is not None:  # its parts become the backup's
-        _commit_staged(snapshot_id, kind, position, start, end, token,
-                       staged)
-        return
-    if (snap is None or snap.status == Snapshot.STATUS_ERROR
-            or snap.is_done(kind, position)):
-        return
-    if token is None:  # queued by a version without key lists
-        source, list_keys = entities.iter_range(kind, snap.namespace, start,
-                                                end), []
-    else:
-        found = _key_list(snap, kind, position, token)
-        if found is None:
-            return
-        references, list_keys = found
-        source = _get_all(references)
-    stored, written = _write_range(
-        snapshot_id, kind, position, snap.codec, uuid.uuid4().hex[:12],
-        (entity.SerializeToString() for entity in source))
-    committed = _commit(snapshot_id, kind, [(position, start, end, stored)])
-    retrying(db.delete, list_keys)  # the key list has served
-    if not committed:
-        retrying(db.delete, written)  # the winner's parts are others
-
-
-def _staged_key(snapshot_id, kind, position, token):
-    return RangeBackup.key_for(RangeBackup.staging_name(
-        snapshot_id, kind, position, token))
-
-
-def _commit_staged(snapshot_id, kind, position, start, end, token, staged):
-    """Commit the staged range ``position`` and the staged ranges after it.
-
-    One transaction counts up to ``_COMMIT_BATCH`` ranges, so the tasks of
-    the next ones find them done. A range is committed only if its end is
-    known: the start of the staged range after it, or the kind's end.
-    """
-    after = get_all([
-        _staged_key(snapshot_id, kind, position + index, token)
-        for index in range(1, _COMMIT_BATCH + 1)])
-    chain = [staged] + list(itertools.takewhile(bool, after))
-    run = _within_bytes(chain)
-    ends = [end] + [found.start for found in chain[2:len(run) + 1]]
-    ends += [_OPEN] * (len(run) - len(ends))
-    ranges = [(position + index, start if index == 0 else found.start,
-               limit, {name: getattr(found, name) for name in _STORED})
-              for index, (found, limit) in enumerate(zip(run, ends))]
-    committed = _commit(snapshot_id, kind, ranges)
-    _committed.add(snapshot_id, kind, token,
-                   [backup.position for backup in committed])
-    delete_all([staged.key()] + [
-        _staged_key(snapshot_id, kind, backup.position, token)
-        for backup in committed if backup.position != position])
-
-
-def _within_bytes(chain):
-    """The staged ranges of ``chain`` (at least its first) that one
-    transaction may write: their first parts, ``_COMMIT_BYTES`` at most."""
-    held = 0
-    for index, found in enumerate(chain):
-        held += len(found.data or b'')
-        if index and held > _COMMIT_BYTES:
-            return chain[:index]
-    return chain
-
-
-def _commit(snapshot_id, kind, ranges):
-    """Count ``ranges``, ``[(position, start, end, stored), ...]``, with
-    their backups, in one transaction; the backups it wrote.
-
-    A range counted already (by another run of a task) is passed over; so
-    is a range whose end is ``_OPEN``, unless it is the kind's last, and
-    every range after it.
-    """
-    def commit():
-        current = get_snapshot(snapshot_id)
-        if current is None or current.status == Snapshot.STATUS_ERROR:
-            return []
-        last = current.range_count(kind) - 1
-        committed = []
-        for position, start, end, stored in ranges:
-            if end is _OPEN:
-                if position != last:
-                    break  # where this range ends is not known here
-                end = None
-            if not current.is_done(kind, position):
-                committed.append(_backup(snapshot_id, kind, position, start,
-                                         end, stored))
-                _count_in(current, committed[-1])
-        if committed:
-            db.put(committed + [current])
-        return committed
-    return transaction(commit)
-
-
-def _backup(snapshot_id, kind, position, start, end, stored):
-    return RangeBackup(
+    backup = RangeBackup(
         key_name=RangeBackup.make_name(snapshot_id, kind, position,
-                                       stored['size']),
+                                       writer.size),
         snapshot=Snapshot.key_for(snapshot_id), range_kind=kind,
-        position=position, start=start, end=end, **stored)
+        position=position, start=start, end=end, count=writer.count,
+        raw_size=writer.raw_size, size=writer.size, sha256=writer.sha256,
+        codec=writer.codec, parts=len(written) + 1,
+        part_size=writer.part_size, token=token,
+        data=first[0] if first else b'')
+    return backup, written
 
 
-def _count_in(snap, backup):
-    """Count ``backup`` into ``snap`` (in a transaction that writes both)."""
-    snap.entity_count += backup.count
-    snap.stored_bytes += backup.size
-    if snap.mark_done(backup.range_kind, backup.position):
-        snap.finished_kinds.append(backup.range_kind)
-        if set(snap.finished_kinds) >= set(snap.kinds):
-            snap.status = Snapshot.STATUS_FINISHED
+@async_.task
+def store_ranges(snapshot_id, kind_index, kind, namespace, codec, shard,
+                 shards, index, bounds):
+    """Task: store the ranges ``bounds`` (``[(position, start, end), ...]``)
+    as task ``index`` of a shard; safe to repeat."""
+    token = uuid.uuid4().hex[:12]
+    backups, written = [], []
+    for position, start, end in bounds:
+        backup, parts = _write(snapshot_id, kind, namespace, codec, position,
+                               start, end, token)
+        backups.append(backup)
+        written.extend(parts)
+    job = _job(snapshot_id, kind_index, shard)
+    counts = {'ranges': len(backups),
+              'entities': sum(backup.count for backup in backups),
+              'bytes': sum(backup.size for backup in backups)}
+    if not transaction(_commit, snapshot_id, job, index, backups, counts):
+        delete_all(written)  # another run committed, or the snapshot went
+    stored = completion.ascend(job, index)
+    if stored is not None:
+        _shard_stored(snapshot_id, kind_index, shard, shards, stored)
+
+
+def _commit(snapshot_id, job, index, backups, counts):
+    """Commit the backups with the task's marker, unless it has one, or the
+    snapshot has ended (and its markers may be gone)."""
+    marker = completion.marker(job, index, counts)
+    snap, done = db.get([Snapshot.key_for(snapshot_id), marker.key()])
+    if done is not None or snap is None or snap.status not in (
+            Snapshot.STATUS_STARTED, Snapshot.STATUS_STORING):
+        return False
+    db.put(backups + [marker])
+    return True
+
+
+def shard_passed(snap, kind_index, shard, shards, tasks):
+    """A shard's pass has ended with ``tasks`` range tasks."""
+    stored = completion.close(_job(snap.id, kind_index, shard), tasks)
+    if stored is not None:
+        _shard_stored(snap.id, kind_index, shard, shards, stored)
+
+
+def _shard_stored(snapshot_id, kind_index, shard, shards, counts):
+    """Every range of a shard is stored: count it in its kind."""
+    counts = dict(counts, **{'shard:%d' % shard: counts['ranges']})
+    stored = completion.mark(_job(snapshot_id, kind_index), shard, counts,
+                             shards)
+    if stored is None:
+        return
+    kinds = len(Snapshot.get_by_id(snapshot_id).kinds)
+    prefixed_counts = {'%d:%s' % (kind_index, name): value
+                       for name, value in stored.items()}
+    prefixed_counts.update(entities=stored['entities'], bytes=stored['bytes'])
+    total = completion.mark(_job(snapshot_id), kind_index, prefixed_counts,
+                            kinds)
+    if total is not None:
+        transaction(_finish, snapshot_id, total)
+        completion.purge(_job(snapshot_id))
+
+
+def _finish(snapshot_id, counts):
+    snap = Snapshot.get_by_id(snapshot_id)
+    if snap is None or snap.status not in (Snapshot.STATUS_STARTED,
+                                           Snapshot.STATUS_STORING):
+        return
+    snap.status = Snapshot.STATUS_FINISHED
+    snap.entity_count = counts['entities']
+    snap.stored_bytes = counts['bytes']
+    snap.range_counts, snap.kind_entities = {}, {}
+    for kind_index, kind in enumerate(snap.kinds):
+        shards = sorted(int(name.rsplit(':', 1)[1]) for name in counts
+                        if name.startswith('%d:shard:' % kind_index))
+        snap.range_counts[kind] = [counts['%d:shard:%d' % (kind_index, s)]
+                                   for s in shards]
+        snap.kind_entities[kind] = counts['%d:entities' % kind_index]
+    snap.put()
 
 
 def delete_snapshot(snap):
     """Delete ``snap`` with its stored ranges; a task finishes large ones."""
     snapshot_id = snap.id
-    # Marker lists a pass in several tasks may have left (see ``batch``):
-    # under ``MP:<id>:``, or named by the pass alone by older versions.
-    lists = sorted({batch.pass_lists(token) for token in
-                    snap.key_lists.values() if isinstance(token, list)} |
-                   {batch.scope_lists(snapshot_id)})
-    if _purge(snapshot_id, _PURGE_INLINE, lists):
+    if _purge(snapshot_id, _PURGE_INLINE):
         retrying(db.delete, snap.key())
         return
 
     def handover():
         db.delete(snap.key())
-        async_.defer(purge_snapshot, args=(snapshot_id, lists))
+        async_.defer(purge_snapshot, args=(snapshot_id,))
     transaction(handover)
 
 
 @async_.task
-def purge_snapshot(snapshot_id, lists=()):
+def purge_snapshot(snapshot_id):
     """Task: delete what is left of a deleted snapshot, batch by batch."""
-    if not _purge(snapshot_id, _PURGE_INLINE, lists):
-        async_.defer(purge_snapshot, args=(snapshot_id, lists),
-                     once_only=False)
+    if not _purge(snapshot_id, _PURGE_INLINE):
+        async_.defer(purge_snapshot, args=(snapshot_id,), once_only=False)
 
 
-def _purge(snapshot_id, max_batches, lists=()):
+def _purge(snapshot_id, max_batches):
     """Delete up to ``max_batches`` batches; True once nothing is left."""
     prefixes = ((RangeBackupPart, 'RBP:%d:' % snapshot_id),
-                (RangeKeys, 'RK:%d:' % snapshot_id),
                 (SnapshotMarkers, 'SM:%d:' % snapshot_id),
-                (RangeBackup, 'RBS:%d:' % snapshot_id),
-                (RangeBackup, 'RB:%d:' % snapshot_id)) + tuple(
-        (batch.MarkerList, prefix) for prefix in lists)
+                (completion.Done, _job(snapshot_id) + ':'),
+                (RangeBackup, 'RB:%d:' % snapshot_id))
     for _ in range(max_batches):
         keys = []
         for model, prefix in prefixes:

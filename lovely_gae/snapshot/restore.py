@@ -27,7 +27,7 @@ import uuid
 from google.appengine.ext import db
 
 from .. import async_, cache, completion, defaults, entities
-from ..base import LibraryModel, transaction, utcnow
+from ..base import LibraryModel, get_all, transaction, utcnow
 from ..exceptions import (InvalidInput, RangeCorrupted, RestoreRunning,
                           SnapshotIncomplete, SnapshotNotFound)
 from .models import (Restore, RestoreStatus, Snapshot, backup_keys,
@@ -129,18 +129,19 @@ def _check(backups, namespace):
 def _leaf(record, phase, index):
     """``(kind, first position, ranges)`` of task ``index`` of a phase."""
     per = CHECK_RANGES if phase == 'check' else record.per_task
-    for kind, total in zip(record.kinds, record.totals):
+    for kind_index, first, total in record.spans:
         tasks = -(-total // per)
         if index < tasks:
-            first = index * per
-            return kind, first, min(per, total - first)
+            start = index * per
+            return (record.kinds[kind_index], first + start,
+                    min(per, total - start))
         index -= tasks
     return None
 
 
 def _leaves(record, phase):
     per = CHECK_RANGES if phase == 'check' else record.per_task
-    return sum(-(-total // per) for total in record.totals)
+    return sum(-(-total // per) for _, _, total in record.spans)
 
 
 def _task(record, phase, index):
@@ -163,8 +164,10 @@ def restore(snap, kinds=None, dry_run=False):
         return {kind: plan_kind(snap, kind) for kind in kinds}
     record = Restore(key=Restore.key_for(uuid.uuid4().hex),
                      snapshot_id=snap.id, namespace=snap.namespace,
-                     kinds=kinds,
-                     totals=[snap.range_count(kind) for kind in kinds])
+                     kinds=kinds, spans=[
+                         [index, first, count]
+                         for index, kind in enumerate(kinds)
+                         for first, count in snap.spans(kind)])
     keys = []
     if record.ranges_total() <= INLINE_RANGES:  # listed here: a few keys
         keys = [key for kind in kinds for key in snap.range_backup_keys(kind)]
@@ -230,8 +233,8 @@ def check_ranges(restore_id, index, kind, first, count):
     except (RangeCorrupted, SnapshotIncomplete) as error:  # no retry mends
         restore_failed(str(error), restore_id)
         return
-    if completion.mark(record.job('check'), index,
-                       _leaves(record, 'check'), {'ranges': count}):
+    if completion.mark(record.job('check'), index, {'ranges': count},
+                       _leaves(record, 'check')):
         transaction(_start_writing, restore_id)
 
 
@@ -248,19 +251,22 @@ def _start_writing(restore_id):
 def restore_ranges(restore_id, index, kind, first, count):
     """Task: put ``count`` ranges of ``kind`` back; the last one to end
     finishes the restore. Safe to repeat."""
-    record = db.get(Restore.key_for(restore_id))
+    job = 'R:%s:write' % restore_id
+    record, done = get_all([Restore.key_for(restore_id),
+                            completion.key(job, index)])
     if record is None or record.status != RestoreStatus.RUNNING.value:
         return
-    job = record.job('write')
     counts = {'ranges': count, 'entities': 0, 'deleted': 0}
-    if not completion.is_marked(job, index):
+    if done is None:  # else a run that ended before may not have ascended
         backups = iter_backups(record.snapshot_id, backup_keys(
             record.snapshot_id, kind, first, count))
         for backup in backups:
             put, deleted = _restore_range(backup, record.namespace)
             counts['entities'] += put
             counts['deleted'] += deleted
-    total = completion.mark(job, index, _leaves(record, 'write'), counts)
+        total = completion.mark(job, index, counts, _leaves(record, 'write'))
+    else:
+        total = completion.ascend(job, index, _leaves(record, 'write'))
     if total:
         transaction(_finish, restore_id, total)
         completion.purge(record.job('check'))
