@@ -187,9 +187,11 @@ class RemoteClient:
         return self._snapshot_call(snapshot_id, 'GET', '/lovely.gae/snapshots/'
                                    + quote(str(snapshot_id), safe=''))
 
-    def create_snapshot(self, kinds=None, batchsize=None, namespace=None):
+    def create_snapshot(self, kinds=None, batchsize=None, namespace=None,
+                        allow_empty=True):
         data = {'kinds': list(kinds or []), 'batchsize': batchsize,
-                'namespace': namespace}
+                'namespace': namespace,
+                'allow_empty': None if allow_empty else 'false'}
         return self.json('POST', '/lovely.gae/snapshots', retry=False,
                          data={k: v for k, v in data.items() if v})
 
