@@ -207,12 +207,16 @@ def test_upload_of_a_damaged_file_puts_nothing(make_entities,
 
 def test_a_datastore_file_the_sdk_saved_uploads_byte_for_byte(
         tmp_path, monkeypatch):
-    from lovely_gae.local import local_datastore
+    from lovely_gae.local import DEFAULT_APP_ID, local_datastore, start_testbed
     monkeypatch.delenv('GAE_APPLICATION', raising=False)
     path = str(tmp_path / 'dev.datastore')
-    with local_datastore(path):
+    bed = start_testbed(DEFAULT_APP_ID, datastore_file=path, save_changes=True)
+    try:
         db.put([Dummy(title=t) for t in ('', 'x', 'é' * 300)])
         expected = stored_bytes('Dummy')
+        bed.get_stub('datastore_v3').Write()  # the SDK's own save
+    finally:
+        bed.deactivate()
     with open(path, 'rb') as f:
         assert f.read(1) == b']'  # pickle protocol 1, as the SDK saves
     assert devfile.count_kinds(path) == {'Dummy': 3}
