@@ -1,4 +1,5 @@
 import os
+import struct
 
 import pytest
 from google.appengine.api.datastore_file_stub import DatastoreFileStub
@@ -428,3 +429,14 @@ def test_structured_values_nested_too_deep_are_refused(gae_testbed):
         .SerializeToString())
     with pytest.raises(BadEntity, match='nested deeper than 100'):
         rewrite.rewrite_entity(entity, 'dev~lovely-dev')
+
+
+@pytest.mark.parametrize('opcode, length', [
+    (b'B', struct.pack('<I', 2 ** 31)), (b'\x8e', struct.pack('<Q', 2 ** 62))])
+def test_a_file_claiming_a_huge_record_is_refused_before_reading_it(
+        tmp_path, opcode, length):
+    path = tmp_path / 'huge'
+    path.write_bytes(b'\x80\x03](' + opcode + length + b'x' * 10)
+    with open(path, 'rb') as fileobj:
+        with pytest.raises(ValueError, match='more than an entity takes'):
+            list(devfile.iter_entities(fileobj))

@@ -75,7 +75,9 @@ def test_a_crafted_datastore_file_runs_no_code(store, tmp_path, capsys,
     (b'\x80\x03](C\x08garbage!e.', 'record 1 is not an entity'),
     (b'\x80\x03](C\x02j\x00e.', 'record 1 is not a complete entity'),
     (b'\x80\x03](\x8e\xff\xff\xff\xff\xff\xff\xff\x0f',
-     'datastore file is cut short'),
+     'datastore file holds a record of 1152921504606846975 bytes, more '
+     'than an entity takes'),
+    (b'\x80\x03](C\x10ab', 'datastore file is cut short'),
 ])
 def test_a_damaged_datastore_file_is_a_one_line_error(store, capsys, content,
                                                       reason):
