@@ -17,10 +17,11 @@ setup(
     python_requires='>=3.9',
     install_requires=[
         'appengine-python-standard>=1.1',
-        'WebOb>=1.8',
+        # Floors past known advisories of each.
+        'WebOb>=1.8.8',
         'tqdm>=4.60',
-        'requests>=2.25',
-        'waitress>=2.1',
+        'requests>=2.32.4',
+        'waitress>=3.0.1',
     ],
     extras_require={
         'test': [

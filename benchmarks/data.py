@@ -114,6 +114,7 @@ def testbed(datastore_file=None):
         logging.ERROR)
     bed = testing.start_testbed(datastore_file=datastore_file,
                                 save_changes=False)
+    bed.datastore_file = datastore_file
     try:
         yield bed
     finally:
@@ -124,4 +125,4 @@ def testbed(datastore_file=None):
 
 def save(bed):
     """Write the testbed's datastore to the file it was opened with."""
-    local.save_datastore(bed.get_stub('datastore_v3'))
+    local.save_datastore(bed.get_stub('datastore_v3'), bed.datastore_file)

@@ -1,30 +1,60 @@
 """``lovely-gae``: snapshots from the command line, thin over the library.
 
-By default it works on the embedded datastore: a local file that the SDK's
-``DatastoreFileStub`` opens and saves (``--datastore``); commands that
-create or restore run their tasks to the end before they return. With
-``--url`` it talks to a deployed snapshot app over HTTP(S) instead.
+By default it works on the embedded datastore: a local file in the format
+of the SDK's ``DatastoreFileStub`` (``--datastore``, see ``local.py``);
+commands that create or restore run their tasks to the end before they
+return. With ``--url`` it talks to a deployed snapshot app over HTTP(S)
+instead.
+
+A command computes its result, the datastore file is saved, and only then
+is the result printed. Exit status: 0 done, 1 an error (one line on
+stderr), 2 bad usage, 130 Ctrl-C and 143 SIGTERM (the file keeps what it
+held before the command; ``serve`` saves and exits 0), 141 when nobody
+reads the output any more (the work is saved all the same).
 """
 import argparse
+import contextlib
 import json
 import logging
+import os
+import signal
 import sys
+import threading
 
 from . import __version__
 from .exceptions import LovelyGaeError
-from .local import (DEFAULT_APP_ID, DEFAULT_DATASTORE, LocalClient,
-                    local_datastore)
+from .local import (DEFAULT_APP_ID, DEFAULT_DATASTORE, LOCK_SUFFIX,
+                    LocalClient, local_datastore)
 
 __all__ = ['main', 'build_parser', 'local_datastore']
 
 log = logging.getLogger('lovely_gae.cli')
 
+#: Exit status when stdout is closed before the result is printed, as a
+#: shell reports a command that SIGPIPE ended.
+EXIT_STDOUT_CLOSED = 128 + signal.SIGPIPE
 
-def _print(args, data, text):
+
+class _StdoutClosed(Exception):
+    """Nobody reads stdout any more (a closed pipe)."""
+
+
+def _out(text):
+    """Print ``text`` (if any) at once; ``_StdoutClosed`` if nobody reads."""
+    if text is None:
+        return
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        raise _StdoutClosed() from None
+
+
+def _render(args, data, text):
+    """What a command prints: ``data`` as JSON with ``--json``, else text."""
     if args.json:
-        print(json.dumps(data, indent=2, sort_keys=True, default=str))
-    elif text:
-        print(text)
+        return None if data is None else json.dumps(
+            data, indent=2, sort_keys=True, default=str)
+    return text or None
 
 
 def _describe(info):
@@ -49,14 +79,18 @@ def _remote(args):
     return None if isinstance(args.client, LocalClient) else args.client
 
 
+# Each command returns ``(exit status, data for --json, text)``; ``main``
+# prints them once the datastore file is saved.
+
 def cmd_create(args, client):
     info = client.create_snapshot(args.kinds or None, args.batchsize,
-                                  args.namespace)
+                                  args.namespace,
+                                  allow_empty=args.allow_empty)
     if args.wait:
         info = client.wait(info['id'], timeout=args.timeout)
-    _print(args, info, 'Created Snapshot %d\nKinds: %r\n%s' % (
-        info['id'], info['kinds'], _describe(info)))
-    return _exit_code(info['status'], client, args)
+    return (_exit_code(info['status'], client, args), info,
+            'Created Snapshot %d\nKinds: %r\n%s' % (
+                info['id'], info['kinds'], _describe(info)))
 
 
 def cmd_list(args, client):
@@ -66,32 +100,28 @@ def cmd_list(args, client):
         ','.join(i['kinds'])) for i in infos]
     header = '%6s  %-8s  %-27s  %9s  %s' % ('id', 'status', 'created',
                                             'entities', 'kinds')
-    _print(args, infos, '\n'.join([header] + rows))
-    return 0
+    return 0, infos, '\n'.join([header] + rows)
 
 
 def cmd_status(args, client):
     info = client.get_snapshot(args.id)
-    _print(args, info, _describe(info))
-    return 0
+    return 0, info, _describe(info)
 
 
 def cmd_restore(args, client):
     result = client.restore_snapshot(args.id, kinds=args.kinds,
                                      dry_run=args.dry_run)
     if args.dry_run:
-        _print(args, result['plan'], 'Dry run, nothing written.\n' + '\n'.join(
+        return 0, result['plan'], 'Dry run, nothing written.\n' + '\n'.join(
             '%s: %d created, %d changed, %d deleted' % (
                 kind, c['created'], c['changed'], c['deleted'])
-            for kind, c in sorted(result['plan'].items())))
-        return 0
+            for kind, c in sorted(result['plan'].items()))
     restore = result['restore']
     if args.wait:
         restore = client.wait(args.id, restore=True,
                               timeout=args.timeout)['restore']
-    _print(args, restore, 'Restore of snapshot %s: %s' % (
-        args.id, restore['status']))
-    return _exit_code(restore['status'], client, args)
+    return (_exit_code(restore['status'], client, args), restore,
+            'Restore of snapshot %s: %s' % (args.id, restore['status']))
 
 
 def _exit_code(status, client, args):
@@ -103,15 +133,13 @@ def _exit_code(status, client, args):
 
 def cmd_delete(args, client):
     result = client.delete_snapshot(args.id)
-    _print(args, result, 'Deleted snapshot %s' % args.id)
-    return 0
+    return 0, result, 'Deleted snapshot %s' % args.id
 
 
 def cmd_prune(args, client):
     result = client.prune(args.keep)
-    _print(args, result, 'Deleted snapshots: %s' % (
-        ', '.join(map(str, result['deleted'])) or 'none'))
-    return 0
+    return 0, result, 'Deleted snapshots: %s' % (
+        ', '.join(map(str, result['deleted'])) or 'none')
 
 
 def cmd_download(args, client):
@@ -123,48 +151,45 @@ def cmd_download(args, client):
         target_app_id=args.target_app_id,
         target_namespace=args.target_namespace,
         progress=snapshot_client.progress_for(args.json))
-    _print(args, {'path': path}, None)
-    return 0
+    return 0, {'path': path}, None  # the progress named it
 
 
 def cmd_upload(args, client):
     from .snapshot import client as snapshot_client
     count = snapshot_client.upload_snapshot(
         args.file, url=_remote(args), target_namespace=args.target_namespace)
-    _print(args, {'file': args.file, 'entities': count},
-           'Uploaded %d entities from %s' % (count, args.file))
-    return 0
+    return (0, {'file': args.file, 'entities': count},
+            'Uploaded %d entities from %s' % (count, args.file))
 
 
 def cmd_verify(args, client):
     from .snapshot import devfile
     counts = devfile.check_file(args.file)
     total = sum(counts.values())
-    _print(args, {'file': args.file, 'entities': total, 'kinds': counts},
-           '%s: %d entities\n%s' % (args.file, total, '\n'.join(
-               '  %s: %d' % item for item in sorted(counts.items()))))
-    return 0
+    return (0, {'file': args.file, 'entities': total, 'kinds': counts},
+            '%s: %d entities\n%s' % (args.file, total, '\n'.join(
+                '  %s: %d' % item for item in sorted(counts.items()))))
 
 
 def cmd_worker(args, client):
     result = client.run_worker(seconds=args.seconds, wait=args.wait)
-    _print(args, result, 'Ran %d tasks, %d queued' % (result['ran'],
-                                                     result['queued']))
-    return 0
+    return 0, result, 'Ran %d tasks, %d queued' % (result['ran'],
+                                                   result['queued'])
 
 
 def cmd_serve(args, client):
     from .server import LocalServer
-    server = LocalServer(args.stub, host=args.host, port=args.port,
-                         token=args.token)
-    print(server.describe(), flush=True)
+    server = LocalServer(args.local, host=args.host, port=args.port,
+                         token=args.token, no_token=args.no_token)
+    _out(server.describe())  # the token, if made up: here, and only here
     server.run()
-    return 0
+    return 0, None, None
 
 
 def cmd_demo(args, client):
     from . import demo
-    return demo.run(args.json)
+    identical, steps, lines = demo.run()
+    return 0 if identical else 1, steps, '\n'.join(lines)
 
 
 def _add_commands(sub):
@@ -185,6 +210,9 @@ def _add_commands(sub):
     cmd.add_argument('kinds', nargs='*', metavar='KIND')
     cmd.add_argument('--batchsize', type=int, help='entities per range')
     cmd.add_argument('--namespace', help='namespace (default: the default)')
+    cmd.add_argument('--allow-empty', action='store_true', help='snapshot '
+                     'a kind even if it has no entities (without: an error, '
+                     'as a typo or the wrong namespace usually is)')
     waiting(cmd)
     add('list', cmd_list, 'list snapshots, newest first', writes=False)
     cmd = add('status', cmd_status, 'show one snapshot', writes=False)
@@ -223,8 +251,10 @@ def _add_commands(sub):
     cmd.add_argument('file')
     cmd = add('serve', cmd_serve, 'serve the snapshot app on the local '
               'datastore file, with a worker draining the task queue; '
-              'without a token only callers on this machine get in',
-              where='local')
+              'callers need the token (--token, $LOVELY_GAE_TOKEN, or one '
+              'made up and printed at the start)', where='local')
+    cmd.add_argument('--no-token', action='store_true', help='serve '
+                     'without a token, to callers on this machine only')
     cmd.add_argument('--host', default='127.0.0.1',
                      help='address to listen on (default: %(default)s)')
     cmd.add_argument('--port', type=int, default=8080,
@@ -249,7 +279,9 @@ def build_parser():
     parser.add_argument('--version', action='version', version=__version__)
     where = parser.add_mutually_exclusive_group()
     where.add_argument('--datastore', metavar='PATH', help='local datastore '
-                       'file (default: %s)' % DEFAULT_DATASTORE)
+                       'file (default: %s); PATH%s beside it keeps two '
+                       'processes from writing it at once'
+                       % (DEFAULT_DATASTORE, LOCK_SUFFIX))
     where.add_argument('--url', help='base URL of the app, e.g. '
                        'https://my-app.appspot.com')
     parser.add_argument('--app-id', metavar='APP', help='app id of the '
@@ -288,9 +320,12 @@ def _check_usage(parser, args):
                      % args.command)
     if args.url and args.app_id:
         parser.error('--app-id is for a local datastore, not --url')
+    if getattr(args, 'no_token', False) and args.token:
+        parser.error('--no-token and --token exclude each other')
 
 
 def _run(args):
+    """The command's ``(status, data, text)``, its datastore file saved."""
     if args.where == 'none':
         return args.func(args, None)
     if args.url:
@@ -298,9 +333,38 @@ def _run(args):
         with RemoteClient(args.url, args.token) as args.client:
             return args.func(args, args.client)
     path = args.datastore or DEFAULT_DATASTORE
-    with local_datastore(path, args.app_id, save=args.writes) as args.stub:
+    with local_datastore(path, args.app_id, save=args.writes,
+                         command='lovely-gae ' + args.command) as args.local:
         args.client = LocalClient()
         return args.func(args, args.client)
+
+
+def _terminate(signum, frame):
+    # Unwinds like any exception, so that finally blocks remove temporary
+    # files; one more SIGTERM must not cut that short.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def _sigterm_exits():
+    """SIGTERM ends the command as Ctrl-C would, with exit status 143."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may handle signals
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stdout_to_devnull():
+    """Spare the exit a second broken pipe when Python flushes stdout."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def main(argv=None):
@@ -310,16 +374,22 @@ def main(argv=None):
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.WARNING,
         format='%(levelname)s %(name)s: %(message)s')
-    try:
-        return _run(args)
-    except (LovelyGaeError, OSError, ValueError) as error:
-        if args.debug:
-            raise
-        print('lovely-gae: error: %s' % error, file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print('lovely-gae: interrupted', file=sys.stderr)
-        return 130
+    with _sigterm_exits():
+        try:
+            status, data, text = _run(args)
+            _out(_render(args, data, text))
+            return status
+        except _StdoutClosed:
+            _stdout_to_devnull()
+            return EXIT_STDOUT_CLOSED
+        except (LovelyGaeError, OSError, ValueError) as error:
+            if args.debug:
+                raise
+            print('lovely-gae: error: %s' % error, file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print('lovely-gae: interrupted', file=sys.stderr)
+            return 130
 
 
 if __name__ == '__main__':

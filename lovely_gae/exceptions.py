@@ -5,6 +5,7 @@ __all__ = [
     'EmptyKind', 'SnapshotNotFound', 'SnapshotNotFinished', 'RangeCorrupted',
     'SnapshotIncomplete', 'BadManifest', 'BadEntity', 'UnsafePath',
     'RestoreRunning', 'OutFileExists', 'DownloadError', 'AccessDenied',
+    'DatastoreFileError', 'DatastoreLocked',
 ]
 
 
@@ -125,3 +126,31 @@ class DownloadError(LovelyGaeError):
 
 class AccessDenied(LovelyGaeError):
     """The server refused the request (401/403)."""
+
+
+class DatastoreFileError(LovelyGaeError):
+    """A local datastore file cannot be read or saved."""
+
+    def __init__(self, path, reason):
+        self.path, self.reason = path, reason
+        super().__init__('datastore file %s: %s' % (path, reason))
+
+
+class DatastoreLocked(LovelyGaeError):
+    """Another process works on the local datastore file.
+
+    ``holder`` is what it recorded: ``pid``, ``command`` and, for
+    ``lovely-gae serve``, the ``url`` it serves.
+    """
+
+    def __init__(self, path, holder):
+        self.path, self.holder = path, holder
+        who = holder.get('command') or 'another process'
+        if holder.get('pid'):
+            who += ' (pid %d)' % holder['pid']
+        if holder.get('url'):
+            advice = 'reach it with --url %s' % holder['url']
+        else:
+            advice = 'try again when it has finished'
+        super().__init__('datastore file %s is in use by %s: %s'
+                         % (path, who, advice))

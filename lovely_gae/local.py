@@ -1,29 +1,44 @@
 """The embedded default: a datastore in a local file, and a client over it.
 
-``local_datastore`` serves the datastore API from a file that the SDK's
-``DatastoreFileStub`` opens and saves. ``LocalClient`` answers the same
-calls as ``snapshot.remote.RemoteClient``, with the same JSON-ready data,
-but runs every task a call queues before it returns.
+``local_datastore`` serves the datastore API from a file in the format of
+the SDK's ``DatastoreFileStub``, so that a development server loads it too.
+The file is data, not code: it is read with the library's own parser of
+that pickle, which never unpickles, and every record must decode as an
+entity before any is used. It is saved the way a download is: a temporary
+file beside it, fsync, rename. A lock beside it (``<file>.lock``) keeps two
+processes from working on it at once.
+
+``LocalClient`` answers the same calls as ``snapshot.remote.RemoteClient``,
+with the same JSON-ready data, but runs every task a call queues before it
+returns.
 """
 import contextlib
-import logging
+import fcntl
+import io
+import json
 import os
+import secrets
 from unittest import mock
 
 from google.appengine.api import namespace_manager
 from google.appengine.api import datastore_file_stub
 from google.appengine.datastore import datastore_stub_util
 from google.appengine.ext import testbed as testbed_module
+from google.protobuf.message import DecodeError
 
 from . import filestub
-from .exceptions import LovelyGaeError
+from .entities import EntityProto
+from .exceptions import DatastoreFileError, DatastoreLocked
 
 __all__ = ['DEFAULT_DATASTORE', 'DEFAULT_APP_ID', 'TESTING_APP_ID',
-           'start_testbed',
-           'local_datastore', 'save_datastore', 'drain', 'LocalClient']
+           'LOCK_SUFFIX', 'start_testbed', 'local_datastore',
+           'LocalDatastore', 'save_datastore', 'drain', 'LocalClient']
 
 #: The datastore file the command line uses unless told otherwise.
 DEFAULT_DATASTORE = './lovely-gae.datastore'
+
+#: What the lock file beside a datastore file adds to its name.
+LOCK_SUFFIX = '.lock'
 
 #: App id of a local datastore when neither ``--app-id`` nor
 #: ``$GAE_APPLICATION`` gives one.
@@ -56,40 +71,217 @@ def start_testbed(app_id=TESTING_APP_ID, datastore_file=None,
     return bed
 
 
-def save_datastore(stub):
-    """Write the stub's entities to its file (temporary name, then rename)."""
-    stub._DatastoreFileStub__save_changes = True
+class _FileLock:
+    """An OS lock on ``<path>.lock``: shared for readers, else exclusive.
+
+    The holder writes its pid and command into the file, so that a process
+    it keeps out can say who holds it. The OS drops the lock when the
+    process ends, however it ends: no lock outlives its holder.
+    """
+
+    def __init__(self, path, exclusive, command=None):
+        self.path, self.exclusive = path, exclusive
+        self.info = {'pid': os.getpid(), 'command': command}
+        # No symlinks: the file is truncated, so it must be our own.
+        self.fd = os.open(path + LOCK_SUFFIX,
+                          os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        try:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_NB | (
+                    fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH))
+            except BlockingIOError:
+                raise DatastoreLocked(path, self._holder()) from None
+            self.note()
+        except BaseException:
+            os.close(self.fd)
+            raise
+
+    def note(self, **info):
+        """Record ``info`` (``url``) beside the pid and command."""
+        self.info.update(info)
+        data = json.dumps(self.info).encode()
+        with contextlib.suppress(OSError):  # a word for others, no more
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, data, 0)
+
+    def _holder(self):
+        """What the holder recorded, each field checked; {} if unreadable."""
+        try:
+            info = json.loads(os.pread(self.fd, 4096, 0))
+        except ValueError:
+            return {}
+        if not isinstance(info, dict):
+            return {}
+
+        def text(value):
+            return (value if isinstance(value, str) and len(value) < 200
+                    and value.isprintable() else None)
+        pid = info.get('pid')
+        return {'pid': pid if type(pid) is int and pid > 0 else None,
+                'command': text(info.get('command')),
+                'url': text(info.get('url'))}
+
+    def release(self):
+        if self.exclusive:  # no word of a holder that is gone
+            with contextlib.suppress(OSError):
+                os.ftruncate(self.fd, 0)
+        os.close(self.fd)
+
+
+def _check_path(path):
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise DatastoreFileError(path, 'no such directory: %s' % directory)
+    if os.path.isdir(path):
+        raise DatastoreFileError(path, 'is a directory, not a file')
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise DatastoreFileError(path, 'is not a regular file')
+
+
+def _stored_record(number, data):
+    """The stub's record of the ``number``-th entity of a file, checked."""
     try:
-        stub.Write()
+        entity = EntityProto.FromString(data)
+        record = datastore_stub_util._FromStorageEntity(entity)
+    except DecodeError:
+        raise ValueError('record %d is not an entity' % number) from None
+    path = entity.key.path.element
+    if not (entity.IsInitialized() and entity.key.app and len(path)
+            and all(e.type and (e.id or e.name) for e in path)):
+        raise ValueError('record %d is not a complete entity' % number)
+    return record
+
+
+def _load(stub, path):
+    """Put the entities of the file at ``path`` (if any) into ``stub``.
+
+    What the SDK's ``DatastoreFileStub.Read`` does, but on records the
+    library's own parser found: the SDK would unpickle the file.
+    """
+    from .snapshot.devfile import iter_entities
+    try:
+        with open(path, 'rb') as fileobj:
+            data = fileobj.read()
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise DatastoreFileError(path, error.strerror or error) from error
+    if not data:
+        return  # as the SDK takes it: a datastore with nothing in it
+    try:
+        # In memory, so that a length in the file cannot ask for more.
+        for number, record in enumerate(iter_entities(io.BytesIO(data)), 1):
+            record = _stored_record(number, record)
+            stub._StoreRecord(record)
+            last = record.entity.key.path.element[-1]
+            if last.id:
+                stub._SetMaxId(last.id)
+    except ValueError as error:
+        raise DatastoreFileError(path, error) from None
+
+
+def _fsync_directory(directory):
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
     finally:
-        stub._DatastoreFileStub__save_changes = False
+        os.close(fd)
+
+
+def save_datastore(stub, path):
+    """Write the entities of ``stub`` to ``path``: temp file, fsync, rename.
+
+    Raises ``DatastoreFileError`` if it cannot; ``path`` is then as it was.
+    """
+    from .snapshot.devfile import DevFileWriter
+    stub.Flush()  # apply every commit, as the SDK's own Write does
+    records = [entity.encoded_protobuf
+               for by_key in stub._GetAllEntities().values()
+               for entity in by_key.values()]
+    directory, name = os.path.split(os.path.abspath(path))
+    # Named before it exists, so that whatever interrupts (SIGTERM too)
+    # can remove it: no temp file is left behind.
+    temp_path = os.path.join(directory, '.%s.%s.tmp' % (
+        name, secrets.token_hex(8)))
+    try:
+        fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            fileobj = os.fdopen(fd, 'wb')
+        except BaseException:
+            os.close(fd)
+            raise
+        with fileobj:
+            writer = DevFileWriter(fileobj)
+            writer.add_many(records)
+            writer.close()
+            fileobj.flush()
+            os.fsync(fileobj.fileno())
+        os.replace(temp_path, path)
+        _fsync_directory(directory)
+    except BaseException as error:
+        if not isinstance(error, FileExistsError):  # not ours to remove
+            with contextlib.suppress(OSError):
+                os.unlink(temp_path)
+        if isinstance(error, OSError):
+            raise DatastoreFileError(path, 'cannot save: %s' % (
+                error.strerror or error)) from error
+        raise
+
+
+class LocalDatastore:
+    """A datastore file in use: its ``path``, the ``stub`` serving it."""
+
+    def __init__(self, path, stub, lock):
+        self.path, self.stub, self._lock = path, stub, lock
+        self._saved = stub._GetReadTimestamp()
+
+    def changed(self):
+        """Whether anything was written since the file was read or saved."""
+        return self.stub._GetReadTimestamp() != self._saved
+
+    def save(self):
+        """Save the file if anything changed; True if it was written.
+
+        Raises ``DatastoreFileError`` if it cannot be saved; the file is
+        then as it was, and a later call tries again.
+        """
+        stamp = self.stub._GetReadTimestamp()
+        if stamp == self._saved:
+            return False
+        save_datastore(self.stub, self.path)
+        self._saved = stamp
+        return True
+
+    def note(self, **info):
+        """Tell a process that finds the file locked about us (``url``)."""
+        self._lock.note(**info)
 
 
 @contextlib.contextmanager
-def local_datastore(path, app_id=None, save=True):
+def local_datastore(path, app_id=None, save=True, command=None):
     """Serve the datastore API from the file at ``path`` while inside.
 
-    Yields the ``DatastoreFileStub``. With ``save`` the file is written
-    back when the block ends without an error.
+    Yields a ``LocalDatastore``. With ``save`` the block holds the file's
+    lock exclusively and saves the file when it ends without an error;
+    without, it only reads, and shares the lock with other readers.
+    ``command`` names this process to one the lock keeps out.
     """
     app_id = app_id or os.environ.get('GAE_APPLICATION') or DEFAULT_APP_ID
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise LovelyGaeError('no such directory for --datastore: %s'
-                             % directory)
-    if not os.path.exists(path):
-        # A new file is the normal start; the SDK warns about it anyway.
-        logging.getLogger('google.appengine.api.stubs.datastore').setLevel(
-            logging.ERROR)
-    bed = start_testbed(app_id=app_id, datastore_file=path,
-                        save_changes=False)
-    stub = bed.get_stub('datastore_v3')
+    _check_path(path)
+    lock = _FileLock(path, exclusive=save, command=command)
     try:
-        yield stub
-        if save:
-            save_datastore(stub)
+        bed = start_testbed(app_id=app_id)
+        try:
+            _load(bed.get_stub('datastore_v3'), path)
+            datastore = LocalDatastore(path, bed.get_stub('datastore_v3'),
+                                       lock)
+            yield datastore
+            if save:
+                datastore.save()
+        finally:
+            bed.deactivate()
     finally:
-        bed.deactivate()
+        lock.release()
 
 
 def drain():
@@ -114,8 +306,10 @@ class LocalClient:
     def get_snapshot(self, snapshot_id):
         return self.api.get_snapshot(snapshot_id).to_dict()
 
-    def create_snapshot(self, kinds=None, batchsize=None, namespace=None):
-        snap = self.api.create_snapshot(kinds, batchsize, namespace)
+    def create_snapshot(self, kinds=None, batchsize=None, namespace=None,
+                        allow_empty=True):
+        snap = self.api.create_snapshot(kinds, batchsize, namespace,
+                                        allow_empty=allow_empty)
         drain()
         return self.get_snapshot(snap.id)
 

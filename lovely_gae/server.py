@@ -7,16 +7,18 @@ task queue about once a second and saves the file whenever the datastore
 changed, and once more on shutdown.
 """
 import logging
+import secrets
 import select
 import threading
 
 import waitress
 from waitress import wasyncore
+from webob import Request, exc
 
 from .exceptions import LovelyGaeError
-from .local import save_datastore
 from .snapshot import getApp
-from .snapshot.access import configured_token, is_loopback_host
+from .snapshot.access import (TOKEN_ENV, check_access, configured_token,
+                              is_loopback_host, refuse)
 from .snapshot.web import MAX_BODY_BYTES
 
 __all__ = ['ThreadedServer', 'LocalServer']
@@ -128,61 +130,124 @@ class _Serialized:
 
 
 class LocalServer:
-    """The snapshot app on the datastore ``stub`` serves from a local file.
+    """The snapshot app on a ``LocalDatastore``, with a worker that saves it.
 
-    Off App Engine with no token configured the app serves only callers on
-    this machine, so it must not listen on any other address without one.
+    Callers need the bearer token: ``token``, else ``$LOVELY_GAE_TOKEN``,
+    else one made up here (``describe`` shows it). With ``no_token`` there
+    is none, and only callers on this machine are served, so the server
+    must listen on a loopback address. App Engine's cron and queue headers
+    open nothing here, wherever it runs.
+
+    When the file cannot be saved (a full disk), requests that write are
+    answered 503 until a save succeeds again; the worker tries each round.
     """
 
     #: Seconds between two rounds of the worker.
     interval = 1.0
 
-    def __init__(self, stub, host='127.0.0.1', port=8080, token=None,
-                 interval=None):
-        self.token = configured_token(token)
-        if self.token is None and not is_loopback_host(host):
-            raise LovelyGaeError(
-                'refusing to listen on %s without a token: without one only '
-                'callers on this machine are served (set --token or $%s)'
-                % (host, 'LOVELY_GAE_TOKEN'))
-        self.stub = stub
+    #: GET requests that write: cron calls these paths with GET.
+    writing_gets = ('/lovely.gae/snapshot.CreateSnapshotHandler',
+                    '/lovely.gae/worker')
+
+    def __init__(self, datastore, host='127.0.0.1', port=8080, token=None,
+                 no_token=False, interval=None):
+        token = configured_token(token)
+        if no_token:
+            if token is not None:
+                raise LovelyGaeError(
+                    'no token was asked for, yet one is set (--token or $%s)'
+                    % TOKEN_ENV)
+            if not is_loopback_host(host):
+                raise LovelyGaeError(
+                    'refusing to listen on %s without a token: without one '
+                    'only callers on this machine are served' % host)
+        self.generated_token = token is None and not no_token
+        self.token = secrets.token_urlsafe(32) if self.generated_token \
+            else token
+        self.datastore = datastore
         self.interval = interval or self.interval
+        self.save_error = None
         self.lock = threading.RLock()
-        self.http = ThreadedServer(_Serialized(getApp(self.token), self.lock),
+        app = getApp(self.token, app_engine_headers=False)
+        self.http = ThreadedServer(_Serialized(self._gate(app), self.lock),
                                    host=host, port=port)
         self.url = self.http.url
-        self._saved = stub._GetReadTimestamp()
+        datastore.note(url=self.url)  # for a command the file's lock keeps out
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, daemon=True,
                                         name='lovely-gae-worker')
 
     def describe(self):
-        who = ('callers with the bearer token' if self.token else
-               'only callers on this machine (no token configured)')
-        return ('Serving %s/lovely.gae/ for %s.\nA worker runs queued tasks '
-                'every %g seconds and saves the datastore file after '
-                'changes. Press Ctrl-C to stop.' % (self.url, who,
-                                                    self.interval))
+        """What a person starting the server needs to know, token included."""
+        if self.token is None:
+            who = 'only callers on this machine (no token)'
+        else:
+            who = 'callers with the bearer token'
+        lines = ['Serving %s/lovely.gae/ for %s.' % (self.url, who)]
+        if self.generated_token:
+            lines += ['The token, made up for this run:',
+                      '    export LOVELY_GAE_TOKEN=%s' % self.token,
+                      '    lovely-gae --url %s list' % self.url]
+        lines.append('A worker runs queued tasks every %g seconds and saves '
+                     'the datastore file after changes. Press Ctrl-C to '
+                     'stop.' % self.interval)
+        return '\n'.join(lines)
+
+    def _gate(self, app):
+        """``app``, but writes get a 503 while the file cannot be saved."""
+        def gated(environ, start_response):
+            error = self.save_error
+            if error is None or not self._writes(environ):
+                return app(environ, start_response)
+            try:  # a caller who may not write learns nothing more
+                check_access(Request(environ), self.token,
+                             app_engine_headers=False)
+            except exc.HTTPException as denied:
+                return denied(environ, start_response)
+            return refuse(exc.HTTPServiceUnavailable, '%s; nothing is '
+                          'written until it can be saved' % error,
+                          headers={'Retry-After': '10'})(environ,
+                                                         start_response)
+        return gated
+
+    def _writes(self, environ):
+        return (environ.get('REQUEST_METHOD') not in ('GET', 'HEAD')
+                or environ.get('PATH_INFO') in self.writing_gets)
 
     def work_once(self):
-        """Run due tasks for up to ``interval`` seconds; save if changed."""
+        """Run due tasks for up to ``interval`` seconds; save if changed.
+
+        While the file cannot be saved no task runs: each round only tries
+        to save again.
+        """
         from .async_ import run_tasks
+        ran = 0
         with self.lock:
-            try:
-                ran = run_tasks(recursive=True, deadline=self.interval)
-            except Exception:
-                log.exception('the worker failed; trying again')
-                ran = 0
+            if self.save_error is None:
+                try:
+                    ran = run_tasks(recursive=True, deadline=self.interval)
+                except Exception:
+                    log.exception('the worker failed; trying again')
             self.save_if_changed()
         return ran
 
     def save_if_changed(self):
+        """Save the file if it changed; True if it is saved now."""
         with self.lock:
-            stamp = self.stub._GetReadTimestamp()
-            if stamp != self._saved:
-                save_datastore(self.stub)
-                self._saved = stamp
-                log.info('saved the datastore file')
+            try:
+                if self.datastore.save():
+                    log.info('saved the datastore file')
+            except LovelyGaeError as error:
+                if self.save_error is None:
+                    log.error('%s; answering writes with 503 until a save '
+                              'succeeds', error)
+                self.save_error = str(error)
+                return False
+            if self.save_error is not None:
+                log.warning('saved the datastore file again; writes are '
+                            'answered again')
+                self.save_error = None
+            return True
 
     def _work(self):
         while not self._stop.wait(self.interval):
@@ -194,7 +259,7 @@ class LocalServer:
         return self
 
     def run(self):
-        """Serve in this thread until Ctrl-C; then save and return."""
+        """Serve in this thread until Ctrl-C or SIGTERM; then save."""
         self._worker.start()
         try:
             self.http.run()
@@ -211,4 +276,5 @@ class LocalServer:
         self._stop.set()
         if self._worker.is_alive():
             self._worker.join()
-        self.save_if_changed()
+        if not self.save_if_changed():
+            raise LovelyGaeError(self.save_error)

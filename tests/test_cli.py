@@ -34,7 +34,7 @@ def test_create_list_status_restore_delete_on_a_datastore_file(
     assert run(store, '--json', 'list') == 0
     [snap] = json.loads(capsys.readouterr().out)
     assert snap['status'] == 'finished'
-    assert run(store, '--json', 'create', 'Customer') == 0
+    assert run(store, '--json', 'create', 'Customer', '--allow-empty') == 0
     created = json.loads(capsys.readouterr().out)
     assert created['kinds'] == ['Customer']
     assert created['progress']['entities'] == 0  # demo data is namespaced
@@ -108,7 +108,8 @@ def test_more_bad_usage_exits_2(store, capsys, argv):
 def test_serve_refuses_other_addresses_without_a_token(store, capsys,
                                                        monkeypatch):
     monkeypatch.delenv('LOVELY_GAE_TOKEN', raising=False)
-    assert run(store, 'serve', '--host', '0.0.0.0', '--port', '0') == 1
+    assert run(store, 'serve', '--no-token', '--host', '0.0.0.0',
+               '--port', '0') == 1
     err = capsys.readouterr().err
     assert err.startswith('lovely-gae: error: refusing to listen on 0.0.0.0 '
                           'without a token')

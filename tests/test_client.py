@@ -1,4 +1,5 @@
 import os
+import struct
 
 import pytest
 from google.appengine.api.datastore_file_stub import DatastoreFileStub
@@ -207,12 +208,16 @@ def test_upload_of_a_damaged_file_puts_nothing(make_entities,
 
 def test_a_datastore_file_the_sdk_saved_uploads_byte_for_byte(
         tmp_path, monkeypatch):
-    from lovely_gae.local import local_datastore
+    from lovely_gae.local import DEFAULT_APP_ID, local_datastore, start_testbed
     monkeypatch.delenv('GAE_APPLICATION', raising=False)
     path = str(tmp_path / 'dev.datastore')
-    with local_datastore(path):
+    bed = start_testbed(DEFAULT_APP_ID, datastore_file=path, save_changes=True)
+    try:
         db.put([Dummy(title=t) for t in ('', 'x', 'é' * 300)])
         expected = stored_bytes('Dummy')
+        bed.get_stub('datastore_v3').Write()  # the SDK's own save
+    finally:
+        bed.deactivate()
     with open(path, 'rb') as f:
         assert f.read(1) == b']'  # pickle protocol 1, as the SDK saves
     assert devfile.count_kinds(path) == {'Dummy': 3}
@@ -424,3 +429,14 @@ def test_structured_values_nested_too_deep_are_refused(gae_testbed):
         .SerializeToString())
     with pytest.raises(BadEntity, match='nested deeper than 100'):
         rewrite.rewrite_entity(entity, 'dev~lovely-dev')
+
+
+@pytest.mark.parametrize('opcode, length', [
+    (b'B', struct.pack('<I', 2 ** 31)), (b'\x8e', struct.pack('<Q', 2 ** 62))])
+def test_a_file_claiming_a_huge_record_is_refused_before_reading_it(
+        tmp_path, opcode, length):
+    path = tmp_path / 'huge'
+    path.write_bytes(b'\x80\x03](' + opcode + length + b'x' * 10)
+    with open(path, 'rb') as fileobj:
+        with pytest.raises(ValueError, match='more than an entity takes'):
+            list(devfile.iter_entities(fileobj))

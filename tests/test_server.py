@@ -1,23 +1,30 @@
 """``lovely-gae serve``: the app on a datastore file, drained and saved."""
 import os
+import signal
+import subprocess
+import sys
 import time
 
 import pytest
 import requests
 from google.appengine.ext import db
 
-from lovely_gae.exceptions import LovelyGaeError
+from lovely_gae import local
+from lovely_gae.exceptions import DatastoreFileError, LovelyGaeError
 from lovely_gae.local import local_datastore
 from lovely_gae.server import LocalServer
 from lovely_gae.snapshot import devfile
 from lovely_gae.snapshot.models import Snapshot
 from tests.conftest import Dummy
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 @pytest.fixture
 def env(monkeypatch):
     monkeypatch.delenv('LOVELY_GAE_TOKEN', raising=False)
     monkeypatch.delenv('GAE_APPLICATION', raising=False)
+    monkeypatch.delenv('GAE_ENV', raising=False)
 
 
 def eventually(check, seconds=10.0):
@@ -29,9 +36,10 @@ def eventually(check, seconds=10.0):
 
 def test_serve_does_what_the_seeds_http_section_shows(env, tmp_path):
     path = str(tmp_path / 'served.datastore')
-    with local_datastore(path, save=False) as stub:
+    with local_datastore(path, save=False) as datastore:
         db.put([Dummy(title=str(i)) for i in range(5)])
-        server = LocalServer(stub, port=0, interval=0.1).start()
+        server = LocalServer(datastore, port=0, interval=0.1,
+                             no_token=True).start()
         try:
             assert 'only callers on this machine' in server.describe()
             res = requests.post(server.url + '/lovely.gae/snapshot.'
@@ -56,37 +64,196 @@ def test_serve_does_what_the_seeds_http_section_shows(env, tmp_path):
 
 
 def test_serve_needs_a_token_for_any_other_address(env, tmp_path):
-    with local_datastore(str(tmp_path / 'x'), save=False) as stub:
+    with local_datastore(str(tmp_path / 'x'), save=False) as datastore:
         with pytest.raises(LovelyGaeError, match='refusing to listen'):
-            LocalServer(stub, host='0.0.0.0', port=0)
-        server = LocalServer(stub, host='0.0.0.0', port=0, token='s3cret')
+            LocalServer(datastore, host='0.0.0.0', port=0, no_token=True)
+        server = LocalServer(datastore, host='0.0.0.0', port=0,
+                             token='s3cret')
         try:
             assert 'callers with the bearer token' in server.describe()
+            assert 's3cret' not in server.describe()  # the caller knows it
         finally:
             server.http.server.close()
 
 
-def test_lovely_gae_serve_saves_on_ctrl_c(env, tmp_path):
-    import signal
-    import subprocess
-    import sys
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+def test_no_token_is_refused_when_a_token_is_set(env, tmp_path, monkeypatch):
+    monkeypatch.setenv('LOVELY_GAE_TOKEN', 'from-the-env')
+    with local_datastore(str(tmp_path / 'x'), save=False) as datastore:
+        with pytest.raises(LovelyGaeError, match='yet one is set'):
+            LocalServer(datastore, port=0, no_token=True)
+
+
+@pytest.fixture
+def served(env, tmp_path):
+    """A LocalServer on a file, its worker driven by the test."""
     path = str(tmp_path / 'served.datastore')
+    with local_datastore(path, save=False) as datastore:
+        db.put([Dummy(title=str(i)) for i in range(3)])
+        server = LocalServer(datastore, port=0, token='s3cret')
+        server.http.start()  # no worker thread: work_once() is called
+        try:
+            yield server
+        finally:
+            server.http.stop()
+
+
+def call(server, method, path, token='s3cret', **kw):
+    headers = kw.pop('headers', {})
+    if token:
+        headers['Authorization'] = 'Bearer ' + token
+    return requests.request(method, server.url + path, headers=headers,
+                            timeout=10, **kw)
+
+
+def test_serve_never_trusts_app_engine_headers(served, monkeypatch):
+    monkeypatch.setenv('GAE_ENV', 'standard')  # as if on App Engine
+    for headers in ({'X-AppEngine-QueueName': 'default'},
+                    {'X-Appengine-Cron': 'true'}):
+        res = call(served, 'GET', '/lovely.gae/worker', token=None,
+                   headers=headers)
+        assert res.status_code == 401
+    assert call(served, 'GET', '/lovely.gae/worker').status_code == 200
+
+
+def test_writes_get_503_while_the_file_cannot_be_saved(served, monkeypatch,
+                                                      caplog):
+    path = served.datastore.path
+
+    def full(stub, path):
+        raise DatastoreFileError(path, 'cannot save: No space left on '
+                                 'device')
+    monkeypatch.setattr(local, 'save_datastore', full)
+    assert call(served, 'POST', '/lovely.gae/snapshots').status_code == 201
+    assert served.save_if_changed() is False
+    assert 'No space left on device' in caplog.text
+    res = call(served, 'POST', '/lovely.gae/snapshots')
+    assert res.status_code == 503
+    assert res.text == ('datastore file %s: cannot save: No space left on '
+                        'device; nothing is written until it can be saved\n'
+                        % path)
+    assert call(served, 'GET', '/lovely.gae/snapshot.CreateSnapshotHandler'
+                ).status_code == 503
+    assert call(served, 'GET', '/lovely.gae/worker').status_code == 503
+    # Reads go on; a caller without the token learns nothing.
+    [snap] = call(served, 'GET', '/lovely.gae/snapshots').json()['snapshots']
+    assert snap['status'] == 'started'  # no task ran: nothing new to lose
+    assert call(served, 'POST', '/lovely.gae/snapshots',
+                token=None).status_code == 401
+    assert served.work_once() == 0
+    assert call(served, 'POST', '/lovely.gae/snapshots').status_code == 503
+
+    monkeypatch.undo()  # space came back
+    assert served.work_once() == 0
+    assert devfile.count_kinds(path)['Snapshot'] == 1
+    assert call(served, 'POST', '/lovely.gae/snapshots').status_code == 201
+    while served.work_once():
+        pass
+    assert devfile.count_kinds(path)['Snapshot'] == 2
+    assert [s['status'] for s in call(served, 'GET', '/lovely.gae/snapshots'
+                                      ).json()['snapshots']] == [
+        'finished', 'finished']
+
+
+def test_a_failed_last_save_is_an_error(served, monkeypatch):
+    def full(stub, path):
+        raise DatastoreFileError(path, 'cannot save: No space left on '
+                                 'device')
+    monkeypatch.setattr(local, 'save_datastore', full)
+    assert call(served, 'POST', '/lovely.gae/snapshots').status_code == 201
+    with pytest.raises(LovelyGaeError, match='No space left on device'):
+        served._finish()
+
+
+def serve(tmp_path, *args, env=None):
+    """``lovely-gae serve`` in a process of its own; ``(process, banner)``."""
+    path = str(tmp_path / 'served.datastore')
+    environ = dict(os.environ, PYTHONPATH=ROOT, **(env or {}))
+    environ.pop('LOVELY_GAE_TOKEN', None)
     process = subprocess.Popen(
         [sys.executable, '-m', 'lovely_gae.cli', '--datastore', path,
-         'serve', '--port', '0'], cwd=str(tmp_path),
-        env=dict(os.environ, PYTHONPATH=root), stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
+         'serve', '--port', '0'] + list(args), cwd=str(tmp_path),
+        env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    banner = []
+    while not banner or not banner[-1].startswith('A worker runs'):
+        line = process.stdout.readline()
+        assert line, process.stderr.read()
+        banner.append(line.rstrip('\n'))
+    return process, banner
+
+
+def banner_url(banner):
+    return banner[0].split()[1].rsplit('/lovely.gae/', 1)[0]
+
+
+def test_lovely_gae_serve_makes_up_a_token_and_saves_on_ctrl_c(env,
+                                                                tmp_path):
+    process, banner = serve(tmp_path)
     try:
-        banner = process.stdout.readline()
-        url = banner.split()[1].rsplit('/lovely.gae/', 1)[0]
-        assert 'only callers on this machine' in banner
+        url = banner_url(banner)
+        assert 'callers with the bearer token' in banner[0]
+        [token] = [line.split('=', 1)[1] for line in banner
+                   if 'export LOVELY_GAE_TOKEN=' in line]
+        assert len(token) >= 32
+        assert '    lovely-gae --url %s list' % url in banner
         res = requests.post(url + '/lovely.gae/snapshots', timeout=10)
+        assert res.status_code == 401
+        res = requests.post(url + '/lovely.gae/snapshots', timeout=10,
+                            headers={'Authorization': 'Bearer ' + token})
         assert res.status_code == 201
     finally:
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
-    with local_datastore(path, save=False):
+    assert token not in out + err  # shown once, at the start
+    with local_datastore(str(tmp_path / 'served.datastore'), save=False):
         assert Snapshot.all().count() == 1
+
+
+def test_lovely_gae_serve_saves_on_sigterm(env, tmp_path):
+    process, banner = serve(tmp_path, '--no-token')
+    try:
+        url = banner_url(banner)
+        assert 'only callers on this machine' in banner[0]
+        res = requests.post(url + '/lovely.gae/snapshots', timeout=10)
+        assert res.status_code == 201
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    assert (process.returncode, err) == (0, '')
+    assert sorted(os.listdir(str(tmp_path))) == [
+        'served.datastore', 'served.datastore.lock']
+    with local_datastore(str(tmp_path / 'served.datastore'), save=False):
+        assert Snapshot.all().count() == 1
+
+
+def test_a_second_writer_is_told_where_serve_listens(env, tmp_path, capsys):
+    from lovely_gae import cli
+    process, banner = serve(tmp_path, '--no-token')
+    path = str(tmp_path / 'served.datastore')
+    try:
+        url = banner_url(banner)
+        for command in (['create', '--allow-empty'], ['list']):
+            assert cli.main(['--datastore', path] + command) == 1
+            assert capsys.readouterr().err == (
+                'lovely-gae: error: datastore file %s is in use by '
+                'lovely-gae serve (pid %d): reach it with --url %s\n'
+                % (path, process.pid, url))
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+    assert cli.main(['--datastore', path, 'list']) == 0
+
+
+def test_no_token_with_a_token_is_an_error(env, tmp_path, capsys, monkeypatch):
+    from lovely_gae import cli
+    store = str(tmp_path / 'x.datastore')
+    monkeypatch.setenv('LOVELY_GAE_TOKEN', 'set')
+    assert cli.main(['--datastore', store, 'serve', '--no-token',
+                     '--port', '0']) == 1
+    assert capsys.readouterr().err.count('\n') == 1
+    with pytest.raises(SystemExit) as info:
+        cli.main(['--datastore', store, '--token', 't', 'serve',
+                  '--no-token'])
+    assert info.value.code == 2

@@ -84,6 +84,8 @@ def test_empty_kinds_are_refused_only_when_asked(gae_testbed, make_entities):
         "lovely-gae-testing")
     with pytest.raises(EmptyKind, match="namespace 'other'"):
         api.create_snapshot(['Dummy'], namespace='other', allow_empty=False)
+    with pytest.raises(InvalidInput, match="namespace 'other'.*no entities"):
+        api.create_snapshot(namespace='other', allow_empty=False)
     assert api.list_snapshots() == []
     assert api.create_snapshot(['Dumy']).kinds == ['Dumy']  # the seed's way
 

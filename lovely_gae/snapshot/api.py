@@ -60,11 +60,15 @@ def get_kinds(namespace=None):
     return entities.kinds(validate_namespace(namespace))
 
 
+def _has_entities(kind, namespace):
+    return next(entities.iter_range(kind, namespace, keys_only=True,
+                                    batch_size=1), None) is not None
+
+
 def _check_not_empty(kinds, namespace):
     """Raise ``EmptyKind`` for the first of ``kinds`` without entities."""
     for kind in kinds:
-        if next(entities.iter_range(kind, namespace, keys_only=True,
-                                    batch_size=1), None) is None:
+        if not _has_entities(kind, namespace):
             raise EmptyKind(kind, namespace,
                             datastore_types.ResolveAppId(None))
 
@@ -83,6 +87,11 @@ def create_snapshot(kinds=None, batchsize=None, namespace=None, codec=None,
     codec = storage.check_codec(codec or defaults.CODEC)
     if kinds is None:
         kinds = get_kinds(namespace)
+        if not allow_empty:  # the kinds listed may have none left
+            kinds = [kind for kind in kinds if _has_entities(kind, namespace)]
+            if not kinds:
+                raise InvalidInput('namespace', namespace,
+                                   'has no entities of any kind')
     elif isinstance(kinds, str):
         raise InvalidInput('kinds', kinds, 'must be a list of kind names')
     kinds = list(dict.fromkeys(validate_kind(kind) for kind in kinds))

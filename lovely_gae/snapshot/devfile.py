@@ -14,6 +14,7 @@ import tempfile
 
 from google.protobuf.message import DecodeError
 
+from .. import defaults
 from ..exceptions import BadEntity, OutFileExists, UnsafePath
 from . import wire
 
@@ -69,15 +70,29 @@ class DevFileWriter:
         self._file.write(_APPENDS + _STOP)
 
 
+#: Bytes of a line of the file at most: its lines name calls and numbers.
+_LINE = 64
+
+
+def _bounded(size, factor=1):
+    """``size``, unless it is more than an entity (times ``factor``) holds:
+    the length of a record is read before the record."""
+    if size > defaults.MAX_ENTITY_BYTES * factor:
+        raise ValueError('datastore file holds a record of %d bytes, more '
+                         'than an entity takes' % size)
+    return size
+
+
 def _protocol1_bytes(fileobj, read):
     """Bytes as protocol 1 pickles them: ``_codecs.encode(text, 'latin1')``.
 
     The SDK's file stub saves with protocol 1. The call is recognised by
     its exact opcodes and its result computed here; nothing is called.
     """
-    target = fileobj.readline() + fileobj.readline()
+    target = fileobj.readline(_LINE) + fileobj.readline(_LINE)
     if target == b'_codecs\nencode\n' and read(2) == b'(X':
-        text = read(struct.unpack('<I', read(4))[0])
+        # Each byte of the entity is a character, of up to 2 UTF-8 bytes.
+        text = read(_bounded(struct.unpack('<I', read(4))[0], 2))
         if read(13) == b'X\x06\x00\x00\x00latin1tR':
             return text.decode('utf-8').encode('latin-1')
     elif target == b'__builtin__\nbytes\n' and read(2) == b')R':
@@ -96,6 +111,9 @@ def iter_entities(fileobj):
         if len(data) != size:
             raise ValueError('datastore file is cut short')
         return data
+
+    def record(size):
+        return read(_bounded(size))
     header = read(1)
     if header == b'\x80':
         if read(1) not in (b'\x02', b'\x03', b'\x04', b'\x05'):
@@ -109,14 +127,14 @@ def iter_entities(fileobj):
         if op == b'c':
             yield _protocol1_bytes(fileobj, read)
         elif op in (b'L', b'I'):  # protocol 1's trailing timestamp
-            if not fileobj.readline().endswith(b'\n'):
+            if not fileobj.readline(_LINE).endswith(b'\n'):
                 raise ValueError('datastore file is cut short')
         elif op == _SHORT_BINBYTES:
             yield read(read(1)[0])
         elif op == _BINBYTES:
-            yield read(struct.unpack('<I', read(4))[0])
+            yield record(struct.unpack('<I', read(4))[0])
         elif op == b'\x8e':  # BINBYTES8
-            yield read(struct.unpack('<Q', read(8))[0])
+            yield record(struct.unpack('<Q', read(8))[0])
         elif op in (b'J', b'K', b'M', b'\x8a'):  # a trailing timestamp
             read({b'J': 4, b'K': 1, b'M': 2}.get(op) or read(1)[0])
         elif op in (b'a', b'\x95', b'q', b'r', b'\x94'):

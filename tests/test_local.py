@@ -1,0 +1,337 @@
+"""The embedded default: the datastore file, its lock, its save."""
+import errno
+import io
+import os
+import pickle
+import subprocess
+import sys
+
+import pytest
+from google.appengine.ext import db
+
+from lovely_gae import cli, local
+from lovely_gae.exceptions import DatastoreFileError, DatastoreLocked
+from lovely_gae.local import LocalDatastore, local_datastore, start_testbed
+from lovely_gae.snapshot import devfile
+from lovely_gae.snapshot.models import Snapshot
+from tests.conftest import Dummy
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv('GAE_APPLICATION', raising=False)
+    return str(tmp_path / 'data.datastore')
+
+
+def run(store, *args):
+    return cli.main(['--datastore', store] + list(args))
+
+
+def left_in(directory):
+    """The files in ``directory`` but the datastore file and its lock."""
+    return sorted(name for name in os.listdir(str(directory))
+                  if name not in ('data.datastore', 'data.datastore.lock'))
+
+
+def snapshots_in(store):
+    with local_datastore(store, save=False):
+        return Snapshot.all().count()
+
+
+def fill(store, count=3):
+    with local_datastore(store):
+        db.put([Dummy(title=str(i)) for i in range(count)])
+
+
+class Trap:
+    """Unpickling this creates the directory ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.mkdir, (self.marker,)
+
+
+@pytest.mark.parametrize('protocol', [1, 2, pickle.HIGHEST_PROTOCOL])
+def test_a_crafted_datastore_file_runs_no_code(store, tmp_path, capsys,
+                                               protocol):
+    marker = str(tmp_path / 'pwned')
+    with open(store, 'wb') as f:
+        pickle.dump([Trap(marker)], f, protocol=protocol)
+    assert run(store, 'list') == 1
+    assert not os.path.exists(marker)
+    err = capsys.readouterr().err
+    assert err.startswith('lovely-gae: error: datastore file %s: not a '
+                          'datastore file' % store)
+    assert err.count('\n') == 1
+
+
+@pytest.mark.parametrize('content, reason', [
+    (b'not a datastore at all', 'not a datastore file: unknown header'),
+    (b'\x80\x03](C\x08garbage!e.', 'record 1 is not an entity'),
+    (b'\x80\x03](C\x02j\x00e.', 'record 1 is not a complete entity'),
+    (b'\x80\x03](\x8e\xff\xff\xff\xff\xff\xff\xff\x0f',
+     'datastore file holds a record of 1152921504606846975 bytes, more '
+     'than an entity takes'),
+    (b'\x80\x03](C\x10ab', 'datastore file is cut short'),
+])
+def test_a_damaged_datastore_file_is_a_one_line_error(store, capsys, content,
+                                                      reason):
+    with open(store, 'wb') as f:
+        f.write(content)
+    assert run(store, 'list') == 1
+    assert capsys.readouterr().err == (
+        'lovely-gae: error: datastore file %s: %s\n' % (store, reason))
+    with open(store, 'rb') as f:
+        assert f.read() == content  # left as it was
+
+
+def test_a_file_the_sdk_saved_loads_and_ids_go_on(store):
+    bed = start_testbed(local.DEFAULT_APP_ID, datastore_file=store,
+                        save_changes=True)
+    try:
+        keys = db.put([Dummy(title=str(i)) for i in range(3)])
+        bed.get_stub('datastore_v3').Write()  # protocol 1, a timestamp
+    finally:
+        bed.deactivate()
+    with local_datastore(store) as datastore:
+        assert sorted(d.title for d in Dummy.all()) == ['0', '1', '2']
+        assert Dummy(title='new').put().id() > max(k.id() for k in keys)
+        assert datastore.changed()
+    assert devfile.count_kinds(store) == {'Dummy': 4}
+
+
+def test_a_saved_file_loads_in_the_sdks_file_stub(store):
+    fill(store)
+    with local_datastore(store):
+        assert Dummy.all().count() == 3  # and it loads here again
+    bed = start_testbed(local.DEFAULT_APP_ID, datastore_file=store)
+    try:
+        assert Dummy.all().count() == 3
+    finally:
+        bed.deactivate()
+
+
+def test_the_librarys_own_entities_in_the_file_are_kept(store, capsys):
+    fill(store)
+    assert run(store, 'create', 'Dummy') == 0
+    assert run(store, '--json', 'list') == 0
+    assert snapshots_in(store) == 1
+    kinds = devfile.count_kinds(store)
+    assert kinds['Snapshot'] == 1 and kinds['RangeBackup'] == 1
+
+
+def test_nothing_changed_nothing_written(store, capsys):
+    fill(store)
+    before = os.stat(store)
+    assert run(store, 'worker') == 0
+    assert os.stat(store).st_ino == before.st_ino
+
+
+def test_create_refuses_a_kind_without_entities(store, capsys):
+    fill(store)
+    assert run(store, 'create', 'Dummy', 'Dumy') == 1
+    assert capsys.readouterr() == ('', "lovely-gae: error: kind 'Dumy' has no "
+                                   "entities in namespace '' of app "
+                                   "lovely-gae-local\n")
+    assert run(store, 'create', 'Dummy', '--namespace', 'other') == 1
+    assert capsys.readouterr().err == (
+        "lovely-gae: error: kind 'Dummy' has no entities in namespace "
+        "'other' of app lovely-gae-local\n")
+    assert snapshots_in(store) == 0
+    assert run(store, '--json', 'create', 'Dummy', 'Dumy',
+               '--allow-empty') == 0
+    assert snapshots_in(store) == 1
+
+
+def test_a_second_writer_is_refused_naming_the_holder(store, capsys):
+    with local_datastore(store, command='lovely-gae create'):
+        for command in (['create', '--allow-empty'], ['list']):
+            assert run(store, *command) == 1
+            assert capsys.readouterr().err == (
+                'lovely-gae: error: datastore file %s is in use by '
+                'lovely-gae create (pid %d): try again when it has finished\n'
+                % (store, os.getpid()))
+    assert run(store, 'create', '--allow-empty') == 0
+
+
+def test_readers_share_the_file_and_keep_writers_out(store, capsys):
+    fill(store)
+    with local_datastore(store, save=False, command='lovely-gae list'):
+        assert run(store, 'list') == 0
+        assert run(store, 'create', 'Dummy') == 1
+        assert 'in use by lovely-gae list' in capsys.readouterr().err
+        with pytest.raises(DatastoreLocked):
+            with local_datastore(store):
+                pass
+    assert snapshots_in(store) == 0
+
+
+def test_the_lock_goes_with_its_process(store, tmp_path):
+    """A holder killed with SIGKILL leaves no lock behind."""
+    script = ('import sys, time\n'
+              'from lovely_gae.local import local_datastore\n'
+              'with local_datastore(sys.argv[1], command="holder"):\n'
+              '    print("locked", flush=True)\n'
+              '    time.sleep(60)\n')
+    holder = subprocess.Popen([sys.executable, '-c', script, store],
+                              env=dict(os.environ, PYTHONPATH=ROOT),
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == 'locked\n'
+        with pytest.raises(DatastoreLocked) as info:
+            with local_datastore(store):
+                pass
+        assert info.value.holder == {'pid': holder.pid, 'command': 'holder',
+                                     'url': None}
+    finally:
+        holder.kill()
+        holder.communicate(timeout=30)
+    with local_datastore(store):
+        pass
+
+
+def test_a_failed_save_prints_no_success(store, capsys, monkeypatch,
+                                         tmp_path):
+    fill(store)
+
+    def read_only(src, dst):
+        raise OSError(errno.EROFS, 'Read-only file system')
+    monkeypatch.setattr(os, 'replace', read_only)
+    monkeypatch.setattr(os, 'rename', read_only)
+    assert run(store, 'create', 'Dummy') == 1
+    assert capsys.readouterr() == (
+        '', 'lovely-gae: error: datastore file %s: cannot save: Read-only '
+        'file system\n' % store)
+    assert left_in(tmp_path) == []
+    monkeypatch.undo()
+    assert snapshots_in(store) == 0
+
+
+class FullDisk:
+    """A file object whose writes fail as on a full disk."""
+
+    def __init__(self, fileobj):
+        self._file = fileobj
+
+    def write(self, data):
+        raise OSError(errno.ENOSPC, 'No space left on device')
+
+    def __getattr__(self, name):
+        return getattr(self._file, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self._file.close()
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_temp_file(store, capsys,
+                                                         monkeypatch,
+                                                         tmp_path):
+    fill(store)
+    with open(store, 'rb') as f:
+        before = f.read()
+    fdopen = os.fdopen
+    monkeypatch.setattr(os, 'fdopen', lambda *a, **kw: FullDisk(
+        fdopen(*a, **kw)))
+    assert run(store, 'create', 'Dummy') == 1
+    assert capsys.readouterr() == (
+        '', 'lovely-gae: error: datastore file %s: cannot save: No space '
+        'left on device\n' % store)
+    assert left_in(tmp_path) == []
+    with open(store, 'rb') as f:
+        assert f.read() == before
+
+
+def test_sigterm_during_a_save_leaves_no_temp_file(store, tmp_path):
+    fill(store)
+    with open(store, 'rb') as f:
+        before = f.read()
+    script = ('import os, signal, sys\n'
+              'from lovely_gae import cli\n'
+              'fdopen = os.fdopen\n'
+              'def fdopen_then_sigterm(*args, **kwargs):\n'
+              '    fileobj = fdopen(*args, **kwargs)\n'
+              '    os.kill(os.getpid(), signal.SIGTERM)\n'
+              '    return fileobj\n'
+              'os.fdopen = fdopen_then_sigterm\n'
+              'sys.exit(cli.main(sys.argv[1:]))\n')
+    done = subprocess.run(
+        [sys.executable, '-c', script, '--datastore', store, 'create',
+         'Dummy'], env=dict(os.environ, PYTHONPATH=ROOT), cwd=str(tmp_path),
+        capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout, done.stderr) == (143, '', '')
+    assert left_in(tmp_path) == []
+    with open(store, 'rb') as f:
+        assert f.read() == before
+
+
+def test_a_closed_stdout_loses_nothing(store, capsys, monkeypatch):
+    fill(store)
+
+    class ClosedPipe:
+        def write(self, text):
+            raise BrokenPipeError(errno.EPIPE, 'Broken pipe')
+
+        def flush(self):
+            pass
+
+        def fileno(self):
+            raise io.UnsupportedOperation('fileno')
+    monkeypatch.setattr(sys, 'stdout', ClosedPipe())
+    code = run(store, 'create', 'Dummy')
+    monkeypatch.undo()
+    assert snapshots_in(store) == 1
+    assert (code, capsys.readouterr().err) == (141, '')
+
+
+def test_create_into_a_closed_pipe_keeps_the_snapshot(store, tmp_path):
+    fill(store)
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # as `lovely-gae create Dummy | true` may find it
+    try:
+        done = subprocess.run(
+            [sys.executable, '-m', 'lovely_gae.cli', '--datastore', store,
+             'create', 'Dummy'], stdout=write_end, stderr=subprocess.PIPE,
+            env=dict(os.environ, PYTHONPATH=ROOT), cwd=str(tmp_path),
+            text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (141, '')
+    assert snapshots_in(store) == 1
+
+
+def test_datastore_that_is_a_directory_is_a_one_line_error(tmp_path, capsys):
+    assert run(str(tmp_path), 'list') == 1
+    assert capsys.readouterr().err == (
+        'lovely-gae: error: datastore file %s: is a directory, not a file\n'
+        % tmp_path)
+    assert not os.path.exists(str(tmp_path) + '.lock')
+    missing = str(tmp_path / 'no' / 'x.datastore')
+    assert run(missing, 'list') == 1
+    assert capsys.readouterr().err == (
+        'lovely-gae: error: datastore file %s: no such directory: %s\n'
+        % (missing, tmp_path / 'no'))
+
+
+def test_save_reports_and_keeps_the_file(store, monkeypatch, tmp_path):
+    fill(store)
+    with local_datastore(store, save=False) as datastore:
+        assert isinstance(datastore, LocalDatastore)
+        assert datastore.save() is False  # nothing changed
+        Dummy(title='x').put()
+        monkeypatch.setattr(os, 'fsync', lambda fd: (_ for _ in ()).throw(
+            OSError(errno.EIO, 'Input/output error')))
+        with pytest.raises(DatastoreFileError, match='Input/output error'):
+            datastore.save()
+        assert left_in(tmp_path) == []
+        monkeypatch.undo()
+        assert datastore.save() is True
+    assert devfile.count_kinds(store) == {'Dummy': 4}
+
