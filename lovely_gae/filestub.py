@@ -5,17 +5,16 @@ the whole kind, so a query of one range of keys costs the kind, where in
 production it costs the range. A snapshot reads a kind a range at a time,
 in many tasks, and so does a restore: on the plain stub that is quadratic.
 This stub keeps the keys of each kind that has been queried by key in key
-order and hands such a query just the entities between its bounds; the SDK
-then runs the query on those as it would on all. Everything else is the
-SDK's, the file format included.
+order and answers such a query with the entities between its bounds, in
+that order, leaving the SDK's stub its batches, offsets and cursors.
+Everything else is the SDK's, the file format included.
 """
 import bisect
+import heapq
 import threading
 
 from google.appengine.api import datastore_file_stub, datastore_types
 from google.appengine.datastore import datastore_pb, datastore_stub_util
-
-from . import entities
 
 __all__ = ['DatastoreFileStub']
 
@@ -25,20 +24,29 @@ _UPPER = (datastore_pb.Query.Filter.LESS_THAN,
           datastore_pb.Query.Filter.LESS_THAN_OR_EQUAL)
 
 
+def _order(k):
+    """A key's place in key order, from the stub's own value of it
+    (``datastore_types.ReferenceToKeyValue``: type, app, namespace, then
+    kind and id or name by turns): ids before names, strings by code
+    point, as the datastore orders them."""
+    return tuple((k[i], 0, k[i + 1]) if isinstance(k[i + 1], int) else
+                 (k[i], 1, k[i + 1]) for i in range(3, len(k), 2))
+
+
 def _sort_key(value):
-    """``entities.sort_key`` of a filter's ``ReferenceValue``."""
-    return tuple(
-        (element.type.encode('utf-8'), 1, element.name.encode('utf-8'))
-        if element.HasField('name') else
-        (element.type.encode('utf-8'), 0, element.id)
-        for element in value.pathelement)
+    """``_order`` of a filter's ``ReferenceValue``."""
+    return tuple((element.type, 1, element.name) if element.HasField('name')
+                 else (element.type, 0, element.id)
+                 for element in value.pathelement)
 
 
 def _key_bounds(query, filters, orders):
-    """``(lower, upper)`` sort keys (None: open) of a query of a kind by
-    key ranges only, in key order; None for any other query."""
+    """``(lower, upper)`` of a query of a kind by key ranges only, in key
+    order, each ``(sort key, included)`` or None (open); None for any
+    other query."""
     if (not query.HasField('kind') or query.HasField('ancestor')
-            or query.kind.startswith('__')):
+            or query.kind.startswith('__') or query.property_name
+            or query.group_by_property_name):
         return None
     if any(order.property != '__key__' or
            order.direction != datastore_pb.Query.Order.ASCENDING
@@ -50,10 +58,14 @@ def _key_bounds(query, filters, orders):
                 or query_filter.property[0].name != '__key__'
                 or query_filter.op not in _LOWER + _UPPER):
             return None
-        bound = _sort_key(query_filter.property[0].value.referencevalue)
+        order = _sort_key(query_filter.property[0].value.referencevalue)
         if query_filter.op in _LOWER:
+            bound = (order, query_filter.op ==
+                     datastore_pb.Query.Filter.GREATER_THAN_OR_EQUAL)
             lower = bound if lower is None else max(lower, bound)
         else:
+            bound = (order, query_filter.op ==
+                     datastore_pb.Query.Filter.LESS_THAN_OR_EQUAL)
             upper = bound if upper is None else min(upper, bound)
     return lower, upper
 
@@ -62,26 +74,29 @@ class _KindKeys:
     """The keys of a kind in key order: sort keys and the stub's own."""
 
     def __init__(self, stored):
-        pairs = sorted((entities.sort_key(entity.record.entity.key), k)
-                       for k, entity in stored.items())
+        pairs = sorted((_order(k), k) for k in stored)
         self.order = [order for order, _ in pairs]
         self.keys = [k for _, k in pairs]
 
-    def add(self, reference, k):
-        order = entities.sort_key(reference)
+    def add(self, k):
+        order = _order(k)
         index = bisect.bisect_left(self.order, order)
         self.order.insert(index, order)
         self.keys.insert(index, k)
 
-    def remove(self, reference):
-        index = bisect.bisect_left(self.order, entities.sort_key(reference))
+    def remove(self, k):
+        index = bisect.bisect_left(self.order, _order(k))
         del self.order[index], self.keys[index]
 
     def between(self, lower, upper):
-        """The stub's keys from ``lower`` to ``upper``, both included."""
-        first = 0 if lower is None else bisect.bisect_left(self.order, lower)
-        last = (len(self.order) if upper is None
-                else bisect.bisect_right(self.order, upper))
+        """The stub's keys from ``lower`` to ``upper`` (see ``_key_bounds``)."""
+        first, last = 0, len(self.order)
+        if lower is not None:
+            find = bisect.bisect_left if lower[1] else bisect.bisect_right
+            first = find(self.order, lower[0])
+        if upper is not None:
+            find = bisect.bisect_right if upper[1] else bisect.bisect_left
+            last = find(self.order, upper[0])
         return self.keys[first:last]
 
 
@@ -104,7 +119,7 @@ class DatastoreFileStub(datastore_file_stub.DatastoreFileStub):
             index = self._kind_keys.get(app_kind)
             if index is not None and k not in self._GetAllEntities().get(
                     app_kind, ()):
-                index.add(record.entity.key, k)
+                index.add(k)
         super()._StoreRecord(record, insert)
 
     def _Delete(self, key):
@@ -113,10 +128,12 @@ class DatastoreFileStub(datastore_file_stub.DatastoreFileStub):
             index = self._kind_keys.get(app_kind)
             if index is not None and k in self._GetAllEntities().get(
                     app_kind, ()):
-                index.remove(key)
+                index.remove(k)
         super()._Delete(key)
 
     def _GetQueryCursor(self, query, filters, orders, index_list):
+        if _scatter_sample(query, filters, orders):
+            return self._scatter_sample(query, filters, orders, index_list)
         bounds = _key_bounds(query, filters, orders)
         if bounds is None:
             return super()._GetQueryCursor(query, filters, orders, index_list)
@@ -130,5 +147,42 @@ class DatastoreFileStub(datastore_file_stub.DatastoreFileStub):
                 index = self._kind_keys[app_kind] = _KindKeys(stored)
             results = [stored[k].record for k in index.between(*bounds)
                        if k in stored]
-        return datastore_stub_util._ExecuteQuery(results, query, filters,
-                                                 orders, index_list)
+        return _cursor(query, filters, orders, index_list, results)
+
+    def _scatter_sample(self, query, filters, orders, index_list):
+        """The first of a kind's entities in ``__scatter__`` order, as the
+        SDK's stub finds them, without sorting the whole kind."""
+        app_kind = (datastore_types.EncodeAppIdNamespace(
+            query.app, query.name_space), query.kind)
+        with self._DatastoreFileStub__entities_lock:
+            records = [entity.record for entity in
+                       self._GetAllEntities().get(app_kind, {}).values()]
+        scattered = []
+        for record in records:
+            value = datastore_stub_util._GetScatterProperty(record.entity)
+            if value is not None:
+                scattered.append((value.value.stringValue, record))
+        wanted = heapq.nsmallest(query.offset + query.limit, scattered,
+                                 key=lambda pair: pair[0])
+        return _cursor(query, filters, orders, index_list,
+                       [record for _, record in wanted])
+
+
+def _scatter_sample(query, filters, orders):
+    """Is it a sample of a kind by ``__scatter__`` with a limit, as
+    ``passes`` asks for (and the SDK's ``key_range``)?"""
+    return (query.HasField('kind') and not query.HasField('ancestor')
+            and not filters and query.HasField('limit')
+            and not query.HasField('compiled_cursor')
+            and [order.property for order in orders] == ['__scatter__']
+            and orders[0].direction == datastore_pb.Query.Order.ASCENDING)
+
+
+def _cursor(query, filters, orders, index_list, results):
+    """As ``datastore_stub_util._ExecuteQuery`` makes it, but the results
+    are the query's already, in its order: no filtering, no sorting."""
+    orders = datastore_stub_util._GuessOrders(filters, orders)
+    datastore_stub_util.NormalizeCursors(query, orders[0].direction)
+    dsquery = datastore_stub_util._MakeQuery(query, filters, orders)
+    return datastore_stub_util.ListCursor(query, dsquery, orders, index_list,
+                                          results)
