@@ -179,6 +179,8 @@ class Snapshot(LibraryModel):
     modified = db.DateTimeProperty(auto_now=True, indexed=False)
     # The latest restore of this snapshot (a ``Restore``'s key name).
     restore_id = db.StringProperty(indexed=False)
+    # The latest dry run of a restore of it (a ``Restore``'s key name).
+    plan_id = db.StringProperty(indexed=False)
 
     @property
     def id(self):
@@ -240,14 +242,17 @@ class Snapshot(LibraryModel):
                                   for kind in self.kinds},
                 'error': self.error, 'created': iso(self.created),
                 'modified': iso(self.modified),
-                'restore': self.restore_progress()}
+                'restore': self.restore_progress(),
+                'plan': self.plan_progress()}
 
     def restore_progress(self):
         """The latest restore's ``Restore.to_dict()``, or None."""
-        if not self.restore_id:
-            return None
-        found = db.get(Restore.key_for(self.restore_id))
-        return None if found is None else found.to_dict()
+        return _restore_dict(self.restore_id)
+
+    def plan_progress(self):
+        """The latest dry run's ``Restore.to_dict()`` (with its ``plan``
+        once finished), or None."""
+        return _restore_dict(self.plan_id)
 
     def check_finished(self):
         if self.status != self.STATUS_FINISHED:
@@ -285,11 +290,16 @@ class Snapshot(LibraryModel):
         """Put the snapshot's kinds back exactly as they were.
 
         Entities of those kinds that are not in the snapshot are deleted.
-        Runs as tasks; with ``dry_run`` nothing is written and the result is
-        ``{kind: {'created': n, 'changed': n, 'deleted': n}}``.
+        Runs as tasks (see ``restore_progress``). With ``dry_run`` nothing
+        is written: the tasks count what a restore would do, per kind, and
+        ``plan_progress()['plan']`` has it once they are done.
         """
-        from . import restore
-        return restore.restore(self, kinds, dry_run)
+        if dry_run:
+            from . import plan
+            plan.start(self, kinds)
+        else:
+            from . import restore
+            restore.restore(self, kinds)
 
     def verify(self):
         """Re-read every stored range; return ``[(range name, reason), ...]``."""
@@ -306,6 +316,11 @@ class Snapshot(LibraryModel):
         from . import ranges, restore
         restore.forget(self.id)
         ranges.delete_snapshot(self)
+
+
+def _restore_dict(restore_id):
+    found = restore_id and db.get(Restore.key_for(restore_id))
+    return found.to_dict() if found else None
 
 
 class SnapshotMarkers(LibraryModel):
@@ -481,6 +496,9 @@ class Restore(LibraryModel):
     per_task = db.IntegerProperty(default=1, indexed=False)
     status = db.StringProperty(default=RestoreStatus.CHECKING.value,
                                indexed=False)
+    # A dry run: it writes nothing; ``plan`` counts what it would do.
+    dry_run = db.BooleanProperty(default=False, indexed=False)
+    plan = JsonProperty()
     error = db.TextProperty()
     entities = db.IntegerProperty(default=0, indexed=False)
     deleted = db.IntegerProperty(default=0, indexed=False)
@@ -507,11 +525,16 @@ class Restore(LibraryModel):
             return self.ranges_total()
         if self.status == RestoreStatus.CHECKING.value:
             return 0
-        return completion.tally(self.job('write')).get('ranges', 0)
+        job = self.job('plan' if self.dry_run else 'write')
+        return completion.tally(job).get('ranges', 0)
 
     def to_dict(self):
-        return {'id': self.id, 'status': self.status, 'kinds': self.kinds,
-                'ranges_done': self.ranges_done(),
-                'ranges_total': self.ranges_total(),
-                'entities': self.entities, 'deleted': self.deleted,
-                'error': self.error}
+        found = {'id': self.id, 'status': self.status, 'kinds': self.kinds,
+                 'ranges_done': self.ranges_done(),
+                 'ranges_total': self.ranges_total(),
+                 'entities': self.entities, 'deleted': self.deleted,
+                 'error': self.error}
+        if self.dry_run:
+            found['plan'] = self.plan if self.plan or (
+                self.status == RestoreStatus.FINISHED.value) else None
+        return found

@@ -33,7 +33,8 @@ from ..exceptions import (InvalidInput, RangeCorrupted, RestoreRunning,
 from .models import (Restore, RestoreStatus, Snapshot, backup_keys,
                      iter_backups)
 
-__all__ = ['restore', 'restore_failed', 'plan_kind', 'forget',
+__all__ = ['restore', 'restore_failed', 'forget', 'new_record', 'task',
+           'first_tasks', 'leaves', 'records', 'PHASES',
            'INLINE_RANGES', 'INLINE_BYTES', 'CHECK_RANGES', 'WRITE_RANGES']
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,12 @@ def _lock_keys(record):
     return [_Lock.key_of(record.namespace, kind) for kind in record.kinds]
 
 
+def _free_locks(record):
+    """Delete the locks ``record`` holds (in its ending transaction)."""
+    db.delete([lock.key() for lock in db.get(_lock_keys(record))
+               if lock is not None and lock.restore_id == record.id])
+
+
 def _take_locks(record):
     """The locks of ``record``'s kinds, unsaved; ``RestoreRunning`` if one
     is held (inside the transaction that saves them)."""
@@ -99,7 +106,7 @@ def _bounds(backup):
                  for key in (backup.start, backup.end))
 
 
-def _records(backup, namespace):
+def records(backup, namespace):
     """Yield ``(record, reference)`` of a range, checked on the way: its
     bytes (before the first is handed out), kind, namespace and bounds."""
     start, end = _bounds(backup)
@@ -123,12 +130,16 @@ def _records(backup, namespace):
 
 def _check(backups, namespace):
     for backup in backups:
-        collections.deque(_records(backup, namespace), maxlen=0)
+        collections.deque(records(backup, namespace), maxlen=0)
+
+
+def _per_task(record, phase):
+    return CHECK_RANGES if phase == 'check' else record.per_task
 
 
 def _leaf(record, phase, index):
     """``(kind, first position, ranges)`` of task ``index`` of a phase."""
-    per = CHECK_RANGES if phase == 'check' else record.per_task
+    per = _per_task(record, phase)
     for kind_index, first, total in record.spans:
         tasks = -(-total // per)
         if index < tasks:
@@ -139,35 +150,58 @@ def _leaf(record, phase, index):
     return None
 
 
-def _leaves(record, phase):
-    per = CHECK_RANGES if phase == 'check' else record.per_task
+def leaves(record, phase):
+    """How many tasks a phase of ``record`` has."""
+    per = _per_task(record, phase)
     return sum(-(-total // per) for _, _, total in record.spans)
 
 
-def _task(record, phase, index):
+#: The task of each phase, by name: ``check``, ``write`` and (``plan``)
+#: ``plan``; each takes ``(restore id, index, kind, first, count)``.
+PHASES = {}
+
+
+def task(record, phase, index):
+    """Task ``index`` of a phase of ``record``."""
     kind, first, count = _leaf(record, phase, index)
-    func = check_ranges if phase == 'check' else restore_ranges
-    return async_.make_task(func, args=(record.id, index, kind, first, count),
+    return async_.make_task(PHASES[phase], args=(record.id, index, kind,
+                                                  first, count),
                             on_failure=restore_failed,
                             on_failure_args=(record.id,))
 
 
-def restore(snap, kinds=None, dry_run=False):
-    """Start a restore of ``snap`` (see ``Snapshot.restore``)."""
-    snap = _snapshot(snap.id) or snap  # its stored state, not a stale copy
+def first_tasks(record, phase):
+    """The tasks that start a phase: all of them, if they are few enough
+    to commit with the start, else the first of the tasks that queue them
+    a page at a time."""
+    if leaves(record, phase) <= INLINE_RANGES:
+        return [task(record, phase, index)
+                for index in range(leaves(record, phase))]
+    return [async_.make_task(fan_out, args=(record.id, phase, 0),
+                             on_failure=restore_failed,
+                             on_failure_args=(record.id,))]
+
+
+def new_record(snap, kinds, dry_run=False):
+    """The unsaved ``Restore`` of ``kinds`` of the stored ``snap``."""
     snap.check_finished()
     kinds = list(dict.fromkeys(snap.kinds if kinds is None else kinds))
     for kind in kinds:
         if kind not in snap.kinds:
             raise InvalidInput('kind', kind, 'not in snapshot %d' % snap.id)
-    if dry_run:
-        return {kind: plan_kind(snap, kind) for kind in kinds}
-    record = Restore(key=Restore.key_for(uuid.uuid4().hex),
-                     snapshot_id=snap.id, namespace=snap.namespace,
-                     kinds=kinds, spans=[
-                         [index, first, count]
-                         for index, kind in enumerate(kinds)
-                         for first, count in snap.spans(kind)])
+    return Restore(key=Restore.key_for(uuid.uuid4().hex),
+                   snapshot_id=snap.id, namespace=snap.namespace,
+                   kinds=kinds, dry_run=dry_run, spans=[
+                       [index, first, count]
+                       for index, kind in enumerate(kinds)
+                       for first, count in snap.spans(kind)])
+
+
+def restore(snap, kinds=None):
+    """Start a restore of ``snap`` (see ``Snapshot.restore``)."""
+    snap = _snapshot(snap.id) or snap  # its stored state, not a stale copy
+    record = new_record(snap, kinds)
+    kinds = record.kinds
     keys = []
     if record.ranges_total() <= INLINE_RANGES:  # listed here: a few keys
         keys = [key for kind in kinds for key in snap.range_backup_keys(kind)]
@@ -176,7 +210,7 @@ def restore(snap, kinds=None, dry_run=False):
         _check(iter_backups(snap.id, keys), snap.namespace)
         record.status = RestoreStatus.RUNNING.value
         tasks = [_task(record, 'write', index)
-                 for index in range(_leaves(record, 'write'))]
+                 for index in range(leaves(record, 'write'))]
     else:
         record.per_task = WRITE_RANGES
         tasks = [async_.make_task(fan_out, args=(record.id, 'check', 0),
@@ -211,9 +245,9 @@ def fan_out(restore_id, phase, page):
     if record is None or record.status != wanted:
         return
     first = page * FAN_OUT
-    last = min(first + FAN_OUT, _leaves(record, phase))
-    tasks = [_task(record, phase, index) for index in range(first, last)]
-    if last < _leaves(record, phase):
+    last = min(first + FAN_OUT, leaves(record, phase))
+    tasks = [task(record, phase, index) for index in range(first, last)]
+    if last < leaves(record, phase):
         tasks.append(async_.make_task(
             fan_out, args=(restore_id, phase, page + 1),
             on_failure=restore_failed, on_failure_args=(restore_id,)))
@@ -234,7 +268,7 @@ def check_ranges(restore_id, index, kind, first, count):
         restore_failed(str(error), restore_id)
         return
     if completion.mark(record.job('check'), index, {'ranges': count},
-                       _leaves(record, 'check')):
+                       leaves(record, 'check')):
         transaction(_start_writing, restore_id)
 
 
@@ -264,9 +298,9 @@ def restore_ranges(restore_id, index, kind, first, count):
             put, deleted = _restore_range(backup, record.namespace)
             counts['entities'] += put
             counts['deleted'] += deleted
-        total = completion.mark(job, index, counts, _leaves(record, 'write'))
+        total = completion.mark(job, index, counts, leaves(record, 'write'))
     else:
-        total = completion.ascend(job, index, _leaves(record, 'write'))
+        total = completion.ascend(job, index, leaves(record, 'write'))
     if total:
         transaction(_finish, restore_id, total)
         completion.purge(record.job('check'))
@@ -276,7 +310,7 @@ def _restore_range(backup, namespace):
     """Put a range back, delete what it lacks in its bounds; both counts."""
     held = set()
     chunk, size, put = [], 0, 0
-    for record, reference in _records(backup, namespace):
+    for record, reference in records(backup, namespace):
         if chunk and (len(chunk) >= defaults.MAX_REQUEST_ENTITIES
                       or size + len(record) + 4 > _PUT_BYTES):
             put += _put(chunk)
@@ -311,7 +345,7 @@ def _finish(restore_id, counts):
     record.deleted = counts.get('deleted', 0)
     record.finished = utcnow()
     db.put(record)
-    db.delete(_lock_keys(record))
+    _free_locks(record)
 
 
 @async_.task
@@ -325,7 +359,7 @@ def restore_failed(message, restore_id):
         record.status = RestoreStatus.ERROR.value
         record.error = message
         db.put(record)
-        db.delete(_lock_keys(record))
+        _free_locks(record)
     log.error('restore %s failed: %s', restore_id, message)
     transaction(fail)
 
@@ -341,36 +375,4 @@ def forget(snapshot_id):
         db.delete(record.key())
 
 
-def plan_kind(snap, kind):
-    """What restoring ``kind`` would do: created, changed, deleted counts.
-
-    The stored ranges are read once: every key of the kind now stored that
-    is not one of the snapshot's found there would be deleted.
-    """
-    counts = collections.Counter(created=0, changed=0, deleted=0)
-    found = 0  # keys of the snapshot's that are stored now
-    for backup in iter_backups(snap.id, snap.range_backup_keys(kind)):
-        chunk = []
-        for record, reference in _records(backup, snap.namespace):
-            chunk.append((record, reference))
-            if len(chunk) >= defaults.MAX_REQUEST_ENTITIES:
-                found += _compare(chunk, counts)
-                chunk = []
-        found += _compare(chunk, counts)
-    stored = sum(1 for _ in entities.iter_range_keys(kind, snap.namespace))
-    counts['deleted'] = stored - found
-    return dict(counts)
-
-
-def _compare(chunk, counts):
-    """Count ``chunk`` as created or changed; how many are stored now."""
-    found = 0
-    current = entities.get([reference for _, reference in chunk])
-    for (record, _), now in zip(chunk, current):
-        if now is None:
-            counts['created'] += 1
-            continue
-        found += 1
-        if now.SerializeToString() != record:
-            counts['changed'] += 1
-    return found
+PHASES.update(check=check_ranges, write=restore_ranges)

@@ -1,0 +1,103 @@
+"""A restore's dry run: what it would create, change and delete, per kind.
+
+A dry run runs as tasks, as a restore does, and writes nothing but its own
+record. Each task reads its ranges, checked as a restore checks them, reads
+the entities now stored under their keys and compares them byte for byte,
+and counts the entities now stored within each range's key bounds that the
+range lacks. When the last task has counted, the plan is on the dry run's
+record: ``Snapshot.plan_progress()`` shows it, ``plan`` once finished.
+"""
+from google.appengine.ext import db
+
+from .. import async_, completion, defaults, entities
+from ..base import get_all, transaction, utcnow
+from .models import Restore, RestoreStatus, Snapshot, backup_keys, iter_backups
+from .restore import (PHASES, WRITE_RANGES, first_tasks, leaves, new_record,
+                      records, restore_failed)
+
+__all__ = ['start', 'plan_ranges']
+
+
+def start(snap, kinds=None):
+    """Start a dry run of a restore of ``kinds`` of ``snap``."""
+    snap = Snapshot.get_by_id(snap.id) or snap
+    record = new_record(snap, kinds, dry_run=True)
+    record.status = RestoreStatus.RUNNING.value
+    if record.ranges_total() > len(record.kinds):  # more than one a kind
+        record.per_task = WRITE_RANGES
+    tasks = first_tasks(record, 'plan') if record.kinds else []
+    if not record.kinds:
+        record.status, record.plan = RestoreStatus.FINISHED.value, {}
+    transaction(_begin, snap.id, record, tasks)
+
+
+def _begin(snapshot_id, record, tasks):
+    snap = Snapshot.get_by_id(snapshot_id)
+    snap.plan_id = record.id
+    db.put([snap, record])
+    async_.defer_many(tasks)
+
+
+@async_.task
+def plan_ranges(restore_id, index, kind, first, count):
+    """Task: count what restoring ``count`` ranges of ``kind`` would do."""
+    job = 'R:%s:plan' % restore_id
+    record, done = get_all([Restore.key_for(restore_id),
+                            completion.key(job, index)])
+    if record is None or record.status != RestoreStatus.RUNNING.value:
+        return
+    if done is None:
+        kind_index = record.kinds.index(kind)
+        counts = dict.fromkeys(('%d:%s' % (kind_index, name) for name in
+                                ('created', 'changed', 'deleted')), 0)
+        for backup in iter_backups(record.snapshot_id, backup_keys(
+                record.snapshot_id, kind, first, count)):
+            for name, value in _plan_range(backup, record.namespace).items():
+                counts['%d:%s' % (kind_index, name)] += value
+        total = completion.mark(job, index, counts, leaves(record, 'plan'))
+    else:
+        total = completion.ascend(job, index, leaves(record, 'plan'))
+    if total is not None:
+        transaction(_finish, restore_id, total)
+        completion.purge(job)
+
+
+def _plan_range(backup, namespace):
+    """What restoring one range would create, change and delete."""
+    counts = {'created': 0, 'changed': 0, 'deleted': 0}
+    held, chunk = set(), []
+
+    def compare():
+        current = entities.get([reference for _, reference in chunk])
+        for (stored, reference), now in zip(chunk, current):
+            if now is None:
+                counts['created'] += 1
+            elif now.SerializeToString() != stored:
+                counts['changed'] += 1
+        chunk.clear()
+    for stored, reference in records(backup, namespace):
+        held.add(entities.sort_key(reference))
+        chunk.append((stored, reference))
+        if len(chunk) >= defaults.MAX_REQUEST_ENTITIES:
+            compare()
+    compare()
+    counts['deleted'] = sum(
+        1 for reference in entities.iter_range_keys(
+            backup.range_kind, namespace, backup.start, backup.end)
+        if entities.sort_key(reference) not in held)
+    return counts
+
+
+def _finish(restore_id, counts):
+    record = db.get(Restore.key_for(restore_id))
+    if record is None or record.status != RestoreStatus.RUNNING.value:
+        return
+    record.plan = {kind: {name: counts.get('%d:%s' % (index, name), 0)
+                          for name in ('created', 'changed', 'deleted')}
+                   for index, kind in enumerate(record.kinds)}
+    record.status = RestoreStatus.FINISHED.value
+    record.finished = utcnow()
+    record.put()
+
+
+PHASES['plan'] = plan_ranges
