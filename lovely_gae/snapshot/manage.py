@@ -6,7 +6,8 @@ only, so a link or an image tag in a page can never start one.
 from webob import exc
 
 from ..exceptions import (InvalidInput, RangeCorrupted, RestoreRunning,
-                          SnapshotIncomplete, SnapshotNotFinished)
+                          SnapshotIncomplete, SnapshotInUse,
+                          SnapshotNotFinished)
 from . import api
 from .access import refuse
 from .web import (allow, ascii_int, bool_param, int_param, json_response,
@@ -97,7 +98,10 @@ def restore(request):
 def delete(request):
     """Delete a snapshot and its stored ranges (a task finishes big ones)."""
     snap = snapshot_or_404(request.urlvars['id'])
-    snap.delete()
+    try:
+        snap.delete()
+    except SnapshotInUse as error:
+        raise refuse(exc.HTTPConflict, str(error)) from error
     return json_response({'deleted': [snap.id]})
 
 

@@ -27,6 +27,7 @@ class Status(str, enum.Enum):
     STORING = 'storing'
     FINISHED = 'finished'
     ERROR = 'error'
+    DELETING = 'deleting'
 
 
 class _ReverseReference(db._ReverseReferenceProperty):
@@ -140,6 +141,7 @@ class Snapshot(LibraryModel):
     STATUS_STORING = Status.STORING.value
     STATUS_FINISHED = Status.FINISHED.value
     STATUS_ERROR = Status.ERROR.value
+    STATUS_DELETING = Status.DELETING.value
 
     status = db.StringProperty(default=STATUS_STARTED)
     kinds = db.StringListProperty(indexed=False)
@@ -319,9 +321,15 @@ class Snapshot(LibraryModel):
                 problems.append((rb.name, exc.reason))
         return problems
 
-    def delete(self, **kwargs):
-        """Delete the snapshot and every stored part of it."""
+    def delete(self):
+        """Delete the snapshot and every stored part of it.
+
+        Not while a restore of it runs (``SnapshotInUse``): it would stop
+        half-way. From the moment it is marked ``deleting``, no restore and
+        no download of it can start.
+        """
         from . import ranges, restore
+        restore.mark_deleting(self.id)
         restore.forget(self.id)
         ranges.delete_snapshot(self)
 
