@@ -112,10 +112,18 @@ def cmd_restore(args, client):
     result = client.restore_snapshot(args.id, kinds=args.kinds,
                                      dry_run=args.dry_run)
     if args.dry_run:
-        return 0, result['plan'], 'Dry run, nothing written.\n' + '\n'.join(
-            '%s: %d created, %d changed, %d deleted' % (
+        dry_run = result['plan']
+        if not client.waits:  # the app works it out in tasks
+            dry_run = client.wait(args.id, plan=True,
+                                  timeout=args.timeout)['plan']
+        if dry_run['status'] != 'finished':
+            return 1, dry_run, 'Dry run of snapshot %s: %s%s' % (
+                args.id, dry_run['status'], ': ' + dry_run['error']
+                if dry_run['error'] else '')
+        return 0, dry_run['plan'], 'Dry run, nothing written.\n' + (
+            '\n'.join('%s: %d created, %d changed, %d deleted' % (
                 kind, c['created'], c['changed'], c['deleted'])
-            for kind, c in sorted(result['plan'].items()))
+                for kind, c in sorted(dry_run['plan'].items())))
     restore = result['restore']
     if args.wait:
         restore = client.wait(args.id, restore=True,

@@ -107,7 +107,9 @@ def run():
     say('damage', 'deleted %d customers, changed %d orders, added %d '
         'orders' % (len(victims), len(changed), len(extra)))
 
-    plan = snap.restore(dry_run=True)
+    snap.restore(dry_run=True)
+    drain()
+    plan = api.get_snapshot(snap.id).plan_progress()['plan']
     say('dry run', ', '.join('%s: %d created, %d changed, %d deleted' % (
         kind, c['created'], c['changed'], c['deleted'])
         for kind, c in sorted(plan.items())), plan=plan)

@@ -4,7 +4,7 @@ __all__ = [
     'LovelyGaeError', 'InvalidInput', 'TaskError', 'SnapshotError',
     'EmptyKind', 'SnapshotNotFound', 'SnapshotNotFinished', 'RangeCorrupted',
     'SnapshotIncomplete', 'BadManifest', 'BadEntity', 'UnsafePath',
-    'RestoreRunning', 'OutFileExists', 'DownloadError', 'AccessDenied',
+    'RestoreRunning', 'SnapshotInUse', 'OutFileExists', 'DownloadError', 'AccessDenied',
     'DatastoreFileError', 'DatastoreLocked',
 ]
 
@@ -76,6 +76,16 @@ class RestoreRunning(LovelyGaeError):
             'kind %r of namespace %r is being restored from snapshot %s '
             '(restore %s); wait until it has ended' % (
                 kind, namespace, snapshot_id, restore_id))
+
+
+class SnapshotInUse(SnapshotError):
+    """A snapshot cannot be deleted while a restore of it runs."""
+
+    def __init__(self, snapshot_id, restore_id):
+        self.restore_id = restore_id
+        super().__init__(snapshot_id, 'snapshot %s is being restored '
+                         '(restore %s); delete it once the restore has ended'
+                         % (snapshot_id, restore_id))
 
 
 class SnapshotIncomplete(SnapshotError):

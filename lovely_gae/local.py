@@ -315,12 +315,14 @@ class LocalClient:
 
     def restore_snapshot(self, snapshot_id, kinds=None, dry_run=False):
         snap = self.api.get_snapshot(snapshot_id)
-        plan = snap.restore(kinds=kinds, dry_run=dry_run)
-        if dry_run:
-            return {'id': snap.id, 'dry_run': True, 'plan': plan}
+        snap.restore(kinds=kinds, dry_run=dry_run)
         drain()
-        return {'id': snap.id, 'dry_run': False, 'restore':
-                self.api.get_snapshot(snap.id).restore_progress()}
+        snap = self.api.get_snapshot(snap.id)
+        if dry_run:
+            return {'id': snap.id, 'dry_run': True,
+                    'plan': snap.plan_progress()}
+        return {'id': snap.id, 'dry_run': False,
+                'restore': snap.restore_progress()}
 
     def delete_snapshot(self, snapshot_id):
         snap = self.api.get_snapshot(snapshot_id)

@@ -1,4 +1,6 @@
+import contextlib
 import json
+import threading
 
 import pytest
 
@@ -116,6 +118,24 @@ def test_serve_refuses_other_addresses_without_a_token(store, capsys,
     assert err.count('\n') == 1
 
 
+@contextlib.contextmanager
+def app_worker():
+    """The app's own worker meanwhile, as pushes or cron are on App Engine."""
+    from lovely_gae.async_ import run_tasks
+    stop = threading.Event()
+
+    def work():
+        while not stop.wait(0.05):
+            run_tasks(recursive=True)
+    worker = threading.Thread(target=work)
+    worker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        worker.join()
+
+
 @pytest.fixture
 def remote(snapshot_server, monkeypatch):
     """``remote(*args)``: the CLI against the app, token from the env."""
@@ -144,7 +164,8 @@ def test_every_remote_command_over_http(remote, make_entities, capsys,
     assert remote('--json', 'list') == 0
     assert [s['id'] for s in out_json(capsys)] == [created['id']]
     Dummy.all().get().delete()
-    assert remote('restore', str(created['id']), '--dry-run') == 0
+    with app_worker():  # the command waits for the dry run's tasks
+        assert remote('restore', str(created['id']), '--dry-run') == 0
     assert capsys.readouterr().out.splitlines()[-1] == (
         'Dummy: 1 created, 0 changed, 0 deleted')
     assert remote('restore', str(created['id'])) == 0
@@ -172,24 +193,12 @@ def test_every_remote_command_over_http(remote, make_entities, capsys,
 
 def test_remote_create_can_wait_for_the_snapshot(snapshot_server, capsys,
                                                  monkeypatch, make_entities):
-    import threading
-    from lovely_gae.async_ import run_tasks
     from tests.conftest import Dummy
     make_entities(Dummy, 3)
     monkeypatch.setenv('LOVELY_GAE_TOKEN', snapshot_server.token)
-    stop = threading.Event()
-
-    def work():  # the app's own worker, as cron would be on App Engine
-        while not stop.wait(0.05):
-            run_tasks(recursive=True)
-    worker = threading.Thread(target=work)
-    worker.start()
-    try:
+    with app_worker():
         assert cli.main(['--url', snapshot_server.url, '--json', 'create',
                          '--wait', '--timeout', '20']) == 0
-    finally:
-        stop.set()
-        worker.join()
     info = out_json(capsys)
     assert (info['status'], info['progress']['entities']) == ('finished', 3)
 

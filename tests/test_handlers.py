@@ -132,10 +132,12 @@ def test_restore_dry_run_changes_nothing_and_restore_does(
     snap = finished_snapshot(['Dummy'])
     db.delete(keys[:4])
     url = '%s/%d/restore' % (SNAPSHOTS, snap.id)
-    res = app.post(url, {'dry_run': 'true'})
-    assert res.json == {'id': snap.id, 'dry_run': True, 'plan': {
-        'Dummy': {'created': 4, 'changed': 0, 'deleted': 0}}}
-    assert async_.get_tasks() == []
+    res = app.post(url, {'dry_run': 'true'}, status=202)
+    assert (res.json['dry_run'], res.json['plan']['status'],
+            res.json['plan']['plan']) == (True, 'running', None)
+    assert run_tasks(recursive=True) == 1  # its one range counted
+    assert app.get('%s/%d' % (SNAPSHOTS, snap.id)).json['plan']['plan'] == {
+        'Dummy': {'created': 4, 'changed': 0, 'deleted': 0}}
     assert Dummy.all().count() == 6
     res = app.post(url, {'kinds': 'Dummy'}, status=202)
     assert res.json['restore']['status'] == 'running'

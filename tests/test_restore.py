@@ -118,7 +118,7 @@ def _drop(snap, kind='Dummy', position=1):
     (_drop, SnapshotIncomplete, "snapshot %d is incomplete: kind 'Dummy' "
      "lacks 1 of its 3 ranges (positions 1)")])
 def test_a_damaged_snapshot_is_refused_before_anything_is_written(
-        make_entities, finished_snapshot, damage, error, message):
+        make_entities, finished_snapshot, run_tasks, damage, error, message):
     keys = make_entities(Dummy, 30)
     snap = finished_snapshot(['Dummy'], batchsize=10)
     db.delete(keys[:25])
@@ -129,8 +129,11 @@ def test_a_damaged_snapshot_is_refused_before_anything_is_written(
     assert str(raised.value).startswith(message % snap.id)
     assert state() == before
     assert api.get_snapshot(snap.id).restore_progress() is None
-    with pytest.raises(error):
-        snap.restore(dry_run=True)
+    snap.restore(dry_run=True)  # a dry run says so too
+    run_tasks(recursive=True)
+    dry_run = api.get_snapshot(snap.id).plan_progress()
+    assert (dry_run['status'], dry_run['plan']) == ('error', None)
+    assert dry_run['error'].startswith(message % snap.id)
 
 
 @pytest.mark.parametrize('damage, message', [
@@ -253,7 +256,7 @@ def test_deleting_a_snapshot_deletes_its_restores(
     snap.restore()
     run_tasks(recursive=True)
     snap.restore()
-    run_tasks(max_tasks=0)
+    run_tasks(recursive=True)
     assert Restore.all().count() == 2
     assert completion.Done.all().count() >= 1
     api.get_snapshot(snap.id).delete()
@@ -309,3 +312,38 @@ def test_ndb_apps_see_what_an_upload_put(gae_testbed, tmp_path, over_http):
     else:
         client.upload_snapshot(path)
     assert note.key.get(use_cache=False).text == 'uploaded'
+
+
+def test_a_snapshot_being_restored_is_not_deleted_or_pruned(
+        make_entities, finished_snapshot, run_tasks):
+    from lovely_gae.exceptions import SnapshotInUse
+    from webtest import TestApp
+    from lovely_gae.snapshot import getApp
+    keys = make_entities(Dummy, 30)
+    before = all_bytes(['Dummy'])
+    snap = finished_snapshot(['Dummy'], batchsize=10)
+    db.delete(keys[:25])
+    snap.restore()
+    assert run_tasks(max_tasks=1) == 1  # a third of it back
+    with pytest.raises(SnapshotInUse, match='is being restored'):
+        api.get_snapshot(snap.id).delete()
+    assert api.prune(keep=0) == []
+    res = TestApp(getApp()).post('/lovely.gae/snapshots/%d/delete' % snap.id,
+                                 status=409)
+    assert 'is being restored' in res.text
+    run_tasks(recursive=True)  # the restore ends whole
+    assert all_bytes(['Dummy']) == before
+    assert api.prune(keep=0) == [snap.id]  # and then it may go
+
+
+def test_no_restore_starts_once_a_snapshot_is_being_deleted(
+        make_entities, finished_snapshot, monkeypatch):
+    from lovely_gae.exceptions import SnapshotNotFinished
+    from lovely_gae.snapshot import ranges
+    make_entities(Dummy, 3)
+    snap = finished_snapshot(['Dummy'])
+    stale = api.get_snapshot(snap.id)  # read before the delete began
+    restore.mark_deleting(snap.id)
+    with pytest.raises(SnapshotNotFinished, match='deleting'):
+        stale.restore()
+    assert Restore.all().count() == 0

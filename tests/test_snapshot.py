@@ -213,7 +213,8 @@ def test_namespaces_are_snapshotted_and_restored_apart(
     assert explicit.namespace == 'tenant'
 
 
-def test_dry_run_counts_and_writes_nothing(make_entities, finished_snapshot):
+def test_dry_run_counts_and_writes_nothing(make_entities, finished_snapshot,
+                                           run_tasks):
     keys = make_entities(Dummy, 20)
     snap = finished_snapshot(['Dummy'], batchsize=6)
     db.delete(keys[:4])
@@ -224,10 +225,14 @@ def test_dry_run_counts_and_writes_nothing(make_entities, finished_snapshot):
     make_entities(Dummy, 3)
     make_entities(Yummy, 1)
     state = sorted(str(e.key()) + e.title for e in Dummy.all())
-    plan = snap.restore(dry_run=True)
-    assert plan == {'Dummy': {'created': 4, 'changed': 2, 'deleted': 3}}
+    assert snap.restore(dry_run=True) is None
+    assert api.get_snapshot(snap.id).plan_progress()['status'] == 'running'
+    assert run_tasks(recursive=True) == 4  # a task a range
+    dry_run = api.get_snapshot(snap.id).plan_progress()
+    assert dry_run['plan'] == {
+        'Dummy': {'created': 4, 'changed': 2, 'deleted': 3}}
     assert sorted(str(e.key()) + e.title for e in Dummy.all()) == state
-    assert async_.get_tasks() == []
+    assert api.get_snapshot(snap.id).restore_progress() is None
 
 
 def test_selective_restore_touches_only_the_kinds_named(

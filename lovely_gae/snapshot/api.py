@@ -4,7 +4,8 @@ from google.appengine.ext import db
 
 from .. import async_, defaults, entities
 from ..base import transaction
-from ..exceptions import EmptyKind, InvalidInput, SnapshotNotFound
+from ..exceptions import (EmptyKind, InvalidInput, SnapshotInUse,
+                          SnapshotNotFound)
 from . import passes, storage
 from .models import Snapshot
 
@@ -152,8 +153,9 @@ def delete_snapshot(key):
 def prune(keep):
     """Keep the newest ``keep`` finished snapshots; delete older ones.
 
-    Failed snapshots older than the oldest one kept go too. Returns the
-    ids deleted.
+    Failed snapshots older than the oldest one kept go too; one that is
+    being restored stays until its restore has ended. Returns the ids
+    deleted.
     """
     if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
         raise InvalidInput('keep', keep, 'must be an integer >= 0')
@@ -166,6 +168,9 @@ def prune(keep):
                 continue
         elif snap.status != Snapshot.STATUS_ERROR or kept < keep:
             continue
+        try:
+            snap.delete()
+        except SnapshotInUse:
+            continue
         deleted.append(snap.id)
-        snap.delete()
     return deleted

@@ -6,7 +6,8 @@ only, so a link or an image tag in a page can never start one.
 from webob import exc
 
 from ..exceptions import (InvalidInput, RangeCorrupted, RestoreRunning,
-                          SnapshotIncomplete, SnapshotNotFinished)
+                          SnapshotIncomplete, SnapshotInUse,
+                          SnapshotNotFinished)
 from . import api
 from .access import refuse
 from .web import (allow, ascii_int, bool_param, int_param, json_response,
@@ -72,23 +73,24 @@ def show(request):
 def restore(request):
     """Start a restore of ``kinds`` (repeated; default all) or a dry run.
 
-    A dry run writes nothing and answers with what would change per kind;
-    a restore answers 202 and runs as tasks (see ``restore`` in the
-    snapshot's JSON for its progress).
+    Both answer 202 and run as tasks: see ``restore`` in the snapshot's
+    JSON for a restore's progress, ``plan`` for a dry run's, whose ``plan``
+    says what would change per kind once it has finished.
     """
     snap = snapshot_or_404(request.urlvars['id'])
     kinds = request.params.getall('kinds') or None
     dry_run = bool_param(request, 'dry_run')
     try:
-        plan = snap.restore(kinds=kinds, dry_run=dry_run)
+        snap.restore(kinds=kinds, dry_run=dry_run)
     except (SnapshotNotFinished, RestoreRunning, RangeCorrupted,
             SnapshotIncomplete) as error:
         raise refuse(exc.HTTPConflict, str(error)) from error
     except InvalidInput as error:
         raise refuse(exc.HTTPBadRequest, str(error)) from error
-    if dry_run:
-        return json_response({'id': snap.id, 'dry_run': True, 'plan': plan})
     snap = api.get_snapshot(snap.id)
+    if dry_run:
+        return json_response({'id': snap.id, 'dry_run': True,
+                              'plan': snap.plan_progress()}, status=202)
     return json_response({'id': snap.id, 'dry_run': False,
                           'restore': snap.restore_progress()}, status=202)
 
@@ -97,7 +99,10 @@ def restore(request):
 def delete(request):
     """Delete a snapshot and its stored ranges (a task finishes big ones)."""
     snap = snapshot_or_404(request.urlvars['id'])
-    snap.delete()
+    try:
+        snap.delete()
+    except SnapshotInUse as error:
+        raise refuse(exc.HTTPConflict, str(error)) from error
     return json_response({'deleted': [snap.id]})
 
 

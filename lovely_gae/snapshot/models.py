@@ -32,6 +32,7 @@ class Status(str, enum.Enum):
     STORING = 'storing'
     FINISHED = 'finished'
     ERROR = 'error'
+    DELETING = 'deleting'
 
 
 class _ReverseReference(db._ReverseReferenceProperty):
@@ -161,6 +162,7 @@ class Snapshot(LibraryModel):
     STATUS_STORING = Status.STORING.value
     STATUS_FINISHED = Status.FINISHED.value
     STATUS_ERROR = Status.ERROR.value
+    STATUS_DELETING = Status.DELETING.value
 
     status = db.StringProperty(default=STATUS_STARTED)
     kinds = db.StringListProperty(indexed=False)
@@ -312,8 +314,14 @@ class Snapshot(LibraryModel):
         return problems
 
     def delete(self):
-        """Delete the snapshot and every stored part of it."""
+        """Delete the snapshot and every stored part of it.
+
+        Not while a restore of it runs (``SnapshotInUse``): it would stop
+        half-way. From the moment it is marked ``deleting``, no restore and
+        no download of it can start.
+        """
         from . import ranges, restore
+        restore.mark_deleting(self.id)
         restore.forget(self.id)
         ranges.delete_snapshot(self)
 

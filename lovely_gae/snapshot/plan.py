@@ -11,9 +11,10 @@ from google.appengine.ext import db
 
 from .. import async_, completion, defaults, entities
 from ..base import get_all, transaction, utcnow
+from ..exceptions import RangeCorrupted, SnapshotIncomplete
 from .models import Restore, RestoreStatus, Snapshot, backup_keys, iter_backups
-from .restore import (PHASES, WRITE_RANGES, first_tasks, leaves, new_record,
-                      records, restore_failed)
+from .restore import (INLINE_RANGES, PHASES, WRITE_RANGES, first_tasks,
+                      leaves, new_record, records, restore_failed)
 
 __all__ = ['start', 'plan_ranges']
 
@@ -23,7 +24,7 @@ def start(snap, kinds=None):
     snap = Snapshot.get_by_id(snap.id) or snap
     record = new_record(snap, kinds, dry_run=True)
     record.status = RestoreStatus.RUNNING.value
-    if record.ranges_total() > len(record.kinds):  # more than one a kind
+    if record.ranges_total() > INLINE_RANGES:  # a task a range while few
         record.per_task = WRITE_RANGES
     tasks = first_tasks(record, 'plan') if record.kinds else []
     if not record.kinds:
@@ -50,10 +51,15 @@ def plan_ranges(restore_id, index, kind, first, count):
         kind_index = record.kinds.index(kind)
         counts = dict.fromkeys(('%d:%s' % (kind_index, name) for name in
                                 ('created', 'changed', 'deleted')), 0)
-        for backup in iter_backups(record.snapshot_id, backup_keys(
-                record.snapshot_id, kind, first, count)):
-            for name, value in _plan_range(backup, record.namespace).items():
-                counts['%d:%s' % (kind_index, name)] += value
+        try:
+            for backup in iter_backups(record.snapshot_id, backup_keys(
+                    record.snapshot_id, kind, first, count)):
+                for name, value in _plan_range(backup,
+                                               record.namespace).items():
+                    counts['%d:%s' % (kind_index, name)] += value
+        except (RangeCorrupted, SnapshotIncomplete) as error:
+            restore_failed(str(error), restore_id)  # no retry mends it
+            return
         total = completion.mark(job, index, counts, leaves(record, 'plan'))
     else:
         total = completion.ascend(job, index, leaves(record, 'plan'))

@@ -233,13 +233,18 @@ class RemoteClient:
             if not (wait and answer['queued'] and answer['ran']):
                 return {'ran': ran, 'queued': answer['queued']}
 
-    def wait(self, snapshot_id, restore=False, timeout=3600.0, interval=1.0):
-        """Poll until the snapshot (or its restore) is finished or failed."""
+    def wait(self, snapshot_id, restore=False, plan=False, timeout=3600.0,
+             interval=1.0):
+        """Poll until the snapshot (or its restore, or its dry run) is
+        finished or failed."""
         stop_at = time.monotonic() + timeout
         while True:
             info = self.get_snapshot(snapshot_id)
-            status = (info.get('restore') or {}).get('status') if restore \
-                else info['status']
+            if restore or plan:
+                status = (info.get('restore' if restore else 'plan')
+                          or {}).get('status')
+            else:
+                status = info['status']
             if status in ('finished', 'error') or time.monotonic() > stop_at:
                 return info
             time.sleep(interval)

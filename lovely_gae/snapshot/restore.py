@@ -29,12 +29,12 @@ from google.appengine.ext import db
 from .. import async_, cache, completion, defaults, entities
 from ..base import LibraryModel, get_all, transaction, utcnow
 from ..exceptions import (InvalidInput, RangeCorrupted, RestoreRunning,
-                          SnapshotIncomplete, SnapshotNotFound)
+                          SnapshotIncomplete, SnapshotInUse, SnapshotNotFound)
 from .models import (Restore, RestoreStatus, Snapshot, backup_keys,
                      iter_backups)
 
 __all__ = ['restore', 'restore_failed', 'forget', 'new_record', 'task',
-           'first_tasks', 'leaves', 'records', 'PHASES',
+           'first_tasks', 'leaves', 'records', 'mark_deleting', 'PHASES',
            'INLINE_RANGES', 'INLINE_BYTES', 'CHECK_RANGES', 'WRITE_RANGES']
 
 log = logging.getLogger(__name__)
@@ -72,10 +72,13 @@ class _Lock(LibraryModel):
 
     @classmethod
     def key_of(cls, namespace, kind):
-        root = db.Key.from_path(cls.kind(), 'locks',
-                                namespace=defaults.NAMESPACE)
         return db.Key.from_path(cls.kind(), '%s:%s' % (namespace, kind),
-                                parent=root)
+                                parent=_lock_root())
+
+
+def _lock_root():
+    return db.Key.from_path(_Lock.kind(), 'locks',
+                            namespace=defaults.NAMESPACE)
 
 
 def _lock_keys(record):
@@ -209,13 +212,10 @@ def restore(snap, kinds=None):
     if keys and stored <= INLINE_BYTES:
         _check(iter_backups(snap.id, keys), snap.namespace)
         record.status = RestoreStatus.RUNNING.value
-        tasks = [_task(record, 'write', index)
-                 for index in range(leaves(record, 'write'))]
+        tasks = first_tasks(record, 'write')
     else:
         record.per_task = WRITE_RANGES
-        tasks = [async_.make_task(fan_out, args=(record.id, 'check', 0),
-                                  on_failure=restore_failed,
-                                  on_failure_args=(record.id,))]
+        tasks = first_tasks(record, 'check')
     if not kinds:
         record.status, tasks = RestoreStatus.FINISHED.value, []
     transaction(_begin, snap.id, record, tasks)
@@ -230,6 +230,7 @@ def _begin(snapshot_id, record, tasks):
     snap = _snapshot(snapshot_id)
     if snap is None:
         raise SnapshotNotFound(snapshot_id)
+    snap.check_finished()  # not deleting meanwhile
     locks = _take_locks(record) if record.status != 'finished' else []
     snap.restore_id = record.id
     db.put([snap, record] + locks)
@@ -346,6 +347,24 @@ def _finish(restore_id, counts):
     record.finished = utcnow()
     db.put(record)
     _free_locks(record)
+
+
+@async_.task
+def mark_deleting(snapshot_id):
+    """Mark a snapshot ``deleting``, unless a restore of it holds a kind
+    (``SnapshotInUse``): in one transaction with the locks, so that no
+    restore of it starts from then on."""
+    def mark():
+        snap = _snapshot(snapshot_id)
+        if snap is None:
+            return
+        locks = _Lock.all().ancestor(_lock_root())
+        for lock in locks:
+            if lock.snapshot_id == snapshot_id:
+                raise SnapshotInUse(snapshot_id, lock.restore_id)
+        snap.status = Snapshot.STATUS_DELETING
+        snap.put()
+    transaction(mark)
 
 
 @async_.task
