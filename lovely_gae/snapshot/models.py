@@ -99,10 +99,13 @@ def _missing(kind, found, spans):
     inside = sum(1 for position in have if any(
         first <= position < first + size for first, size in spans))
     lacking = count - inside
-    which = ('of its ranges %d to %d' % (spans[0][0],
-                                         spans[0][0] + spans[0][1] - 1)
-             if len(spans) == 1 and spans[0][0] else
-             'of its %d ranges' % count)
+    if len(spans) == 1 and spans[0][0]:  # a window of the kind's ranges
+        if count == 1:
+            return 'kind %r lacks its range %d' % (kind, spans[0][0])
+        which = 'of its ranges %d to %d' % (spans[0][0],
+                                            spans[0][0] + count - 1)
+    else:
+        which = 'of its %d ranges' % count
     return 'kind %r lacks %d %s (positions %s%s)' % (
         kind, lacking, which, ', '.join(map(str, missing)),
         ', ...' if lacking > len(missing) else '')
