@@ -16,6 +16,9 @@ MAX_REQUEST_ENTITIES = 500
 #: Bytes of one datastore API request at most.
 MAX_REQUEST_BYTES = 1024 * 1024
 
+#: Bytes of a kind or of a key's name at most, as UTF-8.
+MAX_NAME_BYTES = 1500
+
 #: Bytes one transaction may write at most.
 MAX_TRANSACTION_BYTES = 10 * 1024 * 1024
 

@@ -6,7 +6,9 @@ The file is data, not code: it is read with the library's own parser of
 that pickle, which never unpickles, and every record must decode as an
 entity before any is used. It is saved the way a download is: a temporary
 file beside it, fsync, rename. A lock beside it (``<file>.lock``) keeps two
-processes from working on it at once.
+processes from working on it at once. A symbolic link stands for the file
+it leads to, which is locked, read and saved in its place; a file of more
+than one name (hard links) is refused, as the rename would part them.
 
 ``LocalClient`` answers the same calls as ``snapshot.remote.RemoteClient``,
 with the same JSON-ready data, but runs every task a call queues before it
@@ -128,14 +130,24 @@ class _FileLock:
         os.close(self.fd)
 
 
-def _check_path(path):
-    directory = os.path.dirname(os.path.abspath(path))
+def _checked_path(path):
+    """The file ``path`` names, links followed, if it can be the datastore
+    file: the one name that locks it and that a save replaces."""
+    path = os.path.realpath(path)
+    directory = os.path.dirname(path)
     if not os.path.isdir(directory):
         raise DatastoreFileError(path, 'no such directory: %s' % directory)
     if os.path.isdir(path):
         raise DatastoreFileError(path, 'is a directory, not a file')
     if os.path.exists(path) and not os.path.isfile(path):
         raise DatastoreFileError(path, 'is not a regular file')
+    links = os.stat(path).st_nlink if os.path.exists(path) else 1
+    if links > 1:
+        # Each name would have a lock of its own, and a save would leave
+        # the other names with the old file.
+        raise DatastoreFileError(path, 'has %d names (hard links); use a '
+                                 'file of one name' % links)
+    return path
 
 
 def _stored_record(number, data):
@@ -264,10 +276,11 @@ def local_datastore(path, app_id=None, save=True, command=None):
     Yields a ``LocalDatastore``. With ``save`` the block holds the file's
     lock exclusively and saves the file when it ends without an error;
     without, it only reads, and shares the lock with other readers.
-    ``command`` names this process to one the lock keeps out.
+    ``command`` names this process to one the lock keeps out. A link at
+    ``path`` stands for the file it leads to.
     """
     app_id = app_id or os.environ.get('GAE_APPLICATION') or DEFAULT_APP_ID
-    _check_path(path)
+    path = _checked_path(path)
     lock = _FileLock(path, exclusive=save, command=command)
     try:
         bed = start_testbed(app_id=app_id)

@@ -10,9 +10,11 @@ import logging
 import secrets
 import select
 import threading
+import time
 
 import waitress
 from waitress import wasyncore
+from waitress.channel import HTTPChannel
 from webob import Request, exc
 
 from .exceptions import LovelyGaeError
@@ -42,6 +44,38 @@ def _connection_limit():
     return max(10, min(1000, (soft - 64) // 3))
 
 
+class _Channel(HTTPChannel):
+    """waitress's connection, closed when the request line and headers of
+    a request take longer than its server's ``header_seconds`` to come.
+
+    waitress's own ``channel_timeout`` counts from the last byte that came:
+    a caller sending one now and then would hold the connection for ever.
+    """
+
+    _coming = None  # the request whose headers are coming in
+    _since = 0.0  # the time its first bytes came
+
+    def received(self, data):
+        done = super().received(data)
+        request = self.request  # what is left of a request not yet whole
+        if request is None or request.headers_finished:
+            self._coming = None
+        elif request is not self._coming:
+            self._coming, self._since = request, time.time()
+        return done
+
+    def readable(self):
+        # Asked of every connection on each turn of the server's loop, in
+        # its thread, as waitress's own clean-up does (``maintenance``).
+        if (self._coming is not None and not self.requests
+                and time.time() - self._since > self.server.header_seconds):
+            log.debug('closing the connection of %s: no whole headers in '
+                      '%g seconds', self.addr, self.server.header_seconds)
+            self._coming = None
+            self.will_close = True
+        return super().readable()
+
+
 class ThreadedServer:
     """waitress serving ``app``; ``url`` is where, once it is created.
 
@@ -50,12 +84,17 @@ class ThreadedServer:
     one on this machine. ``adjustments`` go to waitress, over ``limits``.
     """
 
+    #: Seconds a request line and its headers may take to come in, in all:
+    #: then the connection is closed, however busy it kept.
+    header_seconds = 30.0
+
     #: What keeps callers, above all ones without the token, from tying the
     #: server up. waitress reads a whole request before the app sees it, so
     #: only its own limits refuse a huge body unread: at once by its
     #: ``Content-Length``, or as soon as a chunked one grows past the limit.
     #: Connections that send half a request and stall hold no thread; they
-    #: are many before they keep anyone out, and closed after a while.
+    #: are many before they keep anyone out, and closed after a while: when
+    #: idle that long, or when their headers take ``header_seconds``.
     limits = dict(
         # waitress refuses a body of this size and more; the app takes
         # MAX_BODY_BYTES, and refuses less for the requests it knows.
@@ -68,12 +107,15 @@ class ThreadedServer:
         asyncore_use_poll=hasattr(select, 'poll'),
     )
 
-    def __init__(self, app, host='127.0.0.1', port=0, **adjustments):
+    def __init__(self, app, host='127.0.0.1', port=0, header_seconds=None,
+                 **adjustments):
         adjustments = dict(self.limits, **adjustments)
         adjustments.setdefault('clear_untrusted_proxy_headers', False)
         adjustments.setdefault('threads', 4)
         self.server = waitress.create_server(app, host=host, port=port,
                                              **adjustments)
+        self.server.channel_class = _Channel
+        self.server.header_seconds = header_seconds or self.header_seconds
         shown = '[%s]' % host if ':' in host else host
         self.url = 'http://%s:%s' % (shown, self.server.effective_port)
         self._thread = None

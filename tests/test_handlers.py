@@ -2,6 +2,7 @@
 import bz2
 import datetime
 import hashlib
+from urllib.parse import quote
 
 import pytest
 from google.appengine.ext import db
@@ -457,3 +458,32 @@ def test_a_body_of_unknown_length_is_refused_unread(gae_testbed):
     assert res.status_int == 411
     assert res.text == 'Content-Length is required\n'
     assert Snapshot.all().count() == 0
+
+
+@pytest.mark.parametrize('path', [
+    '/lovely.gae/%FF', SNAPSHOTS + '/1/ranges/RB:1:%FF%FE',
+    SNAPSHOTS + '/1/ranges/RB%3A1%3A%ED%A0%80', SNAPSHOTS + '/%C0%AF'])
+def test_a_path_that_is_not_utf8_is_400(gae_testbed, path):
+    token = {'Authorization': 'Bearer s3cret'}
+    for app, headers in ((TestApp(getApp()), {}),
+                         (TestApp(getApp(token='s3cret')), token)):
+        res = app.get(path, headers=headers, status=400)
+        assert res.text.startswith('the path is not UTF-8: /lovely.gae/')
+        assert res.text.count('\n') == 1
+    # A caller without the token learns nothing of it.
+    res = TestApp(getApp(token='s3cret')).get(path, status=401)
+    assert res.text == 'a bearer token is required\n'
+
+
+def test_a_range_name_longer_than_a_key_name_is_400(app, a_range):
+    path, _ = a_range
+    prefix = path.rsplit('/', 1)[0] + '/'
+    name = 'RB:%s:' % path.split('/')[3]
+    longest = name + 'x' * (defaults.MAX_NAME_BYTES - len(name))
+    assert app.get(prefix + longest, status=404).text.startswith(
+        'snapshot %s has no range RB:' % path.split('/')[3])
+    for name in (longest + 'x', name + 'é' * 750, name + 'x' * 3000):
+        res = app.get(prefix + quote(name, safe=''), status=400)
+        assert res.text.startswith('invalid range name %r...: longer than '
+                                   '1500 bytes' % name[:40])
+        assert res.text.count('\n') == 1

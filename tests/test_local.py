@@ -335,3 +335,37 @@ def test_save_reports_and_keeps_the_file(store, monkeypatch, tmp_path):
         assert datastore.save() is True
     assert devfile.count_kinds(store) == {'Dummy': 4}
 
+
+
+def test_a_link_to_the_file_locks_and_saves_the_file(store, tmp_path,
+                                                     capsys):
+    fill(store)
+    alias = str(tmp_path / 'alias.datastore')
+    os.symlink('data.datastore', alias)
+    with local_datastore(store, command='lovely-gae serve'):
+        assert run(alias, 'create', '--allow-empty') == 1
+        assert capsys.readouterr().err == (
+            'lovely-gae: error: datastore file %s is in use by lovely-gae '
+            'serve (pid %d): try again when it has finished\n'
+            % (store, os.getpid()))
+    with local_datastore(alias, save=False):
+        with pytest.raises(DatastoreLocked):
+            with local_datastore(store):
+                pass
+    assert run(alias, 'create', 'Dummy') == 0
+    assert os.readlink(alias) == 'data.datastore'  # still a link
+    assert snapshots_in(store) == 1
+    assert left_in(tmp_path) == ['alias.datastore']
+
+
+def test_a_file_of_more_than_one_name_is_refused(store, tmp_path, capsys):
+    fill(store)
+    other = str(tmp_path / 'other.datastore')
+    os.link(store, other)
+    for path in (store, other):
+        assert run(path, 'create', 'Dummy') == 1
+        assert capsys.readouterr().err == (
+            'lovely-gae: error: datastore file %s: has 2 names (hard '
+            'links); use a file of one name\n' % path)
+    os.unlink(other)
+    assert snapshots_in(store) == 0

@@ -257,3 +257,45 @@ def test_no_token_with_a_token_is_an_error(env, tmp_path, capsys, monkeypatch):
         cli.main(['--datastore', store, '--token', 't', 'serve',
                   '--no-token'])
     assert info.value.code == 2
+
+
+def hello(environ, start_response):
+    start_response('200 OK', [('Content-Length', '2')])
+    return [b'ok']
+
+
+def status_line(sock):
+    """The status line of the answer coming on ``sock``."""
+    answer = b''
+    while not answer.endswith(b'ok'):
+        more = sock.recv(4096)
+        assert more, 'closed after %r' % answer
+        answer += more
+    return answer.split(b'\r\n')[0]
+
+
+def test_headers_that_trickle_in_get_their_connection_closed():
+    import select
+    import socket
+    from lovely_gae.server import ThreadedServer
+    request = b'GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'
+    with ThreadedServer(hello, header_seconds=0.5) as server:
+        address = ('127.0.0.1', int(server.url.rsplit(':', 1)[1]))
+        with socket.create_connection(address, timeout=10) as idle, \
+                socket.create_connection(address, timeout=10) as slow:
+            idle.sendall(request)
+            assert status_line(idle) == b'HTTP/1.1 200 OK'
+            closed = False
+            for _ in range(100):  # a byte a tenth of a second, 10 s at most
+                try:
+                    slow.sendall(b'G')
+                    if select.select([slow], [], [], 0.1)[0]:
+                        closed = slow.recv(100) == b''
+                        break
+                except ConnectionError:
+                    closed = True
+                    break
+            assert closed
+            # A connection that waits between two requests is left open.
+            idle.sendall(request)
+            assert status_line(idle) == b'HTTP/1.1 200 OK'

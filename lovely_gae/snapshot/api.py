@@ -22,9 +22,9 @@ def validate_kind(kind):
         raise InvalidInput('kind', kind, 'must be a non-empty string')
     if kind.startswith('__') and kind.endswith('__'):
         raise InvalidInput('kind', kind, 'names like __x__ are reserved')
-    if len(kind.encode('utf-8')) > 1500:
-        raise InvalidInput('kind', kind[:20] + '...',
-                           'longer than 1500 bytes')
+    if len(kind.encode('utf-8')) > defaults.MAX_NAME_BYTES:
+        raise InvalidInput('kind', kind[:20] + '...', 'longer than %d bytes'
+                           % defaults.MAX_NAME_BYTES)
     return kind
 
 

@@ -5,10 +5,11 @@ A path may hold ``<name>`` (one path segment) or ``<name:path>`` (the rest
 of the path, slashes included); the handler finds the values in
 ``request.urlvars``. Every request passes the access check first, so a
 refused caller learns nothing, not even which paths exist, and has not a
-byte of its body read; then its body must fit the handler's ``max_body``
-(``web.allow``), before anything reads it.
+byte of its body read; then its path must be UTF-8, and its body fit the
+handler's ``max_body`` (``web.allow``) before anything reads it.
 """
 import re
+from urllib.parse import quote
 
 from webob import exc
 from webob.dec import wsgify
@@ -70,13 +71,18 @@ class SnapshotApp:
     @wsgify
     def __call__(self, request):
         way_in = check_access(request, self.token, self.app_engine_headers)
+        try:
+            path = request.path_info  # WebOb decodes it on every look
+        except UnicodeDecodeError:
+            raw = request.environ['PATH_INFO'].encode('latin-1', 'replace')
+            raise refuse(exc.HTTPBadRequest, 'the path is not UTF-8: %s'
+                         % quote(raw[:200], safe='/')) from None
         for pattern, handler in self.routes:
-            match = pattern.match(request.path_info)
+            match = pattern.match(path)
             if match:
                 break
         else:
-            raise refuse(exc.HTTPNotFound,
-                         'no such page: %s' % request.path_info)
+            raise refuse(exc.HTTPNotFound, 'no such page: %s' % path)
         limit = getattr(handler, 'max_body', MAX_FORM_BYTES)
         check_body(request, limit)
         # What is let in is small enough to read into memory; WebOb would

@@ -6,7 +6,8 @@ connection errors, timeouts and 429/5xx answers; a range download resumes
 where the last try stopped (``Range: bytes=N-``, guarded by ``If-Range``)
 and is checked against the manifest's size and sha256, the manifest itself
 against what a download can trust (``manifest``). Redirects are never
-followed, as the token would go along. Nothing received is ever unpickled.
+followed, as the token would go along. Nothing received is ever unpickled,
+nor unpacked, nor read beyond a bound in bytes and time (``answer``).
 """
 import hashlib
 import logging
@@ -18,10 +19,11 @@ from urllib.parse import quote, urlsplit
 import requests
 
 from .. import __version__
-from ..exceptions import (AccessDenied, DownloadError, RangeCorrupted,
-                          SnapshotNotFinished, SnapshotNotFound)
+from ..exceptions import (DownloadError, RangeCorrupted, SnapshotNotFinished,
+                          SnapshotNotFound)
 from . import devfile, wire
 from .access import configured_token, is_loopback_host
+from .answer import Deadline, RemoteError, Transient, check, chunks, read_json
 from .client import quiet
 from .manifest import check_manifest
 
@@ -29,26 +31,7 @@ __all__ = ['RemoteClient', 'RemoteError']
 
 log = logging.getLogger(__name__)
 
-_RETRY_STATUS = frozenset([429, 500, 502, 503, 504])
-_TRANSIENT = (requests.ConnectionError, requests.Timeout,
-              requests.exceptions.ChunkedEncodingError)
-
-
-class RemoteError(DownloadError):
-    """The app answered with an error; ``reason`` is its one line."""
-
-    def __init__(self, status, reason, url):
-        self.status, self.reason, self.url = status, reason, url
-        super().__init__('%s (HTTP %d)' % (reason, status))
-
-
-class _Transient(Exception):
-    """A try that may succeed when repeated."""
-
-
-def _reason(response):
-    line = response.text.strip().splitlines()[:1]
-    return (line[0][:200] if line else response.reason) or 'error'
+_TRANSIENT = (requests.ConnectionError, requests.Timeout, Transient)
 
 
 def _brief(error):
@@ -85,13 +68,18 @@ class RemoteClient:
     max_backoff = 30.0
     #: Seconds to connect and to wait for each read.
     timeout = (10.0, 60.0)
+    #: Seconds a whole answer may take, once asked for: one of JSON, and
+    #: one of a range's bytes.
+    response_seconds = (120.0, 600.0)
+    #: Bytes of a JSON answer at most, a manifest's included.
+    json_bytes = 16 << 20
     #: Bytes read from the network at a time.
     chunk_size = 64 * 1024
     #: Calls return once the app has the work queued, not done.
     waits = False
 
     _settings = ('retries', 'backoff', 'max_backoff', 'timeout',
-                 'chunk_size')
+                 'response_seconds', 'json_bytes', 'chunk_size')
 
     def __init__(self, url, token=None, session=None, **settings):
         for name, value in settings.items():
@@ -104,6 +92,8 @@ class RemoteClient:
             self.url = self.url[:-len('/lovely.gae')]
         self.session = session or requests.Session()
         self.session.headers['User-Agent'] = 'lovely-gae/%s' % __version__
+        # Nothing packed: a few kilobytes of gzip may unpack to gigabytes.
+        self.session.headers['Accept-Encoding'] = 'identity'
         token = configured_token(token)
         if token:
             self.session.headers['Authorization'] = 'Bearer ' + token
@@ -129,49 +119,36 @@ class RemoteClient:
                     _brief(error), failures + 1, self.retries + 1, delay)
         time.sleep(delay)
 
-    def _check(self, response):
-        if 300 <= response.status_code < 400:
-            # Never followed: the token would go along, maybe elsewhere.
-            raise RemoteError(response.status_code, 'redirected to %s; not '
-                              'followed, use that URL if you trust it'
-                              % response.headers.get('Location', '?')[:200],
-                              response.url)
-        if response.status_code < 400:
-            return response
-        reason = _reason(response)
-        if response.status_code in (401, 403):
-            raise AccessDenied('%s (HTTP %d)' % (reason,
-                                                 response.status_code))
-        raise RemoteError(response.status_code, reason, response.url)
+    def _ask(self, method, url, deadline, retry, **kwargs):
+        """The response to ``method url``, checked (``answer.check``), its
+        body not yet read; close it."""
+        response = self.session.request(
+            method, url, timeout=self.timeout, allow_redirects=False,
+            stream=True, **kwargs)
+        try:
+            return check(response, deadline, retry)
+        except BaseException:
+            response.close()
+            raise
 
-    def request(self, method, path, retry=True, **kwargs):
-        """The checked response to ``method path``; retried if ``retry``."""
+    def json(self, method, path, retry=True, **kwargs):
+        """The JSON answer to ``method path``; retried if ``retry``."""
         url = self.url + path
         what = '%s %s' % (method, url)
         failures = 0
         while True:
             try:
-                response = self.session.request(
-                    method, url, timeout=self.timeout, allow_redirects=False,
-                    **kwargs)
-                if retry and response.status_code in _RETRY_STATUS:
-                    raise _Transient('HTTP %d: %s' % (response.status_code,
-                                                      _reason(response)))
-                return self._check(response)
-            except _TRANSIENT + (_Transient,) as error:
+                deadline = Deadline(self.response_seconds[0])
+                with self._ask(method, url, deadline, retry,
+                               **kwargs) as response:
+                    return read_json(response, self.json_bytes, deadline,
+                                     self.chunk_size)
+            except _TRANSIENT as error:
                 if not retry:
                     raise DownloadError('%s failed: %s'
                                         % (what, _brief(error))) from error
                 failures += 1
                 self._pause(failures, what, error)
-
-    def json(self, method, path, retry=True, **kwargs):
-        response = self.request(method, path, retry, **kwargs)
-        try:
-            return response.json()
-        except ValueError as error:
-            raise RemoteError(response.status_code, 'the answer is not JSON',
-                              response.url) from error
 
     def _snapshot_call(self, snapshot_id, method, path, **kwargs):
         try:
@@ -282,11 +259,16 @@ class RemoteClient:
                 have = self._fetch_once(snapshot_id, entry, path, have,
                                         progress)
                 if have < size:
-                    raise _Transient('connection closed after %d of %d bytes'
-                                     % (have, size))
-            except _TRANSIENT + (_Transient,) as error:
+                    raise Transient('connection closed after %d of %d bytes'
+                                    % (have, size))
+            except _TRANSIENT as error:
                 have = _size(path)
-                failures = 1 if have > started else failures + 1
+                # Only a try that brought a good part of what is left starts
+                # the count of failures again: a server trickling a few
+                # bytes a try would otherwise be tried for ever.
+                brought = have - started
+                failures = 1 if brought >= min(self.chunk_size, size -
+                                               started) else failures + 1
                 self._pause(failures, what, error)
         if not os.path.lexists(path):
             devfile.open_private(path, 'wb').close()  # an empty range
@@ -298,21 +280,18 @@ class RemoteClient:
 
     def _fetch_once(self, snapshot_id, entry, path, have, progress):
         """One try; returns how many bytes of the range ``path`` holds."""
-        headers = {'Accept-Encoding': 'identity'}
+        headers = {}
         if have:
             headers['Range'] = 'bytes=%d-' % have
             headers['If-Range'] = '"%s"' % entry['sha256']
-        with self.session.get(self.url + entry['path'], headers=headers,
-                              stream=True, timeout=self.timeout,
-                              allow_redirects=False) as response:
-            if response.status_code in _RETRY_STATUS:
-                raise _Transient('HTTP %d' % response.status_code)
-            self._check(response)
+        deadline = Deadline(self.response_seconds[1])
+        with self._ask('GET', self.url + entry['path'], deadline, True,
+                       headers=headers) as response:
             if response.status_code == 206:
                 start = _range_start(response.headers.get('Content-Range'))
                 if start != have:
-                    raise _Transient('asked for bytes from %d, got them '
-                                     'from %d' % (have, start))
+                    raise Transient('asked for bytes from %d, got them '
+                                    'from %d' % (have, start))
             elif have:
                 # The whole range again: the app's copy is not the one we
                 # have part of (If-Range), or it ignores ranges.
@@ -322,7 +301,8 @@ class RemoteClient:
             with devfile.open_private(path, mode) as fileobj:
                 fileobj.seek(have)
                 fileobj.truncate()
-                for chunk in response.iter_content(self.chunk_size):
+                for chunk in chunks(response, None, deadline,
+                                    self.chunk_size):
                     if have + len(chunk) > entry['size']:
                         fileobj.close()
                         os.unlink(path)
@@ -364,4 +344,4 @@ def _range_start(header):
             raise ValueError(header)
         return int(spec.partition('-')[0])
     except ValueError:
-        raise _Transient('bad Content-Range %r' % header) from None
+        raise Transient('bad Content-Range %r' % header) from None

@@ -139,8 +139,11 @@ def _check_range(request, size):
 @allow('GET')
 def range_bytes(request):
     """The stored bytes of one range of a finished snapshot."""
-    snap = _finished(request)
     name = request.urlvars['name']
+    if len(name.encode('utf-8')) > defaults.MAX_NAME_BYTES:
+        raise refuse(exc.HTTPBadRequest, 'invalid range name %r...: longer '
+                     'than %d bytes' % (name[:40], defaults.MAX_NAME_BYTES))
+    snap = _finished(request)
     backup = None
     if name.startswith('RB:%d:' % snap.id):
         backup = db.get(RangeBackup.key_for(name))
