@@ -15,6 +15,7 @@ import datetime
 import enum
 import hashlib
 import logging
+import threading
 import time
 import traceback
 import uuid
@@ -28,7 +29,8 @@ from .serializers import default_serializer
 
 __all__ = ['Status', 'Task', 'task', 'register', 'defer', 'defer_many',
            'make_task', 'get_tasks', 'count_tasks', 'get_failed_tasks',
-           'run_tasks', 'run_task', 'push_again', 'dotted_name', 'resolve']
+           'run_tasks', 'run_in_threads', 'run_task', 'push_again',
+           'dotted_name', 'resolve']
 
 log = logging.getLogger(__name__)
 
@@ -325,6 +327,45 @@ def run_tasks(recursive=False, wait=False, deadline=None, max_tasks=None,
                 if pause <= 0:
                     return ran
             time.sleep(pause)
+
+
+def run_in_threads(threads, **kwargs):
+    """``run_tasks(**kwargs)`` in ``threads`` workers at once; how many ran.
+
+    With ``recursive``, a worker that finds nothing due waits while the
+    others run: what they run may queue more.
+    """
+    if threads <= 1:
+        return run_tasks(**kwargs)
+    lock, busy, ran = threading.Lock(), [0], [0]
+    stop_at = (None if kwargs.get('deadline') is None
+               else time.monotonic() + kwargs['deadline'])
+
+    def work():
+        while True:
+            with lock:
+                busy[0] += 1
+            count = 0
+            try:
+                count = run_tasks(**kwargs)
+            finally:
+                with lock:
+                    busy[0] -= 1
+                    ran[0] += count
+                    others_busy = busy[0] > 0
+            if not kwargs.get('recursive') or (
+                    stop_at is not None and time.monotonic() >= stop_at) or (
+                    count == 0 and not others_busy):
+                return
+            if count == 0:
+                time.sleep(0.01)
+    workers = [threading.Thread(target=work, name='lovely-gae-worker-%d' % n)
+               for n in range(1, threads + 1)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return ran[0]
 
 
 def _run_lease(token, leased, out_of_budget):

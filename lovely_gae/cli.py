@@ -180,7 +180,8 @@ def cmd_verify(args, client):
 
 
 def cmd_worker(args, client):
-    result = client.run_worker(seconds=args.seconds, wait=args.wait)
+    result = client.run_worker(seconds=args.seconds, wait=args.wait,
+                               threads=args.threads)
     return 0, result, 'Ran %d tasks, %d queued' % (result['ran'],
                                                    result['queued'])
 
@@ -188,7 +189,8 @@ def cmd_worker(args, client):
 def cmd_serve(args, client):
     from .server import LocalServer
     server = LocalServer(args.local, host=args.host, port=args.port,
-                         token=args.token, no_token=args.no_token)
+                         token=args.token, no_token=args.no_token,
+                         threads=args.threads)
     _out(server.describe())  # the token, if made up: here, and only here
     server.run()
     return 0, None, None
@@ -198,6 +200,19 @@ def cmd_demo(args, client):
     from . import demo
     identical, steps, lines = demo.run()
     return 0 if identical else 1, steps, '\n'.join(lines)
+
+
+def _threads(value):
+    number = int(value)
+    if not 1 <= number <= 64:
+        raise argparse.ArgumentTypeError('must be from 1 to 64')
+    return number
+
+
+def threads(cmd):
+    cmd.add_argument('--threads', type=_threads, default=1, metavar='N',
+                     help='worker threads running tasks at once, 1 to 64 '
+                     '(default: %(default)s)')
 
 
 def _add_commands(sub):
@@ -267,11 +282,13 @@ def _add_commands(sub):
                      help='address to listen on (default: %(default)s)')
     cmd.add_argument('--port', type=int, default=8080,
                      help='port (default: %(default)s)')
+    threads(cmd)
     cmd = add('worker', cmd_worker, 'run queued tasks until none is due')
     cmd.add_argument('--seconds', type=float, metavar='S',
                      help='stop after about S seconds')
     cmd.add_argument('--wait', action='store_true', help='also wait for '
                      'tasks due later (retries) until the queue is empty')
+    threads(cmd)
     add('demo', cmd_demo, 'walk through snapshot, damage, restore and '
         'download on sample data in the local datastore file',
         where='local')

@@ -348,10 +348,11 @@ class LocalClient:
         drain()
         return {'deleted': deleted}
 
-    def run_worker(self, seconds=None, wait=False):
-        from .async_ import run_tasks
+    def run_worker(self, seconds=None, wait=False, threads=1):
+        from .async_ import run_in_threads
         from .snapshot.worker import queued
-        ran = run_tasks(recursive=True, wait=wait, deadline=seconds)
+        ran = run_in_threads(threads, recursive=True, wait=wait,
+                             deadline=seconds)
         return {'ran': ran, 'queued': queued()}
 
     def wait(self, snapshot_id, restore=False, **kwargs):

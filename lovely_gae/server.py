@@ -6,6 +6,7 @@ the app on a local datastore file, with a worker thread that drains the
 task queue about once a second and saves the file whenever the datastore
 changed, and once more on shutdown.
 """
+import contextlib
 import logging
 import secrets
 import select
@@ -151,18 +152,58 @@ class ThreadedServer:
         self.stop()
 
 
-class _Serialized:
-    """Let one request at a time at the datastore stub, under ``lock``.
+class _SharedLock:
+    """Held by many at once (requests, workers), or by a save alone.
 
-    The body is read under the lock too, since a download reads the
-    datastore while it is sent; waitress buffers it before it goes out.
+    A save that waits goes first: no new holder comes in meanwhile.
+    """
+
+    def __init__(self):
+        self._changed = threading.Condition()
+        self._holders = self._saves_waiting = 0
+        self._saving = False
+
+    @contextlib.contextmanager
+    def shared(self):
+        with self._changed:
+            while self._saving or self._saves_waiting:
+                self._changed.wait()
+            self._holders += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._holders -= 1
+                self._changed.notify_all()
+
+    @contextlib.contextmanager
+    def alone(self):
+        with self._changed:
+            self._saves_waiting += 1
+            while self._saving or self._holders:
+                self._changed.wait()
+            self._saves_waiting -= 1
+            self._saving = True
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._saving = False
+                self._changed.notify_all()
+
+
+class _Shared:
+    """Let requests at the datastore while no save is writing its file.
+
+    The body is read inside too, since a download reads the datastore
+    while it is sent; waitress buffers it before it goes out.
     """
 
     def __init__(self, app, lock):
         self.app, self.lock = app, lock
 
     def __call__(self, environ, start_response):
-        with self.lock:
+        with self.lock.shared():
             app_iter = self.app(environ, start_response)
             try:
                 return [b''.join(app_iter)]
@@ -192,7 +233,7 @@ class LocalServer:
                     '/lovely.gae/worker')
 
     def __init__(self, datastore, host='127.0.0.1', port=8080, token=None,
-                 no_token=False, interval=None):
+                 no_token=False, interval=None, threads=1):
         token = configured_token(token)
         if no_token:
             if token is not None:
@@ -209,15 +250,16 @@ class LocalServer:
         self.datastore = datastore
         self.interval = interval or self.interval
         self.save_error = None
-        self.lock = threading.RLock()
+        self.lock = _SharedLock()
         app = getApp(self.token, app_engine_headers=False)
-        self.http = ThreadedServer(_Serialized(self._gate(app), self.lock),
+        self.http = ThreadedServer(_Shared(self._gate(app), self.lock),
                                    host=host, port=port)
         self.url = self.http.url
         datastore.note(url=self.url)  # for a command the file's lock keeps out
         self._stop = threading.Event()
-        self._worker = threading.Thread(target=self._work, daemon=True,
-                                        name='lovely-gae-worker')
+        self._workers = [threading.Thread(target=self._work, daemon=True,
+                                          name='lovely-gae-worker-%d' % n)
+                         for n in range(1, max(1, threads) + 1)]
 
     def describe(self):
         """What a person starting the server needs to know, token included."""
@@ -230,9 +272,12 @@ class LocalServer:
             lines += ['The token, made up for this run:',
                       '    export LOVELY_GAE_TOKEN=%s' % self.token,
                       '    lovely-gae --url %s list' % self.url]
-        lines.append('A worker runs queued tasks every %g seconds and saves '
-                     'the datastore file after changes. Press Ctrl-C to '
-                     'stop.' % self.interval)
+        lines.append('%s queued tasks every %g seconds and save%s the '
+                     'datastore file after changes. Press Ctrl-C to stop.' % (
+                         'A worker runs' if len(self._workers) == 1 else
+                         '%d workers run' % len(self._workers),
+                         self.interval,
+                         's' if len(self._workers) == 1 else ''))
         return '\n'.join(lines)
 
     def _gate(self, app):
@@ -264,18 +309,18 @@ class LocalServer:
         """
         from .async_ import run_tasks
         ran = 0
-        with self.lock:
-            if self.save_error is None:
+        if self.save_error is None:
+            with self.lock.shared():
                 try:
                     ran = run_tasks(recursive=True, deadline=self.interval)
                 except Exception:
                     log.exception('the worker failed; trying again')
-            self.save_if_changed()
+        self.save_if_changed()
         return ran
 
     def save_if_changed(self):
         """Save the file if it changed; True if it is saved now."""
-        with self.lock:
+        with self.lock.alone():
             try:
                 if self.datastore.save():
                     log.info('saved the datastore file')
@@ -296,13 +341,15 @@ class LocalServer:
             self.work_once()
 
     def start(self):
-        self._worker.start()
+        for worker in self._workers:
+            worker.start()
         self.http.start()
         return self
 
     def run(self):
         """Serve in this thread until Ctrl-C or SIGTERM; then save."""
-        self._worker.start()
+        for worker in self._workers:
+            worker.start()
         try:
             self.http.run()
         except KeyboardInterrupt:
@@ -316,7 +363,8 @@ class LocalServer:
 
     def _finish(self):
         self._stop.set()
-        if self._worker.is_alive():
-            self._worker.join()
+        for worker in self._workers:
+            if worker.is_alive():
+                worker.join()
         if not self.save_if_changed():
             raise LovelyGaeError(self.save_error)

@@ -141,3 +141,26 @@ def test_arguments_too_big_for_a_lease_are_refused(gae_testbed):
     with pytest.raises(TaskError, match='at most 1000000 fit'):
         async_.defer(record, args=('x' * 1000000,))
     assert async_.get_tasks() == []
+
+
+SEEN_THREADS = []
+
+
+@async_.task
+def note_thread(number):
+    import threading
+    import time
+    SEEN_THREADS.append(threading.current_thread().name)
+    time.sleep(0.02)  # long enough for another worker to take the next
+    if number < 6:
+        async_.defer(note_thread, args=(number + 1,))
+        async_.defer(note_thread, args=(number + 10,))
+
+
+def test_tasks_run_in_several_threads_at_once(gae_testbed):
+    SEEN_THREADS.clear()
+    async_.defer(note_thread, args=(0,))
+    ran = async_.run_in_threads(4, recursive=True)
+    assert ran == len(SEEN_THREADS) == 13  # 0..6, and 10..15
+    assert len(set(SEEN_THREADS)) > 1
+    assert async_.get_tasks() == []

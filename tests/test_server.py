@@ -299,3 +299,27 @@ def test_headers_that_trickle_in_get_their_connection_closed():
             # A connection that waits between two requests is left open.
             idle.sendall(request)
             assert status_line(idle) == b'HTTP/1.1 200 OK'
+
+
+def test_serve_runs_tasks_in_several_workers_and_saves_once_they_rest(
+        env, tmp_path):
+    from tests.test_async import SEEN_THREADS, note_thread
+    from lovely_gae import async_
+    path = str(tmp_path / 'served.datastore')
+    SEEN_THREADS.clear()
+    with local_datastore(path, save=False) as datastore:
+        server = LocalServer(datastore, port=0, token='s3cret', threads=3,
+                             interval=0.05)
+        assert '3 workers run queued tasks' in server.describe()
+        async_.defer(note_thread, args=(0,))
+        server.start()
+        try:
+            eventually(lambda: len(SEEN_THREADS) == 13)
+            eventually(lambda: async_.get_tasks() == [])
+        finally:
+            server.stop()
+    assert len(set(SEEN_THREADS)) > 1
+    assert all(name.startswith('lovely-gae-worker-')
+               for name in SEEN_THREADS)
+    with local_datastore(path, save=False):  # saved, with nothing queued
+        assert async_.get_tasks() == []

@@ -9,6 +9,7 @@ against what a download can trust (``manifest``). Redirects are never
 followed, as the token would go along. Nothing received is ever unpickled,
 nor unpacked, nor read beyond a bound in bytes and time (``answer``).
 """
+import concurrent.futures
 import hashlib
 import logging
 import os
@@ -199,16 +200,21 @@ class RemoteClient:
         return self.json('POST', '/lovely.gae/prune', retry=False,
                          params={'keep': keep})
 
-    def run_worker(self, seconds=None, wait=False):
-        """Have the app run due tasks; with ``wait``, until none is left."""
+    def run_worker(self, seconds=None, wait=False, threads=1):
+        """Have the app run due tasks; with ``wait``, until none is left;
+        with ``threads``, that many calls at once (App Engine spreads them
+        over its instances)."""
         params = {'seconds': seconds} if seconds else {}
         ran = 0
         while True:
-            answer = self.json('POST', '/lovely.gae/worker', retry=False,
-                               params=params)
-            ran += answer['ran']
-            if not (wait and answer['queued'] and answer['ran']):
-                return {'ran': ran, 'queued': answer['queued']}
+            with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+                answers = list(pool.map(lambda _: self.json(
+                    'POST', '/lovely.gae/worker', retry=False,
+                    params=params), range(threads)))
+            ran += sum(answer['ran'] for answer in answers)
+            queued = answers[-1]['queued']
+            if not (wait and queued and any(a['ran'] for a in answers)):
+                return {'ran': ran, 'queued': queued}
 
     def wait(self, snapshot_id, restore=False, plan=False, timeout=3600.0,
              interval=1.0):
