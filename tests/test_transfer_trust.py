@@ -36,6 +36,8 @@ class Hostile:
 
     def __call__(self, environ, start_response):
         path = environ['PATH_INFO']
+        if environ.get('QUERY_STRING'):
+            path += '?' + environ['QUERY_STRING']
         length = int(environ.get('CONTENT_LENGTH') or 0)
         self.body = environ['wsgi.input'].read(length)
         self.log.append((environ['REQUEST_METHOD'], path,
@@ -49,14 +51,23 @@ class Hostile:
     def serve(self, path, body, status='200 OK', headers=()):
         self.routes[path] = (status, list(headers), body)
 
-    def serve_manifest(self, manifest):
+    def serve_manifest(self, manifest, per_page=None):
+        """Serve ``manifest`` in pages of ``per_page`` ranges (None: one)."""
         self.manifest = manifest
-        for name in (SNAPSHOT_ID, 'latest'):
-            self.serve('/lovely.gae/snapshots/%s/manifest' % name,
-                       json.dumps(manifest).encode(),
-                       headers=[('Content-Type', 'application/json')])
+        self.serve_pages(pages_of(manifest, per_page))
 
-    def serve_snapshot(self, ranges, codec='bz2', kind='Dummy'):
+    def serve_pages(self, pages):
+        """Serve each page where the ``next`` of the one before leads."""
+        paths = ['%s/manifest' % name for name in (SNAPSHOT_ID, 'latest')]
+        for page in pages:
+            for path in paths:
+                self.serve('/lovely.gae/snapshots/' + path,
+                           json.dumps(page).encode(),
+                           headers=[('Content-Type', 'application/json')])
+            paths = ['%d/manifest?after=%s' % (SNAPSHOT_ID, page['next'])]
+
+    def serve_snapshot(self, ranges, codec='bz2', kind='Dummy',
+                       per_page=None):
         """Serve a manifest of ``ranges`` (each a list of records, or the
         raw bytes a range decompresses to) and their stored bytes."""
         entries = [self.serve_range(position, records, codec, kind)
@@ -64,9 +75,13 @@ class Hostile:
         self.serve_manifest({'snapshot': {
             'id': SNAPSHOT_ID, 'status': 'finished', 'kinds': [kind],
             'namespace': '', 'range_spans': {kind: [[0, len(ranges)]]},
-            'progress': {'entities': sum(e['count'] for e in entries)}},
-            'ranges': entries})
+            'progress': {'entities': sum(e['count'] for e in entries),
+                         'bytes': sum(e['size'] for e in entries)}},
+            'ranges': entries}, per_page)
         return self.manifest
+
+    def manifest_requests(self):
+        return [path for _, path, _ in self.log if '/manifest' in path]
 
     def serve_range(self, position, records, codec, kind):
         if isinstance(records, bytes):
@@ -91,6 +106,18 @@ class Hostile:
 
 
 CODEC_OF = {'bz2': bz2.compress, 'none': bytes}
+
+
+def pages_of(manifest, per_page=None):
+    """``manifest`` as the pages an app serves, ``per_page`` ranges each."""
+    ranges = manifest['ranges']
+    per_page = per_page or max(len(ranges), 1)
+    starts = range(0, max(len(ranges), 1), per_page)
+    return [{'snapshot': manifest['snapshot'],
+             'ranges': ranges[start:start + per_page],
+             'next': 'p%d' % (start + per_page)
+             if start + per_page < len(ranges) else None}
+            for start in starts]
 
 
 @pytest.fixture

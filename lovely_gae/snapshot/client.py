@@ -144,15 +144,17 @@ class _Checked:
         return record
 
 
-def write_file(path, snapshot_id, sources, progress, transform, total):
+def write_file(path, snapshot_id, sources, progress, transform, totals):
     """Write the records of ``sources`` to ``path``; never a partial file.
 
-    ``sources`` is a list of ``(range name, stored size, records())``;
-    ``records()`` is called when the range's turn comes. ``total`` is
-    how many records they hold, as the snapshot recorded.
+    ``sources`` yields ``(range name, stored size, records())`` in order;
+    ``records()`` is called when the range's turn comes. ``totals`` is what
+    the snapshot recorded of them, as ``Snapshot.progress`` has it:
+    ``entities``, ``ranges_total`` and ``bytes``.
     """
-    progress('start', snapshot_id=snapshot_id, ranges=len(sources),
-             bytes=sum(size for _, size, _ in sources))
+    ranges, total = totals['ranges_total'], totals['entities']
+    progress('start', snapshot_id=snapshot_id, ranges=ranges,
+             bytes=totals['bytes'])
     checked = _Checked(transform)
     fileobj, temp_path = devfile.temp_file(path)
     try:
@@ -160,7 +162,7 @@ def write_file(path, snapshot_id, sources, progress, transform, total):
             writer = devfile.DevFileWriter(fileobj)
             for position, (name, size, records) in enumerate(sources, 1):
                 progress('range', name=name, position=position,
-                         total=len(sources), bytes=size)
+                         total=ranges, bytes=size)
                 try:
                     writer.add_many(checked(records()))
                 except (ValueError, DecodeError) as exc:
@@ -208,19 +210,19 @@ def _part_path(partial_dir, name):
     return os.path.join(partial_dir, digest + '.part')
 
 
-def _remote_sources(remote, manifest, partial_dir, progress):
-    snapshot_id = manifest['snapshot']['id']
-
+def _remote_sources(remote, pages, partial_dir, progress):
+    """The ranges of the manifest's ``pages``, a page asked for when the
+    ranges before it are written."""
     def source(entry):
         def records():
             devfile.private_dir(partial_dir)
-            path = remote.fetch_range(snapshot_id, entry, _part_path(
+            path = remote.fetch_range(pages.snapshot_id, entry, _part_path(
                 partial_dir, entry['name']), progress)
             yield from storage.iter_records(
                 _chunks(path), entry['codec'], entry['raw_size'],
                 entry['count'])
         return entry['name'], entry['size'], records
-    return [source(entry) for entry in manifest['ranges']]
+    return (source(entry) for entry in pages)
 
 
 def _chunks(path, size=1 << 20):
@@ -270,19 +272,19 @@ def _download_local(out_dir, snapshot_id, transform, progress):
     snap.check_finished()
     path = out_path(out_dir, snap.id)
     return write_file(path, snap.id, _local_sources(snap, progress),
-                      progress, transform, snap.entity_count)
+                      progress, transform, snap.progress())
 
 
 def _download_remote(remote, out_dir, snapshot_id, transform, progress):
-    manifest = remote.manifest('latest' if snapshot_id is None
-                               else snapshot_id)
-    snapshot_id = manifest['snapshot']['id']
+    pages = remote.manifest_pages('latest' if snapshot_id is None
+                                  else snapshot_id)
+    snapshot_id = pages.snapshot_id
     path = out_path(out_dir, snapshot_id)
     partial_dir = os.path.join(out_dir, '.snapshot.%d.partial' % snapshot_id)
-    sources = _remote_sources(remote, manifest, partial_dir, progress)
+    sources = _remote_sources(remote, pages, partial_dir, progress)
     try:
         write_file(path, snapshot_id, sources, progress, transform,
-                   manifest['snapshot']['progress']['entities'])
+                   pages.totals)
     except RangeCorrupted as error:
         # Fetched as the app has it, and refused: no use to resume from.
         part = _part_path(partial_dir, error.range_name)

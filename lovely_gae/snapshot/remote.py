@@ -4,8 +4,8 @@
 that can be repeated safely are retried with exponential backoff on
 connection errors, timeouts and 429/5xx answers; a range download resumes
 where the last try stopped (``Range: bytes=N-``, guarded by ``If-Range``)
-and is checked against the manifest's size and sha256, the manifest itself
-against what a download can trust (``manifest``). Redirects are never
+and is checked against the manifest's size and sha256, each page of the
+manifest against what a download can trust (``manifest``). Redirects are never
 followed, as the token would go along. Nothing received is ever unpickled,
 nor unpacked, nor read beyond a bound in bytes and time (``answer``).
 """
@@ -26,7 +26,7 @@ from . import devfile, wire
 from .access import configured_token, is_loopback_host
 from .answer import Deadline, RemoteError, Transient, check, chunks, read_json
 from .client import quiet
-from .manifest import check_manifest
+from .manifest import ManifestPages
 
 __all__ = ['RemoteClient', 'RemoteError']
 
@@ -72,7 +72,7 @@ class RemoteClient:
     #: Seconds a whole answer may take, once asked for: one of JSON, and
     #: one of a range's bytes.
     response_seconds = (120.0, 600.0)
-    #: Bytes of a JSON answer at most, a manifest's included.
+    #: Bytes of a JSON answer at most, a page of a manifest included.
     json_bytes = 16 << 20
     #: Bytes read from the network at a time.
     chunk_size = 64 * 1024
@@ -234,14 +234,21 @@ class RemoteClient:
 
     # Data in and out.
 
-    def manifest(self, snapshot_id='latest'):
-        """The snapshot and its ranges: name, kind, count, size, sha256, ...
-
-        Checked whole before anything else is asked for (see ``manifest``).
+    def manifest(self, snapshot_id='latest', after=None):
+        """One page of the manifest, as the app sends it: the snapshot, its
+        next ranges (name, kind, count, size, sha256, ...) and ``next``,
+        the cursor to send as ``after`` for the page after it (None after
+        the last). ``manifest_pages`` checks the pages; trust none unchecked.
         """
-        return check_manifest(self._snapshot_call(
+        return self._snapshot_call(
             snapshot_id, 'GET', '/lovely.gae/snapshots/%s/manifest'
-            % quote(str(snapshot_id), safe='')), snapshot_id)
+            % quote(str(snapshot_id), safe=''),
+            params={} if after is None else {'after': after})
+
+    def manifest_pages(self, snapshot_id='latest'):
+        """The manifest's entries, a page fetched and checked whole before
+        any of its entries is used (``manifest.ManifestPages``)."""
+        return ManifestPages(self.manifest, snapshot_id)
 
     def fetch_range(self, snapshot_id, entry, path, progress=None):
         """Download a range of the manifest to ``path`` and check it.

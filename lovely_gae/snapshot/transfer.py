@@ -19,17 +19,27 @@ from webob import Response, exc
 from .. import cache, defaults, entities
 from ..exceptions import SnapshotIncomplete, SnapshotNotFinished
 from .access import refuse
-from .models import RangeBackup, iter_backups
+from .models import RangeBackup, backup_keys, iter_backups
 from .rewrite import rewrite_entity
 from .web import MAX_BODY_BYTES, allow, json_response, snapshot_or_404
 from . import storage, wire
 
 __all__ = ['manifest', 'range_bytes', 'upload', 'StoredBytes',
-           'MAX_UPLOAD_BYTES']
+           'MAX_UPLOAD_BYTES', 'MANIFEST_PAGE', 'MAX_CURSOR']
 
 #: Largest upload body the app accepts: a client sends at most
 #: ``wire.BATCH_BYTES``.
 MAX_UPLOAD_BYTES = MAX_BODY_BYTES
+
+#: Ranges one page of a manifest lists at most: its answer stays small
+#: (about 300 bytes a range), and so do the reads behind it.
+MANIFEST_PAGE = 100
+
+#: Characters a manifest's cursor has at most.
+MAX_CURSOR = 64
+
+# A cursor: snapshot id, index of the kind in its sorted kinds, position.
+_CURSOR = re.compile(r'([0-9]{1,19})\.([0-9]{1,19})\.([0-9]{1,19})\Z')
 
 # One range of bytes: the only form served.
 _RANGE = re.compile(r'([0-9]*)-([0-9]*)\Z')
@@ -55,14 +65,18 @@ def range_path(snapshot_id, name):
 
 @allow('GET')
 def manifest(request):
-    """The ranges of a finished snapshot, in the order a file holds them.
+    """One page of a finished snapshot's manifest: the snapshot, its next
+    ranges in the order a file holds them, and ``next``, the cursor of the
+    page after it (None after the last), to send back as ``after``.
 
-    Every range the snapshot counted must be stored, or it answers 409
-    naming the first one missing: a download is whole or nothing.
+    Each range the page covers must be stored, or it answers 409 naming
+    the first one missing: a download is whole or nothing.
     """
     snap = _finished(request)
+    kinds = sorted(snap.kinds)  # the order of the keys, as downloads write
+    start = _cursor(request, snap, kinds)
     try:
-        keys = snap.range_backup_keys()
+        keys, after = _page(snap, kinds, start)
     except SnapshotIncomplete as error:
         raise refuse(exc.HTTPConflict, str(error)) from error
     ranges = [{'name': rb.name, 'kind': rb.range_kind,
@@ -71,7 +85,74 @@ def manifest(request):
                'sha256': rb.sha256, 'codec': rb.codec,
                'format': rb.format, 'path': range_path(snap.id, rb.name)}
               for rb in iter_backups(snap.id, keys)]
-    return json_response({'snapshot': snap.to_dict(), 'ranges': ranges})
+    return json_response({'snapshot': snap.to_dict(), 'ranges': ranges,
+                          'next': after})
+
+
+def _spans(snap, kind):
+    spans = snap.spans(kind)
+    if spans is None:
+        raise SnapshotIncomplete(snap.id, 'the ranges of kind %r are not '
+                                 'known' % kind)
+    return spans
+
+
+def _page(snap, kinds, start):
+    """The keys of the ranges of the page from ``start`` (``(index in
+    kinds, position)``), and the cursor of the page after it or None.
+
+    Each window of a span is listed on its own (``backup_keys``): only the
+    keys the page serves are read, whatever the snapshot holds.
+    """
+    keys, left = [], MANIFEST_PAGE
+    for index in range(start[0], len(kinds)):
+        kind = kinds[index]
+        for first, count in _spans(snap, kind):
+            if index == start[0] and first < start[1]:
+                first, count = start[1], first + count - start[1]
+            if count <= 0:
+                continue
+            if not left:
+                return keys, '%d.%d.%d' % (snap.id, index, first)
+            taken = min(count, left)
+            keys += backup_keys(snap.id, kind, first, taken)
+            left -= taken
+            if taken < count:
+                return keys, '%d.%d.%d' % (snap.id, index, first + taken)
+    return keys, None
+
+
+def _cursor(request, snap, kinds):
+    """Where the page asked for starts: ``(index in kinds, position)``.
+
+    A cursor is ``<snapshot id>.<kind index>.<position>`` of a range of
+    this snapshot; anything else is a 400.
+    """
+    try:
+        found = request.GET.getall('after')
+    except UnicodeDecodeError:
+        raise refuse(exc.HTTPBadRequest, 'invalid after: the query is not '
+                     'UTF-8') from None
+    if not found:
+        return 0, 0
+    text = found[-1]
+    match = _CURSOR.match(text) if len(text) <= MAX_CURSOR else None
+    if len(found) > 1:
+        problem = 'send one cursor'
+    elif match is None:
+        problem = 'no cursor of a manifest'
+    else:
+        snapshot_id, index, position = map(int, match.groups())
+        if snapshot_id != snap.id:
+            problem = 'a cursor of another snapshot'
+        elif index >= len(kinds) or not any(
+                first <= position < first + count
+                for first, count in snap.spans(kinds[index]) or ()):
+            problem = 'past the ranges of snapshot %d' % snap.id
+        else:
+            return index, position
+    raise refuse(exc.HTTPBadRequest, 'invalid after %r: %s'
+                 % (text[:MAX_CURSOR], problem))
 
 
 class StoredBytes:
