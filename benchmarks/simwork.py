@@ -206,13 +206,16 @@ def _client(ctx, part, func):
         ctx['clients'] -= 1
 
 
-def _thread(scheduler, part, body, *args, ends=None):
+def _thread(scheduler, part, body, *args, ends=None, errors=None):
     def target():
         scheduler.enter(part)
         try:
             body(*args)
         except Exception:
             log.exception('participant %s failed', part.name)
+            if errors is not None:
+                errors.append('%s: %s' % (part.name, traceback.format_exc(
+                    limit=5)))
         finally:
             if ends is not None:
                 ends.append(part.clock)
@@ -243,7 +246,7 @@ def run(sim, client, workers, mode='push', max_tasks=20, interval=1.0,
         part = scheduler.add('worker-%d' % number)
         if bodies is not None:
             threads.append(_thread(scheduler, part, bodies[number], part,
-                                   ends=ends))
+                                   ends=ends, errors=stats.errors))
         else:
             body = _push_worker if mode == 'push' else _poll_worker
             threads.append(_thread(scheduler, part, body, ctx, part))

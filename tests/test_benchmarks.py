@@ -75,7 +75,7 @@ def test_simulated_smoke_measures_every_run_exactly(tmp_path):
         assert runs[(name, 2, 'poll')]['idle_polls'] > 0
     # The ideal reader: 2 ranges of 200 read, 2 blobs put; 1 put of 300.
     assert runs[('ideal snapshot', 1, 'push')]['counts']['by_method'] == {
-        'Get': 2, 'Put': 2}
+        'RunQuery': 2, 'Put': 2}
     assert runs[('ideal restore', 1, 'push')]['counts']['writes'] == 300
     assert result['memory']['300']['snapshot']['peak'] > 0
     assert result['memory']['300']['restore']['tasks'] > 0
@@ -136,3 +136,54 @@ def test_simulated_section_and_plain_table_keep_each_other(tmp_path):
         again = written.read()
     assert again.count(report.SIMULATED_HEADING) == 1
     assert 'second' in again and report.CHANGES_HEADING in again
+
+
+def test_fast_key_ranges_answer_as_the_stub_does():
+    """Key-range queries through ``stubspeed`` return what the stub's own
+    way returns, and take the stub's way where keys do not compare."""
+    import random
+
+    from google.appengine.api import datastore
+
+    from benchmarks import data, stubspeed
+    from lovely_gae import entities
+
+    def answers(kind, cases):
+        return [[pb.SerializeToString() for pb in entities.iter_range(
+            kind, '', start, end, keys_only=keys_only)]
+            for start, end in cases for keys_only in (True, False)]
+
+    def key(kind, id_or_name):
+        return None if id_or_name is None else datastore.Key.from_path(
+            kind, id_or_name)
+
+    rng = random.Random(11)
+    with data.testbed() as bed:
+        data.fill(600)
+        mixed = [datastore.Entity('BenchMixed', id=n) for n in (1, 2, 3)]
+        mixed += [datastore.Entity('BenchMixed', name=n) for n in 'abc']
+        datastore.Put(mixed)
+        data.settle()
+        cases = [(key(data.KIND, a), key(data.KIND, a + rng.randrange(50)))
+                 for a in rng.sample(range(1, 620), 12)]
+        cases += [(None, key(data.KIND, 7)), (key(data.KIND, 590), None),
+                  (key(data.KIND, 9), key(data.KIND, 9))]
+        mixed_cases = [(key('BenchMixed', 2), key('BenchMixed', 'b')),
+                       (None, key('BenchMixed', 'b'))]
+        expected = answers(data.KIND, cases)
+        expected_mixed = answers('BenchMixed', mixed_cases)
+        stub = bed.get_stub('datastore_v3')
+        slow = []
+        original = stub._GetQueryCursor
+
+        def counted(*args):
+            slow.append(args)
+            return original(*args)
+        stub._GetQueryCursor = counted
+        with stubspeed.fast_key_ranges(stub):
+            assert answers(data.KIND, cases) == expected
+            assert slow == []  # every one of them went the fast way
+            assert answers('BenchMixed', mixed_cases) == expected_mixed
+            assert slow  # ids against names: the stub's way
+        assert stub._GetQueryCursor is counted
+    assert sum(map(len, expected)) > 0 and all(expected_mixed)
