@@ -110,8 +110,9 @@ def test_counting_wrapper_counts_a_known_sequence():
     assert counts['by_method'] == {'Put': 1, 'RunQuery': 1}
     assert (counts['reads'], counts['keys_returned']) == (1, 3)
     # Virtual time: 2 calls of 30 ms, 3 entities and 3 keys at 0.5 ms each,
-    # and this thread's few milliseconds of Python.
-    assert 0.063 <= result['seconds'] <= 0.063 + 0.02
+    # and this thread's few milliseconds of Python (CPU time, not the
+    # machine's clock: a busy machine does not add to it).
+    assert 0.063 <= result['seconds'] <= 0.063 + 0.05
 
 
 def test_simulated_section_and_plain_table_keep_each_other(tmp_path):
