@@ -4,6 +4,11 @@
 datastore stub, each next to a hand-written floor in the same process, and
 prints a table of ratios (see ``benchmarks/RESULTS.md`` and
 ``python -m benchmarks --help``).
+
+``python -m benchmarks --simulate`` runs issue 11's: snapshot and restore in
+virtual time on the stub wrapped in a latency model, with K workers, against
+an ideal range-parallel reader (``simmain``, ``simulate``; the instrument is
+``simclock``, ``simstub`` and ``simwork``, checked by ``simcheck``).
 """
 
 from lovely_gae import async_

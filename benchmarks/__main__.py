@@ -5,6 +5,7 @@ Examples::
     python -m benchmarks                      # 10,000, 50,000 and 200,000
     python -m benchmarks --size 10000 --codecs --output benchmarks/RESULTS.md
     python -m benchmarks --size 2000 --smoke  # what CI runs
+    python -m benchmarks --simulate           # issue 11: see simmain
 """
 import argparse
 import json
@@ -15,7 +16,7 @@ import tempfile
 import time
 import traceback
 
-from . import codec_choice, data, measure, report
+from . import codec_choice, data, measure, report, simmain, simreport
 
 DEFAULT_SIZES = (10000, 50000, 200000)
 SMOKE_SIZE = 2000
@@ -76,6 +77,7 @@ def build_parser():
     parser.add_argument('--tasks', type=int, default=1000, metavar='N',
                         help='tasks of the queue-overhead measurement '
                              '(default: %(default)s)')
+    simmain.add_arguments(parser)
     return parser
 
 
@@ -160,9 +162,27 @@ def run(args, log):
         'skipped': skipped}
 
 
+def simulated(args, log):
+    """``--simulate``: issue 11's measurements in virtual time."""
+    result = simmain.run(args, log, _sizes(args.size))
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        print(simreport.text(result))
+    full = (not args.size or _sizes(args.size) == list(
+        simmain.DEFAULT_SIZES)) and not args.workers
+    if not args.smoke and (args.output or full):
+        path = args.output or report.default_path()
+        simmain.write(path, result)
+        log('wrote %s' % path)
+    return 1 if simmain.failed(result) else 0
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     log = _Log()
+    if args.simulate:
+        return simulated(args, log)
     result = run(args, log)
     if args.json:
         print(json.dumps(result, indent=2, default=str))

@@ -6,10 +6,12 @@ import platform
 import subprocess
 
 __all__ = ['machine', 'table', 'codec_table', 'notes', 'write_results',
-           'default_path',
-           'CHANGES_HEADING']
+           'write_section', 'default_path', 'CHANGES_HEADING',
+           'SIMULATED_HEADING']
 
 CHANGES_HEADING = '## What each change bought'
+#: The section a ``--simulate`` run writes (see ``simreport``).
+SIMULATED_HEADING = '## Simulated production'
 CHANGES_PLACEHOLDER = (
     '_Placeholder, for the library engineer to fill: one entry per change '
     'to the library, what it changed and the ratios before and after it '
@@ -150,19 +152,56 @@ def notes(rows):
     return [(label, note) for note, label in seen.items()]
 
 
-def _kept_changes(path):
-    """The 'What each change bought' section of an existing file, kept."""
+def _read(path):
     try:
         with open(path, encoding='utf-8') as existing:
-            text = existing.read()
+            return existing.read()
     except OSError:
         return None
-    start = text.find(CHANGES_HEADING)
+
+
+def _section(text, heading):
+    """The body of the section ``heading`` of ``text`` (None if none)."""
+    start = -1 if text is None else text.find(heading + '\n')
     if start < 0:
         return None
-    body = text[start + len(CHANGES_HEADING):]
+    body = text[start + len(heading):]
     end = body.find('\n## ')
     return body if end < 0 else body[:end + 1]
+
+
+def _kept_changes(path):
+    """The 'What each change bought' section of an existing file, kept."""
+    return _section(_read(path), CHANGES_HEADING)
+
+
+def write_section(path, heading, body):
+    """Put section ``heading`` (``body`` starts with it) into the file at
+    ``path``: in place of the old one, else before 'What each change
+    bought', else at the end. The rest of the file stays as it is."""
+    text = _read(path) or ''
+    old = _section(text, heading)
+    body = body.rstrip('\n') + '\n'
+    if old is not None:
+        start = text.find(heading + '\n')
+        text = text[:start] + body + text[start + len(heading) + len(old):]
+    elif CHANGES_HEADING + '\n' in text:
+        start = text.find(CHANGES_HEADING + '\n')
+        text = text[:start] + body + '\n' + text[start:]
+    else:
+        text = text.rstrip('\n') + ('\n\n' if text else '') + body
+    _write(path, text)
+
+
+def _write(path, text):
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    temporary = path + '.tmp'
+    with open(temporary, 'w', encoding='utf-8') as out:
+        out.write(text)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(temporary, path)
 
 
 def write_results(path, result):
@@ -205,13 +244,13 @@ def write_results(path, result):
                   'it, its stored bytes against the seed\'s bz2, and the '
                   'codec alone in memory.', '',
                   codec_table(result['codecs'], markdown=True)]
+    simulated = _section(_read(path), SIMULATED_HEADING)
+    if simulated is not None:  # a --simulate run's section stays too
+        lines += ['', SIMULATED_HEADING + simulated.rstrip('\n')]
     lines += ['', CHANGES_HEADING]
     text = '\n'.join(lines) + (kept if kept is not None
                                else '\n\n' + CHANGES_PLACEHOLDER)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    with open(path, 'w', encoding='utf-8') as out:
-        out.write(text)
+    _write(path, text)
 
 
 def default_path():

@@ -43,3 +43,148 @@ def test_smoke_run_measures_everything(tmp_path):
     for r in codecs.values():
         assert r['stored_bytes'] > 0 and r['snapshot_s'] > 0
         assert r['read_back_s'] > 0 and r['seed_bz2_bytes'] > 0
+
+
+def test_simulated_smoke_measures_every_run_exactly(tmp_path):
+    """``--simulate --smoke``, small: every row, every run exact, the
+    instrument's own checks passing, and no RESULTS.md written."""
+    results = tmp_path / 'RESULTS.md'
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        filter(None, [ROOT, os.environ.get('PYTHONPATH')])))
+    done = subprocess.run(
+        [sys.executable, '-m', 'benchmarks', '--simulate', '--smoke',
+         '--size', '300', '--workers', '1,2', '--json', '--output',
+         str(results)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert not results.exists()
+    assert result['errors'] == []
+    runs = {(r['measurement'], r['workers'], r['mode']): r
+            for r in result['rows']}
+    expected = {(name, k, 'push') for k in (1, 2) for name in (
+        'snapshot', 'restore', 'ideal snapshot', 'ideal restore')}
+    expected |= {('snapshot', 2, 'poll'), ('restore', 2, 'poll')}
+    assert set(runs) == expected
+    for r in runs.values():
+        assert r['problems'] == [], r  # finished, exact, queue empty
+        assert r['seconds'] > 0 and r['counts']['calls'] > 0, r
+        assert r['size'] == 300
+    for name in ('snapshot', 'restore'):
+        assert runs[(name, 1, 'push')]['tasks'] > 0
+        assert runs[(name, 2, 'poll')]['idle_polls'] > 0
+    # The ideal reader: 2 ranges of 200 read, 2 blobs put; 1 put of 300.
+    assert runs[('ideal snapshot', 1, 'push')]['counts']['by_method'] == {
+        'RunQuery': 2, 'Put': 2}
+    assert runs[('ideal restore', 1, 'push')]['counts']['writes'] == 300
+    assert result['memory']['300']['snapshot']['peak'] > 0
+    assert result['memory']['300']['restore']['tasks'] > 0
+    assert result['checks'] and all(c['ok'] for c in result['checks']), (
+        result['checks'])
+
+
+def test_counting_wrapper_counts_a_known_sequence():
+    from google.appengine.api import datastore
+    from google.appengine.ext import db
+
+    from benchmarks import data, simcheck, simclock, simstub, simwork
+
+    seen = {}
+    sim = simstub.Sim(simclock.Scheduler())
+
+    def body(part):
+        db.put([simcheck.Probe(key_name='p%d' % n, value=n)
+                for n in range(3)])
+        seen['after put'] = sim.counts.as_dict()
+        seen['keys'] = len(list(
+            datastore.Query('BenchProbe', keys_only=True).Run()))
+
+    with data.testbed(), sim:
+        result = simwork.run(sim, None, 1, bodies=[body])
+    after_put = seen['after put']
+    assert (after_put['calls'], after_put['writes'], after_put['reads']) == (
+        1, 3, 0)
+    assert after_put['writes_user'] == 3 and after_put['writes_library'] == 0
+    counts = result['counts']
+    assert seen['keys'] == 3
+    assert counts['by_method'] == {'Put': 1, 'RunQuery': 1}
+    assert (counts['reads'], counts['keys_returned']) == (1, 3)
+    # Virtual time: 2 calls of 30 ms, 3 entities and 3 keys at 0.5 ms each,
+    # and this thread's few milliseconds of Python (CPU time, not the
+    # machine's clock: a busy machine does not add to it).
+    assert 0.063 <= result['seconds'] <= 0.063 + 0.05
+
+
+def test_simulated_section_and_plain_table_keep_each_other(tmp_path):
+    from benchmarks import report
+
+    path = str(tmp_path / 'RESULTS.md')
+    plain = {'machine': {'date': 'today'}, 'setup': {
+        'command': 'python -m benchmarks', 'kind': 'K', 'properties': ['a'],
+        'mean_encoded_bytes': 1.0, 'sizes': [1], 'repeats': 1, 'budget': 1},
+        'rows': [], 'codecs': [], 'errors': [], 'skipped': []}
+    report.write_results(path, plain)
+    report.write_section(path, report.SIMULATED_HEADING,
+                         report.SIMULATED_HEADING + '\n\nfirst\n')
+    report.write_section(path, report.SIMULATED_HEADING,
+                         report.SIMULATED_HEADING + '\n\nsecond\n')
+    with open(path, encoding='utf-8') as written:
+        text = written.read()
+    assert 'first' not in text and text.count('second') == 1
+    assert text.index('second') < text.index(report.CHANGES_HEADING)
+    report.write_results(path, plain)  # the plain run keeps the section
+    with open(path, encoding='utf-8') as written:
+        again = written.read()
+    assert again.count(report.SIMULATED_HEADING) == 1
+    assert 'second' in again and report.CHANGES_HEADING in again
+
+
+def test_fast_key_ranges_answer_as_the_stub_does():
+    """Key-range queries through ``stubspeed`` return what the stub's own
+    way returns, and take the stub's way where keys do not compare."""
+    import random
+
+    from google.appengine.api import datastore
+
+    from benchmarks import data, stubspeed
+    from lovely_gae import entities
+
+    def answers(kind, cases):
+        return [[pb.SerializeToString() for pb in entities.iter_range(
+            kind, '', start, end, keys_only=keys_only)]
+            for start, end in cases for keys_only in (True, False)]
+
+    def key(kind, id_or_name):
+        return None if id_or_name is None else datastore.Key.from_path(
+            kind, id_or_name)
+
+    rng = random.Random(11)
+    with data.testbed() as bed:
+        data.fill(600)
+        mixed = [datastore.Entity('BenchMixed', id=n) for n in (1, 2, 3)]
+        mixed += [datastore.Entity('BenchMixed', name=n) for n in 'abc']
+        datastore.Put(mixed)
+        data.settle()
+        cases = [(key(data.KIND, a), key(data.KIND, a + rng.randrange(50)))
+                 for a in rng.sample(range(1, 620), 12)]
+        cases += [(None, key(data.KIND, 7)), (key(data.KIND, 590), None),
+                  (key(data.KIND, 9), key(data.KIND, 9))]
+        mixed_cases = [(key('BenchMixed', 2), key('BenchMixed', 'b')),
+                       (None, key('BenchMixed', 'b'))]
+        expected = answers(data.KIND, cases)
+        expected_mixed = answers('BenchMixed', mixed_cases)
+        stub = bed.get_stub('datastore_v3')
+        slow = []
+        original = stub._GetQueryCursor
+
+        def counted(*args):
+            slow.append(args)
+            return original(*args)
+        stub._GetQueryCursor = counted
+        with stubspeed.fast_key_ranges(stub):
+            assert answers(data.KIND, cases) == expected
+            assert slow == []  # every one of them went the fast way
+            assert answers('BenchMixed', mixed_cases) == expected_mixed
+            assert slow  # ids against names: the stub's way
+        assert stub._GetQueryCursor is counted
+    assert sum(map(len, expected)) > 0 and all(expected_mixed)
