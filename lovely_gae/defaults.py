@@ -69,3 +69,11 @@ PUSH = None
 #: Seconds a task must be overdue before the sweeper (``run_tasks``) takes
 #: it, while pushes hand out tasks: its push gets it first.
 SWEEP_GRACE = 120.0
+
+#: The environment variable that holds the bearer token: the app requires
+#: it, the client and the command line send it, pushes carry it.
+TOKEN_ENV = 'LOVELY_GAE_TOKEN'
+
+#: The environment variable that turns token-only mode on: App Engine's
+#: cron and queue headers then open nothing (see docs/security.rst).
+TOKEN_ONLY_ENV = 'LOVELY_GAE_TOKEN_ONLY'

@@ -121,3 +121,10 @@ def ticking_clock(monkeypatch):
     clock = iter(range(10 ** 6))
     monkeypatch.setattr(passes, 'time', types.SimpleNamespace(
         monotonic=lambda: next(clock)))
+
+
+@pytest.fixture
+def unsharded(monkeypatch):
+    """Kinds of any size stay one shard: ranges 0 to n - 1."""
+    from lovely_gae.snapshot import passes
+    monkeypatch.setattr(passes, 'SHARD_MIN', 10 ** 6)

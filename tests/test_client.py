@@ -267,7 +267,7 @@ def test_devfile_writes_the_same_bytes_one_by_one_or_many_at_once(
 ])
 def test_a_local_download_reads_its_ranges_in_bounded_batch_gets(
         make_entities, finished_snapshot, tmp_path, monkeypatch,
-        datastore_calls, fetch_ranges, fetch_bytes, gets):
+        datastore_calls, fetch_ranges, fetch_bytes, gets, unsharded):
     make_entities(Dummy, 250)
     snap = finished_snapshot(['Dummy'], batchsize=10)
     assert snap.range_count('Dummy') == 25

@@ -191,3 +191,24 @@ def test_the_sweeper_leaves_fresh_tasks_to_their_pushes(taskqueue,
     monkeypatch.setattr(defaults, 'SWEEP_GRACE', 0.0)  # its push was lost
     assert async_.run_tasks() == 1
     assert CALLS == [('fresh',)]
+
+
+def test_pushes_carry_the_token_so_token_only_mode_runs_them(taskqueue,
+                                                              monkeypatch):
+    from webtest import TestApp
+    from lovely_gae.snapshot import getApp
+    monkeypatch.setenv('LOVELY_GAE_TOKEN', 's3cret')
+    monkeypatch.setenv('LOVELY_GAE_TOKEN_ONLY', '1')
+    monkeypatch.setenv('GAE_ENV', 'standard')
+    task = async_.defer(record, args=('pushed',))
+    [pushed_task] = taskqueue.get_filtered_tasks(queue_names=['lovely-gae'])
+    headers = dict(pushed_task.headers)
+    assert headers['Authorization'] == 'Bearer s3cret'
+    app = TestApp(getApp())
+    # The queue's own header opens nothing in token-only mode:
+    app.post('/lovely.gae/worker', {'task': task.key().name()},
+             headers={'X-AppEngine-QueueName': 'lovely-gae'}, status=401)
+    res = app.post('/lovely.gae/worker', {'task': task.key().name()},
+                   headers={'X-AppEngine-QueueName': 'lovely-gae',
+                            'Authorization': headers['Authorization']})
+    assert res.json == {'ran': 1} and CALLS == [('pushed',)]

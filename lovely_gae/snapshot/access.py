@@ -22,16 +22,17 @@ import os
 
 from webob import exc
 
+from .. import defaults
 from ..base import on_app_engine
 
 __all__ = ['TOKEN_ENV', 'TOKEN_ONLY_ENV', 'configured_token', 'on_app_engine',
            'token_only', 'check_access', 'is_loopback_host', 'refuse',
            'APP_ENGINE', 'TOKEN', 'LOOPBACK', 'IN_PROCESS']
 
-TOKEN_ENV = 'LOVELY_GAE_TOKEN'
+TOKEN_ENV = defaults.TOKEN_ENV
 
 #: Set to ``1`` (at deploy time, in ``app.yaml``) for token-only mode.
-TOKEN_ONLY_ENV = 'LOVELY_GAE_TOKEN_ONLY'
+TOKEN_ONLY_ENV = defaults.TOKEN_ONLY_ENV
 
 # How a request got in: what ``check_access`` answers.
 APP_ENGINE = 'app-engine'   # App Engine's cron or queue header, on App Engine

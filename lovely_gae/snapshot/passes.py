@@ -6,13 +6,14 @@ reads keys only and hands its ranges on, ``ranges.CHUNK`` at a time, to
 ``ranges.markers_ready``, which queues the tasks that read them, all at
 once.
 
-A kind of more than ``SHARD_MIN`` ranges is first cut into shards at keys
-the datastore samples at random (``__scatter__``, as the SDK's
-``key_range`` finds split points), and each shard's keys are passed over
-by a task of its own, all at once. Shard ``s`` numbers its ranges from
-``s * models.SHARD_STRIDE`` on. A smaller kind is one shard whose pass runs in the
-kind's first task and hands its ranges on through a task of their own, as
-the seed's doctest counts them.
+A kind's first pass starts at its first key. Once it has found
+``SHARD_MIN`` ranges, the rest of the kind is cut into shards at keys the
+datastore samples at random (``__scatter__``, as the SDK's ``key_range``
+finds split points), each passed over by a task of its own, all at once,
+while the first pass goes on with the first shard. Shard ``s`` numbers its
+ranges from ``s * models.SHARD_STRIDE`` on. A small kind stays one shard,
+whose ranges are handed on through a task of their own, as the seed's
+doctest counts them.
 
 A pass works ``defaults.PASS_SECONDS`` a task, then goes on in a task of
 its own from where a range starts. At its end it closes its shard's
@@ -26,10 +27,10 @@ from .. import async_, defaults, entities
 from . import ranges
 from .models import Snapshot
 
-__all__ = ['SHARD_MIN', 'SHARDS', 'shard_starts', 'pass_kind', 'pass_shard']
+__all__ = ['SHARD_MIN', 'SHARDS', 'pass_kind', 'pass_shard']
 
-#: Ranges a kind has at least before it is cut into shards.
-SHARD_MIN = 50
+#: Ranges a kind's first pass finds before it cuts the rest into shards.
+SHARD_MIN = 10
 #: Shards a kind is cut into at most.
 SHARDS = 32
 #: Random keys sampled per shard: shards start at evenly spaced ones.
@@ -45,23 +46,22 @@ def _live(snapshot_id):
     return snap
 
 
-def shard_starts(kind, namespace, batchsize):
-    """``[None, first key of shard 1, ...]``: one shard for a small kind."""
-    probe = datastore.Query(kind, namespace=namespace, keys_only=True)
-    probe.Order('__key__')
-    if not probe.Get(1, offset=SHARD_MIN * batchsize):
-        return [None]
+def _splits(kind, namespace, after):
+    """Where shards start beyond the key ``after``: keys the datastore
+    samples at random (``__scatter__``), evenly spaced; none if too few."""
     sample = datastore.Query(kind, namespace=namespace, keys_only=True)
     sample.Order('__scatter__')
-    found = sorted(sample.Get(SHARDS * OVERSAMPLE),
+    floor = entities.sort_key(after._ToPb())
+    found = sorted((key for key in sample.Get(SHARDS * OVERSAMPLE)
+                    if entities.sort_key(key._ToPb()) > floor),
                    key=lambda key: entities.sort_key(key._ToPb()))
-    shards = min(SHARDS, max(1, len(found) // OVERSAMPLE))
-    starts = [None]
-    for shard in range(1, shards):  # split at evenly spaced samples
+    shards = min(SHARDS, len(found) // OVERSAMPLE + 1)
+    splits = []
+    for shard in range(1, shards):
         key = found[shard * len(found) // shards]
-        if key != starts[-1]:
-            starts.append(key)
-    return starts
+        if not splits or key != splits[-1]:
+            splits.append(key)
+    return splits
 
 
 #: Kinds whose passes are queued with their snapshot, in the transaction that
@@ -102,21 +102,13 @@ def pass_kinds(snapshot_id, kinds, first):
 
 @async_.task
 def pass_kind(snapshot_id, kind_index):
-    """Task: find a kind's shards; pass over a small kind's keys here."""
+    """Task: pass over a kind's keys, splitting a large kind into shards."""
     snap = _live(snapshot_id)
     if snap is None:
         return
-    kind = snap.kinds[kind_index]
-    starts = shard_starts(kind, snap.namespace, snap.batchsize)
-    if len(starts) == 1:
-        pass_shard(snapshot_id, kind_index, 0, 1, None, None)
-        return
-    bounds = list(zip(starts, starts[1:] + [None]))
-    async_.defer_many([async_.make_task(
-        pass_shard, args=(snapshot_id, kind_index, shard, len(starts),
-                          start, end),
-        on_failure=ranges.snapshot_failed, on_failure_args=(snapshot_id,))
-        for shard, (start, end) in enumerate(bounds)])
+    if snap.status == Snapshot.STATUS_STARTED:  # once a kind, at most
+        ranges.mark_storing(snapshot_id)
+    _pass(snap, kind_index, 0, None, None, None, 0, 0)
 
 
 @async_.task
@@ -125,28 +117,62 @@ def pass_shard(snapshot_id, kind_index, shard, shards, start, end,
     """Task: pass over the keys of a shard, from range ``index`` of it on,
     which starts at ``start`` (None: the kind's first key)."""
     snap = _live(snapshot_id)
-    if snap is None:
-        return
-    kind = snap.kinds[kind_index]
+    if snap is not None:
+        _pass(snap, kind_index, shard, shards, start, end, index, chunk)
+
+
+def _shard_task(snap, kind_index, shard, shards, start, end, index=0,
+                chunk=0):
+    return async_.make_task(pass_shard, args=(
+        snap.id, kind_index, shard, shards, start, end, index, chunk),
+        on_failure=ranges.snapshot_failed, on_failure_args=(snap.id,))
+
+
+def _pass(snap, kind_index, shard, shards, start, end, index, chunk):
+    """Pass over keys from ``start`` (the first of range ``index``) to
+    ``end``, handing ranges on a chunk at a time.
+
+    ``shards`` is None in the kind's first pass while the kind may still
+    turn out large: once it holds ``SHARD_MIN`` ranges, the rest of the
+    kind is cut into shards passed over by tasks of their own, and this
+    pass goes on as the first.
+    """
+    kind, size = snap.kinds[kind_index], ranges.CHUNK
     stop_at = time.monotonic() + defaults.PASS_SECONDS
-    size = ranges.CHUNK
-    starts, count = [start], 0
-    for reference in entities.iter_range_keys(kind, snap.namespace, start,
-                                              end, batch_size=_KEYS_BATCH):
-        if count == snap.batchsize:
-            starts.append(entities.key(reference))
-            count = 0
-            if len(starts) > size:  # a chunk, and where the next begins
-                ranges.hand_on(snap, kind_index, shard, shards, chunk,
-                               index, starts[:size], starts[size])
-                chunk, index, starts = chunk + 1, index + size, starts[size:]
-                if time.monotonic() >= stop_at:
-                    async_.defer(pass_shard, args=(
-                        snapshot_id, kind_index, shard, shards, starts[0],
-                        end, index, chunk), on_failure=ranges.snapshot_failed,
-                        on_failure_args=(snapshot_id,))
-                    return
-        count += 1
+    starts, count, read_from = [start], 0, start
+    while True:
+        cut = False
+        for reference in entities.iter_range_keys(
+                kind, snap.namespace, read_from, end, batch_size=_KEYS_BATCH):
+            if count == snap.batchsize:
+                key = entities.key(reference)
+                starts.append(key)
+                count = 0
+                if shards is None and len(starts) > SHARD_MIN:
+                    splits = _splits(kind, snap.namespace, key)
+                    shards = len(splits) + 1
+                    if splits:
+                        bounds = list(zip(splits, splits[1:] + [end]))
+                        async_.defer_many([
+                            _shard_task(snap, kind_index, number, shards,
+                                        low, high)
+                            for number, (low, high) in enumerate(bounds, 1)])
+                        end, read_from, cut = splits[0], key, True
+                        break  # and read on from ``key``, up to the new end
+                if len(starts) > size:  # a chunk, and where the next begins
+                    ranges.hand_on(snap, kind_index, shard, shards or 1,
+                                   chunk, index, starts[:size], starts[size])
+                    chunk, index, starts = (chunk + 1, index + size,
+                                            starts[size:])
+                    if time.monotonic() >= stop_at:
+                        async_.defer_many([_shard_task(
+                            snap, kind_index, shard, shards or 1, starts[0],
+                            end, index, chunk)])
+                        return
+            count += 1
+        if not cut:
+            break
+    shards = shards or 1
     ranges.hand_on(snap, kind_index, shard, shards, chunk, index, starts, end)
     per = ranges.per_task(shards)
     tasks = chunk * (size // per) + -(-len(starts) // per)

@@ -24,7 +24,8 @@ from .models import (SHARD_STRIDE, RangeBackup, RangeBackupPart, Snapshot,
                      SnapshotMarkers)
 from .storage import RangeWriter
 
-__all__ = ['PER_TASK', 'CHUNK', 'per_task', 'hand_on', 'markers_ready',
+__all__ = ['PER_TASK', 'CHUNK', 'per_task', 'mark_storing', 'hand_on',
+           'markers_ready',
            'store_ranges', 'shard_passed', 'snapshot_failed',
            'delete_snapshot', 'purge_snapshot']
 
@@ -94,8 +95,6 @@ def markers_ready(snapshot_id, kind_index, shard, shards, chunk, index,
     first = shard * SHARD_STRIDE + index
     put_all([SnapshotMarkers.build(snapshot_id, kind, shard, chunk, first,
                                    starts)])
-    if snap.status == Snapshot.STATUS_STARTED:
-        transaction(_storing, snapshot_id)
     bounds = list(zip(starts, starts[1:] + [end]))
     per = per_task(shards)
     leaf = chunk * (CHUNK // per)
@@ -109,11 +108,14 @@ def markers_ready(snapshot_id, kind_index, shard, shards, chunk, index,
         for offset in range(0, len(bounds), per))
 
 
-def _storing(snapshot_id):
-    snap = Snapshot.get_by_id(snapshot_id)
-    if snap is not None and snap.status == Snapshot.STATUS_STARTED:
-        snap.status = Snapshot.STATUS_STORING
-        snap.put()
+def mark_storing(snapshot_id):
+    """The snapshot is ``storing`` once its first kind's pass has begun."""
+    def storing():
+        snap = Snapshot.get_by_id(snapshot_id)
+        if snap is not None and snap.status == Snapshot.STATUS_STARTED:
+            snap.status = Snapshot.STATUS_STORING
+            snap.put()
+    transaction(storing)
 
 
 def _write(snapshot_id, kind, namespace, codec, position, start, end, token):
