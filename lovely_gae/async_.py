@@ -23,20 +23,21 @@ import uuid
 from google.appengine.ext import db
 
 from . import defaults, entities, leases, push, taskstore
-from .base import LibraryModel, transaction, utcnow
+from .base import LibraryModel, after_commit, transaction, utcnow
 from .exceptions import TaskError
 from .serializers import default_serializer
 
 __all__ = ['Status', 'Task', 'task', 'register', 'defer', 'defer_many',
            'make_task', 'get_tasks', 'count_tasks', 'get_failed_tasks',
-           'run_tasks', 'run_in_threads', 'run_task', 'push_again',
+           'run_tasks', 'run_in_threads', 'run_task', 'done_with_current',
+           'push_again',
            'dotted_name', 'resolve']
 
 log = logging.getLogger(__name__)
 
 #: Key names of the tasks that the lease being run holds and will run next.
 _waiting = contextvars.ContextVar('waiting', default=frozenset())
-#: ``[key name, deferred again?]`` of the task ``run_task`` is running.
+#: ``[key name, deferred again?, deleted?]`` of the task ``run_task`` runs.
 _running = contextvars.ContextVar('running', default=None)
 #: How early a push may come for a task (clocks differ a little).
 _PUSH_SKEW = datetime.timedelta(seconds=5)
@@ -228,7 +229,7 @@ def run_task(name):
     if task.due is None or task.due > utcnow() + _PUSH_SKEW:
         return False
     task.attempts += 1
-    state = [name, False]
+    state = [name, False, False]
     reset = _running.set(state)
     try:
         func = resolve(task.func)
@@ -240,9 +241,20 @@ def run_task(name):
         return True
     finally:
         _running.reset(reset)
-    if not state[1]:
+    if not (state[1] or state[2]):
         entities.delete([found.key])
     return True
+
+
+def done_with_current():
+    """Delete the task ``run_task`` is running in the caller's transaction,
+    which saves its run a call; nothing for a task run otherwise (a lease
+    holds it) or deferred again meanwhile."""
+    state = _running.get()
+    if state is None or state[1]:
+        return
+    entities.delete([entities.ref(Task.key_for(state[0]))])
+    after_commit(lambda: state.__setitem__(2, True))
 
 
 def _leased():

@@ -146,8 +146,13 @@ def _call(method, request, response_type):
 
 
 def delete(references):
-    if references:
-        retrying(connection().delete, list(references))
+    """Delete the entities of ``references``; inside a transaction, with it."""
+    if not references:
+        return
+    if datastore.IsInTransaction():
+        datastore.Delete([key(reference) for reference in references])
+        return
+    retrying(connection().delete, list(references))
 
 
 def get(references):

@@ -324,3 +324,18 @@ def test_deleting_a_snapshot_leaves_nothing_of_it(make_entities, run_tasks,
     for model in (RangeBackup, RangeBackupPart, SnapshotMarkers,
                   completion.Done):
         assert model.all().count() == 0
+
+
+def test_what_tasks_of_a_snapshot_deleted_while_storing_write_goes_too(
+        make_entities, run_tasks, monkeypatch):
+    make_entities(Dummy, 30)
+    snap = api.create_snapshot(['Dummy'], batchsize=10)
+    tasks = _until_range_tasks(run_tasks)
+    monkeypatch.setattr(defaults, 'LEASE_SECONDS', 0.0)  # run out at once
+    api.get_snapshot(snap.id).delete()
+    for task in tasks:  # workers that had taken them before the delete
+        rerun(task)
+    assert RangeBackup.all().count() == 3
+    run_tasks(recursive=True, wait=True, deadline=10)  # the last purge
+    for model in (RangeBackup, RangeBackupPart, completion.Done):
+        assert model.all().count() == 0

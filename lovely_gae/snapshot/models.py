@@ -324,9 +324,10 @@ class Snapshot(LibraryModel):
         no download of it can start.
         """
         from . import ranges, restore
+        ended = self.status == self.STATUS_FINISHED
         restore.mark_deleting(self.id)
         restore.forget(self.id)
-        ranges.delete_snapshot(self)
+        ranges.delete_snapshot(self, ended)
 
 
 def _restore_dict(restore_id):

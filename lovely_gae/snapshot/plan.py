@@ -64,7 +64,7 @@ def plan_ranges(restore_id, index, kind, first, count):
     else:
         total = completion.ascend(job, index, leaves(record, 'plan'))
     if total is not None:
-        transaction(_finish, restore_id, total)
+        _finish(restore_id, total)
         completion.purge(job)
 
 
@@ -95,6 +95,8 @@ def _plan_range(backup, namespace):
 
 
 def _finish(restore_id, counts):
+    """The plan is counted. Not in a transaction: the tasks that see the
+    last range counted at once write the same."""
     record = db.get(Restore.key_for(restore_id))
     if record is None or record.status != RestoreStatus.RUNNING.value:
         return

@@ -168,22 +168,22 @@ def store_ranges(snapshot_id, kind_index, kind, namespace, codec, shard,
     counts = {'ranges': len(backups),
               'entities': sum(backup.count for backup in backups),
               'bytes': sum(backup.size for backup in backups)}
-    if not transaction(_commit, snapshot_id, job, index, backups, counts):
+    if not transaction(_commit, job, index, backups, counts):
         delete_all(written)  # another run committed, or the snapshot went
     stored = completion.ascend(job, index)
     if stored is not None:
         _shard_stored(snapshot_id, kind_index, shard, shards, stored)
 
 
-def _commit(snapshot_id, job, index, backups, counts):
-    """Commit the backups with the task's marker, unless it has one, or the
-    snapshot has ended (and its markers may be gone)."""
+def _commit(job, index, backups, counts):
+    """Commit the backups with the task's marker, unless it has one; the
+    task's own entity goes with them. Nothing else is read: a transaction
+    that read what every task reads would collide with theirs."""
     marker = completion.marker(job, index, counts)
-    snap, done = db.get([Snapshot.key_for(snapshot_id), marker.key()])
-    if done is not None or snap is None or snap.status not in (
-            Snapshot.STATUS_STARTED, Snapshot.STATUS_STORING):
+    if db.get(marker.key()) is not None:
         return False
     db.put(backups + [marker])
+    async_.done_with_current()
     return True
 
 
@@ -208,11 +208,12 @@ def _shard_stored(snapshot_id, kind_index, shard, shards, counts):
     total = completion.mark(_job(snapshot_id), kind_index, prefixed_counts,
                             kinds)
     if total is not None:
-        transaction(_finish, snapshot_id, total)
-        completion.purge(_job(snapshot_id))
+        _finish(snapshot_id, total)
 
 
 def _finish(snapshot_id, counts):
+    """Record the totals; the snapshot is finished. Not in a transaction:
+    the tasks that see the last range in at once write the same."""
     snap = Snapshot.get_by_id(snapshot_id)
     if snap is None or snap.status not in (Snapshot.STATUS_STARTED,
                                            Snapshot.STATUS_STORING):
@@ -230,17 +231,22 @@ def _finish(snapshot_id, counts):
     snap.put()
 
 
-def delete_snapshot(snap):
-    """Delete ``snap`` with its stored ranges; a task finishes large ones."""
-    snapshot_id = snap.id
-    if _purge(snapshot_id, _PURGE_INLINE):
-        retrying(db.delete, snap.key())
-        return
+def delete_snapshot(snap, ended=True):
+    """Delete ``snap`` with its stored ranges; a task finishes large ones.
 
-    def handover():
+    If it had not ``ended`` (finished), a task of it may still be running:
+    a last purge comes once such a task's lease would have run out.
+    """
+    snapshot_id = snap.id
+
+    def handover(rest):
         db.delete(snap.key())
-        async_.defer(purge_snapshot, args=(snapshot_id,))
-    transaction(handover)
+        if rest:
+            async_.defer(purge_snapshot, args=(snapshot_id,))
+        if not ended:
+            async_.defer(purge_snapshot, args=(snapshot_id,), once_only=False,
+                         countdown=defaults.LEASE_SECONDS)
+    transaction(handover, not _purge(snapshot_id, _PURGE_INLINE))
 
 
 @async_.task
@@ -252,10 +258,10 @@ def purge_snapshot(snapshot_id):
 
 def _purge(snapshot_id, max_batches):
     """Delete up to ``max_batches`` batches; True once nothing is left."""
-    prefixes = ((RangeBackupPart, 'RBP:%d:' % snapshot_id),
+    prefixes = ((RangeBackup, 'RB:%d:' % snapshot_id),
+                (RangeBackupPart, 'RBP:%d:' % snapshot_id),
                 (SnapshotMarkers, 'SM:%d:' % snapshot_id),
-                (completion.Done, _job(snapshot_id) + ':'),
-                (RangeBackup, 'RB:%d:' % snapshot_id))
+                (completion.Done, _job(snapshot_id) + ':'))
     for _ in range(max_batches):
         keys = []
         for model, prefix in prefixes:

@@ -270,10 +270,12 @@ def check_ranges(restore_id, index, kind, first, count):
         return
     if completion.mark(record.job('check'), index, {'ranges': count},
                        leaves(record, 'check')):
-        transaction(_start_writing, restore_id)
+        _start_writing(restore_id)
 
 
 def _start_writing(restore_id):
+    """Every range has passed: the writing begins. Not in a transaction:
+    the tasks that see the last check in at once do the same."""
     record = db.get(Restore.key_for(restore_id))
     if record is not None and record.status == RestoreStatus.CHECKING.value:
         record.status = RestoreStatus.RUNNING.value
@@ -303,7 +305,7 @@ def restore_ranges(restore_id, index, kind, first, count):
     else:
         total = completion.ascend(job, index, leaves(record, 'write'))
     if total:
-        transaction(_finish, restore_id, total)
+        _finish(restore_id, total)
         completion.purge(record.job('check'))
 
 
@@ -338,6 +340,8 @@ def _put(chunk):
 
 
 def _finish(restore_id, counts):
+    """The last range is back: the restore has finished, its kinds are
+    free. Not in a transaction, as ``_start_writing``."""
     record = db.get(Restore.key_for(restore_id))
     if record is None or record.status != RestoreStatus.RUNNING.value:
         return
