@@ -432,7 +432,7 @@ def _retry_or_fail(task, error):
                     defaults.MAX_RETRY_DELAY)
         task.due = utcnow() + datetime.timedelta(seconds=delay)
         task.put()
-        push.announce([task.key().name()], task.due)
+        push.announce([task.key().name()], task.due, task.attempts)
         return
     task.status = Status.FAILED.value
     task.due = None

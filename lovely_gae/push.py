@@ -8,9 +8,10 @@ Tasks: each push names the task's key to the worker endpoint, which runs
 that task (``async_.run_task``). A push that is lost costs only time: the
 sweeper (``async_.run_tasks``, from cron) runs whatever waits too long.
 
-A pusher has one method, ``announce(names, due, transactional)``: ``names``
-are key names of stored tasks, due at ``due`` (naive UTC); ``transactional``
-says they are part of a transaction that has not committed yet.
+A pusher has one method, ``announce(names, due, transactional, attempt)``:
+``names`` are key names of stored tasks, due at ``due`` (naive UTC), to be
+tried the ``attempt``-th time; ``transactional`` says they are part of a
+transaction that has not committed yet.
 """
 import contextlib
 import hashlib
@@ -20,7 +21,7 @@ import os
 from google.appengine.api import datastore
 from google.appengine.api.taskqueue import taskqueue
 
-from . import defaults
+from . import defaults, taskstore
 from .base import after_commit, before_commit, on_app_engine, utcnow
 
 __all__ = ['PARAM', 'TaskqueuePusher', 'push_name', 'current', 'use',
@@ -55,7 +56,7 @@ class TaskqueuePusher:
                               countdown=countdown or None, name=name,
                               headers=headers)
 
-    def announce(self, names, due, transactional=False):
+    def announce(self, names, due, transactional=False, attempt=0):
         queue = taskqueue.Queue(self.queue_name)
         if transactional:
             # One unnamed push for all of them: App Engine allows neither
@@ -63,7 +64,7 @@ class TaskqueuePusher:
             # pushes each task on its own (``announce`` again, outside).
             queue.add(self._task(names, due), transactional=True)
             return
-        tasks = [self._task([name], due, push_name(name, due))
+        tasks = [self._task([name], due, push_name(name, due, attempt))
                  for name in names]
         for start in range(0, len(tasks), _ADD_BATCH):
             batch = tasks[start:start + _ADD_BATCH]
@@ -79,10 +80,20 @@ class TaskqueuePusher:
                         pass
 
 
-def push_name(name, due):
-    """The push task's name for the task ``name`` due at ``due``: the same
-    push twice is one push; the task queued again gets a push of its own."""
-    digest = hashlib.sha256(('%s\0%s' % (name, due.isoformat())).encode())
+#: Seconds within which the same task queued again is one push: tasks that
+#: queue the same work at once (each that sees a job complete) push it once.
+_SAME_PUSH_SECONDS = 60
+
+
+def push_name(name, due, attempt=0):
+    """The push task's name for try ``attempt`` of the task ``name`` due at
+    ``due``: the same task queued again within ``_SAME_PUSH_SECONDS`` is one
+    push, as is the same push added twice; a retry gets a push of its own.
+    (A task queued again later still, after it ran, is pushed again; one
+    queued again sooner is run by the sweeper.)"""
+    window = int(taskstore.micros(due) // (_SAME_PUSH_SECONDS * 10 ** 6))
+    digest = hashlib.sha256(('%s\0%d\0%d' % (name, window, attempt))
+                            .encode())
     return 'lg-' + digest.hexdigest()[:40]
 
 
@@ -123,7 +134,7 @@ class _OnePush:
         self.pusher.announce(self.names, self.due, transactional=True)
 
 
-def announce(names, due):
+def announce(names, due, attempt=0):
     """Tell the pusher in use about stored tasks.
 
     In a transaction, App Engine's queue gets one push for all of the
@@ -135,9 +146,9 @@ def announce(names, due):
     if pusher is None or not names:
         return
     if not isinstance(pusher, TaskqueuePusher):
-        after_commit(lambda: pusher.announce(names, due, False))
+        after_commit(lambda: pusher.announce(names, due, False, attempt))
     elif not datastore.IsInTransaction():
-        pusher.announce(names, due)
+        pusher.announce(names, due, attempt=attempt)
     else:
         batch = before_commit(('push', pusher.queue_name), _OnePush(pusher))
         if batch is None:
