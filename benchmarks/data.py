@@ -9,7 +9,7 @@ import statistics
 
 from google.appengine.api import datastore, datastore_types
 
-from lovely_gae import entities, local, testing
+from lovely_gae import entities, local
 
 __all__ = ['KIND', 'PROPERTIES', 'dataset', 'mean_size', 'fill',
            'delete_all', 'count', 'settle', 'testbed', 'save']
@@ -112,8 +112,8 @@ def testbed(datastore_file=None):
     # The stub warns about a file it cannot read, which is our normal start.
     logging.getLogger('google.appengine.api.stubs.datastore').setLevel(
         logging.ERROR)
-    bed = testing.start_testbed(datastore_file=datastore_file,
-                                save_changes=False)
+    bed = local.start_testbed(datastore_file=datastore_file,
+                              save_changes=False)
     bed.datastore_file = datastore_file
     try:
         yield bed

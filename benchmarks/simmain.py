@@ -56,6 +56,10 @@ def add_arguments(parser):
                             'key-range query (default), or one batch get '
                             'of its keys, listed untimed (the same cost in '
                             'the model)')
+    group.add_argument('--key-ms', type=float, metavar='MS',
+                       help='virtual milliseconds a key returned by a '
+                            'keys-only query costs (default: as an entity, '
+                            '0.5: issue 11\'s model)')
     group.add_argument('--restore-max', type=int, metavar='N',
                        help='measure restores only at sizes up to N '
                             '(default: at every size)')
@@ -99,6 +103,9 @@ def _notes(plan):
         '`async_.run_tasks(max_tasks=%d)` and sleeps %g s (virtual) after '
         'a round that ran nothing; those rounds\' calls are the idle '
         'polling.' % (plan.max_tasks, plan.interval),
+        'The library is configured as docs/production.rst advises: '
+        '`defaults.SHARDS` is the number of workers, as a queue\'s '
+        '`max_concurrent_requests` would be.',
         'The library sees virtual time (`time.time`, `time.monotonic`, '
         '`time.sleep`, `base.utcnow`), so its time limits (a pass goes on '
         'in a new task after `PASS_SECONDS`) fall where they would in '
@@ -108,7 +115,7 @@ def _notes(plan):
             'with one batch get of its keys (listed untimed), charged as '
             'the key-range query it stands for.'),
         'The stub answers key-range queries from the entities in the range '
-        '(`benchmarks/stubspeed.py`): the same answers, which the SDK\'s '
+        '(`lovely_gae/filestub.py`): the same answers, which the SDK\'s '
         'stub finds by evaluating the query on every entity of the kind '
         '(0.5 s a query at 20,000 entities, seconds at 200,000); only the '
         'machine\'s time changes, the stub\'s CPU is on no clock.',
@@ -141,7 +148,7 @@ def run(args, log, sizes=None):
     workdir = tempfile.mkdtemp(prefix='lovely-gae-sim-')
     plan = simulate.Plan(sizes, workers, args.workers_mode, workdir, log,
                          poll_workers=poll, ideal_read=args.ideal_read,
-                         latency=simstub.Latency(),
+                         latency=simstub.Latency(key_ms=args.key_ms),
                          memory=not args.no_memory,
                          restore_max=args.restore_max)
     rows, memory, errors = [], {}, []

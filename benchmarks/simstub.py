@@ -40,27 +40,33 @@ class Latency:
     """What a call costs in virtual seconds.
 
     A datastore call: ``call_ms`` plus ``entity_ms`` per entity read or
-    written; a keys-only query's keys and a query's skipped results are
+    written, and ``key_ms`` per key a keys-only query returns (by default
+    charged as an entity: issue 11's model); a query's skipped results are
     charged as entities (they are scanned all the same). A memcache call:
     ``memcache_ms``.
     """
 
-    def __init__(self, call_ms=30.0, entity_ms=0.5, memcache_ms=1.0):
+    def __init__(self, call_ms=30.0, entity_ms=0.5, memcache_ms=1.0,
+                 key_ms=None):
         self.call_ms = call_ms
         self.entity_ms = entity_ms
+        self.key_ms = entity_ms if key_ms is None else key_ms
         self.memcache_ms = memcache_ms
 
-    def datastore(self, entities):
-        return (self.call_ms + self.entity_ms * entities) / 1000.0
+    def datastore(self, entities, keys=0):
+        return (self.call_ms + self.entity_ms * entities
+                + self.key_ms * keys) / 1000.0
 
     def memcache(self):
         return self.memcache_ms / 1000.0
 
     def describe(self):
+        keys = ('charged as entities' if self.key_ms == self.entity_ms else
+                '%g ms a key' % self.key_ms)
         return ('%g ms a datastore call + %g ms an entity read or written '
-                '(a keys-only query\'s keys and skipped results charged as '
+                '(a keys-only query\'s keys %s, skipped results as '
                 'entities); memcache %g ms a call'
-                % (self.call_ms, self.entity_ms, self.memcache_ms))
+                % (self.call_ms, self.entity_ms, keys, self.memcache_ms))
 
 
 class Counts:
@@ -107,7 +113,8 @@ class Counts:
             self.totals['reads_library'] += count
 
     def record(self, method, request, response, error, part):
-        """Count one datastore call; returns the entities it is charged."""
+        """Count one datastore call; returns ``(entities, keys)`` it is
+        charged for."""
         self.calls[method] += 1
         if error is not None:
             self.totals['errors'] += 1
@@ -118,18 +125,18 @@ class Counts:
                and request.HasField('transaction') else None)
         if method == 'Get':  # keys past 300 come back deferred, unread
             if error is not None:
-                return 0
+                return 0, 0
             for result in response.entity:
                 key = (result.entity.key if result.HasField('entity') else
                        result.key if result.HasField('key') else
                        request.key[0])
                 self._read(1, key.name_space)
-            return len(response.entity)
+            return len(response.entity), 0
         if method in _WRITES and error is None:
             keys = ([e.key for e in request.entity] if method == 'Put'
                     else list(request.key))
             self._write([key.name_space for key in keys], txn)
-            return len(keys)
+            return len(keys), 0
         if method in _QUERIES and error is None:
             return self._query(method, request, response)
         if method == 'BeginTransaction':
@@ -150,7 +157,7 @@ class Counts:
         if concurrent and method != 'Commit':
             self.totals['collisions'] += 1
             part.collided = True
-        return 0
+        return 0, 0
 
     def _query(self, method, request, response):
         if method == 'RunQuery':
@@ -160,13 +167,13 @@ class Counts:
         if response.more_results and response.HasField('cursor'):
             self._cursors[response.cursor.cursor] = where
         returned = len(response.result)
+        self.totals['skipped'] += response.skipped_results
         if where[1] or response.keys_only:
             self._read(1, where[0])
             self.totals['keys_returned'] += returned
-        else:
-            self._read(max(1, returned), where[0])
-        self.totals['skipped'] += response.skipped_results
-        return returned + response.skipped_results
+            return response.skipped_results, returned
+        self._read(max(1, returned), where[0])
+        return returned + response.skipped_results, 0
 
 
 class MemoryTracker:
@@ -288,9 +295,9 @@ class Sim:
         if self.memory:
             self.memory.after_call(before)
         if rpc.package == 'datastore_v3':
-            entities = self.counts.record(rpc.call, rpc.request, rpc.response,
-                                          rpc.exception, part)
-            cost = self.latency.datastore(entities)
+            entities, keys = self.counts.record(
+                rpc.call, rpc.request, rpc.response, rpc.exception, part)
+            cost = self.latency.datastore(entities, keys)
         else:
             self.counts.totals['memcache_calls'] += 1
             cost = self.latency.memcache()

@@ -73,7 +73,7 @@ class Dispatcher:
         self.idle = []
         self.closed = False
 
-    def announce(self, names, due, transactional=False):
+    def announce(self, names, due, transactional=False, attempt=0):
         part = simclock.current()
         scheduler = self.scheduler
         if part is None:
@@ -83,21 +83,24 @@ class Dispatcher:
         self.stats.pushes += adds
         scheduler.advance(part, adds * self.latency.datastore(0))
         countdown = max(0.0, (due - base.utcnow()).total_seconds())
-        self.offer(names, part.clock + countdown, due)
+        self.offer(names, part.clock + countdown,
+                   [push.push_name(name, due, attempt) for name in names])
         scheduler.mark(part)
 
-    def offer(self, names, available, due=None):
-        """Make ``names`` available to workers at virtual ``available``."""
+    def offer(self, names, available, push_names=None):
+        """Make ``names`` available to workers at virtual ``available``;
+        a push name seen before is no new push, as App Engine's queue
+        takes a task name once (``push.push_name``)."""
         fresh = 0
-        for name in names:
-            if due is not None:
-                if (name, due) in self._seen:
+        for name, push_name in zip(names, push_names or [None] * len(names)):
+            if push_name is not None:
+                if push_name in self._seen:
                     self.stats.duplicates += 1
                     continue
-                self._seen.add((name, due))
+                self._seen.add(push_name)
             heapq.heappush(self._heap, (available, next(self._order), name))
             fresh += 1
-        self.stats.pushed += fresh if due is not None else 0
+        self.stats.pushed += fresh if push_names is not None else 0
         while fresh and self.idle:
             self.scheduler.wake(self.idle.pop(0), available)
             fresh -= 1
