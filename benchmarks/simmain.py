@@ -100,9 +100,11 @@ def _notes(plan):
         'Cloud Tasks\' own dispatch delay is not modelled. Idle workers '
         'cost nothing.' % plan.latency.call_ms,
         'Workers, poll mode: no pusher; each worker loops '
-        '`async_.run_tasks(max_tasks=%d)` and sleeps %g s (virtual) after '
-        'a round that ran nothing; those rounds\' calls are the idle '
-        'polling.' % (plan.max_tasks, plan.interval),
+        '`async_.run_tasks(max_tasks=%d, shared=True)` (a task a lease, '
+        'picked at random, as the threads of `serve` and `lovely-gae '
+        'worker` do) and sleeps %g s (virtual) after a round that ran '
+        'nothing; those rounds\' calls are the idle polling.'
+        % (plan.max_tasks, plan.interval),
         'The library is configured as docs/production.rst advises: '
         '`defaults.SHARDS` is the number of workers, as a queue\'s '
         '`max_concurrent_requests` would be.',

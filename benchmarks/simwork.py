@@ -13,8 +13,9 @@ a restore) and K worker participants, and lasts until none can do more.
   ``max_concurrent_requests``. Idle workers wait on the dispatcher: no
   polling, no cost.
 - Poll mode (today's cron and ``serve`` workers): no pusher; each worker
-  loops ``async_.run_tasks(max_tasks=...)`` and sleeps ``interval`` virtual
-  seconds after a round that ran nothing. The calls of those empty rounds
+  loops ``async_.run_tasks(max_tasks=..., shared=True)`` (a task a lease,
+  picked at random, as ``serve``'s threads do) and sleeps ``interval``
+  virtual seconds after a round that ran nothing. The calls of those empty rounds
   are the idle workers' polling (``Stats.idle_calls``).
 """
 import gc
@@ -184,7 +185,7 @@ def _poll_worker(ctx, part):
     dispatcher, stats = ctx['dispatcher'], ctx['stats']
     while not dispatcher.closed:
         before = part.calls
-        ran = async_.run_tasks(max_tasks=ctx['max_tasks'])
+        ran = async_.run_tasks(max_tasks=ctx['max_tasks'], shared=True)
         used = part.calls - before
         if ran:
             stats.tasks += ran

@@ -15,6 +15,7 @@ import datetime
 import enum
 import hashlib
 import logging
+import random
 import threading
 import time
 import traceback
@@ -293,7 +294,7 @@ def _next_due():
 
 
 def run_tasks(recursive=False, wait=False, deadline=None, max_tasks=None,
-              lease_seconds=None):
+              lease_seconds=None, shared=False):
     """Run the tasks that are due now and return how many ran.
 
     ``recursive`` also runs the tasks those tasks queue, until none is due;
@@ -302,6 +303,11 @@ def run_tasks(recursive=False, wait=False, deadline=None, max_tasks=None,
     ``max_tasks`` bound the call; what is left stays queued. While pushes
     hand out tasks (``push``), it sweeps: it takes only tasks that are
     ``defaults.SWEEP_GRACE`` seconds overdue, which their pushes missed.
+
+    A worker leases the due tasks 20 at a time, in the order they fall
+    due. One of many that poll at once (``shared``) leases one at a time,
+    picked at random: the workers share what is due, rather than one
+    running it all while the rest wait, and seldom reach for the same task.
     """
     lease_seconds = lease_seconds or defaults.LEASE_SECONDS
     grace = datetime.timedelta(seconds=defaults.SWEEP_GRACE if
@@ -316,11 +322,15 @@ def run_tasks(recursive=False, wait=False, deadline=None, max_tasks=None,
         ran_in_pass = 0
         leases.recover(utcnow())
         for refs in taskstore.due_batches(utcnow() - grace):
+            if shared:  # rival workers lease other tasks first
+                random.shuffle(refs)
             while refs:
                 if out_of_budget(ran):
                     return ran
                 token = uuid.uuid4().hex
-                leased, refs = leases.lease(refs, token, lease_seconds)
+                leased, rest = leases.lease(refs[:1] if shared else refs,
+                                            token, lease_seconds)
+                refs = rest + refs[1:] if shared else rest
                 count = _run_lease(token, leased,
                                    lambda n: out_of_budget(ran + n))
                 ran += count
@@ -359,7 +369,7 @@ def run_in_threads(threads, **kwargs):
                 busy[0] += 1
             count = 0
             try:
-                count = run_tasks(**kwargs)
+                count = run_tasks(shared=True, **kwargs)
             finally:
                 with lock:
                     busy[0] -= 1

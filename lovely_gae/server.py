@@ -312,7 +312,8 @@ class LocalServer:
         if self.save_error is None:
             with self.lock.shared():
                 try:
-                    ran = run_tasks(recursive=True, deadline=self.interval)
+                    ran = run_tasks(recursive=True, deadline=self.interval,
+                                    shared=len(self._workers) > 1)
                 except Exception:
                     log.exception('the worker failed; trying again')
         self.save_if_changed()

@@ -164,3 +164,21 @@ def test_tasks_run_in_several_threads_at_once(gae_testbed):
     assert ran == len(SEEN_THREADS) == 13  # 0..6, and 10..15
     assert len(set(SEEN_THREADS)) > 1
     assert async_.get_tasks() == []
+
+
+MEETING = []
+
+
+@async_.task
+def meet(number):
+    MEETING[0].wait()  # breaks unless another worker runs its task meanwhile
+
+
+def test_threads_share_what_is_due_rather_than_one_leasing_it_all(
+        gae_testbed):
+    import threading
+    MEETING[:] = [threading.Barrier(2, timeout=5)]
+    for number in range(2):
+        async_.defer(meet, args=(number,))
+    assert async_.run_in_threads(2) == 2
+    assert async_.get_tasks() == [] and async_.get_failed_tasks() == []
