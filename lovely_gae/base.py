@@ -14,7 +14,7 @@ from google.appengine.runtime import apiproxy_errors
 from . import defaults
 from .serializers import default_serializer
 
-__all__ = ['LibraryModel', 'TRANSIENT_ERRORS', 'WIDE', 'retrying',
+__all__ = ['put_first', 'LibraryModel', 'TRANSIENT_ERRORS', 'WIDE', 'retrying',
            'transaction', 'after_commit', 'before_commit', 'on_app_engine',
            'get_all', 'put_all', 'delete_all', 'utcnow',
            'JsonProperty', 'KeyProperty', 'prefixed', 'done_bits',
@@ -202,6 +202,21 @@ class KeyProperty(db.Property):
 
     def __init__(self, **kwds):
         super().__init__(indexed=False, **kwds)
+
+
+def put_first(model):
+    """Store ``model`` unless an entity has its key; return the one stored.
+
+    A task that runs twice decides twice, maybe otherwise (the data may
+    have changed in between): the first decision stored is the one kept.
+    """
+    def first():
+        stored = db.get(model.key())
+        if stored is None:
+            model.put()
+            return model
+        return stored
+    return transaction(first)
 
 
 def prefixed(model, prefix, keys_only=False):

@@ -16,7 +16,7 @@ from google.appengine.api import apiproxy_stub_map, memcache
 from google.appengine.ext.ndb import context as ndb_context
 from google.appengine.ext.ndb import key as ndb_key
 
-__all__ = ['uncached']
+__all__ = ['lock', 'release', 'uncached']
 
 log = logging.getLogger(__name__)
 
@@ -31,23 +31,32 @@ def _cache_keys(references):
     return found
 
 
-@contextlib.contextmanager
-def uncached(references):
-    """Lock ndb's cache entries of ``references`` while inside; then drop them.
-
-    Without a memcache service (a testbed that has none) there is no cache
-    to keep right, and nothing is done.
-    """
+def lock(references):
+    """Lock ndb's cache entries of ``references``; ``release`` them once
+    written. Without a memcache service (a testbed that has none) there is
+    no cache to keep right, and nothing is done."""
     if apiproxy_stub_map.apiproxy.GetStub('memcache') is None:
-        yield
-        return
+        return {}
     found = _cache_keys(references)
     for namespace, keys in found.items():
         memcache.set_multi(dict.fromkeys(keys, ndb_context._LOCKED),
                            time=ndb_context._LOCK_TIME, namespace=namespace)
-    yield
-    for namespace, keys in found.items():
+    return found
+
+
+def release(locked):
+    """Drop the entries ``lock`` locked: ndb reads them anew."""
+    for namespace, keys in locked.items():
         if not memcache.delete_multi(keys, namespace=namespace):
             log.warning('memcache did not drop ndb\'s entries of %d keys in '
                         'namespace %r; they expire in %d seconds', len(keys),
                         namespace, ndb_context._LOCK_TIME)
+
+
+@contextlib.contextmanager
+def uncached(references):
+    """Lock ndb's cache entries of ``references`` while inside; then drop
+    them."""
+    locked = lock(references)
+    yield
+    release(locked)

@@ -53,9 +53,13 @@ TASK_BATCH = 100
 #: Entities per datastore query batch when reading a range.
 QUERY_BATCH = 500
 
-#: Seconds one task of a key pass works; the pass then goes
-#: on in a task of its own, so that each stays well inside a request's
-#: deadline.
+#: Shards a large kind is cut into at most, each stored by a task of its
+#: own at once: set it to the push queue's ``max_concurrent_requests``.
+#: Each shard costs a task and a few datastore calls of its own.
+SHARDS = 8
+
+#: Seconds one task of a key pass or of a shard works; it then goes on in
+#: a task of its own, so that each stays well inside a request's deadline.
 PASS_SECONDS = 30.0
 
 #: App Engine push queue that hands each stored task to a worker (see

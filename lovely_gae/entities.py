@@ -14,11 +14,11 @@ from google.appengine.datastore import entity_bytes_pb2 as entity_pb2
 from google.appengine.ext import db
 
 from . import defaults
-from .base import WIDE, retrying
+from .base import TRANSIENT_ERRORS, WIDE, retrying
 
-__all__ = ['EntityProto', 'connection', 'iter_range',
-           'iter_range_keys', 'put', 'put_encoded', 'delete', 'get', 'kinds',
-           'ref', 'key', 'sort_key']
+__all__ = ['EntityProto', 'connection', 'iter_range', 'send_range',
+           'read_range', 'first_batch', 'iter_range_keys', 'put',
+           'put_encoded', 'delete', 'get', 'kinds', 'ref', 'key', 'sort_key']
 
 EntityProto = entity_pb2.EntityProto
 Reference = entity_pb2.Reference
@@ -86,19 +86,51 @@ def iter_range(kind, namespace, start=None, end=None, keys_only=False,
     each batch asks for as many entities as fit, by the mean size so far,
     the first taking each to be ``_GUESSED_SIZE`` bytes.
     """
-    most = batch_size or defaults.QUERY_BATCH
-    size = (max(1, min(most, max_batch_bytes // _GUESSED_SIZE))
-            if max_batch_bytes else most)
-    batch = _range_query(kind, namespace, start, end).run_async(
-        connection(), datastore_query.QueryOptions(
-            keys_only=keys_only, batch_size=size)).get_result()
+    return read_range(send_range(kind, namespace, start, end, keys_only,
+                                 batch_size, max_batch_bytes))
+
+
+def first_batch(max_batch_bytes):
+    """Entities the first batch of a query asks for, its batches bounded
+    to ``max_batch_bytes``."""
+    return max(1, min(defaults.QUERY_BATCH, max_batch_bytes // _GUESSED_SIZE))
+
+
+class SentRange:
+    """The first query of a range, on its way (``send_range``); once read,
+    ``mean_bytes`` is the mean size of its entities as far as sampled."""
+
+    def __init__(self, query, keys_only, batch_size, max_batch_bytes):
+        self.most = batch_size or defaults.QUERY_BATCH
+        self.max_batch_bytes = max_batch_bytes
+        self.size = (min(self.most, first_batch(max_batch_bytes))
+                     if max_batch_bytes else self.most)
+        self.mean_bytes = None
+        self.future = query.run_async(
+            connection(), datastore_query.QueryOptions(
+                keys_only=keys_only, batch_size=self.size))
+
+
+def send_range(kind, namespace, start=None, end=None, keys_only=False,
+               batch_size=None, max_batch_bytes=None):
+    """Send the first query of ``iter_range`` and return at once, so that
+    the queries of several ranges are on their way together; ``read_range``
+    reads on."""
+    return SentRange(_range_query(kind, namespace, start, end), keys_only,
+                     batch_size, max_batch_bytes)
+
+
+def read_range(sent):
+    """Yield what the query ``send_range`` sent finds, batch by batch."""
+    batch, size = sent.future.get_result(), sent.size
     while batch is not None:
         results = batch.results
         yield from results  # Reference messages when keys_only
-        if max_batch_bytes and results:  # a mean of 32 or so is enough
+        if sent.max_batch_bytes and results:  # a mean of 32 or so is enough
             sample = results[::max(1, len(results) // 32)]
-            mean = sum(e.ByteSize() for e in sample) / len(sample)
-            size = max(1, min(most, int(max_batch_bytes // mean)))
+            sent.mean_bytes = sum(e.ByteSize() for e in sample) / len(sample)
+            size = max(1, min(sent.most,
+                              int(sent.max_batch_bytes // sent.mean_bytes)))
         batch = batch.next_batch(datastore_query.FetchOptions(
             batch_size=size))
 
@@ -130,11 +162,32 @@ def put_encoded(records):
     request within the limits (500 entities, 1 MiB).
     """
     if records:
-        request = datastore_pb.PutRequest()
-        add = request.entity.add
-        for record in records:
-            add().MergeFromString(record)
-        retrying(_call, 'Put', request, datastore_pb.PutResponse)
+        retrying(_call, 'Put', _put_request(records),
+                 datastore_pb.PutResponse)
+
+
+def _put_request(records):
+    request = datastore_pb.PutRequest()
+    add = request.entity.add
+    for record in records:
+        add().MergeFromString(record)
+    return request
+
+
+class SentPut:
+    """A ``put_encoded`` on its way: ``wait`` for it (and put again, as
+    ``retrying`` would, if it failed for a transient reason)."""
+
+    def __init__(self, records):
+        self.records = records
+        self.rpc = connection().make_rpc_call(
+            None, 'Put', _put_request(records), datastore_pb.PutResponse())
+
+    def wait(self):
+        try:
+            connection().check_rpc_success(self.rpc)
+        except TRANSIENT_ERRORS:
+            put_encoded(self.records)
 
 
 def _call(method, request, response_type):

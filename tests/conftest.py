@@ -115,16 +115,16 @@ def all_bytes(kinds, namespace=''):
 
 @pytest.fixture
 def ticking_clock(monkeypatch):
-    """Each look at a key pass's clock (``passes.time``) takes a second."""
+    """Each look at a pass's or a shard task's clock takes a second."""
     import types
-    from lovely_gae.snapshot import passes
+    from lovely_gae.snapshot import passes, shards
     clock = iter(range(10 ** 6))
-    monkeypatch.setattr(passes, 'time', types.SimpleNamespace(
-        monotonic=lambda: next(clock)))
+    ticking = types.SimpleNamespace(monotonic=lambda: next(clock))
+    monkeypatch.setattr(passes, 'time', ticking)
+    monkeypatch.setattr(shards, 'time', ticking)
 
 
 @pytest.fixture
 def unsharded(monkeypatch):
     """Kinds of any size stay one shard: ranges 0 to n - 1."""
-    from lovely_gae.snapshot import passes
-    monkeypatch.setattr(passes, 'SHARD_MIN', 10 ** 6)
+    monkeypatch.setattr(defaults, 'SHARDS', 1)

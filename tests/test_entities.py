@@ -56,6 +56,19 @@ def test_put_encoded_stores_the_bytes_as_given_and_retries(
     assert stored == records
 
 
+def test_puts_sent_together_land_once_each_a_failed_one_again(
+        gae_testbed, faulty_datastore):
+    records = [datastore.Entity('Raw', name='n%d' % number)._ToPb()
+               .SerializeToString() for number in range(4)]
+    fault = faulty_datastore(every=2, methods=('Put',))
+    sent = [entities.SentPut([record]) for record in records]
+    for put in sent:
+        put.wait()
+    assert fault.injected >= 1
+    stored = [e.SerializeToString() for e in entities.iter_range('Raw', '')]
+    assert stored == records
+
+
 def test_put_encoded_raises_the_datastores_errors(gae_testbed):
     entity = datastore.Entity('Raw', name='x', _app='another-app')
     with pytest.raises(datastore_errors.BadRequestError):

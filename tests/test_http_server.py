@@ -65,7 +65,7 @@ def cut_after(count):
 
 
 @pytest.fixture
-def data(make_entities, finished_snapshot, monkeypatch):
+def data(make_entities, finished_snapshot, monkeypatch, unsharded):
     """A finished snapshot of two kinds; Dummy's ranges stored in parts."""
     monkeypatch.setattr(defaults, 'PART_SIZE', 4096)
     make_entities(Dummy, 450)

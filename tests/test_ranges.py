@@ -38,7 +38,7 @@ def _until_range_tasks(run_tasks):
 
 def test_range_of_2500_entities_round_trips_exactly(make_entities,
                                                     finished_snapshot,
-                                                    run_tasks):
+                                                    run_tasks, unsharded):
     keys = make_entities(Dummy, 2500)
     before = all_bytes(['Dummy'])
     snap = finished_snapshot(['Dummy'], batchsize=5000)
@@ -140,7 +140,7 @@ def test_a_losing_racer_leaves_no_parts_behind(gae_testbed, run_tasks,
     db.put([Heavy(payload=os.urandom(10 * 1000)) for _ in range(30)])
     snap = api.create_snapshot(['Heavy'])
     [task] = _until_range_tasks(run_tasks)
-    write = ranges._write
+    write = ranges.write
     racers = []
 
     def the_other_commits_first(*args):
@@ -148,7 +148,7 @@ def test_a_losing_racer_leaves_no_parts_behind(gae_testbed, run_tasks,
             racers.append(True)
             rerun(task)
         return write(*args)
-    monkeypatch.setattr(ranges, '_write', the_other_commits_first)
+    monkeypatch.setattr(ranges, 'write', the_other_commits_first)
     rerun(task)
     monkeypatch.undo()
     [backup] = RangeBackup.all()
@@ -187,12 +187,12 @@ def test_a_restore_puts_large_entities_in_requests_of_at_most_1_mib(
     snap = finished_snapshot(['Heavy'])
     db.delete(list(Heavy.all(keys_only=True)))
     requests = []
-    put_encoded = entities.put_encoded
+    send_put = entities.SentPut
 
     def spy(records):
         requests.append(sum(len(r) + 4 for r in records))
-        put_encoded(records)
-    monkeypatch.setattr(entities, 'put_encoded', spy)
+        return send_put(records)
+    monkeypatch.setattr(entities, 'SentPut', spy)
     snap.restore()
     run_tasks(recursive=True)
     assert all_bytes(['Heavy']) == before
@@ -228,10 +228,9 @@ def test_records_of_every_length_come_back_across_part_boundaries(codec):
 
 @pytest.fixture
 def sharded(monkeypatch):
-    """Kinds of more than 3 ranges are cut into shards, 4 at most."""
-    monkeypatch.setattr(passes, 'SHARD_MIN', 3)
-    monkeypatch.setattr(passes, 'SHARDS', 4)
-    monkeypatch.setattr(passes, 'OVERSAMPLE', 2)
+    """Kinds with 20 sampled keys are cut into 4 shards."""
+    monkeypatch.setattr(passes, 'SAMPLE', 20)
+    monkeypatch.setattr(defaults, 'SHARDS', 4)
 
 
 def test_a_large_kind_is_cut_into_shards_passed_over_at_once(
@@ -240,10 +239,10 @@ def test_a_large_kind_is_cut_into_shards_passed_over_at_once(
     make_entities(Yummy, 25)  # a small kind beside it
     before = all_bytes(['Dummy', 'Yummy'])
     snap = api.create_snapshot(['Dummy', 'Yummy'], batchsize=10)
-    run_tasks()  # the kinds' first passes: Dummy's cut the rest in three
-    shard_passes = [task for task in async_.get_tasks()
-                    if task.func.endswith(':pass_shard')]
-    assert len(shard_passes) == 3  # each further shard's pass on its own
+    run_tasks()  # the kinds' first tasks: Dummy's cut it in four
+    shard_tasks = [task for task in async_.get_tasks()
+                   if task.func.endswith(':store_shard')]
+    assert len(shard_tasks) == 3  # each further shard stored on its own
     run_tasks(recursive=True)
     snap = api.get_snapshot(snap.id)
     assert snap.status == 'finished'
@@ -263,15 +262,15 @@ def test_a_large_kind_is_cut_into_shards_passed_over_at_once(
     assert all_bytes(['Dummy', 'Yummy']) == before
 
 
-def test_a_shard_pass_goes_on_in_tasks_of_its_own(
+def test_a_shard_task_goes_on_in_tasks_of_its_own(
         make_entities, run_tasks, sharded, monkeypatch, ticking_clock):
     make_entities(Dummy, 300)
     before = all_bytes(['Dummy'])
-    monkeypatch.setattr(ranges, 'CHUNK', 5)
-    monkeypatch.setattr(ranges, 'PER_TASK', 5)
-    monkeypatch.setattr(defaults, 'PASS_SECONDS', 0.5)  # a chunk a task
+    monkeypatch.setattr(ranges, 'PER_TASK', 2)
+    monkeypatch.setattr(defaults, 'PASS_SECONDS', 0.5)  # a commit a task
     snap = api.create_snapshot(['Dummy'], batchsize=5)
-    run_tasks(recursive=True)
+    # 60 ranges, 2 a commit: 30 tasks, not the kind's and its 3 shards'.
+    assert run_tasks(recursive=True) >= 30
     snap = api.get_snapshot(snap.id)
     assert snap.status == 'finished'
     assert snap.entity_count == 300

@@ -165,7 +165,7 @@ def test_a_range_that_keeps_failing_puts_the_restore_in_error(
     snap = finished_snapshot(['Dummy'], batchsize=10)
     monkeypatch.setattr('lovely_gae.defaults.MAX_ATTEMPTS', 2)
     db.delete(keys)
-    put_encoded = entities.put_encoded
+    send_put = entities.SentPut
 
     last_range = sorted(keys)[20]  # in key order: ids need not ascend
 
@@ -173,8 +173,8 @@ def test_a_range_that_keeps_failing_puts_the_restore_in_error(
         if entities.EntityProto.FromString(records[0]).key.path.element[
                 -1].id == last_range.id():
             raise RuntimeError('disk on fire')
-        put_encoded(records)
-    monkeypatch.setattr(entities, 'put_encoded', put_but_the_last)
+        return send_put(records)
+    monkeypatch.setattr(entities, 'SentPut', put_but_the_last)
     snap.restore()
     run_tasks(recursive=True, wait=True, deadline=30)
     progress = api.get_snapshot(snap.id).restore_progress()
@@ -183,7 +183,7 @@ def test_a_range_that_keeps_failing_puts_the_restore_in_error(
     assert 'RuntimeError: disk on fire' in progress['error']
     assert (progress['ranges_done'], progress['ranges_total']) == (2, 3)
     assert Dummy.all().count() == 20
-    monkeypatch.setattr(entities, 'put_encoded', put_encoded)
+    monkeypatch.setattr(entities, 'SentPut', send_put)
     snap.restore()  # the failed restore let go of its kind
     run_tasks(recursive=True)
     assert Dummy.all().count() == 30
@@ -269,7 +269,7 @@ def test_deleting_a_snapshot_deletes_its_restores(
 
 @pytest.mark.parametrize('namespace', ['', 'tenant'])
 def test_each_range_deletes_what_the_snapshot_lacks_within_its_bounds(
-        finished_snapshot, run_tasks, namespace):
+        finished_snapshot, run_tasks, namespace, unsharded):
     def key(number):
         return db.Key.from_path('Dummy', 'k%05d' % number,
                                 namespace=namespace)
@@ -340,7 +340,6 @@ def test_a_snapshot_being_restored_is_not_deleted_or_pruned(
 def test_no_restore_starts_once_a_snapshot_is_being_deleted(
         make_entities, finished_snapshot, monkeypatch):
     from lovely_gae.exceptions import SnapshotNotFinished
-    from lovely_gae.snapshot import ranges
     make_entities(Dummy, 3)
     snap = finished_snapshot(['Dummy'])
     stale = api.get_snapshot(snap.id)  # read before the delete began

@@ -221,7 +221,10 @@ def test_lovely_gae_serve_saves_on_sigterm(env, tmp_path):
     finally:
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=30)
-    assert (process.returncode, err) == (0, '')
+    # waitress says when a request waited for a thread: on a busy machine
+    errors = [line for line in err.splitlines()
+              if not line.startswith('WARNING waitress.queue: Task queue')]
+    assert (process.returncode, errors) == (0, [])
     assert sorted(os.listdir(str(tmp_path))) == [
         'served.datastore', 'served.datastore.lock']
     with local_datastore(str(tmp_path / 'served.datastore'), save=False):

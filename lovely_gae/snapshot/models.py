@@ -13,7 +13,8 @@ from ..exceptions import (RangeCorrupted, SnapshotIncomplete,
 from ..serializers import default_serializer
 from . import storage
 
-__all__ = ['SHARD_STRIDE', 'Status', 'Snapshot', 'SnapshotMarkers',
+__all__ = ['SHARD_STRIDE', 'Status', 'Snapshot', 'KindShards',
+           'SnapshotMarkers',
            'RangeBackup', 'RangeBackupPart',
            'RestoreStatus', 'Restore', 'check_complete', 'backup_keys',
            'iter_backups']
@@ -335,23 +336,46 @@ def _restore_dict(restore_id):
     return found.to_dict() if found else None
 
 
+class KindShards(LibraryModel):
+    """Where the shards of a kind start, as its first task cut it, or that
+    it is small (``SS:<snapshot id>:<kind>``)."""
+
+    starts = db.TextProperty()  # JSON: the shards' first keys (None: open)
+
+    @classmethod
+    def build(cls, snapshot_id, kind, starts):
+        """``starts``: the shards' first keys; None for a small kind."""
+        return cls(key_name='SS:%d:%s' % (snapshot_id, kind),
+                   starts=db.Text(default_serializer.dumps(
+                       None if starts is None else list(starts))))
+
+    def keys(self):
+        return default_serializer.loads(self.starts)
+
+
 class SnapshotMarkers(LibraryModel):
     """The first keys of a chunk of a kind's ranges, as its key pass found
-    them (``SM:<snapshot id>:<kind>:<shard>:<chunk>``)."""
+    them (``SM:<snapshot id>:<kind>:<shard>:<chunk>``), and where the next
+    chunk starts (``after``; the shard's end after its last chunk)."""
 
     range_kind = db.StringProperty(indexed=False)
     first = db.IntegerProperty(indexed=False)  # its first range's position
     starts = db.TextProperty()  # JSON: the ranges' first keys (None: open)
+    after = KeyProperty()
 
     @staticmethod
     def make_name(snapshot_id, kind, shard, chunk):
         return 'SM:%d:%s:%04d:%06d' % (snapshot_id, kind, shard, chunk)
 
     @classmethod
-    def build(cls, snapshot_id, kind, shard, chunk, first, starts):
+    def build(cls, snapshot_id, kind, shard, chunk, first, starts, after):
         return cls(key_name=cls.make_name(snapshot_id, kind, shard, chunk),
-                   range_kind=kind, first=first,
+                   range_kind=kind, first=first, after=after,
                    starts=db.Text(default_serializer.dumps(list(starts))))
+
+    def all_starts(self):
+        """The ranges' first keys, None for an open start."""
+        return default_serializer.loads(self.starts)
 
     @classmethod
     def of(cls, snapshot_id):

@@ -1,179 +1,223 @@
-"""A snapshot's key passes: where each range of a kind starts.
+"""How a snapshot starts on each kind, and the key passes of small kinds.
 
-A range is ``batchsize`` entities in key order; it starts at the key of its
-first entity (the seed's markers are these starts, but the first). A pass
-reads keys only and hands its ranges on, ``ranges.CHUNK`` at a time, to
-``ranges.markers_ready``, which queues the tasks that read them, all at
-once.
+A kind's first task asks the datastore for a sample of its keys, taken at
+random (``__scatter__``, as the SDK's ``key_range`` finds split points). A
+large kind is cut into ``defaults.SHARDS`` shards at sampled keys, each
+stored by a task of its own that reads its entities in key order
+(``shards``): no pass over its keys comes first. Shard ``s`` numbers its
+ranges from ``s * models.SHARD_STRIDE`` on.
 
-A kind's first pass starts at its first key. Once it has found
-``SHARD_MIN`` ranges, the rest of the kind is cut into shards at keys the
-datastore samples at random (``__scatter__``, as the SDK's ``key_range``
-finds split points), each passed over by a task of its own, all at once,
-while the first pass goes on with the first shard. Shard ``s`` numbers its
-ranges from ``s * models.SHARD_STRIDE`` on. A small kind stays one shard,
-whose ranges are handed on through a task of their own, as the seed's
-doctest counts them.
-
+A small kind, with fewer sampled keys, is passed over as the seed did: a
+pass reads its keys only and cuts them into ranges of ``batchsize``
+entities; a range starts at the key of its first entity (the seed's
+markers are these starts, but the first). The pass hands its ranges on,
+``CHUNK`` at a time, to ``markers_ready``, a task that queues the range
+tasks (``ranges.store_ranges``), all at once: one a range, as the seed's
+doctest counts them, or ``ranges.PER_TASK`` a task past the first chunk.
 A pass works ``defaults.PASS_SECONDS`` a task, then goes on in a task of
-its own from where a range starts. At its end it closes its shard's
-``completion`` job with the number of range tasks it made.
+its own.
+
+A task may run twice, over data that changed in between: what the first
+run decided (how the kind is cut, where a chunk of ranges ends) is stored
+first (``base.put_first``) and kept.
 """
 import time
 
 from google.appengine.api import datastore
+from google.appengine.ext import db
 
 from .. import async_, defaults, entities
-from . import ranges
-from .models import Snapshot
+from ..base import put_first, transaction
+from . import ranges, shards
+from .models import KindShards, Snapshot, SnapshotMarkers
 
-__all__ = ['SHARD_MIN', 'SHARDS', 'pass_kind', 'pass_shard']
+__all__ = ['SAMPLE', 'OVERSAMPLE', 'CHUNK', 'first_tasks', 'shard_starts',
+           'pass_kinds', 'pass_kind', 'pass_on', 'markers_ready']
 
-#: Ranges a kind's first pass finds before it cuts the rest into shards.
-SHARD_MIN = 10
-#: Shards a kind is cut into at most.
-SHARDS = 32
-#: Random keys sampled per shard: shards start at evenly spaced ones.
-OVERSAMPLE = 4
+#: Keys sampled by ``__scatter__``: a kind that has fewer is small.
+SAMPLE = 128
+#: Keys sampled for each shard of a large kind, at least.
+OVERSAMPLE = 16
+#: Ranges a pass hands on at a time (a multiple of ``ranges.PER_TASK``).
+CHUNK = 50
 #: Keys a pass reads per query batch.
 _KEYS_BATCH = 1000
-
-
-def _live(snapshot_id):
-    snap = Snapshot.get_by_id(snapshot_id)
-    if snap is None or snap.status == Snapshot.STATUS_ERROR:
-        return None
-    return snap
-
-
-def _splits(kind, namespace, after):
-    """Where shards start beyond the key ``after``: keys the datastore
-    samples at random (``__scatter__``), evenly spaced; none if too few."""
-    sample = datastore.Query(kind, namespace=namespace, keys_only=True)
-    sample.Order('__scatter__')
-    floor = entities.sort_key(after._ToPb())
-    found = sorted((key for key in sample.Get(SHARDS * OVERSAMPLE)
-                    if entities.sort_key(key._ToPb()) > floor),
-                   key=lambda key: entities.sort_key(key._ToPb()))
-    shards = min(SHARDS, len(found) // OVERSAMPLE + 1)
-    splits = []
-    for shard in range(1, shards):
-        key = found[shard * len(found) // shards]
-        if not splits or key != splits[-1]:
-            splits.append(key)
-    return splits
-
-
-#: Kinds whose passes are queued with their snapshot, in the transaction that
-#: stores it (25 entity groups: the snapshot's, and each task's).
+#: Kinds whose first tasks are queued with their snapshot, in the
+#: transaction that stores it (25 entity groups: the snapshot's, and each
+#: task's).
 _FIRST_KINDS = 23
-#: Pass tasks a fan-out task queues, with the next fan-out task.
+#: First tasks a fan-out task queues, with the next fan-out task.
 _FAN_OUT = 100
 
 
 def first_tasks(snapshot_id, kinds):
-    """The tasks that start a snapshot of ``kinds`` kinds: a pass a kind,
-    or for many kinds one that queues them a page at a time."""
+    """The tasks that start a snapshot of ``kinds`` kinds: one a kind, or
+    for many kinds one that queues them a page at a time."""
     if kinds <= _FIRST_KINDS:
-        return [_pass_task(snapshot_id, index) for index in range(kinds)]
-    return [async_.make_task(pass_kinds, args=(snapshot_id, kinds, 0),
-                             on_failure=ranges.snapshot_failed,
-                             on_failure_args=(snapshot_id,))]
+        return [_kind_task(snapshot_id, index) for index in range(kinds)]
+    return [_task(pass_kinds, snapshot_id, kinds, 0)]
 
 
-def _pass_task(snapshot_id, kind_index):
-    return async_.make_task(pass_kind, args=(snapshot_id, kind_index),
+def _task(func, snapshot_id, *args):
+    return async_.make_task(func, args=(snapshot_id,) + args,
                             on_failure=ranges.snapshot_failed,
                             on_failure_args=(snapshot_id,))
 
 
+def _kind_task(snapshot_id, kind_index):
+    return _task(pass_kind, snapshot_id, kind_index)
+
+
 @async_.task
 def pass_kinds(snapshot_id, kinds, first):
-    """Task: queue the passes of kinds ``first`` on, a page of them, and
-    the task that queues the next page."""
+    """Task: queue the first tasks of kinds ``first`` on, a page of them,
+    and the task that queues the next page."""
     last = min(kinds, first + _FAN_OUT)
-    tasks = [_pass_task(snapshot_id, index) for index in range(first, last)]
+    tasks = [_kind_task(snapshot_id, index) for index in range(first, last)]
     if last < kinds:
-        tasks.append(async_.make_task(
-            pass_kinds, args=(snapshot_id, kinds, last),
-            on_failure=ranges.snapshot_failed, on_failure_args=(snapshot_id,)))
+        tasks.append(_task(pass_kinds, snapshot_id, kinds, last))
     async_.defer_many(tasks)
+
+
+def shard_starts(kind, namespace):
+    """``[None, first key of shard 1, ...]`` for a large kind, None for a
+    small one.
+
+    The datastore sets ``__scatter__`` on a random share of entities: those
+    that sort first by it are spread evenly over the kind's keys. A kind
+    with fewer than ``SAMPLE`` of them is small; a larger one is cut into
+    ``defaults.SHARDS`` at evenly spaced ones.
+    """
+    sample = datastore.Query(kind, namespace=namespace, keys_only=True)
+    sample.Order('__scatter__')
+    found = sorted(sample.Get(max(SAMPLE, defaults.SHARDS * OVERSAMPLE)),
+                   key=lambda key: entities.sort_key(key._ToPb()))
+    if len(found) < SAMPLE:
+        return None
+    starts = [None]
+    for shard in range(1, defaults.SHARDS):
+        key = found[shard * len(found) // defaults.SHARDS]
+        if key != starts[-1]:
+            starts.append(key)
+    return starts
 
 
 @async_.task
 def pass_kind(snapshot_id, kind_index):
-    """Task: pass over a kind's keys, splitting a large kind into shards."""
-    snap = _live(snapshot_id)
-    if snap is None:
+    """Task: decide how a kind is stored; start it."""
+    snap = Snapshot.get_by_id(snapshot_id)
+    if snap is None or snap.status == Snapshot.STATUS_ERROR:
         return
-    if snap.status == Snapshot.STATUS_STARTED:  # once a kind, at most
-        ranges.mark_storing(snapshot_id)
-    _pass(snap, kind_index, 0, None, None, None, 0, 0)
+    kind = snap.kinds[kind_index]
+    cut = transaction(_decide, snap.key(), KindShards.build(
+        snapshot_id, kind, shard_starts(kind, snap.namespace)))
+    starts = cut.keys()
+    if starts is None:
+        _pass(snap, kind_index, None, 0, 0)
+        return
+    ends = starts[1:] + [None]
+    async_.defer_many([
+        shards.shard_task(snap.id, kind_index, shard, len(starts),
+                          starts[shard], ends[shard])
+        for shard in range(1, len(starts))])
+    shards.store_shard(snap.id, kind_index, 0, len(starts), None, ends[0])
+
+
+def _decide(snapshot_key, cut):
+    """Keep the first cut of a kind; the snapshot is ``storing`` now."""
+    snap, stored = db.get([snapshot_key, cut.key()])
+    changed = [] if stored is not None else [cut]
+    if snap is not None and snap.status == Snapshot.STATUS_STARTED:
+        snap.status = Snapshot.STATUS_STORING
+        changed.append(snap)
+    if changed:
+        db.put(changed)
+    return stored or cut
 
 
 @async_.task
-def pass_shard(snapshot_id, kind_index, shard, shards, start, end,
-               index=0, chunk=0):
-    """Task: pass over the keys of a shard, from range ``index`` of it on,
-    which starts at ``start`` (None: the kind's first key)."""
-    snap = _live(snapshot_id)
-    if snap is not None:
-        _pass(snap, kind_index, shard, shards, start, end, index, chunk)
+def pass_on(snapshot_id, kind_index, start, index, chunk):
+    """Task: go on with a small kind's pass from range ``index``, which
+    starts at ``start``, the first of chunk ``chunk``."""
+    snap = Snapshot.get_by_id(snapshot_id)
+    if snap is not None and snap.status != Snapshot.STATUS_ERROR:
+        _pass(snap, kind_index, start, index, chunk)
 
 
-def _shard_task(snap, kind_index, shard, shards, start, end, index=0,
-                chunk=0):
-    return async_.make_task(pass_shard, args=(
-        snap.id, kind_index, shard, shards, start, end, index, chunk),
-        on_failure=ranges.snapshot_failed, on_failure_args=(snap.id,))
-
-
-def _pass(snap, kind_index, shard, shards, start, end, index, chunk):
-    """Pass over keys from ``start`` (the first of range ``index``) to
-    ``end``, handing ranges on a chunk at a time.
-
-    ``shards`` is None in the kind's first pass while the kind may still
-    turn out large: once it holds ``SHARD_MIN`` ranges, the rest of the
-    kind is cut into shards passed over by tasks of their own, and this
-    pass goes on as the first.
-    """
-    kind, size = snap.kinds[kind_index], ranges.CHUNK
+def _pass(snap, kind_index, start, index, chunk):
+    """Pass over a small kind's keys from ``start``, handing ranges on a
+    chunk at a time. Where a pass that ran before handed a chunk on
+    otherwise (the data changed in between), this one goes on from where
+    that chunk ended."""
+    kind = snap.kinds[kind_index]
     stop_at = time.monotonic() + defaults.PASS_SECONDS
-    starts, count, read_from = [start], 0, start
-    while True:
-        cut = False
-        for reference in entities.iter_range_keys(
-                kind, snap.namespace, read_from, end, batch_size=_KEYS_BATCH):
-            if count == snap.batchsize:
-                key = entities.key(reference)
-                starts.append(key)
-                count = 0
-                if shards is None and len(starts) > SHARD_MIN:
-                    splits = _splits(kind, snap.namespace, key)
-                    shards = len(splits) + 1
-                    if splits:
-                        bounds = list(zip(splits, splits[1:] + [end]))
-                        async_.defer_many([
-                            _shard_task(snap, kind_index, number, shards,
-                                        low, high)
-                            for number, (low, high) in enumerate(bounds, 1)])
-                        end, read_from, cut = splits[0], key, True
-                        break  # and read on from ``key``, up to the new end
-                if len(starts) > size:  # a chunk, and where the next begins
-                    ranges.hand_on(snap, kind_index, shard, shards or 1,
-                                   chunk, index, starts[:size], starts[size])
-                    chunk, index, starts = (chunk + 1, index + size,
-                                            starts[size:])
-                    if time.monotonic() >= stop_at:
-                        async_.defer_many([_shard_task(
-                            snap, kind_index, shard, shards or 1, starts[0],
-                            end, index, chunk)])
-                        return
-            count += 1
-        if not cut:
-            break
-    shards = shards or 1
-    ranges.hand_on(snap, kind_index, shard, shards, chunk, index, starts, end)
-    per = ranges.per_task(shards)
-    tasks = chunk * (size // per) + -(-len(starts) // per)
-    ranges.shard_passed(snap, kind_index, shard, shards, tasks)
+    starts, count = [start], 0
+    for reference in entities.iter_range_keys(kind, snap.namespace, start,
+                                              batch_size=_KEYS_BATCH):
+        if count == snap.batchsize:
+            starts.append(entities.key(reference))
+            count = 0
+            if len(starts) > CHUNK:  # a chunk, and where the next begins
+                stored = _hand_on(snap, kind_index, chunk, index,
+                                  starts[:CHUNK], starts[CHUNK])
+                if (stored.after != starts[CHUNK]
+                        or time.monotonic() >= stop_at):
+                    _next(snap, kind_index, index, chunk, stored)
+                    return
+                chunk, index, starts = chunk + 1, index + CHUNK, starts[CHUNK:]
+        count += 1
+    _next(snap, kind_index, index, chunk,
+          _hand_on(snap, kind_index, chunk, index, starts, None))
+
+
+def _per_task(last_chunk):
+    """Range tasks of a pass whose last chunk is ``last_chunk``: one a
+    range if there is one chunk, as the seed counts them."""
+    return 1 if last_chunk == 0 else ranges.PER_TASK
+
+
+def _hand_on(snap, kind_index, chunk, index, starts, after):
+    """Keep a chunk of ranges, which start at ``starts`` (the next chunk at
+    ``after``, None after the last), unless a pass that ran before kept one
+    here; queue the tasks that store the chunk kept, which is returned."""
+    stored = put_first(SnapshotMarkers.build(
+        snap.id, snap.kinds[kind_index], 0, chunk, index, starts, after))
+    per = _per_task(chunk) if stored.after is None else ranges.PER_TASK
+    async_.defer(markers_ready, args=(
+        snap.id, kind_index, chunk, index, stored.all_starts(), stored.after,
+        per), on_failure=ranges.snapshot_failed, on_failure_args=(snap.id,))
+    return stored
+
+
+def _next(snap, kind_index, index, chunk, stored):
+    """After chunk ``chunk`` (``stored``, from range ``index`` on): the
+    pass has ended, or goes on in a task of its own."""
+    if stored.after is None:
+        tasks = (chunk * (CHUNK // ranges.PER_TASK)
+                 + -(-len(stored.all_starts()) // _per_task(chunk)))
+        ranges.shard_done(snap.id, kind_index, 0, 1, tasks)
+        return
+    async_.defer_many([_task(pass_on, snap.id, kind_index, stored.after,
+                             index + CHUNK, chunk + 1)])
+
+
+@async_.task
+def markers_ready(snapshot_id, kind_index, chunk, index, starts, end, per):
+    """Task: queue the tasks that store a chunk of a small kind's ranges,
+    ``per`` a task (the seed's callback of the key pass).
+
+    Range ``index + i`` runs from ``starts[i]`` up to the next start, the
+    last up to ``end``.
+    """
+    snap = Snapshot.get_by_id(snapshot_id)
+    if snap is None or snap.status == Snapshot.STATUS_ERROR:
+        return
+    bounds = list(zip(starts, starts[1:] + [end]))
+    leaf = chunk * (CHUNK // per)
+    async_.defer_many(
+        _task(ranges.store_ranges, snapshot_id, kind_index,
+              snap.kinds[kind_index], snap.namespace, snap.codec, 0, 1,
+              leaf + offset // per,
+              [(index + offset + i, start, stop) for i, (start, stop)
+               in enumerate(bounds[offset:offset + per])])
+        for offset in range(0, len(bounds), per))

@@ -10,7 +10,7 @@ record: ``Snapshot.plan_progress()`` shows it, ``plan`` once finished.
 from google.appengine.ext import db
 
 from .. import async_, completion, defaults, entities
-from ..base import get_all, transaction, utcnow
+from ..base import get_all, retrying, transaction, utcnow
 from ..exceptions import RangeCorrupted, SnapshotIncomplete
 from .models import Restore, RestoreStatus, Snapshot, backup_keys, iter_backups
 from .restore import (INLINE_RANGES, PHASES, WRITE_RANGES, first_tasks,
@@ -105,7 +105,7 @@ def _finish(restore_id, counts):
                    for index, kind in enumerate(record.kinds)}
     record.status = RestoreStatus.FINISHED.value
     record.finished = utcnow()
-    record.put()
+    retrying(record.put)
 
 
 PHASES['plan'] = plan_ranges

@@ -1,52 +1,45 @@
-"""The tasks that store a snapshot's ranges, and that purge a deleted one.
+"""Storing a snapshot's ranges, knowing when it is done, and purging one.
 
-A key pass (``passes``) hands ranges on in chunks: ``markers_ready`` keeps
-a chunk's first keys (the seed's markers) and queues the tasks that read
-the ranges, each with a range query of its own, so that they all read at
-once: one range a task for a small kind (as the seed counts them),
-``PER_TASK`` for a large one, whose calls they share.
+The range tasks of a small kind's key pass (``passes``) each read their
+ranges, with a query of their own that are all on their way at once, and
+compress them (``write``). A task writes its backups' further parts first,
+then commits its backups in one transaction with its own ``completion``
+marker: if the marker is there, another run of the task has committed
+already, and this run's parts go. A large kind's shard tasks (``shards``)
+commit the same way, ``PER_TASK`` ranges at a time.
 
-A range task writes its backups' further parts first, then commits its
-backups in one transaction with its own ``completion`` marker: if the
-marker is there, another run of the task has committed already, and this
-run's parts go. Nothing every task writes, no contention. The task that
-completes a shard completes it in the kind's job; the kind's last shard in
-the snapshot's job; the last kind finishes the snapshot with the totals.
-Every task here may run twice, or in two workers at once.
+Nothing every task writes, no contention: the task that completes a shard
+completes it in the kind's job; the kind's last shard in the snapshot's
+job; the last kind finishes the snapshot with the totals. Every task here
+may run twice, or in two workers at once.
 """
 import uuid
 
 from google.appengine.ext import db
 
 from .. import async_, completion, defaults, entities
-from ..base import delete_all, prefixed, put_all, retrying, transaction
-from .models import (SHARD_STRIDE, RangeBackup, RangeBackupPart, Snapshot,
-                     SnapshotMarkers)
+from ..base import delete_all, prefixed, retrying, transaction
+from .models import (KindShards, RangeBackup, RangeBackupPart,
+                     Snapshot, SnapshotMarkers)
 from .storage import RangeWriter
 
-__all__ = ['PER_TASK', 'CHUNK', 'per_task', 'mark_storing', 'hand_on',
-           'markers_ready',
-           'store_ranges', 'shard_passed', 'snapshot_failed',
-           'delete_snapshot', 'purge_snapshot']
+__all__ = ['PER_TASK', 'job', 'write', 'store_ranges', 'shard_done',
+           'shard_stored', 'snapshot_failed', 'delete_snapshot',
+           'purge_snapshot']
 
-#: Ranges one task of a large kind reads: its calls are shared.
-PER_TASK = 5
-#: Ranges a pass hands on at a time (a multiple of ``PER_TASK``): range
-#: task ``i`` of chunk ``c`` is task ``c * CHUNK / per_task + i`` of its
-#: shard.
-CHUNK = 50
+#: Ranges a task stores at most, whose calls they share, and that commit
+#: together.
+PER_TASK = 10
+#: Bytes of first query batches a range task waits for at once, at most,
+#: by the largest mean entity size it has seen.
+_IN_FLIGHT_BYTES = 4 * 1024 * 1024
 #: Keys deleted per datastore call when purging a snapshot.
 _PURGE_BATCH = 500
 #: Purge calls made in the caller's request before the rest goes to a task.
 _PURGE_INLINE = 20
 
 
-def per_task(shards):
-    """Ranges a task reads: one for a small kind, of one shard."""
-    return 1 if shards == 1 else PER_TASK
-
-
-def _job(snapshot_id, kind_index=None, shard=None):
+def job(snapshot_id, kind_index=None, shard=None):
     """The ``completion`` job of a snapshot, of one of its kinds, or of a
     shard of one."""
     parts = ['S', str(snapshot_id)]
@@ -69,57 +62,9 @@ def snapshot_failed(message, snapshot_id):
     transaction(fail)
 
 
-def hand_on(snap, kind_index, shard, shards, chunk, index, starts, end):
-    """Hand a chunk of ranges on: a small kind's in a task of their own (the
-    seed's callback), a shard's at once."""
-    args = (snap.id, kind_index, shard, shards, chunk, index, starts, end)
-    if shards == 1:
-        async_.defer(markers_ready, args=args, on_failure=snapshot_failed,
-                     on_failure_args=(snap.id,))
-    else:
-        markers_ready(*args)
-
-
-@async_.task
-def markers_ready(snapshot_id, kind_index, shard, shards, chunk, index,
-                  starts, end):
-    """Keep a chunk's first keys; queue the tasks that read its ranges.
-
-    Its ranges are ``index`` on of the shard: range ``index + i`` runs from
-    ``starts[i]`` up to the next start, the last up to ``end``.
-    """
-    snap = Snapshot.get_by_id(snapshot_id)
-    if snap is None or snap.status == Snapshot.STATUS_ERROR:
-        return
-    kind = snap.kinds[kind_index]
-    first = shard * SHARD_STRIDE + index
-    put_all([SnapshotMarkers.build(snapshot_id, kind, shard, chunk, first,
-                                   starts)])
-    bounds = list(zip(starts, starts[1:] + [end]))
-    per = per_task(shards)
-    leaf = chunk * (CHUNK // per)
-    async_.defer_many(async_.make_task(
-        store_ranges, args=(snapshot_id, kind_index, kind, snap.namespace,
-                            snap.codec, shard, shards, leaf + offset // per, [
-                                (first + offset + i, start, stop)
-                                for i, (start, stop) in enumerate(
-                                    bounds[offset:offset + per])]),
-        on_failure=snapshot_failed, on_failure_args=(snapshot_id,))
-        for offset in range(0, len(bounds), per))
-
-
-def mark_storing(snapshot_id):
-    """The snapshot is ``storing`` once its first kind's pass has begun."""
-    def storing():
-        snap = Snapshot.get_by_id(snapshot_id)
-        if snap is not None and snap.status == Snapshot.STATUS_STARTED:
-            snap.status = Snapshot.STATUS_STORING
-            snap.put()
-    transaction(storing)
-
-
-def _write(snapshot_id, kind, namespace, codec, position, start, end, token):
-    """Read a range and compress it; store every part but the first.
+def write(snapshot_id, kind, codec, position, start, end, token, records):
+    """Compress a range's ``records`` (encoded entities); store every part
+    but the first.
 
     Returns ``(unsaved RangeBackup, keys of the parts written)``.
     """
@@ -135,9 +80,6 @@ def _write(snapshot_id, kind, namespace, codec, position, start, end, token):
                                          len(written) + 1)
             retrying(db.put, RangeBackupPart(key=key, data=part))
             written.append(key)
-    records = (entity.SerializeToString() for entity in entities.iter_range(
-        kind, namespace, start, end,
-        max_batch_bytes=defaults.PART_SIZE // 2))
     emit(writer.add_all(records))
     emit(writer.close())
     backup = RangeBackup(
@@ -152,6 +94,25 @@ def _write(snapshot_id, kind, namespace, codec, position, start, end, token):
     return backup, written
 
 
+def _sent(kind, namespace, bounds):
+    """Yield ``(bound, its query on its way)``: once the first range has
+    shown how large the kind's entities are, the next ranges' queries are
+    sent together, as many as ``_IN_FLIGHT_BYTES`` of first batches allow,
+    so that the task waits for their answers once, not once a range."""
+    bounds, in_flight, mean = list(bounds), [], None
+    batch_bytes = defaults.PART_SIZE // 2
+    while bounds or in_flight:
+        window = 1 if mean is None else max(1, _IN_FLIGHT_BYTES // (
+            entities.first_batch(batch_bytes) * mean))
+        while bounds and len(in_flight) < window:
+            _, start, end = bound = bounds.pop(0)
+            in_flight.append((bound, entities.send_range(
+                kind, namespace, start, end, max_batch_bytes=batch_bytes)))
+        bound, query = in_flight.pop(0)
+        yield bound, query
+        mean = max(mean or 1, query.mean_bytes or 1)
+
+
 @async_.task
 def store_ranges(snapshot_id, kind_index, kind, namespace, codec, shard,
                  shards, index, bounds):
@@ -159,45 +120,61 @@ def store_ranges(snapshot_id, kind_index, kind, namespace, codec, shard,
     as task ``index`` of a shard; safe to repeat."""
     token = uuid.uuid4().hex[:12]
     backups, written = [], []
-    for position, start, end in bounds:
-        backup, parts = _write(snapshot_id, kind, namespace, codec, position,
-                               start, end, token)
+    for (position, start, end), query in _sent(kind, namespace, bounds):
+        backup, parts = write(
+            snapshot_id, kind, codec, position, start, end, token,
+            (entity.SerializeToString()
+             for entity in entities.read_range(query)))
         backups.append(backup)
         written.extend(parts)
-    job = _job(snapshot_id, kind_index, shard)
+    task_job = job(snapshot_id, kind_index, shard)
+    commit(task_job, index, backups, written, done_with_task=True)
+    # Even if another run committed: it may have died before this.
+    stored = completion.ascend(task_job, index)
+    if stored is not None:
+        shard_stored(snapshot_id, kind_index, shard, shards, stored)
+
+
+def commit(part_job, index, backups, written, also=(),
+           done_with_task=False):
+    """Commit ``backups`` (with ``also``) as part ``index`` of the job, with
+    its marker, unless it has one; then the parts ``written`` of another
+    run are gone. Returns whether they are committed now.
+
+    Nothing else is read: a transaction that read what every task reads
+    would collide with theirs. ``done_with_task``: the running task's own
+    entity goes with them.
+    """
     counts = {'ranges': len(backups),
               'entities': sum(backup.count for backup in backups),
               'bytes': sum(backup.size for backup in backups)}
-    if not transaction(_commit, job, index, backups, counts):
-        delete_all(written)  # another run committed, or the snapshot went
-    stored = completion.ascend(job, index)
+
+    def once():
+        marker = completion.marker(part_job, index, counts)
+        if db.get(marker.key()) is not None:
+            return False
+        db.put(list(backups) + [marker] + list(also))
+        if done_with_task:
+            async_.done_with_current()
+        return True
+    if transaction(once):
+        return True
+    delete_all(written)  # another run committed, or the snapshot went
+    return False
+
+
+def shard_done(snapshot_id, kind_index, shard, shards, parts):
+    """Every part of a shard's job has been handed out: ``parts`` range
+    tasks (or commits)."""
+    stored = completion.close(job(snapshot_id, kind_index, shard), parts)
     if stored is not None:
-        _shard_stored(snapshot_id, kind_index, shard, shards, stored)
+        shard_stored(snapshot_id, kind_index, shard, shards, stored)
 
 
-def _commit(job, index, backups, counts):
-    """Commit the backups with the task's marker, unless it has one; the
-    task's own entity goes with them. Nothing else is read: a transaction
-    that read what every task reads would collide with theirs."""
-    marker = completion.marker(job, index, counts)
-    if db.get(marker.key()) is not None:
-        return False
-    db.put(backups + [marker])
-    async_.done_with_current()
-    return True
-
-
-def shard_passed(snap, kind_index, shard, shards, tasks):
-    """A shard's pass has ended with ``tasks`` range tasks."""
-    stored = completion.close(_job(snap.id, kind_index, shard), tasks)
-    if stored is not None:
-        _shard_stored(snap.id, kind_index, shard, shards, stored)
-
-
-def _shard_stored(snapshot_id, kind_index, shard, shards, counts):
+def shard_stored(snapshot_id, kind_index, shard, shards, counts):
     """Every range of a shard is stored: count it in its kind."""
     counts = dict(counts, **{'shard:%d' % shard: counts['ranges']})
-    stored = completion.mark(_job(snapshot_id, kind_index), shard, counts,
+    stored = completion.mark(job(snapshot_id, kind_index), shard, counts,
                              shards)
     if stored is None:
         return
@@ -205,7 +182,7 @@ def _shard_stored(snapshot_id, kind_index, shard, shards, counts):
     prefixed_counts = {'%d:%s' % (kind_index, name): value
                        for name, value in stored.items()}
     prefixed_counts.update(entities=stored['entities'], bytes=stored['bytes'])
-    total = completion.mark(_job(snapshot_id), kind_index, prefixed_counts,
+    total = completion.mark(job(snapshot_id), kind_index, prefixed_counts,
                             kinds)
     if total is not None:
         _finish(snapshot_id, total)
@@ -228,7 +205,7 @@ def _finish(snapshot_id, counts):
         snap.range_counts[kind] = [counts['%d:shard:%d' % (kind_index, s)]
                                    for s in shards]
         snap.kind_entities[kind] = counts['%d:entities' % kind_index]
-    snap.put()
+    retrying(snap.put)
 
 
 def delete_snapshot(snap, ended=True):
@@ -261,7 +238,8 @@ def _purge(snapshot_id, max_batches):
     prefixes = ((RangeBackup, 'RB:%d:' % snapshot_id),
                 (RangeBackupPart, 'RBP:%d:' % snapshot_id),
                 (SnapshotMarkers, 'SM:%d:' % snapshot_id),
-                (completion.Done, _job(snapshot_id) + ':'))
+                (KindShards, 'SS:%d:' % snapshot_id),
+                (completion.Done, job(snapshot_id) + ':'))
     for _ in range(max_batches):
         keys = []
         for model, prefix in prefixes:

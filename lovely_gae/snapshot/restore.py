@@ -27,7 +27,7 @@ import uuid
 from google.appengine.ext import db
 
 from .. import async_, cache, completion, defaults, entities
-from ..base import LibraryModel, get_all, transaction, utcnow
+from ..base import LibraryModel, get_all, retrying, transaction, utcnow
 from ..exceptions import (InvalidInput, RangeCorrupted, RestoreRunning,
                           SnapshotIncomplete, SnapshotInUse, SnapshotNotFound)
 from .models import (Restore, RestoreStatus, Snapshot, backup_keys,
@@ -54,6 +54,8 @@ FAN_OUT = 100
 #: Bytes of entities per put request at most: the request's own fields
 #: need a little of the datastore's 1 MiB.
 _PUT_BYTES = defaults.MAX_REQUEST_BYTES - 1024
+#: Puts a restore task has on their way at once, at most.
+_PUTS_IN_FLIGHT = 4
 
 
 class _Lock(LibraryModel):
@@ -279,7 +281,7 @@ def _start_writing(restore_id):
     record = db.get(Restore.key_for(restore_id))
     if record is not None and record.status == RestoreStatus.CHECKING.value:
         record.status = RestoreStatus.RUNNING.value
-        record.put()
+        retrying(record.put)
         async_.defer(fan_out, args=(restore_id, 'write', 0),
                      on_failure=restore_failed, on_failure_args=(restore_id,))
 
@@ -295,12 +297,9 @@ def restore_ranges(restore_id, index, kind, first, count):
         return
     counts = {'ranges': count, 'entities': 0, 'deleted': 0}
     if done is None:  # else a run that ended before may not have ascended
-        backups = iter_backups(record.snapshot_id, backup_keys(
-            record.snapshot_id, kind, first, count))
-        for backup in backups:
-            put, deleted = _restore_range(backup, record.namespace)
-            counts['entities'] += put
-            counts['deleted'] += deleted
+        counts['entities'], counts['deleted'] = _restore_ranges(
+            list(iter_backups(record.snapshot_id, backup_keys(
+                record.snapshot_id, kind, first, count))), record.namespace)
         total = completion.mark(job, index, counts, leaves(record, 'write'))
     else:
         total = completion.ascend(job, index, leaves(record, 'write'))
@@ -309,34 +308,53 @@ def restore_ranges(restore_id, index, kind, first, count):
         completion.purge(record.job('check'))
 
 
-def _restore_range(backup, namespace):
-    """Put a range back, delete what it lacks in its bounds; both counts."""
-    held = set()
-    chunk, size, put = [], 0, 0
-    for record, reference in records(backup, namespace):
-        if chunk and (len(chunk) >= defaults.MAX_REQUEST_ENTITIES
-                      or size + len(record) + 4 > _PUT_BYTES):
-            put += _put(chunk)
-            chunk, size = [], 0
-        held.add(entities.sort_key(reference))
-        chunk.append((record, reference))
-        size += len(record) + 4  # with its framing in the request
-    put += _put(chunk)
-    stale = [reference for reference in entities.iter_range_keys(
-        backup.range_kind, namespace, backup.start, backup.end)
-        if entities.sort_key(reference) not in held]
-    for start in range(0, len(stale), defaults.MAX_REQUEST_ENTITIES):
-        batch = stale[start:start + defaults.MAX_REQUEST_ENTITIES]
-        with cache.uncached(batch):
-            entities.delete(batch)
-    return put, len(stale)
+def _restore_ranges(backups, namespace):
+    """Put ranges back, delete what they lack in their bounds; both counts.
 
+    Each range's query for the keys there now is sent first, and up to
+    ``_PUTS_IN_FLIGHT`` puts are on their way at once: the task waits for
+    the datastore once for many calls, not once a call.
+    """
+    there_now = [entities.send_range(backup.range_kind, namespace,
+                                     backup.start, backup.end, keys_only=True)
+                 for backup in backups]
+    in_flight, put, deleted = collections.deque(), 0, 0
 
-def _put(chunk):
-    if chunk:
-        with cache.uncached([reference for _, reference in chunk]):
-            entities.put_encoded([record for record, _ in chunk])
-    return len(chunk)
+    def send(chunk):
+        locked = cache.lock([reference for _, reference in chunk])
+        in_flight.append((entities.SentPut([record for record, _ in chunk]),
+                          locked))
+        if len(in_flight) > _PUTS_IN_FLIGHT:
+            landed()
+
+    def landed():
+        sent, locked = in_flight.popleft()
+        sent.wait()
+        cache.release(locked)
+
+    for backup, query in zip(backups, there_now):
+        held, chunk, size = set(), [], 0
+        for record, reference in records(backup, namespace):
+            if chunk and (len(chunk) >= defaults.MAX_REQUEST_ENTITIES
+                          or size + len(record) + 4 > _PUT_BYTES):
+                send(chunk)
+                put, chunk, size = put + len(chunk), [], 0
+            held.add(entities.sort_key(reference))
+            chunk.append((record, reference))
+            size += len(record) + 4  # with its framing in the request
+        if chunk:
+            send(chunk)
+            put += len(chunk)
+        stale = [reference for reference in entities.read_range(query)
+                 if entities.sort_key(reference) not in held]
+        for start in range(0, len(stale), defaults.MAX_REQUEST_ENTITIES):
+            batch = stale[start:start + defaults.MAX_REQUEST_ENTITIES]
+            with cache.uncached(batch):
+                entities.delete(batch)
+        deleted += len(stale)
+    while in_flight:
+        landed()
+    return put, deleted
 
 
 def _finish(restore_id, counts):
@@ -349,8 +367,8 @@ def _finish(restore_id, counts):
     record.entities = counts.get('entities', 0)
     record.deleted = counts.get('deleted', 0)
     record.finished = utcnow()
-    db.put(record)
-    _free_locks(record)
+    retrying(db.put, record)
+    retrying(_free_locks, record)
 
 
 @async_.task
