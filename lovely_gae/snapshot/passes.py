@@ -36,8 +36,11 @@ __all__ = ['SAMPLE', 'OVERSAMPLE', 'CHUNK', 'first_tasks', 'shard_starts',
 
 #: Keys sampled by ``__scatter__``: a kind that has fewer is small.
 SAMPLE = 128
-#: Keys sampled for each shard of a large kind, at least.
-OVERSAMPLE = 16
+#: Keys sampled for each shard of a large kind (as far as
+#: ``_MOST_SAMPLED`` allows): the more, the more even the shards.
+OVERSAMPLE = 64
+#: Keys sampled at most: reading them delays every shard.
+_MOST_SAMPLED = 1024
 #: Ranges a pass hands on at a time (a multiple of ``ranges.PER_TASK``).
 CHUNK = 50
 #: Keys a pass reads per query batch.
@@ -90,7 +93,8 @@ def shard_starts(kind, namespace):
     """
     sample = datastore.Query(kind, namespace=namespace, keys_only=True)
     sample.Order('__scatter__')
-    found = sorted(sample.Get(max(SAMPLE, defaults.SHARDS * OVERSAMPLE)),
+    found = sorted(sample.Get(min(max(SAMPLE, defaults.SHARDS * OVERSAMPLE),
+                                  _MOST_SAMPLED)),
                    key=lambda key: entities.sort_key(key._ToPb()))
     if len(found) < SAMPLE:
         return None
