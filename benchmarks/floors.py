@@ -93,7 +93,7 @@ def download(budget, snapshot_id, path):
     written = 0
     with open(path, 'wb') as out:
         for position, backup in enumerate(backups):
-            decompressor = storage.CODECS[backup.codec or 'bz2'][1]()
+            decompressor = storage.CODECS[backup.codec][1]()
             for part in backup.iter_parts(verify=False):
                 chunk = decompressor.decompress(part)
                 out.write(chunk)

@@ -76,11 +76,9 @@ def _key(token):
 def _lease_one(pb, token, now, until):
     """Lease the task of ``pb`` (changed in place) if it is due; else None."""
     props = taskstore.properties(pb)
-    status = props.get('status')
     due = props.get('due')
     if (due is None or not due.value.HasField('int64Value')
-            or due.value.int64Value > now or status is not None
-            and status.value.stringValue not in (b'queued', b'')):
+            or due.value.int64Value > now):
         return None
     attempts = props['attempts'].value.int64Value + 1 \
         if 'attempts' in props else 1

@@ -63,8 +63,7 @@ def properties(pb):
 def emptied_value(props, pb, name):
     """The emptied value of property ``name``; added, unindexed, if missing.
 
-    ``props`` is ``properties(pb)``; a property keeps its place, so a task
-    stored by an older version keeps what it had indexed.
+    ``props`` is ``properties(pb)``.
     """
     prop = props.get(name)
     if prop is None:

@@ -176,8 +176,9 @@ def test_range_backup_records_what_it_holds(make_entities, finished_snapshot):
     assert (first.range_kind, first.position, first.count) == ('Dummy', 0, 10)
     assert first.start is None and first.end == sorted(keys)[10]
     assert second.start == sorted(keys)[10] and second.end is None
-    assert [entities.key(e.key) for backup in (first, second)
-            for e in backup.iter_entities()] == sorted(keys)
+    assert [entities.key(entities.EntityProto.FromString(record).key)
+            for backup in (first, second)
+            for record in backup.iter_records()] == sorted(keys)
     assert first.codec == 'bz2' and first.format == 'entityproto-delimited/1'
     assert first.key().name() == 'RB:%d:Dummy:0000000000:%d' % (snap.id,
                                                                  first.size)

@@ -39,11 +39,8 @@ class DevFileWriter:
         self.count = 0
         fileobj.write(_PROTO3 + _EMPTY_LIST + _MARK)
 
-    def add(self, data):
-        self.add_many((data,))
-
     def add_many(self, records):
-        """``add`` each of ``records``, with one write for them all."""
+        """Add ``records``, with one write for them all."""
         out = bytearray()
         pending = self._pending
         pack = struct.Struct('<I').pack

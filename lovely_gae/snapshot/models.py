@@ -6,7 +6,7 @@ import re
 
 from google.appengine.ext import db
 
-from .. import completion, defaults, entities
+from .. import completion, defaults
 from ..base import JsonProperty, KeyProperty, LibraryModel, get_all, prefixed
 from ..exceptions import (RangeCorrupted, SnapshotIncomplete,
                           SnapshotNotFinished)
@@ -454,7 +454,7 @@ class RangeBackup(LibraryModel):
         return part.data
 
     def _read_parts(self):
-        for index in range(max(self.parts, 1)):
+        for index in range(self.parts):
             yield self.read_part(index)
 
     def _check_parts(self, parts):
@@ -470,11 +470,6 @@ class RangeBackup(LibraryModel):
     @property
     def snapshot_id(self):
         return RangeBackup.snapshot.get_value_for_datastore(self).id()
-
-    def iter_entities(self, verify=True):
-        """Yield the range's entities as ``EntityProto`` messages."""
-        for record in self.iter_records(verify):
-            yield entities.EntityProto.FromString(record)
 
     def iter_records(self, verify=True):
         return storage.iter_records(self.iter_parts(verify), self.codec,

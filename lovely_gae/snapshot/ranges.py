@@ -208,7 +208,7 @@ def _finish(snapshot_id, counts):
     retrying(snap.put)
 
 
-def delete_snapshot(snap, ended=True):
+def delete_snapshot(snap, ended):
     """Delete ``snap`` with its stored ranges; a task finishes large ones.
 
     If it had not ``ended`` (finished), a task of it may still be running:

@@ -78,15 +78,16 @@ def varint(n):
 
 
 class RangeWriter:
-    """Compress records into parts; ``add`` and ``close`` return full parts.
+    """Compress records into parts; ``add_all`` and ``close`` hand out
+    the full parts.
 
     ``count``, ``raw_size`` (bytes of records before compression), ``size``
     (stored bytes) and ``sha256`` (of the stored bytes) describe what was
     written once ``close`` has returned.
     """
 
-    def __init__(self, codec=None, part_size=None):
-        self.codec = check_codec(codec or defaults.CODEC)
+    def __init__(self, codec, part_size=None):
+        self.codec = check_codec(codec)
         self.part_size = part_size or defaults.PART_SIZE
         self._compressor = CODECS[self.codec][0]()
         self._buffer = bytearray()
@@ -94,11 +95,8 @@ class RangeWriter:
         self._hash = hashlib.sha256()
         self.count = self.size = self.raw_size = 0
 
-    def add(self, record):
-        return list(self.add_all((record,)))
-
     def add_all(self, records):
-        """``add`` each of ``records``; yield the parts as they fill."""
+        """Add ``records``; yield the parts as they fill."""
         raw = self._raw
         for record in records:
             length = len(record)
