@@ -227,5 +227,5 @@ def prefixed(model, prefix, keys_only=False):
     query = model.all(keys_only=keys_only).filter(
         '__key__ >=', model.key_for(prefix)).filter(
         '__key__ <', model.key_for(upper))
-    return query.run(batch_size=500)
+    return query.run(batch_size=defaults.QUERY_BATCH)
 

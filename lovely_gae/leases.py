@@ -33,8 +33,8 @@ KIND = 'LovelyGaeLease'
 _TRIES = 20
 
 #: Bytes of tasks a lease entity holds at most (a first task always fits:
-#: ``taskstore.MAX_PAYLOAD`` keeps every task well below the datastore's
-#: 1,048,572 bytes per entity).
+#: ``taskstore.MAX_PAYLOAD`` keeps every task well below
+#: ``defaults.MAX_ENTITY_BYTES``).
 _HOLD_BYTES = defaults.PART_SIZE
 
 _XG = datastore_rpc.TransactionOptions(xg=True)

@@ -18,9 +18,10 @@ from waitress import wasyncore
 from waitress.channel import HTTPChannel
 from webob import Request, exc
 
+from . import defaults
 from .exceptions import LovelyGaeError
 from .snapshot import getApp
-from .snapshot.access import (TOKEN_ENV, check_access, configured_token,
+from .snapshot.access import (check_access, configured_token,
                               is_loopback_host, refuse)
 from .snapshot.web import MAX_BODY_BYTES
 
@@ -239,7 +240,7 @@ class LocalServer:
             if token is not None:
                 raise LovelyGaeError(
                     'no token was asked for, yet one is set (--token or $%s)'
-                    % TOKEN_ENV)
+                    % defaults.TOKEN_ENV)
             if not is_loopback_host(host):
                 raise LovelyGaeError(
                     'refusing to listen on %s without a token: without one '
@@ -270,7 +271,7 @@ class LocalServer:
         lines = ['Serving %s/lovely.gae/ for %s.' % (self.url, who)]
         if self.generated_token:
             lines += ['The token, made up for this run:',
-                      '    export LOVELY_GAE_TOKEN=%s' % self.token,
+                      '    export %s=%s' % (defaults.TOKEN_ENV, self.token),
                       '    lovely-gae --url %s list' % self.url]
         lines.append('%s queued tasks every %g seconds and save%s the '
                      'datastore file after changes. Press Ctrl-C to stop.' % (

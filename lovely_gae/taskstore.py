@@ -28,8 +28,9 @@ EPOCH = datetime.datetime(1970, 1, 1)
 #: 1,048,572 bytes per entity too.
 MAX_PAYLOAD = 1000000
 
-#: Due tasks handed to one lease. A cross-group transaction spans at most 25
-#: entity groups: every task is one, and the lease entity another.
+#: Due tasks handed to one lease. A cross-group transaction spans at most
+#: ``defaults.MAX_TRANSACTION_GROUPS`` entity groups: every task is one,
+#: and the lease entity another.
 BATCH = 20
 
 #: Meaning of a datetime property: microseconds since ``EPOCH``.

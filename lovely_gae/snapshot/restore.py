@@ -40,8 +40,9 @@ __all__ = ['restore', 'restore_failed', 'forget', 'new_record', 'task',
 log = logging.getLogger(__name__)
 
 #: Ranges a restore checks in the call that starts it at most; its tasks,
-#: one a range, then commit with its start (a transaction spans 25 entity
-#: groups: the snapshot, the restore, the locks and these tasks).
+#: one a range, then commit with its start (a transaction spans
+#: ``defaults.MAX_TRANSACTION_GROUPS`` entity groups: the snapshot, the
+#: restore, the locks and these tasks).
 INLINE_RANGES = 20
 #: Stored bytes a restore checks in the call that starts it at most.
 INLINE_BYTES = 16 * 1024 * 1024
@@ -233,7 +234,8 @@ def _begin(snapshot_id, record, tasks):
     if snap is None:
         raise SnapshotNotFound(snapshot_id)
     snap.check_finished()  # not deleting meanwhile
-    locks = _take_locks(record) if record.status != 'finished' else []
+    locks = (_take_locks(record)
+             if record.status != RestoreStatus.FINISHED.value else [])
     snap.restore_id = record.id
     db.put([snap, record] + locks)
     async_.defer_many(tasks)
