@@ -24,7 +24,7 @@ def snapshot_count():
     ({'kinds': ['Dummy', '__Stat_Total__']}, 'kind'),
     ({'kinds': 'Dummy'}, 'kinds'),
     ({'namespace': 'no spaces allowed'}, 'namespace'),
-    ({'codec': 'rar'}, None),
+    ({'codec': 'rar'}, 'codec'),
 ])
 def test_bad_input_is_refused_and_creates_no_snapshot(gae_testbed, kwargs,
                                                       field):
