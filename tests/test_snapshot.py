@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import pytest
 from google.appengine.api import datastore, namespace_manager
 from google.appengine.ext import db
@@ -308,3 +311,23 @@ def test_a_snapshot_of_30_kinds_finishes(gae_testbed, run_tasks):
     assert snap.status == snap.STATUS_FINISHED, snap.error
     assert snap.progress()['entities'] == 30
     assert sorted(snap.markers) == kinds
+
+
+def test_a_fresh_process_has_every_task_and_action_of_the_package():
+    """A worker that never started a restore still runs its tasks: the
+    package registers every task its modules define, and what
+    ``Snapshot.restore`` and ``delete`` start."""
+    script = (
+        'import importlib, pkgutil, lovely_gae, lovely_gae.snapshot\n'
+        'from lovely_gae import async_\n'
+        'from lovely_gae.snapshot import models\n'
+        'first = set(async_._registry)\n'
+        'for info in pkgutil.walk_packages(lovely_gae.__path__, "lovely_gae."):\n'
+        '    importlib.import_module(info.name)\n'
+        'print(sorted(set(async_._registry) - first))\n'
+        'print(sorted(models.ACTIONS))\n')
+    done = subprocess.run([sys.executable, '-c', script], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == [
+        '[]', "['delete', 'dry_run', 'restore']"]

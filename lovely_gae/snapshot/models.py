@@ -13,7 +13,7 @@ from ..exceptions import (RangeCorrupted, SnapshotIncomplete,
 from ..serializers import default_serializer
 from . import storage
 
-__all__ = ['SHARD_STRIDE', 'Status', 'Snapshot', 'KindShards',
+__all__ = ['SHARD_STRIDE', 'ACTIONS', 'Status', 'Snapshot', 'KindShards',
            'SnapshotMarkers',
            'RangeBackup', 'RangeBackupPart',
            'RestoreStatus', 'Restore', 'check_complete', 'backup_keys',
@@ -26,6 +26,13 @@ _RANGE_NAME = re.compile(r'(\d{10}):\d+')
 #: ``s * SHARD_STRIDE`` on, so ranges sort by position in key order while
 #: the shards' key passes run at once (10 digits: 999 shards).
 SHARD_STRIDE = 10 ** 7
+
+#: The work ``Snapshot.restore`` and ``Snapshot.delete`` start: ``restore``,
+#: ``dry_run`` and ``delete``, each a function of the snapshot (and the
+#: kinds). The modules that do it build on this one and enter themselves
+#: here (``restore``, ``plan``), so that the stored model imports nothing
+#: above it; the package imports them.
+ACTIONS = {}
 
 
 class Status(str, enum.Enum):
@@ -300,12 +307,7 @@ class Snapshot(LibraryModel):
         is written: the tasks count what a restore would do, per kind, and
         ``plan_progress()['plan']`` has it once they are done.
         """
-        if dry_run:
-            from . import plan
-            plan.start(self, kinds)
-        else:
-            from . import restore
-            restore.restore(self, kinds)
+        ACTIONS['dry_run' if dry_run else 'restore'](self, kinds)
 
     def verify(self):
         """Re-read every stored range; return ``[(range name, reason), ...]``."""
@@ -324,11 +326,7 @@ class Snapshot(LibraryModel):
         half-way. From the moment it is marked ``deleting``, no restore and
         no download of it can start.
         """
-        from . import ranges, restore
-        ended = self.status == self.STATUS_FINISHED
-        restore.mark_deleting(self.id)
-        restore.forget(self.id)
-        ranges.delete_snapshot(self, ended)
+        ACTIONS['delete'](self)
 
 
 def _restore_dict(restore_id):

@@ -30,10 +30,11 @@ from .. import async_, cache, completion, defaults, entities
 from ..base import LibraryModel, get_all, retrying, transaction, utcnow
 from ..exceptions import (InvalidInput, RangeCorrupted, RestoreRunning,
                           SnapshotIncomplete, SnapshotInUse, SnapshotNotFound)
-from .models import (Restore, RestoreStatus, Snapshot, backup_keys,
+from . import ranges
+from .models import (ACTIONS, Restore, RestoreStatus, Snapshot, backup_keys,
                      iter_backups)
 
-__all__ = ['restore', 'restore_failed', 'forget', 'new_record', 'task',
+__all__ = ['restore', 'delete', 'restore_failed', 'forget', 'new_record', 'task',
            'first_tasks', 'leaves', 'records', 'mark_deleting', 'PHASES',
            'INLINE_RANGES', 'INLINE_BYTES', 'CHECK_RANGES', 'WRITE_RANGES']
 
@@ -407,6 +408,14 @@ def restore_failed(message, restore_id):
     transaction(fail)
 
 
+def delete(snap):
+    """Delete ``snap`` and what is stored of it (see ``Snapshot.delete``)."""
+    ended = snap.status == Snapshot.STATUS_FINISHED
+    mark_deleting(snap.id)
+    forget(snap.id)
+    ranges.delete_snapshot(snap, ended)
+
+
 def forget(snapshot_id):
     """Delete the restores of a snapshot and what they left behind."""
     for record in Restore.all().filter('snapshot_id =', snapshot_id):
@@ -419,3 +428,4 @@ def forget(snapshot_id):
 
 
 PHASES.update(check=check_ranges, write=restore_ranges)
+ACTIONS.update(restore=restore, delete=delete)
