@@ -14,11 +14,11 @@ import threading
 import time
 
 import waitress
-from waitress import wasyncore
 from waitress.channel import HTTPChannel
 from webob import Request, exc
 
 from . import defaults
+from .async_ import run_tasks
 from .exceptions import LovelyGaeError
 from .snapshot import getApp
 from .snapshot.access import (check_access, configured_token,
@@ -138,13 +138,23 @@ class ThreadedServer:
             # The sockets are closed in the server's own loop, through its
             # trigger: closing them from here would race with that loop.
             try:
-                self.server.trigger.pull_trigger(
-                    lambda: wasyncore.close_all(self.server._map))
+                self.server.trigger.pull_trigger(self._close_all)
             except OSError:
                 pass  # the loop woke for another reason, ran it, closed all
             self._thread.join(timeout)
             self._thread = None
         self.server.task_dispatcher.shutdown(timeout=timeout)
+
+    def _close_all(self):
+        # A connection's handle_close, not close: it also wakes a worker
+        # thread that waits for the connection's output to drain (a
+        # caller that went away mid-answer), which would hold ``stop``
+        # for its whole timeout.
+        for dispatcher in list(self.server._map.values()):
+            if isinstance(dispatcher, HTTPChannel):
+                dispatcher.handle_close()
+            else:
+                dispatcher.close()
 
     def __enter__(self):
         return self.start()
@@ -308,7 +318,6 @@ class LocalServer:
         While the file cannot be saved no task runs: each round only tries
         to save again.
         """
-        from .async_ import run_tasks
         ran = 0
         if self.save_error is None:
             with self.lock.shared():
