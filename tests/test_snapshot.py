@@ -143,9 +143,9 @@ def test_restoring_an_unfinished_snapshot_is_refused(make_entities):
     assert len(async_.get_tasks()) == 1  # only the snapshot's own task
 
 
-def test_restore_of_unknown_snapshot_is_refused(gae_testbed):
+def test_an_unknown_snapshot_is_not_found(gae_testbed):
     with pytest.raises(SnapshotNotFound):
-        api.restore_snapshot(12345)
+        api.get_snapshot(12345)
     with pytest.raises(SnapshotNotFound):
         api.get_snapshot('abc')
 
