@@ -261,7 +261,8 @@ def test_records_come_back_a_step_at_a_time_and_nothing_after_the_end(
         codec, monkeypatch):
     monkeypatch.setattr(storage, '_STEP', 100)
     records = [os.urandom(n) for n in (0, 1, 300, 5000, 20000, 7)]
-    writer = storage.RangeWriter(codec, part_size=1000)
+    monkeypatch.setattr(defaults, 'PART_SIZE', 1000)
+    writer = storage.RangeWriter(codec)
     parts = list(writer.add_all(records)) + writer.close()
     assert list(storage.iter_records(parts, codec, writer.raw_size,
                                      len(records))) == records

@@ -87,9 +87,9 @@ class RangeWriter:
     written once ``close`` has returned.
     """
 
-    def __init__(self, codec, part_size=None):
+    def __init__(self, codec):
         self.codec = check_codec(codec)
-        self.part_size = part_size or defaults.PART_SIZE
+        self.part_size = defaults.PART_SIZE
         self._compressor = CODECS[self.codec][0]()
         self._buffer = bytearray()
         self._raw = bytearray()  # records not yet handed to the compressor
