@@ -25,8 +25,8 @@ from webob import exc
 from .. import defaults
 from ..base import on_app_engine
 
-__all__ = ['configured_token', 'token_only', 'check_access', 'is_loopback_host',
-           'refuse', 'APP_ENGINE', 'TOKEN', 'LOOPBACK', 'IN_PROCESS']
+__all__ = ['configured_token', 'token_only', 'check_access',
+           'is_loopback_host', 'refuse', 'APP_ENGINE', 'TOKEN', 'LOOPBACK', 'IN_PROCESS']
 
 # How a request got in: what ``check_access`` answers.
 APP_ENGINE = 'app-engine'   # App Engine's cron or queue header, on App Engine

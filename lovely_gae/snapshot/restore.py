@@ -34,9 +34,9 @@ from . import ranges
 from .models import (ACTIONS, Restore, RestoreStatus, Snapshot, backup_keys,
                      iter_backups)
 
-__all__ = ['restore', 'delete', 'restore_failed', 'forget', 'new_record', 'task',
-           'first_tasks', 'leaves', 'records', 'mark_deleting', 'PHASES',
-           'INLINE_RANGES', 'INLINE_BYTES', 'CHECK_RANGES', 'WRITE_RANGES']
+__all__ = ['restore', 'delete', 'restore_failed', 'forget', 'new_record',
+           'task', 'first_tasks', 'leaves', 'records', 'mark_deleting',
+           'PHASES', 'INLINE_RANGES', 'INLINE_BYTES', 'CHECK_RANGES', 'WRITE_RANGES']
 
 log = logging.getLogger(__name__)
 
