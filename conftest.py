@@ -1,7 +1,7 @@
 """Test setup shared by tests/ and the doctests in docs/."""
 import pytest
 
-from lovely_gae import async_
+from lovely_gae import async_, defaults
 from lovely_gae.testing import (  # noqa: F401
     gae_testbed, run_tasks, snapshot_server)
 
@@ -17,8 +17,8 @@ def _clean_environment(monkeypatch):
     Setting (not deleting) lets monkeypatch undo what a test sets later.
     """
     monkeypatch.setenv('GAE_ENV', '')
-    monkeypatch.setenv('LOVELY_GAE_TOKEN', '')
-    monkeypatch.setenv('LOVELY_GAE_TOKEN_ONLY', '')
+    monkeypatch.setenv(defaults.TOKEN_ENV, '')
+    monkeypatch.setenv(defaults.TOKEN_ONLY_ENV, '')
 
 
 @pytest.fixture(autouse=True)

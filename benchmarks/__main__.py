@@ -4,7 +4,7 @@ Examples::
 
     python -m benchmarks                      # 10,000, 50,000 and 200,000
     python -m benchmarks --size 10000 --codecs --output benchmarks/RESULTS.md
-    python -m benchmarks --size 2000 --smoke  # what CI runs
+    python -m benchmarks --size 2000 --smoke  # CI: tests/test_benchmarks.py
     python -m benchmarks --simulate           # issue 11: see simmain
 """
 import argparse

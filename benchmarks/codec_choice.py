@@ -53,7 +53,7 @@ def _snapshot(budget, codec, size):
     data.settle()  # the snapshot's own writes, in its clock
     budget.stop()
     snap = api.get_snapshot(snap.id)
-    if snap.status != 'finished':
+    if snap.status != snap.STATUS_FINISHED:
         raise timing.OverBudget(budget.elapsed(), 0.0)
     return snap.id
 

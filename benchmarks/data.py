@@ -9,7 +9,7 @@ import statistics
 
 from google.appengine.api import datastore, datastore_types
 
-from lovely_gae import entities, local
+from lovely_gae import defaults, entities, local
 
 __all__ = ['KIND', 'PROPERTIES', 'dataset', 'mean_size', 'fill',
            'delete_all', 'count', 'settle', 'testbed', 'save']
@@ -18,7 +18,7 @@ KIND = 'BenchCustomer'
 #: The six properties, of mixed types; ``notes`` is unindexed text.
 PROPERTIES = ('name', 'email', 'joined', 'balance', 'visits', 'notes')
 SEED = 5
-_PUT_BATCH = 500
+_PUT_BATCH = defaults.MAX_REQUEST_ENTITIES
 
 _cache = {'app': None, 'records': []}
 

@@ -8,7 +8,7 @@ import pickle
 
 from google.appengine.ext import db
 
-from lovely_gae import entities
+from lovely_gae import defaults, entities
 from lovely_gae.snapshot import api, storage
 
 from . import data
@@ -17,9 +17,9 @@ __all__ = ['RANGE', 'RESTORE_BATCH', 'FloorRange', 'Small', 'snapshot',
            'restore', 'download', 'small_puts']
 
 #: Entities per stored range, as the library's default batch size.
-RANGE = 200
+RANGE = defaults.BATCH_SIZE
 #: Entities per put when restoring.
-RESTORE_BATCH = 500
+RESTORE_BATCH = defaults.MAX_REQUEST_ENTITIES
 
 
 class FloorRange(db.Model):
@@ -79,7 +79,7 @@ def snapshot(budget, total, kind=data.KIND):
 
 
 def restore(budget, protos):
-    """Put the same ``EntityProto`` messages back, 500 per call."""
+    """Put the same ``EntityProto`` messages back, ``RESTORE_BATCH`` a call."""
     for start in range(0, len(protos), RESTORE_BATCH):
         entities.put(protos[start:start + RESTORE_BATCH])
         budget.check(start / len(protos))
@@ -93,7 +93,7 @@ def download(budget, snapshot_id, path):
     written = 0
     with open(path, 'wb') as out:
         for position, backup in enumerate(backups):
-            decompressor = storage.CODECS[backup.codec or 'bz2'][1]()
+            decompressor = storage.CODECS[backup.codec][1]()
             for part in backup.iter_parts(verify=False):
                 chunk = decompressor.decompress(part)
                 out.write(chunk)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 from lovely_gae import async_, entities
+from lovely_gae.snapshot.models import RestoreStatus, Status
 from lovely_gae.snapshot import api, client
 
 from . import data, floors, noop, timing
@@ -21,7 +22,6 @@ TARGETS = {'snapshot': 1.25, 'restore': 1.25, 'download': 1.15,
            'queue overhead': 3.0, 'scaling': 1.15, 'memory': 1.0,
            'size': 1.0}
 MIB = 1024 * 1024
-_FINISHED = 'finished'
 
 
 class Context:
@@ -103,7 +103,7 @@ def _ours_snapshot(budget, size, holder):
 def _finished_snapshot(budget, snapshot_id, size):
     snap = api.get_snapshot(snapshot_id)
     progress = snap.progress()
-    if snap.status != _FINISHED:
+    if snap.status != Status.FINISHED:
         total = progress['ranges_total']
         if budget.remaining() <= 0.01 * budget.seconds:
             raise timing.OverBudget(budget.elapsed(), (
@@ -246,7 +246,7 @@ def _ours_restore(budget, snapshot_id):
     data.settle()
     budget.stop()
     progress = api.get_snapshot(snapshot_id).restore_progress()
-    if progress['status'] != _FINISHED:
+    if progress['status'] != RestoreStatus.FINISHED:
         total = progress['ranges_total']
         if budget.remaining() <= 0.01 * budget.seconds:
             raise timing.OverBudget(budget.elapsed(), (
@@ -263,7 +263,7 @@ def _check_count(size, what):
 
 def restore(ctx, size, info):
     """``restore()`` plus its tasks after deleting every entity, against
-    putting the same entities back in batches of 500."""
+    putting the same entities back, ``floors.RESTORE_BATCH`` a call."""
     ours, floor = [], []
     protos = [entities.EntityProto.FromString(record)
               for record in data.dataset(size)]

@@ -30,6 +30,7 @@ from google.appengine.api import datastore
 from google.appengine.ext import db
 
 from lovely_gae import async_, defaults, entities
+from lovely_gae.snapshot.models import RestoreStatus, Status
 from lovely_gae.snapshot import api
 
 from . import data, floors, simclock, simstub, simwork
@@ -40,7 +41,6 @@ __all__ = ['RANGE', 'RESTORE_BATCH', 'Plan', 'measure_size']
 RANGE = 200
 #: Entities per put of the ideal restore.
 RESTORE_BATCH = floors.RESTORE_BATCH
-_FINISHED = 'finished'
 
 
 class Plan:
@@ -136,7 +136,7 @@ def _snapshot(plan, size, workers, mode, source, save_to=None,
         else:
             snap = api.get_snapshot(snap.id)
             held = snap.progress()['entities']
-            if snap.status != _FINISHED or held != size:
+            if snap.status != Status.FINISHED or held != size:
                 problems.append('snapshot %s ended %s holding %s of %d '
                                 'entities: %s' % (snap.id, snap.status, held,
                                                   size, snap.error))
@@ -173,7 +173,7 @@ def _restore(plan, size, workers, mode, source, snapshot_id, memory=None):
             mode, memory=memory)
         progress = api.get_snapshot(snapshot_id).restore_progress() or {}
         problems = []
-        if progress.get('status') != _FINISHED:
+        if progress.get('status') != RestoreStatus.FINISHED:
             problems.append('restore ended %s: %s' % (
                 progress.get('status'), progress.get('error')))
         after = _state()

@@ -62,7 +62,6 @@ class Task(LibraryModel):
     func = db.StringProperty(indexed=False, required=True)
     payload = db.TextProperty()
     on_failure = db.StringProperty(indexed=False)
-    # Older tasks have it indexed; nothing queries it any more.
     status = db.StringProperty(default=Status.QUEUED.value, indexed=False)
     due = db.DateTimeProperty()
     attempts = db.IntegerProperty(default=0, indexed=False)

@@ -17,8 +17,7 @@ from .serializers import default_serializer
 __all__ = ['put_first', 'LibraryModel', 'TRANSIENT_ERRORS', 'WIDE', 'retrying',
            'transaction', 'after_commit', 'before_commit', 'on_app_engine',
            'get_all', 'put_all', 'delete_all', 'utcnow',
-           'JsonProperty', 'KeyProperty', 'prefixed', 'done_bits',
-           'bit_is_set', 'set_bit']
+           'JsonProperty', 'KeyProperty', 'prefixed']
 
 log = logging.getLogger(__name__)
 
@@ -34,15 +33,18 @@ def utcnow():
     return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
 
 
-def retrying(func, *args, tries=5, **kwargs):
+#: Calls ``retrying`` makes at most.
+_TRIES = 5
+
+
+def retrying(func, *args, **kwargs):
     """Call ``func``, again after a short pause on a transient error.
 
     Only for calls that may safely run twice: a commit that timed out may
     have been applied all the same. Inside a transaction it calls once: the
     transaction's owner decides what a failure means.
     """
-    if datastore.IsInTransaction():
-        tries = 1
+    tries = 1 if datastore.IsInTransaction() else _TRIES
     for attempt in range(1, tries + 1):
         try:
             return func(*args, **kwargs)
@@ -225,21 +227,5 @@ def prefixed(model, prefix, keys_only=False):
     query = model.all(keys_only=keys_only).filter(
         '__key__ >=', model.key_for(prefix)).filter(
         '__key__ <', model.key_for(upper))
-    return query.run(batch_size=500)
+    return query.run(batch_size=defaults.QUERY_BATCH)
 
-
-def done_bits(hex_text):
-    """The bits a ``done`` map keeps for a kind, from their hex text."""
-    return int(hex_text or '0', 16)
-
-
-def bit_is_set(done, kind, position):
-    """Is range ``position`` of ``kind`` done in the ``done`` map?"""
-    return bool(done_bits(done.get(kind)) >> position & 1)
-
-
-def set_bit(done, kind, position):
-    """Mark range ``position`` of ``kind`` done; the kind's bits after."""
-    bits = done_bits(done.get(kind)) | 1 << position
-    done[kind] = '%x' % bits
-    return bits

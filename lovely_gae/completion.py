@@ -15,6 +15,7 @@ pass that is still going) is ``close``\\ d once it is: full groups complete
 as before, the last one, and the root, once the total is known; whoever
 comes last, a part or the close, sees it.
 """
+from . import defaults
 from .base import (JsonProperty, LibraryModel, delete_all, get_all, prefixed,
                    put_all)
 
@@ -124,5 +125,6 @@ def tally(job):
 def purge(job):
     """Delete every marker of ``job`` (and of jobs named ``job:...``)."""
     keys = list(prefixed(Done, job + ':', keys_only=True))
-    for start in range(0, len(keys), 500):
-        delete_all(keys[start:start + 500])
+    most = defaults.MAX_REQUEST_ENTITIES
+    for start in range(0, len(keys), most):
+        delete_all(keys[start:start + most])

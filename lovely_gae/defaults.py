@@ -50,7 +50,8 @@ MAX_RETRY_DELAY = 300.0
 #: Tasks fetched per query by a worker.
 TASK_BATCH = 100
 
-#: Entities per datastore query batch when reading a range.
+#: Entities per datastore query batch (reading a range, listing the
+#: library's own entities).
 QUERY_BATCH = 500
 
 #: Shards a large kind is cut into at most, each stored by a task of its

@@ -159,7 +159,8 @@ def put_encoded(records):
 
     Each record is decoded straight into the request: no message per
     entity for the connection to copy and to measure. The caller keeps the
-    request within the limits (500 entities, 1 MiB).
+    request within the limits (``defaults.MAX_REQUEST_ENTITIES``,
+    ``defaults.MAX_REQUEST_BYTES``).
     """
     if records:
         retrying(_call, 'Put', _put_request(records),

@@ -2,10 +2,12 @@
 
 __all__ = [
     'LovelyGaeError', 'InvalidInput', 'TaskError', 'SnapshotError',
-    'EmptyKind', 'SnapshotNotFound', 'SnapshotNotFinished', 'RangeCorrupted',
-    'SnapshotIncomplete', 'BadManifest', 'BadEntity', 'UnsafePath',
-    'RestoreRunning', 'SnapshotInUse', 'OutFileExists', 'DownloadError', 'AccessDenied',
-    'DatastoreFileError', 'DatastoreLocked',
+    'EmptyKind', 'UnknownCodec', 'SnapshotNotFound', 'SnapshotNotFinished',
+    'RangeCorrupted', 'SnapshotIncomplete', 'BadManifest', 'BadEntity',
+    'BadStoredRange', 'BadDatastoreFile', 'NotSerializable',
+    'BadSerializedText', 'UnsafePath', 'RestoreRunning', 'SnapshotInUse',
+    'OutFileExists', 'DownloadError', 'AccessDenied', 'DatastoreFileError',
+    'DatastoreLocked',
 ]
 
 
@@ -31,6 +33,15 @@ class EmptyKind(InvalidInput):
             % (kind, namespace, app))
         self.name, self.value = 'kind', kind
         self.reason = 'has no entities'
+
+
+class UnknownCodec(InvalidInput):
+    """A codec ``snapshot.storage.CODECS`` does not know."""
+
+    def __init__(self, codec, known):
+        self.codec = codec
+        super().__init__('codec', codec, 'unknown (known: %s)'
+                         % ', '.join(sorted(known)))
 
 
 class TaskError(LovelyGaeError):
@@ -107,11 +118,58 @@ class BadManifest(SnapshotError):
 
 
 class BadEntity(LovelyGaeError, ValueError):
-    """An entity from a file or the network that may not be put as it is."""
+    """An entity from a file or the network that may not be put as it is.
+
+    ``path`` and ``record`` (its number, from 1) say where, for an entity
+    of a file.
+    """
+
+    def __init__(self, reason, path=None, record=None):
+        self.reason, self.path, self.record = reason, path, record
+        super().__init__(reason if path is None else '%s: entity %d: %s'
+                         % (path, record, reason))
+
+
+class BadStoredRange(LovelyGaeError, ValueError):
+    """The stored bytes of a range (or of an upload body) cannot be read.
+
+    ``record`` is the number of the record (from 1) being read when it
+    went wrong.
+    """
+
+    def __init__(self, reason, codec, record):
+        self.reason, self.codec, self.record = reason, codec, record
+        super().__init__(reason)
+
+
+class BadDatastoreFile(LovelyGaeError, ValueError):
+    """Bytes that are no datastore file (``snapshot.devfile``), or a
+    damaged one.
+
+    ``path`` is None where only an open file was given; ``record`` is the
+    number of the entity (from 1) being read when it went wrong.
+    """
+
+    def __init__(self, reason, path=None, record=None):
+        self.reason, self.path, self.record = reason, path, record
+        super().__init__(reason)
+
+
+class NotSerializable(LovelyGaeError, TypeError):
+    """A value the serializer cannot store: it takes JSON, datastore keys,
+    datetimes and bytes."""
+
+    def __init__(self, value):
+        self.type_name = type(value).__name__
+        super().__init__('cannot serialize %s' % self.type_name)
+
+
+class BadSerializedText(LovelyGaeError, ValueError):
+    """Stored text the serializer cannot read back."""
 
     def __init__(self, reason):
         self.reason = reason
-        super().__init__(reason)
+        super().__init__('serialized text %s' % reason)
 
 
 class UnsafePath(LovelyGaeError):

@@ -33,8 +33,8 @@ KIND = 'LovelyGaeLease'
 _TRIES = 20
 
 #: Bytes of tasks a lease entity holds at most (a first task always fits:
-#: ``taskstore.MAX_PAYLOAD`` keeps every task well below the datastore's
-#: 1,048,572 bytes per entity).
+#: ``taskstore.MAX_PAYLOAD`` keeps every task well below
+#: ``defaults.MAX_ENTITY_BYTES``).
 _HOLD_BYTES = defaults.PART_SIZE
 
 _XG = datastore_rpc.TransactionOptions(xg=True)
@@ -76,11 +76,9 @@ def _key(token):
 def _lease_one(pb, token, now, until):
     """Lease the task of ``pb`` (changed in place) if it is due; else None."""
     props = taskstore.properties(pb)
-    status = props.get('status')
     due = props.get('due')
     if (due is None or not due.value.HasField('int64Value')
-            or due.value.int64Value > now or status is not None
-            and status.value.stringValue not in (b'queued', b'')):
+            or due.value.int64Value > now):
         return None
     attempts = props['attempts'].value.int64Value + 1 \
         if 'attempts' in props else 1

@@ -7,7 +7,10 @@ import base64
 import datetime
 import json
 
+from google.appengine.api import datastore_errors
 from google.appengine.ext import db
+
+from .exceptions import BadSerializedText, NotSerializable
 
 __all__ = ['JSONSerializer', 'default_serializer']
 
@@ -21,21 +24,31 @@ def _encode(obj):
         return {_TAG: 'datetime', 'v': obj.isoformat()}
     if isinstance(obj, bytes):
         return {_TAG: 'bytes', 'v': base64.b64encode(obj).decode('ascii')}
-    raise TypeError('cannot serialize %s for a task' % type(obj).__name__)
+    raise NotSerializable(obj)
+
+
+_DECODERS = {
+    'key': db.Key,
+    'datetime': datetime.datetime.fromisoformat,
+    'bytes': lambda value: base64.b64decode(value, validate=True),
+}
 
 
 def _decode(obj):
     tag = obj.get(_TAG)
     if tag is None:
         return obj
-    value = obj['v']
-    if tag == 'key':
-        return db.Key(value)
-    if tag == 'datetime':
-        return datetime.datetime.fromisoformat(value)
-    if tag == 'bytes':
-        return base64.b64decode(value)
-    raise ValueError('unknown tag %r in task arguments' % tag)
+    decode = _DECODERS.get(tag) if isinstance(tag, str) else None
+    if decode is None:
+        raise BadSerializedText('has an unknown tag %r' % (tag,))
+    value = obj.get('v')
+    try:
+        if not isinstance(value, str):
+            raise TypeError(value)
+        return decode(value)
+    except (TypeError, ValueError, datastore_errors.Error) as error:
+        raise BadSerializedText('has a %s value that cannot be read'
+                                % tag) from error
 
 
 class JSONSerializer:
@@ -48,7 +61,14 @@ class JSONSerializer:
 
     @staticmethod
     def loads(text):
-        return json.loads(text, object_hook=_decode)
+        try:
+            return json.loads(text, object_hook=_decode)
+        except BadSerializedText:
+            raise
+        except RecursionError:
+            raise BadSerializedText('is nested too deeply') from None
+        except (TypeError, ValueError) as error:
+            raise BadSerializedText('is not JSON: %s' % error) from None
 
 
 default_serializer = JSONSerializer

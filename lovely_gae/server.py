@@ -14,13 +14,14 @@ import threading
 import time
 
 import waitress
-from waitress import wasyncore
 from waitress.channel import HTTPChannel
 from webob import Request, exc
 
+from . import defaults
+from .async_ import run_tasks
 from .exceptions import LovelyGaeError
 from .snapshot import getApp
-from .snapshot.access import (TOKEN_ENV, check_access, configured_token,
+from .snapshot.access import (check_access, configured_token,
                               is_loopback_host, refuse)
 from .snapshot.web import MAX_BODY_BYTES
 
@@ -137,13 +138,23 @@ class ThreadedServer:
             # The sockets are closed in the server's own loop, through its
             # trigger: closing them from here would race with that loop.
             try:
-                self.server.trigger.pull_trigger(
-                    lambda: wasyncore.close_all(self.server._map))
+                self.server.trigger.pull_trigger(self._close_all)
             except OSError:
                 pass  # the loop woke for another reason, ran it, closed all
             self._thread.join(timeout)
             self._thread = None
         self.server.task_dispatcher.shutdown(timeout=timeout)
+
+    def _close_all(self):
+        # A connection's handle_close, not close: it also wakes a worker
+        # thread that waits for the connection's output to drain (a
+        # caller that went away mid-answer), which would hold ``stop``
+        # for its whole timeout.
+        for dispatcher in list(self.server._map.values()):
+            if isinstance(dispatcher, HTTPChannel):
+                dispatcher.handle_close()
+            else:
+                dispatcher.close()
 
     def __enter__(self):
         return self.start()
@@ -239,7 +250,7 @@ class LocalServer:
             if token is not None:
                 raise LovelyGaeError(
                     'no token was asked for, yet one is set (--token or $%s)'
-                    % TOKEN_ENV)
+                    % defaults.TOKEN_ENV)
             if not is_loopback_host(host):
                 raise LovelyGaeError(
                     'refusing to listen on %s without a token: without one '
@@ -270,7 +281,7 @@ class LocalServer:
         lines = ['Serving %s/lovely.gae/ for %s.' % (self.url, who)]
         if self.generated_token:
             lines += ['The token, made up for this run:',
-                      '    export LOVELY_GAE_TOKEN=%s' % self.token,
+                      '    export %s=%s' % (defaults.TOKEN_ENV, self.token),
                       '    lovely-gae --url %s list' % self.url]
         lines.append('%s queued tasks every %g seconds and save%s the '
                      'datastore file after changes. Press Ctrl-C to stop.' % (
@@ -307,7 +318,6 @@ class LocalServer:
         While the file cannot be saved no task runs: each round only tries
         to save again.
         """
-        from .async_ import run_tasks
         ran = 0
         if self.save_error is None:
             with self.lock.shared():

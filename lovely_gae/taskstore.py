@@ -28,8 +28,9 @@ EPOCH = datetime.datetime(1970, 1, 1)
 #: 1,048,572 bytes per entity too.
 MAX_PAYLOAD = 1000000
 
-#: Due tasks handed to one lease. A cross-group transaction spans at most 25
-#: entity groups: every task is one, and the lease entity another.
+#: Due tasks handed to one lease. A cross-group transaction spans at most
+#: ``defaults.MAX_TRANSACTION_GROUPS`` entity groups: every task is one,
+#: and the lease entity another.
 BATCH = 20
 
 #: Meaning of a datetime property: microseconds since ``EPOCH``.
@@ -63,8 +64,7 @@ def properties(pb):
 def emptied_value(props, pb, name):
     """The emptied value of property ``name``; added, unindexed, if missing.
 
-    ``props`` is ``properties(pb)``; a property keeps its place, so a task
-    stored by an older version keeps what it had indexed.
+    ``props`` is ``properties(pb)``.
     """
     prop = props.get(name)
     if prop is None:

@@ -4,6 +4,7 @@ from google.appengine.ext import db
 from google.appengine.runtime import apiproxy_errors
 
 from lovely_gae import async_, defaults, entities
+from lovely_gae.base import WIDE
 from lovely_gae.snapshot import api
 
 # Tests queue these builtins as tasks: registered, as an app registers its
@@ -32,7 +33,7 @@ def make_entities(gae_testbed):
     """``make_entities(model, n)``: put n entities titled 0..n-1."""
     def make(model, count, **values):
         entities = [model(title=str(i), **values) for i in range(count)]
-        return db.put(entities)
+        return db.put(entities, config=WIDE)
     return make
 
 

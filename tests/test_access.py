@@ -5,7 +5,7 @@ import pytest
 from webob import Request
 from webtest import TestApp
 
-from lovely_gae import async_
+from lovely_gae import async_, defaults
 from lovely_gae.snapshot import access, getApp, wire
 from lovely_gae.snapshot.models import Snapshot
 from tests.conftest import Dummy, Unread
@@ -159,7 +159,7 @@ def test_with_a_token_every_caller_needs_it(world):
 
 
 def test_the_token_may_come_from_the_environment(gae_testbed, monkeypatch):
-    monkeypatch.setenv(access.TOKEN_ENV, 'from-env')
+    monkeypatch.setenv(defaults.TOKEN_ENV, 'from-env')
     app = TestApp(getApp())
     call(app, 'GET', '/lovely.gae/snapshots', 401)
     call(app, 'GET', '/lovely.gae/snapshots', 200,
@@ -211,7 +211,7 @@ def test_token_only_mode_may_be_set_in_the_environment(
     app = TestApp(getApp(token='s3cret'))
     call(app, 'POST', '/lovely.gae/worker', 200,
          headers={'X-AppEngine-QueueName': 'default'})
-    monkeypatch.setenv(access.TOKEN_ONLY_ENV, value)
+    monkeypatch.setenv(defaults.TOKEN_ONLY_ENV, value)
     before = state()
     for method, path, kwargs in writes(world.id):
         call(app, method, path, 401, headers={'X-Appengine-Cron': 'true'},
@@ -219,7 +219,7 @@ def test_token_only_mode_may_be_set_in_the_environment(
         call(app, method, path, 401,
              headers={'X-AppEngine-QueueName': 'default'}, **kwargs)
     assert state() == before
-    monkeypatch.setenv(access.TOKEN_ONLY_ENV, '0')
+    monkeypatch.setenv(defaults.TOKEN_ONLY_ENV, '0')
     call(app, 'GET', '/lovely.gae/worker', 200,
          headers={'X-Appengine-Cron': 'true'})
 

@@ -4,7 +4,7 @@ import pytest
 from google.appengine.ext import db
 
 from lovely_gae import async_, taskstore
-from lovely_gae.exceptions import TaskError
+from lovely_gae.exceptions import NotSerializable, TaskError
 from lovely_gae.serializers import JSONSerializer
 
 CALLS = []
@@ -127,7 +127,7 @@ def test_a_stored_task_naming_foreign_code_fails_and_runs_nothing(
 
 
 def test_arguments_that_are_not_json_are_refused(gae_testbed):
-    with pytest.raises(TypeError):
+    with pytest.raises(NotSerializable):
         async_.defer(record, args=(object(),))
 
 

@@ -1,11 +1,15 @@
-"""The benchmark still runs: its smoke mode, as CI calls it, end to end.
+"""The benchmark still runs: its smoke mode, end to end.
 
-No timed assertions: only that every measurement produced positive numbers.
+The two runs are marked ``slow``: the default run leaves them out,
+``.ci/run`` runs them (``pytest -m slow``). No timed assertions: only that
+every measurement produced positive numbers.
 """
 import json
 import os
 import subprocess
 import sys
+
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -13,7 +17,7 @@ MEASUREMENTS = ('snapshot', 'restore', 'download', 'queue overhead',
                 'scaling snapshot', 'scaling restore',
                 'memory (download, net)', 'memory (download, raw)', 'size')
 
-
+@pytest.mark.slow
 def test_smoke_run_measures_everything(tmp_path):
     results = tmp_path / 'RESULTS.md'
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
@@ -45,6 +49,7 @@ def test_smoke_run_measures_everything(tmp_path):
         assert r['read_back_s'] > 0 and r['seed_bz2_bytes'] > 0
 
 
+@pytest.mark.slow
 def test_simulated_smoke_measures_every_run_exactly(tmp_path):
     """``--simulate --smoke``, small: every row, every run exact, the
     instrument's own checks passing, and no RESULTS.md written."""

@@ -247,7 +247,7 @@ def test_devfile_writes_the_same_bytes_one_by_one_or_many_at_once(
     with open(one, 'wb') as out:
         writer = devfile.DevFileWriter(out)
         for record in records:
-            writer.add(record)
+            writer.add_many([record])
         writer.close()
     with open(many, 'wb') as out:
         writer = devfile.DevFileWriter(out)

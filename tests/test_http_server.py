@@ -2,6 +2,7 @@
 import os
 import select
 import socket
+import threading
 from urllib.parse import urlsplit
 
 import pytest
@@ -10,6 +11,7 @@ from google.appengine.api.datastore_file_stub import DatastoreFileStub
 from google.appengine.ext import db
 
 from lovely_gae import async_, defaults, entities
+from lovely_gae import server as server_module
 from lovely_gae.exceptions import (AccessDenied, DownloadError, OutFileExists,
                                    RangeCorrupted, SnapshotNotFinished,
                                    SnapshotNotFound)
@@ -390,3 +392,36 @@ def test_a_tokenless_server_writes_on_post_only(gae_testbed, make_entities):
         assert requests.post(server.url + CREATE,
                              timeout=10).status_code == 200
         assert counts() == (1, 1)
+
+
+def test_stop_ends_a_worker_that_waits_for_a_caller_who_reads_nothing():
+    """A caller that stops reading leaves a worker thread waiting for the
+    answer to drain; stopping the server wakes it, so that none is left."""
+    waiting = threading.Event()
+
+    class Condition(threading.Condition):
+        def wait(self, timeout=None):
+            waiting.set()
+            return super().wait(timeout)
+
+    class Channel(server_module._Channel):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.outbuf_lock = Condition()
+
+    def endless(environ, start_response):
+        start_response('200 OK', [('Content-Type', 'text/plain')])
+        return iter(lambda: b'x' * (64 << 10), None)
+
+    server = ThreadedServer(endless, outbuf_high_watermark=64 << 10)
+    server.server.channel_class = Channel
+    server.start()
+    address = urlsplit(server.url)
+    caller = socket.create_connection((address.hostname, address.port))
+    try:
+        caller.sendall(b'GET / HTTP/1.1\r\nHost: x\r\n\r\n')
+        assert waiting.wait(30)  # the worker waits: the caller reads nothing
+        server.stop(timeout=5)
+        assert server.server.task_dispatcher.threads == set()
+    finally:
+        caller.close()

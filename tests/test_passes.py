@@ -2,7 +2,7 @@
 leaves ranges that cover the kind once: no entity missed, none twice."""
 from google.appengine.ext import db
 
-from lovely_gae import defaults
+from lovely_gae import defaults, entities
 from lovely_gae.snapshot import api, passes, ranges, shards
 from tests.conftest import Dummy
 
@@ -26,8 +26,8 @@ def assert_covered_once(snap, kind, must_hold):
     assert sum(b.count for b in backups) == snap.kind_entities[kind]
     held = set()
     for backup in backups:
-        held.update(db.Key._FromPb(entity.key)
-                    for entity in backup.iter_entities())
+        held.update(entities.key(entities.EntityProto.FromString(record).key)
+                    for record in backup.iter_records())
     assert len(held) == snap.kind_entities[kind]
     assert {db.Key.from_path('Dummy', 'k%04d' % n) for n in must_hold} <= held
 

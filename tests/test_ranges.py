@@ -214,11 +214,13 @@ def test_every_codec_round_trips(make_entities, finished_snapshot, run_tasks,
 
 
 @pytest.mark.parametrize('codec', ['none', 'zlib', 'bz2'])
-def test_records_of_every_length_come_back_across_part_boundaries(codec):
+def test_records_of_every_length_come_back_across_part_boundaries(
+        codec, monkeypatch):
     # Lengths whose varints take one, two and three bytes, and empty ones.
     records = [os.urandom(n) for n in (0, 1, 127, 128, 300, 16383, 16384,
                                        70000, 5, 0, 129)]
-    writer = storage.RangeWriter(codec, part_size=37)
+    monkeypatch.setattr(defaults, 'PART_SIZE', 37)
+    writer = storage.RangeWriter(codec)
     parts = list(writer.add_all(records)) + writer.close()
     assert len(parts) > 5
     assert list(storage.iter_records(parts, codec)) == records

@@ -1,9 +1,8 @@
-"""Tasks as stored: what db.Model reads back, older tasks, the one index."""
-from google.appengine.api import datastore, datastore_types
+"""Tasks as stored: what db.Model reads back, the one index."""
+from google.appengine.api import datastore
 from google.appengine.ext import db
 
 from lovely_gae import async_, defaults, entities, leases
-from lovely_gae.base import utcnow
 
 CALLS = []
 
@@ -11,24 +10,6 @@ CALLS = []
 @async_.task
 def record(*args):
     CALLS.append(args)
-
-
-def put_old_task(name, **values):
-    """Store a task as the library did before it slimmed the stored form:
-    every property, unset ones as null, ``status`` indexed."""
-    entity = datastore.Entity(
-        'LovelyGaeTask', name=name, namespace=defaults.NAMESPACE,
-        unindexed_properties=['func', 'payload', 'on_failure', 'attempts',
-                              'max_attempts', 'retry_delay', 'lease',
-                              'error', 'created'])
-    entity.update({'func': None, 'payload': None, 'on_failure': None,
-                   'status': 'queued', 'due': None, 'attempts': 0,
-                   'max_attempts': 8, 'retry_delay': 0.5, 'lease': None,
-                   'error': None, 'created': utcnow()})
-    for key, value in values.items():
-        entity[key] = (datastore_types.Text(value)
-                       if key in ('payload', 'error') else value)
-    datastore.Put(entity)
 
 
 def stored(key):
@@ -69,28 +50,6 @@ def test_a_task_deferred_in_a_transaction_commits_with_it(gae_testbed,
                                   work)
     assert run_tasks() == 1
     assert CALLS == [('committed',)]
-
-
-def test_tasks_stored_by_the_old_model_still_run_and_fail(gae_testbed,
-                                                          run_tasks):
-    CALLS.clear()
-    now = utcnow()
-    put_old_task('queued', func='tests.test_taskstore:record',
-                 payload='{"args":[7],"kwargs":{}}', due=now)
-    put_old_task('failed', func='builtins:int', status='failed',
-                 attempts=8, error='ValueError: no')
-    old = stored(db.Key.from_path('LovelyGaeTask', 'queued',
-                                  namespace=defaults.NAMESPACE))
-    assert sorted(p.name for p in old.property) == ['due', 'status']
-    assert len(old.raw_property) == 9
-    assert [t.key().name() for t in async_.get_tasks()] == ['queued']
-    assert async_.count_tasks() == 1
-    [failed] = async_.get_failed_tasks()
-    assert (failed.key().name(), failed.error) == ('failed', 'ValueError: no')
-    assert run_tasks() == 1
-    assert CALLS == [(7,)]
-    assert async_.get_tasks() == []
-    assert [t.key().name() for t in async_.get_failed_tasks()] == ['failed']
 
 
 def test_finished_tasks_are_deleted_and_failed_ones_kept(gae_testbed,

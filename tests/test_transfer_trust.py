@@ -89,7 +89,7 @@ class Hostile:
             stored = CODEC_OF[codec](records)
         else:
             writer = storage.RangeWriter(codec)
-            parts = [p for r in records for p in writer.add(r)]
+            parts = list(writer.add_all(records))
             stored = b''.join(parts + writer.close())
             raw_size, count = writer.raw_size, writer.count
         name = RangeBackup.make_name(SNAPSHOT_ID, kind, position,
@@ -174,8 +174,7 @@ def test_a_target_namespace_of_the_librarys_own_is_refused(hostile,
 def replace_range(backup, records):
     """Store ``records`` as ``backup``'s range, recorded as consistent."""
     writer = storage.RangeWriter(backup.codec)
-    backup.data = b''.join([p for r in records for p in writer.add(r)]
-                           + writer.close())
+    backup.data = b''.join(list(writer.add_all(records)) + writer.close())
     backup.count, backup.raw_size = writer.count, writer.raw_size
     backup.size, backup.sha256 = writer.size, writer.sha256
     backup.put()
@@ -197,8 +196,8 @@ def test_a_local_range_holding_the_librarys_entities_is_refused(
 
 def test_a_bz2_bomb_fails_early_in_bounded_memory(hostile, tmp_path):
     writer = storage.RangeWriter('none')
-    legit = b''.join([p for r in (record('a'), record('b'))
-                      for p in writer.add(r)] + writer.close())
+    legit = b''.join(list(writer.add_all([record('a'), record('b')]))
+                     + writer.close())
     big = storage.varint(10 ** 6) + bytes(10 ** 6)  # each one entity's size
     manifest = hostile.serve_snapshot([legit + big * 64])
     entry = manifest['ranges'][0]
@@ -262,8 +261,9 @@ def test_records_come_back_a_step_at_a_time_and_nothing_after_the_end(
         codec, monkeypatch):
     monkeypatch.setattr(storage, '_STEP', 100)
     records = [os.urandom(n) for n in (0, 1, 300, 5000, 20000, 7)]
-    writer = storage.RangeWriter(codec, part_size=1000)
-    parts = [p for r in records for p in writer.add(r)] + writer.close()
+    monkeypatch.setattr(defaults, 'PART_SIZE', 1000)
+    writer = storage.RangeWriter(codec)
+    parts = list(writer.add_all(records)) + writer.close()
     assert list(storage.iter_records(parts, codec, writer.raw_size,
                                      len(records))) == records
     if codec != 'none':

@@ -1,7 +1,14 @@
 """Snapshots of App Engine datastore kinds: create, restore, download."""
+from . import passes, plan, ranges, restore, shards
 from .handlers import HANDLER_TUPLES, SnapshotApp
 
 __all__ = ['getApp', 'HANDLER_TUPLES']
+
+#: Every module that defines tasks: imported with the package, so that a
+#: process that runs its tasks (a worker that never started one) has them
+#: registered. ``restore`` and ``plan`` also do the work of
+#: ``Snapshot.restore`` and ``Snapshot.delete`` (``models.ACTIONS``).
+TASK_MODULES = (passes, plan, ranges, restore, shards)
 
 
 def getApp(token=None, app_engine_headers=None):

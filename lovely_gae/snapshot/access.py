@@ -25,14 +25,8 @@ from webob import exc
 from .. import defaults
 from ..base import on_app_engine
 
-__all__ = ['TOKEN_ENV', 'TOKEN_ONLY_ENV', 'configured_token', 'on_app_engine',
-           'token_only', 'check_access', 'is_loopback_host', 'refuse',
-           'APP_ENGINE', 'TOKEN', 'LOOPBACK', 'IN_PROCESS']
-
-TOKEN_ENV = defaults.TOKEN_ENV
-
-#: Set to ``1`` (at deploy time, in ``app.yaml``) for token-only mode.
-TOKEN_ONLY_ENV = defaults.TOKEN_ONLY_ENV
+__all__ = ['configured_token', 'token_only', 'check_access',
+           'is_loopback_host', 'refuse', 'APP_ENGINE', 'TOKEN', 'LOOPBACK', 'IN_PROCESS']
 
 # How a request got in: what ``check_access`` answers.
 APP_ENGINE = 'app-engine'   # App Engine's cron or queue header, on App Engine
@@ -57,12 +51,12 @@ def token_only(environ=os.environ):
     Any value but an empty one, ``0``, ``false``, ``no`` or ``off`` does:
     a typo must not turn the mode off.
     """
-    return environ.get(TOKEN_ONLY_ENV, '').strip().lower() not in _OFF
+    return environ.get(defaults.TOKEN_ONLY_ENV, '').strip().lower() not in _OFF
 
 
 def configured_token(token=None):
     """The token given, else ``$LOVELY_GAE_TOKEN``, else None."""
-    return token or os.environ.get(TOKEN_ENV) or None
+    return token or os.environ.get(defaults.TOKEN_ENV) or None
 
 
 def _bearer(request):

@@ -10,7 +10,7 @@ from . import passes, storage
 from .models import Snapshot
 
 __all__ = ['create_snapshot', 'get_kinds', 'get_snapshot', 'list_snapshots',
-           'latest_snapshot', 'restore_snapshot', 'delete_snapshot', 'prune',
+           'latest_snapshot', 'prune',
            'validate_kind', 'validate_batchsize', 'validate_namespace']
 
 #: More entities per range than this would not fit the range's bookkeeping.
@@ -139,15 +139,6 @@ def latest_snapshot():
         if snap.status == Snapshot.STATUS_FINISHED:
             return snap
     return None
-
-
-def restore_snapshot(key, kinds=None, dry_run=False):
-    """Restore the snapshot with this key or id (see ``Snapshot.restore``)."""
-    return get_snapshot(key).restore(kinds=kinds, dry_run=dry_run)
-
-
-def delete_snapshot(key):
-    get_snapshot(key).delete()
 
 
 def prune(keep):

@@ -15,7 +15,9 @@ import tempfile
 from google.protobuf.message import DecodeError
 
 from .. import defaults
-from ..exceptions import BadEntity, OutFileExists, UnsafePath
+from ..entities import EntityProto
+from ..exceptions import (BadDatastoreFile, BadEntity, OutFileExists,
+                          UnsafePath)
 from . import wire
 
 __all__ = ['DevFileWriter', 'iter_entities', 'read_entity', 'temp_file',
@@ -39,11 +41,8 @@ class DevFileWriter:
         self.count = 0
         fileobj.write(_PROTO3 + _EMPTY_LIST + _MARK)
 
-    def add(self, data):
-        self.add_many((data,))
-
     def add_many(self, records):
-        """``add`` each of ``records``, with one write for them all."""
+        """Add ``records``, with one write for them all."""
         out = bytearray()
         pending = self._pending
         pack = struct.Struct('<I').pack
@@ -74,16 +73,7 @@ class DevFileWriter:
 _LINE = 64
 
 
-def _bounded(size, factor=1):
-    """``size``, unless it is more than an entity (times ``factor``) holds:
-    the length of a record is read before the record."""
-    if size > defaults.MAX_ENTITY_BYTES * factor:
-        raise ValueError('datastore file holds a record of %d bytes, more '
-                         'than an entity takes' % size)
-    return size
-
-
-def _protocol1_bytes(fileobj, read):
+def _protocol1_bytes(fileobj, read, bounded, bad):
     """Bytes as protocol 1 pickles them: ``_codecs.encode(text, 'latin1')``.
 
     The SDK's file stub saves with protocol 1. The call is recognised by
@@ -92,60 +82,81 @@ def _protocol1_bytes(fileobj, read):
     target = fileobj.readline(_LINE) + fileobj.readline(_LINE)
     if target == b'_codecs\nencode\n' and read(2) == b'(X':
         # Each byte of the entity is a character, of up to 2 UTF-8 bytes.
-        text = read(_bounded(struct.unpack('<I', read(4))[0], 2))
+        text = read(bounded(struct.unpack('<I', read(4))[0], 2))
         if read(13) == b'X\x06\x00\x00\x00latin1tR':
-            return text.decode('utf-8').encode('latin-1')
+            try:
+                return text.decode('utf-8').encode('latin-1')
+            except UnicodeError:
+                raise bad('not a datastore file: a record that is no '
+                          'latin-1 text') from None
     elif target == b'__builtin__\nbytes\n' and read(2) == b')R':
         return b''
-    raise ValueError('not a datastore file: a call of %r' % target)
+    raise bad('not a datastore file: a call of %r' % target)
 
 
 def iter_entities(fileobj):
     """Yield the entity bytes of a file ``DevFileWriter`` or the SDK wrote.
 
     Understands only the opcodes of a flat list of bytes, plus the integer
-    the SDK appends; anything else is refused, never unpickled.
+    the SDK appends; anything else is refused (``BadDatastoreFile``), never
+    unpickled.
     """
+    path = getattr(fileobj, 'name', None)
+    found = 0
+
+    def bad(reason):
+        return BadDatastoreFile(reason, path if isinstance(path, str)
+                                else None, found + 1)
+
     def read(size):
         data = fileobj.read(size)
         if len(data) != size:
-            raise ValueError('datastore file is cut short')
+            raise bad('datastore file is cut short')
         return data
 
-    def record(size):
-        return read(_bounded(size))
+    def bounded(size, factor=1):
+        # The length of a record is read before the record.
+        if size > defaults.MAX_ENTITY_BYTES * factor:
+            raise bad('datastore file holds a record of %d bytes, more than '
+                      'an entity takes' % size)
+        return size
     header = read(1)
     if header == b'\x80':
         if read(1) not in (b'\x02', b'\x03', b'\x04', b'\x05'):
-            raise ValueError('not a datastore file: unknown header')
+            raise bad('not a datastore file: unknown header')
     elif header != _EMPTY_LIST:  # protocol 1 starts right with the list
-        raise ValueError('not a datastore file: unknown header')
+        raise bad('not a datastore file: unknown header')
     while True:
         op = fileobj.read(1)
         if op in (_EMPTY_LIST, _MARK, _APPENDS):
             continue
         if op == b'c':
-            yield _protocol1_bytes(fileobj, read)
+            data = _protocol1_bytes(fileobj, read, bounded, bad)
         elif op in (b'L', b'I'):  # protocol 1's trailing timestamp
             if not fileobj.readline(_LINE).endswith(b'\n'):
-                raise ValueError('datastore file is cut short')
+                raise bad('datastore file is cut short')
+            continue
         elif op == _SHORT_BINBYTES:
-            yield read(read(1)[0])
+            data = read(read(1)[0])
         elif op == _BINBYTES:
-            yield record(struct.unpack('<I', read(4))[0])
+            data = read(bounded(struct.unpack('<I', read(4))[0]))
         elif op == b'\x8e':  # BINBYTES8
-            yield record(struct.unpack('<Q', read(8))[0])
+            data = read(bounded(struct.unpack('<Q', read(8))[0]))
         elif op in (b'J', b'K', b'M', b'\x8a'):  # a trailing timestamp
             read({b'J': 4, b'K': 1, b'M': 2}.get(op) or read(1)[0])
+            continue
         elif op in (b'a', b'\x95', b'q', b'r', b'\x94'):
             # APPEND, FRAME, memo puts: carry no data of their own
             read({b'a': 0, b'\x95': 8, b'q': 1, b'r': 4, b'\x94': 0}[op])
+            continue
         elif op == _STOP:
             return
         elif op == b'':
-            raise ValueError('datastore file is cut short')
+            raise bad('datastore file is cut short')
         else:
-            raise ValueError('not a datastore file: opcode %r' % op)
+            raise bad('not a datastore file: opcode %r' % op)
+        found += 1
+        yield data
 
 
 def _reserved(prop):
@@ -161,7 +172,6 @@ def read_entity(record):
     with properties of its own (``__metadata__``, ``__scatter__``) that a
     put refuses; they are dropped. Applications cannot have such names.
     """
-    from ..entities import EntityProto
     entity = EntityProto.FromString(record)
     for props in (entity.property, entity.raw_property):
         for index in range(len(props) - 1, -1, -1):
@@ -257,11 +267,9 @@ def checked_entities(path):
             try:
                 yield wire.check_entity(read_entity(record))
             except BadEntity as error:
-                raise BadEntity('%s: entity %d: %s' % (
-                    path, number, error.reason)) from error
+                raise BadEntity(error.reason, path, number) from error
             except DecodeError as error:
-                raise BadEntity('%s: entity %d cannot be decoded' % (
-                    path, number)) from error
+                raise BadEntity('cannot be decoded', path, number) from error
 
 
 def _count(entities):
@@ -274,19 +282,22 @@ def _count(entities):
 
 def check_file(path):
     """``{kind: entities}`` of a file an upload would take whole; else
-    ``BadEntity``, or ValueError if it is no datastore file."""
+    ``BadEntity``, or ``BadDatastoreFile`` if it is no datastore file."""
     return _count(checked_entities(path))
 
 
 def count_kinds(path):
     """``{kind: entities}`` of any datastore file (the library's own
-    entities too); ValueError if damaged."""
+    entities too); ``BadDatastoreFile`` if damaged."""
     def read():
         with open(path, 'rb') as fileobj:
-            for data in iter_entities(fileobj):
+            for number, data in enumerate(iter_entities(fileobj), 1):
                 try:
-                    yield read_entity(data)
-                except DecodeError as exc:
-                    raise ValueError('%s holds a damaged entity'
-                                     % path) from exc
+                    entity = read_entity(data)
+                except DecodeError:
+                    entity = None
+                if entity is None or not entity.key.path.element:
+                    raise BadDatastoreFile('%s holds a damaged entity' % path,
+                                           path, number)
+                yield entity
     return _count(read())

@@ -62,9 +62,9 @@ def compile_path(path):
 class SnapshotApp:
     """Routes paths to handlers after the access check (``access.py``)."""
 
-    def __init__(self, handlers=None, token=None, app_engine_headers=None):
-        self.routes = [(compile_path(path), handler) for path, handler in
-                       (HANDLER_TUPLES if handlers is None else handlers)]
+    def __init__(self, handlers, token=None, app_engine_headers=None):
+        self.routes = [(compile_path(path), handler)
+                       for path, handler in handlers]
         self.token = token
         self.app_engine_headers = app_engine_headers
 

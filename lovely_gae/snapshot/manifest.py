@@ -14,7 +14,7 @@ import re
 from .. import defaults
 from ..exceptions import BadManifest, SnapshotIncomplete
 from . import storage
-from .models import RangeBackup, check_complete
+from .models import RangeBackup, Status, check_complete
 from .transfer import MAX_CURSOR, range_path
 
 __all__ = ['ManifestPages', 'check_complete']
@@ -51,7 +51,7 @@ def _check_snapshot(manifest, snapshot_id):
     found = _field(snap, 'id', int, wanted)
     if wanted is not None and str(found) != str(wanted):
         raise BadManifest(wanted, 'it is the manifest of snapshot %d' % found)
-    if snap.get('status') != 'finished':
+    if snap.get('status') != Status.FINISHED.value:
         raise BadManifest(found, 'the snapshot is %s, not finished'
                           % _show(snap.get('status')))
     if _field(snap, 'namespace', str, found) == defaults.NAMESPACE:

@@ -6,14 +6,14 @@ import re
 
 from google.appengine.ext import db
 
-from .. import completion, defaults, entities
+from .. import completion, defaults
 from ..base import JsonProperty, KeyProperty, LibraryModel, get_all, prefixed
 from ..exceptions import (RangeCorrupted, SnapshotIncomplete,
                           SnapshotNotFinished)
 from ..serializers import default_serializer
 from . import storage
 
-__all__ = ['SHARD_STRIDE', 'Status', 'Snapshot', 'KindShards',
+__all__ = ['SHARD_STRIDE', 'ACTIONS', 'Status', 'Snapshot', 'KindShards',
            'SnapshotMarkers',
            'RangeBackup', 'RangeBackupPart',
            'RestoreStatus', 'Restore', 'check_complete', 'backup_keys',
@@ -26,6 +26,13 @@ _RANGE_NAME = re.compile(r'(\d{10}):\d+')
 #: ``s * SHARD_STRIDE`` on, so ranges sort by position in key order while
 #: the shards' key passes run at once (10 digits: 999 shards).
 SHARD_STRIDE = 10 ** 7
+
+#: The work ``Snapshot.restore`` and ``Snapshot.delete`` start: ``restore``,
+#: ``dry_run`` and ``delete``, each a function of the snapshot (and the
+#: kinds). The modules that do it build on this one and enter themselves
+#: here (``restore``, ``plan``), so that the stored model imports nothing
+#: above it; the package imports them.
+ACTIONS = {}
 
 
 class Status(str, enum.Enum):
@@ -300,12 +307,7 @@ class Snapshot(LibraryModel):
         is written: the tasks count what a restore would do, per kind, and
         ``plan_progress()['plan']`` has it once they are done.
         """
-        if dry_run:
-            from . import plan
-            plan.start(self, kinds)
-        else:
-            from . import restore
-            restore.restore(self, kinds)
+        ACTIONS['dry_run' if dry_run else 'restore'](self, kinds)
 
     def verify(self):
         """Re-read every stored range; return ``[(range name, reason), ...]``."""
@@ -324,11 +326,7 @@ class Snapshot(LibraryModel):
         half-way. From the moment it is marked ``deleting``, no restore and
         no download of it can start.
         """
-        from . import ranges, restore
-        ended = self.status == self.STATUS_FINISHED
-        restore.mark_deleting(self.id)
-        restore.forget(self.id)
-        ranges.delete_snapshot(self, ended)
+        ACTIONS['delete'](self)
 
 
 def _restore_dict(restore_id):
@@ -454,7 +452,7 @@ class RangeBackup(LibraryModel):
         return part.data
 
     def _read_parts(self):
-        for index in range(max(self.parts, 1)):
+        for index in range(self.parts):
             yield self.read_part(index)
 
     def _check_parts(self, parts):
@@ -470,11 +468,6 @@ class RangeBackup(LibraryModel):
     @property
     def snapshot_id(self):
         return RangeBackup.snapshot.get_value_for_datastore(self).id()
-
-    def iter_entities(self, verify=True):
-        """Yield the range's entities as ``EntityProto`` messages."""
-        for record in self.iter_records(verify):
-            yield entities.EntityProto.FromString(record)
 
     def iter_records(self, verify=True):
         return storage.iter_records(self.iter_parts(verify), self.codec,

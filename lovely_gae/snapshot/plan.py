@@ -12,7 +12,8 @@ from google.appengine.ext import db
 from .. import async_, completion, defaults, entities
 from ..base import get_all, retrying, transaction, utcnow
 from ..exceptions import RangeCorrupted, SnapshotIncomplete
-from .models import Restore, RestoreStatus, Snapshot, backup_keys, iter_backups
+from .models import (ACTIONS, Restore, RestoreStatus, Snapshot, backup_keys,
+                     iter_backups)
 from .restore import (INLINE_RANGES, PHASES, WRITE_RANGES, first_tasks,
                       leaves, new_record, records, restore_failed)
 
@@ -109,3 +110,4 @@ def _finish(restore_id, counts):
 
 
 PHASES['plan'] = plan_ranges
+ACTIONS['dry_run'] = start

@@ -28,13 +28,14 @@ __all__ = ['PER_TASK', 'job', 'write', 'store_ranges', 'shard_done',
            'purge_snapshot']
 
 #: Ranges a task stores at most, whose calls they share, and that commit
-#: together.
+#: together: their first parts (``defaults.PART_SIZE`` each at most) stay
+#: within ``defaults.MAX_TRANSACTION_BYTES``.
 PER_TASK = 10
 #: Bytes of first query batches a range task waits for at once, at most,
 #: by the largest mean entity size it has seen.
 _IN_FLIGHT_BYTES = 4 * 1024 * 1024
 #: Keys deleted per datastore call when purging a snapshot.
-_PURGE_BATCH = 500
+_PURGE_BATCH = defaults.MAX_REQUEST_ENTITIES
 #: Purge calls made in the caller's request before the rest goes to a task.
 _PURGE_INLINE = 20
 
@@ -208,7 +209,7 @@ def _finish(snapshot_id, counts):
     retrying(snap.put)
 
 
-def delete_snapshot(snap, ended=True):
+def delete_snapshot(snap, ended):
     """Delete ``snap`` with its stored ranges; a task finishes large ones.
 
     If it had not ``ended`` (finished), a task of it may still be running:

@@ -30,18 +30,20 @@ from .. import async_, cache, completion, defaults, entities
 from ..base import LibraryModel, get_all, retrying, transaction, utcnow
 from ..exceptions import (InvalidInput, RangeCorrupted, RestoreRunning,
                           SnapshotIncomplete, SnapshotInUse, SnapshotNotFound)
-from .models import (Restore, RestoreStatus, Snapshot, backup_keys,
+from . import ranges
+from .models import (ACTIONS, Restore, RestoreStatus, Snapshot, backup_keys,
                      iter_backups)
 
-__all__ = ['restore', 'restore_failed', 'forget', 'new_record', 'task',
-           'first_tasks', 'leaves', 'records', 'mark_deleting', 'PHASES',
-           'INLINE_RANGES', 'INLINE_BYTES', 'CHECK_RANGES', 'WRITE_RANGES']
+__all__ = ['restore', 'delete', 'restore_failed', 'forget', 'new_record',
+           'task', 'first_tasks', 'leaves', 'records', 'mark_deleting',
+           'PHASES', 'INLINE_RANGES', 'INLINE_BYTES', 'CHECK_RANGES', 'WRITE_RANGES']
 
 log = logging.getLogger(__name__)
 
 #: Ranges a restore checks in the call that starts it at most; its tasks,
-#: one a range, then commit with its start (a transaction spans 25 entity
-#: groups: the snapshot, the restore, the locks and these tasks).
+#: one a range, then commit with its start (a transaction spans
+#: ``defaults.MAX_TRANSACTION_GROUPS`` entity groups: the snapshot, the
+#: restore, the locks and these tasks).
 INLINE_RANGES = 20
 #: Stored bytes a restore checks in the call that starts it at most.
 INLINE_BYTES = 16 * 1024 * 1024
@@ -233,7 +235,8 @@ def _begin(snapshot_id, record, tasks):
     if snap is None:
         raise SnapshotNotFound(snapshot_id)
     snap.check_finished()  # not deleting meanwhile
-    locks = _take_locks(record) if record.status != 'finished' else []
+    locks = (_take_locks(record)
+             if record.status != RestoreStatus.FINISHED.value else [])
     snap.restore_id = record.id
     db.put([snap, record] + locks)
     async_.defer_many(tasks)
@@ -405,6 +408,14 @@ def restore_failed(message, restore_id):
     transaction(fail)
 
 
+def delete(snap):
+    """Delete ``snap`` and what is stored of it (see ``Snapshot.delete``)."""
+    ended = snap.status == Snapshot.STATUS_FINISHED
+    mark_deleting(snap.id)
+    forget(snap.id)
+    ranges.delete_snapshot(snap, ended)
+
+
 def forget(snapshot_id):
     """Delete the restores of a snapshot and what they left behind."""
     for record in Restore.all().filter('snapshot_id =', snapshot_id):
@@ -417,3 +428,4 @@ def forget(snapshot_id):
 
 
 PHASES.update(check=check_ranges, write=restore_ranges)
+ACTIONS.update(restore=restore, delete=delete)

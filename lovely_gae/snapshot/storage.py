@@ -13,6 +13,7 @@ import lzma
 import zlib
 
 from .. import defaults
+from ..exceptions import BadStoredRange, UnknownCodec
 
 __all__ = ['FORMAT', 'CODECS', 'RangeWriter', 'iter_records', 'check_codec',
            'varint']
@@ -58,9 +59,9 @@ CODECS = {
 
 
 def check_codec(codec):
-    if codec not in CODECS:
-        raise ValueError('unknown codec %r (known: %s)'
-                         % (codec, ', '.join(sorted(CODECS))))
+    """``codec``, unless ``CODECS`` lacks it (``UnknownCodec``)."""
+    if not isinstance(codec, str) or codec not in CODECS:
+        raise UnknownCodec(codec, CODECS)
     return codec
 
 
@@ -78,27 +79,25 @@ def varint(n):
 
 
 class RangeWriter:
-    """Compress records into parts; ``add`` and ``close`` return full parts.
+    """Compress records into parts; ``add_all`` and ``close`` hand out
+    the full parts.
 
     ``count``, ``raw_size`` (bytes of records before compression), ``size``
     (stored bytes) and ``sha256`` (of the stored bytes) describe what was
     written once ``close`` has returned.
     """
 
-    def __init__(self, codec=None, part_size=None):
-        self.codec = check_codec(codec or defaults.CODEC)
-        self.part_size = part_size or defaults.PART_SIZE
+    def __init__(self, codec):
+        self.codec = check_codec(codec)
+        self.part_size = defaults.PART_SIZE
         self._compressor = CODECS[self.codec][0]()
         self._buffer = bytearray()
         self._raw = bytearray()  # records not yet handed to the compressor
         self._hash = hashlib.sha256()
         self.count = self.size = self.raw_size = 0
 
-    def add(self, record):
-        return list(self.add_all((record,)))
-
     def add_all(self, records):
-        """``add`` each of ``records``; yield the parts as they fill."""
+        """Add ``records``; yield the parts as they fill."""
         raw = self._raw
         for record in records:
             length = len(record)
@@ -147,9 +146,16 @@ class RangeWriter:
 _STEP = 256 * 1024
 
 
-def _decompressed(parts, codec):
+#: What the decompressors raise on bytes they cannot read.
+_CODEC_ERRORS = (OSError, zlib.error, lzma.LZMAError)
+
+
+def _decompressed(parts, codec, where):
     """The bytes stored in ``parts``, decompressed ``_STEP`` at most at a
-    time, so that a small part never turns into a large buffer."""
+    time, so that a small part never turns into a large buffer.
+
+    ``where()`` is ``(codec, record)`` for an error.
+    """
     decompressor = CODECS[check_codec(codec)][1]()
     for data in parts:
         while True:
@@ -157,8 +163,12 @@ def _decompressed(parts, codec):
                 out = decompressor.decompress(data, _STEP)
             except EOFError:  # bz2 and lzma, asked to go on after the end
                 out = None
+            except _CODEC_ERRORS as error:
+                raise BadStoredRange('stored range cannot be decompressed '
+                                     '(%s)' % codec, *where()) from error
             if out is None or decompressor.unused_data:
-                raise ValueError('stored range goes on after its end')
+                raise BadStoredRange('stored range goes on after its end',
+                                     *where())
             if out:
                 yield out
             # zlib (and ``none``) hand back the input they had no room
@@ -168,7 +178,7 @@ def _decompressed(parts, codec):
                     decompressor, 'needs_input', len(out) < _STEP)):
                 break
     if not decompressor.eof:
-        raise ValueError('stored range is cut short')
+        raise BadStoredRange('stored range is cut short', *where())
 
 
 def iter_records(parts, codec, raw_size=None, count=None):
@@ -176,18 +186,24 @@ def iter_records(parts, codec, raw_size=None, count=None):
 
     ``raw_size`` and ``count``, when given, are what the writer recorded:
     the bytes decompress to exactly ``raw_size`` and hold ``count``
-    records, or ValueError, raised before the reader goes much past them.
-    A record longer than the datastore takes (``MAX_ENTITY_BYTES``) is
-    refused before it is gathered.
+    records, or ``BadStoredRange``, raised before the reader goes much past
+    them. A record longer than the datastore takes (``MAX_ENTITY_BYTES``)
+    is refused before it is gathered.
     """
     limit = defaults.MAX_ENTITY_BYTES
     buffer = b''
     total = found = 0
-    for data in _decompressed(parts, codec):
+
+    def where():
+        return codec, found + 1
+
+    def bad(reason):
+        return BadStoredRange(reason, *where())
+    for data in _decompressed(parts, codec, where):
         total += len(data)
         if raw_size is not None and total > raw_size:
-            raise ValueError('stored range decompresses to more than the '
-                             '%d bytes recorded' % raw_size)
+            raise bad('stored range decompresses to more than the %d bytes '
+                      'recorded' % raw_size)
         buffer = buffer + data if buffer else data
         offset, end = 0, len(buffer)
         while offset < end:
@@ -198,12 +214,12 @@ def iter_records(parts, codec, raw_size=None, count=None):
                 length = (byte & 0x7F) | buffer[offset + 1] << 7
                 start = offset + 2
             else:
-                length, start = _read_varint(buffer, offset)
+                length, start = _read_varint(buffer, offset, where)
                 if start is None:
                     break
                 if length > limit:
-                    raise ValueError('a stored record of %d bytes is larger '
-                                     'than an entity can be' % length)
+                    raise bad('a stored record of %d bytes is larger than an '
+                              'entity can be' % length)
             if start + length > end:
                 break
             offset = start + length
@@ -211,16 +227,16 @@ def iter_records(parts, codec, raw_size=None, count=None):
             yield buffer[start:offset]
         buffer = buffer[offset:]
     if buffer:
-        raise ValueError('stored range ends inside a record')
+        raise bad('stored range ends inside a record')
     if raw_size is not None and total != raw_size:
-        raise ValueError('stored range decompresses to %d bytes, %d were '
-                         'recorded' % (total, raw_size))
+        raise bad('stored range decompresses to %d bytes, %d were recorded'
+                  % (total, raw_size))
     if count is not None and found != count:
-        raise ValueError('stored range holds %d records, %d were recorded'
-                         % (found, count))
+        raise bad('stored range holds %d records, %d were recorded'
+                  % (found, count))
 
 
-def _read_varint(buffer, offset):
+def _read_varint(buffer, offset, where):
     """``(value, offset after it)``, or ``(None, None)`` if incomplete."""
     value = shift = 0
     while offset < len(buffer):
@@ -231,5 +247,6 @@ def _read_varint(buffer, offset):
             return value, offset
         shift += 7
         if shift > 63:
-            raise ValueError('a stored record\'s length is no varint')
+            raise BadStoredRange('a stored record\'s length is no varint',
+                                 *where())
     return None, None

@@ -159,8 +159,8 @@ class StoredBytes:
     """The stored bytes of a range, read from the datastore part by part.
 
     ``app_iter_range`` reads only the parts a byte range needs: every part
-    but the last is ``part_size`` long (ranges written before it was kept:
-    as long as the first), as ``storage.RangeWriter`` cuts them.
+    but the last is ``part_size`` long, as ``storage.RangeWriter`` cuts
+    them.
     """
 
     def __init__(self, backup):
@@ -170,11 +170,10 @@ class StoredBytes:
         return iter(self.backup.iter_parts(verify=False))
 
     def app_iter_range(self, start, stop):
-        first = self.backup.data or b''
-        step = self.backup.part_size or len(first) or 1
+        step = self.backup.part_size
         index = start // step if self.backup.parts > 1 else 0
         offset = index * step
-        while offset < stop and index < max(self.backup.parts, 1):
+        while offset < stop and index < self.backup.parts:
             data = self.backup.read_part(index)
             if offset + len(data) > start:
                 yield data[max(start - offset, 0):stop - offset]

@@ -10,7 +10,7 @@ from google.appengine.datastore.entity_bytes_pb2 import Property as _Property
 
 from .. import defaults
 from ..entities import EntityProto
-from ..exceptions import BadEntity
+from ..exceptions import BadEntity, LovelyGaeError
 from . import storage
 
 __all__ = ['CONTENT_TYPE', 'BATCH_BYTES', 'batches', 'decode',
@@ -149,12 +149,16 @@ def check_entity(entity):
 
 
 def decode(body):
-    """The checked ``EntityProto`` messages of an upload body."""
+    """The checked ``EntityProto`` messages of an upload body.
+
+    ``BadStoredRange`` if its records cannot be told apart, ``BadEntity``
+    if one is not an entity that may be put.
+    """
     found = []
     try:
         for record in storage.iter_records([body], 'none'):
             found.append(check_entity(EntityProto.FromString(record)))
-    except ValueError:
+    except LovelyGaeError:
         raise
     except Exception as exc:  # protobuf's DecodeError and its kin
         raise BadEntity('an entity cannot be decoded: %s' % exc) from exc
