@@ -401,3 +401,48 @@ def test_help_and_usage_errors_import_no_sdk():
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == '[]'
+
+
+def test_an_app_that_refuses_connections_fails_at_once(capsys, monkeypatch,
+                                                        tmp_path):
+    """No retry can reach it: one line naming the URL, no waiting."""
+    import socket
+    from lovely_gae.snapshot import remote as remote_module
+
+    def sleep(seconds):
+        raise AssertionError('retried after %s seconds' % seconds)
+    monkeypatch.setattr(remote_module.time, 'sleep', sleep)
+    with socket.socket() as bound:  # bound, not listening: refused
+        bound.bind(('127.0.0.1', 0))
+        url = 'http://127.0.0.1:%d' % bound.getsockname()[1]
+        for command in (['list'], ['create', 'Dummy'],
+                        ['download', str(tmp_path / 'out')]):
+            assert cli.main(['--url', url] + command) == 1
+            assert capsys.readouterr().err == (
+                'lovely-gae: error: cannot connect to %s: connection '
+                'refused\n' % url)
+    assert not (tmp_path / 'out').exists()
+
+
+def test_only_what_a_retry_can_mend_is_retried():
+    import socket
+    import requests
+    from lovely_gae.snapshot.remote import _unreachable
+
+    def failed(cause, kind=requests.ConnectionError):
+        try:
+            try:
+                raise cause
+            except OSError:
+                raise kind('failed')
+        except kind as error:
+            return error
+    assert _unreachable(failed(ConnectionRefusedError(111, 'refused'))) == (
+        'connection refused')
+    assert _unreachable(failed(socket.gaierror(
+        socket.EAI_NONAME, 'Name or service not known'))) == 'no such host'
+    for mended in (failed(socket.gaierror(socket.EAI_AGAIN, 'try again')),
+                   failed(ConnectionResetError(104, 'reset')),
+                   failed(ConnectionRefusedError(111, 'refused'),
+                          requests.ConnectTimeout)):
+        assert _unreachable(mended) is None
