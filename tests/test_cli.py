@@ -446,3 +446,22 @@ def test_only_what_a_retry_can_mend_is_retried():
                    failed(ConnectionRefusedError(111, 'refused'),
                           requests.ConnectTimeout)):
         assert _unreachable(mended) is None
+
+
+def test_the_startup_benchmark_times_help(tmp_path):
+    """``python -m benchmarks --startup`` runs and reports every command
+    (no timed assertion: how fast is for the benchmark to say)."""
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run(
+        [sys.executable, '-m', 'benchmarks', '--startup', '--repeats', '1',
+         '--json'], cwd=root, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)
+    assert [r['measurement'] for r in rows] == [
+        'startup: lovely-gae --help', 'startup: lovely-gae --version',
+        'startup: lovely-gae download --help']
+    for row in rows:
+        assert row['ours'] > 0 and row['floor'] > 0
+        assert row['target_seconds'] == 0.3 and row['met'] in (True, False)
