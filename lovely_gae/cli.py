@@ -11,8 +11,10 @@ is the result printed. Exit status: 0 done, 1 an error (one line on
 stderr), 2 bad usage, 130 Ctrl-C and 143 SIGTERM (the file keeps what it
 held before the command; ``serve`` saves and exits 0), 141 when nobody
 reads the output any more (the work is saved all the same).
+
+The arguments are parsed by ``cliparse``; the SDK is imported only once a
+command runs, so that ``--help`` answers at once.
 """
-import argparse
 import contextlib
 import json
 import logging

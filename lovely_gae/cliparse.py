@@ -182,21 +182,22 @@ def build_parser(commands):
     sub = parser.add_subparsers(dest='command', metavar='COMMAND')
     sub.required = True
     _add_commands(sub, commands, common)
+    parser.commands = sub.choices  # the parser of each command, by name
     return parser
 
 
 def check_usage(parser, args):
     """Exit with a usage error (2) for what the parser cannot see."""
+    command = parser.commands[args.command]
     if args.url and args.datastore:
-        parser.error('--datastore and --url exclude each other')
+        command.error('--datastore and --url exclude each other')
     if args.command == 'download' and args.out_dir.isdigit():
-        parser.error('download: %s is a snapshot ID; give OUT_DIR too, or '
-                     './%s for a directory of that name'
-                     % (args.out_dir, args.out_dir))
+        command.error('%s is a snapshot ID; give OUT_DIR too, or ./%s for '
+                      'a directory of that name'
+                      % (args.out_dir, args.out_dir))
     if args.url and args.where == 'local':
-        parser.error('%s works on a local datastore file, not --url'
-                     % args.command)
+        command.error('works on a local datastore file, not --url')
     if args.url and args.app_id:
-        parser.error('--app-id is for a local datastore, not --url')
+        command.error('--app-id is for a local datastore, not --url')
     if getattr(args, 'no_token', False) and args.token:
-        parser.error('--no-token and --token exclude each other')
+        command.error('--no-token and --token exclude each other')

@@ -122,7 +122,8 @@ class RemoteClient:
         token = configured_token(token)
         if token:
             self.session.headers['Authorization'] = 'Bearer ' + token
-            if self.url.startswith('http://') and not is_loopback_host(urlsplit(self.url).hostname or ''):
+            host = urlsplit(self.url).hostname or ''
+            if self.url.startswith('http://') and not is_loopback_host(host):
                 log.warning('the token goes unencrypted over plain HTTP '
                             'to %s; use https', self.url)
 
