@@ -239,3 +239,17 @@ def test_the_help_commands_run(tmp_path):
         assert shell(['lovely-gae', command, '--help'], tmp_path).startswith(
             'usage: lovely-gae %s ' % command)
     assert os.listdir(str(tmp_path)) == []  # --help writes nothing
+
+
+def test_the_quick_benchmark_commands_run():
+    """``--startup`` and ``--help``; the long runs are the benchmark's own
+    to test (test_benchmarks)."""
+    block = block_with('python -m benchmarks --startup')
+    assert ['python', '-m', 'benchmarks', '--startup'] in block
+    for argument, says in (('--startup', 'startup: lovely-gae --help '),
+                           ('--help', 'usage: python -m benchmarks')):
+        done = subprocess.run(
+            [sys.executable, '-m', 'benchmarks', argument], cwd=ROOT,
+            capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert says in done.stdout
