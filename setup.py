@@ -33,7 +33,7 @@ setup(
     entry_points={
         'console_scripts': [
             'lovely-gae = lovely_gae.cli:main',
-            'download_snapshot = lovely_gae.snapshot.client:main',
+            'download_snapshot = lovely_gae.cli:download_snapshot',
         ],
         'pytest11': ['lovely_gae = lovely_gae.testing'],
     },

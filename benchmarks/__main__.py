@@ -6,6 +6,7 @@ Examples::
     python -m benchmarks --size 10000 --codecs --output benchmarks/RESULTS.md
     python -m benchmarks --size 2000 --smoke  # CI: tests/test_benchmarks.py
     python -m benchmarks --simulate           # issue 11: see simmain
+    python -m benchmarks --startup            # issue 13: lovely-gae --help
 """
 import argparse
 import json
@@ -16,7 +17,8 @@ import tempfile
 import time
 import traceback
 
-from . import codec_choice, data, measure, report, simmain, simreport
+from . import (codec_choice, data, measure, report, simmain, simreport,
+               startup)
 
 DEFAULT_SIZES = (10000, 50000, 200000)
 SMOKE_SIZE = 2000
@@ -77,6 +79,12 @@ def build_parser():
     parser.add_argument('--tasks', type=int, default=1000, metavar='N',
                         help='tasks of the queue-overhead measurement '
                              '(default: %(default)s)')
+    parser.add_argument('--startup', action='store_true',
+                        help='only time lovely-gae --help (and --version, '
+                             'download --help) in processes of their own, '
+                             'against python -c pass (target: under %.1f s; '
+                             'R runs each, default 5); writes no RESULTS.md'
+                             % startup.TARGET)
     simmain.add_arguments(parser)
     return parser
 
@@ -181,6 +189,10 @@ def simulated(args, log):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     log = _Log()
+    if args.startup:
+        rows = startup.measure(args.repeats or 5)
+        print(json.dumps(rows, indent=2) if args.json else startup.text(rows))
+        return 0
     if args.simulate:
         return simulated(args, log)
     result = run(args, log)

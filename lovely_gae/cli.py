@@ -11,8 +11,10 @@ is the result printed. Exit status: 0 done, 1 an error (one line on
 stderr), 2 bad usage, 130 Ctrl-C and 143 SIGTERM (the file keeps what it
 held before the command; ``serve`` saves and exits 0), 141 when nobody
 reads the output any more (the work is saved all the same).
+
+The arguments are parsed by ``cliparse``; the SDK is imported only once a
+command runs, so that ``--help`` answers at once.
 """
-import argparse
 import contextlib
 import json
 import logging
@@ -21,12 +23,10 @@ import signal
 import sys
 import threading
 
-from . import __version__
+from . import cliparse, defaults
 from .exceptions import LovelyGaeError
-from .local import (DEFAULT_APP_ID, DEFAULT_DATASTORE, LOCK_SUFFIX,
-                    LocalClient, local_datastore)
 
-__all__ = ['main', 'build_parser', 'local_datastore']
+__all__ = ['main', 'build_parser', 'download_snapshot']
 
 log = logging.getLogger('lovely_gae.cli')
 
@@ -76,7 +76,7 @@ def _describe(info):
 
 def _remote(args):
     """The ``url`` the client functions take: the remote client, or None."""
-    return None if isinstance(args.client, LocalClient) else args.client
+    return args.client if args.url else None
 
 
 # Each command returns ``(exit status, data for --json, text)``; ``main``
@@ -152,10 +152,8 @@ def cmd_prune(args, client):
 
 def cmd_download(args, client):
     from .snapshot import client as snapshot_client
-    snapshot_id, out_dir = (args.where if len(args.where) == 2
-                            else [None] + args.where)
     path = snapshot_client.download_snapshot(
-        out_dir, snapshot_id, url=_remote(args),
+        args.out_dir, args.id, url=_remote(args),
         target_app_id=args.target_app_id,
         target_namespace=args.target_namespace,
         progress=snapshot_client.progress_for(args.json))
@@ -202,151 +200,16 @@ def cmd_demo(args, client):
     return 0 if identical else 1, steps, '\n'.join(lines)
 
 
-def _threads(value):
-    number = int(value)
-    if not 1 <= number <= 64:
-        raise argparse.ArgumentTypeError('must be from 1 to 64')
-    return number
-
-
-def threads(cmd):
-    cmd.add_argument('--threads', type=_threads, default=1, metavar='N',
-                     help='worker threads running tasks at once, 1 to 64 '
-                     '(default: %(default)s)')
-
-
-def _add_commands(sub):
-    def add(name, func, help_text, where='any', writes=True):
-        cmd = sub.add_parser(name, help=help_text, description=help_text)
-        cmd.set_defaults(func=func, where=where, writes=writes)
-        return cmd
-
-    def waiting(cmd):
-        cmd.add_argument('--wait', action='store_true', help='with --url: '
-                         'wait until the app has finished the work')
-        cmd.add_argument('--timeout', type=float, default=3600.0,
-                         metavar='SECONDS', help='longest --wait '
-                         '(default: %(default)s)')
-
-    cmd = add('create', cmd_create, 'snapshot kinds (default: all); '
-              'locally, wait until it is finished')
-    cmd.add_argument('kinds', nargs='*', metavar='KIND')
-    cmd.add_argument('--batchsize', type=int, help='entities per range')
-    cmd.add_argument('--namespace', help='namespace (default: the default)')
-    cmd.add_argument('--allow-empty', action='store_true', help='snapshot '
-                     'a kind even if it has no entities (without: an error, '
-                     'as a typo or the wrong namespace usually is)')
-    waiting(cmd)
-    add('list', cmd_list, 'list snapshots, newest first', writes=False)
-    cmd = add('status', cmd_status, 'show one snapshot', writes=False)
-    cmd.add_argument('id', type=int)
-    cmd = add('restore', cmd_restore, 'restore a snapshot exactly: entities '
-              'of its kinds that are not in it are deleted')
-    cmd.add_argument('id', type=int)
-    cmd.add_argument('--kinds', nargs='+', metavar='KIND',
-                     help='restore only these kinds')
-    cmd.add_argument('--dry-run', action='store_true',
-                     help='write nothing; count what would change')
-    waiting(cmd)
-    cmd = add('delete', cmd_delete, 'delete a snapshot and its stored data')
-    cmd.add_argument('id', type=int)
-    cmd = add('prune', cmd_prune, 'keep the newest N finished snapshots, '
-              'delete older ones')
-    cmd.add_argument('--keep', type=int, required=True, metavar='N')
-    cmd = add('download', cmd_download, 'write a snapshot (default: the '
-              'latest finished) to OUT_DIR/snapshot.ID, a file a development '
-              'datastore loads; over --url it is checked range by range and '
-              'resumes where an interrupted download stopped', writes=False)
-    cmd.add_argument('where', nargs='+', metavar='[ID] OUT_DIR')
-    cmd.add_argument('--target-app-id', metavar='APP', help='move keys and '
-                     'references to this app id (a development app)')
-    cmd.add_argument('--target-namespace', metavar='NS', help='move keys '
-                     'and references of the snapshot\'s namespace here')
-    cmd = add('upload', cmd_upload, 'put the entities of a downloaded file '
-              'into the datastore (local: moved to its app id; --url: '
-              'through the app, moved to its app id)')
-    cmd.add_argument('file')
-    cmd.add_argument('--target-namespace', metavar='NS', help='move keys '
-                     'and references of the file\'s namespace here')
-    cmd = add('verify', cmd_verify, 'check that a downloaded file is '
-              'complete and count its entities per kind', where='none',
-              writes=False)
-    cmd.add_argument('file')
-    cmd = add('serve', cmd_serve, 'serve the snapshot app on the local '
-              'datastore file, with a worker draining the task queue; '
-              'callers need the token (--token, $LOVELY_GAE_TOKEN, or one '
-              'made up and printed at the start)', where='local')
-    cmd.add_argument('--no-token', action='store_true', help='serve '
-                     'without a token, to callers on this machine only')
-    cmd.add_argument('--host', default='127.0.0.1',
-                     help='address to listen on (default: %(default)s)')
-    cmd.add_argument('--port', type=int, default=8080,
-                     help='port (default: %(default)s)')
-    threads(cmd)
-    cmd = add('worker', cmd_worker, 'run queued tasks until none is due')
-    cmd.add_argument('--seconds', type=float, metavar='S',
-                     help='stop after about S seconds')
-    cmd.add_argument('--wait', action='store_true', help='also wait for '
-                     'tasks due later (retries) until the queue is empty')
-    threads(cmd)
-    add('demo', cmd_demo, 'walk through snapshot, damage, restore and '
-        'download on sample data in the local datastore file',
-        where='local')
+COMMANDS = {'create': cmd_create, 'list': cmd_list, 'status': cmd_status,
+            'restore': cmd_restore, 'delete': cmd_delete, 'prune': cmd_prune,
+            'download': cmd_download, 'upload': cmd_upload,
+            'verify': cmd_verify, 'serve': cmd_serve, 'worker': cmd_worker,
+            'demo': cmd_demo}
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
-        prog='lovely-gae',
-        description='Snapshots of App Engine datastore kinds: create, '
-                    'restore, download, upload. Works on a local datastore '
-                    'file (the embedded default) or, with --url, on an app '
-                    'that serves lovely_gae.snapshot.getApp().')
-    parser.add_argument('--version', action='version', version=__version__)
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument('--datastore', metavar='PATH', help='local datastore '
-                       'file (default: %s); PATH%s beside it keeps two '
-                       'processes from writing it at once'
-                       % (DEFAULT_DATASTORE, LOCK_SUFFIX))
-    where.add_argument('--url', help='base URL of the app, e.g. '
-                       'https://my-app.appspot.com')
-    parser.add_argument('--app-id', metavar='APP', help='app id of the '
-                        'local datastore (default: $GAE_APPLICATION or %s)'
-                        % DEFAULT_APP_ID)
-    parser.add_argument('--token', help='bearer token for --url, and the '
-                        'token serve requires (default: $LOVELY_GAE_TOKEN)')
-    parser.add_argument('--json', action='store_true',
-                        help='print machine-readable JSON')
-    parser.add_argument('--debug', action='store_true',
-                        help='show tracebacks and debug logs')
-    sub = parser.add_subparsers(dest='command', metavar='COMMAND')
-    sub.required = True
-    _add_commands(sub)
-    return parser
-
-
-def split_global_options(argv):
-    """``(leading global options, the rest)`` of an argument list."""
-    with_value = {option for action in build_parser()._actions
-                  if action.nargs != 0 for option in action.option_strings}
-    rest = list(argv)
-    options = []
-    while rest and rest[0].startswith('--'):
-        count = 2 if rest[0] in with_value else 1
-        options += rest[:count]
-        rest = rest[count:]
-    return options, rest
-
-
-def _check_usage(parser, args):
-    if args.func is cmd_download and len(args.where) > 2:
-        parser.error('download takes [ID] OUT_DIR')
-    if args.url and args.where == 'local':
-        parser.error('%s works on a local datastore file, not --url'
-                     % args.command)
-    if args.url and args.app_id:
-        parser.error('--app-id is for a local datastore, not --url')
-    if getattr(args, 'no_token', False) and args.token:
-        parser.error('--no-token and --token exclude each other')
+    """The parser of ``lovely-gae`` (``cliparse``)."""
+    return cliparse.build_parser(COMMANDS)
 
 
 def _run(args):
@@ -357,7 +220,9 @@ def _run(args):
         from .snapshot.remote import RemoteClient
         with RemoteClient(args.url, args.token) as args.client:
             return args.func(args, args.client)
-    path = args.datastore or DEFAULT_DATASTORE
+    # The SDK only now: --help and usage errors answer without it.
+    from .local import LocalClient, local_datastore
+    path = args.datastore or defaults.DATASTORE_FILE
     with local_datastore(path, args.app_id, save=args.writes,
                          command='lovely-gae ' + args.command) as args.local:
         args.client = LocalClient()
@@ -395,7 +260,7 @@ def _stdout_to_devnull():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    _check_usage(parser, args)
+    cliparse.check_usage(parser, args)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.WARNING,
         format='%(levelname)s %(name)s: %(message)s')
@@ -415,6 +280,11 @@ def main(argv=None):
         except KeyboardInterrupt:
             print('lovely-gae: interrupted', file=sys.stderr)
             return 130
+
+
+def download_snapshot(argv=None):
+    """The seed's ``download_snapshot`` script: ``lovely-gae download``."""
+    return main(['download'] + list(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == '__main__':

@@ -82,3 +82,13 @@ TOKEN_ENV = 'LOVELY_GAE_TOKEN'
 #: The environment variable that turns token-only mode on: App Engine's
 #: cron and queue headers then open nothing (see docs/security.rst).
 TOKEN_ONLY_ENV = 'LOVELY_GAE_TOKEN_ONLY'
+
+#: The local datastore file the command line uses unless told otherwise.
+DATASTORE_FILE = './lovely-gae.datastore'
+
+#: What the lock file beside a local datastore file adds to its name.
+LOCK_SUFFIX = '.lock'
+
+#: App id of a local datastore when neither ``--app-id`` nor
+#: ``$GAE_APPLICATION`` gives one.
+LOCAL_APP_ID = 'lovely-gae-local'

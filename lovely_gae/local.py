@@ -28,7 +28,7 @@ from google.appengine.datastore import datastore_stub_util
 from google.appengine.ext import testbed as testbed_module
 from google.protobuf.message import DecodeError
 
-from . import filestub
+from . import defaults, filestub
 from .entities import EntityProto
 from .exceptions import DatastoreFileError, DatastoreLocked
 
@@ -36,15 +36,10 @@ __all__ = ['DEFAULT_DATASTORE', 'DEFAULT_APP_ID', 'TESTING_APP_ID',
            'LOCK_SUFFIX', 'start_testbed', 'local_datastore',
            'LocalDatastore', 'save_datastore', 'drain', 'LocalClient']
 
-#: The datastore file the command line uses unless told otherwise.
-DEFAULT_DATASTORE = './lovely-gae.datastore'
-
-#: What the lock file beside a datastore file adds to its name.
-LOCK_SUFFIX = '.lock'
-
-#: App id of a local datastore when neither ``--app-id`` nor
-#: ``$GAE_APPLICATION`` gives one.
-DEFAULT_APP_ID = 'lovely-gae-local'
+# The command line's defaults (``defaults``), by the names used here.
+DEFAULT_DATASTORE = defaults.DATASTORE_FILE
+LOCK_SUFFIX = defaults.LOCK_SUFFIX
+DEFAULT_APP_ID = defaults.LOCAL_APP_ID
 #: The app id of the tests' datastore (see ``lovely_gae.testing``).
 TESTING_APP_ID = 'lovely-gae-testing'
 
@@ -270,7 +265,8 @@ class LocalDatastore:
 
 
 @contextlib.contextmanager
-def local_datastore(path, app_id=None, save=True, command=None):
+def local_datastore(path=DEFAULT_DATASTORE, app_id=None, save=True,
+                    command=None):
     """Serve the datastore API from the file at ``path`` while inside.
 
     Yields a ``LocalDatastore``. With ``save`` the block holds the file's

@@ -1,12 +1,13 @@
 import contextlib
 import json
+import os
 import threading
 
 import pytest
 
 from lovely_gae import cli
 from lovely_gae import entities as entities_module
-from lovely_gae.snapshot import client, devfile
+from lovely_gae.snapshot import devfile
 
 
 @pytest.fixture
@@ -70,7 +71,7 @@ def test_seed_download_script(store, capsys, tmp_path):
     lines = capsys.readouterr().out.splitlines()
     assert lines[-1].startswith('Saving to %s/snapshot.' % out_dir)
     # The seed's entry point takes the same arguments.
-    code = client.main(["--datastore", store, str(out_dir)])
+    code = cli.download_snapshot(["--datastore", store, str(out_dir)])
     assert code == 1  # the file of the latest snapshot exists already
     assert "Out file exists" in capsys.readouterr().err
 
@@ -256,3 +257,64 @@ def test_the_demo_needs_none_of_the_test_tools(tmp_path):
     assert done.returncode == 0, done.stderr
     assert 'byte for byte: yes' in done.stdout
     assert done.stderr == ''
+
+
+def latest_id(store, capsys):
+    capsys.readouterr()
+    assert run(store, '--json', 'list') == 0
+    return json.loads(capsys.readouterr().out)[0]['id']
+
+
+def test_download_makes_its_directory_and_parents(store, capsys, tmp_path):
+    assert run(store, 'demo') == 0
+    snapshot_id = latest_id(store, capsys)
+    out_dir = tmp_path / 'new' / 'deeper'
+    assert run(store, 'download', str(snapshot_id), str(out_dir)) == 0
+    path = out_dir / ('snapshot.%d' % snapshot_id)
+    assert capsys.readouterr().out.splitlines()[-1] == 'Saving to %s' % path
+    assert sorted(os.listdir(str(out_dir))) == [path.name]
+
+
+def test_an_app_that_refuses_connections_fails_at_once(capsys, monkeypatch,
+                                                        tmp_path):
+    """No retry can reach it: one line naming the URL, no waiting."""
+    import socket
+    from lovely_gae.snapshot import remote as remote_module
+
+    def sleep(seconds):
+        raise AssertionError('retried after %s seconds' % seconds)
+    monkeypatch.setattr(remote_module.time, 'sleep', sleep)
+    with socket.socket() as bound:  # bound, not listening: refused
+        bound.bind(('127.0.0.1', 0))
+        url = 'http://127.0.0.1:%d' % bound.getsockname()[1]
+        for command in (['list'], ['create', 'Dummy'],
+                        ['download', str(tmp_path / 'out')]):
+            assert cli.main(['--url', url] + command) == 1
+            assert capsys.readouterr().err == (
+                'lovely-gae: error: cannot connect to %s: connection '
+                'refused\n' % url)
+    assert not (tmp_path / 'out').exists()
+
+
+def test_only_what_a_retry_can_mend_is_retried():
+    import socket
+    import requests
+    from lovely_gae.snapshot.remote import _unreachable
+
+    def failed(cause, kind=requests.ConnectionError):
+        try:
+            try:
+                raise cause
+            except OSError:
+                raise kind('failed')
+        except kind as error:
+            return error
+    assert _unreachable(failed(ConnectionRefusedError(111, 'refused'))) == (
+        'connection refused')
+    assert _unreachable(failed(socket.gaierror(
+        socket.EAI_NONAME, 'Name or service not known'))) == 'no such host'
+    for mended in (failed(socket.gaierror(socket.EAI_AGAIN, 'try again')),
+                   failed(ConnectionResetError(104, 'reset')),
+                   failed(ConnectionRefusedError(111, 'refused'),
+                          requests.ConnectTimeout)):
+        assert _unreachable(mended) is None

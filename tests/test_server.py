@@ -48,12 +48,14 @@ def test_serve_does_what_the_seeds_http_section_shows(env, tmp_path):
             assert res.text == ("Created Snapshot %d\nKinds: ['Dummy']"
                                 % snapshot_id)
             # Nobody runs the tasks but the server's own worker, and it
-            # saves the file as soon as they changed the datastore.
+            # saves the file as soon as they changed the datastore: wait
+            # for the snapshot to finish, then for the file to hold it.
+            def status():
+                return requests.get('%s/lovely.gae/snapshots/%d' % (
+                    server.url, snapshot_id), timeout=10).json()['status']
+            eventually(lambda: status() == 'finished')
             eventually(lambda: os.path.exists(path) and devfile.count_kinds(
                 path).get('RangeBackup') == 1)
-            info = requests.get('%s/lovely.gae/snapshots/%d' % (
-                server.url, snapshot_id), timeout=10).json()
-            assert info['status'] == 'finished'
             requests.post('%s/lovely.gae/snapshots/%d/delete' % (
                 server.url, snapshot_id), timeout=10).raise_for_status()
         finally:

@@ -97,6 +97,9 @@ def progress_for(json_output=False, stream=None):
 
 
 def out_path(out_dir, snapshot_id):
+    """Where snapshot ``snapshot_id`` goes in ``out_dir``, which is made
+    (with its parents) if missing; ``OutFileExists`` if it is taken."""
+    os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, 'snapshot.%d' % snapshot_id)
     if os.path.lexists(path):
         raise OutFileExists(path)
@@ -235,7 +238,8 @@ def download_snapshot(out_dir, snapshot_id=None, url=None, token=None,
                       progress=None):
     """Write snapshot ``snapshot_id`` (default: the latest finished one).
 
-    Returns the path of the file written. Without ``url`` it reads the
+    Returns the path of the file written; ``out_dir`` is made if missing.
+    Without ``url`` it reads the
     datastore this process sees; with ``url`` (an app's base URL, or a
     ``remote.RemoteClient``) it downloads over HTTP(S) with ``token``,
     keeping what it has in ``<out_dir>/.snapshot.<id>.partial`` (for this
@@ -340,14 +344,3 @@ def upload_snapshot(path, url=None, token=None, target_app_id=None,
     with RemoteClient(url, token) as remote:
         return remote.upload(records, batch_bytes, progress)
 
-
-def main(argv=None):
-    """The seed's ``download_snapshot`` script: ``lovely-gae download``.
-
-    ``download_snapshot [--datastore PATH | --url URL ...] [ID] OUT_DIR``:
-    the global options of ``lovely-gae`` go first, as they would there.
-    """
-    from ..cli import main as cli_main, split_global_options
-    options, rest = split_global_options(
-        list(sys.argv[1:] if argv is None else argv))
-    return cli_main(options + ['download'] + rest)

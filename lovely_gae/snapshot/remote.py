@@ -1,8 +1,10 @@
 """The snapshot app over HTTP(S): JSON calls, range downloads, uploads.
 
 ``RemoteClient`` keeps one ``requests`` session with the bearer token. Calls
-that can be repeated safely are retried with exponential backoff on
-connection errors, timeouts and 429/5xx answers; a range download resumes
+that can be repeated safely are retried with exponential backoff on what
+a retry can mend: connections cut, timeouts and 429/5xx answers; an app
+that cannot be reached at all (connection refused, no such host) fails at
+once; a range download resumes
 where the last try stopped (``Range: bytes=N-``, guarded by ``If-Range``)
 and is checked against the manifest's size and sha256, each page of the
 manifest against what a download can trust (``manifest``). Redirects are never
@@ -14,6 +16,7 @@ import hashlib
 import logging
 import os
 import re
+import socket
 import time
 from urllib.parse import quote, urlsplit
 
@@ -44,6 +47,27 @@ def _brief(error):
     if found:
         return found.group(1).strip()
     return text.splitlines()[0][:200] if text else type(error).__name__
+
+
+def _unreachable(error):
+    """Why no connection could be made, if no retry will mend it; else
+    None. Refused: nothing listens there; no such host: the name is wrong
+    (a temporary failure of name resolution is retried)."""
+    if not isinstance(error, requests.ConnectionError) or isinstance(
+            error, requests.Timeout):
+        return None
+    seen, cause = set(), error
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, ConnectionRefusedError):
+            return 'connection refused'
+        if isinstance(cause, socket.gaierror) and cause.errno in (
+                socket.EAI_NONAME, getattr(socket, 'EAI_NODATA', None)):
+            return 'no such host'
+        reason = getattr(cause, 'reason', None)  # urllib3's MaxRetryError
+        cause = (reason if isinstance(reason, BaseException)
+                 else cause.__cause__ or cause.__context__)
+    return None
 
 
 def _sha256(path):
@@ -98,7 +122,8 @@ class RemoteClient:
         token = configured_token(token)
         if token:
             self.session.headers['Authorization'] = 'Bearer ' + token
-            if self.url.startswith('http://') and not is_loopback_host(urlsplit(self.url).hostname or ''):
+            host = urlsplit(self.url).hostname or ''
+            if self.url.startswith('http://') and not is_loopback_host(host):
                 log.warning('the token goes unencrypted over plain HTTP '
                             'to %s; use https', self.url)
 
@@ -111,10 +136,22 @@ class RemoteClient:
     def __exit__(self, *exc_info):
         self.close()
 
+    def _fail(self, what, error, tries=None):
+        """Raise the ``DownloadError`` of ``what`` that ended in ``error``
+        (after ``tries``, if it was retried)."""
+        unreachable = _unreachable(error)
+        if unreachable:
+            raise DownloadError('cannot connect to %s: %s'
+                                % (self.url, unreachable)) from error
+        raise DownloadError('%s failed%s: %s' % (
+            what, '' if tries is None else ' after %d tries' % tries,
+            _brief(error))) from error
+
     def _pause(self, failures, what, error):
-        if failures > self.retries:
-            raise DownloadError('%s failed after %d tries: %s'
-                                % (what, failures, _brief(error))) from error
+        """Wait before the next try, or fail if there is none: the tries
+        are used up, or no retry can reach the app."""
+        if failures > self.retries or _unreachable(error):
+            self._fail(what, error, failures)
         delay = min(self.backoff * 2 ** (failures - 1), self.max_backoff)
         log.warning('%s failed (%s); try %d of %d in %.1f seconds', what,
                     _brief(error), failures + 1, self.retries + 1, delay)
@@ -146,8 +183,7 @@ class RemoteClient:
                                      self.chunk_size)
             except _TRANSIENT as error:
                 if not retry:
-                    raise DownloadError('%s failed: %s'
-                                        % (what, _brief(error))) from error
+                    self._fail(what, error)
                 failures += 1
                 self._pause(failures, what, error)
 

@@ -1,0 +1,203 @@
+"""The arguments of ``lovely-gae``: its parser, and the checks of its values.
+
+It imports nothing of the SDK, so that ``--help``, ``--version`` and a
+usage error answer at once; the commands import what they need.
+"""
+import argparse
+
+from . import __version__, defaults
+
+__all__ = ['build_parser', 'check_usage']
+
+#: The largest TCP port.
+MAX_PORT = 65535
+
+
+def _bounded(kind, low, high=None):
+    """An argparse ``type``: a ``kind`` (int, float) from ``low`` to
+    ``high`` (None: any above ``low``)."""
+    def convert(value):
+        try:
+            number = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError('not a number: %r'
+                                             % value) from None
+        if number < low or (high is not None and number > high):
+            raise argparse.ArgumentTypeError('%s is not %s' % (value, (
+                'from %s to %s' % (low, high) if high is not None
+                else 'at least %s' % low)))
+        return number
+    convert.__name__ = kind.__name__
+    return convert
+
+
+def _global_options(parser, suppress):
+    """Add the options every command takes, before or after its name.
+
+    A command's parser has them too (``suppress``), with no defaults: a
+    value given before the command name is not overwritten by its default.
+    """
+    def default(value):
+        return argparse.SUPPRESS if suppress else value
+    group = parser.add_argument_group('global options')
+    group.add_argument('--version', action='version', version=__version__)
+    # --datastore and --url exclude each other: ``check_usage`` sees both
+    # levels, where a group would see one.
+    group.add_argument('--datastore', metavar='PATH', default=default(None),
+                       help='local datastore file (default: %s); PATH%s '
+                       'beside it keeps two processes from writing it at '
+                       'once' % (defaults.DATASTORE_FILE,
+                                 defaults.LOCK_SUFFIX))
+    group.add_argument('--url', default=default(None), help='base URL of '
+                       'the app, e.g. https://my-app.appspot.com')
+    group.add_argument('--app-id', metavar='APP', default=default(None),
+                       help='app id of the local datastore (default: '
+                       '$GAE_APPLICATION or %s)' % defaults.LOCAL_APP_ID)
+    group.add_argument('--token', default=default(None), help='bearer token '
+                       'for --url, and the token serve requires (default: '
+                       '$%s)' % defaults.TOKEN_ENV)
+    group.add_argument('--json', action='store_true', default=default(False),
+                       help='print machine-readable JSON')
+    group.add_argument('--debug', action='store_true',
+                       default=default(False),
+                       help='show tracebacks and debug logs')
+
+
+def _threads(cmd):
+    cmd.add_argument('--threads', type=_bounded(int, 1, 64), default=1,
+                     metavar='N', help='worker threads running tasks at '
+                     'once, 1 to 64 (default: %(default)s)')
+
+
+def _waiting(cmd):
+    cmd.add_argument('--wait', action='store_true', help='with --url: '
+                     'wait until the app has finished the work')
+    cmd.add_argument('--timeout', type=_bounded(float, 0), default=3600.0,
+                     metavar='SECONDS', help='longest --wait '
+                     '(default: %(default)s)')
+
+
+def _snapshot_id(cmd, **kwargs):
+    cmd.add_argument('id', type=_bounded(int, 1), metavar='ID',
+                     **kwargs)
+
+
+def _add_commands(sub, commands, common):
+    """A parser for each command; ``commands`` maps names to functions."""
+    def add(name, help_text, where='any', writes=True):
+        cmd = sub.add_parser(name, help=help_text, description=help_text,
+                             parents=[common])
+        cmd.set_defaults(func=commands[name], where=where, writes=writes)
+        return cmd
+
+    cmd = add('create', 'snapshot kinds (default: all); locally, wait '
+              'until it is finished')
+    cmd.add_argument('kinds', nargs='*', metavar='KIND')
+    cmd.add_argument('--batchsize', type=int, metavar='N', help='entities '
+                     'per range (default: %d)' % defaults.BATCH_SIZE)
+    cmd.add_argument('--namespace', metavar='NS',
+                     help='namespace (default: the default namespace)')
+    cmd.add_argument('--allow-empty', action='store_true', help='snapshot '
+                     'a kind even if it has no entities (without: an error, '
+                     'as a typo or the wrong namespace usually is)')
+    _waiting(cmd)
+    add('list', 'list snapshots, newest first', writes=False)
+    cmd = add('status', 'show one snapshot', writes=False)
+    _snapshot_id(cmd)
+    cmd = add('restore', 'restore a snapshot exactly: entities of its kinds '
+              'that are not in it are deleted')
+    _snapshot_id(cmd)
+    cmd.add_argument('--kinds', nargs='+', metavar='KIND',
+                     help='restore only these kinds (default: all of the '
+                     'snapshot\'s)')
+    cmd.add_argument('--dry-run', action='store_true',
+                     help='write nothing; count what would change')
+    _waiting(cmd)
+    cmd = add('delete', 'delete a snapshot and its stored data')
+    _snapshot_id(cmd)
+    cmd = add('prune', 'keep the newest N finished snapshots, delete older '
+              'ones')
+    cmd.add_argument('--keep', type=_bounded(int, 0), required=True,
+                     metavar='N', help='finished snapshots to keep, 0 or '
+                     'more')
+    cmd = add('download', 'write a snapshot to OUT_DIR/snapshot.ID, a file '
+              'a development datastore loads; over --url it is checked '
+              'range by range and resumes where an interrupted download '
+              'stopped', writes=False)
+    _snapshot_id(cmd, nargs='?', help='the snapshot: a number (default: the '
+                 'latest finished one)')
+    cmd.add_argument('out_dir', metavar='OUT_DIR', help='directory to write '
+                     'to, created if missing; never a number, which is an '
+                     'ID (a directory named 442: ./442)')
+    cmd.add_argument('--target-app-id', metavar='APP', help='move keys and '
+                     'references to this app id (a development app)')
+    cmd.add_argument('--target-namespace', metavar='NS', help='move keys '
+                     'and references of the snapshot\'s namespace here')
+    cmd = add('upload', 'put the entities of a downloaded file into the '
+              'datastore (local: moved to its app id; --url: through the '
+              'app, moved to its app id)')
+    cmd.add_argument('file', metavar='FILE')
+    cmd.add_argument('--target-namespace', metavar='NS', help='move keys '
+                     'and references of the file\'s namespace here')
+    cmd = add('verify', 'check that a downloaded file is complete and '
+              'count its entities per kind', where='none', writes=False)
+    cmd.add_argument('file', metavar='FILE')
+    cmd = add('serve', 'serve the snapshot app on the local datastore file, '
+              'with a worker draining the task queue; callers need the '
+              'token (--token, $%s, or one made up and printed at the '
+              'start)' % defaults.TOKEN_ENV, where='local')
+    cmd.add_argument('--no-token', action='store_true', help='serve '
+                     'without a token, to callers on this machine only')
+    cmd.add_argument('--host', default='127.0.0.1',
+                     help='address to listen on (default: %(default)s)')
+    cmd.add_argument('--port', type=_bounded(int, 0, MAX_PORT),
+                     default=8080, help='port, 0 for any free one '
+                     '(default: %(default)s)')
+    _threads(cmd)
+    cmd = add('worker', 'run queued tasks until none is due')
+    cmd.add_argument('--seconds', type=_bounded(float, 0), metavar='S',
+                     help='stop after about S seconds (default: when none '
+                     'is due)')
+    cmd.add_argument('--wait', action='store_true', help='also wait for '
+                     'tasks due later (retries) until the queue is empty')
+    _threads(cmd)
+    add('demo', 'walk through snapshot, damage, restore and download on '
+        'sample data in the local datastore file', where='local')
+
+
+def build_parser(commands):
+    """The parser of ``lovely-gae``; ``commands`` maps each command's name
+    to the function that runs it (``func`` of the parsed arguments)."""
+    parser = argparse.ArgumentParser(
+        prog='lovely-gae',
+        description='Snapshots of App Engine datastore kinds: create, '
+                    'restore, download, upload. Works on a local datastore '
+                    'file (the embedded default) or, with --url, on an app '
+                    'that serves lovely_gae.snapshot.getApp().',
+        epilog='The global options go before or after COMMAND; '
+               '"lovely-gae COMMAND --help" describes a command.')
+    _global_options(parser, suppress=False)
+    common = argparse.ArgumentParser(add_help=False)
+    _global_options(common, suppress=True)
+    sub = parser.add_subparsers(dest='command', metavar='COMMAND')
+    sub.required = True
+    _add_commands(sub, commands, common)
+    parser.commands = sub.choices  # the parser of each command, by name
+    return parser
+
+
+def check_usage(parser, args):
+    """Exit with a usage error (2) for what the parser cannot see."""
+    command = parser.commands[args.command]
+    if args.url and args.datastore:
+        command.error('--datastore and --url exclude each other')
+    if args.command == 'download' and args.out_dir.isdigit():
+        command.error('%s is a snapshot ID; give OUT_DIR too, or ./%s for '
+                      'a directory of that name'
+                      % (args.out_dir, args.out_dir))
+    if args.url and args.where == 'local':
+        command.error('works on a local datastore file, not --url')
+    if args.url and args.app_id:
+        command.error('--app-id is for a local datastore, not --url')
+    if getattr(args, 'no_token', False) and args.token:
+        command.error('--no-token and --token exclude each other')

@@ -1,0 +1,160 @@
+"""The arguments of ``lovely-gae``: where they go, what they take, the help."""
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from lovely_gae import cli
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COMMANDS = sorted(cli.COMMANDS)
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv('GAE_APPLICATION', raising=False)
+    return str(tmp_path / 'data.datastore')
+
+
+def run(store, *args):
+    return cli.main(['--datastore', store] + list(args))
+
+
+def test_download_takes_a_number_as_the_id(store, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(['download', '--help'])
+    assert info.value.code == 0
+    usage = capsys.readouterr().out.split('\n\n')[0]
+    assert usage.endswith(' [ID] OUT_DIR')
+    with pytest.raises(SystemExit) as info:
+        run(store, 'download', '442')
+    assert info.value.code == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith('usage: lovely-gae download ')
+    assert err[-1] == ('lovely-gae download: error: 442 is a snapshot ID; '
+                       'give OUT_DIR too, or ./442 for a directory of that '
+                       'name')
+    assert run(store, 'download', '442', 'out') == 1
+    assert capsys.readouterr().err == (
+        'lovely-gae: error: no snapshot with id 442\n')
+    assert not os.path.exists('442') and not os.path.exists('out')
+
+
+@pytest.mark.parametrize('command', COMMANDS)
+def test_each_command_has_its_own_help_with_the_global_options(command,
+                                                                capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main([command, '--help'])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith('usage: lovely-gae %s ' % command)
+    options = text.split('\nglobal options:\n')[1]
+    for option in ('--datastore PATH', '--url URL', '--app-id APP',
+                   '--token TOKEN', '--json', '--debug'):
+        assert '\n  %s ' % option in options
+
+
+def test_the_seed_script_has_the_download_help(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.download_snapshot(['--help'])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith('usage: lovely-gae download ')
+    assert '\nglobal options:\n' in text
+
+
+def test_global_options_go_before_or_after_the_command(store, capsys):
+    assert run(store, 'demo') == 0
+    capsys.readouterr()
+    for argv in (['list', '--json', '--datastore', store],
+                 ['--json', 'list', '--datastore', store],
+                 ['--datastore', store, 'list', '--json'],
+                 ['--datastore', store, '--json', 'list', '--debug']):
+        assert cli.main(argv) == 0, argv
+        [snap] = json.loads(capsys.readouterr().out)
+        assert snap['status'] == 'finished'
+    with pytest.raises(SystemExit) as info:
+        cli.main(['--url', 'http://127.0.0.1:9', 'list', '--datastore',
+                  store])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        'lovely-gae list: error: --datastore and --url exclude each other')
+
+
+@pytest.mark.parametrize('argv, error', [
+    (['serve', '--port', '70000'], 'argument --port: 70000 is not from 0 '
+     'to 65535'),
+    (['serve', '--port', 'http'], "argument --port: not a number: 'http'"),
+    (['prune', '--keep', '-1'], 'argument --keep: -1 is not at least 0'),
+    (['worker', '--threads', '0'], 'argument --threads: 0 is not from 1 '
+     'to 64'),
+    (['worker', '--seconds', '-5'], 'argument --seconds: -5 is not at '
+     'least 0'),
+    (['status', '0'], 'argument ID: 0 is not at least 1'),
+    (['restore', '1', '--timeout', '-1'], 'argument --timeout: -1 is not '
+     'at least 0'),
+])
+def test_bad_values_are_one_line_usage_errors(store, capsys, argv, error):
+    with pytest.raises(SystemExit) as info:
+        run(store, *argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith('usage: lovely-gae %s' % argv[0])
+    assert err[-1] == 'lovely-gae %s: error: %s' % (argv[0], error)
+    assert not os.path.exists(store)  # nothing ran
+
+
+def _subparsers():
+    [sub] = [action for action in cli.build_parser()._actions
+             if isinstance(action, argparse._SubParsersAction)]
+    return sub.choices
+
+
+def test_help_shows_defaults_and_names_ids_alike():
+    for name, parser in _subparsers().items():
+        for action in parser._actions:
+            if action.dest == 'id':
+                assert action.metavar == 'ID', name
+            if action.default not in (None, False, argparse.SUPPRESS):
+                assert 'default' in action.help, (name, action.dest)
+
+
+def test_help_and_usage_errors_import_no_sdk():
+    """They answer at once: the SDK (grpc and all) is not imported."""
+    script = ('import sys\n'
+              'from lovely_gae.cli import main, download_snapshot\n'
+              'for call, argv in [(main, ["--help"]), (main, ["--version"]),\n'
+              '                   (main, ["list", "--help"]),\n'
+              '                   (main, ["status", "x"]),\n'
+              '                   (download_snapshot, ["--help"])]:\n'
+              '    try:\n'
+              '        call(argv)\n'
+              '    except SystemExit:\n'
+              '        pass\n'
+              'print(sorted({name.split(".")[0] + "." + name.split(".")[1]\n'
+              '              for name in sys.modules\n'
+              '              if name.startswith("google.")}))\n')
+    done = subprocess.run([sys.executable, '-c', script], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == '[]'
+
+
+def test_the_startup_benchmark_times_help(tmp_path):
+    """``python -m benchmarks --startup`` runs and reports every command
+    (no timed assertion: how fast is for the benchmark to say)."""
+    done = subprocess.run(
+        [sys.executable, '-m', 'benchmarks', '--startup', '--repeats', '1',
+         '--json'], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)
+    assert [r['measurement'] for r in rows] == [
+        'startup: lovely-gae --help', 'startup: lovely-gae --version',
+        'startup: lovely-gae download --help']
+    for row in rows:
+        assert row['ours'] > 0 and row['floor'] > 0
+        assert row['target_seconds'] == 0.3 and row['met'] in (True, False)
