@@ -169,7 +169,7 @@ def cmd_upload(args, client):
 
 
 def cmd_verify(args, client):
-    from .snapshot import devfile
+    from .snapshot.transfer import devfile
     counts = devfile.check_file(args.file)
     total = sum(counts.values())
     return (0, {'file': args.file, 'entities': total, 'kinds': counts},
@@ -217,7 +217,7 @@ def _run(args):
     if args.where == 'none':
         return args.func(args, None)
     if args.url:
-        from .snapshot.remote import RemoteClient
+        from .snapshot.transfer.remote import RemoteClient
         with RemoteClient(args.url, args.token) as args.client:
             return args.func(args, args.client)
     # The SDK only now: --help and usage errors answer without it.

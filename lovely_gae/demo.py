@@ -16,7 +16,8 @@ from google.appengine.ext import db
 from . import entities
 from .local import drain
 from .server import ThreadedServer
-from .snapshot import api, client, devfile, getApp
+from .snapshot import api, client, getApp
+from .snapshot.transfer import devfile
 
 NAMESPACE = 'lovely-gae-demo'
 KINDS = ['Customer', 'Order']

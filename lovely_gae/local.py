@@ -165,7 +165,7 @@ def _load(stub, path):
     What the SDK's ``DatastoreFileStub.Read`` does, but on records the
     library's own parser found: the SDK would unpickle the file.
     """
-    from .snapshot.devfile import iter_entities
+    from .snapshot.transfer.devfile import iter_entities
     try:
         with open(path, 'rb') as fileobj:
             data = fileobj.read()
@@ -200,7 +200,7 @@ def save_datastore(stub, path):
 
     Raises ``DatastoreFileError`` if it cannot; ``path`` is then as it was.
     """
-    from .snapshot.devfile import DevFileWriter
+    from .snapshot.transfer.devfile import DevFileWriter
     stub.Flush()  # apply every commit, as the SDK's own Write does
     records = [entity.encoded_protobuf
                for by_key in stub._GetAllEntities().values()
@@ -346,7 +346,7 @@ class LocalClient:
 
     def run_worker(self, seconds=None, wait=False, threads=1):
         from .async_ import run_in_threads
-        from .snapshot.worker import queued
+        from .snapshot.app.worker import queued
         ran = run_in_threads(threads, recursive=True, wait=wait,
                              deadline=seconds)
         return {'ran': ran, 'queued': queued()}

@@ -21,9 +21,9 @@ from . import defaults
 from .async_ import run_tasks
 from .exceptions import LovelyGaeError
 from .snapshot import getApp
-from .snapshot.access import (check_access, configured_token,
-                              is_loopback_host, refuse)
-from .snapshot.web import MAX_BODY_BYTES
+from .snapshot.app.access import (check_access, configured_token,
+                                  is_loopback_host, refuse)
+from .snapshot.app.web import MAX_BODY_BYTES
 
 __all__ = ['ThreadedServer', 'LocalServer']
 

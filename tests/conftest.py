@@ -118,7 +118,7 @@ def all_bytes(kinds, namespace=''):
 def ticking_clock(monkeypatch):
     """Each look at a pass's or a shard task's clock takes a second."""
     import types
-    from lovely_gae.snapshot import passes, shards
+    from lovely_gae.snapshot.work import passes, shards
     clock = iter(range(10 ** 6))
     ticking = types.SimpleNamespace(monotonic=lambda: next(clock))
     monkeypatch.setattr(passes, 'time', ticking)

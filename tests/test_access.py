@@ -6,7 +6,9 @@ from webob import Request
 from webtest import TestApp
 
 from lovely_gae import async_, defaults
-from lovely_gae.snapshot import access, getApp, wire
+from lovely_gae.snapshot.app import access
+from lovely_gae.snapshot import getApp
+from lovely_gae.snapshot.transfer import wire
 from lovely_gae.snapshot.models import Snapshot
 from tests.conftest import Dummy, Unread
 

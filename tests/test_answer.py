@@ -12,7 +12,7 @@ import zlib
 import pytest
 
 from lovely_gae.exceptions import DownloadError
-from lovely_gae.snapshot.remote import RemoteClient, RemoteError
+from lovely_gae.snapshot.transfer.remote import RemoteClient, RemoteError
 from lovely_gae.server import ThreadedServer
 from tests.test_transfer_trust import SNAPSHOT_ID, Hostile, download, record
 

@@ -7,7 +7,7 @@ import pytest
 
 from lovely_gae import cli
 from lovely_gae import entities as entities_module
-from lovely_gae.snapshot import devfile
+from lovely_gae.snapshot.transfer import devfile
 
 
 @pytest.fixture
@@ -279,7 +279,7 @@ def test_an_app_that_refuses_connections_fails_at_once(capsys, monkeypatch,
                                                         tmp_path):
     """No retry can reach it: one line naming the URL, no waiting."""
     import socket
-    from lovely_gae.snapshot import remote as remote_module
+    from lovely_gae.snapshot.transfer import remote as remote_module
 
     def sleep(seconds):
         raise AssertionError('retried after %s seconds' % seconds)
@@ -299,7 +299,7 @@ def test_an_app_that_refuses_connections_fails_at_once(capsys, monkeypatch,
 def test_only_what_a_retry_can_mend_is_retried():
     import socket
     import requests
-    from lovely_gae.snapshot.remote import _unreachable
+    from lovely_gae.snapshot.transfer.remote import _unreachable
 
     def failed(cause, kind=requests.ConnectionError):
         try:

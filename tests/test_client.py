@@ -8,7 +8,8 @@ from google.appengine.ext import db, ndb
 from lovely_gae import entities
 from lovely_gae.exceptions import (OutFileExists, SnapshotNotFinished,
                                    SnapshotNotFound)
-from lovely_gae.snapshot import api, client, devfile
+from lovely_gae.snapshot import api, client
+from lovely_gae.snapshot.transfer import devfile
 from lovely_gae.snapshot.client import quiet
 from tests.conftest import Dummy, Yummy
 
@@ -144,7 +145,7 @@ def test_rewritten_keys_and_references_load_under_the_target_app(
 
 
 def test_rewrite_to_the_default_namespace_leaves_it_unset(gae_testbed):
-    from lovely_gae.snapshot.rewrite import rewrite_entity
+    from lovely_gae.snapshot.transfer.rewrite import rewrite_entity
     kid = Child(email='a@b.c', _app=(None, 'tenant'))
     kid.put()
     [proto] = entities.get([entities.ref(kid.key())])
@@ -283,7 +284,7 @@ def test_a_local_download_reads_its_ranges_in_bounded_batch_gets(
 def test_references_to_other_apps_stay_where_they_are(gae_testbed,
                                                       finished_snapshot,
                                                       tmp_path):
-    from lovely_gae.snapshot.rewrite import rewrite_entity
+    from lovely_gae.snapshot.transfer.rewrite import rewrite_entity
     mum = Parent(name='mum')
     mum.put()
     theirs = db.Key.from_path('Parent', 'x', _app='s~someone-else',
@@ -398,7 +399,7 @@ def test_keys_inside_structured_values_load_under_the_target_app(
 
 
 def test_structured_values_keep_their_bytes_unless_a_key_moves(gae_testbed):
-    from lovely_gae.snapshot.rewrite import rewrite_entity
+    from lovely_gae.snapshot.transfer.rewrite import rewrite_entity
     theirs = ndb.Key('Target', 't', app='s~someone-else')
     key = Outer(one=Inner(ref=theirs), nested=Middle(inner=Inner())).put()
     [stored] = entities.get([key.to_old_key()._ToPb()])
@@ -414,7 +415,7 @@ def test_structured_values_keep_their_bytes_unless_a_key_moves(gae_testbed):
 
 def test_structured_values_nested_too_deep_are_refused(gae_testbed):
     from lovely_gae.exceptions import BadEntity
-    from lovely_gae.snapshot import rewrite
+    from lovely_gae.snapshot.transfer import rewrite
     value = b''
     for _ in range(rewrite.MAX_DEPTH + 1):
         inner = entities.EntityProto()

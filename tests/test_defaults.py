@@ -1,7 +1,7 @@
 """What the library writes in one request or transaction stays within the
 datastore's limits, as ``defaults`` spells them."""
 from lovely_gae import defaults, taskstore
-from lovely_gae.snapshot import passes, ranges, restore
+from lovely_gae.snapshot.work import passes, ranges, restore
 
 
 def test_a_stored_part_and_a_task_fit_an_entity_and_a_request():

@@ -12,7 +12,8 @@ from lovely_gae.exceptions import (BadDatastoreFile, BadEntity,
                                    LovelyGaeError, NotSerializable,
                                    UnknownCodec)
 from lovely_gae.serializers import JSONSerializer
-from lovely_gae.snapshot import devfile, storage, wire
+from lovely_gae.snapshot.transfer import devfile, wire
+from lovely_gae.snapshot import storage
 
 
 def raised(kind, call, *args):

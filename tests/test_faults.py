@@ -7,7 +7,8 @@ from google.appengine.ext import db
 
 from lovely_gae import async_, entities, leases
 from lovely_gae.base import TRANSIENT_ERRORS
-from lovely_gae.snapshot import api, ranges
+from lovely_gae.snapshot import api
+from lovely_gae.snapshot.work import ranges
 from lovely_gae.snapshot.storage import RangeWriter
 from lovely_gae.snapshot.models import RangeBackup, RangeBackupPart
 from tests.conftest import Dummy, Yummy, all_bytes

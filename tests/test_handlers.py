@@ -10,8 +10,9 @@ from webob import Request
 from webtest import TestApp
 
 from lovely_gae import async_, defaults, entities, taskstore
-from lovely_gae.snapshot import getApp, storage, wire
-from lovely_gae.snapshot.handlers import HANDLER_TUPLES
+from lovely_gae.snapshot import getApp, storage
+from lovely_gae.snapshot.transfer import wire
+from lovely_gae.snapshot.app.handlers import HANDLER_TUPLES
 from lovely_gae.snapshot.models import RangeBackup, Snapshot
 from tests.conftest import Dummy, Unread, Yummy
 

@@ -16,10 +16,11 @@ from lovely_gae.exceptions import (AccessDenied, DownloadError, OutFileExists,
                                    RangeCorrupted, SnapshotNotFinished,
                                    SnapshotNotFound)
 from lovely_gae.server import ThreadedServer
-from lovely_gae.snapshot import api, client, getApp, wire
+from lovely_gae.snapshot import api, client, getApp
+from lovely_gae.snapshot.transfer import wire
 from lovely_gae.snapshot.client import quiet
 from lovely_gae.snapshot.models import Snapshot
-from lovely_gae.snapshot.remote import RemoteClient
+from lovely_gae.snapshot.transfer.remote import RemoteClient
 from tests.conftest import Dummy, Yummy, all_bytes
 
 CREATE = '/lovely.gae/snapshot.CreateSnapshotHandler'

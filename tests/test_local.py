@@ -12,7 +12,7 @@ from google.appengine.ext import db
 from lovely_gae import cli, local
 from lovely_gae.exceptions import DatastoreFileError, DatastoreLocked
 from lovely_gae.local import LocalDatastore, local_datastore, start_testbed
-from lovely_gae.snapshot import devfile
+from lovely_gae.snapshot.transfer import devfile
 from lovely_gae.snapshot.models import Snapshot
 from tests.conftest import Dummy
 

@@ -11,10 +11,11 @@ from google.appengine.ext import db
 from webtest import TestApp
 
 from lovely_gae.exceptions import BadManifest, SnapshotIncomplete
-from lovely_gae.snapshot import client, getApp, storage, transfer
+from lovely_gae.snapshot import client, getApp, storage
+from lovely_gae.snapshot.app import data as transfer
 from lovely_gae.snapshot.client import quiet
 from lovely_gae.snapshot.models import SHARD_STRIDE, RangeBackup
-from lovely_gae.snapshot.remote import RemoteClient
+from lovely_gae.snapshot.transfer.remote import RemoteClient
 from tests.conftest import Dummy, Yummy
 from tests import test_ranges, test_transfer_trust
 from tests.test_transfer_trust import SNAPSHOT_ID, download, pages_of, record

@@ -3,7 +3,8 @@ leaves ranges that cover the kind once: no entity missed, none twice."""
 from google.appengine.ext import db
 
 from lovely_gae import defaults, entities
-from lovely_gae.snapshot import api, passes, ranges, shards
+from lovely_gae.snapshot import api
+from lovely_gae.snapshot.work import passes, ranges, shards
 from tests.conftest import Dummy
 
 

@@ -9,7 +9,9 @@ from google.appengine.api import datastore
 from google.appengine.ext import db
 
 from lovely_gae import async_, completion, defaults, entities
-from lovely_gae.snapshot import api, client, devfile, passes, ranges, storage
+from lovely_gae.snapshot import api, client, storage
+from lovely_gae.snapshot.transfer import devfile
+from lovely_gae.snapshot.work import passes, ranges
 from lovely_gae.snapshot.models import (SHARD_STRIDE, RangeBackup,
                                         RangeBackupPart, SnapshotMarkers)
 from tests.conftest import Dummy, Yummy, all_bytes

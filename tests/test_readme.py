@@ -17,7 +17,7 @@ import sys
 import pytest
 
 from lovely_gae.local import local_datastore
-from lovely_gae.snapshot import devfile
+from lovely_gae.snapshot.transfer import devfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, 'README.rst')

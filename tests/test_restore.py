@@ -5,7 +5,8 @@ from google.appengine.ext import db, ndb
 from lovely_gae import async_, completion, entities
 from lovely_gae.exceptions import (RangeCorrupted, RestoreRunning,
                                    SnapshotIncomplete)
-from lovely_gae.snapshot import api, restore
+from lovely_gae.snapshot import api
+from lovely_gae.snapshot.work import restore
 from lovely_gae.snapshot.models import Restore, RangeBackup
 from tests.conftest import Dummy, Yummy, all_bytes
 
@@ -294,7 +295,8 @@ def test_each_range_deletes_what_the_snapshot_lacks_within_its_bounds(
 @pytest.mark.parametrize('over_http', [False, True])
 def test_ndb_apps_see_what_an_upload_put(gae_testbed, tmp_path, over_http):
     from webtest import TestApp
-    from lovely_gae.snapshot import client, devfile, getApp, wire
+    from lovely_gae.snapshot import client, getApp
+    from lovely_gae.snapshot.transfer import devfile, wire
     note = Note(text='before')
     note.put()
     record = entities.get([note.key.reference()])[0]

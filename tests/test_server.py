@@ -13,7 +13,7 @@ from lovely_gae import local
 from lovely_gae.exceptions import DatastoreFileError, LovelyGaeError
 from lovely_gae.local import local_datastore
 from lovely_gae.server import LocalServer
-from lovely_gae.snapshot import devfile
+from lovely_gae.snapshot.transfer import devfile
 from lovely_gae.snapshot.models import Snapshot
 from tests.conftest import Dummy
 

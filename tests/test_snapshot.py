@@ -271,7 +271,7 @@ def test_progress_and_verify_report_a_damaged_range(make_entities,
 def test_large_snapshots_are_deleted_by_tasks(make_entities,
                                               finished_snapshot, run_tasks,
                                               monkeypatch):
-    from lovely_gae.snapshot import ranges
+    from lovely_gae.snapshot.work import ranges
     monkeypatch.setattr(ranges, '_PURGE_BATCH', 3)
     monkeypatch.setattr(ranges, '_PURGE_INLINE', 2)
     make_entities(Dummy, 100)

@@ -20,8 +20,8 @@ from lovely_gae.server import ThreadedServer
 from lovely_gae.snapshot import client, storage
 from lovely_gae.snapshot.client import quiet
 from lovely_gae.snapshot.models import RangeBackup
-from lovely_gae.snapshot.remote import RemoteClient, RemoteError
-from lovely_gae.snapshot.transfer import range_path
+from lovely_gae.snapshot.transfer.remote import RemoteClient, RemoteError
+from lovely_gae.snapshot.app.data import range_path
 from tests.conftest import Dummy
 
 SNAPSHOT_ID = 7
@@ -510,7 +510,7 @@ def test_the_file_reaches_the_disk_before_its_name_and_its_name_after(
 # B3: upload bodies and the call to create a snapshot.
 
 def test_an_upload_body_holds_at_most_a_requests_entities():
-    from lovely_gae.snapshot import wire
+    from lovely_gae.snapshot.transfer import wire
     counts = [count for _, count in wire.batches([b'x'] * 1234)]
     assert counts == [500, 500, 234]
     assert defaults.MAX_REQUEST_ENTITIES == 500

@@ -1,6 +1,6 @@
 """Snapshots of App Engine datastore kinds: create, restore, download."""
-from . import passes, plan, ranges, restore, shards
-from .handlers import HANDLER_TUPLES, SnapshotApp
+from .work import passes, plan, ranges, restore, shards
+from .app.handlers import HANDLER_TUPLES, SnapshotApp
 
 __all__ = ['getApp', 'HANDLER_TUPLES']
 

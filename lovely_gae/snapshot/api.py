@@ -6,7 +6,8 @@ from .. import async_, defaults, entities
 from ..base import transaction
 from ..exceptions import (EmptyKind, InvalidInput, SnapshotInUse,
                           SnapshotNotFound)
-from . import passes, storage
+from .work import passes
+from . import storage
 from .models import Snapshot
 
 __all__ = ['create_snapshot', 'get_kinds', 'get_snapshot', 'list_snapshots',

@@ -20,9 +20,10 @@ from .. import cache, defaults, entities
 from ..entities import EntityProto
 from ..exceptions import (OutFileExists, RangeCorrupted, SnapshotIncomplete,
                           SnapshotNotFound)
-from . import api, devfile, storage, wire
+from . import api, storage
+from .transfer import devfile, wire
 from .models import iter_backups
-from .rewrite import Transform
+from .transfer.rewrite import Transform
 
 #: Ranges a local download reads in one batch get at most, and the bytes of
 #: their first parts (each at most ``defaults.PART_SIZE``) at most.
@@ -257,7 +258,7 @@ def download_snapshot(out_dir, snapshot_id=None, url=None, token=None,
     transform = Transform(target_app_id, target_namespace, scrub)
     if url is None:
         return _download_local(out_dir, snapshot_id, transform, progress)
-    from .remote import RemoteClient
+    from .transfer.remote import RemoteClient
     if isinstance(url, RemoteClient):
         return _download_remote(url, out_dir, snapshot_id, transform,
                                 progress)
@@ -338,7 +339,7 @@ def upload_snapshot(path, url=None, token=None, target_app_id=None,
             if progress:
                 progress('batch', entities=size, bytes=len(body))
         return count
-    from .remote import RemoteClient
+    from .transfer.remote import RemoteClient
     if isinstance(url, RemoteClient):
         return url.upload(records, batch_bytes, progress)
     with RemoteClient(url, token) as remote:

@@ -22,8 +22,8 @@ import os
 
 from webob import exc
 
-from .. import defaults
-from ..base import on_app_engine
+from ... import defaults
+from ...base import on_app_engine
 
 __all__ = ['configured_token', 'token_only', 'check_access',
            'is_loopback_host', 'refuse', 'APP_ENGINE', 'TOKEN', 'LOOPBACK', 'IN_PROCESS']

@@ -26,10 +26,10 @@ import time
 from google.appengine.api import datastore
 from google.appengine.ext import db
 
-from .. import async_, defaults, entities
-from ..base import put_first, transaction
+from ... import async_, defaults, entities
+from ...base import put_first, transaction
 from . import ranges, shards
-from .models import KindShards, Snapshot, SnapshotMarkers
+from ..models import KindShards, Snapshot, SnapshotMarkers
 
 __all__ = ['SAMPLE', 'OVERSAMPLE', 'CHUNK', 'first_tasks', 'shard_starts',
            'pass_kinds', 'pass_kind', 'pass_on', 'markers_ready']

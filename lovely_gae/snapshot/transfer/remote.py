@@ -22,13 +22,13 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
-from .. import __version__
-from ..exceptions import (DownloadError, RangeCorrupted, SnapshotNotFinished,
-                          SnapshotNotFound)
+from ... import __version__
+from ...exceptions import (DownloadError, RangeCorrupted, SnapshotNotFinished,
+                           SnapshotNotFound)
 from . import devfile, wire
-from .access import configured_token, is_loopback_host
+from ..app.access import configured_token, is_loopback_host
 from .answer import Deadline, RemoteError, Transient, check, chunks, read_json
-from .client import quiet
+from ..client import quiet
 from .manifest import ManifestPages
 
 __all__ = ['RemoteClient', 'RemoteError']

@@ -9,7 +9,7 @@ tasks they queue, for at most ``seconds``, through the same
 tasks, it takes only those a push has missed (``defaults.SWEEP_GRACE``)
 and those of leases that expired. What is left waits for the next call.
 """
-from .. import async_, push
+from ... import async_, push
 from .web import allow, float_param, json_response
 
 __all__ = ['run', 'queued', 'DEFAULT_SECONDS', 'MAX_SECONDS']

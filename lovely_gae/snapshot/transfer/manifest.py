@@ -11,11 +11,11 @@ ranges must be all of its spans and hold the entities it recorded.
 import itertools
 import re
 
-from .. import defaults
-from ..exceptions import BadManifest, SnapshotIncomplete
-from . import storage
-from .models import RangeBackup, Status, check_complete
-from .transfer import MAX_CURSOR, range_path
+from ... import defaults
+from ...exceptions import BadManifest, SnapshotIncomplete
+from .. import storage
+from ..models import RangeBackup, Status, check_complete
+from ..app.data import MAX_CURSOR, range_path
 
 __all__ = ['ManifestPages', 'check_complete']
 

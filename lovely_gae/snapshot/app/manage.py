@@ -5,10 +5,10 @@ only, so a link or an image tag in a page can never start one.
 """
 from webob import exc
 
-from ..exceptions import (InvalidInput, RangeCorrupted, RestoreRunning,
-                          SnapshotIncomplete, SnapshotInUse,
-                          SnapshotNotFinished)
-from . import api
+from ...exceptions import (InvalidInput, RangeCorrupted, RestoreRunning,
+                           SnapshotIncomplete, SnapshotInUse,
+                           SnapshotNotFinished)
+from .. import api
 from .access import refuse
 from .web import (allow, ascii_int, bool_param, int_param, json_response,
                   snapshot_or_404)

@@ -9,9 +9,9 @@ import re
 
 from webob import Response, exc
 
-from .. import defaults
-from ..exceptions import SnapshotNotFound
-from . import api
+from ... import defaults
+from ...exceptions import SnapshotNotFound
+from .. import api
 from .access import refuse
 
 __all__ = ['text', 'json_response', 'allow', 'snapshot_or_404',

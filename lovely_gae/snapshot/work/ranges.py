@@ -17,11 +17,11 @@ import uuid
 
 from google.appengine.ext import db
 
-from .. import async_, completion, defaults, entities
-from ..base import delete_all, prefixed, retrying, transaction
-from .models import (KindShards, RangeBackup, RangeBackupPart,
-                     Snapshot, SnapshotMarkers)
-from .storage import RangeWriter
+from ... import async_, completion, defaults, entities
+from ...base import delete_all, prefixed, retrying, transaction
+from ..models import (KindShards, RangeBackup, RangeBackupPart, Snapshot,
+                      SnapshotMarkers)
+from ..storage import RangeWriter
 
 __all__ = ['PER_TASK', 'job', 'write', 'store_ranges', 'shard_done',
            'shard_stored', 'snapshot_failed', 'delete_snapshot',

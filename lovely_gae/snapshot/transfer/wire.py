@@ -8,10 +8,10 @@ buffers only, and check each entity with ``check_entity``.
 from google.appengine.api import datastore_types
 from google.appengine.datastore.entity_bytes_pb2 import Property as _Property
 
-from .. import defaults
-from ..entities import EntityProto
-from ..exceptions import BadEntity, LovelyGaeError
-from . import storage
+from ... import defaults
+from ...entities import EntityProto
+from ...exceptions import BadEntity, LovelyGaeError
+from .. import storage
 
 __all__ = ['CONTENT_TYPE', 'BATCH_BYTES', 'batches', 'decode',
            'check_entity']

@@ -11,7 +11,7 @@ import http.client
 import json
 import time
 
-from ..exceptions import AccessDenied, DownloadError
+from ...exceptions import AccessDenied, DownloadError
 
 __all__ = ['RemoteError', 'Transient', 'Deadline', 'check', 'chunks',
            'read_json']

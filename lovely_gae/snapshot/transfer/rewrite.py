@@ -17,8 +17,8 @@ values (``compressed=True``), pickles, JSON, and keys kept as strings.
 from google.appengine.datastore.entity_bytes_pb2 import Property
 from google.protobuf.message import DecodeError
 
-from ..entities import EntityProto
-from ..exceptions import BadEntity
+from ...entities import EntityProto
+from ...exceptions import BadEntity
 
 __all__ = ['rewrite_entity', 'Transform']
 

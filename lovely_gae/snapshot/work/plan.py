@@ -9,11 +9,11 @@ record: ``Snapshot.plan_progress()`` shows it, ``plan`` once finished.
 """
 from google.appengine.ext import db
 
-from .. import async_, completion, defaults, entities
-from ..base import get_all, retrying, transaction, utcnow
-from ..exceptions import RangeCorrupted, SnapshotIncomplete
-from .models import (ACTIONS, Restore, RestoreStatus, Snapshot, backup_keys,
-                     iter_backups)
+from ... import async_, completion, defaults, entities
+from ...base import get_all, retrying, transaction, utcnow
+from ...exceptions import RangeCorrupted, SnapshotIncomplete
+from ..models import (ACTIONS, Restore, RestoreStatus, Snapshot, backup_keys,
+                      iter_backups)
 from .restore import (INLINE_RANGES, PHASES, WRITE_RANGES, first_tasks,
                       leaves, new_record, records, restore_failed)
 

@@ -16,13 +16,14 @@ from google.appengine.api import datastore_types
 from google.appengine.ext import db
 from webob import Response, exc
 
-from .. import cache, defaults, entities
-from ..exceptions import SnapshotIncomplete, SnapshotNotFinished
+from ... import cache, defaults, entities
+from ...exceptions import SnapshotIncomplete, SnapshotNotFinished
 from .access import refuse
-from .models import RangeBackup, backup_keys, iter_backups
-from .rewrite import rewrite_entity
+from ..models import RangeBackup, backup_keys, iter_backups
+from ..transfer.rewrite import rewrite_entity
 from .web import MAX_BODY_BYTES, allow, json_response, snapshot_or_404
-from . import storage, wire
+from .. import storage
+from ..transfer import wire
 
 __all__ = ['manifest', 'range_bytes', 'upload', 'StoredBytes',
            'MAX_UPLOAD_BYTES', 'MANIFEST_PAGE', 'MAX_CURSOR']

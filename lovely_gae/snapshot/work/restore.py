@@ -26,13 +26,13 @@ import uuid
 
 from google.appengine.ext import db
 
-from .. import async_, cache, completion, defaults, entities
-from ..base import LibraryModel, get_all, retrying, transaction, utcnow
-from ..exceptions import (InvalidInput, RangeCorrupted, RestoreRunning,
-                          SnapshotIncomplete, SnapshotInUse, SnapshotNotFound)
+from ... import async_, cache, completion, defaults, entities
+from ...base import LibraryModel, get_all, retrying, transaction, utcnow
+from ...exceptions import (InvalidInput, RangeCorrupted, RestoreRunning,
+                           SnapshotIncomplete, SnapshotInUse, SnapshotNotFound)
 from . import ranges
-from .models import (ACTIONS, Restore, RestoreStatus, Snapshot, backup_keys,
-                     iter_backups)
+from ..models import (ACTIONS, Restore, RestoreStatus, Snapshot, backup_keys,
+                      iter_backups)
 
 __all__ = ['restore', 'delete', 'restore_failed', 'forget', 'new_record',
            'task', 'first_tasks', 'leaves', 'records', 'mark_deleting',

@@ -14,10 +14,10 @@ import tempfile
 
 from google.protobuf.message import DecodeError
 
-from .. import defaults
-from ..entities import EntityProto
-from ..exceptions import (BadDatastoreFile, BadEntity, OutFileExists,
-                          UnsafePath)
+from ... import defaults
+from ...entities import EntityProto
+from ...exceptions import (BadDatastoreFile, BadEntity, OutFileExists,
+                           UnsafePath)
 from . import wire
 
 __all__ = ['DevFileWriter', 'iter_entities', 'read_entity', 'temp_file',

@@ -14,7 +14,7 @@ from urllib.parse import quote
 from webob import exc
 from webob.dec import wsgify
 
-from . import manage, transfer, worker
+from . import manage, data as transfer, worker
 from .access import LOOPBACK, check_access, refuse
 from .web import MAX_FORM_BYTES, allow, check_body, text
 

@@ -17,9 +17,9 @@ import itertools
 import time
 import uuid
 
-from .. import async_, completion, defaults, entities
+from ... import async_, completion, defaults, entities
 from . import ranges
-from .models import SHARD_STRIDE, Snapshot, SnapshotMarkers
+from ..models import SHARD_STRIDE, Snapshot, SnapshotMarkers
 
 __all__ = ['shard_task', 'store_shard']
 

@@ -1,0 +1,1 @@
+"""The snapshot app: routes, access, JSON resources, data in and out, the worker endpoint."""

@@ -1,0 +1,1 @@
+"""The snapshot's work, done in tasks: cutting kinds, storing ranges, restoring them, and the dry run."""
