@@ -1,17 +1,17 @@
-"""What ``pip install .`` asks for."""
-import os
+"""What ``pip install .`` asks for, as the installed package says."""
 import re
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from importlib.metadata import requires
 
 
 def install_floors():
-    with open(os.path.join(ROOT, 'setup.py'), encoding='utf-8') as f:
-        text = f.read()
-    requires = text.split('install_requires=[', 1)[1].split(']', 1)[0]
-    return {name.lower(): tuple(map(int, version.split('.')))
-            for name, version in re.findall(r"'([\w-]+)>=([\d.]+)'",
-                                            requires)}
+    floors = {}
+    for requirement in requires('lovely_gae'):
+        if 'extra ==' in requirement:
+            continue
+        found = re.match(r'([\w-]+)\s*>=\s*([\d.]+)', requirement)
+        if found:
+            floors[found[1].lower()] = tuple(map(int, found[2].split('.')))
+    return floors
 
 
 def test_dependency_floors_are_past_known_advisories():

@@ -47,8 +47,9 @@ def test_users_get_a_testbed_tasks_and_a_server(pytester):
     result.assert_outcomes(passed=4)
 
 
-def test_the_plugin_is_registered_for_pytest():
-    import os
-    setup = os.path.join(os.path.dirname(__file__), '..', 'setup.py')
-    with open(setup, encoding='utf-8') as f:
-        assert "'pytest11': ['lovely_gae = lovely_gae.testing']" in f.read()
+def test_the_installed_package_registers_the_plugin_for_pytest():
+    from importlib.metadata import entry_points
+    [plugin] = [point for point in entry_points(group='pytest11')
+                if point.name == 'lovely_gae']
+    assert plugin.value == 'lovely_gae.testing'
+    assert plugin.load().__name__ == 'lovely_gae.testing'
