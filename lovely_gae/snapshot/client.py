@@ -20,7 +20,7 @@ from .. import cache, defaults, entities
 from ..entities import EntityProto
 from ..exceptions import (OutFileExists, RangeCorrupted, SnapshotIncomplete,
                           SnapshotNotFound)
-from . import api, storage
+from . import api, names, storage
 from .transfer import devfile, wire
 from .models import iter_backups
 from .transfer.rewrite import Transform
@@ -192,12 +192,12 @@ def _local_sources(snap, progress):
     kind, position and size, so the listing reads no stored bytes, and
     finds any range that is missing before anything is written."""
     keys = snap.range_backup_keys()  # every range, once, or it raises
-    prefix = len('RB:%d:' % snap.id)
-    names = [key.name()[prefix:].rsplit(':', 2) for key in keys]
+    prefix = len(names.range_prefix(snap.id))
+    parts = [key.name()[prefix:].rsplit(':', 2) for key in keys]
     backups = iter_backups(snap.id, keys, _FETCH_RANGES, _FETCH_BYTES)
 
     def source(index):
-        size = int(names[index][2])
+        size = int(parts[index][2])
 
         def records():  # ``write_file`` asks for each range once, in order
             backup = next(backups)

@@ -2,7 +2,6 @@
 import enum
 import hashlib
 import itertools
-import re
 
 from google.appengine.ext import db
 
@@ -11,7 +10,7 @@ from ..base import JsonProperty, KeyProperty, LibraryModel, get_all, prefixed
 from ..exceptions import (RangeCorrupted, SnapshotIncomplete,
                           SnapshotNotFinished)
 from ..serializers import default_serializer
-from . import storage
+from . import names, storage
 
 __all__ = ['SHARD_STRIDE', 'ACTIONS', 'Status', 'Snapshot', 'KindShards',
            'SnapshotMarkers',
@@ -19,8 +18,6 @@ __all__ = ['SHARD_STRIDE', 'ACTIONS', 'Status', 'Snapshot', 'KindShards',
            'RestoreStatus', 'Restore', 'check_complete', 'backup_keys',
            'iter_backups']
 
-
-_RANGE_NAME = re.compile(r'(\d{10}):\d+')
 
 #: Positions of a shard's ranges: shard ``s`` numbers its ranges from
 #: ``s * SHARD_STRIDE`` on, so ranges sort by position in key order while
@@ -123,18 +120,20 @@ def backup_keys(snapshot_id, kind, first, count):
     """Keys of the range backups ``first`` to ``first + count - 1`` of
     ``kind``; ``RangeCorrupted`` names the first one that is not there
     exactly once."""
-    prefix = 'RB:%d:%s:' % (snapshot_id, kind)
+    prefix = names.range_prefix(snapshot_id, kind)
     query = RangeBackup.all(keys_only=True).filter(
-        '__key__ >=', RangeBackup.key_for('%s%010d:' % (prefix, first))).filter(
-        '__key__ <', RangeBackup.key_for('%s%010d:' % (prefix, first + count)))
+        '__key__ >=', RangeBackup.key_for(
+            names.range_prefix(snapshot_id, kind, first))).filter(
+        '__key__ <', RangeBackup.key_for(
+            names.range_prefix(snapshot_id, kind, first + count)))
     keys, positions = [], []
     for key in query.run(batch_size=1000):
         # A name prefix can be another kind's (kind ``A`` and
         # ``A:0000000001``): only names that end in position:size count.
-        match = _RANGE_NAME.fullmatch(key.name()[len(prefix):])
-        if match:
+        position = names.range_position(key.name(), prefix)
+        if position is not None:
             keys.append(key)
-            positions.append(int(match.group(1)))
+            positions.append(position)
     if positions != list(range(first, first + count)):
         raise SnapshotIncomplete(snapshot_id, _missing(
             kind, positions, [(first, count)]))
@@ -272,7 +271,7 @@ class Snapshot(LibraryModel):
             raise SnapshotNotFinished(self.id, self.status)
 
     def _backup_prefix(self, kind=None):
-        return 'RB:%d:%s' % (self.id, '' if kind is None else kind + ':')
+        return names.range_prefix(self.id, kind)
 
     def range_backups(self, kind=None):
         """This snapshot's range backups in key order, of one kind or all."""
@@ -343,7 +342,7 @@ class KindShards(LibraryModel):
     @classmethod
     def build(cls, snapshot_id, kind, starts):
         """``starts``: the shards' first keys; None for a small kind."""
-        return cls(key_name='SS:%d:%s' % (snapshot_id, kind),
+        return cls(key_name=names.shards_name(snapshot_id, kind),
                    starts=db.Text(default_serializer.dumps(
                        None if starts is None else list(starts))))
 
@@ -363,7 +362,7 @@ class SnapshotMarkers(LibraryModel):
 
     @staticmethod
     def make_name(snapshot_id, kind, shard, chunk):
-        return 'SM:%d:%s:%04d:%06d' % (snapshot_id, kind, shard, chunk)
+        return names.markers_name(snapshot_id, kind, shard, chunk)
 
     @classmethod
     def build(cls, snapshot_id, kind, shard, chunk, first, starts, after):
@@ -378,7 +377,7 @@ class SnapshotMarkers(LibraryModel):
     @classmethod
     def of(cls, snapshot_id):
         """The snapshot's chunks of markers, in key order."""
-        return prefixed(cls, 'SM:%d:' % snapshot_id)
+        return prefixed(cls, names.of_snapshot(names.MARKERS, snapshot_id))
 
     def keys(self):
         return [start for start in default_serializer.loads(self.starts)
@@ -413,12 +412,8 @@ class RangeBackup(LibraryModel):
     data = db.BlobProperty()
 
     @staticmethod
-    def prefix(snapshot_id, kind, position):
-        return 'RB:%d:%s:%010d:' % (snapshot_id, kind, position)
-
-    @classmethod
-    def make_name(cls, snapshot_id, kind, position, size):
-        return '%s%d' % (cls.prefix(snapshot_id, kind, position), size)
+    def make_name(snapshot_id, kind, position, size):
+        return names.range_name(snapshot_id, kind, position, size)
 
     @property
     def name(self):
@@ -495,9 +490,8 @@ class RangeBackupPart(LibraryModel):
 
     @classmethod
     def key_of(cls, snapshot_id, kind, position, token, index):
-        # The parts of a snapshot share the prefix ``RBP:<snapshot id>:``.
-        return cls.key_for('RBP:%d:%s:%010d:%s:%04d' % (
-            snapshot_id, kind, position, token, index))
+        return cls.key_for(names.part_name(snapshot_id, kind, position,
+                                           token, index))
 
 
 
@@ -544,7 +538,7 @@ class Restore(LibraryModel):
 
     def job(self, phase):
         """The ``completion`` job of a phase: ``check`` or ``write``."""
-        return 'R:%s:%s' % (self.id, phase)
+        return names.restore_job(self.id, phase)
 
     def ranges_total(self):
         return sum(count for _, _, count in self.spans)

@@ -18,12 +18,12 @@ from webob import Response, exc
 
 from ... import cache, defaults, entities
 from ...exceptions import SnapshotIncomplete, SnapshotNotFinished
-from .access import refuse
+from .. import names, storage
 from ..models import RangeBackup, backup_keys, iter_backups
-from ..transfer.rewrite import rewrite_entity
-from .web import MAX_BODY_BYTES, allow, json_response, snapshot_or_404
-from .. import storage
 from ..transfer import wire
+from ..transfer.rewrite import rewrite_entity
+from .access import refuse
+from .web import MAX_BODY_BYTES, allow, json_response, snapshot_or_404
 
 __all__ = ['manifest', 'range_bytes', 'upload', 'StoredBytes',
            'MAX_UPLOAD_BYTES', 'MANIFEST_PAGE', 'MAX_CURSOR']
@@ -226,7 +226,7 @@ def range_bytes(request):
                      'than %d bytes' % (name[:40], defaults.MAX_NAME_BYTES))
     snap = _finished(request)
     backup = None
-    if name.startswith('RB:%d:' % snap.id):
+    if name.startswith(names.range_prefix(snap.id)):
         backup = db.get(RangeBackup.key_for(name))
     if not isinstance(backup, RangeBackup):
         raise refuse(exc.HTTPNotFound, 'snapshot %d has no range %s'

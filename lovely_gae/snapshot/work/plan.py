@@ -12,6 +12,7 @@ from google.appengine.ext import db
 from ... import async_, completion, defaults, entities
 from ...base import get_all, retrying, transaction, utcnow
 from ...exceptions import RangeCorrupted, SnapshotIncomplete
+from .. import names
 from ..models import (ACTIONS, Restore, RestoreStatus, Snapshot, backup_keys,
                       iter_backups)
 from .restore import (INLINE_RANGES, PHASES, WRITE_RANGES, first_tasks,
@@ -43,7 +44,7 @@ def _begin(snapshot_id, record, tasks):
 @async_.task
 def plan_ranges(restore_id, index, kind, first, count):
     """Task: count what restoring ``count`` ranges of ``kind`` would do."""
-    job = 'R:%s:plan' % restore_id
+    job = names.restore_job(restore_id, 'plan')
     record, done = get_all([Restore.key_for(restore_id),
                             completion.key(job, index)])
     if record is None or record.status != RestoreStatus.RUNNING.value:

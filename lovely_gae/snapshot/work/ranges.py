@@ -19,6 +19,7 @@ from google.appengine.ext import db
 
 from ... import async_, completion, defaults, entities
 from ...base import delete_all, prefixed, retrying, transaction
+from .. import names
 from ..models import (KindShards, RangeBackup, RangeBackupPart, Snapshot,
                       SnapshotMarkers)
 from ..storage import RangeWriter
@@ -40,15 +41,7 @@ _PURGE_BATCH = defaults.MAX_REQUEST_ENTITIES
 _PURGE_INLINE = 20
 
 
-def job(snapshot_id, kind_index=None, shard=None):
-    """The ``completion`` job of a snapshot, of one of its kinds, or of a
-    shard of one."""
-    parts = ['S', str(snapshot_id)]
-    if kind_index is not None:
-        parts.append(str(kind_index))
-    if shard is not None:
-        parts.append('%04d' % shard)
-    return ':'.join(parts)
+job = names.snapshot_job
 
 
 @async_.task
@@ -236,11 +229,11 @@ def purge_snapshot(snapshot_id):
 
 def _purge(snapshot_id, max_batches):
     """Delete up to ``max_batches`` batches; True once nothing is left."""
-    prefixes = ((RangeBackup, 'RB:%d:' % snapshot_id),
-                (RangeBackupPart, 'RBP:%d:' % snapshot_id),
-                (SnapshotMarkers, 'SM:%d:' % snapshot_id),
-                (KindShards, 'SS:%d:' % snapshot_id),
-                (completion.Done, job(snapshot_id) + ':'))
+    models = {names.RANGE: RangeBackup, names.PART: RangeBackupPart,
+              names.MARKERS: SnapshotMarkers, names.SHARDS: KindShards}
+    prefixes = [(models[tag], names.of_snapshot(tag, snapshot_id))
+                for tag in names.TAGS]
+    prefixes.append((completion.Done, job(snapshot_id) + ':'))
     for _ in range(max_batches):
         keys = []
         for model, prefix in prefixes:

@@ -31,6 +31,7 @@ from ...base import LibraryModel, get_all, retrying, transaction, utcnow
 from ...exceptions import (InvalidInput, RangeCorrupted, RestoreRunning,
                            SnapshotIncomplete, SnapshotInUse, SnapshotNotFound)
 from . import ranges
+from .. import names
 from ..models import (ACTIONS, Restore, RestoreStatus, Snapshot, backup_keys,
                       iter_backups)
 
@@ -293,7 +294,7 @@ def _start_writing(restore_id):
 def restore_ranges(restore_id, index, kind, first, count):
     """Task: put ``count`` ranges of ``kind`` back; the last one to end
     finishes the restore. Safe to repeat."""
-    job = 'R:%s:write' % restore_id
+    job = names.restore_job(restore_id, 'write')
     record, done = get_all([Restore.key_for(restore_id),
                             completion.key(job, index)])
     if record is None or record.status != RestoreStatus.RUNNING.value:
