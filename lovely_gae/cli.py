@@ -7,10 +7,12 @@ return. With ``--url`` it talks to a deployed snapshot app over HTTP(S)
 instead.
 
 A command computes its result, the datastore file is saved, and only then
-is the result printed. Exit status: 0 done, 1 an error (one line on
-stderr), 2 bad usage, 130 Ctrl-C and 143 SIGTERM (the file keeps what it
-held before the command; ``serve`` saves and exits 0), 141 when nobody
-reads the output any more (the work is saved all the same).
+is the result printed. Commands that delete ask first (``cliask``).
+Exit status: 0 done, 1 an error (one line on stderr) or a question
+answered no, 2 bad usage or a question with no terminal to ask on, 130
+Ctrl-C and 143 SIGTERM (the file keeps what it held before the command;
+``serve`` saves and exits 0), 141 when nobody reads the output any more
+(the work is saved all the same).
 
 The arguments are parsed by ``cliparse``; the SDK is imported only once a
 command runs, so that ``--help`` answers at once.

@@ -9,7 +9,8 @@ _ERROR_CHARS = 200
 
 
 def _one_line(text):
-    """The last line of ``text`` (an error's message), printable, bounded."""
+    """The last line of ``text`` (an error's message), printable, bounded:
+    what a task stored is data, not for the terminal to act on."""
     lines = (text or '').strip().splitlines() or ['']
     line = lines[-1] if lines[-1].isprintable() else repr(lines[-1])
     return line[:_ERROR_CHARS]
@@ -32,7 +33,7 @@ def cmd_queue(args, client):
         return 0, {'dropped': count}, 'Deleted %d failed tasks' % count
     leased = async_.count_leased()
     waiting = len(async_.get_tasks())
-    rows = [{'name': task.key().name(), 'func': task.func,
+    rows = [{'name': task.key().name(), 'func': _one_line(task.func),
              'attempts': task.attempts, 'error': _one_line(task.error),
              'created': task.created} for task in failed]
     data = {'queued': waiting - leased, 'leased': leased,

@@ -326,9 +326,12 @@ def key_text(reference):
 
 
 def summarize(path):
-    """What a datastore file holds, in the shape ``lovely-gae inspect
-    --json`` prints (see there). Keys are read, never unpickled; at most
-    ``MAX_KINDS`` kinds are tracked, else ``BadDatastoreFile``."""
+    """What a datastore file holds, as ``lovely-gae inspect --json``
+    prints it: ``{'entities': n, 'namespaces': [{'namespace': ns, 'kinds':
+    [{'kind', 'entities', 'first_key', 'last_key'}]}]}``, sorted, keys in
+    the datastore's order as ``key_text`` writes them. Records are parsed,
+    never unpickled; at most ``MAX_KINDS`` kinds are tracked, else
+    ``BadDatastoreFile``."""
     found = {}  # (namespace, kind): [count, first, first key, last, key]
     total = 0
     for total, entity in enumerate(_read(path), 1):
