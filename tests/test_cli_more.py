@@ -100,6 +100,28 @@ def test_restore_shows_its_plan_and_asks(store, capsys, monkeypatch):
     assert captured.out == 'Restore of snapshot %d: finished\n' % newest
 
 
+def test_restore_over_url_shows_the_apps_plan_and_asks(
+        snapshot_server, make_entities, capsys, monkeypatch):
+    from tests.conftest import Dummy
+    from tests.test_cli import app_worker
+    make_entities(Dummy, 3)
+    monkeypatch.setenv('LOVELY_GAE_TOKEN', snapshot_server.token)
+
+    def remote(*args):
+        return cli.main(['--url', snapshot_server.url] + list(args))
+    with app_worker():
+        assert remote('--json', 'create', 'Dummy', '--wait') == 0
+        snap_id = json.loads(capsys.readouterr().out)['id']
+        make_entities(Dummy, 2)  # not in the snapshot
+        typing(monkeypatch, 'y')
+        assert remote('restore', str(snap_id), '--wait') == 0
+    captured = capsys.readouterr()
+    assert 'Dummy: 0 created, 0 changed, 2 deleted' in captured.err
+    assert 'It deletes 2 entities.' in captured.err
+    assert captured.out == 'Restore of snapshot %d: finished\n' % snap_id
+    assert Dummy.all().count() == 3
+
+
 def test_yes_skips_the_question(store, capsys, monkeypatch):
     snap_id = demo(store, capsys)
     monkeypatch.setattr('sys.stdin', io.StringIO(''))
