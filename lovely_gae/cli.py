@@ -141,8 +141,8 @@ def cmd_restore(args, client):
         deleted = sum(counts['deleted'] for counts in plan.values())
         if deleted:
             text += '\nIt deletes %d entities.' % deleted
-        if not cliask.confirm(args, 'Restoring snapshot %s writes:\n%s'
-                              % (args.id, text),
+        if not cliask.confirm(args, 'A restore of snapshot %s, by a dry '
+                              'run:\n%s' % (args.id, text),
                               'Restore snapshot %s?' % args.id):
             return cliask.DECLINED
     result = client.restore_snapshot(args.id, kinds=args.kinds)
