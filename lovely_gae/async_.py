@@ -30,6 +30,7 @@ from .serializers import default_serializer
 
 __all__ = ['Status', 'Task', 'task', 'register', 'defer', 'defer_many',
            'make_task', 'get_tasks', 'count_tasks', 'get_failed_tasks',
+           'count_leased', 'retry_failed', 'drop_failed',
            'run_tasks', 'run_in_threads', 'run_task', 'done_with_current',
            'push_again',
            'dotted_name', 'resolve']
@@ -283,6 +284,32 @@ def count_tasks(limit=1000):
 def get_failed_tasks():
     """Tasks that used up their attempts; each keeps its last error."""
     return list(Task.all().filter('due =', None))
+
+
+def count_leased():
+    """How many tasks workers hold now (``get_tasks`` shows them too)."""
+    return len({entities.key(pb.key) for pb in leases.leased_entities()})
+
+
+def retry_failed():
+    """Queue the failed tasks again, due now with no attempts used; how
+    many. Each keeps its last error until it runs."""
+    tasks = get_failed_tasks()
+    now = utcnow()
+    for failed in tasks:
+        failed.status, failed.due, failed.attempts = (
+            Status.QUEUED.value, now, 0)
+    db.put(tasks)
+    if tasks:
+        push.announce([failed.key().name() for failed in tasks], now)
+    return len(tasks)
+
+
+def drop_failed():
+    """Delete the failed tasks; how many."""
+    keys = list(Task.all(keys_only=True).filter('due =', None))
+    db.delete(keys)
+    return len(keys)
 
 
 def _next_due():

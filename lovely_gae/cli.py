@@ -7,10 +7,12 @@ return. With ``--url`` it talks to a deployed snapshot app over HTTP(S)
 instead.
 
 A command computes its result, the datastore file is saved, and only then
-is the result printed. Exit status: 0 done, 1 an error (one line on
-stderr), 2 bad usage, 130 Ctrl-C and 143 SIGTERM (the file keeps what it
-held before the command; ``serve`` saves and exits 0), 141 when nobody
-reads the output any more (the work is saved all the same).
+is the result printed. Commands that delete ask first (``cliask``).
+Exit status: 0 done, 1 an error (one line on stderr) or a question
+answered no, 2 bad usage or a question with no terminal to ask on, 130
+Ctrl-C and 143 SIGTERM (the file keeps what it held before the command;
+``serve`` saves and exits 0), 141 when nobody reads the output any more
+(the work is saved all the same).
 
 The arguments are parsed by ``cliparse``; the SDK is imported only once a
 command runs, so that ``--help`` answers at once.
@@ -23,7 +25,7 @@ import signal
 import sys
 import threading
 
-from . import cliparse, defaults
+from . import cliask, cliinfo, cliparse, defaults
 from .exceptions import LovelyGaeError
 
 __all__ = ['main', 'build_parser', 'download_snapshot']
@@ -108,22 +110,42 @@ def cmd_status(args, client):
     return 0, info, _describe(info)
 
 
-def cmd_restore(args, client):
+def _dry_run(args, client):
+    """``(status, plan, text)`` of a dry run of the restore ``args`` ask."""
     result = client.restore_snapshot(args.id, kinds=args.kinds,
-                                     dry_run=args.dry_run)
+                                     dry_run=True)
+    dry_run = result['plan']
+    if not client.waits:  # the app works it out in tasks
+        dry_run = client.wait(args.id, plan=True,
+                              timeout=args.timeout)['plan']
+    if dry_run['status'] != 'finished':
+        return 1, dry_run, 'Dry run of snapshot %s: %s%s' % (
+            args.id, dry_run['status'], ': ' + dry_run['error']
+            if dry_run['error'] else '')
+    return 0, dry_run['plan'], '\n'.join(
+        '%s: %d created, %d changed, %d deleted' % (
+            kind, c['created'], c['changed'], c['deleted'])
+        for kind, c in sorted(dry_run['plan'].items()))
+
+
+def cmd_restore(args, client):
     if args.dry_run:
-        dry_run = result['plan']
-        if not client.waits:  # the app works it out in tasks
-            dry_run = client.wait(args.id, plan=True,
-                                  timeout=args.timeout)['plan']
-        if dry_run['status'] != 'finished':
-            return 1, dry_run, 'Dry run of snapshot %s: %s%s' % (
-                args.id, dry_run['status'], ': ' + dry_run['error']
-                if dry_run['error'] else '')
-        return 0, dry_run['plan'], 'Dry run, nothing written.\n' + (
-            '\n'.join('%s: %d created, %d changed, %d deleted' % (
-                kind, c['created'], c['changed'], c['deleted'])
-                for kind, c in sorted(dry_run['plan'].items())))
+        status, plan, text = _dry_run(args, client)
+        return status, plan, text if status else (
+            'Dry run, nothing written.\n' + text)
+    if not args.yes:
+        cliask.can_ask(args)  # before the dry run, which takes a while
+        status, plan, text = _dry_run(args, client)
+        if status:
+            return status, plan, text
+        deleted = sum(counts['deleted'] for counts in plan.values())
+        if deleted:
+            text += '\nIt deletes %d entities.' % deleted
+        if not cliask.confirm(args, 'A restore of snapshot %s, by a dry '
+                              'run:\n%s' % (args.id, text),
+                              'Restore snapshot %s?' % args.id):
+            return cliask.DECLINED
+    result = client.restore_snapshot(args.id, kinds=args.kinds)
     restore = result['restore']
     if args.wait:
         restore = client.wait(args.id, restore=True,
@@ -140,11 +162,42 @@ def _exit_code(status, client, args):
 
 
 def cmd_delete(args, client):
+    if not args.yes:
+        cliask.can_ask(args)
+        info = client.get_snapshot(args.id)
+        if not cliask.confirm(args, 'Delete snapshot %s (%s, kinds %s, %s '
+                              'entities) and its stored data.' % (
+                                  info['id'], info['status'],
+                                  ', '.join(info['kinds']),
+                                  info['progress']['entities']),
+                              'Delete snapshot %s?' % args.id):
+            return cliask.DECLINED
     result = client.delete_snapshot(args.id)
     return 0, result, 'Deleted snapshot %s' % args.id
 
 
+def _prunable(infos, keep):
+    """Ids of the snapshots ``api.prune(keep)`` deletes, by its rule, of
+    ``infos`` newest first (one being restored stays all the same)."""
+    kept, doomed = 0, []
+    for info in infos:
+        if info['status'] == 'finished':
+            if kept < keep:
+                kept += 1
+                continue
+        elif info['status'] != 'error' or kept < keep:
+            continue
+        doomed.append(info['id'])
+    return doomed
+
+
 def cmd_prune(args, client):
+    if not args.yes:
+        doomed = _prunable(client.list_snapshots(), args.keep)
+        if doomed and not cliask.confirm(
+                args, 'Prune deletes snapshots: %s' % ', '.join(
+                    map(str, doomed)), 'Delete %d snapshots?' % len(doomed)):
+            return cliask.DECLINED
     result = client.prune(args.keep)
     return 0, result, 'Deleted snapshots: %s' % (
         ', '.join(map(str, result['deleted'])) or 'none')
@@ -203,8 +256,9 @@ def cmd_demo(args, client):
 COMMANDS = {'create': cmd_create, 'list': cmd_list, 'status': cmd_status,
             'restore': cmd_restore, 'delete': cmd_delete, 'prune': cmd_prune,
             'download': cmd_download, 'upload': cmd_upload,
-            'verify': cmd_verify, 'serve': cmd_serve, 'worker': cmd_worker,
-            'demo': cmd_demo}
+            'verify': cmd_verify, 'inspect': cliinfo.cmd_inspect,
+            'queue': cliinfo.cmd_queue, 'serve': cmd_serve,
+            'worker': cmd_worker, 'demo': cmd_demo}
 
 
 def build_parser():
@@ -269,6 +323,10 @@ def main(argv=None):
             status, data, text = _run(args)
             _out(_render(args, data, text))
             return status
+        except cliask.Refused as error:
+            print('lovely-gae %s: error: %s' % (args.command, error),
+                  file=sys.stderr)
+            return 2
         except _StdoutClosed:
             _stdout_to_devnull()
             return EXIT_STDOUT_CLOSED

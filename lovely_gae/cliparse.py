@@ -77,6 +77,12 @@ def _waiting(cmd):
                      '(default: %(default)s)')
 
 
+def _yes(cmd):
+    cmd.add_argument('-y', '--yes', action='store_true', help='do not ask '
+                     'before deleting (without a terminal to ask on, '
+                     'required)')
+
+
 def _snapshot_id(cmd, **kwargs):
     cmd.add_argument('id', type=_bounded(int, 1), metavar='ID',
                      **kwargs)
@@ -111,15 +117,19 @@ def _add_commands(sub, commands, common):
                      help='restore only these kinds (default: all of the '
                      'snapshot\'s)')
     cmd.add_argument('--dry-run', action='store_true',
-                     help='write nothing; count what would change')
+                     help='write nothing; count what would change (without '
+                     '--yes, restore shows this and asks)')
+    _yes(cmd)
     _waiting(cmd)
     cmd = add('delete', 'delete a snapshot and its stored data')
     _snapshot_id(cmd)
+    _yes(cmd)
     cmd = add('prune', 'keep the newest N finished snapshots, delete older '
               'ones')
     cmd.add_argument('--keep', type=_bounded(int, 0), required=True,
                      metavar='N', help='finished snapshots to keep, 0 or '
                      'more')
+    _yes(cmd)
     cmd = add('download', 'write a snapshot to OUT_DIR/snapshot.ID, a file '
               'a development datastore loads; over --url it is checked '
               'range by range and resumes where an interrupted download '
@@ -142,6 +152,19 @@ def _add_commands(sub, commands, common):
     cmd = add('verify', 'check that a downloaded file is complete and '
               'count its entities per kind', where='none', writes=False)
     cmd.add_argument('file', metavar='FILE')
+    cmd = add('inspect', 'list what a downloaded file holds: namespaces, '
+              'kinds, entities and the first and last key of each kind',
+              where='none', writes=False)
+    cmd.add_argument('file', metavar='FILE')
+    cmd = add('queue', 'show the task queue of the local datastore file: '
+              'tasks queued, leased and failed, and why each failed one '
+              'failed', where='local', writes=False)
+    action = cmd.add_mutually_exclusive_group()
+    action.add_argument('--retry', action='store_true', help='queue the '
+                        'failed tasks again, their attempts reset')
+    action.add_argument('--drop', action='store_true', help='delete the '
+                        'failed tasks')
+    _yes(cmd)
     cmd = add('serve', 'serve the snapshot app on the local datastore file, '
               'with a worker draining the task queue; callers need the '
               'token (--token, $%s, or one made up and printed at the '
@@ -195,9 +218,16 @@ def check_usage(parser, args):
         command.error('%s is a snapshot ID; give OUT_DIR too, or ./%s for '
                       'a directory of that name'
                       % (args.out_dir, args.out_dir))
+    if args.url and args.command == 'queue':
+        # One line: the usage would not help, the command is right.
+        command.exit(2, '%s: error: an app\'s task queue is not available '
+                     'over --url, only a local datastore file\'s\n'
+                     % command.prog)
     if args.url and args.where == 'local':
         command.error('works on a local datastore file, not --url')
     if args.url and args.app_id:
         command.error('--app-id is for a local datastore, not --url')
     if getattr(args, 'no_token', False) and args.token:
         command.error('--no-token and --token exclude each other')
+    if args.command == 'queue':
+        args.writes = args.retry or args.drop

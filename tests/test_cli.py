@@ -43,7 +43,7 @@ def test_create_list_status_restore_delete_on_a_datastore_file(
     assert created['progress']['entities'] == 0  # demo data is namespaced
     assert run(store, '--json', 'status', str(snap['id'])) == 0
     assert json.loads(capsys.readouterr().out)['id'] == snap['id']
-    assert run(store, 'delete', str(created['id'])) == 0
+    assert run(store, 'delete', str(created['id']), '--yes') == 0
     assert run(store, '--json', 'list') == 0
     assert [s['id'] for s in json.loads(capsys.readouterr().out.split(
         'Deleted snapshot %d\n' % created['id'])[-1])] == [snap['id']]
@@ -82,8 +82,8 @@ def test_help_says_what_each_command_does(capsys):
     assert info.value.code == 0
     out = capsys.readouterr().out
     for command in ('create', 'list', 'status', 'restore', 'delete', 'prune',
-                    'download', 'upload', 'verify', 'serve', 'worker',
-                    'demo'):
+                    'download', 'upload', 'verify', 'inspect', 'queue',
+                    'serve', 'worker', 'demo'):
         assert command in out
         with pytest.raises(SystemExit) as info:
             cli.main([command, '--help'])
@@ -169,7 +169,7 @@ def test_every_remote_command_over_http(remote, make_entities, capsys,
         assert remote('restore', str(created['id']), '--dry-run') == 0
     assert capsys.readouterr().out.splitlines()[-1] == (
         'Dummy: 1 created, 0 changed, 0 deleted')
-    assert remote('restore', str(created['id'])) == 0
+    assert remote('restore', str(created['id']), '--yes') == 0
     assert capsys.readouterr().out == (
         'Restore of snapshot %d: running\n' % created['id'])
     assert remote('worker', '--wait') == 0
@@ -184,8 +184,8 @@ def test_every_remote_command_over_http(remote, make_entities, capsys,
     assert remote('upload', path) == 0
     assert capsys.readouterr().out == 'Uploaded 30 entities from %s\n' % path
     assert Dummy.all().count() == 30
-    assert remote('delete', str(created['id'])) == 0
-    assert remote('--json', 'prune', '--keep', '0') == 0
+    assert remote('delete', str(created['id']), '--yes') == 0
+    assert remote('--json', 'prune', '--keep', '0', '--yes') == 0
     assert capsys.readouterr().out.endswith('"deleted": []\n}\n')
     assert remote('status', str(created['id'])) == 1
     assert capsys.readouterr().err == (

@@ -158,3 +158,15 @@ def test_the_startup_benchmark_times_help(tmp_path):
     for row in rows:
         assert row['ours'] > 0 and row['floor'] > 0
         assert row['target_seconds'] == 0.3 and row['met'] in (True, False)
+
+
+def test_queue_takes_the_file_lock_only_to_change_the_queue(store):
+    parser = cli.build_parser()
+    for argv, writes in ((['queue'], False), (['queue', '--retry'], True),
+                         (['queue', '--drop', '--yes'], True)):
+        args = parser.parse_args(argv)
+        cli.cliparse.check_usage(parser, args)
+        assert args.writes is writes
+    with pytest.raises(SystemExit) as info:
+        parser.parse_args(['queue', '--retry', '--drop'])
+    assert info.value.code == 2

@@ -137,7 +137,7 @@ def test_the_python_example_runs(after_demo, monkeypatch):
 
 
 def test_the_local_commands_run(after_demo):
-    create, list_, restore, download, serve = block_with(
+    create, list_, restore, download, inspect, serve = block_with(
         'lovely-gae create ')
     snapshot_id = created_id(shell(create, after_demo))
     assert snapshot_id in shell(list_, after_demo)
@@ -151,6 +151,8 @@ def test_the_local_commands_run(after_demo):
     assert out.splitlines()[-1] == 'Saving to ' + path
     assert devfile.count_kinds(str(after_demo / path)) == {
         'Customer': 250, 'Order': 600}
+    out = shell(with_id(inspect), after_demo)
+    assert '  Customer: 250 entities, keys Customer:' in out
     process, banner = start(serve, after_demo)
     try:
         # It prints the token it made up, and how to use it.

@@ -31,7 +31,7 @@ _FETCH_RANGES = 100
 _FETCH_BYTES = 8 * 1024 * 1024
 
 __all__ = ['download_snapshot', 'upload_snapshot', 'SeedProgress',
-           'BarProgress', 'progress_for']
+           'LineProgress', 'BarProgress', 'progress_for']
 
 
 class SeedProgress:
@@ -61,6 +61,31 @@ class SeedProgress:
             self._print('Saving to %s' % info['path'])
 
 
+class LineProgress(SeedProgress):
+    """The seed's lines, but a range's line only once per tenth of the
+    ranges or per ``every`` seconds: short in a log, yet alive."""
+
+    every = 10.0
+
+    def __init__(self, stream=None, clock=time.monotonic):
+        super().__init__(stream)
+        self.clock = clock
+        self.shown = None  # (position, time) of the last line shown
+
+    def __call__(self, event, **info):
+        if event == 'start':
+            self.shown = (0, self.clock())
+        elif event == 'range':
+            position, total = info['position'], info['total']
+            now = self.clock()
+            tenth = position * 10 // total if total else 0
+            if not (tenth > self.shown[0] * 10 // (total or 1)
+                    or now - self.shown[1] >= self.every):
+                return
+            self.shown = (position, now)
+        super().__call__(event, **info)
+
+
 class BarProgress:
     """A ``tqdm`` bar of stored bytes, with rate and time left."""
 
@@ -87,14 +112,15 @@ def quiet(event, **info):
     """Progress that shows nothing."""
 
 
-def progress_for(json_output=False, stream=None):
-    """The progress a command line shows: a bar on a terminal, else lines."""
+def progress_for(json_output=False, stream=None, clock=time.monotonic):
+    """The progress a command line shows: a bar on a terminal, else a line
+    per tenth or ten seconds (``LineProgress``, on ``clock``)."""
     stream = stream or sys.stdout
     if json_output:
         return quiet
     if stream.isatty():
         return BarProgress()
-    return SeedProgress(stream)
+    return LineProgress(stream, clock)
 
 
 def out_path(out_dir, snapshot_id):

@@ -15,13 +15,14 @@ import tempfile
 from google.protobuf.message import DecodeError
 
 from ... import defaults
-from ...entities import EntityProto
+from ...entities import EntityProto, sort_key
 from ...exceptions import (BadDatastoreFile, BadEntity, OutFileExists,
                            UnsafePath)
 from . import wire
 
 __all__ = ['DevFileWriter', 'iter_entities', 'read_entity', 'temp_file',
            'publish', 'checked_entities', 'check_file', 'count_kinds',
+           'summarize', 'key_text',
            'private_dir', 'open_private']
 
 _PROTO3 = b'\x80\x03'
@@ -286,18 +287,75 @@ def check_file(path):
     return _count(checked_entities(path))
 
 
+def _read(path):
+    """The entities of any datastore file (the library's own too), each
+    with a key; ``BadDatastoreFile`` at the first that is damaged."""
+    with open(path, 'rb') as fileobj:
+        for number, data in enumerate(iter_entities(fileobj), 1):
+            try:
+                entity = read_entity(data)
+            except DecodeError:
+                entity = None
+            if entity is None or not entity.key.path.element:
+                raise BadDatastoreFile('%s holds a damaged entity' % path,
+                                       path, number)
+            yield entity
+
+
 def count_kinds(path):
     """``{kind: entities}`` of any datastore file (the library's own
     entities too); ``BadDatastoreFile`` if damaged."""
-    def read():
-        with open(path, 'rb') as fileobj:
-            for number, data in enumerate(iter_entities(fileobj), 1):
-                try:
-                    entity = read_entity(data)
-                except DecodeError:
-                    entity = None
-                if entity is None or not entity.key.path.element:
-                    raise BadDatastoreFile('%s holds a damaged entity' % path,
-                                           path, number)
-                yield entity
-    return _count(read())
+    return _count(_read(path))
+
+
+#: (Namespace, kind) pairs ``summarize`` keeps track of at most: a file of
+#: more is refused rather than let grow what it holds in memory.
+MAX_KINDS = 10000
+
+
+def _printable(text):
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
+def key_text(reference):
+    """A ``Reference``'s path as people read it, ``Parent:1/Child:'a'``;
+    what the file says is escaped, never passed to a terminal as is."""
+    return '/'.join('%s:%s' % (_printable(e.type), repr(e.name)
+                               if e.HasField('name') else e.id)
+                    for e in reference.path.element)
+
+
+def summarize(path):
+    """What a datastore file holds, as ``lovely-gae inspect --json``
+    prints it: ``{'entities': n, 'namespaces': [{'namespace': ns, 'kinds':
+    [{'kind', 'entities', 'first_key', 'last_key'}]}]}``, sorted, keys in
+    the datastore's order as ``key_text`` writes them. Records are parsed,
+    never unpickled; at most ``MAX_KINDS`` kinds are tracked, else
+    ``BadDatastoreFile``."""
+    found = {}  # (namespace, kind): [count, first, first key, last, key]
+    total = 0
+    for total, entity in enumerate(_read(path), 1):
+        reference = entity.key
+        group = (reference.name_space, reference.path.element[-1].type)
+        order = sort_key(reference)
+        seen = found.get(group)
+        if seen is None:
+            if len(found) >= MAX_KINDS:
+                raise BadDatastoreFile('%s holds more than %d kinds' % (
+                    path, MAX_KINDS), path, total)
+            found[group] = [1, order, reference, order, reference]
+            continue
+        seen[0] += 1
+        if order < seen[1]:
+            seen[1:3] = order, reference
+        elif order > seen[3]:
+            seen[3:5] = order, reference
+    namespaces = {}
+    for (namespace, kind), (count, _, first, _, last) in sorted(
+            found.items()):
+        namespaces.setdefault(namespace, []).append({
+            'kind': _printable(kind), 'entities': count,
+            'first_key': key_text(first), 'last_key': key_text(last)})
+    return {'entities': total, 'namespaces': [
+        {'namespace': namespace, 'kinds': kinds}
+        for namespace, kinds in namespaces.items()]}

@@ -1,0 +1,40 @@
+"""Asking before ``lovely-gae`` deletes, as gcloud, gh and kubectl ask.
+
+A command that deletes (``restore``, ``delete``, ``prune``, ``queue
+--drop``) says what it will delete and asks on the terminal; ``--yes``
+answers for it. Without a terminal on stdin and without ``--yes`` nobody
+can answer: the command refuses (``Refused``, exit status 2) rather than
+guess. An answer other than yes changes nothing (exit status 1).
+"""
+import sys
+
+__all__ = ['Refused', 'DECLINED', 'confirm', 'can_ask']
+
+#: What a command returns when the answer was no: ``(status, data, text)``.
+DECLINED = (1, None, None)
+
+
+class Refused(Exception):
+    """A question nobody can answer: a usage error (exit status 2)."""
+
+
+def can_ask(args):
+    """Raise ``Refused`` unless ``--yes`` or a terminal can answer."""
+    if not (args.yes or sys.stdin.isatty()):
+        raise Refused('asks before it deletes; pass --yes to run it '
+                      'without a terminal')
+
+
+def confirm(args, what, question):
+    """Whether to go on: ``--yes``, or yes typed on the terminal after
+    ``what`` (lines) and ``question`` were shown on stderr."""
+    can_ask(args)
+    if args.yes:
+        return True
+    print(what, file=sys.stderr)
+    print('%s [y/N] ' % question, end='', file=sys.stderr, flush=True)
+    answer = sys.stdin.readline().strip().lower()
+    if answer in ('y', 'yes'):
+        return True
+    print('lovely-gae: nothing changed', file=sys.stderr)
+    return False

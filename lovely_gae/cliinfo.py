@@ -1,0 +1,56 @@
+"""``lovely-gae queue`` and ``lovely-gae inspect``: what the task queue and
+a downloaded file hold, as ``rq info`` and ``pg_restore --list`` show it."""
+from . import cliask
+
+__all__ = ['cmd_queue', 'cmd_inspect']
+
+#: Characters of a failed task's error that ``queue`` prints at most.
+_ERROR_CHARS = 200
+
+
+def _one_line(text):
+    """The last line of ``text`` (an error's message), printable, bounded:
+    what a task stored is data, not for the terminal to act on."""
+    lines = (text or '').strip().splitlines() or ['']
+    line = lines[-1] if lines[-1].isprintable() else repr(lines[-1])
+    return line[:_ERROR_CHARS]
+
+
+def cmd_queue(args, client):
+    from . import async_
+    if args.retry:
+        count = async_.retry_failed()
+        return (0, {'retried': count},
+                'Queued %d failed tasks again' % count)
+    failed = async_.get_failed_tasks()
+    if args.drop:
+        if failed and not cliask.confirm(
+                args, '%d failed tasks: %s' % (len(failed), ', '.join(
+                    sorted({task.func for task in failed}))),
+                'Delete them?'):
+            return cliask.DECLINED
+        count = async_.drop_failed()
+        return 0, {'dropped': count}, 'Deleted %d failed tasks' % count
+    leased = async_.count_leased()
+    waiting = len(async_.get_tasks())
+    rows = [{'name': task.key().name(), 'func': _one_line(task.func),
+             'attempts': task.attempts, 'error': _one_line(task.error),
+             'created': task.created} for task in failed]
+    data = {'queued': waiting - leased, 'leased': leased,
+            'failed': len(failed), 'failed_tasks': rows}
+    lines = ['queued: %(queued)d, leased: %(leased)d, failed: %(failed)d'
+             % data]
+    lines += ['  %(func)s  attempts: %(attempts)d  %(error)s' % row
+              for row in rows]
+    return 0, data, '\n'.join(lines)
+
+
+def cmd_inspect(args, client):
+    from .snapshot.transfer import devfile
+    summary = devfile.summarize(args.file)
+    lines = ['%s: %d entities' % (args.file, summary['entities'])]
+    for namespace in summary['namespaces']:
+        lines.append('Namespace %r' % namespace['namespace'])
+        lines += ['  %(kind)s: %(entities)d entities, keys %(first_key)s '
+                  '.. %(last_key)s' % kind for kind in namespace['kinds']]
+    return 0, dict(summary, file=args.file), '\n'.join(lines)
