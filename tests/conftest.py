@@ -129,3 +129,17 @@ def ticking_clock(monkeypatch):
 def unsharded(monkeypatch):
     """Kinds of any size stay one shard: ranges 0 to n - 1."""
     monkeypatch.setattr(defaults, 'SHARDS', 1)
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    """A datastore file for the CLI, in a working directory of its own."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv('GAE_APPLICATION', raising=False)
+    return str(tmp_path / 'data.datastore')
+
+
+def run_cli(store, *args):
+    """``lovely-gae --datastore STORE ARGS...``; its exit status."""
+    from lovely_gae import cli
+    return cli.main(['--datastore', store] + list(args))

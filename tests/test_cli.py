@@ -8,17 +8,7 @@ import pytest
 from lovely_gae import cli
 from lovely_gae import entities as entities_module
 from lovely_gae.snapshot.transfer import devfile
-
-
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv('GAE_APPLICATION', raising=False)
-    return str(tmp_path / 'data.datastore')
-
-
-def run(store, *args):
-    return cli.main(['--datastore', store] + list(args))
+from tests.conftest import run_cli as run
 
 
 def test_demo_restores_byte_for_byte_and_downloads(store, capsys, tmp_path):

@@ -9,6 +9,7 @@ import pytest
 from lovely_gae import async_, cli
 from lovely_gae.snapshot import client as snapshot_client
 from lovely_gae.snapshot.transfer import devfile
+from tests.conftest import run_cli as run
 
 FAILS = []
 
@@ -20,15 +21,9 @@ def flaky(value):
 
 
 @pytest.fixture
-def store(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv('GAE_APPLICATION', raising=False)
+def store(store):
     FAILS.clear()
-    return str(tmp_path / 'data.datastore')
-
-
-def run(store, *args):
-    return cli.main(['--datastore', store] + list(args))
+    return store
 
 
 class Terminal(io.StringIO):

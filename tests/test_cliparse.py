@@ -8,20 +8,10 @@ import sys
 import pytest
 
 from lovely_gae import cli
+from tests.conftest import run_cli as run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMANDS = sorted(cli.COMMANDS)
-
-
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv('GAE_APPLICATION', raising=False)
-    return str(tmp_path / 'data.datastore')
-
-
-def run(store, *args):
-    return cli.main(['--datastore', store] + list(args))
 
 
 def test_download_takes_a_number_as_the_id(store, capsys):

@@ -9,25 +9,15 @@ import sys
 import pytest
 from google.appengine.ext import db
 
-from lovely_gae import cli, local
+from lovely_gae import local
 from lovely_gae.exceptions import DatastoreFileError, DatastoreLocked
 from lovely_gae.local import LocalDatastore, local_datastore, start_testbed
 from lovely_gae.snapshot.transfer import devfile
 from lovely_gae.snapshot.models import Snapshot
 from tests.conftest import Dummy
+from tests.conftest import run_cli as run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv('GAE_APPLICATION', raising=False)
-    return str(tmp_path / 'data.datastore')
-
-
-def run(store, *args):
-    return cli.main(['--datastore', store] + list(args))
 
 
 def left_in(directory):
