@@ -22,7 +22,7 @@ from webob.multidict import MultiDict
 
 from ...base import prefixed
 from .. import api
-from ..models import RangeBackup
+from ..models import RangeBackup, RestoreStatus, Snapshot, Status
 from . import manage
 from .access import check_access, configured_token, refuse
 from .web import allow, snapshot_or_404
@@ -44,7 +44,10 @@ _WAY_IN = 'lovely_gae.page.way_in'
 # The key that signs sessions and CSRF tokens when no token is configured:
 # a process's own, so that no page elsewhere can know it.
 _PROCESS_KEY = secrets.token_bytes(32)
-_BUSY = ('started', 'storing', 'deleting', 'running')
+# While a snapshot or a restore is in one of these, the page refreshes.
+_BUSY = frozenset(status.value for status in (
+    Status.STARTED, Status.STORING, Status.DELETING,
+    RestoreStatus.CHECKING, RestoreStatus.RUNNING))
 
 
 def _sign(key, purpose, value):
@@ -218,7 +221,8 @@ def _row(data):
     return ('<tr><td><a href="%spage/%d">%d</a></td><td>%s</td><td>%s</td>'
             '<td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>'
             % (ROOT, data['id'], data['id'], _e(data['status']),
-               _e(data['namespace']), _e(', '.join(data['kinds'])),
+               _e(data['namespace'] or '(default)'),
+               _e(', '.join(data['kinds'])),
                _e(progress['entities']), _e(progress['bytes']),
                _bar(progress['ranges_done'], progress['ranges_total']),
                _e(data['created'])))
@@ -271,7 +275,7 @@ def create(request):
 def _kind_rows(snap, data):
     rows = ''
     for kind in data['kinds']:
-        if data['status'] == 'finished':
+        if data['status'] == Snapshot.STATUS_FINISHED:
             bar = _bar(data['range_counts'][kind], data['range_counts'][kind])
         else:  # ranges stored so far; the total is known once it finishes
             bar = _bar(sum(1 for _ in prefixed(
@@ -305,7 +309,7 @@ def _show(request, message='', status=200):
     body = ('<p class="error">%s</p>' % _e(message) if message else '') + (
         '<p><a href="%s">All snapshots</a></p><p id="status">Status: %s; '
         'namespace: %s; %s entities, %s bytes</p>' % (
-            ROOT, _e(data['status']), _e(data['namespace']),
+            ROOT, _e(data['status']), _e(data['namespace'] or '(default)'),
             _e(data['progress']['entities']), _e(data['progress']['bytes'])))
     if data['error']:
         body += '<p class="error">%s</p>' % _e(data['error'])
@@ -324,7 +328,7 @@ def _show(request, message='', status=200):
         body += '<p>%s</p>' % _form(
             request, here + '/restore', 'Restore as planned',
             [('kinds', kind) for kind in plan['kinds']])
-    if data['status'] == 'finished':
+    if data['status'] == Snapshot.STATUS_FINISHED:
         body += '<p>%s</p>' % _form(request, here + '/restore',
                                     'Dry run of a restore',
                                     [('dry_run', 'true')])
