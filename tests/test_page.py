@@ -155,7 +155,7 @@ def test_a_refusal_of_the_json_logic_is_shown_on_the_page(browser):
     assert Snapshot.all().count() == 0
 
 
-def test_hostile_kind_names_and_namespaces_are_escaped(browser, run_tasks):
+def test_hostile_kind_names_are_escaped(browser, run_tasks):
     kind = '<script>alert(1)</script>"\'&'
     model = type('Hostile', (db.Expando,), {'kind': classmethod(
         lambda cls: kind)})
@@ -170,3 +170,12 @@ def test_hostile_kind_names_and_namespaces_are_escaped(browser, run_tasks):
         assert '&lt;script&gt;alert(1)&lt;/script&gt;&quot;&#x27;&amp;' \
             in res.text
         assert 'default-src' in res.headers['Content-Security-Policy']
+
+
+def test_the_cookie_is_secure_when_the_page_came_over_https(app):
+    for extra in ({'wsgi.url_scheme': 'https'},
+                  {'HTTP_X_FORWARDED_PROTO': 'https'}):
+        res = app.post(ROOT + 'login', {'token': TOKEN}, extra_environ=extra)
+        assert 'secure' in res.headers['Set-Cookie'].lower()
+    res = app.post(ROOT + 'login', {'token': TOKEN})
+    assert 'secure' not in res.headers['Set-Cookie'].lower()

@@ -184,6 +184,13 @@ def _login_form(message='', status=401):
     return response
 
 
+def _over_https(request):
+    # Behind App Engine's front end or a proxy the app may see plain HTTP;
+    # a forged header here can only keep the cookie off plain HTTP.
+    return (request.scheme == 'https'
+            or request.headers.get('X-Forwarded-Proto') == 'https')
+
+
 @_page(['POST'], anonymous=True)
 def login(request):
     """Take the token from a form; answer a session cookie and the page."""
@@ -198,7 +205,7 @@ def login(request):
     response.set_cookie(COOKIE, '%s.%s' % (nonce, _sign(token, b'session',
                                                         nonce)),
                         path=ROOT, httponly=True, samesite='strict',
-                        secure=request.scheme == 'https')
+                        secure=_over_https(request))
     return response
 
 
