@@ -67,9 +67,13 @@ def test_anonymous_callers_get_the_login_form_alone(app, finished):
 
 
 def test_a_forged_cookie_opens_nothing(app, finished):
-    app.set_cookie(page.COOKIE, 'nonce.' + '0' * 64)
-    app.get(ROOT, status=401)
-    app.get(ROOT + 'page/%d' % finished.id, status=401)
+    # Quoted, a cookie may spell any bytes: not UTF-8, or not ASCII.
+    for value in ('nonce.' + '0' * 64, r'"nonce.\351"', r'"nonce.\303\251"',
+                  '.', 'x' * 5000):
+        cookie = '%s=%s' % (page.COOKIE, value)
+        for path in ('', 'page/%d' % finished.id):
+            res = app.get(ROOT + path, status=401, headers={'Cookie': cookie})
+            assert 'Dummy' not in res.text
 
 
 def test_the_cookie_opens_the_page_and_not_the_json_endpoints(browser,

@@ -4,8 +4,8 @@
 A path may hold ``<name>`` (one path segment) or ``<name:path>`` (the rest
 of the path, slashes included); the handler finds the values in
 ``request.urlvars``. Every request passes the access check first, so a
-refused caller learns nothing, not even which paths exist, and has not a
-byte of its body read; then its path must be UTF-8, and its body fit the
+refused caller learns nothing, not even which paths exist (but for the
+page's login form, ``page.py``), and has not a byte of its body read; then its path must be UTF-8, and its body fit the
 handler's ``max_body`` (``web.allow``) before anything reads it.
 """
 import re

@@ -51,15 +51,21 @@ _BUSY = frozenset(status.value for status in (
 
 
 def _sign(key, purpose, value):
-    return hmac.new(key, b'%s:%s' % (purpose, value.encode()),
+    return hmac.new(key, b'%s:%s' % (purpose, value.encode('utf-8', 'replace')),
                     hashlib.sha256).hexdigest()
 
 
 def _session(request, key):
     """The nonce of a validly signed session cookie, else None."""
-    value = request.cookies.get(COOKIE, '')
+    try:
+        value = request.cookies.get(COOKIE, '')
+    except UnicodeDecodeError:  # a quoted cookie may spell any bytes
+        return None
     nonce, _, signature = value[:200].partition('.')
-    if nonce and hmac.compare_digest(signature, _sign(key, b'session', nonce)):
+    # Bytes: compare_digest raises on a str that is not ASCII.
+    if nonce and hmac.compare_digest(
+            signature.encode('utf-8', 'replace'),
+            _sign(key, b'session', nonce).encode()):
         return nonce
     return None
 
@@ -137,7 +143,7 @@ def _e(value):
     return html.escape('' if value is None else str(value), quote=True)
 
 
-def _html(title, body, status=200, refresh=False, request=None):
+def _html(title, body, status=200, refresh=False):
     head = '<meta http-equiv="refresh" content="2">' if refresh else ''
     out = ('<!DOCTYPE html><html><head><meta charset="utf-8">'
            '<title>%s</title>%s<style>body{font-family:sans-serif;margin:2em}'
