@@ -51,8 +51,8 @@ _BUSY = frozenset(status.value for status in (
 
 
 def _sign(key, purpose, value):
-    return hmac.new(key, b'%s:%s' % (purpose, value.encode('utf-8', 'replace')),
-                    hashlib.sha256).hexdigest()
+    message = b'%s:%s' % (purpose, value.encode('utf-8', 'replace'))
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
 def _session(request, key):
@@ -130,7 +130,7 @@ def _check_same_site(request):
 
 
 def _check_form(request):
-    """Refuse a write from another site, or without this session's CSRF token."""
+    """Refuse a write from another site or without the session's CSRF token."""
     _check_same_site(request)
     given = request.POST.get('csrf', '')
     if not hmac.compare_digest(given.encode('utf-8', 'replace'),
