@@ -28,6 +28,8 @@ setup(
             'pytest>=7',
             'WebTest>=3',
             'hypothesis>=6',
+            # tests/test_browser.py drives a real browser (Chromium).
+            'selenium>=4.10',
         ],
     },
     entry_points={

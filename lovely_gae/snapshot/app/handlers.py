@@ -4,8 +4,8 @@
 A path may hold ``<name>`` (one path segment) or ``<name:path>`` (the rest
 of the path, slashes included); the handler finds the values in
 ``request.urlvars``. Every request passes the access check first, so a
-refused caller learns nothing, not even which paths exist, and has not a
-byte of its body read; then its path must be UTF-8, and its body fit the
+refused caller learns nothing, not even which paths exist (but for the
+page's login form, ``page.py``), and has not a byte of its body read; then its path must be UTF-8, and its body fit the
 handler's ``max_body`` (``web.allow``) before anything reads it.
 """
 import re
@@ -14,8 +14,8 @@ from urllib.parse import quote
 from webob import exc
 from webob.dec import wsgify
 
-from . import manage, data as transfer, worker
-from .access import LOOPBACK, check_access, refuse
+from . import manage, data as transfer, page, worker
+from .access import LOOPBACK, refuse
 from .web import MAX_FORM_BYTES, allow, check_body, text
 
 __all__ = ['CreateSnapshotHandler', 'HANDLER_TUPLES', 'SnapshotApp']
@@ -43,7 +43,7 @@ HANDLER_TUPLES = [
     ('/lovely.gae/snapshots/<id>/ranges/<name:path>', transfer.range_bytes),
     ('/lovely.gae/upload', transfer.upload),
     ('/lovely.gae/worker', worker.run),
-]
+] + page.ROUTES
 
 _PLACEHOLDER = re.compile(r'<(\w+)(:path)?>')
 
@@ -70,7 +70,8 @@ class SnapshotApp:
 
     @wsgify
     def __call__(self, request):
-        way_in = check_access(request, self.token, self.app_engine_headers)
+        # The access check, and the page's session cookie (``page.py``).
+        way_in = page.admit(request, self.token, self.app_engine_headers)
         try:
             path = request.path_info  # WebOb decodes it on every look
         except UnicodeDecodeError:
@@ -83,6 +84,7 @@ class SnapshotApp:
                 break
         else:
             raise refuse(exc.HTTPNotFound, 'no such page: %s' % path)
+        page.may_call(request, way_in, handler)
         limit = getattr(handler, 'max_body', MAX_FORM_BYTES)
         check_body(request, limit)
         # What is let in is small enough to read into memory; WebOb would
