@@ -32,6 +32,8 @@ else:
     webdriver = pytest.importorskip(
         'selenium.webdriver', reason='needs selenium (the test extra)')
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.common.exceptions import (  # noqa: E402
+    NoSuchElementException, StaleElementReferenceException)
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 #: Seconds the browser may take to show what the page should come to.
@@ -65,13 +67,23 @@ def png_pixel_bytes(png):
     return zlib.decompress(data)
 
 
+def patient(driver):
+    """A wait that bears the page reloading itself under its feet (an
+    element found just before a reload is stale after it)."""
+    return WebDriverWait(driver, PATIENCE, ignored_exceptions=(
+        StaleElementReferenceException, NoSuchElementException))
+
+
 def click(driver, label):
-    driver.find_element(By.XPATH, '//button[text()="%s"]' % label).click()
+    def clicked(d):
+        d.find_element(By.XPATH, '//button[text()="%s"]' % label).click()
+        return True
+    patient(driver).until(clicked, message='no button %r' % label)
 
 
 def wait_for(driver, text):
     """Wait until the page (refreshing itself) shows ``text``."""
-    WebDriverWait(driver, PATIENCE).until(
+    patient(driver).until(
         lambda d: text in d.find_element(By.TAG_NAME, 'body').text,
         message='the page never showed %r' % text)
 
@@ -96,10 +108,8 @@ def test_log_in_create_watch_plan_restore_delete(browser, snapshot_server,
     click(browser, 'Dry run of a restore')
     wait_for(browser, 'Dry run\n')  # the click has reached the server
     run_tasks(recursive=True)
-    WebDriverWait(browser, PATIENCE).until(
-        lambda d: d.find_elements(By.ID, 'plan'))
-    cells = [td.text for td in browser.find_elements(
-        By.CSS_SELECTOR, '#plan td')]
+    cells = patient(browser).until(lambda d: [
+        td.text for td in d.find_elements(By.CSS_SELECTOR, '#plan td')])
     assert cells == ['Dummy', '4', '0', '0']
 
     click(browser, 'Restore as planned')
