@@ -18,6 +18,7 @@ The arguments are parsed by ``cliparse``; the SDK is imported only once a
 command runs, so that ``--help`` answers at once.
 """
 import contextlib
+import datetime
 import json
 import logging
 import os
@@ -97,12 +98,34 @@ def cmd_create(args, client):
 
 def cmd_list(args, client):
     infos = client.list_snapshots()
-    rows = ['%6s  %-8s  %-27s  %9s  %s' % (
-        i['id'], i['status'], i['created'], i['progress']['entities'],
+    line = '%6s  %-8s  %6s  %-16s  %9s  %9s  %s'
+    now = datetime.datetime.now(datetime.timezone.utc)
+    rows = [line % (
+        i['id'], i['status'], _age(now, i['created']), i['namespace'] or "''",
+        i['progress']['entities'], _size(i['progress']['bytes']),
         ','.join(i['kinds'])) for i in infos]
-    header = '%6s  %-8s  %-27s  %9s  %s' % ('id', 'status', 'created',
-                                            'entities', 'kinds')
+    header = line % ('id', 'status', 'age', 'namespace', 'entities',
+                     'stored', 'kinds')
     return 0, infos, '\n'.join([header] + rows)
+
+
+def _age(now, created):
+    """``created`` (ISO, UTC) as an age: 45s, 12m, 5h, 3d."""
+    then = datetime.datetime.fromisoformat(created.rstrip('Z')).replace(
+        tzinfo=datetime.timezone.utc)
+    seconds = max(0, int((now - then).total_seconds()))
+    for unit, size in (('d', 86400), ('h', 3600), ('m', 60)):
+        if seconds >= size:
+            return '%d%s' % (seconds // size, unit)
+    return '%ds' % seconds
+
+
+def _size(count):
+    """Bytes as people read them: 850 B, 19.0 KiB, 1.2 GiB."""
+    for unit in ('B', 'KiB', 'MiB', 'GiB'):
+        if count < 1024 or unit == 'GiB':
+            return ('%d %s' if unit == 'B' else '%.1f %s') % (count, unit)
+        count /= 1024
 
 
 def cmd_status(args, client):

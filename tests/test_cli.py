@@ -39,6 +39,31 @@ def test_create_list_status_restore_delete_on_a_datastore_file(
         'Deleted snapshot %d\n' % created['id'])[-1])] == [snap['id']]
 
 
+def test_list_shows_namespace_entities_stored_size_and_age(store, capsys):
+    assert run(store, 'demo') == 0
+    capsys.readouterr()
+    assert run(store, 'list') == 0
+    header, row = capsys.readouterr().out.splitlines()
+    assert header.split() == ['id', 'status', 'age', 'namespace', 'entities',
+                              'stored', 'kinds']
+    fields = row.split()
+    assert fields[1:3] == ['finished', fields[2]] and fields[2][-1] in 'smhd'
+    assert fields[3:5] == ['lovely-gae-demo', '850']
+    assert fields[6] == 'KiB' and float(fields[5]) > 1  # 19,023 bytes
+    assert fields[7] == 'Customer,Order'
+
+
+def test_ages_and_sizes_read_as_people_read_them():
+    import datetime
+    now = datetime.datetime(2026, 12, 2, 12, 0, tzinfo=datetime.timezone.utc)
+    assert [cli._age(now, created) for created in (
+        '2026-12-02T11:59:15Z', '2026-12-02T11:47:59.5Z',
+        '2026-12-02T07:00:00Z', '2026-11-29T12:00:00Z')] == [
+        '45s', '12m', '5h', '3d']
+    assert [cli._size(n) for n in (850, 19023, 5 * 2 ** 30 + 1)] == [
+        '850 B', '18.6 KiB', '5.0 GiB']
+
+
 def test_errors_are_one_line_and_exit_1(store, capsys):
     assert run(store, 'status', '999') == 1
     err = capsys.readouterr().err
