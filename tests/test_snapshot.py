@@ -319,12 +319,12 @@ def test_a_fresh_process_has_every_task_and_action_of_the_package():
     ``Snapshot.restore`` and ``delete`` start."""
     script = (
         'import importlib, pkgutil, lovely_gae, lovely_gae.snapshot\n'
-        'from lovely_gae import async_\n'
+        'from lovely_gae import tasks\n'
         'from lovely_gae.snapshot import models\n'
-        'first = set(async_._registry)\n'
+        'first = set(tasks._registry)\n'
         'for info in pkgutil.walk_packages(lovely_gae.__path__, "lovely_gae."):\n'
         '    importlib.import_module(info.name)\n'
-        'print(sorted(set(async_._registry) - first))\n'
+        'print(sorted(set(tasks._registry) - first))\n'
         'print(sorted(models.ACTIONS))\n')
     done = subprocess.run([sys.executable, '-c', script], capture_output=True,
                           text=True, timeout=120)

@@ -27,10 +27,10 @@ import uuid
 from google.appengine.ext import db
 
 from ... import async_, cache, completion, defaults, entities
-from ...base import LibraryModel, get_all, retrying, transaction, utcnow
-from ...exceptions import (InvalidInput, RangeCorrupted, RestoreRunning,
-                           SnapshotIncomplete, SnapshotInUse, SnapshotNotFound)
-from . import ranges
+from ...base import get_all, retrying, transaction, utcnow
+from ...exceptions import (InvalidInput, RangeCorrupted, SnapshotIncomplete,
+                           SnapshotInUse, SnapshotNotFound)
+from . import locks, ranges
 from .. import names
 from ..models import (ACTIONS, Restore, RestoreStatus, Snapshot, backup_keys,
                       iter_backups)
@@ -59,54 +59,6 @@ FAN_OUT = 100
 _PUT_BYTES = defaults.MAX_REQUEST_BYTES - 1024
 #: Puts a restore task has on their way at once, at most.
 _PUTS_IN_FLIGHT = 4
-
-
-class _Lock(LibraryModel):
-    """A kind of a namespace that a restore is putting back.
-
-    All locks are children of one root, so that a restore's start takes
-    them all in one entity group of its transaction.
-    """
-
-    restore_id = db.StringProperty(indexed=False)
-    snapshot_id = db.IntegerProperty(indexed=False)
-
-    @classmethod
-    def kind(cls):
-        return 'LovelyGaeRestoreLock'
-
-    @classmethod
-    def key_of(cls, namespace, kind):
-        return db.Key.from_path(cls.kind(), '%s:%s' % (namespace, kind),
-                                parent=_lock_root())
-
-
-def _lock_root():
-    return db.Key.from_path(_Lock.kind(), 'locks',
-                            namespace=defaults.NAMESPACE)
-
-
-def _lock_keys(record):
-    return [_Lock.key_of(record.namespace, kind) for kind in record.kinds]
-
-
-def _free_locks(record):
-    """Delete the locks ``record`` holds (in its ending transaction)."""
-    db.delete([lock.key() for lock in db.get(_lock_keys(record))
-               if lock is not None and lock.restore_id == record.id])
-
-
-def _take_locks(record):
-    """The locks of ``record``'s kinds, unsaved; ``RestoreRunning`` if one
-    is held (inside the transaction that saves them)."""
-    for key, held in zip(_lock_keys(record), db.get(_lock_keys(record))):
-        if held is not None:
-            raise RestoreRunning(key.name().split(':', 1)[1],
-                                 record.namespace, held.snapshot_id,
-                                 held.restore_id)
-    return [_Lock(key=key, restore_id=record.id,
-                  snapshot_id=record.snapshot_id)
-            for key in _lock_keys(record)]
 
 
 def _bounds(backup):
@@ -236,10 +188,10 @@ def _begin(snapshot_id, record, tasks):
     if snap is None:
         raise SnapshotNotFound(snapshot_id)
     snap.check_finished()  # not deleting meanwhile
-    locks = (_take_locks(record)
+    taken = (locks.take(record)
              if record.status != RestoreStatus.FINISHED.value else [])
     snap.restore_id = record.id
-    db.put([snap, record] + locks)
+    db.put([snap, record] + taken)
     async_.defer_many(tasks)
 
 
@@ -372,7 +324,7 @@ def _finish(restore_id, counts):
     record.deleted = counts.get('deleted', 0)
     record.finished = utcnow()
     retrying(db.put, record)
-    retrying(_free_locks, record)
+    retrying(locks.free, record)
 
 
 @async_.task
@@ -384,8 +336,7 @@ def mark_deleting(snapshot_id):
         snap = _snapshot(snapshot_id)
         if snap is None:
             return
-        locks = _Lock.all().ancestor(_lock_root())
-        for lock in locks:
+        for lock in locks.held():
             if lock.snapshot_id == snapshot_id:
                 raise SnapshotInUse(snapshot_id, lock.restore_id)
         snap.status = Snapshot.STATUS_DELETING
@@ -404,7 +355,7 @@ def restore_failed(message, restore_id):
         record.status = RestoreStatus.ERROR.value
         record.error = message
         db.put(record)
-        _free_locks(record)
+        locks.free(record)
     log.error('restore %s failed: %s', restore_id, message)
     transaction(fail)
 

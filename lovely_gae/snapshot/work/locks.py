@@ -1,0 +1,62 @@
+"""One restore of a kind of a namespace at a time: a lock entity a kind.
+
+All locks are children of one root, so that a restore's start takes them
+all in one entity group of its transaction, and its end frees them in the
+transaction that ends it.
+"""
+from google.appengine.ext import db
+
+from ... import defaults
+from ...base import LibraryModel
+from ...exceptions import RestoreRunning
+
+__all__ = ['Lock', 'take', 'free', 'held']
+
+
+class Lock(LibraryModel):
+    """A kind of a namespace that a restore is putting back."""
+
+    restore_id = db.StringProperty(indexed=False)
+    snapshot_id = db.IntegerProperty(indexed=False)
+
+    @classmethod
+    def kind(cls):
+        return 'LovelyGaeRestoreLock'
+
+    @classmethod
+    def root(cls):
+        return db.Key.from_path(cls.kind(), 'locks',
+                                namespace=defaults.NAMESPACE)
+
+    @classmethod
+    def key_of(cls, namespace, kind):
+        return db.Key.from_path(cls.kind(), '%s:%s' % (namespace, kind),
+                                parent=cls.root())
+
+
+def _keys(record):
+    return [Lock.key_of(record.namespace, kind) for kind in record.kinds]
+
+
+def take(record):
+    """The locks of ``record``'s kinds, unsaved; ``RestoreRunning`` if one
+    is held (inside the transaction that saves them)."""
+    keys = _keys(record)
+    for key, held in zip(keys, db.get(keys)):
+        if held is not None:
+            raise RestoreRunning(key.name().split(':', 1)[1],
+                                 record.namespace, held.snapshot_id,
+                                 held.restore_id)
+    return [Lock(key=key, restore_id=record.id,
+                 snapshot_id=record.snapshot_id) for key in keys]
+
+
+def free(record):
+    """Delete the locks ``record`` holds (in its ending transaction)."""
+    db.delete([lock.key() for lock in db.get(_keys(record))
+               if lock is not None and lock.restore_id == record.id])
+
+
+def held():
+    """Every lock held (strongly consistent: one entity group)."""
+    return Lock.all().ancestor(Lock.root())
