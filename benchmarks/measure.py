@@ -9,7 +9,8 @@ import subprocess
 import sys
 
 from lovely_gae import async_, entities
-from lovely_gae.snapshot.models import RestoreStatus, Status
+from lovely_gae.snapshot.models import Status
+from lovely_gae.snapshot.restores import RestoreStatus
 from lovely_gae.snapshot import api, client
 
 from . import data, floors, noop, timing

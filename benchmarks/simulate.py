@@ -30,7 +30,8 @@ from google.appengine.api import datastore
 from google.appengine.ext import db
 
 from lovely_gae import async_, defaults, entities
-from lovely_gae.snapshot.models import RestoreStatus, Status
+from lovely_gae.snapshot.models import Status
+from lovely_gae.snapshot.restores import RestoreStatus
 from lovely_gae.snapshot import api
 
 from . import data, floors, simclock, simstub, simwork

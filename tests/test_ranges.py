@@ -10,8 +10,9 @@ from google.appengine.ext import db
 from lovely_gae import async_, completion, defaults
 from lovely_gae.snapshot import api
 from lovely_gae.snapshot.work import passes, ranges
+from lovely_gae.snapshot.markers import SnapshotMarkers
 from lovely_gae.snapshot.models import (SHARD_STRIDE, RangeBackup,
-                                        RangeBackupPart, SnapshotMarkers)
+                                        RangeBackupPart)
 from tests.conftest import Dummy, Yummy, all_bytes
 
 

@@ -7,7 +7,8 @@ from lovely_gae.exceptions import (RangeCorrupted, RestoreRunning,
                                    SnapshotIncomplete)
 from lovely_gae.snapshot import api
 from lovely_gae.snapshot.work import restore
-from lovely_gae.snapshot.models import Restore, RangeBackup
+from lovely_gae.snapshot.models import RangeBackup
+from lovely_gae.snapshot.restores import Restore
 from tests.conftest import Dummy, Yummy, all_bytes
 
 

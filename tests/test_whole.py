@@ -5,7 +5,7 @@ from webtest import TestApp
 
 from lovely_gae import async_
 from lovely_gae.snapshot import getApp
-from lovely_gae.snapshot.models import Restore
+from lovely_gae.snapshot.restores import Restore
 from tests.conftest import Dummy
 
 SNAPSHOTS = '/lovely.gae/snapshots'

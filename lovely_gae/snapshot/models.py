@@ -1,7 +1,7 @@
-"""The stored shape of a snapshot: ``Snapshot``, ``RangeBackup`` and its parts."""
+"""The stored shape of a snapshot: ``Snapshot``, ``RangeBackup`` and its
+parts (how its kinds were cut: ``markers``; its restores: ``restores``)."""
 import enum
 import hashlib
-import itertools
 
 from google.appengine.ext import db
 
@@ -9,15 +9,13 @@ from .. import defaults
 from ..base import JsonProperty, KeyProperty, LibraryModel, get_all, prefixed
 from ..exceptions import (RangeCorrupted, SnapshotIncomplete,
                           SnapshotNotFinished)
-from ..serializers import default_serializer
 from . import names, storage
-from .restores import Restore, RestoreStatus
+from .markers import SnapshotMarkers
+from .restores import Restore
+from .spans import missing
 
-__all__ = ['SHARD_STRIDE', 'ACTIONS', 'Status', 'Snapshot', 'KindShards',
-           'SnapshotMarkers',
-           'RangeBackup', 'RangeBackupPart',
-           'RestoreStatus', 'Restore', 'check_complete', 'backup_keys',
-           'iter_backups']
+__all__ = ['SHARD_STRIDE', 'ACTIONS', 'Status', 'Snapshot', 'RangeBackup',
+           'RangeBackupPart', 'backup_keys', 'iter_backups']
 
 
 #: Positions of a shard's ranges: shard ``s`` numbers its ranges from
@@ -59,64 +57,6 @@ class _SnapshotReference(db.ReferenceProperty):
                 _ReverseReference(model_class, property_name))
 
 
-def check_complete(snapshot_id, spans, ranges):
-    """Raise ``SnapshotIncomplete`` unless ``ranges`` (``(kind, position)``
-    of each) are every position of ``spans`` (``{kind: [(first position,
-    ranges), ...]}``) once each, and no other."""
-    positions = {kind: [] for kind in spans}
-    for kind, position in ranges:
-        if kind not in positions:
-            raise SnapshotIncomplete(snapshot_id, 'it has a range of kind %r '
-                                     'it does not hold' % (kind,))
-        positions[kind].append(position)
-    for kind, kind_spans in spans.items():
-        found = sorted(positions[kind])
-        if kind_spans is None or not _matches(found, kind_spans):
-            raise SnapshotIncomplete(snapshot_id, _missing(kind, found,
-                                                           kind_spans))
-
-
-def _positions(spans):
-    """The positions of ``spans``, one by one (there may be very many)."""
-    return (position for first, count in spans
-            for position in range(first, first + count))
-
-
-def _matches(found, spans):
-    """Are the sorted positions ``found`` those of ``spans``?"""
-    return (len(found) == sum(count for _, count in spans)
-            and all(a == b for a, b in zip(found, _positions(spans))))
-
-
-def _missing(kind, found, spans):
-    """What is wrong with the positions ``found`` of ``kind``, which should
-    be those of ``spans``, once each."""
-    if spans is None:
-        return 'the ranges of kind %r are not known' % kind
-    have = set(found)
-    count = sum(size for _, size in spans)
-    if len(have) != len(found) or len(found) > count:
-        return 'kind %r has %d ranges, it recorded %d' % (kind, len(found),
-                                                          count)
-    # The first few missing: ``count`` may be large, the ranges found not.
-    missing = list(itertools.islice(
-        (position for position in _positions(spans)
-         if position not in have), 5))
-    inside = sum(1 for position in have if any(
-        first <= position < first + size for first, size in spans))
-    lacking = count - inside
-    if len(spans) == 1 and spans[0][0]:  # a window of the kind's ranges
-        if count == 1:
-            return 'kind %r lacks its range %d' % (kind, spans[0][0])
-        which = 'of its ranges %d to %d' % (spans[0][0],
-                                            spans[0][0] + count - 1)
-    else:
-        which = 'of its %d ranges' % count
-    return 'kind %r lacks %d %s (positions %s%s)' % (
-        kind, lacking, which, ', '.join(map(str, missing)),
-        ', ...' if lacking > len(missing) else '')
-
-
 def backup_keys(snapshot_id, kind, first, count):
     """Keys of the range backups ``first`` to ``first + count - 1`` of
     ``kind``; ``RangeCorrupted`` names the first one that is not there
@@ -136,7 +76,7 @@ def backup_keys(snapshot_id, kind, first, count):
             keys.append(key)
             positions.append(position)
     if positions != list(range(first, first + count)):
-        raise SnapshotIncomplete(snapshot_id, _missing(
+        raise SnapshotIncomplete(snapshot_id, missing(
             kind, positions, [(first, count)]))
     return keys
 
@@ -295,7 +235,7 @@ class Snapshot(LibraryModel):
                     for key in self.range_backup_keys(name)]
         spans = self.spans(kind)
         if spans is None:
-            raise SnapshotIncomplete(self.id, _missing(kind, [], None))
+            raise SnapshotIncomplete(self.id, missing(kind, [], None))
         return [key for first, count in spans
                 for key in backup_keys(self.id, kind, first, count)]
 
@@ -332,57 +272,6 @@ class Snapshot(LibraryModel):
 def _restore_dict(restore_id):
     found = restore_id and db.get(Restore.key_for(restore_id))
     return found.to_dict() if found else None
-
-
-class KindShards(LibraryModel):
-    """Where the shards of a kind start, as its first task cut it, or that
-    it is small (``SS:<snapshot id>:<kind>``)."""
-
-    starts = db.TextProperty()  # JSON: the shards' first keys (None: open)
-
-    @classmethod
-    def build(cls, snapshot_id, kind, starts):
-        """``starts``: the shards' first keys; None for a small kind."""
-        return cls(key_name=names.shards_name(snapshot_id, kind),
-                   starts=db.Text(default_serializer.dumps(
-                       None if starts is None else list(starts))))
-
-    def keys(self):
-        return default_serializer.loads(self.starts)
-
-
-class SnapshotMarkers(LibraryModel):
-    """The first keys of a chunk of a kind's ranges, as its key pass found
-    them (``SM:<snapshot id>:<kind>:<shard>:<chunk>``), and where the next
-    chunk starts (``after``; the shard's end after its last chunk)."""
-
-    range_kind = db.StringProperty(indexed=False)
-    first = db.IntegerProperty(indexed=False)  # its first range's position
-    starts = db.TextProperty()  # JSON: the ranges' first keys (None: open)
-    after = KeyProperty()
-
-    @staticmethod
-    def make_name(snapshot_id, kind, shard, chunk):
-        return names.markers_name(snapshot_id, kind, shard, chunk)
-
-    @classmethod
-    def build(cls, snapshot_id, kind, shard, chunk, first, starts, after):
-        return cls(key_name=cls.make_name(snapshot_id, kind, shard, chunk),
-                   range_kind=kind, first=first, after=after,
-                   starts=db.Text(default_serializer.dumps(list(starts))))
-
-    def all_starts(self):
-        """The ranges' first keys, None for an open start."""
-        return default_serializer.loads(self.starts)
-
-    @classmethod
-    def of(cls, snapshot_id):
-        """The snapshot's chunks of markers, in key order."""
-        return prefixed(cls, names.of_snapshot(names.MARKERS, snapshot_id))
-
-    def keys(self):
-        return [start for start in default_serializer.loads(self.starts)
-                if start is not None]
 
 
 class RangeBackup(LibraryModel):

@@ -22,7 +22,8 @@ from webob.multidict import MultiDict
 
 from ...base import prefixed
 from .. import api
-from ..models import RangeBackup, RestoreStatus, Snapshot, Status
+from ..models import RangeBackup, Snapshot, Status
+from ..restores import RestoreStatus
 from . import manage
 from .access import check_access, configured_token, refuse
 from .web import allow, snapshot_or_404

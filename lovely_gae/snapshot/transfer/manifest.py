@@ -14,7 +14,8 @@ import re
 from ... import defaults
 from ...exceptions import BadManifest, SnapshotIncomplete
 from .. import storage
-from ..models import RangeBackup, Status, check_complete
+from ..models import RangeBackup, Status
+from ..spans import check_complete
 from ..app.data import MAX_CURSOR, range_path
 
 __all__ = ['ManifestPages', 'check_complete']

@@ -29,7 +29,8 @@ from google.appengine.ext import db
 from ... import async_, defaults, entities
 from ...base import put_first, transaction
 from . import ranges, shards
-from ..models import KindShards, Snapshot, SnapshotMarkers
+from ..markers import KindShards, SnapshotMarkers
+from ..models import Snapshot
 
 __all__ = ['SAMPLE', 'OVERSAMPLE', 'CHUNK', 'first_tasks', 'shard_starts',
            'pass_kinds', 'pass_kind', 'pass_on', 'markers_ready']

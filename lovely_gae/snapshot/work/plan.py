@@ -13,8 +13,8 @@ from ... import async_, completion, defaults, entities
 from ...base import get_all, retrying, transaction, utcnow
 from ...exceptions import RangeCorrupted, SnapshotIncomplete
 from .. import names
-from ..models import (ACTIONS, Restore, RestoreStatus, Snapshot, backup_keys,
-                      iter_backups)
+from ..models import ACTIONS, Snapshot, backup_keys, iter_backups
+from ..restores import Restore, RestoreStatus
 from .restore import (INLINE_RANGES, PHASES, WRITE_RANGES, first_tasks,
                       leaves, new_record, records, restore_failed)
 

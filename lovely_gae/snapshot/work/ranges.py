@@ -20,8 +20,8 @@ from google.appengine.ext import db
 from ... import async_, completion, defaults, entities
 from ...base import delete_all, prefixed, retrying, transaction
 from .. import names
-from ..models import (KindShards, RangeBackup, RangeBackupPart, Snapshot,
-                      SnapshotMarkers)
+from ..markers import KindShards, SnapshotMarkers
+from ..models import RangeBackup, RangeBackupPart, Snapshot
 from ..storage import RangeWriter
 
 __all__ = ['PER_TASK', 'job', 'write', 'store_ranges', 'shard_done',

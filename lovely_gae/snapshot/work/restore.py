@@ -32,8 +32,8 @@ from ...exceptions import (InvalidInput, RangeCorrupted, SnapshotIncomplete,
                            SnapshotInUse, SnapshotNotFound)
 from . import locks, ranges
 from .. import names
-from ..models import (ACTIONS, Restore, RestoreStatus, Snapshot, backup_keys,
-                      iter_backups)
+from ..models import ACTIONS, Snapshot, backup_keys, iter_backups
+from ..restores import Restore, RestoreStatus
 
 __all__ = ['restore', 'delete', 'restore_failed', 'forget', 'new_record',
            'task', 'first_tasks', 'leaves', 'records', 'mark_deleting',

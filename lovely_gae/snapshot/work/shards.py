@@ -19,7 +19,8 @@ import uuid
 
 from ... import async_, completion, defaults, entities
 from . import ranges
-from ..models import SHARD_STRIDE, Snapshot, SnapshotMarkers
+from ..markers import SnapshotMarkers
+from ..models import SHARD_STRIDE, Snapshot
 
 __all__ = ['shard_task', 'store_shard']
 
