@@ -199,24 +199,11 @@ def cmd_delete(args, client):
     return 0, result, 'Deleted snapshot %s' % args.id
 
 
-def _prunable(infos, keep):
-    """Ids of the snapshots ``api.prune(keep)`` deletes, by its rule, of
-    ``infos`` newest first (one being restored stays all the same)."""
-    kept, doomed = 0, []
-    for info in infos:
-        if info['status'] == 'finished':
-            if kept < keep:
-                kept += 1
-                continue
-        elif info['status'] != 'error' or kept < keep:
-            continue
-        doomed.append(info['id'])
-    return doomed
-
-
 def cmd_prune(args, client):
     if not args.yes:
-        doomed = _prunable(client.list_snapshots(), args.keep)
+        from .snapshot.api import prunable
+        doomed = prunable([(info['id'], info['status'])
+                           for info in client.list_snapshots()], args.keep)
         if doomed and not cliask.confirm(
                 args, 'Prune deletes snapshots: %s' % ', '.join(
                     map(str, doomed)), 'Delete %d snapshots?' % len(doomed)):

@@ -11,7 +11,7 @@ from . import storage
 from .models import Snapshot
 
 __all__ = ['create_snapshot', 'get_kinds', 'get_snapshot', 'list_snapshots',
-           'latest_snapshot', 'prune',
+           'latest_snapshot', 'prune', 'prunable',
            'validate_kind', 'validate_batchsize', 'validate_namespace']
 
 #: More entities per range than this would not fit the range's bookkeeping.
@@ -151,14 +151,11 @@ def prune(keep):
     """
     if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
         raise InvalidInput('keep', keep, 'must be an integer >= 0')
-    kept = 0
+    snaps = list_snapshots()
+    doomed = set(prunable([(snap.id, snap.status) for snap in snaps], keep))
     deleted = []
-    for snap in list_snapshots():
-        if snap.status == Snapshot.STATUS_FINISHED:
-            if kept < keep:
-                kept += 1
-                continue
-        elif snap.status != Snapshot.STATUS_ERROR or kept < keep:
+    for snap in snaps:
+        if snap.id not in doomed:
             continue
         try:
             snap.delete()
@@ -166,3 +163,19 @@ def prune(keep):
             continue
         deleted.append(snap.id)
     return deleted
+
+
+def prunable(snapshots, keep):
+    """Ids of ``snapshots`` (``(id, status)`` pairs, newest first) that
+    ``prune(keep)`` deletes: finished ones past the newest ``keep``, and
+    failed ones older than the oldest finished one kept."""
+    kept, doomed = 0, []
+    for snapshot_id, status in snapshots:
+        if status == Snapshot.STATUS_FINISHED:
+            if kept < keep:
+                kept += 1
+                continue
+        elif status != Snapshot.STATUS_ERROR or kept < keep:
+            continue
+        doomed.append(snapshot_id)
+    return doomed
