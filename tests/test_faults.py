@@ -165,9 +165,13 @@ def test_four_threads_drain_a_three_kind_snapshot_storing_each_range_once(
     assert len(set(stored)) > 1  # by more than one worker
     assert RangeBackup.all().count() == total
     assert RangeBackupPart.all().count() == 0
-    assert snap.progress() == {'ranges_done': total, 'ranges_total': total,
-                               'entities': 270,
-                               'bytes': snap.stored_bytes}
+    kinds = {kind: snap.range_count(kind) for kind in snap.kinds}
+    assert snap.progress() == {
+        'ranges_done': total, 'ranges_total': total, 'entities': 270,
+        'bytes': snap.stored_bytes,
+        'by_kind': {kind: {'ranges_done': count, 'ranges_total': count}
+                    for kind, count in kinds.items()}}
+    assert sum(kinds.values()) == total
     assert snap.verify() == []
 
 
