@@ -40,12 +40,9 @@ PARAM = 'task'
 class TaskqueuePusher:
     """Push tasks on App Engine's task queue ``queue_name`` to ``url``."""
 
+    queue_name = defaults.PUSH_QUEUE
     #: The worker endpoint of the snapshot app.
     url = '/lovely.gae/worker'
-
-    def __init__(self, queue_name=None, url=None):
-        self.queue_name = queue_name or defaults.PUSH_QUEUE
-        self.url = url or self.url
 
     def _task(self, names, due, name=None):
         countdown = max(0.0, (due - utcnow()).total_seconds())
