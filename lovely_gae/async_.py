@@ -151,14 +151,10 @@ def get_tasks():
     return sorted(tasks.values(), key=lambda t: (t.due, t.name))
 
 
-def count_tasks(limit=1000):
-    """How many tasks wait (or run), counted up to ``limit``."""
-    return taskstore.size(limit)
-
-
-def get_failed_tasks():
-    """Tasks that used up their attempts; each keeps its last error."""
-    return taskstore.failed()
+#: How many tasks wait (or run), counted up to ``limit``.
+count_tasks = taskstore.size
+#: Tasks that used up their attempts; each keeps its last error.
+get_failed_tasks = taskstore.failed
 
 
 def count_leased():

@@ -19,8 +19,8 @@ from .exceptions import TaskError
 from .serializers import default_serializer
 
 __all__ = ['KIND', 'EPOCH', 'MAX_PAYLOAD', 'Status', 'Field', 'FIELDS',
-           'Task', 'micros', 'reference', 'dotted_name', 'task', 'register', 'resolve',
-           'make_task']
+           'Task', 'micros', 'reference', 'dotted_name', 'task', 'register',
+           'resolve', 'make_task']
 
 KIND = 'LovelyGaeTask'
 
@@ -59,10 +59,6 @@ def _when(value):
     return EPOCH + datetime.timedelta(microseconds=value)
 
 
-def _text(data):
-    return data.decode('utf-8')
-
-
 class Field:
     """A stored field of a task: how its value is written and read back.
 
@@ -72,8 +68,8 @@ class Field:
     """
 
     #: ``how``: the ``PropertyValue`` field, encode, decode, meaning.
-    HOW = {'str': ('stringValue', str.encode, _text, None),
-           'text': ('stringValue', str.encode, _text,
+    HOW = {'str': ('stringValue', str.encode, bytes.decode, None),
+           'text': ('stringValue', str.encode, bytes.decode,
                     entity_pb2.Property.TEXT),
            'int': ('int64Value', int, int, None),
            'float': ('doubleValue', float, float, None),

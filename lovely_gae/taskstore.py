@@ -270,7 +270,7 @@ def failed():
                                                                None))]
 
 
-def size(limit):
+def size(limit=1000):
     """How many tasks wait or are held, counted up to ``limit``."""
     names = {ref.path.element[-1].name
              for ref in _waiting(keys_only=True, limit=limit)}
