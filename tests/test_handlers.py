@@ -11,7 +11,7 @@ from google.appengine.ext import db
 from webob import Request
 from webtest import TestApp
 
-from lovely_gae import async_, defaults, entities, taskstore
+from lovely_gae import async_, defaults, entities
 from lovely_gae.entities import EntityProto
 from lovely_gae.snapshot import getApp, storage
 from lovely_gae.snapshot.transfer import wire
@@ -345,9 +345,10 @@ def test_uploads_into_the_librarys_own_namespace_are_refused(
         app, finished_snapshot, make_entities):
     make_entities(Dummy, 1)
     snap = finished_snapshot(['Dummy'])
-    proto = taskstore.entity_of(async_.Task(
-        key_name='forged', func='os:system', payload='{"args": ["true"]}',
-        due=datetime.datetime(2000, 1, 1), max_attempts=1, retry_delay=0.0))
+    proto = async_.Task(
+        'forged', func='os:system', payload='{"args": ["true"]}',
+        due=datetime.datetime(2000, 1, 1), max_attempts=1,
+        retry_delay=0.0).to_proto()
     res = app.post('/lovely.gae/upload', _upload_body(proto),
                    content_type=wire.CONTENT_TYPE, status=400)
     assert "namespace 'lovely_gae'" in res.text
