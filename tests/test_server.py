@@ -308,10 +308,12 @@ def test_headers_that_trickle_in_get_their_connection_closed():
 
 def test_serve_runs_tasks_in_several_workers_and_saves_once_they_rest(
         env, tmp_path):
-    from tests.test_async import SEEN_THREADS, note_thread
+    import threading
+    from tests.test_async import ELSEWHERE, SEEN_THREADS, note_thread
     from lovely_gae import async_
     path = str(tmp_path / 'served.datastore')
     SEEN_THREADS.clear()
+    ELSEWHERE[:] = [threading.Event()]
     with local_datastore(path, save=False) as datastore:
         server = LocalServer(datastore, port=0, token='s3cret', threads=3,
                              interval=0.05)
