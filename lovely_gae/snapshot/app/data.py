@@ -18,7 +18,7 @@ from webob import Response, exc
 
 from ... import cache, defaults, entities
 from ...exceptions import SnapshotIncomplete, SnapshotNotFinished
-from .. import names, storage
+from .. import calls, names, storage
 from ..models import RangeBackup, backup_keys, iter_backups
 from ..transfer import wire
 from ..transfer.rewrite import rewrite_entity
@@ -86,7 +86,8 @@ def manifest(request):
                'sha256': rb.sha256, 'codec': rb.codec,
                'format': rb.format, 'path': range_path(snap.id, rb.name)}
               for rb in iter_backups(snap.id, keys)]
-    return json_response({'snapshot': snap.to_dict(), 'ranges': ranges,
+    return json_response({'snapshot': calls.get_snapshot(snap),
+                          'ranges': ranges,
                           'next': after})
 
 
@@ -279,4 +280,4 @@ def upload(request):
     batch = [rewrite_entity(entity, app) for entity in batch]
     with cache.uncached([entity.key for entity in batch]):
         entities.put(batch)
-    return json_response({'put': len(batch)})
+    return json_response(calls.uploaded(len(batch)))
