@@ -38,7 +38,7 @@ log = logging.getLogger('lovely_gae.cli')
 EXIT_STDOUT_CLOSED = 128 + signal.SIGPIPE
 
 
-class _Interrupted(Exception):
+class Interrupted(Exception):
     """Ctrl-C, as ``--json`` names it."""
 
 
@@ -271,7 +271,10 @@ def cmd_serve(args, client):
     server = LocalServer(args.local, host=args.host, port=args.port,
                          token=args.token, no_token=args.no_token,
                          threads=args.threads)
-    _out(server.describe())  # the token, if made up: here, and only here
+    # The token, if made up: here, and only here.
+    _out(_render(args, {'url': '%s/lovely.gae/' % server.url, 'token': (
+        server.token if server.generated_token else None)},
+        server.describe()))
     server.run()
     return 0, None, None
 
@@ -394,7 +397,7 @@ def main(argv=None):
                 raise
             return _fail(args, error, 1)
         except KeyboardInterrupt:
-            return _fail(args, _Interrupted('interrupted'), 130,
+            return _fail(args, Interrupted('interrupted'), 130,
                          'lovely-gae: ')
 
 
