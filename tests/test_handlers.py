@@ -99,7 +99,9 @@ def test_list_and_show_snapshots_as_json(app, make_entities,
             'created'} <= set(shown)
     assert shown['progress'] == {'ranges_done': 3, 'ranges_total': 3,
                                  'entities': 5,
-                                 'bytes': new.progress()['bytes']}
+                                 'bytes': new.progress()['bytes'],
+                                 'by_kind': {'Dummy': {'ranges_done': 3,
+                                                       'ranges_total': 3}}}
     assert app.get(SNAPSHOTS + '/latest').json['id'] == new.id
 
 

@@ -9,7 +9,7 @@ from lovely_gae import async_
 from lovely_gae.snapshot import api, getApp
 from lovely_gae.snapshot.app import page
 from lovely_gae.snapshot.models import Snapshot
-from tests.conftest import Dummy
+from tests.conftest import Dummy, Yummy
 
 TOKEN = 's3cret'
 ROOT = '/lovely.gae/'
@@ -148,6 +148,29 @@ def test_the_flows_create_plan_restore_delete(browser, make_entities,
                        {'csrf': csrf_of(res)}).follow()
     run_tasks(recursive=True)
     assert Snapshot.all().count() == 0
+
+
+def test_a_restore_shows_a_bar_per_kind(browser, make_entities, run_tasks):
+    make_entities(Dummy, 30)
+    make_entities(Yummy, 10)
+    snap = api.create_snapshot(['Dummy', 'Yummy'], batchsize=10)
+    run_tasks(recursive=True)
+    api.get_snapshot(snap.id).restore()
+    while not api.get_snapshot(snap.id).restore_progress()['ranges_done']:
+        assert run_tasks(max_tasks=1) == 1
+    done = api.get_snapshot(snap.id).restore_progress()['by_kind']
+    res = browser.get(ROOT + 'page/%d' % snap.id)
+    table = res.text.split('<table id="restore-kinds">')[1].split(
+        '</table>')[0]
+    for kind, total in (('Dummy', 3), ('Yummy', 1)):
+        ranges = done[kind]['ranges_done']
+        assert ('<td>%s</td><td><progress value="%d" max="%d"></progress> '
+                '%d/%d</td>' % (kind, ranges, total, ranges, total)) in table
+    assert 'http-equiv="refresh"' in res.text  # it watches the restore
+    run_tasks(recursive=True)
+    res = browser.get(ROOT + 'page/%d' % snap.id)
+    assert '<progress value="3" max="3"></progress> 3/3' in res.text.split(
+        '<table id="restore-kinds">')[1]
 
 
 def test_a_refusal_of_the_json_logic_is_shown_on_the_page(browser):

@@ -55,6 +55,34 @@ def test_progress_counts_ranges_while_a_restore_runs(make_entities,
         'finished', 3, 3, 30)
 
 
+@pytest.mark.parametrize('dry_run', [False, True])
+def test_progress_is_counted_per_kind(make_entities, finished_snapshot,
+                                      run_tasks, dry_run):
+    make_entities(Dummy, 30)
+    make_entities(Yummy, 10)
+    snap = finished_snapshot(['Dummy', 'Yummy'], batchsize=10)
+    snap.restore(dry_run=dry_run)
+    shown = api.get_snapshot(snap.id)
+    progress = shown.plan_progress() if dry_run else shown.restore_progress()
+    while progress['ranges_done'] == 0 and progress['status'] != 'finished':
+        assert run_tasks(max_tasks=1) == 1
+        shown = api.get_snapshot(snap.id)
+        progress = (shown.plan_progress() if dry_run
+                    else shown.restore_progress())
+    assert progress['status'] == 'running'
+    by_kind = progress['by_kind']
+    assert {kind: counts['ranges_total'] for kind, counts in
+            by_kind.items()} == {'Dummy': 3, 'Yummy': 1}
+    done = sorted(counts['ranges_done'] for counts in by_kind.values())
+    assert progress['ranges_done'] == sum(done) and done[0] == 0
+    run_tasks(recursive=True)
+    shown = api.get_snapshot(snap.id)
+    progress = shown.plan_progress() if dry_run else shown.restore_progress()
+    assert progress['by_kind'] == {
+        'Dummy': {'ranges_done': 3, 'ranges_total': 3},
+        'Yummy': {'ranges_done': 1, 'ranges_total': 1}}
+
+
 @pytest.mark.parametrize('size', ['small', 'large'])
 def test_restore_tasks_run_twice_do_no_harm(make_entities, finished_snapshot,
                                             run_tasks, request, size):

@@ -258,7 +258,9 @@ def test_progress_and_verify_report_a_damaged_range(make_entities,
     make_entities(Dummy, 25)
     snap = finished_snapshot(['Dummy'], batchsize=10)
     assert snap.progress() == {'ranges_done': 3, 'ranges_total': 3,
-                               'entities': 25, 'bytes': snap.stored_bytes}
+                               'entities': 25, 'bytes': snap.stored_bytes,
+                               'by_kind': {'Dummy': {'ranges_done': 3,
+                                                     'ranges_total': 3}}}
     assert snap.stored_bytes == sum(rb.size for rb in snap.range_backups())
     assert snap.verify() == []
     damaged = snap.range_backups()[1]
@@ -266,6 +268,27 @@ def test_progress_and_verify_report_a_damaged_range(make_entities,
     damaged.put()
     assert snap.verify() == [(damaged.name,
                               'stored bytes do not match their sha256')]
+
+
+def test_progress_counts_each_kinds_ranges_while_storing(make_entities,
+                                                        run_tasks):
+    make_entities(Dummy, 30)
+    make_entities(Yummy, 10)
+    snap = api.create_snapshot(['Dummy', 'Yummy'], batchsize=10)
+    seen = set()
+    while api.get_snapshot(snap.id).status != snap.STATUS_FINISHED:
+        progress = api.get_snapshot(snap.id).progress()
+        done = {kind: counts['ranges_done']
+                for kind, counts in progress['by_kind'].items()}
+        assert progress['ranges_done'] == sum(done.values())
+        assert done['Dummy'] <= 3 and done['Yummy'] <= 1
+        seen.add(tuple(sorted(done.items())))
+        assert run_tasks(max_tasks=1) == 1
+    # Ranges were counted in their own kind as they were stored.
+    assert len(seen) > 2
+    assert api.get_snapshot(snap.id).progress()['by_kind'] == {
+        'Dummy': {'ranges_done': 3, 'ranges_total': 3},
+        'Yummy': {'ranges_done': 1, 'ranges_total': 1}}
 
 
 def test_large_snapshots_are_deleted_by_tasks(make_entities,

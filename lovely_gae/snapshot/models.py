@@ -169,16 +169,27 @@ class Snapshot(LibraryModel):
         return None if None in counts else sum(counts)
 
     def progress(self):
-        """What a status page shows: ranges done and total, entities, bytes.
+        """What a status page shows: ranges done and total, entities, bytes,
+        and ranges done and total of each kind (``by_kind``).
 
         While it is storing, the ranges done are counted by their names.
         """
-        done = self.ranges_total()
+        by_kind = {kind: {'ranges_done': self.range_count(kind),
+                          'ranges_total': self.range_count(kind)}
+                   for kind in self.kinds}
         if self.status != self.STATUS_FINISHED:
-            done = sum(1 for _ in prefixed(RangeBackup, self._backup_prefix(),
-                                           keys_only=True))
-        return {'ranges_done': done, 'ranges_total': self.ranges_total(),
-                'entities': self.entity_count, 'bytes': self.stored_bytes}
+            for counts in by_kind.values():
+                counts['ranges_done'] = 0
+            for key in prefixed(RangeBackup, names.range_prefix(self.id),
+                                keys_only=True):
+                counts = by_kind.get(names.range_kind(key.name(), self.id))
+                if counts is not None:
+                    counts['ranges_done'] += 1
+        return {'ranges_done': sum(counts['ranges_done']
+                                   for counts in by_kind.values()),
+                'ranges_total': self.ranges_total(),
+                'entities': self.entity_count, 'bytes': self.stored_bytes,
+                'by_kind': by_kind}
 
     def to_dict(self):
         """The snapshot as JSON-ready data (what the app and the CLI show)."""

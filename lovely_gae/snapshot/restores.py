@@ -7,7 +7,7 @@ from .. import completion
 from ..base import JsonProperty, LibraryModel
 from . import names
 
-__all__ = ['RestoreStatus', 'Restore']
+__all__ = ['RestoreStatus', 'Restore', 'ranges_count']
 
 
 class RestoreStatus(str, enum.Enum):
@@ -58,21 +58,39 @@ class Restore(LibraryModel):
     def ranges_total(self):
         return sum(count for _, _, count in self.spans)
 
-    def ranges_done(self):
+    def by_kind(self):
+        """``{kind: {'ranges_done': n, 'ranges_total': n}}``: how far the
+        writing (or the dry run's counting) has come in each kind."""
+        totals = [0] * len(self.kinds)
+        for kind_index, _, count in self.spans:
+            totals[kind_index] += count
+        done = [0] * len(self.kinds)
         if self.status == RestoreStatus.FINISHED.value:
-            return self.ranges_total()
-        if self.status == RestoreStatus.CHECKING.value:
-            return 0
-        job = self.job('plan' if self.dry_run else 'write')
-        return completion.tally(job).get('ranges', 0)
+            done = totals
+        elif self.status != RestoreStatus.CHECKING.value:
+            tally = completion.tally(self.job('plan' if self.dry_run
+                                              else 'write'))
+            done = [tally.get(ranges_count(index), 0)
+                    for index in range(len(self.kinds))]
+        return {kind: {'ranges_done': done[index],
+                       'ranges_total': totals[index]}
+                for index, kind in enumerate(self.kinds)}
 
     def to_dict(self):
+        by_kind = self.by_kind()
         found = {'id': self.id, 'status': self.status, 'kinds': self.kinds,
-                 'ranges_done': self.ranges_done(),
-                 'ranges_total': self.ranges_total(),
+                 'ranges_done': sum(counts['ranges_done']
+                                    for counts in by_kind.values()),
+                 'ranges_total': self.ranges_total(), 'by_kind': by_kind,
                  'entities': self.entities, 'deleted': self.deleted,
                  'error': self.error}
         if self.dry_run:
             found['plan'] = self.plan if self.plan or (
                 self.status == RestoreStatus.FINISHED.value) else None
         return found
+
+
+def ranges_count(kind_index):
+    """The name a writing or counting task's ``completion`` counts give the
+    ranges of the kind at ``kind_index`` it has done."""
+    return '%d:ranges' % kind_index

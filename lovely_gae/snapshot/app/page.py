@@ -20,9 +20,8 @@ import types
 from webob import Response, exc
 from webob.multidict import MultiDict
 
-from ...base import prefixed
 from .. import api
-from ..models import RangeBackup, Snapshot, Status
+from ..models import Snapshot, Status
 from ..restores import RestoreStatus
 from . import manage
 from .access import check_access, configured_token, refuse
@@ -286,25 +285,28 @@ def create(request):
     return exc.HTTPSeeOther(location='%spage/%d' % (ROOT, snap.id))
 
 
-def _kind_rows(snap, data):
+def _kind_rows(data):
     rows = ''
     for kind in data['kinds']:
-        if data['status'] == Snapshot.STATUS_FINISHED:
-            bar = _bar(data['range_counts'][kind], data['range_counts'][kind])
-        else:  # ranges stored so far; the total is known once it finishes
-            bar = _bar(sum(1 for _ in prefixed(
-                RangeBackup, snap._backup_prefix(kind), keys_only=True)), None)
+        counts = data['progress']['by_kind'][kind]
         rows += '<tr><td>%s</td><td>%s</td><td>%s</td></tr>' % (
-            _e(kind), _e(data['kind_entities'].get(kind)), bar)
+            _e(kind), _e(data['kind_entities'].get(kind)),
+            _bar(counts['ranges_done'], counts['ranges_total']))
     return rows
 
 
-def _job(title, job):
+def _job(title, job, html_id):
     if not job:
         return ''
     out = '<h2>%s</h2><p>%s: %s</p>' % (
         _e(title), _e(job['status']),
         _bar(job['ranges_done'], job['ranges_total']))
+    out += ('<table id="%s"><tr><th>kind</th><th>ranges</th></tr>%s</table>'
+            % (html_id, ''.join(
+                '<tr><td>%s</td><td>%s</td></tr>' % (
+                    _e(kind), _bar(counts['ranges_done'],
+                                   counts['ranges_total']))
+                for kind, counts in job['by_kind'].items())))
     if job.get('error'):
         out += '<p class="error">%s</p>' % _e(job['error'])
     return out
@@ -328,10 +330,10 @@ def _show(request, message='', status=200):
     if data['error']:
         body += '<p class="error">%s</p>' % _e(data['error'])
     body += ('<table id="kinds"><tr><th>kind</th><th>entities</th>'
-             '<th>ranges</th></tr>%s</table>' % _kind_rows(snap, data))
-    body += _job('Restore', data['restore'])
+             '<th>ranges</th></tr>%s</table>' % _kind_rows(data))
+    body += _job('Restore', data['restore'], 'restore-kinds')
     plan = data['plan']
-    body += _job('Dry run', plan)
+    body += _job('Dry run', plan, 'plan-kinds')
     if plan and plan.get('plan'):
         body += ('<table id="plan"><tr><th>kind</th><th>created</th>'
                  '<th>changed</th><th>deleted</th></tr>%s</table>' % ''.join(

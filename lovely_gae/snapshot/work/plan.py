@@ -14,7 +14,7 @@ from ...base import get_all, retrying, transaction, utcnow
 from ...exceptions import RangeCorrupted, SnapshotIncomplete
 from .. import names
 from ..models import ACTIONS, Snapshot, backup_keys, iter_backups
-from ..restores import Restore, RestoreStatus
+from ..restores import Restore, RestoreStatus, ranges_count
 from .restore import (INLINE_RANGES, PHASES, WRITE_RANGES, first_tasks,
                       leaves, new_record, records, restore_failed)
 
@@ -53,6 +53,7 @@ def plan_ranges(restore_id, index, kind, first, count):
         kind_index = record.kinds.index(kind)
         counts = dict.fromkeys(('%d:%s' % (kind_index, name) for name in
                                 ('created', 'changed', 'deleted')), 0)
+        counts[ranges_count(kind_index)] = count
         try:
             for backup in iter_backups(record.snapshot_id, backup_keys(
                     record.snapshot_id, kind, first, count)):

@@ -33,7 +33,7 @@ from ...exceptions import (InvalidInput, RangeCorrupted, SnapshotIncomplete,
 from . import locks, ranges
 from .. import names
 from ..models import ACTIONS, Snapshot, backup_keys, iter_backups
-from ..restores import Restore, RestoreStatus
+from ..restores import Restore, RestoreStatus, ranges_count
 
 __all__ = ['restore', 'delete', 'restore_failed', 'forget', 'new_record',
            'task', 'first_tasks', 'leaves', 'records', 'mark_deleting',
@@ -251,7 +251,8 @@ def restore_ranges(restore_id, index, kind, first, count):
                             completion.key(job, index)])
     if record is None or record.status != RestoreStatus.RUNNING.value:
         return
-    counts = {'ranges': count, 'entities': 0, 'deleted': 0}
+    counts = {ranges_count(record.kinds.index(kind)): count,
+              'entities': 0, 'deleted': 0}
     if done is None:  # else a run that ended before may not have ascended
         counts['entities'], counts['deleted'] = _restore_ranges(
             list(iter_backups(record.snapshot_id, backup_keys(
