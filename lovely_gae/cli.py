@@ -18,7 +18,6 @@ The arguments are parsed by ``cliparse``; the SDK is imported only once a
 command runs, so that ``--help`` answers at once.
 """
 import contextlib
-import datetime
 import json
 import logging
 import os
@@ -26,7 +25,7 @@ import signal
 import sys
 import threading
 
-from . import cliask, cliinfo, cliparse, defaults
+from . import cliask, cliinfo, cliparse, clitext, defaults
 from .exceptions import LovelyGaeError
 
 __all__ = ['main', 'build_parser', 'download_snapshot']
@@ -64,23 +63,6 @@ def _render(args, data, text):
     return text or None
 
 
-def _describe(info):
-    progress = info['progress']
-    total = progress['ranges_total']
-    lines = ['Snapshot %s: %s' % (info['id'], info['status']),
-             'Kinds: %s' % ', '.join(info['kinds']),
-             'Namespace: %r' % info['namespace'],
-             'Created: %s' % info['created'],
-             'Ranges: %s/%s, entities: %s, stored bytes: %s' % (
-                 progress['ranges_done'], '?' if total is None else total,
-                 progress['entities'], progress['bytes'])]
-    if info.get('error'):
-        lines.append('Error: %s' % info['error'])
-    if info.get('restore'):
-        lines.append('Last restore: %s' % info['restore']['status'])
-    return '\n'.join(lines)
-
-
 def _remote(args):
     """The ``url`` the client functions take: the remote client, or None."""
     return args.client if args.url else None
@@ -110,50 +92,17 @@ def cmd_create(args, client):
         info = _wait(args, client, info['id'], 'snapshot')
     return (int(info['status'] == 'error'), info,
             'Created Snapshot %d\nKinds: %r\n%s' % (
-                info['id'], info['kinds'], _describe(info)))
+                info['id'], info['kinds'], clitext.describe(info)))
 
 
 def cmd_list(args, client):
     infos = client.list_snapshots()
-    line = '%6s  %-8s  %6s  %-16s  %9s  %9s  %s'
-    now = datetime.datetime.now(datetime.timezone.utc)
-    rows = [line % (
-        i['id'], i['status'], _age(now, i['created']), i['namespace'] or "''",
-        i['progress']['entities'], _size(i['progress']['bytes']),
-        ','.join(i['kinds'])) for i in infos]
-    header = line % ('id', 'status', 'age', 'namespace', 'entities',
-                     'stored', 'kinds')
-    return 0, infos, '\n'.join([header] + rows)
-
-
-def _age(now, created):
-    """``created`` (ISO, UTC) as an age: 45s, 12m, 5h, 3d."""
-    then = datetime.datetime.fromisoformat(created.rstrip('Z')).replace(
-        tzinfo=datetime.timezone.utc)
-    seconds = max(0, int((now - then).total_seconds()))
-    for unit, size in (('d', 86400), ('h', 3600), ('m', 60)):
-        if seconds >= size:
-            return '%d%s' % (seconds // size, unit)
-    return '%ds' % seconds
-
-
-def _size(count):
-    """Bytes as people read them: 850 B, 19.0 KiB, 1.2 GiB."""
-    for unit in ('B', 'KiB', 'MiB', 'GiB'):
-        if count < 1024 or unit == 'GiB':
-            return ('%d %s' if unit == 'B' else '%.1f %s') % (count, unit)
-        count /= 1024
+    return 0, infos, clitext.listing(infos)
 
 
 def cmd_status(args, client):
     info = client.get_snapshot(args.id)
-    return 0, info, _describe(info)
-
-
-def _plan_text(plan):
-    return '\n'.join('%s: %d created, %d changed, %d deleted' % (
-        kind, c['created'], c['changed'], c['deleted'])
-        for kind, c in sorted(plan.items()))
+    return 0, info, clitext.describe(info)
 
 
 def _dry_run(args, client, wait=True):
@@ -170,7 +119,7 @@ def _dry_run(args, client, wait=True):
         return 1, answer, 'Dry run of snapshot %s: %s%s' % (
             args.id, dry_run['status'], ': ' + dry_run['error']
             if dry_run['error'] else '')
-    return 0, answer, _plan_text(dry_run['plan'])
+    return 0, answer, clitext.plan(dry_run['plan'])
 
 
 def cmd_restore(args, client):

@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from lovely_gae import cli
+from lovely_gae import cli, clitext
 from lovely_gae import entities as entities_module
 from lovely_gae.snapshot.transfer import devfile
 from tests.conftest import run_cli as run
@@ -56,11 +56,11 @@ def test_list_shows_namespace_entities_stored_size_and_age(store, capsys):
 def test_ages_and_sizes_read_as_people_read_them():
     import datetime
     now = datetime.datetime(2026, 12, 2, 12, 0, tzinfo=datetime.timezone.utc)
-    assert [cli._age(now, created) for created in (
+    assert [clitext.age(now, created) for created in (
         '2026-12-02T11:59:15Z', '2026-12-02T11:47:59.5Z',
         '2026-12-02T07:00:00Z', '2026-11-29T12:00:00Z')] == [
         '45s', '12m', '5h', '3d']
-    assert [cli._size(n) for n in (850, 19023, 5 * 2 ** 30 + 1)] == [
+    assert [clitext.size(n) for n in (850, 19023, 5 * 2 ** 30 + 1)] == [
         '850 B', '18.6 KiB', '5.0 GiB']
 
 

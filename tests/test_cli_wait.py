@@ -168,3 +168,46 @@ def test_upload_tells_its_progress_in_entities(store, capsys, tmp_path,
     out, err = capsys.readouterr()
     assert out == 'Uploaded 30 entities from %s\n' % path
     assert err == 'upload of %s: uploading, 30/30 entities\n' % path
+
+
+def test_status_shows_the_ranges_of_each_kind(way, capsys):
+    snap = created(way, capsys, '--async')
+    assert way('status', str(snap['id'])) == 0
+    assert '\n  Dummy: 0/? ranges\n' in capsys.readouterr().out + '\n'
+    way.run_tasks()
+    capsys.readouterr()
+    with way.working():
+        assert way('restore', str(snap['id']), '--dry-run') == 0
+    capsys.readouterr()
+    assert way('status', str(snap['id'])) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[4].startswith('Ranges: 1/1, entities: 1, stored bytes: ')
+    assert lines[5:] == ['  Dummy: 1/1 ranges',
+                         'Last dry run: finished, ranges 1/1',
+                         '  Dummy: 1/1 ranges']
+
+
+def test_status_of_work_under_way_reads_per_kind():
+    from lovely_gae import clitext
+    info = {'id': 7, 'status': 'storing', 'kinds': ['Order', 'Customer'],
+            'namespace': '', 'created': '2026-12-07T06:00:00Z',
+            'error': None, 'plan': None,
+            'progress': {'ranges_done': 3, 'ranges_total': None,
+                         'entities': 0, 'bytes': 0, 'by_kind': {
+                             'Customer': {'ranges_done': 2,
+                                          'ranges_total': 2},
+                             'Order': {'ranges_done': 1,
+                                       'ranges_total': None}}},
+            'restore': {'status': 'running', 'ranges_done': 4,
+                        'ranges_total': 10, 'error': None, 'by_kind': {
+                            'Customer': {'ranges_done': 4,
+                                         'ranges_total': 4},
+                            'Order': {'ranges_done': 0,
+                                      'ranges_total': 6}}}}
+    assert clitext.describe(info).splitlines() == [
+        'Snapshot 7: storing', 'Kinds: Order, Customer', "Namespace: ''",
+        'Created: 2026-12-07T06:00:00Z',
+        'Ranges: 3/?, entities: 0, stored bytes: 0',
+        '  Customer: 2/2 ranges', '  Order: 1/? ranges',
+        'Last restore: running, ranges 4/10',
+        '  Customer: 4/4 ranges', '  Order: 0/6 ranges']
