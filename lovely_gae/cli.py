@@ -145,8 +145,8 @@ def cmd_restore(args, client):
         answer = dict(answer, restore=_wait(args, client, args.id,
                                             'restore')['restore'])
     restore = answer['restore']
-    return (int(restore['status'] == 'error' or not args.run_async
-                and restore['status'] != 'finished'), answer,
+    # A wait ends finished or failed; without one, only a failure is known.
+    return (int(restore['status'] == 'error'), answer,
             'Restore of snapshot %s: %s' % (args.id, restore['status']))
 
 

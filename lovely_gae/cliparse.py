@@ -31,6 +31,13 @@ class _Parser(argparse.ArgumentParser):
                 'usage': self.format_usage().strip()}, sort_keys=True) + '\n')
         super().error(message)
 
+    def one_line_error(self, message):
+        """A usage error where the usage would not help: the command is
+        right, what it is asked to do is not."""
+        if self.json_errors:
+            self.error(message)
+        self.exit(2, '%s: error: %s\n' % (self.prog, message))
+
 
 def _bounded(kind, low, high=None):
     """An argparse ``type``: a ``kind`` (int, float) from ``low`` to
@@ -245,9 +252,8 @@ def check_usage(parser, args):
                       % (args.out_dir, args.out_dir))
     if args.url and args.command == 'queue':
         # One line: the usage would not help, the command is right.
-        command.exit(2, '%s: error: an app\'s task queue is not available '
-                     'over --url, only a local datastore file\'s\n'
-                     % command.prog)
+        command.one_line_error('an app\'s task queue is not available over '
+                               '--url, only a local datastore file\'s')
     if args.url and args.where == 'local':
         command.error('works on a local datastore file, not --url')
     if args.url and args.app_id:

@@ -100,3 +100,22 @@ def test_errors_over_url_are_the_same_json(snapshot_server, capsys,
     assert json.loads(capsys.readouterr().err) == {
         'error': 'no snapshot with id 999', 'type': 'SnapshotNotFound',
         'exit': 1, 'id': 999}
+
+
+def test_a_no_and_a_wrong_place_are_json_too(store, capsys, snapshot,
+                                             monkeypatch):
+    from tests.test_cli_more import typing
+    typing(monkeypatch, 'n')
+    assert run_cli(store, '--json', 'delete', str(snapshot['id'])) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ''
+    # After the question (the terminal shows the answer and its newline).
+    assert json.loads(captured.err.rsplit('[y/N] ', 1)[1]) == {
+        'error': 'nothing changed', 'type': 'Declined', 'exit': 1}
+    with pytest.raises(SystemExit) as info:
+        cli.main(['--url', 'http://127.0.0.1:9', 'queue', '--json'])
+    assert info.value.code == 2
+    error = json.loads(capsys.readouterr().err)
+    assert (error['error'], error['type']) == (
+        "an app's task queue is not available over --url, only a local "
+        "datastore file's", 'UsageError')
