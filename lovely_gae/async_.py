@@ -3,12 +3,12 @@
 A task is the dotted name of a registered function plus its serialized
 arguments: a worker runs only functions registered with ``task`` (as huey
 registers its tasks), so a task that data put into the queue cannot name
-``os:system`` (what a task is: ``tasks``). It survives a restart, can be
-written in the same transaction as the data it belongs to, and runs at least once: a task that raises is retried with
-backoff, and a worker that dies gives its tasks back when its lease expires
-(see ``leases``).
-``run_tasks`` is the one code path that runs tasks, for tests, the CLI
-worker and the HTTP worker alike.
+``os:system`` (what a task is: ``tasks``; where tasks are kept:
+``taskstore``). It survives a restart, can be written in the same
+transaction as the data it belongs to, and runs at least once: a task that
+raises is retried with backoff, and a worker that dies gives its tasks back
+when its lease expires. ``run_tasks`` is the one code path that runs tasks,
+for tests, the CLI worker and the HTTP worker alike.
 """
 import contextvars
 import datetime
@@ -19,19 +19,16 @@ import time
 import traceback
 import uuid
 
-from google.appengine.ext import db
-
-from . import defaults, entities, leases, push, taskstore
+from . import defaults, push, taskstore
 from .base import after_commit, transaction, utcnow
-from .tasks import (Status, Task, _arguments, dotted_name, make_task,
-                    register, resolve, task)
+from .tasks import (Status, Task, dotted_name, make_task, register, resolve,
+                    task)
 
 __all__ = ['Status', 'Task', 'task', 'register', 'defer', 'defer_many',
            'make_task', 'get_tasks', 'count_tasks', 'get_failed_tasks',
-           'count_leased', 'retry_failed', 'drop_failed',
+           'count_leased', 'retry_failed', 'drop_failed', 'Clock',
            'run_tasks', 'run_in_threads', 'run_task', 'done_with_current',
-           'push_again',
-           'dotted_name', 'resolve']
+           'push_again', 'dotted_name', 'resolve']
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +40,20 @@ _running = contextvars.ContextVar('running', default=None)
 _PUSH_SKEW = datetime.timedelta(seconds=5)
 
 
+class Clock:
+    """The time ``run_tasks`` keeps: real time. Tests pass a clock they
+    advance (``lovely_gae.testing.Clock``)."""
 
-def _queued(keys_only=False):
-    """Tasks waiting in the queue: ``due`` is a task's one indexed property,
-    None once it has failed for good (the single-property index suffices)."""
-    return Task.all(keys_only=keys_only).filter('due >=', taskstore.EPOCH)
+    #: Seconds a worker waiting for tasks sleeps at most before it looks
+    #: again: other workers may queue tasks meanwhile.
+    poll_seconds = 1.0
+
+    def now(self):
+        """Naive UTC, as tasks store their times."""
+        return utcnow()
+
+    def sleep(self, seconds):
+        time.sleep(seconds)
 
 
 def defer(func, args=(), kwargs=None, once_only=True, countdown=0,
@@ -75,13 +81,13 @@ def defer_many(tasks):
     """Store tasks made by ``make_task`` with as few writes as possible,
     and announce them to the pusher in use (``push``)."""
     waiting, running = _waiting.get(), _running.get()
-    tasks = [task for task in tasks if task.key().name() not in waiting]
-    taskstore.put([taskstore.entity_of(task) for task in tasks])
+    tasks = [task for task in tasks if task.name not in waiting]
+    taskstore.enqueue(tasks)
     by_due = {}
     for stored in tasks:
-        if running is not None and stored.key().name() == running[0]:
+        if running is not None and stored.name == running[0]:
             running[1] = True  # its run must not delete it when done
-        by_due.setdefault(stored.due, []).append(stored.key().name())
+        by_due.setdefault(stored.due, []).append(stored.name)
     for due, names in sorted(by_due.items()):
         push.announce(names, due)
 
@@ -89,12 +95,9 @@ def defer_many(tasks):
 def push_again(names):
     """Push each of the stored tasks ``names`` on its own, as it is due."""
     by_due = {}
-    for found in entities.get([entities.ref(Task.key_for(name))
-                               for name in names]):
-        if found is not None:
-            task = db.model_from_protobuf(found)
-            if task.due is not None:
-                by_due.setdefault(task.due, []).append(task.key().name())
+    for found in taskstore.get(names):
+        if found is not None and found.due is not None:
+            by_due.setdefault(found.due, []).append(found.name)
     for due, group in sorted(by_due.items()):
         push.announce(group, due)
 
@@ -107,27 +110,23 @@ def run_task(name):
     task to one worker (a task runs at least once anyway). If it fails it
     is stored again with its error, due after its backoff, and pushed.
     """
-    found = entities.get([entities.ref(Task.key_for(name))])[0]
+    [found] = taskstore.get([name])
     if found is None:
         return False  # done, failed for good, or held by a lease
-    task = db.model_from_protobuf(found)
-    if task.due is None or task.due > utcnow() + _PUSH_SKEW:
+    if found.due is None or found.due > utcnow() + _PUSH_SKEW:
         return False
-    task.attempts += 1
+    found.attempts += 1
     state = [name, False, False]
     reset = _running.set(state)
     try:
-        func = resolve(task.func)
-        args, kwargs = task.arguments()
-        func(*args, **kwargs)
+        _call(found)
     except Exception as exc:
-        error = _describe(exc, task)
-        transaction(_retry_or_fail, task, error)
+        transaction(_retry_or_fail, found, _describe(exc, found), utcnow())
         return True
     finally:
         _running.reset(reset)
     if not (state[1] or state[2]):
-        entities.delete([found.key])
+        taskstore.delete([name])
     return True
 
 
@@ -138,12 +137,8 @@ def done_with_current():
     state = _running.get()
     if state is None or state[1]:
         return
-    entities.delete([entities.ref(Task.key_for(state[0]))])
+    taskstore.delete([state[0]])
     after_commit(lambda: state.__setitem__(2, True))
-
-
-def _leased():
-    return [db.model_from_protobuf(pb) for pb in leases.leased_entities()]
 
 
 def get_tasks():
@@ -151,60 +146,44 @@ def get_tasks():
 
     A running task is shown as leased: ``due`` is the end of its lease.
     """
-    tasks = {task.key(): task for task in _leased()}
-    tasks.update((task.key(), task)
-                 for task in _queued())
-    return sorted(tasks.values(), key=lambda t: (t.due, t.key().name()))
+    tasks = {task.name: task for task in taskstore.leased()}
+    tasks.update((task.name, task) for task in taskstore.queued())
+    return sorted(tasks.values(), key=lambda t: (t.due, t.name))
 
 
-def count_tasks(limit=1000):
-    """How many tasks wait (or run), counted up to ``limit``."""
-    keys = set(_queued(keys_only=True).run(
-        limit=limit))
-    keys.update(entities.key(pb.key) for pb in leases.leased_entities())
-    return min(len(keys), limit)
-
-
-def get_failed_tasks():
-    """Tasks that used up their attempts; each keeps its last error."""
-    return list(Task.all().filter('due =', None))
+#: How many tasks wait (or run), counted up to ``limit``.
+count_tasks = taskstore.size
+#: Tasks that used up their attempts; each keeps its last error.
+get_failed_tasks = taskstore.failed
 
 
 def count_leased():
     """How many tasks workers hold now (``get_tasks`` shows them too)."""
-    return len({entities.key(pb.key) for pb in leases.leased_entities()})
+    return len({task.name for task in taskstore.leased()})
 
 
 def retry_failed():
     """Queue the failed tasks again, due now with no attempts used; how
     many. Each keeps its last error until it runs."""
-    tasks = get_failed_tasks()
+    tasks = taskstore.failed()
     now = utcnow()
     for failed in tasks:
-        failed.status, failed.due, failed.attempts = (
-            Status.QUEUED.value, now, 0)
-    db.put(tasks)
+        failed.attempts = 0
+    taskstore.retry(tasks, now)
     if tasks:
-        push.announce([failed.key().name() for failed in tasks], now)
+        push.announce([failed.name for failed in tasks], now)
     return len(tasks)
 
 
 def drop_failed():
     """Delete the failed tasks; how many."""
-    keys = list(Task.all(keys_only=True).filter('due =', None))
-    db.delete(keys)
-    return len(keys)
-
-
-def _next_due():
-    """When a task is due next, or a lease ends whose tasks may come back."""
-    first = _queued().order('due').get()
-    times = [first.due if first else None, leases.next_expiry()]
-    return min((t for t in times if t is not None), default=None)
+    names = [failed.name for failed in taskstore.failed()]
+    taskstore.delete(names)
+    return len(names)
 
 
 def run_tasks(recursive=False, wait=False, deadline=None, max_tasks=None,
-              lease_seconds=None, shared=False):
+              shared=False, clock=None):
     """Run the tasks that are due now and return how many ran.
 
     ``recursive`` also runs the tasks those tasks queue, until none is due;
@@ -213,35 +192,38 @@ def run_tasks(recursive=False, wait=False, deadline=None, max_tasks=None,
     ``max_tasks`` bound the call; what is left stays queued. While pushes
     hand out tasks (``push``), it sweeps: it takes only tasks that are
     ``defaults.SWEEP_GRACE`` seconds overdue, which their pushes missed.
+    ``clock`` keeps the time (default: a real ``Clock``).
 
     A worker leases the due tasks 20 at a time, in the order they fall
     due. One of many that poll at once (``shared``) leases one at a time,
     picked at random: the workers share what is due, rather than one
     running it all while the rest wait, and seldom reach for the same task.
     """
-    lease_seconds = lease_seconds or defaults.LEASE_SECONDS
+    clock = clock or Clock()
     grace = datetime.timedelta(seconds=defaults.SWEEP_GRACE if
                                push.current() is not None else 0)
-    stop_at = None if deadline is None else time.monotonic() + deadline
+    stop_at = (None if deadline is None
+               else clock.now() + datetime.timedelta(seconds=deadline))
 
     def out_of_budget(count):
         return ((max_tasks is not None and count >= max_tasks) or
-                (stop_at is not None and time.monotonic() >= stop_at))
+                (stop_at is not None and clock.now() >= stop_at))
     ran = 0
     while True:
         ran_in_pass = 0
-        leases.recover(utcnow())
-        for refs in taskstore.due_batches(utcnow() - grace):
+        taskstore.recover(clock.now())
+        for refs in taskstore.due(clock.now() - grace):
             if shared:  # rival workers lease other tasks first
                 random.shuffle(refs)
             while refs:
                 if out_of_budget(ran):
                     return ran
                 token = uuid.uuid4().hex
-                leased, rest = leases.lease(refs[:1] if shared else refs,
-                                            token, lease_seconds)
+                leased, rest = taskstore.lease(refs[:1] if shared else refs,
+                                               token, clock.now(),
+                                               defaults.LEASE_SECONDS)
                 refs = rest + refs[1:] if shared else rest
-                count = _run_lease(token, leased,
+                count = _run_lease(token, leased, clock,
                                    lambda n: out_of_budget(ran + n))
                 ran += count
                 ran_in_pass += count
@@ -250,15 +232,16 @@ def run_tasks(recursive=False, wait=False, deadline=None, max_tasks=None,
         if not recursive or (ran_in_pass == 0 and not wait):
             return ran
         if ran_in_pass == 0:
-            next_due = _next_due()
+            next_due = taskstore.next_due()
             if next_due is None:
                 return ran
-            pause = min(max((next_due - utcnow()).total_seconds(), 0), 1.0)
+            pause = min(max((next_due - clock.now()).total_seconds(), 0),
+                        clock.poll_seconds)
             if stop_at is not None:
-                pause = min(pause, stop_at - time.monotonic())
+                pause = min(pause, (stop_at - clock.now()).total_seconds())
                 if pause <= 0:
                     return ran
-            time.sleep(pause)
+            clock.sleep(pause)
 
 
 def run_in_threads(threads, **kwargs):
@@ -269,9 +252,10 @@ def run_in_threads(threads, **kwargs):
     """
     if threads <= 1:
         return run_tasks(**kwargs)
+    clock = kwargs.setdefault('clock', Clock())
     lock, busy, ran = threading.Lock(), [0], [0]
-    stop_at = (None if kwargs.get('deadline') is None
-               else time.monotonic() + kwargs['deadline'])
+    stop_at = (None if kwargs.get('deadline') is None else
+               clock.now() + datetime.timedelta(seconds=kwargs['deadline']))
 
     def work():
         while True:
@@ -286,11 +270,11 @@ def run_in_threads(threads, **kwargs):
                     ran[0] += count
                     others_busy = busy[0] > 0
             if not kwargs.get('recursive') or (
-                    stop_at is not None and time.monotonic() >= stop_at) or (
+                    stop_at is not None and clock.now() >= stop_at) or (
                     count == 0 and not others_busy):
                 return
             if count == 0:
-                time.sleep(0.01)
+                time.sleep(0.01)  # real time: the others' tasks take it
     workers = [threading.Thread(target=work, name='lovely-gae-worker-%d' % n)
                for n in range(1, threads + 1)]
     for worker in workers:
@@ -300,22 +284,34 @@ def run_in_threads(threads, **kwargs):
     return ran[0]
 
 
-def _run_lease(token, leased, out_of_budget):
+def _run_lease(token, leased, clock, out_of_budget):
     """Run the tasks of a lease, then end it; how many ran."""
     waiting = {task.name for task in leased}
     reset = _waiting.set(waiting)
     try:
         for index, leased_task in enumerate(leased):
             if out_of_budget(index):
-                transaction(leases.release, token, leased[index:])
+                transaction(taskstore.release, token, leased[index:],
+                            clock.now())
                 return index
             waiting.discard(leased_task.name)
-            _run_one(leased_task)
+            try:
+                _call(leased_task)
+            except Exception as exc:
+                transaction(_settle_failure, leased_task,
+                            _describe(exc, leased_task), clock.now())
     finally:
         _waiting.reset(reset)
     if leased:
-        leases.finish(token)
+        taskstore.finish(token)
     return len(leased)
+
+
+def _call(task):
+    """Run the function of ``task``, if it is registered."""
+    func = resolve(task.func)
+    args, kwargs = task.arguments()
+    func(*args, **kwargs)
 
 
 def _describe(exc, task):
@@ -326,37 +322,25 @@ def _describe(exc, task):
     return error
 
 
-def _run_one(task):
-    """Run a leased task; if it fails, put it back in the queue to retry."""
-    try:
-        func = resolve(task.func)
-        args, kwargs = _arguments(task.payload)
-        func(*args, **kwargs)
-    except Exception as exc:
-        transaction(_settle_failure, task, _describe(exc, task))
-
-
-def _settle_failure(leased, error):
-    if not leases.holds(leased.lease):
+def _settle_failure(leased, error, now):
+    if not taskstore.holds(leased.lease):
         return  # the lease ran out and another worker took the task over
     # If the same work was deferred again meanwhile, this retry stands for it.
-    _retry_or_fail(db.model_from_protobuf(leased.entity), error)
+    _retry_or_fail(leased, error, now)
 
 
-def _retry_or_fail(task, error):
+def _retry_or_fail(task, error, now):
     """Store a task that failed: due again after its backoff, or failed for
     good after its last attempt (then ``on_failure`` runs, here)."""
     task.error = error
     if task.attempts < task.max_attempts:
         delay = min(task.retry_delay * 2 ** (task.attempts - 1),
                     defaults.MAX_RETRY_DELAY)
-        task.due = utcnow() + datetime.timedelta(seconds=delay)
-        task.put()
-        push.announce([task.key().name()], task.due, task.attempts)
+        due = now + datetime.timedelta(seconds=delay)
+        taskstore.retry([task], due)
+        push.announce([task.name], due, task.attempts)
         return
-    task.status = Status.FAILED.value
-    task.due = None
-    task.put()
+    taskstore.fail(task)
     log.error('task %s failed for good after %d attempts: %s', task.func,
               task.attempts, error)
     if task.on_failure:

@@ -92,3 +92,6 @@ LOCK_SUFFIX = '.lock'
 #: App id of a local datastore when neither ``--app-id`` nor
 #: ``$GAE_APPLICATION`` gives one.
 LOCAL_APP_ID = 'lovely-gae-local'
+
+#: Seconds a session of the HTML page lasts from its login.
+SESSION_SECONDS = 8 * 3600

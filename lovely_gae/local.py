@@ -24,7 +24,7 @@ import time
 from unittest import mock
 
 from google.appengine.api import namespace_manager
-from google.appengine.api import datastore_file_stub
+from google.appengine.api import datastore_errors, datastore_file_stub
 from google.appengine.datastore import datastore_stub_util
 from google.appengine.ext import testbed as testbed_module
 from google.protobuf.message import DecodeError
@@ -34,8 +34,9 @@ from .entities import EntityProto
 from .exceptions import DatastoreFileError, DatastoreLocked
 
 __all__ = ['DEFAULT_DATASTORE', 'DEFAULT_APP_ID', 'TESTING_APP_ID',
-           'LOCK_SUFFIX', 'start_testbed', 'local_datastore',
-           'LocalDatastore', 'save_datastore', 'drain', 'LocalClient']
+           'LOCK_SUFFIX', 'start_testbed', 'load_datastore',
+           'local_datastore', 'LocalDatastore', 'save_datastore', 'drain',
+           'LocalClient']
 
 # The command line's defaults (``defaults``), by the names used here.
 DEFAULT_DATASTORE = defaults.DATASTORE_FILE
@@ -45,13 +46,14 @@ DEFAULT_APP_ID = defaults.LOCAL_APP_ID
 TESTING_APP_ID = 'lovely-gae-testing'
 
 
-def start_testbed(app_id=TESTING_APP_ID, datastore_file=None,
-                  **stub_kwargs):
+def start_testbed(app_id=TESTING_APP_ID):
     """Activate and return a testbed with the datastore and memcache stubs.
 
-    The datastore applies every write at once (no eventual consistency), as
-    a single local process expects, and reads a range of keys in the
-    range's time (``filestub``), as production does.
+    The datastore starts empty, applies every write at once (no eventual
+    consistency), as a single local process expects, and reads a range of
+    keys in the range's time (``filestub``), as production does. It reads
+    no file: the SDK's stub would unpickle it (``local_datastore`` loads
+    one through the library's own parser).
     """
     bed = testbed_module.Testbed()
     bed.activate()
@@ -61,9 +63,7 @@ def start_testbed(app_id=TESTING_APP_ID, datastore_file=None,
     # The testbed makes the SDK's stub by this name: ours, the one time.
     with mock.patch.object(datastore_file_stub, 'DatastoreFileStub',
                            filestub.DatastoreFileStub):
-        bed.init_datastore_v3_stub(consistency_policy=policy,
-                                   datastore_file=datastore_file,
-                                   **stub_kwargs)
+        bed.init_datastore_v3_stub(consistency_policy=policy)
     bed.init_memcache_stub()
     namespace_manager.set_namespace('')
     return bed
@@ -157,10 +157,12 @@ def _stored_record(number, data):
     if not (entity.IsInitialized() and entity.key.app and len(path)
             and all(e.type and (e.id or e.name) for e in path)):
         raise ValueError('record %d is not a complete entity' % number)
+    if any(e.id < 0 for e in path):
+        raise ValueError('record %d has a negative id' % number)
     return record
 
 
-def _load(stub, path):
+def load_datastore(stub, path):
     """Put the entities of the file at ``path`` (if any) into ``stub``.
 
     What the SDK's ``DatastoreFileStub.Read`` does, but on records the
@@ -184,7 +186,7 @@ def _load(stub, path):
             last = record.entity.key.path.element[-1]
             if last.id:
                 stub._SetMaxId(last.id)
-    except ValueError as error:
+    except (ValueError, datastore_errors.Error) as error:
         raise DatastoreFileError(path, error) from None
 
 
@@ -282,7 +284,7 @@ def local_datastore(path=DEFAULT_DATASTORE, app_id=None, save=True,
     try:
         bed = start_testbed(app_id=app_id)
         try:
-            _load(bed.get_stub('datastore_v3'), path)
+            load_datastore(bed.get_stub('datastore_v3'), path)
             datastore = LocalDatastore(path, bed.get_stub('datastore_v3'),
                                        lock)
             yield datastore

@@ -21,8 +21,9 @@ import os
 from google.appengine.api import datastore
 from google.appengine.api.taskqueue import taskqueue
 
-from . import defaults, taskstore
+from . import defaults
 from .base import after_commit, before_commit, on_app_engine, utcnow
+from .tasks import micros
 
 __all__ = ['PARAM', 'TaskqueuePusher', 'push_name', 'current', 'use',
            'announce']
@@ -39,12 +40,9 @@ PARAM = 'task'
 class TaskqueuePusher:
     """Push tasks on App Engine's task queue ``queue_name`` to ``url``."""
 
+    queue_name = defaults.PUSH_QUEUE
     #: The worker endpoint of the snapshot app.
     url = '/lovely.gae/worker'
-
-    def __init__(self, queue_name=None, url=None):
-        self.queue_name = queue_name or defaults.PUSH_QUEUE
-        self.url = url or self.url
 
     def _task(self, names, due, name=None):
         countdown = max(0.0, (due - utcnow()).total_seconds())
@@ -91,7 +89,7 @@ def push_name(name, due, attempt=0):
     push, as is the same push added twice; a retry gets a push of its own.
     (A task queued again later still, after it ran, is pushed again; one
     queued again sooner is run by the sweeper.)"""
-    window = int(taskstore.micros(due) // (_SAME_PUSH_SECONDS * 10 ** 6))
+    window = int(micros(due) // (_SAME_PUSH_SECONDS * 10 ** 6))
     digest = hashlib.sha256(('%s\0%d\0%d' % (name, window, attempt))
                             .encode())
     return 'lg-' + digest.hexdigest()[:40]

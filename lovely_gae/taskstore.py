@@ -1,125 +1,287 @@
-"""How the task queue stores its tasks: entities read and written as protos.
+"""Where the queue keeps its tasks: one storage contract, on the datastore.
 
-``async_.Task`` is how a task looks to its users. The hot path (put a task,
-find the due ones, lease them) skips ``db.Model`` and works on the
-``EntityProto`` messages: most of a task's cost on the datastore is
-converting its properties. Only set properties are stored; ``db.Model``
-reads a missing one as its default, and so does ``leases.LeasedTask``.
+``async_`` keeps tasks through these functions only. In pairs: ``enqueue``
+and ``delete`` tasks, ``get`` them by name; ``due`` lists what to
+``lease``, which ``finish`` (they ran) or ``release`` (unrun) end, while it
+``holds``; ``recover`` gives back the tasks of expired leases; a task that
+failed is stored to ``retry`` or as ``fail``-ed; ``queued``, ``leased``
+and ``failed`` list tasks, ``size`` counts them, ``next_due`` says when
+there is more to do.
+
+A task is an entity (``tasks.Task.to_proto``) whose one indexed property
+is ``due``. The hot path (put, find the due ones, lease) works on
+``EntityProto`` messages, not ``db.Model``: most of a task's cost on the
+datastore is converting its properties.
+
+A lease takes a batch of due tasks out of the queue in one cross-group
+transaction: it reads them (so that a rival lease of any of them collides),
+deletes them, and stores them, as leased, in one lease entity of its own.
+No other worker sees them while the lease holds. Deleting the lease entity
+finishes the whole batch (a task that failed went back to the queue
+before). A worker that dies leaves its lease entity behind: once it has
+expired, ``recover`` puts its tasks back in the queue as they were leased
+(unless the queue holds them again), and they run again. Per task that is
+one read and one delete, plus a share of one entity per batch.
 """
 import datetime
+import logging
 
-from google.appengine.api import datastore_types
-from google.appengine.datastore import datastore_query
+from google.appengine.api import datastore, datastore_types
+from google.appengine.datastore import datastore_query, datastore_rpc
 from google.appengine.datastore import entity_bytes_pb2 as entity_pb2
 
 from . import defaults, entities
+from .base import retrying, transaction
+from .tasks import EPOCH, KIND, Field, Task, reference as _ref
 
-__all__ = ['KIND', 'EPOCH', 'MAX_PAYLOAD', 'BATCH', 'WHEN', 'micros', 'add_property',
-           'properties', 'emptied_value', 'entity_of', 'put', 'due_batches']
+__all__ = ['KIND', 'LEASE_KIND', 'BATCH', 'HOLD_BYTES', 'enqueue', 'get',
+           'delete', 'due', 'lease', 'finish', 'release', 'holds', 'recover',
+           'retry', 'fail', 'queued', 'leased', 'failed', 'size', 'next_due']
 
-KIND = 'LovelyGaeTask'
+log = logging.getLogger(__name__)
 
-#: Failed tasks, and only they, have ``due=None``; a range that starts here
-#: never matches them.
-EPOCH = datetime.datetime(1970, 1, 1)
-
-#: Bytes of serialized arguments a task may have: a leased task is stored
-#: again inside its lease's entity, which must stay below the datastore's
-#: 1,048,572 bytes per entity too.
-MAX_PAYLOAD = 1000000
+LEASE_KIND = 'LovelyGaeLease'
 
 #: Due tasks handed to one lease. A cross-group transaction spans at most
 #: ``defaults.MAX_TRANSACTION_GROUPS`` entity groups: every task is one,
 #: and the lease entity another.
 BATCH = 20
 
-#: Meaning of a datetime property: microseconds since ``EPOCH``.
-WHEN = entity_pb2.Property.GD_WHEN
-_MICROSECOND = datetime.timedelta(microseconds=1)
-_TEXT = entity_pb2.Property.TEXT
+#: Tries of a lease whose commit collides with another worker's.
+_TRIES = 20
+
+#: Bytes of tasks a lease entity holds at most (a first task always fits:
+#: ``tasks.MAX_PAYLOAD`` keeps every task well below
+#: ``defaults.MAX_ENTITY_BYTES``).
+HOLD_BYTES = defaults.PART_SIZE
+
+_XG = datastore_rpc.TransactionOptions(xg=True)
+_BLOB = entity_pb2.Property.BLOB
+
+#: A lease entity's one property: when it ends (indexed, as a task's).
+_DUE = Field('due', 'when', indexed=True)
 
 
-def micros(when):
-    """A naive UTC datetime as the datastore stores it."""
-    return (when - EPOCH) // _MICROSECOND
+def _key(name, kind=KIND):
+    return entities.key(_ref(name, kind))
 
 
-def add_property(props, name, meaning=None, multiple=False):
-    """The value of a new property appended to ``props``."""
-    prop = props.add()
-    prop.name = name
-    prop.multiple = multiple
-    if meaning:
-        prop.meaning = meaning
-    return prop.value
+def enqueue(tasks):
+    """Store ``tasks``, new or again; inside a transaction, with it."""
+    entities.put([task.to_proto() for task in tasks])
 
 
-def properties(pb):
-    """The properties of ``pb`` by name (a stored null reads as 0 or '')."""
-    props = {prop.name: prop for prop in pb.property}
-    props.update((prop.name, prop) for prop in pb.raw_property)
-    return props
+def get(names):
+    """The stored tasks of key names ``names`` (None where there is none:
+    done, failed... or held by a lease)."""
+    return [pb and Task.from_proto(pb)
+            for pb in entities.get([_ref(name) for name in names])]
 
 
-def emptied_value(props, pb, name):
-    """The emptied value of property ``name``; added, unindexed, if missing.
-
-    ``props`` is ``properties(pb)``.
-    """
-    prop = props.get(name)
-    if prop is None:
-        return add_property(pb.raw_property, name)
-    prop.value.Clear()
-    return prop.value
+def delete(names):
+    """Remove the tasks ``names``; inside a transaction, with it."""
+    entities.delete([_ref(name) for name in names])
 
 
-def entity_of(task):
-    """The ``EntityProto`` of an unsaved ``async_.Task``, as ``put`` stores it.
+def _query(kind, *filters, order=None, keys_only=False, limit=None):
+    """The results of a query of ``kind``: protos (or references)."""
+    predicate = (datastore_query.CompositeFilter(
+        datastore_query.CompositeFilter.AND, list(filters))
+        if len(filters) > 1 else filters[0] if filters else None)
+    query = datastore_query.Query(
+        app=datastore_types.ResolveAppId(None), namespace=defaults.NAMESPACE,
+        kind=kind, filter_predicate=predicate,
+        order=order and datastore_query.PropertyOrder(order))
+    options = datastore_query.QueryOptions(
+        keys_only=keys_only, limit=limit, batch_size=defaults.TASK_BATCH)
+    for batch in query.run(entities.connection(), options):
+        yield from batch.results
 
-    The properties are ``db.Model``'s, but ``status``, ``attempts`` and
-    unset ones are left out while they hold their defaults.
-    """
+
+def _waiting(cutoff=None, **options):
+    """Tasks waiting in the queue (due by ``cutoff``), oldest due first:
+    ``due >= EPOCH`` leaves the failed ones out."""
+    filters = [datastore_query.make_filter('due', '>=', EPOCH)]
+    if cutoff is not None:
+        filters.append(datastore_query.make_filter('due', '<=', cutoff))
+    return _query(KIND, *filters, order='due', **options)
+
+
+def due(cutoff):
+    """References of the tasks due by ``cutoff``, in lists of ``BATCH``."""
+    batch = []
+    for reference in _waiting(cutoff, keys_only=True):
+        batch.append(reference)
+        if len(batch) >= BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _holder(token, until):
+    """The lease entity, still without its tasks: its end is indexed."""
     pb = entity_pb2.EntityProto()
-    pb.key.CopyFrom(entities.ref(task.key()))
+    pb.key.CopyFrom(_ref(token, LEASE_KIND))
     pb.entity_group.element.add().CopyFrom(pb.key.path.element[0])
-    if task.due is not None:
-        add_property(pb.property, 'due', WHEN).int64Value = micros(task.due)
-    raw = pb.raw_property
-    add_property(raw, 'func').stringValue = task.func.encode('utf-8')
-    if task.payload is not None:
-        add_property(raw, 'payload', _TEXT).stringValue = (
-            task.payload.encode('utf-8'))
-    if task.on_failure:
-        add_property(raw, 'on_failure').stringValue = (
-            task.on_failure.encode('utf-8'))
-    add_property(raw, 'max_attempts').int64Value = task.max_attempts
-    add_property(raw, 'retry_delay').doubleValue = task.retry_delay
-    add_property(raw, 'created', WHEN).int64Value = micros(task.created)
+    _DUE.write(pb, until)
     return pb
 
 
-def put(protos):
-    """Store task entities; inside a transaction, they commit with it."""
-    entities.put(protos)
+def _try_lease(refs, token, now, until):
+    """One lease transaction: ``(leased tasks, refs left for another
+    lease)``, or None if it collided."""
+    holder = _holder(token, until)
+    txn = entities.connection().new_transaction(_XG)
+    try:
+        leased, size = [], 0
+        for index, pb in enumerate(txn.get(refs)):
+            task = pb and Task.from_proto(pb)
+            if task is None or task.due is None or task.due > now:
+                continue
+            task.attempts, task.due, task.lease = task.attempts + 1, until, \
+                token
+            data = task.to_proto().SerializeToString()
+            size += len(data)
+            if leased and size > HOLD_BYTES:
+                break
+            prop = holder.raw_property.add()
+            prop.name, prop.multiple = 'tasks', True
+            prop.meaning, prop.value.stringValue = _BLOB, data
+            leased.append(task)
+        else:
+            index = len(refs)
+        if leased:
+            txn.put([holder])
+            txn.delete([_ref(task.name) for task in leased])
+    except Exception:
+        try:
+            txn.rollback()
+        except Exception:
+            log.warning('rollback of a lease failed', exc_info=True)
+        raise
+    # As db.run_in_transaction: False is a collision; None, nothing to write.
+    return None if txn.commit() is False else (leased, refs[index:])
 
 
-def due_batches(cutoff):
-    """References of the tasks due by ``cutoff``, in lists of ``BATCH``."""
-    query = datastore_query.Query(
-        app=datastore_types.ResolveAppId(None), namespace=defaults.NAMESPACE,
-        kind=KIND, order=datastore_query.PropertyOrder('due'),
-        filter_predicate=datastore_query.CompositeFilter(
-            datastore_query.CompositeFilter.AND, [
-                datastore_query.make_filter('due', '>=', EPOCH),
-                datastore_query.make_filter('due', '<=', cutoff)]))
-    options = datastore_query.QueryOptions(keys_only=True,
-                                           batch_size=defaults.TASK_BATCH)
-    batch = []
-    for results in query.run(entities.connection(), options):
-        for reference in results.results:
-            batch.append(reference)
-            if len(batch) >= BATCH:
-                yield batch
-                batch = []
-    if batch:
-        yield batch
+def lease(refs, token, now, seconds):
+    """Lease the tasks of ``refs`` that are due by ``now``, for ``seconds``.
+
+    Returns ``(leased, rest)``: the tasks as leased ([] if other workers
+    leased them first), and the refs that did not fit in this lease's
+    entity. ``token`` names the lease; end it with ``finish`` or
+    ``release``.
+    """
+    until = now + datetime.timedelta(seconds=seconds)
+    for _ in range(_TRIES):
+        result = retrying(_try_lease, refs, token, now, until)
+        if result is not None:
+            return result
+    return [], []
+
+
+def finish(token):
+    """End a lease whose tasks ran: the ones that succeeded are gone."""
+    entities.delete([_ref(token, LEASE_KIND)])
+
+
+def holds(token):
+    """Whether the lease still holds (in a transaction: and keeps holding)."""
+    return datastore.Get([_key(token, LEASE_KIND)])[0] is not None
+
+
+def _restore(key, copies):
+    """End the lease of ``key``; its tasks ``copies`` (protos) go back to
+    the queue, unless it holds them again (deferred anew, or retried)."""
+    keys = [entities.key(pb.key) for pb in copies]
+    back = [datastore.Entity.FromPb(pb) for pb, found in
+            zip(copies, datastore.Get(keys)) if found is None]
+    if back:
+        datastore.Put(back)
+    datastore.Delete(key)
+
+
+def release(token, tasks, now):
+    """Give back leased ``tasks`` this worker will not run after all, due
+    at ``now`` as before their lease. Run it in a transaction; the lease
+    ends."""
+    if not holds(token):
+        return
+    for task in tasks:
+        task.due, task.lease, task.attempts = now, None, task.attempts - 1
+    _restore(_key(token, LEASE_KIND), [task.to_proto() for task in tasks])
+
+
+def _copies(blobs):
+    return [entity_pb2.EntityProto.FromString(bytes(blob))
+            for blob in blobs or ()]
+
+
+def _recover(key, now):
+    holder = datastore.Get([key])[0]
+    if holder is None or holder['due'] > now:
+        return 0
+    copies = _copies(holder.get('tasks'))
+    _restore(key, copies)
+    log.warning('lease %s expired: %d tasks back in the queue', key.name(),
+                len(copies))
+    return len(copies)
+
+
+def recover(now):
+    """Give back the tasks of leases that expired by ``now``; how many."""
+    expired = _query(LEASE_KIND, datastore_query.make_filter('due', '<=', now),
+                     keys_only=True)
+    return sum(transaction(_recover, entities.key(ref), now)
+               for ref in list(expired))
+
+
+def retry(tasks, due):
+    """Store ``tasks`` again, due at ``due`` (a try that failed, with its
+    ``error``; or failed tasks queued again)."""
+    for task in tasks:
+        task.due = due
+    enqueue(tasks)
+
+
+def fail(task):
+    """Store ``task`` as failed for good: out of the queue, with its
+    ``error``, until it is retried or deleted."""
+    task.due = None
+    enqueue([task])
+
+
+def queued():
+    """The tasks waiting in the queue, oldest due first."""
+    return [Task.from_proto(pb) for pb in _waiting()]
+
+
+def leased():
+    """The tasks leases hold, as leased (``due`` is the lease's end)."""
+    return [Task.from_proto(pb) for holder in _query(LEASE_KIND)
+            for prop in holder.raw_property if prop.name == 'tasks'
+            for pb in _copies([prop.value.stringValue])]
+
+
+def failed():
+    """The tasks that failed for good."""
+    return [Task.from_proto(pb)
+            for pb in _query(KIND, datastore_query.make_filter('due', '=',
+                                                               None))]
+
+
+def size(limit=1000):
+    """How many tasks wait or are held, counted up to ``limit``."""
+    names = {ref.path.element[-1].name
+             for ref in _waiting(keys_only=True, limit=limit)}
+    names.update(task.name for task in leased())
+    return min(len(names), limit)
+
+
+def next_due():
+    """When a task falls due next, or a lease ends whose tasks may come
+    back (None if neither)."""
+    firsts = (list(_waiting(limit=1)) +
+              list(_query(LEASE_KIND, order='due', limit=1)))
+    return min((_DUE.read(prop.value) for pb in firsts
+                for prop in pb.property if prop.name == 'due'), default=None)

@@ -6,11 +6,17 @@ Installed with the package (entry point ``pytest11``), it offers:
   ``lovely-gae-testing``) with the datastore stub, whose consistency policy
   always applies writes, and the memcache stub;
 - ``run_tasks``: ``lovely_gae.async_.run_tasks``, with the testbed active;
+- ``task_clock``: a ``Clock`` to pass as ``run_tasks(clock=...)``: tests
+  advance it past retries, countdowns and leases instead of sleeping;
 - ``snapshot_server``: the snapshot app on a real HTTP server (waitress) on
   a loopback port, on the testbed's datastore, requiring a bearer token
   from every caller (App Engine's headers count for nothing, even with
   ``GAE_ENV`` set): ``snapshot_server.url`` and ``snapshot_server.token``.
+
+It also offers ``rerun(task)``, which runs a task once more as its retry
+would.
 """
+import datetime
 import secrets
 
 import pytest
@@ -18,10 +24,40 @@ import pytest
 from . import async_
 from .local import TESTING_APP_ID, start_testbed
 
-__all__ = ['APP_ID', 'start_testbed', 'gae_testbed', 'run_tasks',
-           'snapshot_server']
+__all__ = ['APP_ID', 'Clock', 'rerun', 'start_testbed', 'gae_testbed',
+           'run_tasks', 'task_clock', 'snapshot_server']
 
 APP_ID = TESTING_APP_ID
+
+
+class Clock(async_.Clock):
+    """Real time plus what the test advanced it by; ``sleep`` advances it
+    and returns at once."""
+
+    #: A worker waiting for tasks sleeps until the next is due: its sleep
+    #: takes no time, so nothing could be queued meanwhile.
+    poll_seconds = float('inf')
+
+    def __init__(self):
+        self.ahead = datetime.timedelta()
+
+    def now(self):
+        return super().now() + self.ahead
+
+    def sleep(self, seconds):
+        self.advance(seconds)
+
+    def advance(self, seconds):
+        """Move the clock ``seconds`` on."""
+        self.ahead += datetime.timedelta(seconds=seconds)
+
+
+def rerun(task):
+    """Run ``task`` (as ``async_.get_tasks`` shows it) once more, as its
+    retry would: the registered function it names, with its arguments.
+    What it raises propagates; the queue is left as it is."""
+    args, kwargs = task.arguments()
+    async_.resolve(task.func)(*args, **kwargs)
 
 
 @pytest.fixture
@@ -38,6 +74,12 @@ def gae_testbed():
 def run_tasks(gae_testbed):
     """``async_.run_tasks``, the same code path a worker runs."""
     return async_.run_tasks
+
+
+@pytest.fixture
+def task_clock():
+    """A ``Clock`` for ``run_tasks(clock=task_clock)``, now at real time."""
+    return Clock()
 
 
 @pytest.fixture

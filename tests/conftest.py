@@ -1,6 +1,7 @@
 """Fixtures shared by the test modules."""
 import pytest
-from google.appengine.ext import db
+from google.appengine.datastore import datastore_stub_util
+from google.appengine.ext import db, testbed
 from google.appengine.runtime import apiproxy_errors
 
 from lovely_gae import async_, defaults, entities
@@ -143,3 +144,19 @@ def run_cli(store, *args):
     """``lovely-gae --datastore STORE ARGS...``; its exit status."""
     from lovely_gae import cli
     return cli.main(['--datastore', store] + list(args))
+
+
+def sdk_file_testbed(app_id, path, save_changes=False):
+    """A testbed whose datastore the SDK's own file stub loads from
+    ``path``, as the development server does: to show that a file of ours
+    is one it reads, and one it wrote is one we read. The SDK unpickles the
+    file, so only for files the test itself wrote."""
+    bed = testbed.Testbed()
+    bed.activate()
+    bed.setup_env(app_id=app_id, overwrite=True)
+    bed.init_datastore_v3_stub(
+        datastore_file=path, save_changes=save_changes,
+        consistency_policy=datastore_stub_util.PseudoRandomHRConsistencyPolicy(
+            probability=1))
+    bed.init_memcache_stub()
+    return bed

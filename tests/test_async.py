@@ -3,7 +3,7 @@ import datetime
 import pytest
 from google.appengine.ext import db
 
-from lovely_gae import async_, taskstore
+from lovely_gae import async_
 from lovely_gae.exceptions import NotSerializable, TaskError
 from lovely_gae.serializers import JSONSerializer
 
@@ -67,10 +67,28 @@ def test_run_tasks_runs_only_what_was_due_unless_recursive(
     assert run_tasks(recursive=True) == 2
 
 
-def test_countdown_delays_a_task(gae_testbed, run_tasks):
+def test_countdown_delays_a_task(gae_testbed, run_tasks, task_clock):
     async_.defer(record, countdown=3600)
-    assert run_tasks(recursive=True) == 0
+    assert run_tasks(recursive=True, clock=task_clock) == 0
     assert len(async_.get_tasks()) == 1
+    task_clock.advance(3599)
+    assert run_tasks(clock=task_clock) == 0
+    task_clock.advance(1)
+    assert run_tasks(clock=task_clock) == 1
+    assert CALLS == [((), {})]
+
+
+def test_waiting_for_retries_advances_the_clock_given(gae_testbed, run_tasks,
+                                                      task_clock):
+    async_.defer('builtins:int', args=('x',), max_attempts=3, retry_delay=60)
+    before = task_clock.now()
+    assert run_tasks(recursive=True, wait=True, clock=task_clock) == 3
+    assert async_.get_tasks() == []
+    [failed] = async_.get_failed_tasks()
+    assert failed.attempts == 3
+    # Waited out both backoffs (60 s, then 120 s), and not much longer.
+    waited = (task_clock.now() - before).total_seconds()
+    assert 180 <= waited < 185
 
 
 def test_defer_in_a_transaction_rolls_back_with_it(gae_testbed, run_tasks):
@@ -106,7 +124,7 @@ def test_a_stored_task_naming_foreign_code_fails_and_runs_nothing(
     import os
     ran = []
     monkeypatch.setattr(os, 'system', lambda *args: ran.append(args))
-    forged = [async_.Task(key_name='forged-%d' % i, func=name,
+    forged = [async_.Task('forged-%d' % i, func=name,
                           payload='{"args": ["touch /tmp/owned"]}',
                           due=datetime.datetime(2000, 1, 1),
                           max_attempts=1, retry_delay=0.0,
@@ -115,7 +133,7 @@ def test_a_stored_task_naming_foreign_code_fails_and_runs_nothing(
                   ('os:system', None),
                   ('tests.test_async:unregistered', None),
                   ('builtins:int', 'os:system')])]
-    taskstore.put([taskstore.entity_of(task) for task in forged])
+    async_.defer_many(forged)
     assert run_tasks() == 3
     assert ran == [] and CALLS == []
     errors = sorted(task.error for task in async_.get_failed_tasks())
@@ -144,21 +162,27 @@ def test_arguments_too_big_for_a_lease_are_refused(gae_testbed):
 
 
 SEEN_THREADS = []
+#: Set once a task ran in another thread than the first task's.
+ELSEWHERE = []
 
 
 @async_.task
 def note_thread(number):
     import threading
-    import time
     SEEN_THREADS.append(threading.current_thread().name)
-    time.sleep(0.02)  # long enough for another worker to take the next
+    if len(set(SEEN_THREADS)) > 1:
+        ELSEWHERE[0].set()
     if number < 6:
         async_.defer(note_thread, args=(number + 1,))
         async_.defer(note_thread, args=(number + 10,))
+    if number == 0:  # another worker takes what this one queued
+        assert ELSEWHERE[0].wait(timeout=5)
 
 
 def test_tasks_run_in_several_threads_at_once(gae_testbed):
+    import threading
     SEEN_THREADS.clear()
+    ELSEWHERE[:] = [threading.Event()]
     async_.defer(note_thread, args=(0,))
     ran = async_.run_in_threads(4, recursive=True)
     assert ran == len(SEEN_THREADS) == 13  # 0..6, and 10..15

@@ -7,8 +7,10 @@ import json
 import pytest
 
 from lovely_gae import async_, cli
+from lovely_gae.entities import EntityProto
 from lovely_gae.snapshot import client as snapshot_client
 from lovely_gae.snapshot.transfer import devfile
+from lovely_gae.snapshot.transfer.devfile import DevFileWriter
 from tests.conftest import run_cli as run
 
 FAILS = []
@@ -275,6 +277,27 @@ class Clock:
 
     def __call__(self):
         return self.now
+
+
+def test_inspect_of_a_kind_that_is_not_utf8_is_a_one_line_error(
+        tmp_path, monkeypatch, capsys):
+    """A kind that is not UTF-8 (protobuf hands it over as bytes) is a
+    damaged entity to ``inspect``, in one line, as to ``verify``."""
+    monkeypatch.chdir(tmp_path)
+    entity = EntityProto()
+    entity.key.app = 'a'
+    element = entity.key.path.element.add()
+    element.type, element.id = 'K', 1
+    entity.entity_group.element.add().CopyFrom(element)
+    record = entity.SerializeToString().replace(b'\x12\x01K', b'\x12\x01\xff')
+    path = str(tmp_path / 'snapshot.1')
+    with open(path, 'wb') as f:
+        writer = DevFileWriter(f)
+        writer.add_many([record])
+        writer.close()
+    assert cli.main(['inspect', path]) == 1
+    assert capsys.readouterr().err == (
+        'lovely-gae: error: %s holds a damaged entity\n' % path)
 
 
 def test_progress_off_a_terminal_prints_a_line_per_tenth_or_ten_seconds():

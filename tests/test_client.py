@@ -11,7 +11,7 @@ from lovely_gae.exceptions import (OutFileExists, SnapshotNotFinished,
 from lovely_gae.snapshot import api, client
 from lovely_gae.snapshot.transfer import devfile
 from lovely_gae.snapshot.client import quiet
-from tests.conftest import Dummy, Yummy
+from tests.conftest import Dummy, Yummy, sdk_file_testbed
 
 
 def stored_bytes(kind):
@@ -116,7 +116,6 @@ class Child(db.Model):
 
 def test_rewritten_keys_and_references_load_under_the_target_app(
         gae_testbed, finished_snapshot, tmp_path):
-    from lovely_gae.testing import start_testbed
     mum = Parent(name='mum')
     mum.put()
     elsewhere = db.Key.from_path('Parent', 'x', namespace='global')
@@ -127,8 +126,7 @@ def test_rewritten_keys_and_references_load_under_the_target_app(
     path = client.download_snapshot(str(tmp_path), snap.id, progress=quiet,
                                     target_app_id='dev~lovely-dev',
                                     target_namespace='dev')
-    bed = start_testbed(app_id='dev~lovely-dev', datastore_file=path,
-                        save_changes=False)
+    bed = sdk_file_testbed('dev~lovely-dev', path, save_changes=False)
     try:
         [loaded] = Child.all(namespace='dev').fetch(None)
         assert loaded.key().app() == 'dev~lovely-dev'
@@ -209,10 +207,10 @@ def test_upload_of_a_damaged_file_puts_nothing(make_entities,
 
 def test_a_datastore_file_the_sdk_saved_uploads_byte_for_byte(
         tmp_path, monkeypatch):
-    from lovely_gae.local import DEFAULT_APP_ID, local_datastore, start_testbed
+    from lovely_gae.local import DEFAULT_APP_ID, local_datastore
     monkeypatch.delenv('GAE_APPLICATION', raising=False)
     path = str(tmp_path / 'dev.datastore')
-    bed = start_testbed(DEFAULT_APP_ID, datastore_file=path, save_changes=True)
+    bed = sdk_file_testbed(DEFAULT_APP_ID, path, save_changes=True)
     try:
         db.put([Dummy(title=t) for t in ('', 'x', 'é' * 300)])
         expected = stored_bytes('Dummy')
@@ -373,7 +371,6 @@ class Outer(ndb.Model):
 
 def test_keys_inside_structured_values_load_under_the_target_app(
         gae_testbed, finished_snapshot, tmp_path):
-    from lovely_gae.testing import start_testbed
     target = Target(id='t', label='found').put()
     Outer(one=Inner(ref=target), many=[Inner(), Inner(refs=[target] * 2)],
           nested=Middle(inner=Inner(ref=target)),
@@ -383,8 +380,7 @@ def test_keys_inside_structured_values_load_under_the_target_app(
     path = client.download_snapshot(str(tmp_path), snap.id, progress=quiet,
                                     target_app_id='dev~lovely-dev')
     ndb.get_context().clear_cache()
-    bed = start_testbed(app_id='dev~lovely-dev', datastore_file=path,
-                        save_changes=False)
+    bed = sdk_file_testbed('dev~lovely-dev', path, save_changes=False)
     try:
         outer = Outer.query().get()
         found = [outer.one.ref.get(), outer.nested.inner.ref.get(),

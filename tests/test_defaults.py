@@ -1,13 +1,13 @@
 """What the library writes in one request or transaction stays within the
 datastore's limits, as ``defaults`` spells them."""
-from lovely_gae import defaults, taskstore
+from lovely_gae import defaults, tasks, taskstore
 from lovely_gae.snapshot.work import passes, ranges, restore
 
 
 def test_a_stored_part_and_a_task_fit_an_entity_and_a_request():
     assert defaults.PART_SIZE < defaults.MAX_ENTITY_BYTES
     assert defaults.PART_SIZE < defaults.MAX_REQUEST_BYTES
-    assert taskstore.MAX_PAYLOAD < defaults.MAX_ENTITY_BYTES
+    assert tasks.MAX_PAYLOAD < defaults.MAX_ENTITY_BYTES
 
 
 def test_a_range_task_commits_within_one_transaction():

@@ -5,7 +5,7 @@ import time
 import pytest
 from google.appengine.ext import db
 
-from lovely_gae import async_, entities, leases
+from lovely_gae import async_, entities, taskstore
 from lovely_gae.base import TRANSIENT_ERRORS
 from lovely_gae.snapshot import api
 from lovely_gae.snapshot.work import ranges
@@ -82,27 +82,29 @@ def test_a_task_that_keeps_failing_puts_the_snapshot_in_error(
     assert async_.get_tasks() == []
 
 
-def test_retries_back_off(gae_testbed, run_tasks):
+def test_retries_back_off(gae_testbed, run_tasks, task_clock):
     async_.defer('builtins:int', args=('x',), retry_delay=0.5)
-    assert run_tasks() == 1
+    assert run_tasks(clock=task_clock) == 1
     [task] = async_.get_tasks()
     wait = (task.due - task.created).total_seconds()
     assert 0.4 < wait < 1.5
-    assert run_tasks() == 0  # not due yet
-    assert run_tasks(recursive=True, wait=True, deadline=3, max_tasks=1) == 1
+    assert run_tasks(clock=task_clock) == 0  # not due yet
+    assert run_tasks(recursive=True, wait=True, deadline=3, max_tasks=1,
+                     clock=task_clock) == 1
     [task] = async_.get_tasks()
     assert task.attempts == 2
 
 
 def test_a_dead_workers_task_is_taken_over_after_its_lease(
-        gae_testbed, run_tasks, monkeypatch):
+        gae_testbed, run_tasks, task_clock):
     async_.defer('builtins:print', args=('x',))
     [task] = async_.get_tasks()
-    [lease] = leases.lease([entities.ref(task.key())], 'dead-worker',
-                           0.2)[0]
+    [lease] = taskstore.lease([entities.ref(task.key())], 'dead-worker',
+                              task_clock.now(), 0.2)[0]
     assert lease.attempts == 1
-    assert run_tasks() == 0  # leased to the dead worker
-    assert run_tasks(recursive=True, wait=True, deadline=5) == 1
+    assert run_tasks(clock=task_clock) == 0  # leased to the dead worker
+    assert run_tasks(recursive=True, wait=True, deadline=5,
+                     clock=task_clock) == 1
     assert async_.get_tasks() == []
 
 
@@ -165,9 +167,13 @@ def test_four_threads_drain_a_three_kind_snapshot_storing_each_range_once(
     assert len(set(stored)) > 1  # by more than one worker
     assert RangeBackup.all().count() == total
     assert RangeBackupPart.all().count() == 0
-    assert snap.progress() == {'ranges_done': total, 'ranges_total': total,
-                               'entities': 270,
-                               'bytes': snap.stored_bytes}
+    kinds = {kind: snap.range_count(kind) for kind in snap.kinds}
+    assert snap.progress() == {
+        'ranges_done': total, 'ranges_total': total, 'entities': 270,
+        'bytes': snap.stored_bytes,
+        'by_kind': {kind: {'ranges_done': count, 'ranges_total': count}
+                    for kind, count in kinds.items()}}
+    assert sum(kinds.values()) == total
     assert snap.verify() == []
 
 

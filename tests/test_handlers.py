@@ -5,13 +5,17 @@ import hashlib
 from urllib.parse import quote
 
 import pytest
+from google.appengine.api import datastore
+from google.appengine.datastore.entity_bytes_pb2 import Property
 from google.appengine.ext import db
 from webob import Request
 from webtest import TestApp
 
-from lovely_gae import async_, defaults, entities, taskstore
+from lovely_gae import async_, defaults, entities
+from lovely_gae.entities import EntityProto
 from lovely_gae.snapshot import getApp, storage
 from lovely_gae.snapshot.transfer import wire
+from lovely_gae.snapshot.app import data
 from lovely_gae.snapshot.app.handlers import HANDLER_TUPLES
 from lovely_gae.snapshot.models import RangeBackup, Snapshot
 from tests.conftest import Dummy, Unread, Yummy
@@ -203,6 +207,21 @@ def test_manifest_lists_every_range_with_its_checksum(app, make_entities,
     assert sum(r['count'] for r in manifest['ranges']) == 28
 
 
+def test_a_range_deleted_while_its_page_is_read_is_a_conflict(
+        app, make_entities, finished_snapshot, monkeypatch):
+    make_entities(Dummy, 25)
+    snap = finished_snapshot(['Dummy'], batchsize=10)
+    listed = data._page
+
+    def page_then_delete(*args):  # the snapshot's deletion, in between
+        keys, after = listed(*args)
+        db.delete(keys[1])
+        return keys, after
+    monkeypatch.setattr(data, '_page', page_then_delete)
+    res = app.get('%s/%d/manifest' % (SNAPSHOTS, snap.id), status=409)
+    assert res.text.startswith('range RB:%d:Dummy:0000000001:' % snap.id)
+
+
 def test_unfinished_snapshots_cannot_be_downloaded(app, make_entities):
     make_entities(Dummy, 3)
     started = app.post(SNAPSHOTS, {'kinds': 'Dummy'}).json
@@ -298,18 +317,65 @@ def test_a_bad_upload_puts_nothing(app, make_entities, body, content_type,
     assert Dummy.all().count() == 0
 
 
+def test_structured_values_nested_too_deep_are_a_400(app):
+    """Values nested deeper than ``rewrite.MAX_DEPTH`` are a one-line 400,
+    as every other bad entity is, and nothing is put."""
+    inner = EntityProto()
+    for _ in range(105):
+        outer = EntityProto()
+        prop = outer.raw_property.add()
+        prop.name, prop.multiple = 'n', False
+        prop.meaning = Property.ENTITY_PROTO
+        prop.value.stringValue = inner.SerializePartialToString()
+        inner = outer
+    inner.key.app = 'x'
+    element = inner.key.path.element.add()
+    element.type, element.id = 'K', 5
+    inner.entity_group.element.add().CopyFrom(element)
+    record = inner.SerializePartialToString()
+    res = app.post(SNAPSHOTS.replace('snapshots', 'upload'),
+                   wire.storage.varint(len(record)) + record,
+                   content_type=wire.CONTENT_TYPE, status=400)
+    assert res.text == ('structured values nested deeper than 100 '
+                        'levels\n')
+    assert datastore.Query('K').Count() == 0
+
+
 def test_uploads_into_the_librarys_own_namespace_are_refused(
         app, finished_snapshot, make_entities):
     make_entities(Dummy, 1)
     snap = finished_snapshot(['Dummy'])
-    proto = taskstore.entity_of(async_.Task(
-        key_name='forged', func='os:system', payload='{"args": ["true"]}',
-        due=datetime.datetime(2000, 1, 1), max_attempts=1, retry_delay=0.0))
+    proto = async_.Task(
+        'forged', func='os:system', payload='{"args": ["true"]}',
+        due=datetime.datetime(2000, 1, 1), max_attempts=1,
+        retry_delay=0.0).to_proto()
     res = app.post('/lovely.gae/upload', _upload_body(proto),
                    content_type=wire.CONTENT_TYPE, status=400)
     assert "namespace 'lovely_gae'" in res.text
     assert async_.get_tasks() == []
     assert RangeBackup.all().count() == len(snap.range_backups())
+
+
+@pytest.mark.parametrize('kind, name, namespace, reason', [
+    ('__Stat_Kind__', 'a', '', "kind '__Stat_Kind__', which the datastore "
+     'keeps for itself or finds too long'),
+    ('K' * 1501, 'a', '', 'which the datastore keeps for itself or finds '
+     'too long'),
+    ('K', 'n' * 1501, '', 'a name longer than 1500 bytes'),
+    ('K', 'a', 'no spaces', "namespace 'no spaces', which is not one the "
+     'datastore takes'),
+])
+def test_uploads_of_keys_production_refuses_are_refused(app, kind, name,
+                                                        namespace, reason):
+    proto = EntityProto()
+    proto.key.app, proto.key.name_space = 'x', namespace
+    element = proto.key.path.element.add()
+    element.type, element.name = kind, name
+    proto.entity_group.element.add().CopyFrom(element)
+    res = app.post('/lovely.gae/upload', _upload_body(proto),
+                   content_type=wire.CONTENT_TYPE, status=400)
+    assert reason in res.text
+    assert datastore.Query(kind[:100], namespace='').Count() == 0
 
 
 def test_worker_runs_due_tasks_and_says_what_is_left(app, make_entities):

@@ -12,7 +12,8 @@ from google.appengine.ext import db
 
 from lovely_gae import async_, defaults, entities
 from lovely_gae import server as server_module
-from lovely_gae.exceptions import (AccessDenied, DownloadError, OutFileExists,
+from lovely_gae.exceptions import (AccessDenied, DownloadError,
+                                   LovelyGaeError, OutFileExists,
                                    RangeCorrupted, SnapshotNotFinished,
                                    SnapshotNotFound)
 from lovely_gae.server import ThreadedServer
@@ -426,3 +427,16 @@ def test_stop_ends_a_worker_that_waits_for_a_caller_who_reads_nothing():
         assert server.server.task_dispatcher.threads == set()
     finally:
         caller.close()
+
+
+def test_a_remote_create_refuses_a_kind_without_entities(snapshot_server):
+    """``lovely-gae --url URL create Dumy`` (a typo) is refused as a local
+    create is (``EmptyKind``), and creates no snapshot: a backup of
+    nothing would pass for one of ``Dummy``."""
+    Dummy(title='kept').put()
+    remote = RemoteClient(snapshot_server.url, snapshot_server.token,
+                          retries=0)
+    with pytest.raises(LovelyGaeError, match="kind 'Dumy' has no entities"):
+        remote.create_snapshot(['Dumy'], allow_empty=False)
+    assert api.list_snapshots() == []
+    assert remote.create_snapshot(['Dumy'])['kinds'] == ['Dumy']

@@ -7,14 +7,19 @@ import subprocess
 import sys
 
 import pytest
+from google.appengine.api import datastore
 from google.appengine.ext import db
+from webtest import TestApp
 
-from lovely_gae import local
+from lovely_gae import cli, local
+from lovely_gae.entities import EntityProto
 from lovely_gae.exceptions import DatastoreFileError, DatastoreLocked
-from lovely_gae.local import LocalDatastore, local_datastore, start_testbed
-from lovely_gae.snapshot.transfer import devfile
+from lovely_gae.local import LocalDatastore, local_datastore
+from lovely_gae.snapshot import getApp
+from lovely_gae.snapshot.transfer import devfile, wire
+from lovely_gae.snapshot.transfer.devfile import DevFileWriter
 from lovely_gae.snapshot.models import Snapshot
-from tests.conftest import Dummy
+from tests.conftest import Dummy, sdk_file_testbed
 from tests.conftest import run_cli as run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -81,8 +86,7 @@ def test_a_damaged_datastore_file_is_a_one_line_error(store, capsys, content,
 
 
 def test_a_file_the_sdk_saved_loads_and_ids_go_on(store):
-    bed = start_testbed(local.DEFAULT_APP_ID, datastore_file=store,
-                        save_changes=True)
+    bed = sdk_file_testbed(local.DEFAULT_APP_ID, store, save_changes=True)
     try:
         keys = db.put([Dummy(title=str(i)) for i in range(3)])
         bed.get_stub('datastore_v3').Write()  # protocol 1, a timestamp
@@ -99,7 +103,7 @@ def test_a_saved_file_loads_in_the_sdks_file_stub(store):
     fill(store)
     with local_datastore(store):
         assert Dummy.all().count() == 3  # and it loads here again
-    bed = start_testbed(local.DEFAULT_APP_ID, datastore_file=store)
+    bed = sdk_file_testbed(local.DEFAULT_APP_ID, store)
     try:
         assert Dummy.all().count() == 3
     finally:
@@ -359,3 +363,59 @@ def test_a_file_of_more_than_one_name_is_refused(store, tmp_path, capsys):
             'links); use a file of one name\n' % path)
     os.unlink(other)
     assert snapshots_in(store) == 0
+
+
+def test_the_testbed_takes_no_file_to_unpickle():
+    """``start_testbed`` (the pytest plugin's, ``local_datastore``'s) takes
+    no datastore file: the SDK's stub would unpickle it. A file is loaded
+    by ``local_datastore``, through the library's parser (above)."""
+    with pytest.raises(TypeError):
+        local.start_testbed(datastore_file='snapshot.1')
+
+
+def _file_with(path, entity_id):
+    e = EntityProto()
+    e.key.app = 'lovely-gae-local'
+    element = e.key.path.element.add()
+    element.type, element.id = 'K', entity_id
+    e.entity_group.element.add().CopyFrom(element)
+    with open(path, 'wb') as f:
+        writer = DevFileWriter(f)
+        writer.add_many([e.SerializeToString()])
+        writer.close()
+
+
+def test_a_negative_id_in_the_datastore_file_is_a_one_line_error(
+        tmp_path, monkeypatch, capsys):
+    """A key with a negative id is refused in one line, as every other
+    damaged file is (the SDK's stub would raise BadArgumentError)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv('GAE_APPLICATION', raising=False)
+    store = str(tmp_path / 'data.datastore')
+    _file_with(store, -5)
+    assert cli.main(['--datastore', store, 'list']) == 1
+    assert capsys.readouterr().err == (
+        'lovely-gae: error: datastore file %s: record 1 has a negative id\n'
+        % store)
+
+
+def test_an_upload_the_app_takes_leaves_a_file_that_loads(tmp_path,
+                                                         monkeypatch):
+    """An upload of a key production would refuse (a negative id) is a
+    400: were it put and saved, no command could load the file again."""
+    monkeypatch.delenv('GAE_APPLICATION', raising=False)
+    store = str(tmp_path / 'data.datastore')
+    e = EntityProto()
+    e.key.app = 'whatever'
+    element = e.key.path.element.add()
+    element.type, element.id = 'K', -5
+    e.entity_group.element.add().CopyFrom(element)
+    record = e.SerializeToString()
+    body = wire.storage.varint(len(record)) + record
+    with local_datastore(store):
+        res = TestApp(getApp()).post('/lovely.gae/upload', body,
+                                     content_type=wire.CONTENT_TYPE,
+                                     status=400)
+    assert res.text == 'a key is incomplete, or its id -5 is not positive\n'
+    with local_datastore(store, save=False):
+        assert datastore.Query('K').Count() == 0

@@ -1,13 +1,14 @@
 """The HTML page: who gets it, what a cross-site request does, escaping."""
 import re
+import time
 
 import pytest
 from google.appengine.ext import db
 from webtest import TestApp
 
-from lovely_gae import async_
+from lovely_gae import async_, defaults
 from lovely_gae.snapshot import api, getApp
-from lovely_gae.snapshot.app import page
+from lovely_gae.snapshot.app import page, sessions
 from lovely_gae.snapshot.models import Snapshot
 from tests.conftest import Dummy, Yummy
 
@@ -183,6 +184,16 @@ def test_a_refusal_of_the_json_logic_is_shown_on_the_page(browser):
     assert Snapshot.all().count() == 0
 
 
+def test_a_misspelt_kind_is_refused_and_creates_nothing(browser,
+                                                      make_entities):
+    make_entities(Dummy, 3)
+    res = browser.get(ROOT)
+    res = browser.post(ROOT + 'page/create',
+                       {'kinds': 'Dumy', 'csrf': csrf_of(res)}, status=400)
+    assert "kind &#x27;Dumy&#x27; has no entities" in res.text
+    assert Snapshot.all().count() == 0
+
+
 def test_hostile_kind_names_are_escaped(browser, run_tasks):
     kind = '<script>alert(1)</script>"\'&'
     model = type('Hostile', (db.Expando,), {'kind': classmethod(
@@ -207,3 +218,60 @@ def test_the_cookie_is_secure_when_the_page_came_over_https(app):
         assert 'secure' in res.headers['Set-Cookie'].lower()
     res = app.post(ROOT + 'login', {'token': TOKEN})
     assert 'secure' not in res.headers['Set-Cookie'].lower()
+
+
+def test_a_session_cookie_is_dead_after_logout(gae_testbed, monkeypatch):
+    """A copy of the cookie taken before logout (a shared machine, a proxy
+    log) opens nothing after it."""
+    monkeypatch.delenv('LOVELY_GAE_TOKEN', raising=False)
+    app = TestApp(getApp(token=TOKEN, app_engine_headers=False))
+    res = app.post(ROOT + 'login', {'token': TOKEN})
+    stolen = app.cookies[page.COOKIE]
+    res = app.get(ROOT)
+    app.post(ROOT + 'logout', {'csrf': csrf_of(res)}, status=303)
+    assert page.COOKIE not in app.cookies
+    thief = TestApp(getApp(token=TOKEN, app_engine_headers=False))
+    thief.set_cookie(page.COOKIE, stolen)
+    res = thief.get(ROOT, expect_errors=True)
+    assert res.status_int == 401, 'a logged-out cookie still opens the page'
+
+
+def test_a_session_cookie_expires(gae_testbed, monkeypatch):
+    """The browser drops the cookie after ``SESSION_SECONDS``, and the app
+    refuses one that is older, or whose time was changed."""
+    monkeypatch.delenv('LOVELY_GAE_TOKEN', raising=False)
+    app = TestApp(getApp(token=TOKEN, app_engine_headers=False))
+    res = app.post(ROOT + 'login', {'token': TOKEN})
+    cookie = res.headers['Set-Cookie']
+    assert 'Max-Age=%d' % defaults.SESSION_SECONDS in cookie, cookie
+    key = TOKEN.encode()
+    now = time.time()
+    fresh = sessions.start(key, now - defaults.SESSION_SECONDS + 60)
+    old = sessions.start(key, now - defaults.SESSION_SECONDS - 1)
+    nonce, issued, signature = old.split('.')
+    moved = '%s.%d.%s' % (nonce, now, signature)
+    for cookie, status in ((fresh, 200), (old, 401), (moved, 401)):
+        visitor = TestApp(getApp(token=TOKEN, app_engine_headers=False))
+        visitor.set_cookie(page.COOKIE, cookie)
+        assert visitor.get(ROOT, expect_errors=True).status_int == status
+
+
+def test_login_works_behind_a_front_end_that_ends_tls(gae_testbed,
+                                                     monkeypatch):
+    """Behind App Engine's front end (or any proxy that ends TLS) the app
+    sees plain HTTP and ``X-Forwarded-Proto: https``, while the browser
+    sends ``Origin: https://host``: that origin is the page's own. Another
+    host's is still refused."""
+    monkeypatch.delenv('LOVELY_GAE_TOKEN', raising=False)
+    app = TestApp(getApp(token=TOKEN, app_engine_headers=False))
+    res = app.post(ROOT + 'login', {'token': TOKEN}, expect_errors=True,
+                   headers={'Host': 'myapp.appspot.com',
+                            'X-Forwarded-Proto': 'https',
+                            'Origin': 'https://myapp.appspot.com',
+                            'Sec-Fetch-Site': 'same-origin'})
+    assert res.status_int == 303, res.text
+    res = app.post(ROOT + 'login', {'token': TOKEN}, expect_errors=True,
+                   headers={'Host': 'myapp.appspot.com',
+                            'X-Forwarded-Proto': 'https',
+                            'Origin': 'https://evil.example'})
+    assert res.status_int == 403

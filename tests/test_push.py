@@ -3,7 +3,6 @@ import datetime
 import urllib.parse
 
 import pytest
-from google.appengine.ext import db
 
 from lovely_gae import async_, base, defaults, push
 from lovely_gae.exceptions import TaskError
@@ -148,11 +147,11 @@ def test_unregistered_names_cannot_be_run_by_key(taskqueue, monkeypatch):
     import os
     ran = []
     monkeypatch.setattr(os, 'system', lambda *a: ran.append(a))
-    forged = async_.Task(key_name='forged', func='os:system',
+    forged = async_.Task('forged', func='os:system',
                          payload='{"args": ["true"]}',
                          due=datetime.datetime(2000, 1, 1), max_attempts=1,
                          retry_delay=0.0)
-    db.put(forged)
+    async_.defer_many([forged])
     assert async_.run_task('forged') is True
     assert ran == []
     [failed] = async_.get_failed_tasks()

@@ -5,7 +5,8 @@ import requests
 from google.appengine.api import memcache
 from google.appengine.ext import db
 
-from lovely_gae.async_ import defer
+from lovely_gae.async_ import defer, get_tasks
+from lovely_gae.testing import rerun
 
 
 class Note(db.Model):
@@ -28,6 +29,24 @@ def test_run_tasks_runs_what_was_deferred(run_tasks, capsys):
     assert capsys.readouterr().out == 'from a task\\n'
 
 
+def test_a_clock_the_test_advances_past_a_countdown(run_tasks, task_clock,
+                                                    capsys):
+    defer(print, args=('later',), countdown=600)
+    assert run_tasks(clock=task_clock) == 0
+    task_clock.advance(600)
+    assert run_tasks(clock=task_clock) == 1
+    assert capsys.readouterr().out == 'later\\n'
+
+
+def test_rerun_runs_a_task_once_more_as_its_retry_would(run_tasks, capsys):
+    defer(print, args=('again',))
+    [task] = get_tasks()
+    assert run_tasks() == 1
+    rerun(task)
+    assert capsys.readouterr().out == 'again\\nagain\\n'
+    assert get_tasks() == []
+
+
 def test_a_snapshot_server_on_loopback(snapshot_server):
     Note(text='x').put()
     url = snapshot_server.url + '/lovely.gae/snapshots'
@@ -44,7 +63,7 @@ def test_users_get_a_testbed_tasks_and_a_server(pytester):
     # here, so that this runs in a checkout too.
     result = pytester.runpytest('-p', 'no:lovely_gae',
                                 '-p', 'lovely_gae.testing')
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=6)
 
 
 def test_the_installed_package_registers_the_plugin_for_pytest():

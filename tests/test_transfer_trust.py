@@ -5,6 +5,8 @@ import bz2
 import hashlib
 import json
 import os
+import socket
+import threading
 import tracemalloc
 from urllib.parse import unquote
 
@@ -20,6 +22,7 @@ from lovely_gae.server import ThreadedServer
 from lovely_gae.snapshot import client, storage
 from lovely_gae.snapshot.client import quiet
 from lovely_gae.snapshot.models import RangeBackup
+from lovely_gae.snapshot.transfer.manifest import ManifestPages
 from lovely_gae.snapshot.transfer.remote import RemoteClient, RemoteError
 from lovely_gae.snapshot.app.data import range_path
 from tests.conftest import Dummy
@@ -527,3 +530,73 @@ def test_create_snapshot_can_refuse_empty_kinds(hostile, allow_empty, sent):
     form = parse_qs(hostile.body.decode())
     assert form.get('allow_empty') == ([sent] if sent else None)
     assert form['kinds'] == ['Dummy']
+
+
+def test_a_range_holding_other_kinds_and_namespaces_is_refused(hostile,
+                                                               tmp_path):
+    """The manifest says snapshot 7 is kind Dummy of namespace ''; a range
+    that holds a ``User`` of namespace ``billing`` is refused, as a restore
+    refuses it, and no file is left: an upload of the file would put a
+    kind the user never downloaded."""
+    smuggled = record('root', namespace='billing', kind='User', admin=True)
+    hostile.serve_snapshot([[record('a'), smuggled]])
+    with pytest.raises(RangeCorrupted, match='outside the range'):
+        download(hostile.url, tmp_path)
+    assert not [name for name in os.listdir(tmp_path)
+                if name.startswith('snapshot.')]
+
+
+def test_a_range_of_records_that_are_no_entities_is_refused(hostile,
+                                                            tmp_path):
+    """Records that are no entities are refused when they come, not found
+    out when the file is loaded."""
+    hostile.serve_snapshot([[record('a'), b'\xff' * 40]])
+    with pytest.raises(RangeCorrupted):
+        download(hostile.url, tmp_path)
+
+
+def test_a_range_claiming_a_huge_stored_size_is_refused_unfetched():
+    """A range of 1 entity of 100 bytes that claims 10**12 stored bytes is
+    refused before any byte of it is fetched."""
+    page = {'snapshot': {
+        'id': SNAPSHOT_ID, 'status': 'finished', 'kinds': ['Dummy'],
+        'namespace': '', 'range_spans': {'Dummy': [[0, 1]]},
+        'progress': {'entities': 1, 'bytes': 10 ** 12}}, 'next': None}
+    name = RangeBackup.make_name(SNAPSHOT_ID, 'Dummy', 0, 10 ** 12)
+    page['ranges'] = [{
+        'name': name, 'kind': 'Dummy', 'position': 0, 'count': 1,
+        'raw_size': 100, 'size': 10 ** 12, 'sha256': '0' * 64,
+        'codec': 'none', 'format': storage.FORMAT,
+        'path': range_path(SNAPSHOT_ID, name)}]
+    pages = ManifestPages(lambda snapshot_id, after: page, SNAPSHOT_ID)
+    with pytest.raises(BadManifest, match='size 1000000000000 is more '
+                       'than none makes of 100 bytes'):
+        list(pages)
+
+
+@pytest.mark.parametrize('length', [b'\xb2', b'9' * 5000])
+def test_a_content_length_int_cannot_read_is_a_one_line_error(length):
+    """'²' is a digit to ``isdigit`` and not to ``int``, and 5000 digits
+    exceed ``int``'s limit: either is a one-line ``RemoteError``, as every
+    other bad answer is, not a raw ValueError."""
+    listener = socket.socket()
+    listener.bind(('127.0.0.1', 0))
+    listener.listen(1)
+
+    def answer():
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        conn.sendall(b'HTTP/1.1 200 OK\r\nContent-Length: ' + length +
+                     b'\r\nContent-Type: application/json\r\n'
+                     b'Connection: close\r\n\r\n{"snapshots": []}')
+        conn.close()
+        listener.close()
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    url = 'http://127.0.0.1:%d' % listener.getsockname()[1]
+    try:
+        with pytest.raises(RemoteError, match='bad Content-Length'):
+            RemoteClient(url, 't', retries=0,
+                         timeout=(5, 5)).list_snapshots()
+    finally:
+        thread.join(5)

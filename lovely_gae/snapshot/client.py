@@ -16,8 +16,8 @@ from google.protobuf.message import DecodeError
 
 from .. import cache, defaults, entities
 from ..entities import EntityProto
-from ..exceptions import (OutFileExists, RangeCorrupted, SnapshotIncomplete,
-                          SnapshotNotFound)
+from ..exceptions import (BadEntity, OutFileExists, RangeCorrupted,
+                          SnapshotIncomplete, SnapshotNotFound)
 from . import api, names, storage
 from .progress import (BarProgress, LineProgress, SeedProgress,
                        progress_for, quiet)
@@ -154,16 +154,34 @@ def _part_path(partial_dir, name):
 def _remote_sources(remote, pages, partial_dir, progress):
     """The ranges of the manifest's ``pages``, a page asked for when the
     ranges before it are written."""
+    namespace = pages.snapshot.get('namespace') or ''
+
     def source(entry):
         def records():
             devfile.private_dir(partial_dir)
             path = remote.fetch_range(pages.snapshot_id, entry, _part_path(
                 partial_dir, entry['name']), progress)
-            yield from storage.iter_records(
+            yield from _of_range(storage.iter_records(
                 _chunks(path), entry['codec'], entry['raw_size'],
-                entry['count'])
+                entry['count']), entry['kind'], namespace)
         return entry['name'], entry['size'], records
     return (source(entry) for entry in pages)
+
+
+def _of_range(records, kind, namespace):
+    """``records`` of a range an app sent, each an entity with a whole key
+    of the range's ``kind`` and the snapshot's ``namespace``, else
+    ``BadEntity``: what the app sends is checked as an upload would be,
+    and the datastore's own ranges are not (``_Checked``)."""
+    for record in records:
+        key = EntityProto.FromString(record).key
+        wire.check_key(key)
+        if key.path.element[-1].type != kind or key.name_space != namespace:
+            raise BadEntity('holds an entity of kind %r in namespace %r, '
+                            'outside the range' % (
+                                key.path.element[-1].type[:40],
+                                key.name_space))
+        yield record
 
 
 def _chunks(path, size=1 << 20):

@@ -17,7 +17,8 @@ from google.appengine.ext import db
 from webob import Response, exc
 
 from ... import cache, defaults, entities
-from ...exceptions import SnapshotIncomplete, SnapshotNotFinished
+from ...exceptions import (RangeCorrupted, SnapshotIncomplete,
+                           SnapshotNotFinished)
 from .. import calls, names, storage
 from ..models import RangeBackup, backup_keys, iter_backups
 from ..transfer import wire
@@ -78,14 +79,16 @@ def manifest(request):
     start = _cursor(request, snap, kinds)
     try:
         keys, after = _page(snap, kinds, start)
-    except SnapshotIncomplete as error:
+        # A range deleted since it was listed (the snapshot being deleted)
+        # is ``RangeCorrupted``: a conflict too, not a 500.
+        ranges = [{'name': rb.name, 'kind': rb.range_kind,
+                   'position': rb.position, 'count': rb.count,
+                   'raw_size': rb.raw_size, 'size': rb.size,
+                   'sha256': rb.sha256, 'codec': rb.codec,
+                   'format': rb.format, 'path': range_path(snap.id, rb.name)}
+                  for rb in iter_backups(snap.id, keys)]
+    except (SnapshotIncomplete, RangeCorrupted) as error:
         raise refuse(exc.HTTPConflict, str(error)) from error
-    ranges = [{'name': rb.name, 'kind': rb.range_kind,
-               'position': rb.position, 'count': rb.count,
-               'raw_size': rb.raw_size, 'size': rb.size,
-               'sha256': rb.sha256, 'codec': rb.codec,
-               'format': rb.format, 'path': range_path(snap.id, rb.name)}
-              for rb in iter_backups(snap.id, keys)]
     return json_response({'snapshot': calls.get_snapshot(snap),
                           'ranges': ranges,
                           'next': after})
@@ -273,11 +276,10 @@ def upload(request):
         if _count_records(body, limit) > limit:
             raise refuse(exc.HTTPRequestEntityTooLarge,
                          'send at most %d entities per request' % limit)
-        batch = wire.decode(body)
+        app = datastore_types.ResolveAppId(None)
+        batch = [rewrite_entity(entity, app) for entity in wire.decode(body)]
     except ValueError as error:
         raise refuse(exc.HTTPBadRequest, str(error)) from error
-    app = datastore_types.ResolveAppId(None)
-    batch = [rewrite_entity(entity, app) for entity in batch]
     with cache.uncached([entity.key for entity in batch]):
         entities.put(batch)
     return json_response(calls.uploaded(len(batch)))

@@ -23,13 +23,12 @@ MAX_QUERY_LIMIT = 2 ** 31 - 1
 
 def create_from(request):
     """Create a snapshot from ``kinds``, ``batchsize``, ``namespace`` and
-    ``allow_empty`` (default true); the new ``Snapshot``.
+    ``allow_empty`` (default true: a kind without entities is snapshotted).
 
     A bad value is a 400 with its one-line reason, and creates nothing.
     """
     params = request.params
-    allow_empty = ('allow_empty' not in params
-                   or bool_param(request, 'allow_empty'))
+    allow_empty = bool_param(request, 'allow_empty', default=True)
     try:
         return api.create_snapshot(kinds=params.getall('kinds') or None,
                                    batchsize=_batchsize(params),

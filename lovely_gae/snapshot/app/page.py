@@ -3,7 +3,8 @@
 A browser cannot send the bearer header, so with a token configured it
 logs in: ``/lovely.gae/login`` takes the token from a form and answers a
 session cookie (HttpOnly, SameSite=Strict, path ``/lovely.gae/``) that
-carries a random nonce signed with the token. The cookie opens the page's
+carries a random nonce and its time, signed with the token; it lasts
+``defaults.SESSION_SECONDS`` and ends for good at logout (``sessions``). The cookie opens the page's
 own paths only, never the JSON ones. Every form that writes carries a CSRF
 token signed with the same key and bound to the session, and a write that
 a browser says comes from another site (``Origin``, ``Sec-Fetch-Site``) is
@@ -11,7 +12,6 @@ refused. Without a token configured the page is served to whom
 ``access.check_access`` lets in, the session being this process's.
 Everything shown is escaped: kinds and namespaces come from the datastore.
 """
-import hashlib
 import hmac
 import html
 import secrets
@@ -20,10 +20,11 @@ import types
 from webob import Response, exc
 from webob.multidict import MultiDict
 
+from ... import defaults
 from .. import api
 from ..models import Snapshot, Status
 from ..restores import RestoreStatus
-from . import manage
+from . import manage, sessions
 from .access import check_access, configured_token, refuse
 from .web import allow, snapshot_or_404
 
@@ -50,24 +51,13 @@ _BUSY = frozenset(status.value for status in (
     RestoreStatus.CHECKING, RestoreStatus.RUNNING))
 
 
-def _sign(key, purpose, value):
-    message = b'%s:%s' % (purpose, value.encode('utf-8', 'replace'))
-    return hmac.new(key, message, hashlib.sha256).hexdigest()
-
-
 def _session(request, key):
-    """The nonce of a validly signed session cookie, else None."""
+    """The nonce of a good session cookie (``sessions.check``), else None."""
     try:
         value = request.cookies.get(COOKIE, '')
     except UnicodeDecodeError:  # a quoted cookie may spell any bytes
         return None
-    nonce, _, signature = value[:200].partition('.')
-    # Bytes: compare_digest raises on a str that is not ASCII.
-    if nonce and hmac.compare_digest(
-            signature.encode('utf-8', 'replace'),
-            _sign(key, b'session', nonce).encode()):
-        return nonce
-    return None
+    return sessions.check(key, value)
 
 
 def admit(request, token=None, app_engine_headers=None):
@@ -118,15 +108,26 @@ def _page(allow_methods, anonymous=False):
 
 
 def _csrf(request):
-    return _sign(request.environ[_KEY], b'csrf', request.environ[_SESSION])
+    return sessions.sign(request.environ[_KEY], b'csrf',
+                         request.environ[_SESSION])
 
 
 def _check_same_site(request):
     if request.headers.get('Sec-Fetch-Site') in ('cross-site', 'same-site'):
         raise refuse(exc.HTTPForbidden, 'refused: sent from another site')
     origin = request.headers.get('Origin')
-    if origin is not None and origin != request.host_url:
+    if origin is not None and origin not in _own_origins(request):
         raise refuse(exc.HTTPForbidden, 'refused: sent from another origin')
+
+
+def _own_origins(request):
+    """This page's origin; behind a front end that ends TLS (App Engine's,
+    a proxy) the browser's is the ``https`` one of the same host."""
+    own = {request.host_url}
+    if _over_https(request):
+        host = request.host
+        own.add('https://' + (host[:-4] if host.endswith(':443') else host))
+    return own
 
 
 def _check_form(request):
@@ -206,18 +207,18 @@ def login(request):
     if request.environ[_KEY] is _PROCESS_KEY or not hmac.compare_digest(
             given, token):
         return _login_form('wrong token', status=403)
-    nonce = secrets.token_urlsafe(18)
     response = exc.HTTPSeeOther(location=ROOT)
-    response.set_cookie(COOKIE, '%s.%s' % (nonce, _sign(token, b'session',
-                                                        nonce)),
-                        path=ROOT, httponly=True, samesite='strict',
-                        secure=_over_https(request))
+    response.set_cookie(COOKIE, sessions.start(token), path=ROOT,
+                        max_age=defaults.SESSION_SECONDS, httponly=True,
+                        samesite='strict', secure=_over_https(request))
     return response
 
 
 @_page(['POST'])
 def logout(request):
     _check_form(request)
+    if request.environ[_SESSION]:  # a copy of the cookie opens nothing now
+        sessions.end(request.environ[_SESSION])
     response = exc.HTTPSeeOther(location=ROOT)
     response.delete_cookie(COOKIE, path=ROOT)
     return response
@@ -270,7 +271,8 @@ def _index(request, message='', status=200):
 
 @_page(['POST'])
 def create(request):
-    """Start a snapshot as ``manage.create_from`` does; show it."""
+    """Start a snapshot as ``manage.create_from`` does, refusing kinds
+    without entities; show it."""
     _check_form(request)
     form = request.POST
     params = MultiDict(('kinds', kind.strip()) for kind in
@@ -278,6 +280,7 @@ def create(request):
     for name in ('namespace', 'batchsize'):
         if form.get(name):
             params[name] = form[name]
+    params['allow_empty'] = 'false'  # a misspelt kind is refused
     try:
         snap = manage.create_from(types.SimpleNamespace(params=params))
     except exc.HTTPError as error:

@@ -144,6 +144,6 @@ _BOOLEANS = {'1': True, 'true': True, 'yes': True, 'on': True,
              '0': False, 'false': False, 'no': False, 'off': False}
 
 
-def bool_param(request, name):
-    return _param(request, name, lambda v: _BOOLEANS.get(v.lower()), False,
+def bool_param(request, name, default=False):
+    return _param(request, name, lambda v: _BOOLEANS.get(v.lower()), default,
                   lambda v: True, 'true or false')

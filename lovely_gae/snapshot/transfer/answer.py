@@ -9,6 +9,7 @@ sending a byte at a time would never reach it.
 """
 import http.client
 import json
+import re
 import time
 
 from ...exceptions import AccessDenied, DownloadError
@@ -21,6 +22,8 @@ RETRY_STATUS = frozenset([429, 500, 502, 503, 504])
 
 #: Bytes of an error answer read for the one line it is shown by.
 ERROR_BYTES = 4096
+
+_LENGTH = re.compile(r'[0-9]{1,19}')
 
 
 class RemoteError(DownloadError):
@@ -101,8 +104,13 @@ def chunks(response, limit, deadline, size):
     More than ``limit`` bytes (None: any) is a ``RemoteError``; a body
     cut short, or not whole by the ``deadline``, is ``Transient``.
     """
-    expected = response.headers.get('Content-Length', '')
-    expected = int(expected) if expected.isdigit() else None
+    expected = response.headers.get('Content-Length')
+    if expected is not None:
+        # Not ``isdigit``: it takes '²', and int() refuses 5,000 digits.
+        if not _LENGTH.fullmatch(expected):
+            raise RemoteError(response.status_code, 'bad Content-Length %r'
+                              % expected[:40], response.url)
+        expected = int(expected)
     if limit is not None and (expected or 0) > limit:
         raise _too_large(response, limit)
     # http.client's read1 returns what one read of the socket brings,

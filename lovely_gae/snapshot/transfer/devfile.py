@@ -296,10 +296,20 @@ def _read(path):
                 entity = read_entity(data)
             except DecodeError:
                 entity = None
-            if entity is None or not entity.key.path.element:
+            if entity is None or not _whole_key(entity.key):
                 raise BadDatastoreFile('%s holds a damaged entity' % path,
                                        path, number)
             yield entity
+
+
+def _whole_key(reference):
+    """Whether ``reference`` has a path, and text where it needs it
+    (protobuf gives bytes for a string that is not UTF-8)."""
+    return bool(reference.path.element) and isinstance(
+        reference.name_space, str) and all(
+            isinstance(element.type, str) and element.type and (
+                isinstance(element.name, str))
+            for element in reference.path.element)
 
 
 def count_kinds(path):

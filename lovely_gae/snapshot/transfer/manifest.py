@@ -91,6 +91,14 @@ def _spans(snapshot_id, kind, spans):
     return checked
 
 
+def _most_stored(codec, raw_size):
+    """The most bytes ``codec`` makes of ``raw_size`` (bz2, zlib and lzma
+    grow what they cannot compress by far less than this)."""
+    if codec == 'none':
+        return raw_size
+    return raw_size + raw_size // 64 + 4096
+
+
 def _check_entry(snapshot_id, kinds, entry, index):
     where = 'range %d: ' % index
     for name, kind in _ENTRY.items():
@@ -115,6 +123,9 @@ def _check_entry(snapshot_id, kinds, entry, index):
               <= entry['count'] * _MOST_PER_RECORD):
         problem = 'raw_size %d cannot hold %d entities' % (
             entry['raw_size'], entry['count'])
+    elif entry['size'] > _most_stored(entry['codec'], entry['raw_size']):
+        problem = 'size %d is more than %s makes of %d bytes' % (
+            entry['size'], entry['codec'], entry['raw_size'])
     if problem:
         raise BadManifest(snapshot_id, '%s%s' % (where, problem))
 

@@ -5,6 +5,8 @@
 ``storage.FORMAT``, uncompressed. Both sides parse them with protocol
 buffers only, and check each entity with ``check_entity``.
 """
+import re
+
 from google.appengine.api import datastore_types
 from google.appengine.datastore.entity_bytes_pb2 import Property as _Property
 
@@ -14,7 +16,7 @@ from ...exceptions import BadEntity, LovelyGaeError
 from .. import storage
 
 __all__ = ['CONTENT_TYPE', 'BATCH_BYTES', 'batches', 'decode',
-           'check_entity']
+           'check_entity', 'check_key']
 
 CONTENT_TYPE = 'application/x-lovely-gae-entities'
 
@@ -26,6 +28,11 @@ BATCH_BYTES = 900 * 1024
 #: the ones the datastore keeps only unindexed.
 _BLOBS = frozenset([_Property.BLOB, _Property.TEXT, _Property.ENTITY_PROTO])
 _BYTES = _BLOBS | {_Property.BYTESTRING}
+#: Kinds the datastore keeps for itself, and the longest kind or name.
+_RESERVED = re.compile(r'__.*__', re.DOTALL)
+_NAME = defaults.MAX_NAME_BYTES
+#: Namespaces the datastore takes (``namespace_manager``'s rule).
+_NAMESPACE = re.compile(r'[0-9A-Za-z._-]{0,100}')
 _USER_TEXT = ('email', 'auth_domain', 'nickname', 'obfuscated_gaiaid',
               'federated_identity', 'federated_provider')
 
@@ -62,19 +69,42 @@ def _check_path(elements, what):
         raise BadEntity('%s has an empty path' % what)
     for element in elements:
         kind = _text(element.type, what + ' kind')
+        if not kind:
+            raise BadEntity('%s is incomplete' % what)
+        if _RESERVED.fullmatch(kind) or len(element.type.encode()) > _NAME:
+            raise BadEntity('%s has kind %r, which the datastore keeps for '
+                            'itself or finds too long' % (what, kind[:40]))
         if element.HasField('name'):
             name = _text(element.name, what + ' name')
             if element.HasField('id') or not name:
                 raise BadEntity('%s has an element with an id and a name, '
                                 'or an empty name' % what)
-        if not kind or not (element.id or element.name):
-            raise BadEntity('%s is incomplete' % what)
+            if len(name.encode()) > _NAME:
+                raise BadEntity('%s has a name longer than %d bytes'
+                                % (what, _NAME))
+        elif element.id <= 0:
+            raise BadEntity('%s is incomplete, or its id %d is not positive'
+                            % (what, element.id) if element.id else
+                            '%s is incomplete' % what)
 
 
 def _check_reference(reference, what, elements):
     for field in ('app', 'name_space', 'database_id'):
         _text(getattr(reference, field), '%s %s' % (what, field))
+    if not _NAMESPACE.fullmatch(reference.name_space):
+        raise BadEntity('%s has namespace %r, which is not one the datastore '
+                        'takes' % (what, reference.name_space[:120]))
     _check_path(elements, what)
+
+
+def check_key(key):
+    """Raise ``BadEntity`` unless ``key`` (a ``Reference``) is complete,
+    one the datastore takes (kinds, names, ids, namespace), and not of the
+    library's own namespace."""
+    _check_reference(key, 'a key', key.path.element)
+    if key.name_space == defaults.NAMESPACE:
+        raise BadEntity('entities of namespace %r are the library\'s own'
+                        % defaults.NAMESPACE)
 
 
 def _check_value(value, name, meaning, max_length):
@@ -133,11 +163,7 @@ def check_entity(entity):
     if not entity.IsInitialized():
         raise BadEntity('an entity lacks %s' % ', '.join(
             entity.FindInitializationErrors()))
-    key = entity.key
-    _check_reference(key, 'a key', key.path.element)
-    if key.name_space == defaults.NAMESPACE:
-        raise BadEntity('entities of namespace %r are the library\'s own'
-                        % defaults.NAMESPACE)
+    check_key(entity.key)
     for prop in entity.property:
         _check_property(prop, indexed=True)
     for prop in entity.raw_property:
