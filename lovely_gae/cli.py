@@ -18,7 +18,6 @@ The arguments are parsed by ``cliparse``; the SDK is imported only once a
 command runs, so that ``--help`` answers at once.
 """
 import contextlib
-import datetime
 import json
 import logging
 import os
@@ -26,7 +25,7 @@ import signal
 import sys
 import threading
 
-from . import cliask, cliinfo, cliparse, defaults
+from . import cliask, cliinfo, cliparse, clitext, defaults
 from .exceptions import LovelyGaeError
 
 __all__ = ['main', 'build_parser', 'download_snapshot']
@@ -36,6 +35,10 @@ log = logging.getLogger('lovely_gae.cli')
 #: Exit status when stdout is closed before the result is printed, as a
 #: shell reports a command that SIGPIPE ended.
 EXIT_STDOUT_CLOSED = 128 + signal.SIGPIPE
+
+
+class Interrupted(Exception):
+    """Ctrl-C, as ``--json`` names it."""
 
 
 class _StdoutClosed(Exception):
@@ -60,23 +63,6 @@ def _render(args, data, text):
     return text or None
 
 
-def _describe(info):
-    progress = info['progress']
-    total = progress['ranges_total']
-    lines = ['Snapshot %s: %s' % (info['id'], info['status']),
-             'Kinds: %s' % ', '.join(info['kinds']),
-             'Namespace: %r' % info['namespace'],
-             'Created: %s' % info['created'],
-             'Ranges: %s/%s, entities: %s, stored bytes: %s' % (
-                 progress['ranges_done'], '?' if total is None else total,
-                 progress['entities'], progress['bytes'])]
-    if info.get('error'):
-        lines.append('Error: %s' % info['error'])
-    if info.get('restore'):
-        lines.append('Last restore: %s' % info['restore']['status'])
-    return '\n'.join(lines)
-
-
 def _remote(args):
     """The ``url`` the client functions take: the remote client, or None."""
     return args.client if args.url else None
@@ -85,103 +71,83 @@ def _remote(args):
 # Each command returns ``(exit status, data for --json, text)``; ``main``
 # prints them once the datastore file is saved.
 
+def _work_progress(args):
+    """The progress of work waited for, on stderr: stdout is the result's."""
+    from .snapshot.progress import progress_for
+    return progress_for(args.json, stream=sys.stderr)
+
+
+def _wait(args, client, snapshot_id, work):
+    """The snapshot's data once ``work`` has ended (``waiting.wait``)."""
+    from .snapshot import waiting
+    return waiting.wait(client, snapshot_id, work, timeout=args.timeout,
+                        progress=_work_progress(args))
+
+
 def cmd_create(args, client):
     info = client.create_snapshot(args.kinds or None, args.batchsize,
                                   args.namespace,
                                   allow_empty=args.allow_empty)
-    if args.wait:
-        info = client.wait(info['id'], timeout=args.timeout)
-    return (_exit_code(info['status'], client, args), info,
+    if not args.run_async:
+        info = _wait(args, client, info['id'], 'snapshot')
+    return (int(info['status'] == 'error'), info,
             'Created Snapshot %d\nKinds: %r\n%s' % (
-                info['id'], info['kinds'], _describe(info)))
+                info['id'], info['kinds'], clitext.describe(info)))
 
 
 def cmd_list(args, client):
     infos = client.list_snapshots()
-    line = '%6s  %-8s  %6s  %-16s  %9s  %9s  %s'
-    now = datetime.datetime.now(datetime.timezone.utc)
-    rows = [line % (
-        i['id'], i['status'], _age(now, i['created']), i['namespace'] or "''",
-        i['progress']['entities'], _size(i['progress']['bytes']),
-        ','.join(i['kinds'])) for i in infos]
-    header = line % ('id', 'status', 'age', 'namespace', 'entities',
-                     'stored', 'kinds')
-    return 0, infos, '\n'.join([header] + rows)
-
-
-def _age(now, created):
-    """``created`` (ISO, UTC) as an age: 45s, 12m, 5h, 3d."""
-    then = datetime.datetime.fromisoformat(created.rstrip('Z')).replace(
-        tzinfo=datetime.timezone.utc)
-    seconds = max(0, int((now - then).total_seconds()))
-    for unit, size in (('d', 86400), ('h', 3600), ('m', 60)):
-        if seconds >= size:
-            return '%d%s' % (seconds // size, unit)
-    return '%ds' % seconds
-
-
-def _size(count):
-    """Bytes as people read them: 850 B, 19.0 KiB, 1.2 GiB."""
-    for unit in ('B', 'KiB', 'MiB', 'GiB'):
-        if count < 1024 or unit == 'GiB':
-            return ('%d %s' if unit == 'B' else '%.1f %s') % (count, unit)
-        count /= 1024
+    return 0, infos, clitext.listing(infos)
 
 
 def cmd_status(args, client):
     info = client.get_snapshot(args.id)
-    return 0, info, _describe(info)
+    return 0, info, clitext.describe(info)
 
 
-def _dry_run(args, client):
-    """``(status, plan, text)`` of a dry run of the restore ``args`` ask."""
-    result = client.restore_snapshot(args.id, kinds=args.kinds,
+def _dry_run(args, client, wait=True):
+    """``(status, answer, text)`` of a dry run of the restore ``args``
+    ask; ``answer`` is the restore call's, its ``plan`` waited for."""
+    answer = client.restore_snapshot(args.id, kinds=args.kinds,
                                      dry_run=True)
-    dry_run = result['plan']
-    if not client.waits:  # the app works it out in tasks
-        dry_run = client.wait(args.id, plan=True,
-                              timeout=args.timeout)['plan']
+    if not wait:
+        return 0, answer, 'Dry run of snapshot %s: %s' % (
+            args.id, answer['plan']['status'])
+    dry_run = _wait(args, client, args.id, 'plan')['plan']
+    answer = dict(answer, plan=dry_run)
     if dry_run['status'] != 'finished':
-        return 1, dry_run, 'Dry run of snapshot %s: %s%s' % (
+        return 1, answer, 'Dry run of snapshot %s: %s%s' % (
             args.id, dry_run['status'], ': ' + dry_run['error']
             if dry_run['error'] else '')
-    return 0, dry_run['plan'], '\n'.join(
-        '%s: %d created, %d changed, %d deleted' % (
-            kind, c['created'], c['changed'], c['deleted'])
-        for kind, c in sorted(dry_run['plan'].items()))
+    return 0, answer, clitext.plan(dry_run['plan'])
 
 
 def cmd_restore(args, client):
     if args.dry_run:
-        status, plan, text = _dry_run(args, client)
-        return status, plan, text if status else (
-            'Dry run, nothing written.\n' + text)
+        status, answer, text = _dry_run(args, client, not args.run_async)
+        return status, answer, text if (
+            status or args.run_async) else 'Dry run, nothing written.\n' + text
     if not args.yes:
         cliask.can_ask(args)  # before the dry run, which takes a while
-        status, plan, text = _dry_run(args, client)
+        status, answer, text = _dry_run(args, client)
         if status:
-            return status, plan, text
-        deleted = sum(counts['deleted'] for counts in plan.values())
+            return status, answer, text
+        deleted = sum(counts['deleted']
+                      for counts in answer['plan']['plan'].values())
         if deleted:
             text += '\nIt deletes %d entities.' % deleted
         if not cliask.confirm(args, 'A restore of snapshot %s, by a dry '
                               'run:\n%s' % (args.id, text),
                               'Restore snapshot %s?' % args.id):
             return cliask.DECLINED
-    result = client.restore_snapshot(args.id, kinds=args.kinds)
-    restore = result['restore']
-    if args.wait:
-        restore = client.wait(args.id, restore=True,
-                              timeout=args.timeout)['restore']
-    return (_exit_code(restore['status'], client, args), restore,
+    answer = client.restore_snapshot(args.id, kinds=args.kinds)
+    if not args.run_async:
+        answer = dict(answer, restore=_wait(args, client, args.id,
+                                            'restore')['restore'])
+    restore = answer['restore']
+    # A wait ends finished or failed; without one, only a failure is known.
+    return (int(restore['status'] == 'error'), answer,
             'Restore of snapshot %s: %s' % (args.id, restore['status']))
-
-
-def _exit_code(status, client, args):
-    """0 if the work finished, or (not waited for) has not failed yet."""
-    if client.waits or args.wait:
-        return 0 if status == 'finished' else 1
-    return 0 if status != 'error' else 1
 
 
 def cmd_delete(args, client):
@@ -220,13 +186,15 @@ def cmd_download(args, client):
         target_app_id=args.target_app_id,
         target_namespace=args.target_namespace,
         progress=snapshot_client.progress_for(args.json))
-    return 0, {'path': path}, None  # the progress named it
+    snapshot_id = int(os.path.basename(path).rsplit('.', 1)[1])
+    return 0, {'id': snapshot_id, 'path': path}, None  # progress named it
 
 
 def cmd_upload(args, client):
     from .snapshot import client as snapshot_client
     count = snapshot_client.upload_snapshot(
-        args.file, url=_remote(args), target_namespace=args.target_namespace)
+        args.file, url=_remote(args), target_namespace=args.target_namespace,
+        progress=_work_progress(args))
     return (0, {'file': args.file, 'entities': count},
             'Uploaded %d entities from %s' % (count, args.file))
 
@@ -252,7 +220,10 @@ def cmd_serve(args, client):
     server = LocalServer(args.local, host=args.host, port=args.port,
                          token=args.token, no_token=args.no_token,
                          threads=args.threads)
-    _out(server.describe())  # the token, if made up: here, and only here
+    # The token, if made up: here, and only here.
+    _out(_render(args, {'url': '%s/lovely.gae/' % server.url, 'token': (
+        server.token if server.generated_token else None)},
+        server.describe()))
     server.run()
     return 0, None, None
 
@@ -271,9 +242,9 @@ COMMANDS = {'create': cmd_create, 'list': cmd_list, 'status': cmd_status,
             'worker': cmd_worker, 'demo': cmd_demo}
 
 
-def build_parser():
+def build_parser(json_errors=False):
     """The parser of ``lovely-gae`` (``cliparse``)."""
-    return cliparse.build_parser(COMMANDS)
+    return cliparse.build_parser(COMMANDS, json_errors)
 
 
 def _run(args):
@@ -286,11 +257,16 @@ def _run(args):
             return args.func(args, args.client)
     # The SDK only now: --help and usage errors answer without it.
     from .local import LocalClient, local_datastore
+    from .snapshot.waiting import StillWorking
     path = args.datastore or defaults.DATASTORE_FILE
     with local_datastore(path, args.app_id, save=args.writes,
                          command='lovely-gae ' + args.command) as args.local:
         args.client = LocalClient()
-        return args.func(args, args.client)
+        try:
+            return args.func(args, args.client)
+        except StillWorking as error:
+            late = error  # the work done so far is saved, then it says so
+    raise late
 
 
 def _terminate(signum, frame):
@@ -321,8 +297,34 @@ def _stdout_to_devnull():
     os.close(devnull)
 
 
+def _error_data(error, status):
+    """What ``--json`` says of ``error`` on stderr: ``error`` (its line),
+    ``type``, ``exit`` (the status), and ``id`` of the snapshot if any."""
+    data = {'error': str(error), 'type': type(error).__name__,
+            'exit': status}
+    snapshot_id = getattr(error, 'snapshot_id', None)
+    if snapshot_id is not None:
+        data['id'] = snapshot_id
+    for name in ('status', 'work', 'seconds'):  # a wait that ran out
+        if name in vars(error):
+            data[name] = vars(error)[name]
+    return data
+
+
+def _fail(args, error, status, prefix='lovely-gae: error: '):
+    """Say ``error`` on stderr (as JSON with ``--json``); ``status``."""
+    if args.json:
+        line = json.dumps(_error_data(error, status), sort_keys=True,
+                          default=str)
+    else:
+        line = prefix + str(error)
+    print(line, file=sys.stderr)
+    return status
+
+
 def main(argv=None):
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(json_errors='--json' in argv)
     args = parser.parse_args(argv)
     cliparse.check_usage(parser, args)
     logging.basicConfig(
@@ -334,20 +336,18 @@ def main(argv=None):
             _out(_render(args, data, text))
             return status
         except cliask.Refused as error:
-            print('lovely-gae %s: error: %s' % (args.command, error),
-                  file=sys.stderr)
-            return 2
+            return _fail(args, error, 2,
+                         'lovely-gae %s: error: ' % args.command)
         except _StdoutClosed:
             _stdout_to_devnull()
             return EXIT_STDOUT_CLOSED
         except (LovelyGaeError, OSError, ValueError) as error:
             if args.debug:
                 raise
-            print('lovely-gae: error: %s' % error, file=sys.stderr)
-            return 1
+            return _fail(args, error, 1)
         except KeyboardInterrupt:
-            print('lovely-gae: interrupted', file=sys.stderr)
-            return 130
+            return _fail(args, Interrupted('interrupted'), 130,
+                         'lovely-gae: ')
 
 
 def download_snapshot(argv=None):

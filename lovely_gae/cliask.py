@@ -4,8 +4,11 @@ A command that deletes (``restore``, ``delete``, ``prune``, ``queue
 --drop``) says what it will delete and asks on the terminal; ``--yes``
 answers for it. Without a terminal on stdin and without ``--yes`` nobody
 can answer: the command refuses (``Refused``, exit status 2) rather than
-guess. An answer other than yes changes nothing (exit status 1).
+guess. An answer other than yes changes nothing (exit status 1); with
+``--json`` it says so as ``{"error": "nothing changed", "type":
+"Declined", "exit": 1}``.
 """
+import json
 import sys
 
 __all__ = ['Refused', 'DECLINED', 'confirm', 'can_ask']
@@ -36,5 +39,7 @@ def confirm(args, what, question):
     answer = sys.stdin.readline().strip().lower()
     if answer in ('y', 'yes'):
         return True
-    print('lovely-gae: nothing changed', file=sys.stderr)
+    print(json.dumps({'error': 'nothing changed', 'type': 'Declined',
+                      'exit': DECLINED[0]}, sort_keys=True) if args.json
+          else 'lovely-gae: nothing changed', file=sys.stderr)
     return False

@@ -4,6 +4,8 @@ It imports nothing of the SDK, so that ``--help``, ``--version`` and a
 usage error answer at once; the commands import what they need.
 """
 import argparse
+import functools
+import json
 
 from . import __version__, defaults
 
@@ -11,6 +13,30 @@ __all__ = ['build_parser', 'check_usage']
 
 #: The largest TCP port.
 MAX_PORT = 65535
+
+
+class _Parser(argparse.ArgumentParser):
+    """A parser whose usage errors are JSON on stderr, with ``json_errors``
+    (the command line has ``--json``): ``error``, ``type``, ``exit``,
+    ``usage``."""
+
+    def __init__(self, *args, json_errors=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.json_errors = json_errors
+
+    def error(self, message):
+        if self.json_errors:
+            self.exit(2, json.dumps({
+                'error': message, 'type': 'UsageError', 'exit': 2,
+                'usage': self.format_usage().strip()}, sort_keys=True) + '\n')
+        super().error(message)
+
+    def one_line_error(self, message):
+        """A usage error where the usage would not help: the command is
+        right, what it is asked to do is not."""
+        if self.json_errors:
+            self.error(message)
+        self.exit(2, '%s: error: %s\n' % (self.prog, message))
 
 
 def _bounded(kind, low, high=None):
@@ -70,11 +96,13 @@ def _threads(cmd):
 
 
 def _waiting(cmd):
-    cmd.add_argument('--wait', action='store_true', help='with --url: '
-                     'wait until the app has finished the work')
-    cmd.add_argument('--timeout', type=_bounded(float, 0), default=3600.0,
-                     metavar='SECONDS', help='longest --wait '
-                     '(default: %(default)s)')
+    cmd.add_argument('--async', action='store_true', dest='run_async',
+                     help='return at once with the snapshot ID; the work '
+                     'goes on in tasks (lovely-gae worker, or the app\'s)')
+    cmd.add_argument('--timeout', type=_bounded(float, 0), metavar='SECONDS',
+                     help='wait at most SECONDS for the work, showing '
+                     'progress; then say it is still going and exit 1 '
+                     '(default: no limit)')
 
 
 def _yes(cmd):
@@ -96,8 +124,8 @@ def _add_commands(sub, commands, common):
         cmd.set_defaults(func=commands[name], where=where, writes=writes)
         return cmd
 
-    cmd = add('create', 'snapshot kinds (default: all); locally, wait '
-              'until it is finished')
+    cmd = add('create', 'snapshot kinds (default: all); wait until it is '
+              'finished, showing progress (--async: return at once)')
     cmd.add_argument('kinds', nargs='*', metavar='KIND')
     cmd.add_argument('--batchsize', type=int, metavar='N', help='entities '
                      'per range (default: %d)' % defaults.BATCH_SIZE)
@@ -188,10 +216,12 @@ def _add_commands(sub, commands, common):
         'sample data in the local datastore file', where='local')
 
 
-def build_parser(commands):
+def build_parser(commands, json_errors=False):
     """The parser of ``lovely-gae``; ``commands`` maps each command's name
-    to the function that runs it (``func`` of the parsed arguments)."""
-    parser = argparse.ArgumentParser(
+    to the function that runs it (``func`` of the parsed arguments).
+    ``json_errors``: usage errors are JSON (``--json``)."""
+    parser = _Parser(
+        json_errors=json_errors,
         prog='lovely-gae',
         description='Snapshots of App Engine datastore kinds: create, '
                     'restore, download, upload. Works on a local datastore '
@@ -202,7 +232,9 @@ def build_parser(commands):
     _global_options(parser, suppress=False)
     common = argparse.ArgumentParser(add_help=False)
     _global_options(common, suppress=True)
-    sub = parser.add_subparsers(dest='command', metavar='COMMAND')
+    sub = parser.add_subparsers(dest='command', metavar='COMMAND',
+                                parser_class=functools.partial(
+                                    _Parser, json_errors=json_errors))
     sub.required = True
     _add_commands(sub, commands, common)
     parser.commands = sub.choices  # the parser of each command, by name
@@ -220,9 +252,8 @@ def check_usage(parser, args):
                       % (args.out_dir, args.out_dir))
     if args.url and args.command == 'queue':
         # One line: the usage would not help, the command is right.
-        command.exit(2, '%s: error: an app\'s task queue is not available '
-                     'over --url, only a local datastore file\'s\n'
-                     % command.prog)
+        command.one_line_error('an app\'s task queue is not available over '
+                               '--url, only a local datastore file\'s')
     if args.url and args.where == 'local':
         command.error('works on a local datastore file, not --url')
     if args.url and args.app_id:

@@ -10,9 +10,9 @@ processes from working on it at once. A symbolic link stands for the file
 it leads to, which is locked, read and saved in its place; a file of more
 than one name (hard links) is refused, as the rename would part them.
 
-``LocalClient`` answers the same calls as ``snapshot.remote.RemoteClient``,
-with the same JSON-ready data, but runs every task a call queues before it
-returns.
+``LocalClient`` answers the same calls as ``transfer.remote.RemoteClient``,
+with the same JSON-ready data (``snapshot.calls``); it runs the tasks they
+queue in this process.
 """
 import contextlib
 import fcntl
@@ -20,6 +20,7 @@ import io
 import json
 import os
 import secrets
+import time
 from unittest import mock
 
 from google.appengine.api import namespace_manager
@@ -301,57 +302,64 @@ def drain():
     return run_tasks(recursive=True, wait=True)
 
 
-class LocalClient:
-    """The library on the datastore this process sees, as the CLI calls it."""
+def _sent(data):
+    """``data`` as the app's JSON answer of it reads back."""
+    return json.loads(json.dumps(data))
 
-    #: Calls return when the tasks they queued have all run.
-    waits = True
+
+class LocalClient:
+    """The library on the datastore this process sees, as the CLI calls it.
+
+    Its calls return what the app's endpoints answer (``snapshot.calls``),
+    as the JSON they send reads back (lists, not tuples); the tasks they
+    queue run in this process, while it waits for them (``pause``) or in
+    ``run_worker``.
+    """
+
+    #: Seconds of tasks run between two looks at the work waited for.
+    poll_seconds = 0.5
 
     def __init__(self):
-        from .snapshot import api
-        self.api = api
+        from .snapshot import calls
+        self.calls = calls
 
     def list_snapshots(self, limit=None):
-        return [snap.to_dict() for snap in self.api.list_snapshots(limit)]
+        return _sent(self.calls.list_snapshots(limit))['snapshots']
 
     def get_snapshot(self, snapshot_id):
-        return self.api.get_snapshot(snapshot_id).to_dict()
+        return _sent(self.calls.get_snapshot(snapshot_id))
 
     def create_snapshot(self, kinds=None, batchsize=None, namespace=None,
                         allow_empty=True):
-        snap = self.api.create_snapshot(kinds, batchsize, namespace,
-                                        allow_empty=allow_empty)
-        drain()
-        return self.get_snapshot(snap.id)
+        return _sent(self.calls.create_snapshot(kinds, batchsize, namespace,
+                                                allow_empty=allow_empty))
 
     def restore_snapshot(self, snapshot_id, kinds=None, dry_run=False):
-        snap = self.api.get_snapshot(snapshot_id)
-        snap.restore(kinds=kinds, dry_run=dry_run)
-        drain()
-        snap = self.api.get_snapshot(snap.id)
-        if dry_run:
-            return {'id': snap.id, 'dry_run': True,
-                    'plan': snap.plan_progress()}
-        return {'id': snap.id, 'dry_run': False,
-                'restore': snap.restore_progress()}
+        from .snapshot import api
+        return _sent(self.calls.restore_snapshot(
+            api.get_snapshot(snapshot_id), kinds=kinds, dry_run=dry_run))
 
     def delete_snapshot(self, snapshot_id):
-        snap = self.api.get_snapshot(snapshot_id)
-        snap.delete()
+        from .snapshot import api
+        result = self.calls.delete_snapshot(api.get_snapshot(snapshot_id))
         drain()
-        return {'deleted': [snap.id]}
+        return _sent(result)
 
     def prune(self, keep):
-        deleted = self.api.prune(keep)
+        result = self.calls.prune(keep)
         drain()
-        return {'deleted': deleted}
+        return _sent(result)
 
     def run_worker(self, seconds=None, wait=False, threads=1):
         from .async_ import run_in_threads
-        from .snapshot.app.worker import queued
         ran = run_in_threads(threads, recursive=True, wait=wait,
                              deadline=seconds)
-        return {'ran': ran, 'queued': queued()}
+        return _sent(self.calls.worker_ran(ran))
 
-    def wait(self, snapshot_id, restore=False, **kwargs):
-        return self.get_snapshot(snapshot_id)  # done before the call returned
+    def pause(self, seconds):
+        """Run the due tasks for about ``seconds``; sleep if none is due."""
+        from .async_ import run_tasks
+        started = time.monotonic()
+        if not run_tasks(recursive=True, deadline=seconds):
+            time.sleep(max(0.0, min(0.05, seconds - (time.monotonic()
+                                                     - started))))

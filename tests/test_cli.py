@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from lovely_gae import cli
+from lovely_gae import cli, clitext
 from lovely_gae import entities as entities_module
 from lovely_gae.snapshot.transfer import devfile
 from tests.conftest import run_cli as run
@@ -56,11 +56,11 @@ def test_list_shows_namespace_entities_stored_size_and_age(store, capsys):
 def test_ages_and_sizes_read_as_people_read_them():
     import datetime
     now = datetime.datetime(2026, 12, 2, 12, 0, tzinfo=datetime.timezone.utc)
-    assert [cli._age(now, created) for created in (
+    assert [clitext.age(now, created) for created in (
         '2026-12-02T11:59:15Z', '2026-12-02T11:47:59.5Z',
         '2026-12-02T07:00:00Z', '2026-11-29T12:00:00Z')] == [
         '45s', '12m', '5h', '3d']
-    assert [cli._size(n) for n in (850, 19023, 5 * 2 ** 30 + 1)] == [
+    assert [clitext.size(n) for n in (850, 19023, 5 * 2 ** 30 + 1)] == [
         '850 B', '18.6 KiB', '5.0 GiB']
 
 
@@ -170,7 +170,8 @@ def test_every_remote_command_over_http(remote, make_entities, capsys,
                                         tmp_path):
     from tests.conftest import Dummy
     make_entities(Dummy, 30)
-    assert remote('--json', 'create', 'Dummy', '--batchsize', '10') == 0
+    assert remote('--json', 'create', 'Dummy', '--batchsize', '10',
+                  '--async') == 0
     created = out_json(capsys)
     assert created['status'] == 'started'
     assert remote('--json', 'worker') == 0
@@ -184,7 +185,7 @@ def test_every_remote_command_over_http(remote, make_entities, capsys,
         assert remote('restore', str(created['id']), '--dry-run') == 0
     assert capsys.readouterr().out.splitlines()[-1] == (
         'Dummy: 1 created, 0 changed, 0 deleted')
-    assert remote('restore', str(created['id']), '--yes') == 0
+    assert remote('restore', str(created['id']), '--yes', '--async') == 0
     assert capsys.readouterr().out == (
         'Restore of snapshot %d: running\n' % created['id'])
     assert remote('worker', '--wait') == 0
@@ -207,14 +208,14 @@ def test_every_remote_command_over_http(remote, make_entities, capsys,
         'lovely-gae: error: no snapshot with id %d\n' % created['id'])
 
 
-def test_remote_create_can_wait_for_the_snapshot(snapshot_server, capsys,
+def test_remote_create_waits_for_the_snapshot(snapshot_server, capsys,
                                                  monkeypatch, make_entities):
     from tests.conftest import Dummy
     make_entities(Dummy, 3)
     monkeypatch.setenv('LOVELY_GAE_TOKEN', snapshot_server.token)
     with app_worker():
         assert cli.main(['--url', snapshot_server.url, '--json', 'create',
-                         '--wait', '--timeout', '20']) == 0
+                         '--timeout', '20']) == 0
     info = out_json(capsys)
     assert (info['status'], info['progress']['entities']) == ('finished', 3)
 

@@ -107,11 +107,11 @@ def test_restore_over_url_shows_the_apps_plan_and_asks(
     def remote(*args):
         return cli.main(['--url', snapshot_server.url] + list(args))
     with app_worker():
-        assert remote('--json', 'create', 'Dummy', '--wait') == 0
+        assert remote('--json', 'create', 'Dummy') == 0
         snap_id = json.loads(capsys.readouterr().out)['id']
         make_entities(Dummy, 2)  # not in the snapshot
         typing(monkeypatch, 'y')
-        assert remote('restore', str(snap_id), '--wait') == 0
+        assert remote('restore', str(snap_id)) == 0
     captured = capsys.readouterr()
     assert 'Dummy: 0 created, 0 changed, 2 deleted' in captured.err
     assert 'It deletes 2 entities.' in captured.err

@@ -10,8 +10,6 @@ datastore, here or through an app.
 import hashlib
 import os
 import shutil
-import sys
-import time
 
 from google.appengine.api import datastore_types
 from google.protobuf.message import DecodeError
@@ -21,6 +19,8 @@ from ..entities import EntityProto
 from ..exceptions import (BadEntity, OutFileExists, RangeCorrupted,
                           SnapshotIncomplete, SnapshotNotFound)
 from . import api, names, storage
+from .progress import (BarProgress, LineProgress, SeedProgress,
+                       progress_for, quiet)
 from .transfer import devfile, wire
 from .models import iter_backups
 from .transfer.rewrite import Transform
@@ -32,95 +32,6 @@ _FETCH_BYTES = 8 * 1024 * 1024
 
 __all__ = ['download_snapshot', 'upload_snapshot', 'SeedProgress',
            'LineProgress', 'BarProgress', 'progress_for']
-
-
-class SeedProgress:
-    """Progress as the seed's client printed it, one line per range."""
-
-    def __init__(self, stream=None):
-        self.stream = stream
-        self.started = None
-
-    def _print(self, line):
-        print(line, file=self.stream or sys.stdout)
-
-    def __call__(self, event, **info):
-        if event == 'start':
-            self.started = time.monotonic()
-            self._print('Downloading snapshot: %d' % info['snapshot_id'])
-        elif event == 'range':
-            position, total = info['position'], info['total']
-            done = position - 1
-            # Before the first range there is no measurement: a second each.
-            per_range = ((time.monotonic() - self.started) / done
-                         if done else 1.0)
-            self._print('Downloading %s pos: %d/%d remaining: %.1f seconds'
-                        % (info['name'], position, total,
-                           per_range * (total - done)))
-        elif event == 'save':
-            self._print('Saving to %s' % info['path'])
-
-
-class LineProgress(SeedProgress):
-    """The seed's lines, but a range's line only once per tenth of the
-    ranges or per ``every`` seconds: short in a log, yet alive."""
-
-    every = 10.0
-
-    def __init__(self, stream=None, clock=time.monotonic):
-        super().__init__(stream)
-        self.clock = clock
-        self.shown = None  # (position, time) of the last line shown
-
-    def __call__(self, event, **info):
-        if event == 'start':
-            self.shown = (0, self.clock())
-        elif event == 'range':
-            position, total = info['position'], info['total']
-            now = self.clock()
-            tenth = position * 10 // total if total else 0
-            if not (tenth > self.shown[0] * 10 // (total or 1)
-                    or now - self.shown[1] >= self.every):
-                return
-            self.shown = (position, now)
-        super().__call__(event, **info)
-
-
-class BarProgress:
-    """A ``tqdm`` bar of stored bytes, with rate and time left."""
-
-    def __init__(self):
-        self.bar = None
-
-    def __call__(self, event, **info):
-        from tqdm import tqdm
-        if event == 'start':
-            self.bar = tqdm(total=info['bytes'], unit='B', unit_scale=True,
-                            unit_divisor=1024,
-                            desc='snapshot %d' % info['snapshot_id'])
-        elif event == 'range':
-            self.bar.set_postfix_str('range %d/%d' % (info['position'],
-                                                      info['total']))
-        elif event == 'bytes' and self.bar is not None:
-            self.bar.update(info['bytes'])
-        elif event == 'save':
-            self.bar.close()
-            print('Saving to %s' % info['path'])
-
-
-def quiet(event, **info):
-    """Progress that shows nothing."""
-
-
-def progress_for(json_output=False, stream=None, clock=time.monotonic):
-    """The progress a command line shows: a bar on a terminal, else a line
-    per tenth or ten seconds (``LineProgress``, on ``clock``)."""
-    stream = stream or sys.stdout
-    if json_output:
-        return quiet
-    if stream.isatty():
-        return BarProgress()
-    return LineProgress(stream, clock)
 
 
 def out_path(out_dir, snapshot_id):
@@ -369,10 +280,11 @@ def upload_snapshot(path, url=None, token=None, target_app_id=None,
     """
     if url is None and target_app_id is None:
         target_app_id = datastore_types.ResolveAppId(None)
-    for _ in _entities(path, Transform(target_app_id, target_namespace)):
-        pass  # scrub runs once, below
-    transform = Transform(target_app_id, target_namespace, scrub)
+    total = sum(1 for _ in _entities(path, Transform(target_app_id,
+                                                      target_namespace)))
+    transform = Transform(target_app_id, target_namespace, scrub)  # once
     records = (e.SerializeToString() for e in _entities(path, transform))
+    progress = _upload_progress(progress, 'upload of %s' % path, total)
     if url is None:
         count = 0
         for body, size in wire.batches(records, batch_bytes):
@@ -380,8 +292,7 @@ def upload_snapshot(path, url=None, token=None, target_app_id=None,
             with cache.uncached([entity.key for entity in batch]):
                 entities.put(batch)
             count += size
-            if progress:
-                progress('batch', entities=size, bytes=len(body))
+            progress('batch', entities=size, bytes=len(body))
         return count
     from .transfer.remote import RemoteClient
     if isinstance(url, RemoteClient):
@@ -389,3 +300,17 @@ def upload_snapshot(path, url=None, token=None, target_app_id=None,
     with RemoteClient(url, token) as remote:
         return remote.upload(records, batch_bytes, progress)
 
+
+def _upload_progress(progress, name, total):
+    """``progress``, told of each ``batch`` with the upload's ``name``, the
+    entities ``done`` so far and their ``total`` too."""
+    if progress is None:
+        return quiet
+    done = [0]
+
+    def told(event, **info):
+        if event == 'batch':
+            done[0] += info['entities']
+            info = dict(info, name=name, done=done[0], total=total)
+        progress(event, **info)
+    return told

@@ -19,7 +19,7 @@ from webob import Response, exc
 from ... import cache, defaults, entities
 from ...exceptions import (RangeCorrupted, SnapshotIncomplete,
                            SnapshotNotFinished)
-from .. import names, storage
+from .. import calls, names, storage
 from ..models import RangeBackup, backup_keys, iter_backups
 from ..transfer import wire
 from ..transfer.rewrite import rewrite_entity
@@ -89,7 +89,8 @@ def manifest(request):
                   for rb in iter_backups(snap.id, keys)]
     except (SnapshotIncomplete, RangeCorrupted) as error:
         raise refuse(exc.HTTPConflict, str(error)) from error
-    return json_response({'snapshot': snap.to_dict(), 'ranges': ranges,
+    return json_response({'snapshot': calls.get_snapshot(snap),
+                          'ranges': ranges,
                           'next': after})
 
 
@@ -281,4 +282,4 @@ def upload(request):
         raise refuse(exc.HTTPBadRequest, str(error)) from error
     with cache.uncached([entity.key for entity in batch]):
         entities.put(batch)
-    return json_response({'put': len(batch)})
+    return json_response(calls.uploaded(len(batch)))

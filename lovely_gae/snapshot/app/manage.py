@@ -1,14 +1,15 @@
 """Snapshots as JSON resources: list, create, show, restore, delete, prune.
 
-Each snapshot is shown as ``Snapshot.to_dict()`` gives it. Writes are POST
-only, so a link or an image tag in a page can never start one.
+Each answer is what ``snapshot.calls`` gives, the shape ``LocalClient``
+returns too. Writes are POST only, so a link or an image tag in a page
+can never start one.
 """
 from webob import exc
 
 from ...exceptions import (InvalidInput, RangeCorrupted, RestoreRunning,
                            SnapshotIncomplete, SnapshotInUse,
                            SnapshotNotFinished)
-from .. import api
+from .. import api, calls
 from .access import refuse
 from .web import (allow, ascii_int, bool_param, int_param, json_response,
                   snapshot_or_404)
@@ -56,20 +57,22 @@ def _batchsize(params):
 def snapshots(request):
     """GET: the snapshots, newest first (``limit``); POST: create one.
 
-    POST takes ``kinds`` (repeated; none: every kind), ``batchsize`` and
-    ``namespace``, and answers 201 with the new snapshot.
+    POST takes ``kinds`` (repeated; none: every kind), ``batchsize``,
+    ``namespace`` and ``allow_empty`` (false: a kind without entities is a
+    400), and answers 201 with the new snapshot.
     """
     if request.method == 'POST':
-        return json_response(create_from(request).to_dict(), status=201)
+        return json_response(calls.get_snapshot(create_from(request)),
+                             status=201)
     limit = int_param(request, 'limit', minimum=1, maximum=MAX_QUERY_LIMIT)
-    return json_response({'snapshots': [
-        snap.to_dict() for snap in api.list_snapshots(limit)]})
+    return json_response(calls.list_snapshots(limit))
 
 
 @allow('GET')
 def show(request):
     """One snapshot (``latest``: the newest finished one)."""
-    return json_response(snapshot_or_404(request.urlvars['id']).to_dict())
+    return json_response(calls.get_snapshot(
+        snapshot_or_404(request.urlvars['id'])))
 
 
 @allow('POST')
@@ -84,18 +87,13 @@ def restore(request):
     kinds = request.params.getall('kinds') or None
     dry_run = bool_param(request, 'dry_run')
     try:
-        snap.restore(kinds=kinds, dry_run=dry_run)
+        answer = calls.restore_snapshot(snap, kinds=kinds, dry_run=dry_run)
     except (SnapshotNotFinished, RestoreRunning, RangeCorrupted,
             SnapshotIncomplete) as error:
         raise refuse(exc.HTTPConflict, str(error)) from error
     except InvalidInput as error:
         raise refuse(exc.HTTPBadRequest, str(error)) from error
-    snap = api.get_snapshot(snap.id)
-    if dry_run:
-        return json_response({'id': snap.id, 'dry_run': True,
-                              'plan': snap.plan_progress()}, status=202)
-    return json_response({'id': snap.id, 'dry_run': False,
-                          'restore': snap.restore_progress()}, status=202)
+    return json_response(answer, status=202)
 
 
 @allow('POST')
@@ -103,10 +101,9 @@ def delete(request):
     """Delete a snapshot and its stored ranges (a task finishes big ones)."""
     snap = snapshot_or_404(request.urlvars['id'])
     try:
-        snap.delete()
+        return json_response(calls.delete_snapshot(snap))
     except SnapshotInUse as error:
         raise refuse(exc.HTTPConflict, str(error)) from error
-    return json_response({'deleted': [snap.id]})
 
 
 @allow('POST')
@@ -115,4 +112,4 @@ def prune(request):
     keep = int_param(request, 'keep')
     if keep is None:
         raise refuse(exc.HTTPBadRequest, 'keep is required')
-    return json_response({'deleted': api.prune(keep)})
+    return json_response(calls.prune(keep))

@@ -10,9 +10,10 @@ tasks, it takes only those a push has missed (``defaults.SWEEP_GRACE``)
 and those of leases that expired. What is left waits for the next call.
 """
 from ... import async_, push
+from .. import calls
 from .web import allow, float_param, json_response
 
-__all__ = ['run', 'queued', 'DEFAULT_SECONDS', 'MAX_SECONDS']
+__all__ = ['run', 'DEFAULT_SECONDS', 'MAX_SECONDS']
 
 #: Seconds a call works by default: well inside a frontend request's 60.
 DEFAULT_SECONDS = 20.0
@@ -33,9 +34,5 @@ def run(request):
         return json_response({'ran': 0})
     seconds = float_param(request, 'seconds', DEFAULT_SECONDS, MAX_SECONDS)
     ran = async_.run_tasks(recursive=True, deadline=seconds)
-    return json_response({'ran': ran, 'queued': queued()})
+    return json_response(calls.worker_ran(ran))
 
-
-def queued():
-    """How many tasks wait, counted up to 1000."""
-    return async_.count_tasks(limit=1000)

@@ -28,7 +28,6 @@ from ...exceptions import (DownloadError, RangeCorrupted, SnapshotNotFinished,
 from . import devfile, wire
 from ..app.access import configured_token, is_loopback_host
 from .answer import Deadline, RemoteError, Transient, check, chunks, read_json
-from ..client import quiet
 from .manifest import ManifestPages
 
 __all__ = ['RemoteClient', 'RemoteError']
@@ -100,8 +99,8 @@ class RemoteClient:
     json_bytes = 16 << 20
     #: Bytes read from the network at a time.
     chunk_size = 64 * 1024
-    #: Calls return once the app has the work queued, not done.
-    waits = False
+    #: Seconds between two looks at the work waited for.
+    poll_seconds = 1.0
 
     _settings = ('retries', 'backoff', 'max_backoff', 'timeout',
                  'response_seconds', 'json_bytes', 'chunk_size')
@@ -252,21 +251,9 @@ class RemoteClient:
             if not (wait and queued and any(a['ran'] for a in answers)):
                 return {'ran': ran, 'queued': queued}
 
-    def wait(self, snapshot_id, restore=False, plan=False, timeout=3600.0,
-             interval=1.0):
-        """Poll until the snapshot (or its restore, or its dry run) is
-        finished or failed."""
-        stop_at = time.monotonic() + timeout
-        while True:
-            info = self.get_snapshot(snapshot_id)
-            if restore or plan:
-                status = (info.get('restore' if restore else 'plan')
-                          or {}).get('status')
-            else:
-                status = info['status']
-            if status in ('finished', 'error') or time.monotonic() > stop_at:
-                return info
-            time.sleep(interval)
+    def pause(self, seconds):
+        """Wait ``seconds`` while the app works (``waiting.wait``)."""
+        time.sleep(seconds)
 
     # Data in and out.
 
@@ -293,7 +280,7 @@ class RemoteClient:
         range whose bytes do not match the manifest raises
         ``RangeCorrupted`` and leaves nothing at ``path``.
         """
-        progress = progress or quiet
+        progress = progress or _quiet
         name, size = entry['name'], entry['size']
         what = 'download of range %s' % name
         failures = 0
@@ -369,7 +356,7 @@ class RemoteClient:
         Batches stay under ``batch_bytes`` (default ``wire.BATCH_BYTES``);
         a batch is retried as a whole, as putting it twice does no harm.
         """
-        progress = progress or quiet
+        progress = progress or _quiet
         count = 0
         for body, size in wire.batches(records, batch_bytes):
             answer = self.json('POST', '/lovely.gae/upload', data=body,
@@ -377,6 +364,10 @@ class RemoteClient:
             count += answer['put']
             progress('batch', entities=size, bytes=len(body))
         return count
+
+
+def _quiet(event, **info):
+    """Progress that shows nothing."""
 
 
 def _size(path):

@@ -1,0 +1,88 @@
+"""How ``lovely-gae`` shows snapshots, restores and dry runs as text.
+
+It takes the data ``--json`` prints (``docs/cli.rst``) and imports nothing
+of the SDK.
+"""
+import datetime
+
+__all__ = ['describe', 'listing', 'plan', 'age', 'size']
+
+
+def _of(done, total):
+    return '%s/%s' % (done, '?' if total is None else total)
+
+
+def _by_kind(by_kind):
+    """A line per kind: ``  Customer: 2/5 ranges``."""
+    return ['  %s: %s ranges' % (kind, _of(counts['ranges_done'],
+                                           counts['ranges_total']))
+            for kind, counts in sorted((by_kind or {}).items())]
+
+
+def _work(title, work):
+    """A restore's or a dry run's lines: status, ranges, and per kind."""
+    line = '%s: %s, ranges %s' % (title, work['status'], _of(
+        work['ranges_done'], work['ranges_total']))
+    if work.get('error'):
+        line += ': ' + work['error']
+    return [line] + _by_kind(work.get('by_kind'))
+
+
+def describe(info):
+    """A snapshot (``Snapshot.to_dict()``) as ``status`` shows it, with the
+    ranges of each kind, and its latest restore and dry run."""
+    progress = info['progress']
+    lines = ['Snapshot %s: %s' % (info['id'], info['status']),
+             'Kinds: %s' % ', '.join(info['kinds']),
+             'Namespace: %r' % info['namespace'],
+             'Created: %s' % info['created'],
+             'Ranges: %s, entities: %s, stored bytes: %s' % (
+                 _of(progress['ranges_done'], progress['ranges_total']),
+                 progress['entities'], progress['bytes'])]
+    lines += _by_kind(progress.get('by_kind'))
+    if info.get('error'):
+        lines.append('Error: %s' % info['error'])
+    if info.get('restore'):
+        lines += _work('Last restore', info['restore'])
+    if info.get('plan'):
+        lines += _work('Last dry run', info['plan'])
+    return '\n'.join(lines)
+
+
+def listing(infos, now=None):
+    """Snapshots as ``list`` shows them: a row each, under a header."""
+    line = '%6s  %-8s  %6s  %-16s  %9s  %9s  %s'
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    rows = [line % (
+        i['id'], i['status'], age(now, i['created']), i['namespace'] or "''",
+        i['progress']['entities'], size(i['progress']['bytes']),
+        ','.join(i['kinds'])) for i in infos]
+    header = line % ('id', 'status', 'age', 'namespace', 'entities',
+                     'stored', 'kinds')
+    return '\n'.join([header] + rows)
+
+
+def plan(counts):
+    """A dry run's plan: ``Customer: 1 created, 0 changed, 2 deleted``."""
+    return '\n'.join('%s: %d created, %d changed, %d deleted' % (
+        kind, c['created'], c['changed'], c['deleted'])
+        for kind, c in sorted(counts.items()))
+
+
+def age(now, created):
+    """``created`` (ISO, UTC) as an age: 45s, 12m, 5h, 3d."""
+    then = datetime.datetime.fromisoformat(created.rstrip('Z')).replace(
+        tzinfo=datetime.timezone.utc)
+    seconds = max(0, int((now - then).total_seconds()))
+    for unit, size_ in (('d', 86400), ('h', 3600), ('m', 60)):
+        if seconds >= size_:
+            return '%d%s' % (seconds // size_, unit)
+    return '%ds' % seconds
+
+
+def size(count):
+    """Bytes as people read them: 850 B, 19.0 KiB, 1.2 GiB."""
+    for unit in ('B', 'KiB', 'MiB', 'GiB'):
+        if count < 1024 or unit == 'GiB':
+            return ('%d %s' if unit == 'B' else '%.1f %s') % (count, unit)
+        count /= 1024

@@ -1,0 +1,154 @@
+"""One client: the same calls on a local datastore (``LocalClient``) and
+over HTTP (``RemoteClient`` against the app on a real loopback server)
+answer the same shapes, written once in ``snapshot.calls``; and both wait
+by the same rule (``waiting.wait``)."""
+import pytest
+
+from lovely_gae.exceptions import LovelyGaeError, SnapshotNotFound
+from lovely_gae.local import LocalClient
+from lovely_gae.snapshot import waiting
+from lovely_gae.snapshot.transfer.remote import RemoteClient
+from tests.conftest import Dummy
+
+#: Values that differ from one snapshot to the next, by their keys.
+_VARYING = ('id', 'created', 'modified', 'deleted')
+
+
+def shape(value, key=None):
+    """``value`` with what varies between two runs (ids, times) replaced
+    by its type's name."""
+    if key in _VARYING:
+        return type(value).__name__
+    if isinstance(value, dict):
+        return {k: shape(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [shape(v) for v in value]
+    return value
+
+
+def every_call(client, run_tasks):
+    """Each call of a client once, in the order a user makes them; what
+    each answered."""
+    answers = {}
+    answers['create'] = client.create_snapshot(['Dummy'], 10)
+    snapshot_id = answers['create']['id']
+    run_tasks(recursive=True)
+    answers['list'] = client.list_snapshots()
+    answers['status'] = client.get_snapshot(snapshot_id)
+    Dummy.all().get().delete()
+    answers['dry run'] = client.restore_snapshot(snapshot_id, dry_run=True)
+    run_tasks(recursive=True)
+    answers['plan'] = client.get_snapshot(snapshot_id)['plan']
+    answers['restore'] = client.restore_snapshot(snapshot_id, ['Dummy'])
+    answers['worker'] = client.run_worker()
+    answers['restored'] = client.get_snapshot(snapshot_id)['restore']
+    answers['delete'] = client.delete_snapshot(snapshot_id)
+    run_tasks(recursive=True)
+    answers['prune'] = client.prune(0)
+    with pytest.raises(SnapshotNotFound) as info:
+        client.get_snapshot(snapshot_id)
+    assert info.value.snapshot_id == snapshot_id
+    assert str(info.value) == 'no snapshot with id %d' % snapshot_id
+    with pytest.raises(LovelyGaeError) as info:
+        client.create_snapshot(['Nothing'], allow_empty=False)
+    answers['empty kind'] = str(info.value)
+    return answers
+
+
+@pytest.fixture
+def remote(snapshot_server):
+    with RemoteClient(snapshot_server.url, snapshot_server.token) as client:
+        yield client
+
+
+def test_local_and_remote_calls_answer_the_same_shapes(
+        make_entities, run_tasks, remote):
+    make_entities(Dummy, 30)
+    local = every_call(LocalClient(), run_tasks)
+    over_http = every_call(remote, run_tasks)
+    assert local['create']['status'] == 'started'  # it does not wait
+    assert local['plan']['plan'] == {
+        'Dummy': {'created': 1, 'changed': 0, 'deleted': 0}}
+    assert local['restore']['dry_run'] is False
+    assert local['worker']['ran'] > 0 and local['restored']['status'] == (
+        'finished')
+    assert local['empty kind'].startswith(
+        "kind 'Nothing' has no entities in namespace ''")
+    assert over_http['empty kind'].startswith(local['empty kind'])
+    over_http['empty kind'] = local['empty kind']
+    for call in local:
+        assert shape(over_http[call]) == shape(local[call]), call
+    assert Dummy.all().count() == 30
+
+
+def test_the_app_allows_a_kind_without_entities_by_default(remote):
+    snap = remote.create_snapshot(['Nothing'])  # allowed by default
+    assert snap['kinds'] == ['Nothing']
+
+
+class Idle:
+    """A client whose work never moves: a worker that does not run."""
+
+    poll_seconds = 0.01
+
+    def __init__(self, client):
+        self.client, self.paused = client, 0
+
+    def get_snapshot(self, snapshot_id):
+        return self.client.get_snapshot(snapshot_id)
+
+    def pause(self, seconds):
+        self.paused += 1
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        self.now += 0.25
+        return self.now
+
+
+@pytest.mark.parametrize('which', ['local', 'remote'])
+def test_a_wait_that_runs_out_says_so(make_entities, remote, which):
+    make_entities(Dummy, 3)
+    client = LocalClient() if which == 'local' else remote
+    created = client.create_snapshot(['Dummy'])
+    idle = Idle(client)
+    events = []
+    with pytest.raises(waiting.StillWorking) as info:
+        waiting.wait(idle, created['id'], timeout=2, clock=Clock(),
+                     progress=lambda event, **kw: events.append(event))
+    assert str(info.value) == (
+        'snapshot %d still waiting to start after 2 s' % created['id'])
+    assert (info.value.snapshot_id, info.value.status) == (
+        created['id'], 'started')
+    assert idle.paused >= 3 and events[-1] == 'work_end'
+    assert set(events[:-1]) == {'work'}
+
+
+def test_a_local_wait_runs_the_tasks(make_entities):
+    make_entities(Dummy, 25)
+    client = LocalClient()
+    created = client.create_snapshot(['Dummy'], 10)
+    seen = []
+    info = waiting.wait(client, created['id'], progress=lambda event, **kw:
+                        seen.append((event, kw.get('status'))))
+    assert (info['status'], info['progress']['ranges_done']) == (
+        'finished', 3)
+    assert seen[0] == ('work', 'started') and seen[-2:] == [
+        ('work', 'finished'), ('work_end', None)]
+
+
+def test_a_remote_wait_waits_for_the_apps_worker(make_entities, remote):
+    from tests.test_cli import app_worker
+    make_entities(Dummy, 5)
+    created = remote.create_snapshot(['Dummy'])
+    remote.poll_seconds = 0.05
+    with app_worker():
+        info = waiting.wait(remote, created['id'], timeout=60)
+        remote.restore_snapshot(created['id'], dry_run=True)
+        plan = waiting.wait(remote, created['id'], 'plan', timeout=60)
+    assert info['status'] == 'finished'
+    assert plan['plan']['status'] == 'finished'
