@@ -50,7 +50,7 @@ def _out(text):
     if text is None:
         return
     try:
-        print(text, flush=True)
+        print(clitext.printable(text), flush=True)
     except BrokenPipeError:
         raise _StdoutClosed() from None
 
@@ -317,7 +317,7 @@ def _fail(args, error, status, prefix='lovely-gae: error: '):
         line = json.dumps(_error_data(error, status), sort_keys=True,
                           default=str)
     else:
-        line = prefix + str(error)
+        line = clitext.printable(prefix + str(error))
     print(line, file=sys.stderr)
     return status
 

@@ -11,6 +11,8 @@ guess. An answer other than yes changes nothing (exit status 1); with
 import json
 import sys
 
+from . import clitext
+
 __all__ = ['Refused', 'DECLINED', 'confirm', 'can_ask']
 
 #: What a command returns when the answer was no: ``(status, data, text)``.
@@ -34,7 +36,7 @@ def confirm(args, what, question):
     can_ask(args)
     if args.yes:
         return True
-    print(what, file=sys.stderr)
+    print(clitext.printable(what), file=sys.stderr)
     print('%s [y/N] ' % question, end='', file=sys.stderr, flush=True)
     answer = sys.stdin.readline().strip().lower()
     if answer in ('y', 'yes'):

@@ -5,7 +5,17 @@ of the SDK.
 """
 import datetime
 
-__all__ = ['describe', 'listing', 'plan', 'age', 'size']
+__all__ = ['printable', 'describe', 'listing', 'plan', 'age', 'size']
+
+
+def printable(text):
+    """``text`` with what a terminal would act on shown escaped: kinds,
+    namespaces and errors come from the datastore or an app, and an escape
+    sequence in one could retitle the terminal or paint over a line."""
+    return '\n'.join(
+        line if line.isprintable() else ''.join(
+            c if c.isprintable() else repr(c)[1:-1] for c in line)
+        for line in str(text).split('\n'))
 
 
 def _of(done, total):

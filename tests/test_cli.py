@@ -334,3 +334,28 @@ def test_only_what_a_retry_can_mend_is_retried():
                    failed(ConnectionRefusedError(111, 'refused'),
                           requests.ConnectTimeout)):
         assert _unreachable(mended) is None
+
+
+# An OSC sequence that sets the terminal's title, and one that erases the
+# line and writes over it: a kind name can hold either.
+HOSTILE = 'K\x1b]0;owned\x07\r\x1b[2Kfinished'
+
+
+def test_kind_names_reach_the_terminal_escaped(tmp_path, monkeypatch,
+                                               capsys):
+    """What ``list``, ``status`` and ``create`` print of kinds (and of
+    namespaces, statuses, errors: with --url, whatever the app answers)
+    reaches the terminal with its escape sequences shown, not acted on."""
+    from google.appengine.api import datastore
+    from lovely_gae import local
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv('GAE_APPLICATION', raising=False)
+    store = str(tmp_path / 'data.datastore')
+    with local.local_datastore(store):
+        datastore.Put(datastore.Entity(HOSTILE))
+    for command in (['create'], ['list'], ['status', '1'],
+                    ['status', '2']):
+        cli.main(['--datastore', store] + command)
+    out, err = capsys.readouterr()
+    assert "K\\x1b]0;owned\\x07\\r\\x1b[2Kfinished" in out
+    assert not any(c in out + err for c in '\x1b\x07\r')

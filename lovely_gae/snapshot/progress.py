@@ -11,6 +11,8 @@ is looked at, and ``work_end``; an upload tells each ``batch`` (``name``,
 import sys
 import time
 
+from ..clitext import printable
+
 __all__ = ['SeedProgress', 'LineProgress', 'BarProgress', 'quiet',
            'progress_for']
 
@@ -24,7 +26,7 @@ class SeedProgress:
         self.started = None
 
     def _print(self, line):
-        print(line, file=self.stream or sys.stdout)
+        print(printable(line), file=self.stream or sys.stdout)
 
     def __call__(self, event, **info):
         if event == 'start':
