@@ -181,10 +181,12 @@ def cmd_prune(args, client):
 
 def cmd_download(args, client):
     from .snapshot import client as snapshot_client
+    from .snapshot.transfer.rewrite import Mask
     path = snapshot_client.download_snapshot(
         args.out_dir, args.id, url=_remote(args),
         target_app_id=args.target_app_id,
         target_namespace=args.target_namespace,
+        scrub=Mask(args.mask) if args.mask else None,
         progress=snapshot_client.progress_for(args.json))
     snapshot_id = int(os.path.basename(path).rsplit('.', 1)[1])
     return 0, {'id': snapshot_id, 'path': path}, None  # progress named it

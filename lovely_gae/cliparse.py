@@ -39,6 +39,13 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, '%s: error: %s\n' % (self.prog, message))
 
 
+def _mask(value):
+    """An argparse ``type``: ``[KIND.]PROPERTY``."""
+    if not value.rpartition('.')[2]:
+        raise argparse.ArgumentTypeError('%r names no property' % value)
+    return value
+
+
 def _bounded(kind, low, high=None):
     """An argparse ``type``: a ``kind`` (int, float) from ``low`` to
     ``high`` (None: any above ``low``)."""
@@ -171,6 +178,11 @@ def _add_commands(sub, commands, common):
                      'references to this app id (a development app)')
     cmd.add_argument('--target-namespace', metavar='NS', help='move keys '
                      'and references of the snapshot\'s namespace here')
+    cmd.add_argument('--mask', action='append', default=[], type=_mask,
+                     metavar='[KIND.]PROPERTY', help='mask this property '
+                     '(of every kind, or of KIND): each text becomes '
+                     'masked-<16 hex digits>, equal texts alike, any other '
+                     'value null; repeat for more')
     cmd = add('upload', 'put the entities of a downloaded file into the '
               'datastore (local: moved to its app id; --url: through the '
               'app, moved to its app id)')

@@ -359,3 +359,50 @@ def test_kind_names_reach_the_terminal_escaped(tmp_path, monkeypatch,
     out, err = capsys.readouterr()
     assert "K\\x1b]0;owned\\x07\\r\\x1b[2Kfinished" in out
     assert not any(c in out + err for c in '\x1b\x07\r')
+
+
+def test_download_masks_the_properties_named(store, capsys, tmp_path):
+    """``--mask email --mask Other.phone``: every kind's email text is
+    masked (equal texts alike), Other's phone is null, the rest as it was;
+    a mask that names no property is a usage error."""
+    from google.appengine.api import datastore
+    from lovely_gae import local
+    from lovely_gae.entities import EntityProto
+    with local.local_datastore(store):
+        datastore.Put([datastore.Entity('User', name=str(i)) for i in
+                       range(3)])
+        for number, entity in enumerate(datastore.Query('User').Get(3)):
+            entity.update({'email': 'same@example.com' if number < 2
+                           else 'other@example.com', 'phone': 5550100})
+            datastore.Put(entity)
+        other = datastore.Entity('Other')
+        other.update({'email': 'same@example.com', 'phone': 5550100,
+                      'note': 'kept'})
+        datastore.Put(other)
+    assert run(store, 'create', 'User', 'Other') == 0
+    out_dir = tmp_path / 'out'
+    assert run(store, 'download', str(out_dir), '--mask', 'email',
+               '--mask', 'Other.phone') == 0
+    [path] = out_dir.iterdir()
+    with open(path, 'rb') as f:
+        found = [EntityProto.FromString(record)
+                 for record in devfile.iter_entities(f)]
+    values = {}
+    for entity in found:
+        kind = entity.key.path.element[-1].type
+        for prop in list(entity.property) + list(entity.raw_property):
+            values.setdefault((kind, prop.name), []).append(prop.value)
+    emails = [value.stringValue for value in values['User', 'email']]
+    assert all(email.startswith(b'masked-') and len(email) == 23
+               for email in emails)
+    assert len(set(emails)) == 2  # the two equal ones alike
+    assert values['Other', 'email'][0].stringValue in emails
+    assert [value.int64Value for value in values['User', 'phone']] == [
+        5550100] * 3
+    assert not values['Other', 'phone'][0].ListFields()  # null
+    assert values['Other', 'note'][0].stringValue == b'kept'
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit:
+        run(store, 'download', str(tmp_path / 'x'), '--mask', 'User.')
+    assert exit.value.code == 2
+    assert "'User.' names no property" in capsys.readouterr().err
