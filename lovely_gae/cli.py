@@ -261,8 +261,10 @@ def _run(args):
     from .local import LocalClient, local_datastore
     from .snapshot.waiting import StillWorking
     path = args.datastore or defaults.DATASTORE_FILE
+    from .snapshot.progress import loading_bar
     with local_datastore(path, args.app_id, save=args.writes,
-                         command='lovely-gae ' + args.command) as args.local:
+                         command='lovely-gae ' + args.command,
+                         progress=loading_bar(path, args.json)) as args.local:
         args.client = LocalClient()
         try:
             return args.func(args, args.client)

@@ -162,11 +162,16 @@ def _stored_record(number, data):
     return record
 
 
-def load_datastore(stub, path):
+#: Entities loaded between two words to ``load_datastore``'s progress.
+_LOAD_STEP = 2000
+
+
+def load_datastore(stub, path, progress=None):
     """Put the entities of the file at ``path`` (if any) into ``stub``.
 
     What the SDK's ``DatastoreFileStub.Read`` does, but on records the
     library's own parser found: the SDK would unpickle the file.
+    ``progress(done, total)`` is told the bytes read now and then.
     """
     from .snapshot.transfer.devfile import iter_entities
     try:
@@ -180,7 +185,10 @@ def load_datastore(stub, path):
         return  # as the SDK takes it: a datastore with nothing in it
     try:
         # In memory, so that a length in the file cannot ask for more.
-        for number, record in enumerate(iter_entities(io.BytesIO(data)), 1):
+        fileobj = io.BytesIO(data)
+        for number, record in enumerate(iter_entities(fileobj), 1):
+            if progress is not None and number % _LOAD_STEP == 0:
+                progress(fileobj.tell(), len(data))
             record = _stored_record(number, record)
             stub._StoreRecord(record)
             last = record.entity.key.path.element[-1]
@@ -188,6 +196,8 @@ def load_datastore(stub, path):
                 stub._SetMaxId(last.id)
     except (ValueError, datastore_errors.Error) as error:
         raise DatastoreFileError(path, error) from None
+    if progress is not None:
+        progress(len(data), len(data))
 
 
 def _fsync_directory(directory):
@@ -269,14 +279,15 @@ class LocalDatastore:
 
 @contextlib.contextmanager
 def local_datastore(path=DEFAULT_DATASTORE, app_id=None, save=True,
-                    command=None):
+                    command=None, progress=None):
     """Serve the datastore API from the file at ``path`` while inside.
 
     Yields a ``LocalDatastore``. With ``save`` the block holds the file's
     lock exclusively and saves the file when it ends without an error;
     without, it only reads, and shares the lock with other readers.
     ``command`` names this process to one the lock keeps out. A link at
-    ``path`` stands for the file it leads to.
+    ``path`` stands for the file it leads to. ``progress`` is told how
+    loading the file goes (``load_datastore``).
     """
     app_id = app_id or os.environ.get('GAE_APPLICATION') or DEFAULT_APP_ID
     path = _checked_path(path)
@@ -284,7 +295,7 @@ def local_datastore(path=DEFAULT_DATASTORE, app_id=None, save=True,
     try:
         bed = start_testbed(app_id=app_id)
         try:
-            load_datastore(bed.get_stub('datastore_v3'), path)
+            load_datastore(bed.get_stub('datastore_v3'), path, progress)
             datastore = LocalDatastore(path, bed.get_stub('datastore_v3'),
                                        lock)
             yield datastore

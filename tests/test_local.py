@@ -419,3 +419,31 @@ def test_an_upload_the_app_takes_leaves_a_file_that_loads(tmp_path,
     assert res.text == 'a key is incomplete, or its id -5 is not positive\n'
     with local_datastore(store, save=False):
         assert datastore.Query('K').Count() == 0
+
+
+def test_loading_a_large_file_tells_its_progress(store):
+    """``lovely-gae list`` on a file of many entities spends its time
+    loading it: a terminal is shown a bar of the bytes loaded."""
+    import io
+    from lovely_gae.snapshot.progress import loading_bar
+    fill(store, 4500)
+    size = os.path.getsize(store)
+    told = []
+    with local_datastore(store, save=False,
+                         progress=lambda done, total: told.append(
+                             (done, total))):
+        pass
+    assert [total for _, total in told] == [size] * 3
+    assert [done for done, _ in told] == sorted(
+        done for done, _ in told) and told[-1] == (size, size)
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+    terminal = Terminal()
+    bar = loading_bar(store, stream=terminal)
+    for done, total in told:
+        bar(done, total)
+    assert 'loading %s' % store in terminal.getvalue()
+    assert loading_bar(store, stream=io.StringIO()) is None  # a log
+    assert loading_bar(store, json_output=True, stream=terminal) is None

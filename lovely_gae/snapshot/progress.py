@@ -14,7 +14,7 @@ import time
 from ..clitext import printable
 
 __all__ = ['SeedProgress', 'LineProgress', 'BarProgress', 'quiet',
-           'progress_for']
+           'progress_for', 'loading_bar']
 
 
 class SeedProgress:
@@ -164,3 +164,29 @@ def progress_for(json_output=False, stream=None, clock=time.monotonic):
     if stream.isatty():
         return BarProgress()
     return LineProgress(stream, clock)
+
+
+def loading_bar(path, json_output=False, stream=None):
+    """``progress(done, total)`` for loading the datastore file at
+    ``path``: a ``tqdm`` bar of its bytes on a terminal (``stream``, by
+    default stderr), gone once it is loaded; None elsewhere, where a load
+    needs no word."""
+    stream = stream or sys.stderr
+    if json_output or not stream.isatty():
+        return None
+    bar = None
+
+    def progress(done, total):
+        nonlocal bar
+        if bar is None:
+            if done >= total:
+                return  # loaded before a bar was needed
+            from tqdm import tqdm
+            bar = tqdm(total=total, unit='B', unit_scale=True,
+                       unit_divisor=1024, leave=False, file=stream,
+                       desc='loading %s' % printable(path))
+        bar.n = done
+        bar.refresh()
+        if done >= total:
+            bar.close()
+    return progress
