@@ -299,17 +299,20 @@ def _kind_rows(data):
 
 
 def _job(title, job, html_id):
+    """A restore's or a dry run's status, with a bar per kind until a dry
+    run's plan (a table per kind of its own) takes their place."""
     if not job:
         return ''
     out = '<h2>%s</h2><p>%s: %s</p>' % (
         _e(title), _e(job['status']),
         _bar(job['ranges_done'], job['ranges_total']))
-    out += ('<table id="%s"><tr><th>kind</th><th>ranges</th></tr>%s</table>'
-            % (html_id, ''.join(
-                '<tr><td>%s</td><td>%s</td></tr>' % (
-                    _e(kind), _bar(counts['ranges_done'],
-                                   counts['ranges_total']))
-                for kind, counts in job['by_kind'].items())))
+    if not job.get('plan'):
+        out += ('<table id="%s"><tr><th>kind</th><th>ranges</th></tr>%s'
+                '</table>' % (html_id, ''.join(
+                    '<tr><td>%s</td><td>%s</td></tr>' % (
+                        _e(kind), _bar(counts['ranges_done'],
+                                       counts['ranges_total']))
+                    for kind, counts in job['by_kind'].items())))
     if job.get('error'):
         out += '<p class="error">%s</p>' % _e(job['error'])
     return out
