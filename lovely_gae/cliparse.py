@@ -178,7 +178,7 @@ def _add_commands(sub, commands, common):
                      'references to this app id (a development app)')
     cmd.add_argument('--target-namespace', metavar='NS', help='move keys '
                      'and references of the snapshot\'s namespace here')
-    cmd.add_argument('--mask', action='append', default=[], type=_mask,
+    cmd.add_argument('--mask', action='append', type=_mask,
                      metavar='[KIND.]PROPERTY', help='mask this property '
                      '(of every kind, or of KIND): each text becomes '
                      'masked-<16 hex digits>, equal texts alike, any other '

@@ -1,4 +1,11 @@
 """Fixtures shared by the test modules."""
+import atexit
+import contextlib
+import io
+import os
+import shutil
+import tempfile
+
 import pytest
 from google.appengine.datastore import datastore_stub_util
 from google.appengine.ext import db, testbed
@@ -138,6 +145,29 @@ def store(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv('GAE_APPLICATION', raising=False)
     return str(tmp_path / 'data.datastore')
+
+
+_DEMO = []
+
+
+def demo_into(store):
+    """Fill the datastore file ``store`` as ``lovely-gae demo`` leaves it.
+
+    The demo runs once a test run, in a directory of its own; later calls
+    copy the file it left (``tests/test_cli.py`` runs the demo itself)."""
+    if not _DEMO:
+        where = tempfile.mkdtemp(prefix='lovely-gae-demo-')
+        atexit.register(shutil.rmtree, where, True)
+        path = os.path.join(where, 'demo.datastore')
+        here = os.getcwd()
+        os.chdir(where)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                assert run_cli(path, 'demo') == 0
+        finally:
+            os.chdir(here)
+        _DEMO.append(path)
+    shutil.copyfile(_DEMO[0], store)
 
 
 def run_cli(store, *args):

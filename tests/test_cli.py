@@ -8,6 +8,7 @@ import pytest
 from lovely_gae import cli, clitext
 from lovely_gae import entities as entities_module
 from lovely_gae.snapshot.transfer import devfile
+from tests.conftest import demo_into
 from tests.conftest import run_cli as run
 
 
@@ -22,7 +23,7 @@ def test_demo_restores_byte_for_byte_and_downloads(store, capsys, tmp_path):
 
 def test_create_list_status_restore_delete_on_a_datastore_file(
         store, capsys, tmp_path):
-    assert run(store, 'demo') == 0
+    demo_into(store)
     capsys.readouterr()
     assert run(store, '--json', 'list') == 0
     [snap] = json.loads(capsys.readouterr().out)
@@ -40,7 +41,7 @@ def test_create_list_status_restore_delete_on_a_datastore_file(
 
 
 def test_list_shows_namespace_entities_stored_size_and_age(store, capsys):
-    assert run(store, 'demo') == 0
+    demo_into(store)
     capsys.readouterr()
     assert run(store, 'list') == 0
     header, row = capsys.readouterr().out.splitlines()
@@ -79,7 +80,7 @@ def test_bad_usage_exits_2(store, capsys):
 
 
 def test_seed_download_script(store, capsys, tmp_path):
-    assert run(store, 'demo') == 0
+    demo_into(store)
     out_dir = tmp_path / 'out'
     out_dir.mkdir()
     assert cli.main(['--datastore', store, 'download', str(out_dir)]) == 0
@@ -231,7 +232,7 @@ def test_a_wrong_token_is_one_line_and_exit_1(snapshot_server, capsys,
 
 
 def test_download_with_a_target_app_id_locally(store, capsys, tmp_path):
-    assert run(store, 'demo') == 0
+    demo_into(store)
     capsys.readouterr()
     out_dir = tmp_path / 'out'
     out_dir.mkdir()
@@ -282,7 +283,7 @@ def latest_id(store, capsys):
 
 
 def test_download_makes_its_directory_and_parents(store, capsys, tmp_path):
-    assert run(store, 'demo') == 0
+    demo_into(store)
     snapshot_id = latest_id(store, capsys)
     out_dir = tmp_path / 'new' / 'deeper'
     assert run(store, 'download', str(snapshot_id), str(out_dir)) == 0

@@ -11,6 +11,7 @@ from lovely_gae.entities import EntityProto
 from lovely_gae.snapshot import client as snapshot_client
 from lovely_gae.snapshot.transfer import devfile
 from lovely_gae.snapshot.transfer.devfile import DevFileWriter
+from tests.conftest import demo_into
 from tests.conftest import run_cli as run
 
 FAILS = []
@@ -40,7 +41,7 @@ def typing(monkeypatch, answer):
 
 
 def demo(store, capsys):
-    assert run(store, 'demo') == 0
+    demo_into(store)
     capsys.readouterr()
     assert run(store, '--json', 'list') == 0
     [snap] = json.loads(capsys.readouterr().out)
@@ -216,7 +217,9 @@ def test_queue_over_url_says_it_is_not_available(capsys):
 def test_inspect_lists_namespaces_kinds_counts_and_keys(store, capsys,
                                                         tmp_path):
     demo(store, capsys)
-    [path] = (tmp_path / 'lovely-gae-demo').iterdir()
+    assert run(store, 'download', str(tmp_path / 'out')) == 0
+    [path] = (tmp_path / 'out').iterdir()
+    capsys.readouterr()
     assert run(store, 'inspect', str(path)) == 0
     out = capsys.readouterr().out
     assert "Namespace 'lovely-gae-demo'" in out
