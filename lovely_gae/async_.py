@@ -21,8 +21,8 @@ import uuid
 
 from . import defaults, push, taskstore
 from .base import after_commit, transaction, utcnow
-from .tasks import (Status, Task, dotted_name, make_task, register, resolve,
-                    task)
+from .tasks import (MAX_ERROR, Status, Task, dotted_name, make_task, register,
+                    resolve, task)
 
 __all__ = ['Status', 'Task', 'task', 'register', 'defer', 'defer_many',
            'make_task', 'get_tasks', 'count_tasks', 'get_failed_tasks',
@@ -319,6 +319,9 @@ def _describe(exc, task):
     error = ''.join(traceback.format_exception_only(type(exc), exc)).strip()
     log.warning('task %s failed (attempt %d of %d): %s', task.func,
                 task.attempts, task.max_attempts, error, exc_info=True)
+    if len(error) > MAX_ERROR:  # its start and end, where it fits
+        half = MAX_ERROR // 2
+        error = '%s ... %s' % (error[:half - 3], error[-(half - 2):])
     return error
 
 

@@ -182,14 +182,22 @@ def cmd_prune(args, client):
 def cmd_download(args, client):
     from .snapshot import client as snapshot_client
     from .snapshot.transfer.rewrite import Mask
+    mask = Mask(args.mask) if args.mask else None
     path = snapshot_client.download_snapshot(
         args.out_dir, args.id, url=_remote(args),
         target_app_id=args.target_app_id,
-        target_namespace=args.target_namespace,
-        scrub=Mask(args.mask) if args.mask else None,
+        target_namespace=args.target_namespace, scrub=mask,
         progress=snapshot_client.progress_for(args.json))
     snapshot_id = int(os.path.basename(path).rsplit('.', 1)[1])
-    return 0, {'id': snapshot_id, 'path': path}, None  # progress named it
+    data = {'id': snapshot_id, 'path': path}
+    if mask is not None and mask.unmatched():
+        # A misspelt mask would leave the data it meant in the clear.
+        data['unmatched_masks'] = mask.unmatched()
+        if not args.json:
+            print('lovely-gae: warning: --mask %s matched no property'
+                  % clitext.printable(', '.join(mask.unmatched())),
+                  file=sys.stderr)
+    return 0, data, None  # progress named it
 
 
 def cmd_upload(args, client):

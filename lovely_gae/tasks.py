@@ -18,8 +18,8 @@ from .base import utcnow
 from .exceptions import TaskError
 from .serializers import default_serializer
 
-__all__ = ['KIND', 'EPOCH', 'MAX_PAYLOAD', 'Status', 'Field', 'FIELDS',
-           'Task', 'micros', 'reference', 'dotted_name', 'task', 'register',
+__all__ = ['KIND', 'EPOCH', 'MAX_PAYLOAD', 'MAX_ERROR', 'Status', 'Field',
+           'FIELDS', 'Task', 'micros', 'reference', 'dotted_name', 'task', 'register',
            'resolve', 'make_task']
 
 KIND = 'LovelyGaeTask'
@@ -32,6 +32,10 @@ EPOCH = datetime.datetime(1970, 1, 1)
 #: again inside its lease's entity, which must stay below the datastore's
 #: 1,048,572 bytes per entity too.
 MAX_PAYLOAD = 1000000
+
+#: Characters of a failed try's error a task keeps (its start and its end):
+#: the error is stored with the task, which must still fit an entity.
+MAX_ERROR = 4000
 
 _MICROSECOND = datetime.timedelta(microseconds=1)
 

@@ -3,7 +3,7 @@ import datetime
 import pytest
 from google.appengine.ext import db
 
-from lovely_gae import async_
+from lovely_gae import async_, tasks
 from lovely_gae.exceptions import NotSerializable, TaskError
 from lovely_gae.serializers import JSONSerializer
 
@@ -206,3 +206,26 @@ def test_threads_share_what_is_due_rather_than_one_leasing_it_all(
         async_.defer(meet, args=(number,))
     assert async_.run_in_threads(2) == 2
     assert async_.get_tasks() == [] and async_.get_failed_tasks() == []
+
+
+@async_.task
+def refuse(text):
+    raise ValueError(text)
+
+
+def test_a_long_error_is_stored_with_the_retry(gae_testbed, run_tasks,
+                                              task_clock):
+    """An error as long as the arguments it repeats is kept in part, so
+    that the task still fits an entity: it is retried, then fails, as any
+    task does (storing it whole failed, and the task ran for ever)."""
+    # Arguments well inside tasks.MAX_PAYLOAD; the error repeats them, as
+    # ValueError(repr(value)) does.
+    async_.defer(refuse, args=('x' * 600000,), max_attempts=2)
+    assert run_tasks(clock=task_clock) == 1
+    [task] = async_.get_tasks()
+    assert task.attempts == 1 and task.error.startswith('ValueError')
+    task_clock.advance(3600)
+    assert run_tasks(clock=task_clock) == 1
+    [failed] = async_.get_failed_tasks()
+    assert failed.error.startswith('ValueError')
+    assert len(failed.error) <= tasks.MAX_ERROR and ' ... ' in failed.error

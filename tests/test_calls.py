@@ -152,3 +152,10 @@ def test_a_remote_wait_waits_for_the_apps_worker(make_entities, remote):
         plan = waiting.wait(remote, created['id'], 'plan', timeout=60)
     assert info['status'] == 'finished'
     assert plan['plan']['status'] == 'finished'
+
+
+def test_a_status_of_any_shape_from_an_app_is_said_in_one_line():
+    """An app may answer a status that is no string: the wait that runs
+    out still says so in one line, not with a TypeError."""
+    error = waiting.StillWorking(7, 'snapshot', ['storing'], 2)
+    assert str(error) == "snapshot 7 still ['storing'] after 2 s"

@@ -11,6 +11,7 @@ from lovely_gae.entities import EntityProto
 from lovely_gae.snapshot import client as snapshot_client
 from lovely_gae.snapshot.transfer import devfile
 from lovely_gae.snapshot.transfer.devfile import DevFileWriter
+from lovely_gae.snapshot.progress import BarProgress, LineProgress
 from tests.conftest import demo_into
 from tests.conftest import run_cli as run
 
@@ -330,3 +331,24 @@ def test_progress_off_a_terminal_prints_a_line_per_tenth_or_ten_seconds():
 def test_progress_on_a_terminal_is_a_bar():
     assert isinstance(snapshot_client.progress_for(stream=Terminal()),
                       snapshot_client.BarProgress)
+
+
+ESCAPE = '\x1b]2;owned\x07\x1b[2J'
+
+
+def test_the_line_progress_escapes_an_apps_status(capsys):
+    stream = io.StringIO()
+    clock = iter([0, 0, 20]).__next__
+    progress = LineProgress(stream, clock)
+    progress('work', name='snapshot 1', status=ESCAPE, done=0, total=3)
+    progress('work', name='snapshot 1', status=ESCAPE, done=1, total=3)
+    assert '\x1b' not in stream.getvalue()
+
+
+def test_the_bar_escapes_an_apps_status(capsys):
+    progress = BarProgress()
+    progress('work', name='snapshot 1', status=ESCAPE, done=1, total=3)
+    progress('work_end', name='snapshot 1')
+    err = capsys.readouterr().err
+    assert 'owned' in err  # shown...
+    assert '\x1b]2' not in err and '\x1b[2J' not in err  # ...escaped

@@ -125,12 +125,14 @@ class BarProgress:
             return
         bar = self.work_bar
         if bar is None:
-            bar = self.work_bar = tqdm(total=info['total'], desc=info['name'],
+            bar = self.work_bar = tqdm(total=info['total'],
+                                       desc=printable(info['name']),
                                        unit=' ' + info['unit'])
         if bar.total != info['total']:
             bar.total = info['total']
         bar.n = info['done']
-        bar.set_postfix_str(info['status'] or '')  # refreshes the bar
+        # Refreshes the bar; the status is what an app said.
+        bar.set_postfix_str(printable(info['status'] or ''))
 
     def __call__(self, event, **info):
         from tqdm import tqdm

@@ -30,6 +30,8 @@ class StillWorking(SnapshotError):
     """A wait ran out before the work ended."""
 
     def __init__(self, snapshot_id, work, status, seconds):
+        if not (status is None or isinstance(status, str)):
+            status = repr(status)[:40]  # an app's answer, of any shape
         self.work, self.status, self.seconds = work, status, seconds
         super().__init__(snapshot_id, '%s still %s after %s s' % (
             _NAMES[work] % snapshot_id, _DOING.get(status, status),

@@ -126,41 +126,61 @@ class Transform:
         return entity
 
 
+#: Meanings of strings that any text may stand in for; a string of another
+#: meaning (a link, a date, a structured value) would not read back.
+_PLAIN = frozenset([0, Property.TEXT, Property.BLOB, Property.BYTESTRING,
+                    Property.GD_EMAIL, Property.GD_PHONENUMBER,
+                    Property.GD_POSTALADDRESS, Property.ATOM_CATEGORY])
+
+
 class Mask:
     """A ``scrub`` that masks properties: ``Mask(['email', 'User.phone'])``.
 
-    A name is a property of every kind, or ``KIND.PROPERTY`` of one. Each
-    string value of a masked property becomes ``masked-`` and 16 hex
-    digits of an HMAC of the value under a key made for this ``Mask``:
-    equal values stay equal (lookups and joins still work) and none can be
-    found from its mask, not even by trying likely values. Any other value
-    (a number, a date, a key) becomes null. Keys, and what is stored as
-    opaque bytes inside other values, are not masked.
+    A name masks the property of that name of every kind, and the field of
+    that name of a structured property (ndb stores ``contact.email``);
+    ``KIND.PROPERTY`` masks it in one kind (a name ``contact.email`` masks
+    that field, and ``email`` of kind ``contact``). Each plain string
+    value (text, bytes, an email, a phone number, an address) of a masked
+    property becomes ``masked-`` and 16 hex digits of an HMAC of the value
+    under a key made for this ``Mask``: equal values stay equal (lookups
+    and joins still work) and none can be found from its mask, not even by
+    trying likely values. Any other value (a number, a date, a link, a key,
+    a structured value) becomes null. Keys, and what is stored as opaque
+    bytes inside other values, are not masked. ``unmatched()`` says which
+    names have masked nothing so far.
     """
 
     def __init__(self, names):
-        self._everywhere, self._of_kind = set(), set()
         for name in names:
-            kind, _, prop = name.rpartition('.')
-            if not prop:
+            if not name.rpartition('.')[2]:
                 raise InvalidInput('mask', name, 'names no property')
-            (self._of_kind.add((kind, prop)) if kind
-             else self._everywhere.add(prop))
+        self._names = frozenset(names)
+        self._matched = set()
         self._key = secrets.token_bytes(32)
 
-    def _masked(self, kind, name):
-        return name in self._everywhere or (kind, name) in self._of_kind
+    def _names_of(self, kind, name):
+        """The mask names that match property ``name`` of ``kind``."""
+        candidates = {name, '%s.%s' % (kind, name)}
+        candidates.update(name[dot + 1:] for dot in range(len(name))
+                          if name[dot] == '.')
+        return self._names & candidates
+
+    def unmatched(self):
+        return sorted(self._names - self._matched)
 
     def __call__(self, entity):
         kind = entity.key.path.element[-1].type
         for prop in list(entity.property) + list(entity.raw_property):
-            if not self._masked(kind, prop.name):
+            names = self._names_of(kind, prop.name)
+            if not names or prop.meaning == Property.EMPTY_LIST:
                 continue
+            self._matched.update(names)
             value = prop.value
-            if value.HasField('stringValue'):
+            if value.HasField('stringValue') and prop.meaning in _PLAIN:
                 digest = hmac.new(self._key, value.stringValue,
                                   hashlib.sha256).hexdigest()[:16]
                 value.stringValue = b'masked-' + digest.encode()
             else:
                 value.Clear()
+                prop.ClearField('meaning')
         return entity
