@@ -91,8 +91,8 @@ def cmd_create(args, client):
     if not args.run_async:
         info = _wait(args, client, info['id'], 'snapshot')
     return (int(info['status'] == 'error'), info,
-            'Created Snapshot %d\nKinds: %r\n%s' % (
-                info['id'], info['kinds'], clitext.describe(info)))
+            'Created Snapshot %d\n%s' % (info['id'],
+                                          clitext.describe(info)))
 
 
 def cmd_list(args, client):
@@ -146,8 +146,11 @@ def cmd_restore(args, client):
                                             'restore')['restore'])
     restore = answer['restore']
     # A wait ends finished or failed; without one, only a failure is known.
-    return (int(restore['status'] == 'error'), answer,
-            'Restore of snapshot %s: %s' % (args.id, restore['status']))
+    text = 'Restore of snapshot %s: %s' % (args.id, restore['status'])
+    if restore['status'] == 'finished':
+        text += ', %d entities put back, %d deleted' % (
+            restore['entities'], restore['deleted'])
+    return int(restore['status'] == 'error'), answer, text
 
 
 def cmd_delete(args, client):
@@ -202,6 +205,18 @@ def cmd_download(args, client):
 
 def cmd_upload(args, client):
     from .snapshot import client as snapshot_client
+    if not args.yes:
+        from .snapshot.transfer import devfile
+        cliask.can_ask(args, 'replaces entities')  # before reading the file
+        counts = devfile.check_file(args.file)
+        if not cliask.confirm(args, 'Upload %s into %s: %d entities (%s); '
+                              'entities with the same keys are replaced.' % (
+                                  args.file, args.url or args.local,
+                                  sum(counts.values()), ', '.join(
+                                      '%s %d' % item
+                                      for item in sorted(counts.items()))),
+                              'Upload %s?' % args.file, 'replaces entities'):
+            return cliask.DECLINED
     count = snapshot_client.upload_snapshot(
         args.file, url=_remote(args), target_namespace=args.target_namespace,
         progress=_work_progress(args))

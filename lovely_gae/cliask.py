@@ -1,7 +1,7 @@
 """Asking before ``lovely-gae`` deletes, as gcloud, gh and kubectl ask.
 
-A command that deletes (``restore``, ``delete``, ``prune``, ``queue
---drop``) says what it will delete and asks on the terminal; ``--yes``
+A command that deletes or replaces data (``restore``, ``delete``,
+``prune``, ``queue --drop``, ``upload``) says what it will change and asks on the terminal; ``--yes``
 answers for it. Without a terminal on stdin and without ``--yes`` nobody
 can answer: the command refuses (``Refused``, exit status 2) rather than
 guess. An answer other than yes changes nothing (exit status 1); with
@@ -23,17 +23,17 @@ class Refused(Exception):
     """A question nobody can answer: a usage error (exit status 2)."""
 
 
-def can_ask(args):
+def can_ask(args, does='deletes'):
     """Raise ``Refused`` unless ``--yes`` or a terminal can answer."""
     if not (args.yes or sys.stdin.isatty()):
-        raise Refused('asks before it deletes; pass --yes to run it '
-                      'without a terminal')
+        raise Refused('asks before it %s; pass --yes to run it '
+                      'without a terminal' % does)
 
 
-def confirm(args, what, question):
+def confirm(args, what, question, does='deletes'):
     """Whether to go on: ``--yes``, or yes typed on the terminal after
     ``what`` (lines) and ``question`` were shown on stderr."""
-    can_ask(args)
+    can_ask(args, does)
     if args.yes:
         return True
     print(clitext.printable(what), file=sys.stderr)

@@ -112,10 +112,10 @@ def _waiting(cmd):
                      '(default: no limit)')
 
 
-def _yes(cmd):
+def _yes(cmd, does='deleting'):
     cmd.add_argument('-y', '--yes', action='store_true', help='do not ask '
-                     'before deleting (without a terminal to ask on, '
-                     'required)')
+                     'before %s (without a terminal to ask on, '
+                     'required)' % does)
 
 
 def _snapshot_id(cmd, **kwargs):
@@ -189,6 +189,7 @@ def _add_commands(sub, commands, common):
     cmd.add_argument('file', metavar='FILE')
     cmd.add_argument('--target-namespace', metavar='NS', help='move keys '
                      'and references of the file\'s namespace here')
+    _yes(cmd, 'replacing entities')
     cmd = add('verify', 'check that a downloaded file is complete and '
               'count its entities per kind', where='none', writes=False)
     cmd.add_argument('file', metavar='FILE')

@@ -283,11 +283,12 @@ class LocalServer:
             lines += ['The token, made up for this run:',
                       '    export %s=%s' % (defaults.TOKEN_ENV, self.token),
                       '    lovely-gae --url %s list' % self.url]
-        lines.append('%s queued tasks every %g seconds and save%s the '
-                     'datastore file after changes. Press Ctrl-C to stop.' % (
+        every = ('every second' if self.interval == 1 else
+                 'every %g seconds' % self.interval)
+        lines.append('%s queued tasks %s and save%s the datastore file '
+                     'after changes. Press Ctrl-C to stop.' % (
                          'A worker runs' if len(self._workers) == 1 else
-                         '%d workers run' % len(self._workers),
-                         self.interval,
+                         '%d workers run' % len(self._workers), every,
                          's' if len(self._workers) == 1 else ''))
         return '\n'.join(lines)
 

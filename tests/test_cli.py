@@ -198,7 +198,7 @@ def test_every_remote_command_over_http(remote, make_entities, capsys,
     assert capsys.readouterr().out.splitlines()[-1] == 'Saving to ' + path
     assert devfile.count_kinds(path) == {'Dummy': 30}
     Dummy.all().get().delete()
-    assert remote('upload', path) == 0
+    assert remote('upload', path, '--yes') == 0
     assert capsys.readouterr().out == 'Uploaded 30 entities from %s\n' % path
     assert Dummy.all().count() == 30
     assert remote('delete', str(created['id']), '--yes') == 0

@@ -2,6 +2,7 @@
 destructive commands ask, the queue and a downloaded file can be seen,
 and progress off a terminal stays short."""
 import io
+import re
 import json
 
 import pytest
@@ -96,7 +97,9 @@ def test_restore_shows_its_plan_and_asks(store, capsys, monkeypatch):
     captured = capsys.readouterr()
     assert 'Customer: 0 created, 0 changed, 1 deleted' in captured.err
     assert 'It deletes 1 entities.' in captured.err
-    assert captured.out == 'Restore of snapshot %d: finished\n' % newest
+    assert re.fullmatch(r'Restore of snapshot %d: finished, [1-9]\d* '
+                        r'entities put back, 1 deleted\n' % newest,
+                        captured.out)
 
 
 def test_restore_over_url_shows_the_apps_plan_and_asks(
@@ -117,16 +120,59 @@ def test_restore_over_url_shows_the_apps_plan_and_asks(
     captured = capsys.readouterr()
     assert 'Dummy: 0 created, 0 changed, 2 deleted' in captured.err
     assert 'It deletes 2 entities.' in captured.err
-    assert captured.out == 'Restore of snapshot %d: finished\n' % snap_id
+    assert captured.out == ('Restore of snapshot %d: finished, 3 entities '
+                            'put back, 2 deleted\n' % snap_id)
     assert Dummy.all().count() == 3
+
+
+def test_upload_says_what_it_replaces_and_asks(store, tmp_path, capsys,
+                                               monkeypatch):
+    from lovely_gae.demo import NAMESPACE
+    from lovely_gae.local import local_datastore
+    snap_id = demo(store, capsys)
+    assert run(store, '--json', 'download', str(snap_id), str(tmp_path)) == 0
+    path = json.loads(capsys.readouterr().out)['path']
+    counts = devfile.check_file(path)
+
+    def customer_names():
+        with local_datastore(store, save=False):
+            from google.appengine.api import datastore
+            return sorted(e.get('name') for e in datastore.Query(
+                'Customer', namespace=NAMESPACE).Run())
+    with local_datastore(store):  # a change the upload would undo
+        from google.appengine.api import datastore
+        [first] = datastore.Query('Customer', namespace=NAMESPACE).Get(1)
+        first['name'] = 'changed since'
+        datastore.Put(first)
+    changed = customer_names()
+    monkeypatch.setattr('sys.stdin', io.StringIO(''))  # not a terminal
+    assert run(store, 'upload', path) == 2
+    assert capsys.readouterr().err == (
+        'lovely-gae upload: error: asks before it replaces entities; pass '
+        '--yes to run it without a terminal\n')
+    typing(monkeypatch, 'n')
+    assert run(store, 'upload', path) == 1
+    captured = capsys.readouterr()
+    assert ('%d entities (%s); entities with the same keys are replaced.'
+            % (sum(counts.values()), ', '.join(
+                '%s %d' % item for item in sorted(counts.items())))
+            in captured.err)
+    assert captured.err.endswith('lovely-gae: nothing changed\n')
+    assert customer_names() == changed
+    typing(monkeypatch, 'y')
+    assert run(store, 'upload', path) == 0
+    assert capsys.readouterr().out == 'Uploaded %d entities from %s\n' % (
+        sum(counts.values()), path)
+    assert 'changed since' not in customer_names()
 
 
 def test_yes_skips_the_question(store, capsys, monkeypatch):
     snap_id = demo(store, capsys)
     monkeypatch.setattr('sys.stdin', io.StringIO(''))
     assert run(store, 'restore', str(snap_id), '--yes') == 0
-    assert capsys.readouterr().out == (
-        'Restore of snapshot %d: finished\n' % snap_id)
+    assert re.fullmatch(r'Restore of snapshot %d: finished, [1-9]\d* '
+                        r'entities put back, 0 deleted\n' % snap_id,
+                        capsys.readouterr().out)
     assert run(store, 'delete', str(snap_id), '--yes') == 0
     assert capsys.readouterr().out == 'Deleted snapshot %d\n' % snap_id
 

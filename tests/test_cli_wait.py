@@ -164,7 +164,7 @@ def test_upload_tells_its_progress_in_entities(store, capsys, tmp_path,
     assert run_cli(store, '--json', 'download', str(tmp_path / 'out')) == 0
     path = json.loads(capsys.readouterr().out)['path']
     monkeypatch.setattr(progress_module.LineProgress, 'every', 0)
-    assert run_cli(store, 'upload', path) == 0
+    assert run_cli(store, 'upload', path, '--yes') == 0
     out, err = capsys.readouterr()
     assert out == 'Uploaded 30 entities from %s\n' % path
     assert err == 'upload of %s: uploading, 30/30 entities\n' % path
