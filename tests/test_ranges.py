@@ -13,17 +13,12 @@ from lovely_gae.snapshot.work import passes, ranges
 from lovely_gae.snapshot.markers import SnapshotMarkers
 from lovely_gae.snapshot.models import (SHARD_STRIDE, RangeBackup,
                                         RangeBackupPart)
+from lovely_gae.testing import rerun
 from tests.conftest import Dummy, Yummy, all_bytes
 
 
 class Heavy(db.Model):
     payload = db.BlobProperty()
-
-
-def rerun(task):
-    """Run a task again by hand, as a retry of it would."""
-    args, kwargs = task.arguments()
-    async_.resolve(task.func)(*args, **kwargs)
 
 
 def _range_tasks():

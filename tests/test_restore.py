@@ -9,18 +9,13 @@ from lovely_gae.snapshot import api
 from lovely_gae.snapshot.work import restore
 from lovely_gae.snapshot.models import RangeBackup
 from lovely_gae.snapshot.restores import Restore
+from lovely_gae.testing import rerun
 from tests.conftest import Dummy, Yummy, all_bytes
 
 
 def _restore_tasks():
     return [task for task in async_.get_tasks()
             if task.func.endswith(':restore_ranges')]
-
-
-def rerun(task):
-    """Run a task again by hand, as a retry of it would."""
-    args, kwargs = task.arguments()
-    async_.resolve(task.func)(*args, **kwargs)
 
 
 def state(kinds=('Dummy',)):
