@@ -26,7 +26,7 @@ import sys
 import threading
 
 from . import cliask, cliinfo, cliparse, clitext, defaults
-from .exceptions import LovelyGaeError
+from .exceptions import AccessDenied, LovelyGaeError
 
 __all__ = ['main', 'build_parser', 'download_snapshot']
 
@@ -345,6 +345,8 @@ def _fail(args, error, status, prefix='lovely-gae: error: '):
                           default=str)
     else:
         line = clitext.printable(prefix + str(error))
+        if isinstance(error, AccessDenied) and error.status == 401:
+            line += '; pass --token or set $%s' % defaults.TOKEN_ENV
     print(line, file=sys.stderr)
     return status
 

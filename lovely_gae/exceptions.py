@@ -193,7 +193,11 @@ class DownloadError(LovelyGaeError):
 
 
 class AccessDenied(LovelyGaeError):
-    """The server refused the request (401/403)."""
+    """The server refused the request: ``status`` 401 (no token) or 403."""
+
+    def __init__(self, reason, status):
+        self.reason, self.status = reason, status
+        super().__init__('%s (HTTP %d)' % (reason, status))
 
 
 class DatastoreFileError(LovelyGaeError):

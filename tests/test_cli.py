@@ -221,6 +221,15 @@ def test_remote_create_waits_for_the_snapshot(snapshot_server, capsys,
     assert (info['status'], info['progress']['entities']) == ('finished', 3)
 
 
+def test_no_token_says_how_to_give_one(snapshot_server, capsys,
+                                       monkeypatch):
+    monkeypatch.delenv('LOVELY_GAE_TOKEN', raising=False)
+    assert cli.main(['--url', snapshot_server.url, 'list']) == 1
+    assert capsys.readouterr().err == (
+        'lovely-gae: error: a bearer token is required (HTTP 401); pass '
+        '--token or set $LOVELY_GAE_TOKEN\n')
+
+
 def test_a_wrong_token_is_one_line_and_exit_1(snapshot_server, capsys,
                                                tmp_path):
     code = cli.main(['--url', snapshot_server.url, '--token', 'guess',

@@ -74,7 +74,7 @@ def check(response, deadline, retry=False):
     if retry and status in RETRY_STATUS:
         raise Transient('HTTP %d: %s' % (status, reason))
     if status in (401, 403):
-        raise AccessDenied('%s (HTTP %d)' % (reason, status))
+        raise AccessDenied(reason, status)
     raise RemoteError(status, reason, response.url)
 
 
