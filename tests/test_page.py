@@ -131,8 +131,12 @@ def test_the_flows_create_plan_restore_delete(browser, make_entities,
     assert res.status_int == 303
     run_tasks(recursive=True)
     res = res.follow()
-    assert 'Status: finished' in res.text
-    snapshot_id = Snapshot.all().get().id
+    snap = Snapshot.all().get()
+    snapshot_id = snap.id
+    # Sizes as people read them, as the CLI shows them.
+    assert ('Status: finished; namespace: (default); 5 entities, %d B stored'
+            % snap.to_dict()['progress']['bytes']) in res.text
+    assert '<th>stored</th>' in browser.get(ROOT).text
     db.delete(keys[:2])
     res = browser.post(ROOT + 'page/%d/restore' % snapshot_id,
                        {'dry_run': 'true', 'csrf': csrf_of(res)}).follow()

@@ -20,7 +20,7 @@ import types
 from webob import Response, exc
 from webob.multidict import MultiDict
 
-from ... import defaults
+from ... import clitext, defaults
 from .. import api
 from ..models import Snapshot, Status
 from ..restores import RestoreStatus
@@ -237,7 +237,7 @@ def _row(data):
             % (ROOT, data['id'], data['id'], _e(data['status']),
                _e(data['namespace'] or '(default)'),
                _e(', '.join(data['kinds'])),
-               _e(progress['entities']), _e(progress['bytes']),
+               _e(progress['entities']), _e(clitext.size(progress['bytes'])),
                _bar(progress['ranges_done'], progress['ranges_total']),
                _e(data['created'])))
 
@@ -255,7 +255,7 @@ def _index(request, message='', status=200):
     rows = ''.join(_row(data) for data in snaps)
     body = ('<p class="error">%s</p>' % _e(message) if message else '') + (
         '<table id="snapshots"><tr><th>id</th><th>status</th>'
-        '<th>namespace</th><th>kinds</th><th>entities</th><th>bytes</th>'
+        '<th>namespace</th><th>kinds</th><th>entities</th><th>stored</th>'
         '<th>ranges</th><th>created</th></tr>%s</table><h2>New snapshot</h2>'
         % rows) + _form(
             request, ROOT + 'page/create', 'Create snapshot', extra=(
@@ -330,9 +330,10 @@ def _show(request, message='', status=200):
     here = '%spage/%d' % (ROOT, snap.id)
     body = ('<p class="error">%s</p>' % _e(message) if message else '') + (
         '<p><a href="%s">All snapshots</a></p><p id="status">Status: %s; '
-        'namespace: %s; %s entities, %s bytes</p>' % (
+        'namespace: %s; %s entities, %s stored</p>' % (
             ROOT, _e(data['status']), _e(data['namespace'] or '(default)'),
-            _e(data['progress']['entities']), _e(data['progress']['bytes'])))
+            _e(data['progress']['entities']),
+            _e(clitext.size(data['progress']['bytes']))))
     if data['error']:
         body += '<p class="error">%s</p>' % _e(data['error'])
     body += ('<table id="kinds"><tr><th>kind</th><th>entities</th>'
