@@ -287,7 +287,8 @@ def _run(args):
     from .snapshot.progress import loading_bar
     with local_datastore(path, args.app_id, save=args.writes,
                          command='lovely-gae ' + args.command,
-                         progress=loading_bar(path, args.json)) as args.local:
+                         progress=loading_bar(path, args.json),
+                         must_exist=not args.writes) as args.local:
         args.client = LocalClient()
         try:
             return args.func(args, args.client)

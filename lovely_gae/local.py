@@ -279,7 +279,7 @@ class LocalDatastore:
 
 @contextlib.contextmanager
 def local_datastore(path=DEFAULT_DATASTORE, app_id=None, save=True,
-                    command=None, progress=None):
+                    command=None, progress=None, must_exist=False):
     """Serve the datastore API from the file at ``path`` while inside.
 
     Yields a ``LocalDatastore``. With ``save`` the block holds the file's
@@ -287,12 +287,17 @@ def local_datastore(path=DEFAULT_DATASTORE, app_id=None, save=True,
     without, it only reads, and shares the lock with other readers.
     ``command`` names this process to one the lock keeps out. A link at
     ``path`` stands for the file it leads to. ``progress`` is told how
-    loading the file goes (``load_datastore``).
+    loading the file goes (``load_datastore``). With ``must_exist`` a
+    missing file is an error, and nothing is created.
     """
     app_id = app_id or os.environ.get('GAE_APPLICATION') or DEFAULT_APP_ID
     path = _checked_path(path)
+    if must_exist and not os.path.exists(path + LOCK_SUFFIX):
+        _must_exist(path)  # no lock file to leave behind for nothing
     lock = _FileLock(path, exclusive=save, command=command)
     try:
+        if must_exist:
+            _must_exist(path)  # a writer that held the lock may have saved
         bed = start_testbed(app_id=app_id)
         try:
             load_datastore(bed.get_stub('datastore_v3'), path, progress)
@@ -305,6 +310,14 @@ def local_datastore(path=DEFAULT_DATASTORE, app_id=None, save=True,
             bed.deactivate()
     finally:
         lock.release()
+
+
+def _must_exist(path):
+    if not os.path.exists(path):
+        # An empty datastore would hide a misspelt path.
+        raise DatastoreFileError(path, 'does not exist; a command that '
+                                 'changes the datastore creates it, '
+                                 '"lovely-gae demo" fills one')
 
 
 def drain():

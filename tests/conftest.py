@@ -147,6 +147,14 @@ def store(tmp_path, monkeypatch):
     return str(tmp_path / 'data.datastore')
 
 
+@pytest.fixture
+def empty_store(store):
+    """``store``, an empty datastore file: commands that only read need
+    one to exist."""
+    open(store, 'wb').close()
+    return store
+
+
 _DEMO = []
 
 

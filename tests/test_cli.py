@@ -65,11 +65,24 @@ def test_ages_and_sizes_read_as_people_read_them():
         '850 B', '18.6 KiB', '5.0 GiB']
 
 
-def test_errors_are_one_line_and_exit_1(store, capsys):
-    assert run(store, 'status', '999') == 1
+@pytest.mark.parametrize('command', [['list'], ['status', '1'],
+                                     ['download', '.'], ['queue']])
+def test_a_missing_datastore_file_is_an_error_for_readers(store, capsys,
+                                                          command):
+    # An empty answer would hide a misspelt --datastore.
+    assert run(store, *command) == 1
+    assert capsys.readouterr().err == (
+        'lovely-gae: error: datastore file %s: does not exist; a command '
+        'that changes the datastore creates it, "lovely-gae demo" fills '
+        'one\n' % store)
+    assert os.listdir(os.path.dirname(store)) == []  # no lock file either
+
+
+def test_errors_are_one_line_and_exit_1(empty_store, capsys):
+    assert run(empty_store, 'status', '999') == 1
     err = capsys.readouterr().err
     assert err == 'lovely-gae: error: no snapshot with id 999\n'
-    assert run(store, 'create', '--batchsize', '0') == 1
+    assert run(empty_store, 'create', '--batchsize', '0') == 1
     assert 'invalid batchsize 0' in capsys.readouterr().err
 
 

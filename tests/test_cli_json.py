@@ -53,11 +53,11 @@ def test_a_question_nobody_can_answer_is_json_too(store, capsys, snapshot,
     assert error['error'].startswith('asks before it deletes')
 
 
-def test_ctrl_c_is_json_too(store, capsys, monkeypatch):
+def test_ctrl_c_is_json_too(empty_store, capsys, monkeypatch):
     def interrupted(args, client):
         raise KeyboardInterrupt()
     monkeypatch.setitem(cli.COMMANDS, 'list', interrupted)
-    assert run_cli(store, '--json', 'list') == 130
+    assert run_cli(empty_store, '--json', 'list') == 130
     assert json.loads(capsys.readouterr().err) == {
         'error': 'interrupted', 'type': 'Interrupted', 'exit': 130}
 

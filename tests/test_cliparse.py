@@ -15,21 +15,21 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMANDS = sorted(cli.COMMANDS)
 
 
-def test_download_takes_a_number_as_the_id(store, capsys):
+def test_download_takes_a_number_as_the_id(empty_store, capsys):
     with pytest.raises(SystemExit) as info:
         cli.main(['download', '--help'])
     assert info.value.code == 0
     usage = capsys.readouterr().out.split('\n\n')[0]
     assert usage.endswith(' [ID] OUT_DIR')
     with pytest.raises(SystemExit) as info:
-        run(store, 'download', '442')
+        run(empty_store, 'download', '442')
     assert info.value.code == 2
     err = capsys.readouterr().err.splitlines()
     assert err[0].startswith('usage: lovely-gae download ')
     assert err[-1] == ('lovely-gae download: error: 442 is a snapshot ID; '
                        'give OUT_DIR too, or ./442 for a directory of that '
                        'name')
-    assert run(store, 'download', '442', 'out') == 1
+    assert run(empty_store, 'download', '442', 'out') == 1
     assert capsys.readouterr().err == (
         'lovely-gae: error: no snapshot with id 442\n')
     assert not os.path.exists('442') and not os.path.exists('out')

@@ -248,6 +248,8 @@ def test_a_second_writer_is_told_where_serve_listens(env, tmp_path, capsys):
     finally:
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=30)
+    # Served and stopped with no change: a writer gets in.
+    assert cli.main(['--datastore', path, 'create', '--allow-empty']) == 0
     assert cli.main(['--datastore', path, 'list']) == 0
 
 
