@@ -38,6 +38,11 @@ _waiting = contextvars.ContextVar('waiting', default=frozenset())
 _running = contextvars.ContextVar('running', default=None)
 #: How early a push may come for a task (clocks differ a little).
 _PUSH_SKEW = datetime.timedelta(seconds=5)
+#: Key names of the tasks that threads of this process sharing the queue
+#: (``run_tasks(shared=True)``) are leasing or running: the others pick
+#: other tasks, rather than colliding with them on the same task.
+_claimed = set()
+_claimed_lock = threading.Lock()
 
 
 class Clock:
@@ -195,9 +200,9 @@ def run_tasks(recursive=False, wait=False, deadline=None, max_tasks=None,
     ``clock`` keeps the time (default: a real ``Clock``).
 
     A worker leases the due tasks 20 at a time, in the order they fall
-    due. One of many that poll at once (``shared``) leases one at a time,
-    picked at random: the workers share what is due, rather than one
-    running it all while the rest wait, and seldom reach for the same task.
+    due. One of many that poll at once (``shared``) leases one at a time
+    (``_run_shared``): the workers share what is due, rather than one
+    running it all while the rest wait.
     """
     clock = clock or Clock()
     grace = datetime.timedelta(seconds=defaults.SWEEP_GRACE if
@@ -212,17 +217,17 @@ def run_tasks(recursive=False, wait=False, deadline=None, max_tasks=None,
     while True:
         ran_in_pass = 0
         taskstore.recover(clock.now())
-        for refs in taskstore.due(clock.now() - grace):
-            if shared:  # rival workers lease other tasks first
-                random.shuffle(refs)
+        if shared:
+            ran_in_pass = _run_shared(clock, clock.now() - grace,
+                                      lambda n: out_of_budget(ran + n))
+            ran += ran_in_pass
+        for refs in () if shared else taskstore.due(clock.now() - grace):
             while refs:
                 if out_of_budget(ran):
                     return ran
                 token = uuid.uuid4().hex
-                leased, rest = taskstore.lease(refs[:1] if shared else refs,
-                                               token, clock.now(),
+                leased, refs = taskstore.lease(refs, token, clock.now(),
                                                defaults.LEASE_SECONDS)
-                refs = rest + refs[1:] if shared else rest
                 count = _run_lease(token, leased, clock,
                                    lambda n: out_of_budget(ran + n))
                 ran += count
@@ -242,6 +247,41 @@ def run_tasks(recursive=False, wait=False, deadline=None, max_tasks=None,
                 if pause <= 0:
                     return ran
             clock.sleep(pause)
+
+
+def _run_shared(clock, cutoff, out_of_budget):
+    """Lease and run due tasks one at a time, as one of many workers; how
+    many ran.
+
+    Each lease picks at random among the first ``taskstore.BATCH`` due
+    tasks, read again for it: a task run takes seconds, in which the other
+    workers lease what was due before (trying those would cost a
+    transaction each). Tasks that other threads of this process are
+    leasing or running are left to them (``_claimed``): between threads,
+    no two leases reach for the same task. A task whose lease came away
+    empty (another process took it) is not tried again in this pass.
+    """
+    ran, tried = 0, set()
+    while not out_of_budget(ran):
+        refs = {ref.path.element[-1].name: ref for batch in
+                taskstore.due(cutoff, limit=taskstore.BATCH) for ref in batch}
+        with _claimed_lock:
+            free = sorted(set(refs) - tried - _claimed)
+            if not free:
+                return ran
+            name = random.choice(free)
+            _claimed.add(name)
+        tried.add(name)
+        try:
+            token = uuid.uuid4().hex
+            leased, _ = taskstore.lease([refs[name]], token, clock.now(),
+                                        defaults.LEASE_SECONDS)
+            ran += _run_lease(token, leased, clock,
+                              lambda n: out_of_budget(ran + n))
+        finally:
+            with _claimed_lock:
+                _claimed.discard(name)
+    return ran
 
 
 def run_in_threads(threads, **kwargs):

@@ -107,10 +107,11 @@ def _waiting(cutoff=None, **options):
     return _query(KIND, *filters, order='due', **options)
 
 
-def due(cutoff):
-    """References of the tasks due by ``cutoff``, in lists of ``BATCH``."""
+def due(cutoff, limit=None):
+    """References of the tasks due by ``cutoff`` (the first ``limit`` of
+    them, if given), in lists of ``BATCH``."""
     batch = []
-    for reference in _waiting(cutoff, keys_only=True):
+    for reference in _waiting(cutoff, keys_only=True, limit=limit):
         batch.append(reference)
         if len(batch) >= BATCH:
             yield batch

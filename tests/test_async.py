@@ -3,7 +3,7 @@ import datetime
 import pytest
 from google.appengine.ext import db
 
-from lovely_gae import async_, tasks
+from lovely_gae import async_, tasks, taskstore
 from lovely_gae.exceptions import NotSerializable, TaskError
 from lovely_gae.serializers import JSONSerializer
 
@@ -206,6 +206,61 @@ def test_threads_share_what_is_due_rather_than_one_leasing_it_all(
         async_.defer(meet, args=(number,))
     assert async_.run_in_threads(2) == 2
     assert async_.get_tasks() == [] and async_.get_failed_tasks() == []
+
+
+def spy_on_leases(monkeypatch, during=None):
+    """The key names each ``taskstore.lease`` call is asked for, in order;
+    ``during()`` runs inside the first call, before it reads anything."""
+    lease, asked = taskstore.lease, []
+
+    def spied(refs, *args, **kwargs):
+        asked.append([ref.path.element[-1].name for ref in refs])
+        if during is not None and len(asked) == 1:
+            during()
+        return lease(refs, *args, **kwargs)
+    monkeypatch.setattr(taskstore, 'lease', spied)
+    return asked
+
+
+def test_threads_sharing_the_queue_lease_different_tasks(
+        gae_testbed, monkeypatch, task_clock):
+    """A thread picks among the due tasks the ones no other thread of its
+    process is leasing or running: the two never collide on one task."""
+    for number in range(2):
+        async_.defer(record, args=(number,))
+    # Both would pick the same task if it were left to chance.
+    monkeypatch.setattr(async_.random, 'choice', lambda seq: seq[0])
+    monkeypatch.setattr(async_.random, 'shuffle', lambda seq: None)
+    other = []  # another thread's round, while ours is leasing
+
+    def another_thread():
+        other.append(async_.run_tasks(shared=True, max_tasks=1,
+                                      clock=task_clock))
+    asked = spy_on_leases(monkeypatch, another_thread)
+    assert async_.run_tasks(shared=True, max_tasks=1, clock=task_clock) == 1
+    assert other == [1]
+    assert len(asked) == 2 and asked[0] != asked[1]
+    assert sorted(CALLS) == [((0,), {}), ((1,), {})]
+
+
+OTHERS = {}
+
+
+@async_.task
+def take_the_other(number):
+    """Run as another worker leases the other task meanwhile."""
+    taskstore.delete([OTHERS[1 - number]])
+
+
+def test_a_shared_worker_reads_what_is_due_again_after_each_task(
+        gae_testbed, monkeypatch, task_clock):
+    """What was due before a task ran is stale after it: another worker
+    took it. Trying it would cost a transaction that leases nothing."""
+    for number in range(2):
+        OTHERS[number] = async_.defer(take_the_other, args=(number,)).name
+    asked = spy_on_leases(monkeypatch)
+    assert async_.run_tasks(shared=True, clock=task_clock) == 1
+    assert len(asked) == 1 and async_.get_tasks() == []
 
 
 @async_.task
