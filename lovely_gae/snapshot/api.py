@@ -109,7 +109,7 @@ def create_snapshot(kinds=None, batchsize=None, namespace=None, codec=None,
 def _start(snap):
     """Store ``snap`` and its first tasks, which commit with it."""
     snap.put()
-    async_.defer_many(passes.first_tasks(snap.id, len(snap.kinds)))
+    async_.defer_many(passes.first_tasks(snap))
     return snap
 
 

@@ -33,6 +33,7 @@ from ..markers import KindShards, SnapshotMarkers
 from ..models import Snapshot
 
 __all__ = ['SAMPLE', 'OVERSAMPLE', 'CHUNK', 'first_tasks', 'shard_starts',
+           'even_ids',
            'pass_kinds', 'pass_kind', 'pass_on', 'markers_ready']
 
 #: Keys sampled by ``__scatter__``: a kind that has fewer is small.
@@ -54,12 +55,13 @@ _FIRST_KINDS = 23
 _FAN_OUT = 100
 
 
-def first_tasks(snapshot_id, kinds):
-    """The tasks that start a snapshot of ``kinds`` kinds: one a kind, or
-    for many kinds one that queues them a page at a time."""
+def first_tasks(snap):
+    """The tasks that start ``snap``: one a kind, or for many kinds one
+    that queues them a page at a time."""
+    kinds = len(snap.kinds)
     if kinds <= _FIRST_KINDS:
-        return [_kind_task(snapshot_id, index) for index in range(kinds)]
-    return [_task(pass_kinds, snapshot_id, kinds, 0)]
+        return [_kind_task(snap, index) for index in range(kinds)]
+    return [_task(pass_kinds, snap.id, kinds, 0)]
 
 
 def _task(func, snapshot_id, *args):
@@ -68,16 +70,20 @@ def _task(func, snapshot_id, *args):
                             on_failure_args=(snapshot_id,))
 
 
-def _kind_task(snapshot_id, kind_index):
-    return _task(pass_kind, snapshot_id, kind_index)
+def _kind_task(snap, kind_index):
+    return _task(pass_kind, snap.id, kind_index, snap.kinds[kind_index],
+                 snap.namespace)
 
 
 @async_.task
 def pass_kinds(snapshot_id, kinds, first):
     """Task: queue the first tasks of kinds ``first`` on, a page of them,
     and the task that queues the next page."""
+    snap = Snapshot.get_by_id(snapshot_id)
+    if snap is None or snap.status == Snapshot.STATUS_ERROR:
+        return
     last = min(kinds, first + _FAN_OUT)
-    tasks = [_kind_task(snapshot_id, index) for index in range(first, last)]
+    tasks = [_kind_task(snap, index) for index in range(first, last)]
     if last < kinds:
         tasks.append(_task(pass_kinds, snapshot_id, kinds, last))
     async_.defer_many(tasks)
@@ -90,7 +96,7 @@ def shard_starts(kind, namespace):
     The datastore sets ``__scatter__`` on a random share of entities: those
     that sort first by it are spread evenly over the kind's keys. A kind
     with fewer than ``SAMPLE`` of them is small; a larger one is cut into
-    ``defaults.SHARDS`` at evenly spaced ones.
+    ``defaults.SHARDS`` (``even_ids``, else at evenly spaced sampled keys).
     """
     sample = datastore.Query(kind, namespace=namespace, keys_only=True)
     sample.Order('__scatter__')
@@ -99,45 +105,85 @@ def shard_starts(kind, namespace):
                    key=lambda key: entities.sort_key(key._ToPb()))
     if len(found) < SAMPLE:
         return None
-    starts = [None]
-    for shard in range(1, defaults.SHARDS):
-        key = found[shard * len(found) // defaults.SHARDS]
-        if key != starts[-1]:
-            starts.append(key)
-    return starts
+    starts = even_ids(found, defaults.SHARDS)
+    if starts is None:
+        starts = [None] + [found[shard * len(found) // defaults.SHARDS]
+                           for shard in range(1, defaults.SHARDS)]
+    return [key for number, key in enumerate(starts)
+            if number == 0 or key != starts[number - 1]]
+
+
+def even_ids(found, shards):
+    """Where ``shards`` shards of equal spans of ids start, if the sampled
+    keys ``found`` (in key order) are ids of root entities that look spread
+    evenly over their span, else None.
+
+    So are the ids the datastore allocates (scattered over 52 bits) and
+    ids counted up from 1 by an app: then even spans of ids hold even
+    shares of the entities, closer than a cut at sampled keys, whose
+    shares vary by about one in the square root of the keys per shard.
+    Evenly spread: a Kolmogorov-Smirnov test against an even spread from
+    the lowest sampled id to the highest, at the 5% level.
+    """
+    if any(key.parent() is not None or key.id() is None for key in found):
+        return None
+    ids, count = [key.id() for key in found], len(found)
+    low, high = ids[0], ids[-1]
+    if high - low < count * shards:
+        return None
+    farthest = max(max(abs(rank / count - (id_ - low) / (high - low)),
+                       abs((rank + 1) / count - (id_ - low) / (high - low)))
+                   for rank, id_ in enumerate(ids))
+    if farthest > 1.36 / count ** 0.5:
+        return None
+    gap = (high - low) / (count - 1)  # the ends lie about a gap beyond
+    low, span = low - gap, high - low + 2 * gap
+    first = found[0]
+    return [None] + [
+        datastore.Key.from_path(
+            first.kind(), max(1, round(low + span * shard / shards)),
+            _app=first.app(), namespace=first.namespace())
+        for shard in range(1, shards)]
 
 
 @async_.task
-def pass_kind(snapshot_id, kind_index):
-    """Task: decide how a kind is stored; start it."""
-    snap = Snapshot.get_by_id(snapshot_id)
+def pass_kind(snapshot_id, kind_index, kind, namespace):
+    """Task: decide how a kind is stored; start it.
+
+    The snapshot is read where the cut is kept, not before the sample.
+    """
+    snap, cut = transaction(_decide, Snapshot.key_for(snapshot_id),
+                            KindShards.build(snapshot_id, kind,
+                                             shard_starts(kind, namespace)))
     if snap is None or snap.status == Snapshot.STATUS_ERROR:
         return
-    kind = snap.kinds[kind_index]
-    cut = transaction(_decide, snap.key(), KindShards.build(
-        snapshot_id, kind, shard_starts(kind, snap.namespace)))
     starts = cut.keys()
     if starts is None:
         _pass(snap, kind_index, None, 0, 0)
         return
     ends = starts[1:] + [None]
+    # Shard 0's query is on its way while the other shards are queued.
+    reader = shards.Reader(kind, namespace, None, ends[0])
     async_.defer_many([
-        shards.shard_task(snap.id, kind_index, shard, len(starts),
+        shards.shard_task(snap, kind_index, shard, len(starts),
                           starts[shard], ends[shard])
         for shard in range(1, len(starts))])
-    shards.store_shard(snap.id, kind_index, 0, len(starts), None, ends[0])
+    shards.store(snap, kind_index, 0, len(starts), reader, ends[0])
 
 
 def _decide(snapshot_key, cut):
-    """Keep the first cut of a kind; the snapshot is ``storing`` now."""
+    """Keep the first cut of a kind; the snapshot is ``storing`` now.
+    Returns the snapshot (None if gone) and the cut kept."""
     snap, stored = db.get([snapshot_key, cut.key()])
+    if snap is None or snap.status == Snapshot.STATUS_ERROR:
+        return snap, stored or cut
     changed = [] if stored is not None else [cut]
-    if snap is not None and snap.status == Snapshot.STATUS_STARTED:
+    if snap.status == Snapshot.STATUS_STARTED:
         snap.status = Snapshot.STATUS_STORING
         changed.append(snap)
     if changed:
         db.put(changed)
-    return stored or cut
+    return snap, stored or cut
 
 
 @async_.task
