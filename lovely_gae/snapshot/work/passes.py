@@ -1,11 +1,12 @@
 """How a snapshot starts on each kind, and the key passes of small kinds.
 
-A kind's first task asks the datastore for a sample of its keys, taken at
-random (``__scatter__``, as the SDK's ``key_range`` finds split points). A
-large kind is cut into ``defaults.SHARDS`` shards at sampled keys, each
-stored by a task of its own that reads its entities in key order
-(``shards``): no pass over its keys comes first. Shard ``s`` numbers its
-ranges from ``s * models.SHARD_STRIDE`` on.
+A kind is sampled: the datastore is asked for some of its keys, taken at
+random (``__scatter__``, as the SDK's ``key_range`` finds split points),
+as its snapshot is created (``sample_kinds``), or by the kind's first task
+for a snapshot of many kinds. A large kind is cut into ``defaults.SHARDS``
+shards (``shard_starts``), each stored by a task of its own that reads its
+entities in key order (``shards``): no pass over its keys comes first.
+Shard ``s`` numbers its ranges from ``s * models.SHARD_STRIDE`` on.
 
 A small kind, with fewer sampled keys, is passed over as the seed did: a
 pass reads its keys only and cuts them into ranges of ``batchsize``
@@ -19,7 +20,8 @@ its own.
 
 A task may run twice, over data that changed in between: what the first
 run decided (how the kind is cut, where a chunk of ranges ends) is stored
-first (``base.put_first``) and kept.
+first (``base.put_first``) and kept. A cut taken as the snapshot is
+created is kept in its first task's arguments, which commit with it.
 """
 import time
 
@@ -32,8 +34,8 @@ from . import ranges, shards
 from ..markers import KindShards, SnapshotMarkers
 from ..models import Snapshot
 
-__all__ = ['SAMPLE', 'OVERSAMPLE', 'CHUNK', 'first_tasks', 'shard_starts',
-           'even_ids',
+__all__ = ['SAMPLE', 'OVERSAMPLE', 'CHUNK', 'sample_kinds', 'first_tasks',
+           'shard_starts', 'even_ids', 'start_kind',
            'pass_kinds', 'pass_kind', 'pass_on', 'markers_ready']
 
 #: Keys sampled by ``__scatter__``: a kind that has fewer is small.
@@ -55,13 +57,40 @@ _FIRST_KINDS = 23
 _FAN_OUT = 100
 
 
-def first_tasks(snap):
+def sample_kinds(kinds, namespace):
+    """Sample ``kinds`` at once, as a snapshot of them is created: its
+    first tasks carry how they are cut. Returns ``cuts()``, which waits
+    for the samples (once) and returns ``{kind: shard starts}`` of the
+    large kinds (``shard_starts``). Nothing for more kinds than have first
+    tasks of their own, or inside a transaction (which queries could not
+    run in): their first tasks sample them."""
+    if len(kinds) > _FIRST_KINDS or datastore.IsInTransaction():
+        return dict
+    sent = [(kind, _send_sample(kind, namespace)) for kind in kinds]
+    found = []
+
+    def cuts():
+        if not found:
+            found.append({kind: starts for kind, starts in (
+                (kind, shard_starts(kind, namespace, sample))
+                for kind, sample in sent) if starts is not None})
+        return found[0]
+    return cuts
+
+
+def first_tasks(snap, cuts=None):
     """The tasks that start ``snap``: one a kind, or for many kinds one
-    that queues them a page at a time."""
+    that queues them a page at a time. A kind of ``cuts`` (see
+    ``sample_kinds``) is started as it was cut, any other is cut by its
+    first task."""
     kinds = len(snap.kinds)
-    if kinds <= _FIRST_KINDS:
-        return [_kind_task(snap, index) for index in range(kinds)]
-    return [_task(pass_kinds, snap.id, kinds, 0)]
+    if kinds > _FIRST_KINDS:
+        return [_task(pass_kinds, snap.id, kinds, 0)]
+    cuts = cuts or {}
+    return [_kind_task(snap, index) if kind not in cuts else
+            _task(start_kind, snap.id, index, kind, snap.namespace,
+                  cuts[kind])
+            for index, kind in enumerate(snap.kinds)]
 
 
 def _task(func, snapshot_id, *args):
@@ -89,20 +118,26 @@ def pass_kinds(snapshot_id, kinds, first):
     async_.defer_many(tasks)
 
 
-def shard_starts(kind, namespace):
+def _send_sample(kind, namespace):
+    """The sample of ``shard_starts``, on its way (read by iterating)."""
+    sample = datastore.Query(kind, namespace=namespace, keys_only=True)
+    sample.Order('__scatter__')
+    most = min(max(SAMPLE, defaults.SHARDS * OVERSAMPLE), _MOST_SAMPLED)
+    return sample.Run(limit=most, batch_size=most)
+
+
+def shard_starts(kind, namespace, sent=None):
     """``[None, first key of shard 1, ...]`` for a large kind, None for a
-    small one.
+    small one (``sent``: its sample, if on its way already).
 
     The datastore sets ``__scatter__`` on a random share of entities: those
     that sort first by it are spread evenly over the kind's keys. A kind
     with fewer than ``SAMPLE`` of them is small; a larger one is cut into
     ``defaults.SHARDS`` (``even_ids``, else at evenly spaced sampled keys).
     """
-    sample = datastore.Query(kind, namespace=namespace, keys_only=True)
-    sample.Order('__scatter__')
-    found = sorted(sample.Get(min(max(SAMPLE, defaults.SHARDS * OVERSAMPLE),
-                                  _MOST_SAMPLED)),
-                   key=lambda key: entities.sort_key(key._ToPb()))
+    if sent is None:
+        sent = _send_sample(kind, namespace)
+    found = sorted(sent, key=lambda key: entities.sort_key(key._ToPb()))
     if len(found) < SAMPLE:
         return None
     starts = even_ids(found, defaults.SHARDS)
@@ -161,14 +196,38 @@ def pass_kind(snapshot_id, kind_index, kind, namespace):
     if starts is None:
         _pass(snap, kind_index, None, 0, 0)
         return
-    ends = starts[1:] + [None]
     # Shard 0's query is on its way while the other shards are queued.
-    reader = shards.Reader(kind, namespace, None, ends[0])
+    reader = shards.Reader(kind, namespace, None, _ends(starts)[0])
+    _queue_shards(snapshot_id, kind_index, kind, namespace, starts)
+    shards.store(snap, kind_index, 0, len(starts), reader, _ends(starts)[0])
+
+
+@async_.task
+def start_kind(snapshot_id, kind_index, kind, namespace, starts):
+    """Task: store a kind cut as its snapshot was created, into shards
+    that start at ``starts``."""
+    # Shard 0's query and the snapshot's read are on their way while the
+    # other shards are queued (each reads the snapshot as it starts).
+    reader = shards.Reader(kind, namespace, None, _ends(starts)[0])
+    snap = db.get_async(Snapshot.key_for(snapshot_id))
+    _queue_shards(snapshot_id, kind_index, kind, namespace, starts)
+    snap = snap.get_result()
+    if snap is not None and snap.status != Snapshot.STATUS_ERROR:
+        shards.store(snap, kind_index, 0, len(starts), reader,
+                     _ends(starts)[0])
+
+
+def _ends(starts):
+    return starts[1:] + [None]
+
+
+def _queue_shards(snapshot_id, kind_index, kind, namespace, starts):
+    """Queue the tasks of the shards that start at ``starts``, but 0."""
+    ends = _ends(starts)
     async_.defer_many([
-        shards.shard_task(snap, kind_index, shard, len(starts),
-                          starts[shard], ends[shard])
+        shards.shard_task(snapshot_id, kind_index, kind, namespace, shard,
+                          len(starts), starts[shard], ends[shard])
         for shard in range(1, len(starts))])
-    shards.store(snap, kind_index, 0, len(starts), reader, ends[0])
 
 
 def _decide(snapshot_key, cut):

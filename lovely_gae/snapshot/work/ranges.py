@@ -193,12 +193,15 @@ def kind_stored(snapshot_id, kind_index, shard, shards, kinds):
     completes the kind, count the kind in the snapshot, which the last
     kind finishes. ``kinds``: the snapshot's number of kinds, if known.
 
-    A snapshot of one kind is finished by its kind's total as it is.
+    A snapshot of one kind is finished by its kind's total as it is; the
+    snapshot is read while its shards are, in case this one is the last.
     """
+    read = db.get_async(Snapshot.key_for(snapshot_id)) if kinds == 1 else None
     stored = completion.ascend(job(snapshot_id, kind_index), shard, shards,
                                KIND_FANOUT)
     if stored is None:
         return
+    snap = read and read.get_result()
     if kinds is None:
         snap = Snapshot.get_by_id(snapshot_id)
         if snap is None:
@@ -208,7 +211,7 @@ def kind_stored(snapshot_id, kind_index, shard, shards, kinds):
                        for name, value in stored.items()}
     prefixed_counts.update(entities=stored['entities'], bytes=stored['bytes'])
     if kinds == 1:
-        _finish(snapshot_id, prefixed_counts)
+        _finish(snapshot_id, prefixed_counts, snap)
         return
     total = completion.mark(job(snapshot_id), kind_index, prefixed_counts,
                             kinds)
@@ -216,10 +219,12 @@ def kind_stored(snapshot_id, kind_index, shard, shards, kinds):
         _finish(snapshot_id, total)
 
 
-def _finish(snapshot_id, counts):
-    """Record the totals; the snapshot is finished. Not in a transaction:
-    the tasks that see the last range in at once write the same."""
-    snap = Snapshot.get_by_id(snapshot_id)
+def _finish(snapshot_id, counts, snap=None):
+    """Record the totals; the snapshot (``snap``, if read) is finished. Not
+    in a transaction: the tasks that see the last range in at once write
+    the same."""
+    if snap is None:
+        snap = Snapshot.get_by_id(snapshot_id)
     if snap is None or snap.status not in (Snapshot.STATUS_STARTED,
                                            Snapshot.STATUS_STORING):
         return

@@ -32,16 +32,16 @@ from ..models import SHARD_STRIDE, Snapshot
 __all__ = ['shard_task', 'store_shard', 'Reader', 'store']
 
 
-def shard_task(snap, kind_index, shard, shards, start, end, index=0,
-               part=0, counts=None):
-    """The task that stores a shard of ``snap`` from ``start`` (range
+def shard_task(snapshot_id, kind_index, kind, namespace, shard, shards,
+               start, end, index=0, part=0, counts=None):
+    """The task that stores a shard of ``kind`` from ``start`` (range
     ``index`` of it, the first of commit ``part``, after parts that hold
     ``counts``) up to ``end``."""
     return async_.make_task(
-        store_shard, args=(snap.id, kind_index, snap.kinds[kind_index],
-                           snap.namespace, shard, shards, start, end, index,
-                           part, counts or _NOTHING),
-        on_failure=ranges.snapshot_failed, on_failure_args=(snap.id,))
+        store_shard, args=(snapshot_id, kind_index, kind, namespace, shard,
+                           shards, start, end, index, part,
+                           counts or _NOTHING),
+        on_failure=ranges.snapshot_failed, on_failure_args=(snapshot_id,))
 
 
 _NOTHING = {'ranges': 0, 'entities': 0, 'bytes': 0}
@@ -104,8 +104,9 @@ def store(snap, kind_index, shard, shards, reader, end, index=0, part=0,
                                len(snap.kinds))
             return
         if time.monotonic() >= stop_at:
-            async_.defer_many([shard_task(snap, kind_index, shard, shards,
-                                          after, end, index, part, counts)])
+            async_.defer_many([shard_task(
+                snap.id, kind_index, reader.kind, reader.namespace, shard,
+                shards, after, end, index, part, counts)])
             return
         if after != reader.start:  # another run's part: on from its end
             reader = Reader(reader.kind, reader.namespace, after, end)
