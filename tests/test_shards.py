@@ -28,6 +28,18 @@ def test_ids_spread_evenly_are_cut_into_even_spans():
     assert [key.id() for key in starts[1:]] == [2501, 5001, 7501]
 
 
+def test_a_sample_a_little_off_even_still_counts_as_even():
+    # 100 ids whose spread is off an even one by 0.15 at most: a chance
+    # in 50 or so for a sample of an even spread, so cut as one.
+    found = keys(1 + int(100000 * ((rank + 0.5) / 100) ** 1.5)
+                 for rank in range(100))
+    assert passes.even_ids(found, 4) is not None
+    # Farther off: cut at sampled keys.
+    found = keys(1 + int(100000 * ((rank + 0.5) / 100) ** 1.7)
+                 for rank in range(100))
+    assert passes.even_ids(found, 4) is None
+
+
 @pytest.mark.parametrize('found', [
     keys(list(range(1, 50)) + list(range(10 ** 6, 10 ** 6 + 50))),
     keys(range(1, 100)) + [key('Dummy', 'name')],
