@@ -1,6 +1,7 @@
 """Checks of the simulated instrument itself, on workloads whose cost is
 known: the latency model, overlap of calls in flight, parallel threads,
-the counting wrapper, collisions, and delayed pushes.
+the counting wrapper, collisions, delayed pushes, and the share of
+entities a ``__scatter__`` sample finds.
 
 ``run_checks()`` returns rows ``(check, expected, measured, ok)``; the
 report prints them and the tests assert them.
@@ -19,6 +20,8 @@ __all__ = ['Probe', 'simulate', 'run_checks']
 
 #: Entities of the probe kind in the timing checks.
 _KIND_SIZE = 3000
+#: Entities of the probe kind in the check of ``__scatter__`` samples.
+_SCATTER_KIND = 12800
 #: Slack allowed for the Python CPU of the checks' own loops, seconds.
 _CPU_SLACK = 0.05
 
@@ -120,6 +123,19 @@ def _run_deferred():
             2)
 
 
+def _scatter_sample(limit):
+    """A keys-only sample ordered by ``__scatter__``, as the library takes
+    it (``passes.shard_starts``)."""
+    def body(part):
+        sample = datastore.Query(Probe.kind(), keys_only=True)
+        sample.Order('__scatter__')
+        found.extend(sample.Get(limit))
+    found = []
+    got = simulate([body])
+    got['found'] = len(found)
+    return got
+
+
 def _row(name, expected, measured, ok):
     return {'check': name, 'expected': expected, 'measured': measured,
             'ok': bool(ok)}
@@ -177,6 +193,21 @@ def run_checks():
                          '%.4f s (max, not sum)' % want,
                          '%.4f s' % got['seconds'],
                          want <= got['seconds'] <= want + _CPU_SLACK))
+    with data.testbed(), simstub.production_scatter():
+        db.put([Probe(key=key, value=0) for key in _keys(_SCATTER_KIND)])
+        data.settle()
+        got = _scatter_sample(1024)
+        share = _SCATTER_KIND / simstub.SCATTER_SHARE
+        slack = 4 * (share * (1 - 1 / simstub.SCATTER_SHARE)) ** 0.5
+        want = call + got['found'] * latency.key_ms / 1000
+        rows.append(_row(
+            'a __scatter__ sample (limit 1,024) of a %d-entity kind: '
+            'production\'s share, 1 in %d, charged as keys'
+            % (_SCATTER_KIND, simstub.SCATTER_SHARE),
+            '%d +- %d keys, %.4f s' % (share, slack, want),
+            '%d keys, %.4f s' % (got['found'], got['seconds']),
+            abs(got['found'] - share) <= slack
+            and want <= got['seconds'] <= want + _CPU_SLACK))
     with data.testbed():
         got = _counted_sequence()['counts']
         want = {'calls': 6, 'Put': 2, 'RunQuery': 1, 'Get': 1,

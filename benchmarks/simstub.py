@@ -19,21 +19,43 @@ that the harness marks ``untracked`` and of threads that are not
 participants run straight against the stub, uncounted and free.
 """
 import collections
+import contextlib
 import tracemalloc
+from unittest import mock
 
 from google.appengine.api import apiproxy_rpc, apiproxy_stub_map
-from google.appengine.datastore import datastore_pb
+from google.appengine.datastore import datastore_pb, datastore_stub_util
 from google.appengine.runtime import apiproxy_errors
 
 from lovely_gae import defaults
 
 from . import simclock
 
-__all__ = ['Latency', 'Counts', 'MemoryTracker', 'SimRPC', 'Sim']
+__all__ = ['Latency', 'Counts', 'MemoryTracker', 'SimRPC', 'Sim',
+           'SCATTER_SHARE', 'production_scatter']
 
 _CONCURRENT = datastore_pb.Error.CONCURRENT_TRANSACTION
 _WRITES = ('Put', 'Delete')
 _QUERIES = ('RunQuery', 'Next')
+
+
+#: The share of entities production's datastore gives a ``__scatter__``
+#: property: 1 in 128, about 0.78% (appengine-mapreduce's wiki,
+#: "ScatterPropertyImplementation"). The SDK's stub gives it to 1 in 2
+#: (``datastore_stub_util._SCATTER_PROPORTION``, 32768 of 65536).
+SCATTER_SHARE = 128
+
+
+@contextlib.contextmanager
+def production_scatter():
+    """While inside, the stub sets ``__scatter__`` on production's share of
+    the entities it stores (or loads from a file), not on half of them: a
+    sample ordered by it returns, and is charged for, the keys production
+    would return, from the same hash of the key (the stub's, kept where it
+    falls below production's share)."""
+    with mock.patch.object(datastore_stub_util, '_SCATTER_PROPORTION',
+                           65536 // SCATTER_SHARE):
+        yield
 
 
 class Latency:

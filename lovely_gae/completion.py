@@ -7,8 +7,10 @@ complete stores the group's marker one level up, with the group's summed
 tally, and goes on the same way up to the root. Each part stores before it
 reads, and reads by key are strongly consistent, so of the parts that end
 a group at least one sees it whole (two may: what follows the root must
-bear running twice). No transaction, no contention: a part costs one write
-and one batch read, and each level above costs a ``FANOUT``-th of that.
+bear running twice). The group that is a whole level is the root: it is
+summed as read, not stored once more. No transaction, no contention: a
+part costs one write and one batch read, and each level above costs a
+``FANOUT``-th of that.
 
 A job whose total is not known while its parts run (the ranges of a key
 pass that is still going) is ``close``\\ d once it is: full groups complete
@@ -53,10 +55,10 @@ def _sum(tallies):
     return total
 
 
-def _size(total, level):
+def _size(total, level, fanout=FANOUT):
     """Nodes at ``level`` of a job of ``total`` parts."""
     for _ in range(level):
-        total = -(-total // FANOUT)
+        total = -(-total // fanout)
     return total
 
 
@@ -71,25 +73,27 @@ def marker(job, index, counts):
     return Done(key=_key(job, 0, index), tally=counts)
 
 
-def mark(job, index, counts, total=None):
+def mark(job, index, counts, total=None, fanout=FANOUT):
     """Record part ``index`` done with ``counts`` ({name: int}), then
     ``ascend``; ``total`` may be None for a job that is closed later."""
     put_all([marker(job, index, counts)])
-    return ascend(job, index, total)
+    return ascend(job, index, total, fanout)
 
 
-def ascend(job, index, total=None):
+def ascend(job, index, total=None, fanout=FANOUT):
     """Complete what the stored part ``index`` completes, level by level.
 
     Returns the summed counts of the whole job if it is complete now, as
-    this call sees it, else None.
+    this call sees it, else None. ``fanout``: parts in a group, the same
+    for every part of the job (a job of at most ``fanout`` parts is
+    complete when one read finds them all).
     """
     level, size = 0, total
     while True:
-        group = index // FANOUT
-        first = group * FANOUT
+        group = index // fanout
+        first = group * fanout
         keys = [_key(job, level, first + offset) for offset in
-                range(FANOUT if size is None else min(FANOUT, size - first))]
+                range(fanout if size is None else min(fanout, size - first))]
         if total is None:
             keys.append(_total_key(job))
         found = get_all(keys)
@@ -97,15 +101,15 @@ def ascend(job, index, total=None):
             closed = found.pop()
             if closed is not None:
                 total = closed.tally['total']
-                size = _size(total, level)
-                found = found[:min(FANOUT, size - first)]
+                size = _size(total, level, fanout)
+                found = found[:min(fanout, size - first)]
         if any(node is None for node in found):
             return None
         counts = _sum(node.tally for node in found)
-        if size is not None and size == 1:
-            return counts  # the root
+        if size is not None and size <= fanout:
+            return counts  # the group is the whole level: the job's total
         level, index = level + 1, group
-        size = None if size is None else -(-size // FANOUT)
+        size = None if size is None else -(-size // fanout)
         put_all([Done(key=_key(job, level, index), tally=counts)])
 
 

@@ -143,3 +143,23 @@ def test_simulated_section_and_plain_table_keep_each_other(tmp_path):
     assert again.count(report.SIMULATED_HEADING) == 1
     assert 'second' in again and report.CHANGES_HEADING in again
 
+
+
+def test_the_simulated_stub_samples_productions_share_of_keys():
+    """``__scatter__`` on 1 entity in 128, as production sets it, inside
+    ``production_scatter``; on 1 in 2, the stub's share, outside."""
+    from google.appengine.api import datastore
+
+    from benchmarks import data, simstub
+
+    def sampled():
+        datastore.Put([datastore.Entity('BenchProbe', id=number)
+                       for number in range(1, 2561)])
+        sample = datastore.Query('BenchProbe', keys_only=True)
+        sample.Order('__scatter__')
+        return len(sample.Get(2560))
+
+    with data.testbed(), simstub.production_scatter():
+        assert 5 <= sampled() <= 40  # 20 expected
+    with data.testbed():
+        assert 1100 <= sampled() <= 1460  # 1,280 expected

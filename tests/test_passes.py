@@ -2,7 +2,7 @@
 leaves ranges that cover the kind once: no entity missed, none twice."""
 from google.appengine.ext import db
 
-from lovely_gae import defaults, entities
+from lovely_gae import async_, defaults, entities
 from lovely_gae.snapshot import api
 from lovely_gae.snapshot.work import passes, ranges, shards
 from tests.conftest import Dummy
@@ -66,6 +66,8 @@ def test_a_kind_cut_again_keeps_its_first_cut_and_the_parts_committed(
         gae_testbed, run_tasks, monkeypatch, fast_retries):
     monkeypatch.setattr(passes, 'SAMPLE', 20)
     monkeypatch.setattr(defaults, 'SHARDS', 4)
+    # Cut by its first task, as the kinds of a snapshot of many kinds are.
+    monkeypatch.setattr(passes, 'sample_kinds', lambda kinds, namespace: dict)
     put_named(range(0, 2000, 10))  # 200 entities
     cuts = iter([None, [None, db.Key.from_path('Dummy', 'k1005')]])
     original = passes.shard_starts
@@ -81,5 +83,32 @@ def test_a_kind_cut_again_keeps_its_first_cut_and_the_parts_committed(
     run_tasks(recursive=True)
     snap = api.get_snapshot(snap.id)
     assert snap.status == 'finished'
+    assert len(snap.range_counts['Dummy']) == 4
+    assert_covered_once(snap, 'Dummy', range(0, 2000, 10))
+
+
+def test_a_kind_cut_as_its_snapshot_is_created_keeps_that_cut(
+        gae_testbed, run_tasks, monkeypatch, fast_retries):
+    monkeypatch.setattr(passes, 'SAMPLE', 20)
+    monkeypatch.setattr(defaults, 'SHARDS', 4)
+    put_named(range(0, 2000, 10))  # 200 entities
+    sampled = []
+    original = passes.shard_starts
+
+    def counted(*args):
+        sampled.append(args[0])
+        return original(*args)
+    monkeypatch.setattr(passes, 'shard_starts', counted)
+    monkeypatch.setattr(ranges, 'PER_TASK', 2)
+    crash_once(monkeypatch, shards, '_store_part', after_calls=1)
+    snap = api.create_snapshot(['Dummy'], batchsize=7)
+    assert sampled == ['Dummy'] and snap.status == 'storing'
+    [first] = async_.get_tasks()
+    assert first.func.endswith(':start_kind')
+    run_tasks()  # shard 0 commits a part; the worker dies
+    put_named(range(1, 100, 10))  # keys among that part's ranges
+    run_tasks(recursive=True)
+    snap = api.get_snapshot(snap.id)
+    assert snap.status == 'finished' and sampled == ['Dummy']  # once
     assert len(snap.range_counts['Dummy']) == 4
     assert_covered_once(snap, 'Dummy', range(0, 2000, 10))

@@ -103,13 +103,18 @@ def create_snapshot(kinds=None, batchsize=None, namespace=None, codec=None,
                     codec=codec)
     if not kinds:
         snap.status = Snapshot.STATUS_FINISHED
-    return transaction(_start, snap)
+    # The samples are on their way while the transaction begins.
+    return transaction(_start, snap, passes.sample_kinds(kinds, namespace))
 
 
-def _start(snap):
-    """Store ``snap`` and its first tasks, which commit with it."""
+def _start(snap, cuts):
+    """Store ``snap`` and its first tasks, which commit with it; a snapshot
+    whose kinds were cut as it was created is storing from its start."""
+    cuts = cuts()
+    if cuts:
+        snap.status = Snapshot.STATUS_STORING
     snap.put()
-    async_.defer_many(passes.first_tasks(snap.id, len(snap.kinds)))
+    async_.defer_many(passes.first_tasks(snap, cuts))
     return snap
 
 

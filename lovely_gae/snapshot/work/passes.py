@@ -1,11 +1,12 @@
 """How a snapshot starts on each kind, and the key passes of small kinds.
 
-A kind's first task asks the datastore for a sample of its keys, taken at
-random (``__scatter__``, as the SDK's ``key_range`` finds split points). A
-large kind is cut into ``defaults.SHARDS`` shards at sampled keys, each
-stored by a task of its own that reads its entities in key order
-(``shards``): no pass over its keys comes first. Shard ``s`` numbers its
-ranges from ``s * models.SHARD_STRIDE`` on.
+A kind is sampled: the datastore is asked for some of its keys, taken at
+random (``__scatter__``, as the SDK's ``key_range`` finds split points),
+as its snapshot is created (``sample_kinds``), or by the kind's first task
+for a snapshot of many kinds. A large kind is cut into ``defaults.SHARDS``
+shards (``shard_starts``), each stored by a task of its own that reads its
+entities in key order (``shards``): no pass over its keys comes first.
+Shard ``s`` numbers its ranges from ``s * models.SHARD_STRIDE`` on.
 
 A small kind, with fewer sampled keys, is passed over as the seed did: a
 pass reads its keys only and cuts them into ranges of ``batchsize``
@@ -19,7 +20,8 @@ its own.
 
 A task may run twice, over data that changed in between: what the first
 run decided (how the kind is cut, where a chunk of ranges ends) is stored
-first (``base.put_first``) and kept.
+first (``base.put_first``) and kept. A cut taken as the snapshot is
+created is kept in its first task's arguments, which commit with it.
 """
 import time
 
@@ -32,7 +34,8 @@ from . import ranges, shards
 from ..markers import KindShards, SnapshotMarkers
 from ..models import Snapshot
 
-__all__ = ['SAMPLE', 'OVERSAMPLE', 'CHUNK', 'first_tasks', 'shard_starts',
+__all__ = ['SAMPLE', 'OVERSAMPLE', 'CHUNK', 'sample_kinds', 'first_tasks',
+           'shard_starts', 'even_ids', 'start_kind',
            'pass_kinds', 'pass_kind', 'pass_on', 'markers_ready']
 
 #: Keys sampled by ``__scatter__``: a kind that has fewer is small.
@@ -42,6 +45,9 @@ SAMPLE = 128
 OVERSAMPLE = 64
 #: Keys sampled at most: reading them delays every shard.
 _MOST_SAMPLED = 1024
+#: The Kolmogorov-Smirnov test's critical value times the square root of
+#: the keys sampled, at the 1% level (``even_ids``).
+_EVEN = 1.63
 #: Ranges a pass hands on at a time (a multiple of ``ranges.PER_TASK``).
 CHUNK = 50
 #: Keys a pass reads per query batch.
@@ -54,12 +60,40 @@ _FIRST_KINDS = 23
 _FAN_OUT = 100
 
 
-def first_tasks(snapshot_id, kinds):
-    """The tasks that start a snapshot of ``kinds`` kinds: one a kind, or
-    for many kinds one that queues them a page at a time."""
-    if kinds <= _FIRST_KINDS:
-        return [_kind_task(snapshot_id, index) for index in range(kinds)]
-    return [_task(pass_kinds, snapshot_id, kinds, 0)]
+def sample_kinds(kinds, namespace):
+    """Sample ``kinds`` at once, as a snapshot of them is created: its
+    first tasks carry how they are cut. Returns ``cuts()``, which waits
+    for the samples (once) and returns ``{kind: shard starts}`` of the
+    large kinds (``shard_starts``). Nothing for more kinds than have first
+    tasks of their own, or inside a transaction (which queries could not
+    run in): their first tasks sample them."""
+    if len(kinds) > _FIRST_KINDS or datastore.IsInTransaction():
+        return dict
+    sent = [(kind, _send_sample(kind, namespace)) for kind in kinds]
+    found = []
+
+    def cuts():
+        if not found:
+            found.append({kind: starts for kind, starts in (
+                (kind, shard_starts(kind, namespace, sample))
+                for kind, sample in sent) if starts is not None})
+        return found[0]
+    return cuts
+
+
+def first_tasks(snap, cuts=None):
+    """The tasks that start ``snap``: one a kind, or for many kinds one
+    that queues them a page at a time. A kind of ``cuts`` (see
+    ``sample_kinds``) is started as it was cut, any other is cut by its
+    first task."""
+    kinds = len(snap.kinds)
+    if kinds > _FIRST_KINDS:
+        return [_task(pass_kinds, snap.id, kinds, 0)]
+    cuts = cuts or {}
+    return [_kind_task(snap, index) if kind not in cuts else
+            _task(start_kind, snap.id, index, kind, snap.namespace,
+                  cuts[kind])
+            for index, kind in enumerate(snap.kinds)]
 
 
 def _task(func, snapshot_id, *args):
@@ -68,76 +102,155 @@ def _task(func, snapshot_id, *args):
                             on_failure_args=(snapshot_id,))
 
 
-def _kind_task(snapshot_id, kind_index):
-    return _task(pass_kind, snapshot_id, kind_index)
+def _kind_task(snap, kind_index):
+    return _task(pass_kind, snap.id, kind_index, snap.kinds[kind_index],
+                 snap.namespace)
 
 
 @async_.task
 def pass_kinds(snapshot_id, kinds, first):
     """Task: queue the first tasks of kinds ``first`` on, a page of them,
     and the task that queues the next page."""
+    snap = Snapshot.get_by_id(snapshot_id)
+    if snap is None or snap.status == Snapshot.STATUS_ERROR:
+        return
     last = min(kinds, first + _FAN_OUT)
-    tasks = [_kind_task(snapshot_id, index) for index in range(first, last)]
+    tasks = [_kind_task(snap, index) for index in range(first, last)]
     if last < kinds:
         tasks.append(_task(pass_kinds, snapshot_id, kinds, last))
     async_.defer_many(tasks)
 
 
-def shard_starts(kind, namespace):
+def _send_sample(kind, namespace):
+    """The sample of ``shard_starts``, on its way (read by iterating)."""
+    sample = datastore.Query(kind, namespace=namespace, keys_only=True)
+    sample.Order('__scatter__')
+    most = min(max(SAMPLE, defaults.SHARDS * OVERSAMPLE), _MOST_SAMPLED)
+    return sample.Run(limit=most, batch_size=most)
+
+
+def shard_starts(kind, namespace, sent=None):
     """``[None, first key of shard 1, ...]`` for a large kind, None for a
-    small one.
+    small one (``sent``: its sample, if on its way already).
 
     The datastore sets ``__scatter__`` on a random share of entities: those
     that sort first by it are spread evenly over the kind's keys. A kind
     with fewer than ``SAMPLE`` of them is small; a larger one is cut into
-    ``defaults.SHARDS`` at evenly spaced ones.
+    ``defaults.SHARDS`` (``even_ids``, else at evenly spaced sampled keys).
     """
-    sample = datastore.Query(kind, namespace=namespace, keys_only=True)
-    sample.Order('__scatter__')
-    found = sorted(sample.Get(min(max(SAMPLE, defaults.SHARDS * OVERSAMPLE),
-                                  _MOST_SAMPLED)),
-                   key=lambda key: entities.sort_key(key._ToPb()))
+    if sent is None:
+        sent = _send_sample(kind, namespace)
+    found = sorted(sent, key=lambda key: entities.sort_key(key._ToPb()))
     if len(found) < SAMPLE:
         return None
-    starts = [None]
-    for shard in range(1, defaults.SHARDS):
-        key = found[shard * len(found) // defaults.SHARDS]
-        if key != starts[-1]:
-            starts.append(key)
-    return starts
+    starts = even_ids(found, defaults.SHARDS)
+    if starts is None:
+        starts = [None] + [found[shard * len(found) // defaults.SHARDS]
+                           for shard in range(1, defaults.SHARDS)]
+    return [key for number, key in enumerate(starts)
+            if number == 0 or key != starts[number - 1]]
+
+
+def even_ids(found, shards):
+    """Where ``shards`` shards of equal spans of ids start, if the sampled
+    keys ``found`` (in key order) are ids of root entities that look spread
+    evenly over their span, else None.
+
+    So are the ids the datastore allocates (scattered over 52 bits) and
+    ids counted up from 1 by an app: then even spans of ids hold even
+    shares of the entities, closer than a cut at sampled keys, whose
+    shares vary by about one in the square root of the keys per shard.
+    Evenly spread: a Kolmogorov-Smirnov test against an even spread from
+    the lowest sampled id to the highest, at the 1% level (``_EVEN``): a
+    kind whose ids are spread evenly but whose sample is taken for
+    uneven is cut at sampled keys, the worse cut, so the test errs seldom
+    that way; one whose sample passes yet is not even is cut about as
+    far off as a cut at sampled keys could be (both are bounded by how
+    far the sample is from the kind).
+    """
+    if any(key.parent() is not None or key.id() is None for key in found):
+        return None
+    ids, count = [key.id() for key in found], len(found)
+    low, high = ids[0], ids[-1]
+    if high - low < count * shards:
+        return None
+    farthest = max(max(abs(rank / count - (id_ - low) / (high - low)),
+                       abs((rank + 1) / count - (id_ - low) / (high - low)))
+                   for rank, id_ in enumerate(ids))
+    if farthest > _EVEN / count ** 0.5:
+        return None
+    gap = (high - low) / (count - 1)  # the ends lie about a gap beyond
+    low, span = low - gap, high - low + 2 * gap
+    first = found[0]
+    return [None] + [
+        datastore.Key.from_path(
+            first.kind(), max(1, round(low + span * shard / shards)),
+            _app=first.app(), namespace=first.namespace())
+        for shard in range(1, shards)]
 
 
 @async_.task
-def pass_kind(snapshot_id, kind_index):
-    """Task: decide how a kind is stored; start it."""
-    snap = Snapshot.get_by_id(snapshot_id)
+def pass_kind(snapshot_id, kind_index, kind, namespace):
+    """Task: decide how a kind is stored; start it.
+
+    The snapshot is read where the cut is kept, not before the sample.
+    """
+    snap, cut = transaction(_decide, Snapshot.key_for(snapshot_id),
+                            KindShards.build(snapshot_id, kind,
+                                             shard_starts(kind, namespace)))
     if snap is None or snap.status == Snapshot.STATUS_ERROR:
         return
-    kind = snap.kinds[kind_index]
-    cut = transaction(_decide, snap.key(), KindShards.build(
-        snapshot_id, kind, shard_starts(kind, snap.namespace)))
     starts = cut.keys()
     if starts is None:
         _pass(snap, kind_index, None, 0, 0)
         return
-    ends = starts[1:] + [None]
+    # Shard 0's query is on its way while the other shards are queued.
+    reader = shards.Reader(kind, namespace, None, _ends(starts)[0])
+    _queue_shards(snapshot_id, kind_index, kind, namespace, starts)
+    shards.store(snap, kind_index, 0, len(starts), reader, _ends(starts)[0])
+
+
+@async_.task
+def start_kind(snapshot_id, kind_index, kind, namespace, starts):
+    """Task: store a kind cut as its snapshot was created, into shards
+    that start at ``starts``."""
+    # Shard 0's query and the snapshot's read are on their way while the
+    # other shards are queued (each reads the snapshot as it starts).
+    reader = shards.Reader(kind, namespace, None, _ends(starts)[0])
+    snap = db.get_async(Snapshot.key_for(snapshot_id))
+    _queue_shards(snapshot_id, kind_index, kind, namespace, starts)
+    snap = snap.get_result()
+    if snap is not None and snap.status != Snapshot.STATUS_ERROR:
+        shards.store(snap, kind_index, 0, len(starts), reader,
+                     _ends(starts)[0])
+
+
+def _ends(starts):
+    return starts[1:] + [None]
+
+
+def _queue_shards(snapshot_id, kind_index, kind, namespace, starts):
+    """Queue the tasks of the shards that start at ``starts``, but 0."""
+    ends = _ends(starts)
     async_.defer_many([
-        shards.shard_task(snap.id, kind_index, shard, len(starts),
-                          starts[shard], ends[shard])
+        shards.shard_task(snapshot_id, kind_index, kind, namespace, shard,
+                          len(starts), starts[shard], ends[shard])
         for shard in range(1, len(starts))])
-    shards.store_shard(snap.id, kind_index, 0, len(starts), None, ends[0])
 
 
 def _decide(snapshot_key, cut):
-    """Keep the first cut of a kind; the snapshot is ``storing`` now."""
+    """Keep the first cut of a kind; the snapshot is ``storing`` now.
+    Returns the snapshot (None if gone) and the cut kept."""
     snap, stored = db.get([snapshot_key, cut.key()])
+    if snap is None or snap.status == Snapshot.STATUS_ERROR:
+        return snap, stored or cut
     changed = [] if stored is not None else [cut]
-    if snap is not None and snap.status == Snapshot.STATUS_STARTED:
+    if snap.status == Snapshot.STATUS_STARTED:
         snap.status = Snapshot.STATUS_STORING
         changed.append(snap)
     if changed:
         db.put(changed)
-    return stored or cut
+    return snap, stored or cut
 
 
 @async_.task

@@ -9,29 +9,35 @@ already, and this run's parts go. A large kind's shard tasks (``shards``)
 commit the same way, ``PER_TASK`` ranges at a time.
 
 Nothing every task writes, no contention: the task that completes a shard
-completes it in the kind's job; the kind's last shard in the snapshot's
-job; the last kind finishes the snapshot with the totals. Every task here
-may run twice, or in two workers at once.
+counts it in the kind's job (a large kind's shard, in the commit of its
+last ranges: ``shards``); the kind's last shard counts the kind in the
+snapshot's job, or finishes a snapshot of one kind; the last kind finishes
+the snapshot with the totals. Every task here may run twice, or in two
+workers at once.
 """
 import uuid
 
 from google.appengine.ext import db
 
 from ... import async_, completion, defaults, entities
-from ...base import delete_all, prefixed, retrying, transaction
+from ...base import delete_all, prefixed, put_all, retrying, transaction
 from .. import names
 from ..markers import KindShards, SnapshotMarkers
 from ..models import RangeBackup, RangeBackupPart, Snapshot
 from ..storage import RangeWriter
 
-__all__ = ['PER_TASK', 'job', 'write', 'store_ranges', 'shard_done',
-           'shard_stored', 'snapshot_failed', 'delete_snapshot',
-           'purge_snapshot']
+__all__ = ['PER_TASK', 'KIND_FANOUT', 'job', 'write', 'store_ranges', 'tally', 'commit',
+           'shard_done', 'shard_marker', 'shard_stored', 'kind_stored',
+           'snapshot_failed', 'delete_snapshot', 'purge_snapshot']
 
 #: Ranges a task stores at most, whose calls they share, and that commit
 #: together: their first parts (``defaults.PART_SIZE`` each at most) stay
 #: within ``defaults.MAX_TRANSACTION_BYTES``.
 PER_TASK = 10
+#: Shards of a kind counted by one read when each is stored (the kind's
+#: ``completion`` groups): the last shard of most kinds learns that the
+#: kind is complete from that read alone.
+KIND_FANOUT = 64
 #: Bytes of first query batches a range task waits for at once, at most,
 #: by the largest mean entity size it has seen.
 _IN_FLIGHT_BYTES = 4 * 1024 * 1024
@@ -129,6 +135,13 @@ def store_ranges(snapshot_id, kind_index, kind, namespace, codec, shard,
         shard_stored(snapshot_id, kind_index, shard, shards, stored)
 
 
+def tally(backups):
+    """The counts a part of ``backups`` adds to its job."""
+    return {'ranges': len(backups),
+            'entities': sum(backup.count for backup in backups),
+            'bytes': sum(backup.size for backup in backups)}
+
+
 def commit(part_job, index, backups, written, also=(),
            done_with_task=False):
     """Commit ``backups`` (with ``also``) as part ``index`` of the job, with
@@ -139,9 +152,7 @@ def commit(part_job, index, backups, written, also=(),
     would collide with theirs. ``done_with_task``: the running task's own
     entity goes with them.
     """
-    counts = {'ranges': len(backups),
-              'entities': sum(backup.count for backup in backups),
-              'bytes': sum(backup.size for backup in backups)}
+    counts = tally(backups)
 
     def once():
         marker = completion.marker(part_job, index, counts)
@@ -165,27 +176,55 @@ def shard_done(snapshot_id, kind_index, shard, shards, parts):
         shard_stored(snapshot_id, kind_index, shard, shards, stored)
 
 
+def shard_marker(snapshot_id, kind_index, shard, counts):
+    """The unsaved marker that counts a stored shard in its kind."""
+    return completion.marker(job(snapshot_id, kind_index), shard, dict(
+        counts, **{'shard:%d' % shard: counts['ranges']}))
+
+
 def shard_stored(snapshot_id, kind_index, shard, shards, counts):
     """Every range of a shard is stored: count it in its kind."""
-    counts = dict(counts, **{'shard:%d' % shard: counts['ranges']})
-    stored = completion.mark(job(snapshot_id, kind_index), shard, counts,
-                             shards)
+    put_all([shard_marker(snapshot_id, kind_index, shard, counts)])
+    kind_stored(snapshot_id, kind_index, shard, shards, None)
+
+
+def kind_stored(snapshot_id, kind_index, shard, shards, kinds):
+    """A shard is counted in its kind (its marker stored): if that
+    completes the kind, count the kind in the snapshot, which the last
+    kind finishes. ``kinds``: the snapshot's number of kinds, if known.
+
+    A snapshot of one kind is finished by its kind's total as it is; the
+    snapshot is read while its shards are, in case this one is the last.
+    """
+    read = db.get_async(Snapshot.key_for(snapshot_id)) if kinds == 1 else None
+    stored = completion.ascend(job(snapshot_id, kind_index), shard, shards,
+                               KIND_FANOUT)
     if stored is None:
         return
-    kinds = len(Snapshot.get_by_id(snapshot_id).kinds)
+    snap = read and read.get_result()
+    if kinds is None:
+        snap = Snapshot.get_by_id(snapshot_id)
+        if snap is None:
+            return
+        kinds = len(snap.kinds)
     prefixed_counts = {'%d:%s' % (kind_index, name): value
                        for name, value in stored.items()}
     prefixed_counts.update(entities=stored['entities'], bytes=stored['bytes'])
+    if kinds == 1:
+        _finish(snapshot_id, prefixed_counts, snap)
+        return
     total = completion.mark(job(snapshot_id), kind_index, prefixed_counts,
                             kinds)
     if total is not None:
         _finish(snapshot_id, total)
 
 
-def _finish(snapshot_id, counts):
-    """Record the totals; the snapshot is finished. Not in a transaction:
-    the tasks that see the last range in at once write the same."""
-    snap = Snapshot.get_by_id(snapshot_id)
+def _finish(snapshot_id, counts, snap=None):
+    """Record the totals; the snapshot (``snap``, if read) is finished. Not
+    in a transaction: the tasks that see the last range in at once write
+    the same."""
+    if snap is None:
+        snap = Snapshot.get_by_id(snapshot_id)
     if snap is None or snap.status not in (Snapshot.STATUS_STARTED,
                                            Snapshot.STATUS_STORING):
         return
