@@ -4,26 +4,36 @@ A job of ``total`` parts (tasks, say) is a tree of small ``Done`` markers.
 A part that is done stores its marker, with a tally of counts, then reads
 the markers of its group of ``FANOUT`` parts; the part that finds its group
 complete stores the group's marker one level up, with the group's summed
-tally, and goes on the same way up to the root. Each part stores before it
+tally, and goes on the same way up to the level that is one group: whoever
+finds that one complete has the job's total, stored nowhere (a root marker
+would cost a write and a read more). Each part stores before it
 reads, and reads by key are strongly consistent, so of the parts that end
 a group at least one sees it whole (two may: what follows the root must
 bear running twice). No transaction, no contention: a part costs one write
 and one batch read, and each level above costs a ``FANOUT``-th of that.
+
+Parts that end together may all find the job complete. ``first`` lets
+one of them act on it while the others stop: a claim in memcache, best
+effort, since acting twice does no harm.
 
 A job whose total is not known while its parts run (the ranges of a key
 pass that is still going) is ``close``\\ d once it is: full groups complete
 as before, the last one, and the root, once the total is known; whoever
 comes last, a part or the close, sees it.
 """
+from google.appengine.api import apiproxy_stub_map, memcache
+
 from . import defaults
 from .base import (JsonProperty, LibraryModel, delete_all, get_all, prefixed,
                    put_all)
 
 __all__ = ['FANOUT', 'Done', 'key', 'marker', 'mark', 'ascend', 'close',
-           'tally', 'purge']
+           'first', 'tally', 'purge']
 
 #: Parts in a group, and groups in a group one level up.
 FANOUT = 8
+#: Seconds memcache keeps the claim of ``first``.
+CLAIM_SECONDS = 24 * 3600
 
 
 class Done(LibraryModel):
@@ -53,10 +63,10 @@ def _sum(tallies):
     return total
 
 
-def _size(total, level):
+def _size(total, level, fanout=FANOUT):
     """Nodes at ``level`` of a job of ``total`` parts."""
     for _ in range(level):
-        total = -(-total // FANOUT)
+        total = -(-total // fanout)
     return total
 
 
@@ -71,25 +81,29 @@ def marker(job, index, counts):
     return Done(key=_key(job, 0, index), tally=counts)
 
 
-def mark(job, index, counts, total=None):
+def mark(job, index, counts, total=None, fanout=FANOUT):
     """Record part ``index`` done with ``counts`` ({name: int}), then
     ``ascend``; ``total`` may be None for a job that is closed later."""
     put_all([marker(job, index, counts)])
-    return ascend(job, index, total)
+    return ascend(job, index, total, fanout)
 
 
-def ascend(job, index, total=None):
+def ascend(job, index, total=None, fanout=FANOUT):
     """Complete what the stored part ``index`` completes, level by level.
 
     Returns the summed counts of the whole job if it is complete now, as
-    this call sees it, else None.
+    this call sees it, else None. A job of known ``total`` may have groups
+    of another ``fanout``, the same for all its parts: wider groups cost
+    each part a larger read, and the last one fewer levels.
     """
+    if total is None:
+        fanout = FANOUT
     level, size = 0, total
     while True:
-        group = index // FANOUT
-        first = group * FANOUT
+        group = index // fanout
+        first = group * fanout
         keys = [_key(job, level, first + offset) for offset in
-                range(FANOUT if size is None else min(FANOUT, size - first))]
+                range(fanout if size is None else min(fanout, size - first))]
         if total is None:
             keys.append(_total_key(job))
         found = get_all(keys)
@@ -98,14 +112,14 @@ def ascend(job, index, total=None):
             if closed is not None:
                 total = closed.tally['total']
                 size = _size(total, level)
-                found = found[:min(FANOUT, size - first)]
+                found = found[:min(fanout, size - first)]
         if any(node is None for node in found):
             return None
         counts = _sum(node.tally for node in found)
-        if size is not None and size == 1:
-            return counts  # the root
+        if size is not None and size <= fanout:
+            return counts  # the group is the whole level: the root's sum
         level, index = level + 1, group
-        size = None if size is None else -(-size // FANOUT)
+        size = None if size is None else -(-size // fanout)
         put_all([Done(key=_key(job, level, index), tally=counts)])
 
 
@@ -114,6 +128,21 @@ def close(job, total):
     part would. Returns what ``ascend`` returns."""
     put_all([Done(key=_total_key(job), tally={'total': total})])
     return ascend(job, total - 1, total)
+
+
+def first(job, part):
+    """Whether ``part``, which found ``job`` complete, is the one to act on
+    it: the first part to claim it, or the part that claimed it, running
+    again. Best effort: without memcache, or once the claim is gone, every
+    part that asks acts, as each must bear anyway."""
+    if apiproxy_stub_map.apiproxy.GetStub('memcache') is None:
+        return True
+    key = 'done:%s' % job
+    if memcache.add(key, part, time=CLAIM_SECONDS,
+                    namespace=defaults.NAMESPACE):
+        return True
+    held = memcache.get(key, namespace=defaults.NAMESPACE)
+    return held is None or held == part
 
 
 def tally(job):
