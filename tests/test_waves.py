@@ -1,7 +1,7 @@
 """A large restore's tasks come in whole waves of the queue's concurrency."""
 import pytest
 
-from lovely_gae import async_, defaults
+from lovely_gae import async_, defaults, push
 from lovely_gae.snapshot import api
 from lovely_gae.snapshot.work import restore
 from tests.conftest import Dummy, all_bytes
@@ -62,3 +62,34 @@ def test_a_dry_run_sizes_its_tasks_as_a_restore(nine_ranges, run_tasks,
     run_tasks(recursive=True)
     assert api.get_snapshot(nine_ranges.id).plan_progress()['plan'] == {
         'Dummy': {'created': 0, 'changed': 0, 'deleted': 0}}
+
+
+class _Pushes:
+    """A pusher that keeps the names it is told of, in order."""
+
+    def __init__(self):
+        self.told = []
+
+    def announce(self, names, due, transactional=False, attempt=0):
+        self.told.append(list(names))
+
+
+def test_a_page_of_tasks_queues_the_next_page_first(nine_ranges,
+                                                     monkeypatch):
+    monkeypatch.setattr(restore, 'WRITE_RANGES', 1)  # 9 writing tasks
+    monkeypatch.setattr(restore, 'FAN_OUT', 2)  # 5 pages of them
+    before = all_bytes(['Dummy'])
+    pushes = _Pushes()
+    with push.use(pushes):
+        nine_ranges.restore()
+        done = 0
+        while done < sum(map(len, pushes.told)):  # each as it is pushed
+            async_.run_task([name for names in pushes.told
+                             for name in names][done])
+            done += 1
+    assert all_bytes(['Dummy']) == before
+    told = [name.split('#')[0].split(':')[1] for names in pushes.told
+            for name in names]
+    assert told == ['check_ranges'] + ['fan_out', 'restore_ranges',
+                                       'restore_ranges'] * 4 + [
+        'restore_ranges']

@@ -220,15 +220,18 @@ def fan_out(restore_id, phase, page):
 
 
 def _page(record, phase, page):
-    """The tasks of page ``page`` of a phase, and the fan-out of the next."""
+    """The fan-out of the next page of a phase, then the tasks of page
+    ``page``: first, so that the next page is queued while this one runs,
+    not behind it."""
     first = page * FAN_OUT
     last = min(first + FAN_OUT, leaves(record, phase))
-    tasks = [task(record, phase, index) for index in range(first, last)]
+    tasks = []  # made first, due first
     if last < leaves(record, phase):
         tasks.append(async_.make_task(
             fan_out, args=(record.id, phase, page + 1),
             on_failure=restore_failed, on_failure_args=(record.id,)))
-    return tasks
+    return tasks + [task(record, phase, index)
+                    for index in range(first, last)]
 
 
 @async_.task
