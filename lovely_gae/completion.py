@@ -4,28 +4,36 @@ A job of ``total`` parts (tasks, say) is a tree of small ``Done`` markers.
 A part that is done stores its marker, with a tally of counts, then reads
 the markers of its group of ``FANOUT`` parts; the part that finds its group
 complete stores the group's marker one level up, with the group's summed
-tally, and goes on the same way up to the root. Each part stores before it
+tally, and goes on the same way up to the level that is one group: whoever
+finds that one complete has the job's total, stored nowhere (a root marker
+would cost a write and a read more). Each part stores before it
 reads, and reads by key are strongly consistent, so of the parts that end
 a group at least one sees it whole (two may: what follows the root must
-bear running twice). The group that is a whole level is the root: it is
-summed as read, not stored once more. No transaction, no contention: a
-part costs one write and one batch read, and each level above costs a
-``FANOUT``-th of that.
+bear running twice). No transaction, no contention: a part costs one write
+and one batch read, and each level above costs a ``FANOUT``-th of that.
+
+Parts that end together may all find the job complete. ``first`` lets
+one of them act on it while the others stop: a claim in memcache, best
+effort, since acting twice does no harm.
 
 A job whose total is not known while its parts run (the ranges of a key
 pass that is still going) is ``close``\\ d once it is: full groups complete
 as before, the last one, and the root, once the total is known; whoever
 comes last, a part or the close, sees it.
 """
+from google.appengine.api import apiproxy_stub_map, memcache
+
 from . import defaults
 from .base import (JsonProperty, LibraryModel, delete_all, get_all, prefixed,
                    put_all)
 
 __all__ = ['FANOUT', 'Done', 'key', 'marker', 'mark', 'ascend', 'close',
-           'tally', 'purge']
+           'first', 'tally', 'purge']
 
 #: Parts in a group, and groups in a group one level up.
 FANOUT = 8
+#: Seconds memcache keeps the claim of ``first``.
+CLAIM_SECONDS = 24 * 3600
 
 
 class Done(LibraryModel):
@@ -86,8 +94,12 @@ def ascend(job, index, total=None, fanout=FANOUT):
     Returns the summed counts of the whole job if it is complete now, as
     this call sees it, else None. ``fanout``: parts in a group, the same
     for every part of the job (a job of at most ``fanout`` parts is
-    complete when one read finds them all).
+    complete when one read finds them all): wider groups cost each part a
+    larger read, and the last one fewer levels. A job whose total is not
+    known yet has groups of ``FANOUT``.
     """
+    if total is None:
+        fanout = FANOUT
     level, size = 0, total
     while True:
         group = index // fanout
@@ -118,6 +130,21 @@ def close(job, total):
     part would. Returns what ``ascend`` returns."""
     put_all([Done(key=_total_key(job), tally={'total': total})])
     return ascend(job, total - 1, total)
+
+
+def first(job, part):
+    """Whether ``part``, which found ``job`` complete, is the one to act on
+    it: the first part to claim it, or the part that claimed it, running
+    again. Best effort: without memcache, or once the claim is gone, every
+    part that asks acts, as each must bear anyway."""
+    if apiproxy_stub_map.apiproxy.GetStub('memcache') is None:
+        return True
+    key = 'done:%s' % job
+    if memcache.add(key, part, time=CLAIM_SECONDS,
+                    namespace=defaults.NAMESPACE):
+        return True
+    held = memcache.get(key, namespace=defaults.NAMESPACE)
+    return held is None or held == part
 
 
 def tally(job):

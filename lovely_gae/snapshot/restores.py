@@ -30,8 +30,10 @@ class Restore(LibraryModel):
     # [[kind's index in ``kinds``, first position, ranges], ...]: the spans
     # of the ranges it puts back (a kind has one a shard).
     spans = JsonProperty(default=None)
-    # Ranges one writing task puts back at most.
+    # Ranges one writing (or counting) task puts back at most, and one
+    # checking task checks (``restore.per_task``).
     per_task = db.IntegerProperty(default=1, indexed=False)
+    check_per_task = db.IntegerProperty(default=1, indexed=False)
     status = db.StringProperty(default=RestoreStatus.CHECKING.value,
                                indexed=False)
     # A dry run: it writes nothing; ``plan`` counts what it would do.

@@ -10,7 +10,7 @@ from ... import defaults
 from ...base import LibraryModel
 from ...exceptions import RestoreRunning
 
-__all__ = ['Lock', 'take', 'free', 'held']
+__all__ = ['Lock', 'keys', 'take', 'mine', 'free', 'held']
 
 
 class Lock(LibraryModel):
@@ -34,27 +34,39 @@ class Lock(LibraryModel):
                                 parent=cls.root())
 
 
-def _keys(record):
+def keys(record):
+    """The keys of the locks of ``record``'s kinds."""
     return [Lock.key_of(record.namespace, kind) for kind in record.kinds]
 
 
-def take(record):
+def take(record, found=None):
     """The locks of ``record``'s kinds, unsaved; ``RestoreRunning`` if one
-    is held (inside the transaction that saves them)."""
-    keys = _keys(record)
-    for key, held in zip(keys, db.get(keys)):
+    is held (inside the transaction that saves them). ``found``: those
+    locks as the caller read them, in the order of ``keys``."""
+    wanted = keys(record)
+    if found is None:
+        found = db.get(wanted)
+    for key, held in zip(wanted, found):
         if held is not None:
             raise RestoreRunning(key.name().split(':', 1)[1],
                                  record.namespace, held.snapshot_id,
                                  held.restore_id)
     return [Lock(key=key, restore_id=record.id,
-                 snapshot_id=record.snapshot_id) for key in keys]
+                 snapshot_id=record.snapshot_id) for key in wanted]
+
+
+def mine(record, found):
+    """The keys of the locks among ``found`` (as read) that ``record``
+    holds."""
+    return [lock.key() for lock in found
+            if lock is not None and lock.restore_id == record.id]
 
 
 def free(record):
     """Delete the locks ``record`` holds (in its ending transaction)."""
-    db.delete([lock.key() for lock in db.get(_keys(record))
-               if lock is not None and lock.restore_id == record.id])
+    held = mine(record, db.get(keys(record)))
+    if held:
+        db.delete(held)
 
 
 def held():

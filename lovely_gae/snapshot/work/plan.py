@@ -13,10 +13,11 @@ from ... import async_, completion, defaults, entities
 from ...base import get_all, retrying, transaction, utcnow
 from ...exceptions import RangeCorrupted, SnapshotIncomplete
 from .. import names
-from ..models import ACTIONS, Snapshot, backup_keys, iter_backups
+from ..models import ACTIONS, Snapshot
 from ..restores import Restore, RestoreStatus, ranges_count
-from .restore import (INLINE_RANGES, PHASES, WRITE_RANGES, first_tasks,
-                      leaves, new_record, records, restore_failed)
+from .putback import read_backups, records, send_backups
+from .restore import (PHASES, fanout, first_tasks, leaves, new_record,
+                      restore_failed, size_tasks)
 
 __all__ = ['start', 'plan_ranges']
 
@@ -26,8 +27,7 @@ def start(snap, kinds=None):
     snap = Snapshot.get_by_id(snap.id) or snap
     record = new_record(snap, kinds, dry_run=True)
     record.status = RestoreStatus.RUNNING.value
-    if record.ranges_total() > INLINE_RANGES:  # a task a range while few
-        record.per_task = WRITE_RANGES
+    size_tasks(record)  # a task a range while few, as a restore's
     tasks = first_tasks(record, 'plan') if record.kinds else []
     if not record.kinds:
         record.status, record.plan = RestoreStatus.FINISHED.value, {}
@@ -42,31 +42,32 @@ def _begin(snapshot_id, record, tasks):
 
 
 @async_.task
-def plan_ranges(restore_id, index, kind, first, count):
+def plan_ranges(restore_id, snapshot_id, index, kind, first, count):
     """Task: count what restoring ``count`` ranges of ``kind`` would do."""
     job = names.restore_job(restore_id, 'plan')
+    sent = send_backups(snapshot_id, kind, first, count)
     record, done = get_all([Restore.key_for(restore_id),
                             completion.key(job, index)])
     if record is None or record.status != RestoreStatus.RUNNING.value:
         return
+    size = leaves(record, 'plan'), fanout(record, 'plan')
     if done is None:
         kind_index = record.kinds.index(kind)
         counts = dict.fromkeys(('%d:%s' % (kind_index, name) for name in
                                 ('created', 'changed', 'deleted')), 0)
         counts[ranges_count(kind_index)] = count
         try:
-            for backup in iter_backups(record.snapshot_id, backup_keys(
-                    record.snapshot_id, kind, first, count)):
+            for backup in read_backups(sent):
                 for name, value in _plan_range(backup,
                                                record.namespace).items():
                     counts['%d:%s' % (kind_index, name)] += value
         except (RangeCorrupted, SnapshotIncomplete) as error:
             restore_failed(str(error), restore_id)  # no retry mends it
             return
-        total = completion.mark(job, index, counts, leaves(record, 'plan'))
+        total = completion.mark(job, index, counts, *size)
     else:
-        total = completion.ascend(job, index, leaves(record, 'plan'))
-    if total is not None:
+        total = completion.ascend(job, index, *size)
+    if total is not None and completion.first(job, index):
         _finish(restore_id, total)
         completion.purge(job)
 

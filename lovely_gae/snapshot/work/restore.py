@@ -15,29 +15,32 @@ that ends it (finished or failed).
 
 A small restore (``INLINE_RANGES`` ranges, ``INLINE_BYTES`` stored) is
 checked in the call that starts it, and its tasks, one a range, commit with
-its start. A larger one starts with a task that fans out checking tasks a
-page at a time; when all have passed (``completion``), writing tasks fan
-out the same way, each putting back up to ``WRITE_RANGES`` ranges. Every
+its start. A larger one is checked by tasks first: they commit with its
+start while few, else a task fans them out a page at a time. The task that
+sees the last check pass (``completion``) queues the first page of writing
+tasks itself. A large restore's tasks come in whole waves of
+``defaults.SHARDS`` (the queue's concurrency, see ``per_task``). Every
 write invalidates ndb's cache of the keys it touches (``cache``).
 """
-import collections
 import logging
 import uuid
 
 from google.appengine.ext import db
 
-from ... import async_, cache, completion, defaults, entities
+from ... import async_, completion, defaults
 from ...base import get_all, retrying, transaction, utcnow
 from ...exceptions import (InvalidInput, RangeCorrupted, SnapshotIncomplete,
                            SnapshotInUse, SnapshotNotFound)
-from . import locks, ranges
+from . import locks, putback, ranges
 from .. import names
-from ..models import ACTIONS, Snapshot, backup_keys, iter_backups
+from ..models import ACTIONS, Snapshot, iter_backups
 from ..restores import Restore, RestoreStatus, ranges_count
 
 __all__ = ['restore', 'delete', 'restore_failed', 'forget', 'new_record',
-           'task', 'first_tasks', 'leaves', 'records', 'mark_deleting',
-           'PHASES', 'INLINE_RANGES', 'INLINE_BYTES', 'CHECK_RANGES', 'WRITE_RANGES']
+           'task', 'first_tasks', 'leaves', 'per_task', 'size_tasks',
+           'fanout', 'mark_deleting',
+           'PHASES', 'INLINE_RANGES', 'INLINE_BYTES', 'CHECK_RANGES',
+           'WRITE_RANGES']
 
 log = logging.getLogger(__name__)
 
@@ -48,53 +51,50 @@ log = logging.getLogger(__name__)
 INLINE_RANGES = 20
 #: Stored bytes a restore checks in the call that starts it at most.
 INLINE_BYTES = 16 * 1024 * 1024
-#: Ranges one checking task checks.
+#: Ranges one checking task of a large restore checks at most.
 CHECK_RANGES = 20
-#: Ranges one writing task of a large restore puts back.
-WRITE_RANGES = 4
+#: Ranges one writing task of a large restore (or of its dry run) puts
+#: back at most: what one task holds at once.
+WRITE_RANGES = 8
 #: Tasks one fan-out task queues, with the next fan-out task.
 FAN_OUT = 100
-#: Bytes of entities per put request at most: the request's own fields
-#: need a little of the datastore's 1 MiB.
-_PUT_BYTES = defaults.MAX_REQUEST_BYTES - 1024
-#: Puts a restore task has on their way at once, at most.
-_PUTS_IN_FLIGHT = 4
+#: Parts of a group of a phase's ``completion`` job at most (``fanout``).
+WIDEST = 64
 
 
-def _bounds(backup):
-    return tuple(None if key is None else entities.sort_key(key._ToPb())
-                 for key in (backup.start, backup.end))
+def per_task(total, most):
+    """Ranges a task of a large restore takes of ``total``: as few waves
+    of ``defaults.SHARDS`` tasks (the queue's concurrency) as ``most``
+    ranges a task allow, the ranges spread evenly over their tasks. So the
+    first wave keeps every worker busy (100 ranges on 16 workers: 15 tasks
+    of 7, not 25 of 4, whose second wave of 9 would run alone)."""
+    if total <= 0:
+        return 1
+    waves = -(-total // (defaults.SHARDS * most))
+    return -(-total // (waves * defaults.SHARDS))
 
 
-def records(backup, namespace):
-    """Yield ``(record, reference)`` of a range, checked on the way: its
-    bytes (before the first is handed out), kind, namespace and bounds."""
-    start, end = _bounds(backup)
-    count = 0
-    for record in backup.iter_records():
-        reference = entities.EntityProto.FromString(record).key
-        place = entities.sort_key(reference)
-        if (reference.path.element[-1].type != backup.range_kind
-                or reference.name_space != namespace
-                or start is not None and place < start
-                or end is not None and place >= end):
-            raise RangeCorrupted(backup.snapshot_id, backup.name,
-                                 'holds an entity outside the range')
-        count += 1
-        yield record, reference
-    if count != backup.count:
-        raise RangeCorrupted(backup.snapshot_id, backup.name,
-                             'holds %d entities, %d were stored'
-                             % (count, backup.count))
+def _check_per_task(total):
+    """Ranges a checking task of a large restore takes: as ``per_task``,
+    or more, up to ``CHECK_RANGES``, so that the checks commit with the
+    restore's start (``INLINE_RANGES`` tasks) rather than a fan-out task
+    later: checking a range costs a fraction of a task's start."""
+    per = per_task(total, CHECK_RANGES)
+    fewer = -(-total // INLINE_RANGES)
+    return fewer if per < fewer <= CHECK_RANGES else per
 
 
-def _check(backups, namespace):
-    for backup in backups:
-        collections.deque(records(backup, namespace), maxlen=0)
+def size_tasks(record):
+    """Size the tasks of ``record``, if it has more ranges than the call
+    that starts it checks (else a task a range)."""
+    total = record.ranges_total()
+    if total > INLINE_RANGES:
+        record.per_task = per_task(total, WRITE_RANGES)
+        record.check_per_task = _check_per_task(total)
 
 
 def _per_task(record, phase):
-    return CHECK_RANGES if phase == 'check' else record.per_task
+    return record.check_per_task if phase == 'check' else record.per_task
 
 
 def _leaf(record, phase, index):
@@ -117,17 +117,25 @@ def leaves(record, phase):
 
 
 #: The task of each phase, by name: ``check``, ``write`` and (``plan``)
-#: ``plan``; each takes ``(restore id, index, kind, first, count)``.
+#: ``plan``; each takes ``(restore id, snapshot id, index, kind, first,
+#: count)``: with the snapshot's id it reads its ranges while it reads the
+#: restore.
 PHASES = {}
 
 
 def task(record, phase, index):
     """Task ``index`` of a phase of ``record``."""
     kind, first, count = _leaf(record, phase, index)
-    return async_.make_task(PHASES[phase], args=(record.id, index, kind,
-                                                  first, count),
-                            on_failure=restore_failed,
-                            on_failure_args=(record.id,))
+    return async_.make_task(PHASES[phase], args=(
+        record.id, record.snapshot_id, index, kind, first, count),
+        on_failure=restore_failed, on_failure_args=(record.id,))
+
+
+def fanout(record, phase):
+    """The ``completion`` fan-out of a phase's job: a group as large as a
+    wave of tasks (up to ``WIDEST``), so that the last task of a wave
+    counts the whole job in one read."""
+    return max(completion.FANOUT, min(leaves(record, phase), WIDEST))
 
 
 def first_tasks(record, phase):
@@ -159,7 +167,8 @@ def new_record(snap, kinds, dry_run=False):
 
 def restore(snap, kinds=None):
     """Start a restore of ``snap`` (see ``Snapshot.restore``)."""
-    snap = _snapshot(snap.id) or snap  # its stored state, not a stale copy
+    if snap.status != Snapshot.STATUS_FINISHED:  # finished, its ranges stay
+        snap = _snapshot(snap.id) or snap  # its stored state, not a stale copy
     record = new_record(snap, kinds)
     kinds = record.kinds
     keys = []
@@ -167,11 +176,11 @@ def restore(snap, kinds=None):
         keys = [key for kind in kinds for key in snap.range_backup_keys(kind)]
     stored = sum(int(key.name().rsplit(':', 1)[1]) for key in keys)
     if keys and stored <= INLINE_BYTES:
-        _check(iter_backups(snap.id, keys), snap.namespace)
+        putback.check(iter_backups(snap.id, keys), snap.namespace)
         record.status = RestoreStatus.RUNNING.value
         tasks = first_tasks(record, 'write')
     else:
-        record.per_task = WRITE_RANGES
+        size_tasks(record)
         tasks = first_tasks(record, 'check')
     if not kinds:
         record.status, tasks = RestoreStatus.FINISHED.value, []
@@ -184,15 +193,19 @@ def _snapshot(snapshot_id):
 
 
 def _begin(snapshot_id, record, tasks):
-    snap = _snapshot(snapshot_id)
+    """Save the restore, its locks and its first tasks, in one transaction
+    (read in one call, written in two at once)."""
+    found = db.get([Snapshot.key_for(snapshot_id)] + locks.keys(record))
+    snap = found[0]
     if snap is None:
         raise SnapshotNotFound(snapshot_id)
     snap.check_finished()  # not deleting meanwhile
-    taken = (locks.take(record)
+    taken = (locks.take(record, found[1:])
              if record.status != RestoreStatus.FINISHED.value else [])
     snap.restore_id = record.id
-    db.put([snap, record] + taken)
+    put = db.put_async([snap, record] + taken)
     async_.defer_many(tasks)
+    put.get_result()
 
 
 @async_.task
@@ -203,129 +216,100 @@ def fan_out(restore_id, phase, page):
               else RestoreStatus.RUNNING).value
     if record is None or record.status != wanted:
         return
+    async_.defer_many(_page(record, phase, page))
+
+
+def _page(record, phase, page):
+    """The fan-out of the next page of a phase, then the tasks of page
+    ``page``: first, so that the next page is queued while this one runs,
+    not behind it."""
     first = page * FAN_OUT
     last = min(first + FAN_OUT, leaves(record, phase))
-    tasks = [task(record, phase, index) for index in range(first, last)]
+    tasks = []  # made first, due first
     if last < leaves(record, phase):
         tasks.append(async_.make_task(
-            fan_out, args=(restore_id, phase, page + 1),
-            on_failure=restore_failed, on_failure_args=(restore_id,)))
-    async_.defer_many(tasks)
+            fan_out, args=(record.id, phase, page + 1),
+            on_failure=restore_failed, on_failure_args=(record.id,)))
+    return tasks + [task(record, phase, index)
+                    for index in range(first, last)]
 
 
 @async_.task
-def check_ranges(restore_id, index, kind, first, count):
+def check_ranges(restore_id, snapshot_id, index, kind, first, count):
     """Task: check ``count`` ranges of ``kind``; the last check starts the
     writing."""
+    sent = putback.send_backups(snapshot_id, kind, first, count)
     record = db.get(Restore.key_for(restore_id))
     if record is None or record.status != RestoreStatus.CHECKING.value:
         return
     try:
-        _check(iter_backups(record.snapshot_id, backup_keys(
-            record.snapshot_id, kind, first, count)), record.namespace)
+        putback.check(putback.read_backups(sent), record.namespace)
     except (RangeCorrupted, SnapshotIncomplete) as error:  # no retry mends
         restore_failed(str(error), restore_id)
         return
-    if completion.mark(record.job('check'), index, {'ranges': count},
-                       leaves(record, 'check')):
+    job = record.job('check')
+    if completion.mark(job, index, {'ranges': count},
+                       leaves(record, 'check'), fanout(record, 'check')) \
+            and completion.first(job, index):
         _start_writing(restore_id)
 
 
 def _start_writing(restore_id):
-    """Every range has passed: the writing begins. Not in a transaction:
-    the tasks that see the last check in at once do the same."""
+    """Every range has passed: the writing begins, its first page of tasks
+    queued here, a hop sooner than by a fan-out task; the checks' markers
+    go while they run. Not in a transaction: the tasks that see the last
+    check in at once do the same, and queue the same named tasks."""
     record = db.get(Restore.key_for(restore_id))
     if record is not None and record.status == RestoreStatus.CHECKING.value:
         record.status = RestoreStatus.RUNNING.value
         retrying(record.put)
-        async_.defer(fan_out, args=(restore_id, 'write', 0),
-                     on_failure=restore_failed, on_failure_args=(restore_id,))
+        async_.defer_many(_page(record, 'write', 0))
+        completion.purge(record.job('check'))
 
 
 @async_.task
-def restore_ranges(restore_id, index, kind, first, count):
+def restore_ranges(restore_id, snapshot_id, index, kind, first, count):
     """Task: put ``count`` ranges of ``kind`` back; the last one to end
     finishes the restore. Safe to repeat."""
     job = names.restore_job(restore_id, 'write')
+    sent = putback.send_backups(snapshot_id, kind, first, count)
     record, done = get_all([Restore.key_for(restore_id),
                             completion.key(job, index)])
     if record is None or record.status != RestoreStatus.RUNNING.value:
         return
     counts = {ranges_count(record.kinds.index(kind)): count,
               'entities': 0, 'deleted': 0}
+    size = leaves(record, 'write'), fanout(record, 'write')
     if done is None:  # else a run that ended before may not have ascended
-        counts['entities'], counts['deleted'] = _restore_ranges(
-            list(iter_backups(record.snapshot_id, backup_keys(
-                record.snapshot_id, kind, first, count))), record.namespace)
-        total = completion.mark(job, index, counts, leaves(record, 'write'))
+        counts['entities'], counts['deleted'] = putback.put_back(
+            putback.read_backups(sent), record.namespace)
+        total = completion.mark(job, index, counts, *size)
     else:
-        total = completion.ascend(job, index, leaves(record, 'write'))
-    if total:
-        _finish(restore_id, total)
-        completion.purge(record.job('check'))
+        total = completion.ascend(job, index, *size)
+    if total and completion.first(job, index):
+        _finish(record, total)
 
 
-def _restore_ranges(backups, namespace):
-    """Put ranges back, delete what they lack in their bounds; both counts.
-
-    Each range's query for the keys there now is sent first, and up to
-    ``_PUTS_IN_FLIGHT`` puts are on their way at once: the task waits for
-    the datastore once for many calls, not once a call.
-    """
-    there_now = [entities.send_range(backup.range_kind, namespace,
-                                     backup.start, backup.end, keys_only=True)
-                 for backup in backups]
-    in_flight, put, deleted = collections.deque(), 0, 0
-
-    def send(chunk):
-        locked = cache.lock([reference for _, reference in chunk])
-        in_flight.append((entities.SentPut([record for record, _ in chunk]),
-                          locked))
-        if len(in_flight) > _PUTS_IN_FLIGHT:
-            landed()
-
-    def landed():
-        sent, locked = in_flight.popleft()
-        sent.wait()
-        cache.release(locked)
-
-    for backup, query in zip(backups, there_now):
-        held, chunk, size = set(), [], 0
-        for record, reference in records(backup, namespace):
-            if chunk and (len(chunk) >= defaults.MAX_REQUEST_ENTITIES
-                          or size + len(record) + 4 > _PUT_BYTES):
-                send(chunk)
-                put, chunk, size = put + len(chunk), [], 0
-            held.add(entities.sort_key(reference))
-            chunk.append((record, reference))
-            size += len(record) + 4  # with its framing in the request
-        if chunk:
-            send(chunk)
-            put += len(chunk)
-        stale = [reference for reference in entities.read_range(query)
-                 if entities.sort_key(reference) not in held]
-        for start in range(0, len(stale), defaults.MAX_REQUEST_ENTITIES):
-            batch = stale[start:start + defaults.MAX_REQUEST_ENTITIES]
-            with cache.uncached(batch):
-                entities.delete(batch)
-        deleted += len(stale)
-    while in_flight:
-        landed()
-    return put, deleted
-
-
-def _finish(restore_id, counts):
+def _finish(record, counts):
     """The last range is back: the restore has finished, its kinds are
-    free. Not in a transaction, as ``_start_writing``."""
-    record = db.get(Restore.key_for(restore_id))
+    free. Not in a transaction, as ``_start_writing``: the record and the
+    locks are read in one call, and written at once."""
+    found = get_all([record.key()] + locks.keys(record))
+    record, held = found[0], found[1:]
     if record is None or record.status != RestoreStatus.RUNNING.value:
         return
     record.status = RestoreStatus.FINISHED.value
     record.entities = counts.get('entities', 0)
     record.deleted = counts.get('deleted', 0)
     record.finished = utcnow()
-    retrying(db.put, record)
-    retrying(locks.free, record)
+    freed = locks.mine(record, held)
+
+    def end():
+        put = db.put_async(record)
+        if freed:
+            db.delete(freed)
+        put.get_result()
+    retrying(end)
 
 
 @async_.task

@@ -1,0 +1,57 @@
+"""Knowing when all parts of a job are done: few levels, one actor."""
+import random
+
+from google.appengine.api import apiproxy_stub_map
+
+from lovely_gae import completion
+
+
+def _nodes(job):
+    return sorted(done.key().name() for done in completion.Done.all()
+                  if done.key().name().startswith(job + ':'))
+
+
+def test_the_part_that_completes_the_top_level_stores_no_root(gae_testbed):
+    # 8 parts are one group: the last part sums them, and nothing is
+    # stored above them (a root marker would cost a write and a read).
+    order = list(range(8))
+    random.Random(1).shuffle(order)
+    found = [completion.mark('job', index, {'n': 1, 'i': index}, 8)
+             for index in order]
+    assert found[:-1] == [None] * 7
+    assert found[-1] == {'n': 8, 'i': sum(range(8))}
+    assert _nodes('job') == ['job:00:%010d' % index for index in range(8)]
+
+
+def test_a_wider_fanout_counts_a_job_in_one_level(gae_testbed):
+    order = list(range(20))
+    random.Random(2).shuffle(order)
+    found = [completion.mark('wide', index, {'n': 1}, 20, fanout=32)
+             for index in order]
+    assert found[-1] == {'n': 20} and found[:-1] == [None] * 19
+    assert len(_nodes('wide')) == 20  # no level above the parts
+    # With the default fan-out the same job has a level above them.
+    for index in range(20):
+        found = completion.mark('narrow', index, {'n': 1}, 20)
+    assert found == {'n': 20}
+    assert len(_nodes('narrow')) == 20 + 3
+
+
+def test_a_part_run_again_finds_the_job_complete(gae_testbed):
+    for index in range(10):
+        completion.mark('again', index, {'n': 1}, 10)
+    assert completion.ascend('again', 3, 10) == {'n': 10}
+    assert completion.ascend('again', 9, 10) == {'n': 10}
+
+
+def test_one_of_the_parts_that_find_a_job_complete_acts(gae_testbed):
+    assert completion.first('job', 3)
+    assert not completion.first('job', 5)  # it ended at the same time
+    assert completion.first('job', 3)  # the one that claimed it, again
+    assert completion.first('other job', 5)
+
+
+def test_without_memcache_every_part_acts(gae_testbed, monkeypatch):
+    monkeypatch.setattr(apiproxy_stub_map.apiproxy, 'GetStub',
+                        lambda service: None)
+    assert completion.first('job', 3) and completion.first('job', 5)

@@ -1,0 +1,95 @@
+"""A large restore's tasks come in whole waves of the queue's concurrency."""
+import pytest
+
+from lovely_gae import async_, defaults, push
+from lovely_gae.snapshot import api
+from lovely_gae.snapshot.work import restore
+from tests.conftest import Dummy, all_bytes
+
+
+def _queued(name):
+    """``(ranges, ...)`` of the queued tasks named ``name``, by index."""
+    found = sorted(task.arguments()[0][2:] for task in async_.get_tasks()
+                   if task.func.endswith(':' + name))
+    return [count for _, _, _, count in found]
+
+
+@pytest.fixture
+def nine_ranges(make_entities, finished_snapshot, monkeypatch):
+    """A snapshot of 9 ranges, too many to restore in the starting call."""
+    monkeypatch.setattr(defaults, 'SHARDS', 1)
+    make_entities(Dummy, 90)
+    snap = finished_snapshot(['Dummy'], batchsize=10)
+    monkeypatch.setattr(restore, 'INLINE_RANGES', 1)
+    return snap
+
+
+@pytest.mark.parametrize('workers, most, tasks', [
+    (2, 8, [5, 4]),           # one wave of two tasks
+    (1, 4, [3, 3, 3]),        # three waves of one: even, not 4, 4 and 1
+    (4, 2, [2, 2, 2, 2, 1]),  # two waves of four at most
+    (16, 8, [1] * 9)])        # more workers than ranges: a range a task
+def test_writing_tasks_share_the_ranges_out_in_whole_waves(
+        nine_ranges, run_tasks, monkeypatch, workers, most, tasks):
+    monkeypatch.setattr(defaults, 'SHARDS', workers)
+    monkeypatch.setattr(restore, 'WRITE_RANGES', most)
+    before = all_bytes(['Dummy'])
+    nine_ranges.restore()
+    while not _queued('restore_ranges'):
+        assert run_tasks(max_tasks=1) == 1
+    assert _queued('restore_ranges') == tasks
+    run_tasks(recursive=True)
+    assert all_bytes(['Dummy']) == before
+    assert api.get_snapshot(nine_ranges.id).restore_progress()[
+        'status'] == 'finished'
+
+
+def test_checks_commit_with_the_start_spread_over_as_many_as_may(
+        nine_ranges, monkeypatch):
+    monkeypatch.setattr(restore, 'INLINE_RANGES', 3)  # tasks in its commit
+    monkeypatch.setattr(defaults, 'SHARDS', 8)
+    nine_ranges.restore()
+    assert _queued('check_ranges') == [3, 3, 3]  # not 5 of 2 and a fan-out
+    assert _queued('fan_out') == []
+
+
+def test_a_dry_run_sizes_its_tasks_as_a_restore(nine_ranges, run_tasks,
+                                                monkeypatch):
+    monkeypatch.setattr(defaults, 'SHARDS', 2)
+    monkeypatch.setattr(restore, 'INLINE_RANGES', 2)  # tasks in its commit
+    nine_ranges.restore(dry_run=True)
+    assert _queued('plan_ranges') == [5, 4]
+    run_tasks(recursive=True)
+    assert api.get_snapshot(nine_ranges.id).plan_progress()['plan'] == {
+        'Dummy': {'created': 0, 'changed': 0, 'deleted': 0}}
+
+
+class _Pushes:
+    """A pusher that keeps the names it is told of, in order."""
+
+    def __init__(self):
+        self.told = []
+
+    def announce(self, names, due, transactional=False, attempt=0):
+        self.told.append(list(names))
+
+
+def test_a_page_of_tasks_queues_the_next_page_first(nine_ranges,
+                                                     monkeypatch):
+    monkeypatch.setattr(restore, 'WRITE_RANGES', 1)  # 9 writing tasks
+    monkeypatch.setattr(restore, 'FAN_OUT', 2)  # 5 pages of them
+    before = all_bytes(['Dummy'])
+    pushes = _Pushes()
+    with push.use(pushes):
+        nine_ranges.restore()
+        done = 0
+        while done < sum(map(len, pushes.told)):  # each as it is pushed
+            async_.run_task([name for names in pushes.told
+                             for name in names][done])
+            done += 1
+    assert all_bytes(['Dummy']) == before
+    told = [name.split('#')[0].split(':')[1] for names in pushes.told
+            for name in names]
+    assert told == ['check_ranges'] + ['fan_out', 'restore_ranges',
+                                       'restore_ranges'] * 4 + [
+        'restore_ranges']
