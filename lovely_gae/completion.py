@@ -12,28 +12,25 @@ a group at least one sees it whole (two may: what follows the root must
 bear running twice). No transaction, no contention: a part costs one write
 and one batch read, and each level above costs a ``FANOUT``-th of that.
 
-Parts that end together may all find the job complete. ``first`` lets
-one of them act on it while the others stop: a claim in memcache, best
-effort, since acting twice does no harm.
+Parts that end together may all find the job complete, and each acts on
+it: what follows must bear running twice. No one of them may leave it to
+another: a task runs at least once, and a stale copy of one whose queue
+entry is gone may find the job complete too and die before it acts.
 
 A job whose total is not known while its parts run (the ranges of a key
 pass that is still going) is ``close``\\ d once it is: full groups complete
 as before, the last one, and the root, once the total is known; whoever
 comes last, a part or the close, sees it.
 """
-from google.appengine.api import apiproxy_stub_map, memcache
-
 from . import defaults
 from .base import (JsonProperty, LibraryModel, delete_all, get_all, prefixed,
                    put_all)
 
 __all__ = ['FANOUT', 'Done', 'key', 'marker', 'mark', 'ascend', 'close',
-           'first', 'tally', 'purge']
+           'tally', 'purge']
 
 #: Parts in a group, and groups in a group one level up.
 FANOUT = 8
-#: Seconds memcache keeps the claim of ``first``.
-CLAIM_SECONDS = 24 * 3600
 
 
 class Done(LibraryModel):
@@ -130,21 +127,6 @@ def close(job, total):
     part would. Returns what ``ascend`` returns."""
     put_all([Done(key=_total_key(job), tally={'total': total})])
     return ascend(job, total - 1, total)
-
-
-def first(job, part):
-    """Whether ``part``, which found ``job`` complete, is the one to act on
-    it: the first part to claim it, or the part that claimed it, running
-    again. Best effort: without memcache, or once the claim is gone, every
-    part that asks acts, as each must bear anyway."""
-    if apiproxy_stub_map.apiproxy.GetStub('memcache') is None:
-        return True
-    key = 'done:%s' % job
-    if memcache.add(key, part, time=CLAIM_SECONDS,
-                    namespace=defaults.NAMESPACE):
-        return True
-    held = memcache.get(key, namespace=defaults.NAMESPACE)
-    return held is None or held == part
 
 
 def tally(job):

@@ -1,7 +1,5 @@
-"""Knowing when all parts of a job are done: few levels, one actor."""
+"""Knowing when all parts of a job are done: few levels."""
 import random
-
-from google.appengine.api import apiproxy_stub_map
 
 from lovely_gae import completion
 
@@ -42,16 +40,3 @@ def test_a_part_run_again_finds_the_job_complete(gae_testbed):
         completion.mark('again', index, {'n': 1}, 10)
     assert completion.ascend('again', 3, 10) == {'n': 10}
     assert completion.ascend('again', 9, 10) == {'n': 10}
-
-
-def test_one_of_the_parts_that_find_a_job_complete_acts(gae_testbed):
-    assert completion.first('job', 3)
-    assert not completion.first('job', 5)  # it ended at the same time
-    assert completion.first('job', 3)  # the one that claimed it, again
-    assert completion.first('other job', 5)
-
-
-def test_without_memcache_every_part_acts(gae_testbed, monkeypatch):
-    monkeypatch.setattr(apiproxy_stub_map.apiproxy, 'GetStub',
-                        lambda service: None)
-    assert completion.first('job', 3) and completion.first('job', 5)

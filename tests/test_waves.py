@@ -93,3 +93,51 @@ def test_a_page_of_tasks_queues_the_next_page_first(nine_ranges,
     assert told == ['check_ranges'] + ['fan_out', 'restore_ranges',
                                        'restore_ranges'] * 4 + [
         'restore_ranges']
+
+
+@pytest.mark.parametrize('phase, inline, workers', [
+    ('check_ranges', 3, 8),     # three checks, in the starting commit
+    ('restore_ranges', 1, 16)])  # nine writing tasks
+def test_a_copy_that_dies_after_seeing_the_end_stops_no_one(
+        nine_ranges, run_tasks, monkeypatch, phase, inline, workers):
+    """Tasks run at least once: a stale copy of a task whose queue entry is
+    gone may also find its job complete, then die before it acts. The
+    part that really ended the job still goes on."""
+    from lovely_gae import completion
+    from lovely_gae.testing import rerun
+    monkeypatch.setattr(defaults, 'SHARDS', workers)
+    monkeypatch.setattr(restore, 'INLINE_RANGES', inline)
+    before = all_bytes(['Dummy'])
+    nine_ranges.restore()
+    while not _queued(phase):
+        assert run_tasks(max_tasks=1) == 1
+    tasks = {task.name: task for task in async_.get_tasks()
+             if task.func.endswith(':' + phase)}
+    assert len(tasks) > 1
+    for _ in range(len(tasks) - 1):  # all but the last
+        assert run_tasks(max_tasks=1) == 1
+    [last] = [task.name for task in async_.get_tasks()
+              if task.func.endswith(':' + phase)]
+    zombie = next(task for name, task in tasks.items() if name != last)
+    real = completion.mark, restore._start_writing, restore._finish
+
+    def mark(job, index, *args):
+        total = real[0](job, index, *args)
+        if total:  # the last part found the job complete; meanwhile ...
+            monkeypatch.setattr(completion, 'mark', real[0])
+            monkeypatch.setattr(restore, '_start_writing', dies)
+            monkeypatch.setattr(restore, '_finish', dies)
+            with pytest.raises(SystemExit):
+                rerun(zombie)  # ... a stale copy saw it too, and died
+            monkeypatch.setattr(restore, '_start_writing', real[1])
+            monkeypatch.setattr(restore, '_finish', real[2])
+        return total
+
+    def dies(*args):
+        raise SystemExit('the process of a stale copy ended')
+    monkeypatch.setattr(completion, 'mark', mark)
+    run_tasks(recursive=True)
+    assert async_.get_tasks() == []
+    assert api.get_snapshot(nine_ranges.id).restore_progress()[
+        'status'] == 'finished'
+    assert all_bytes(['Dummy']) == before

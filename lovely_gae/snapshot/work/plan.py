@@ -67,7 +67,7 @@ def plan_ranges(restore_id, snapshot_id, index, kind, first, count):
         total = completion.mark(job, index, counts, *size)
     else:
         total = completion.ascend(job, index, *size)
-    if total is not None and completion.first(job, index):
+    if total is not None:
         _finish(restore_id, total)
         completion.purge(job)
 

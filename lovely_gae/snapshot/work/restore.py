@@ -249,8 +249,7 @@ def check_ranges(restore_id, snapshot_id, index, kind, first, count):
         return
     job = record.job('check')
     if completion.mark(job, index, {'ranges': count},
-                       leaves(record, 'check'), fanout(record, 'check')) \
-            and completion.first(job, index):
+                       leaves(record, 'check'), fanout(record, 'check')):
         _start_writing(restore_id)
 
 
@@ -286,7 +285,7 @@ def restore_ranges(restore_id, snapshot_id, index, kind, first, count):
         total = completion.mark(job, index, counts, *size)
     else:
         total = completion.ascend(job, index, *size)
-    if total and completion.first(job, index):
+    if total:
         _finish(record, total)
 
 
