@@ -27,7 +27,7 @@ from .base import (JsonProperty, LibraryModel, delete_all, get_all, prefixed,
                    put_all)
 
 __all__ = ['FANOUT', 'Done', 'key', 'marker', 'mark', 'ascend', 'close',
-           'tally', 'purge']
+           'add_up', 'tally', 'purge']
 
 #: Parts in a group, and groups in a group one level up.
 FANOUT = 8
@@ -52,7 +52,8 @@ def _total_key(job):
     return Done.key_for('%s:total' % job)
 
 
-def _sum(tallies):
+def add_up(tallies):
+    """The sum of ``tallies`` ({name: int} each), name by name."""
     total = {}
     for counts in tallies:
         for name, value in counts.items():
@@ -114,7 +115,7 @@ def ascend(job, index, total=None, fanout=FANOUT):
                 found = found[:min(fanout, size - first)]
         if any(node is None for node in found):
             return None
-        counts = _sum(node.tally for node in found)
+        counts = add_up(node.tally for node in found)
         if size is not None and size <= fanout:
             return counts  # the group is the whole level: the job's total
         level, index = level + 1, group
@@ -132,7 +133,7 @@ def close(job, total):
 def tally(job):
     """The summed counts of the parts done so far (one read a part)."""
     first = _key(job, 0, 0).name()[:-10]
-    return _sum(node.tally for node in prefixed(Done, first))
+    return add_up(node.tally for node in prefixed(Done, first))
 
 
 def purge(job):

@@ -45,6 +45,7 @@ def shard_task(snapshot_id, kind_index, kind, namespace, shard, shards,
 
 
 _NOTHING = {'ranges': 0, 'entities': 0, 'bytes': 0}
+_UNREAD = object()
 
 
 class Reader:
@@ -57,13 +58,13 @@ class Reader:
         self._found = entities.iter_range(
             kind, namespace, start, end,
             max_batch_bytes=defaults.PART_SIZE // 2)
-        self._following = None
+        self._following = _UNREAD
 
     @property
     def following(self):
-        if self._following is None:
-            self._following = [next(self._found, None)]
-        return self._following[0]
+        if self._following is _UNREAD:  # read when first asked for
+            self._following = next(self._found, None)
+        return self._following
 
     def take(self, count):
         """Yield up to ``count`` entities; ``following`` moves past them."""
@@ -71,7 +72,7 @@ class Reader:
             return
         yield self.following
         yield from itertools.islice(self._found, count - 1)
-        self._following = None
+        self._following = _UNREAD
 
 
 @async_.task
@@ -140,7 +141,7 @@ def _store_part(snap, kind_index, job, shard, reader, end, index, part,
     reader.start = stop
     markers = SnapshotMarkers.build(snap.id, kind, shard, part, index, starts,
                                     stop)
-    total = _add(counts, ranges.tally(backups))
+    total = completion.add_up([counts, ranges.tally(backups)])
     also = [markers]
     if stop == end:
         also.append(ranges.shard_marker(snap.id, kind_index, shard, total))
@@ -150,9 +151,5 @@ def _store_part(snap, kind_index, job, shard, reader, end, index, part,
     if kept is None or done is None:
         return None
     return (kept.after, kept.first + len(kept.all_starts()),
-            _add(counts, done.tally))
+            completion.add_up([counts, done.tally]))
 
-
-def _add(counts, more):
-    return {name: counts.get(name, 0) + more.get(name, 0)
-            for name in set(counts) | set(more)}
