@@ -27,10 +27,13 @@ from .base import (JsonProperty, LibraryModel, delete_all, get_all, prefixed,
                    put_all)
 
 __all__ = ['FANOUT', 'Done', 'key', 'marker', 'mark', 'ascend', 'close',
-           'add_up', 'tally', 'purge']
+           'add_up', 'tally', 'purge', 'WIDEST']
 
 #: Parts in a group, and groups in a group one level up.
 FANOUT = 8
+#: Parts in a group at most, for a job whose total is known: the last of
+#: its parts sees a job of that many complete in one read.
+WIDEST = 64
 
 
 class Done(LibraryModel):
@@ -61,7 +64,7 @@ def add_up(tallies):
     return total
 
 
-def _size(total, level, fanout=FANOUT):
+def _size(total, level, fanout):
     """Nodes at ``level`` of a job of ``total`` parts."""
     for _ in range(level):
         total = -(-total // fanout)

@@ -15,7 +15,8 @@ from .restores import Restore
 from .spans import missing
 
 __all__ = ['SHARD_STRIDE', 'ACTIONS', 'Status', 'Snapshot', 'RangeBackup',
-           'RangeBackupPart', 'backup_keys', 'iter_backups']
+           'RangeBackupPart', 'backup_bounds', 'in_order', 'backup_keys',
+           'iter_backups']
 
 
 #: Positions of a shard's ranges: shard ``s`` numbers its ranges from
@@ -57,28 +58,43 @@ class _SnapshotReference(db.ReferenceProperty):
                 _ReverseReference(model_class, property_name))
 
 
-def backup_keys(snapshot_id, kind, first, count):
-    """Keys of the range backups ``first`` to ``first + count - 1`` of
-    ``kind``; ``RangeCorrupted`` names the first one that is not there
-    exactly once."""
+def backup_bounds(snapshot_id, kind, first, count):
+    """The keys between which the range backups ``first`` to
+    ``first + count - 1`` of ``kind`` lie (and maybe look-alikes)."""
+    return [RangeBackup.key_for(names.range_prefix(snapshot_id, kind,
+                                                   position))
+            for position in (first, first + count)]
+
+
+def in_order(snapshot_id, kind, first, count, named):
+    """The items of ``named`` ((key name, item) pairs, in key order between
+    ``backup_bounds``) that are the range backups ``first`` to
+    ``first + count - 1`` of ``kind``; ``SnapshotIncomplete`` names those
+    that are not there exactly once."""
     prefix = names.range_prefix(snapshot_id, kind)
-    query = RangeBackup.all(keys_only=True).filter(
-        '__key__ >=', RangeBackup.key_for(
-            names.range_prefix(snapshot_id, kind, first))).filter(
-        '__key__ <', RangeBackup.key_for(
-            names.range_prefix(snapshot_id, kind, first + count)))
-    keys, positions = [], []
-    for key in query.run(batch_size=1000):
+    found, positions = [], []
+    for name, item in named:
         # A name prefix can be another kind's (kind ``A`` and
         # ``A:0000000001``): only names that end in position:size count.
-        position = names.range_position(key.name(), prefix)
+        position = names.range_position(name, prefix)
         if position is not None:
-            keys.append(key)
+            found.append(item)
             positions.append(position)
     if positions != list(range(first, first + count)):
         raise SnapshotIncomplete(snapshot_id, missing(
             kind, positions, [(first, count)]))
-    return keys
+    return found
+
+
+def backup_keys(snapshot_id, kind, first, count):
+    """Keys of the range backups ``first`` to ``first + count - 1`` of
+    ``kind``; ``SnapshotIncomplete`` names those that are not there exactly
+    once."""
+    low, high = backup_bounds(snapshot_id, kind, first, count)
+    query = RangeBackup.all(keys_only=True).filter(
+        '__key__ >=', low).filter('__key__ <', high)
+    return in_order(snapshot_id, kind, first, count,
+                    ((key.name(), key) for key in query.run(batch_size=1000)))
 
 
 def iter_backups(snapshot_id, keys, max_ranges=100, max_bytes=8 << 20):

@@ -39,13 +39,11 @@ def keys(record):
     return [Lock.key_of(record.namespace, kind) for kind in record.kinds]
 
 
-def take(record, found=None):
+def take(record, found):
     """The locks of ``record``'s kinds, unsaved; ``RestoreRunning`` if one
     is held (inside the transaction that saves them). ``found``: those
     locks as the caller read them, in the order of ``keys``."""
     wanted = keys(record)
-    if found is None:
-        found = db.get(wanted)
     for key, held in zip(wanted, found):
         if held is not None:
             raise RestoreRunning(key.name().split(':', 1)[1],

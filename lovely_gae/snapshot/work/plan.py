@@ -15,7 +15,7 @@ from ...exceptions import RangeCorrupted, SnapshotIncomplete
 from .. import names
 from ..models import ACTIONS, Snapshot
 from ..restores import Restore, RestoreStatus, ranges_count
-from .putback import read_backups, records, send_backups
+from .putback import SentBackups, read_backups, records
 from .restore import (PHASES, fanout, first_tasks, leaves, new_record,
                       restore_failed, size_tasks)
 
@@ -45,7 +45,7 @@ def _begin(snapshot_id, record, tasks):
 def plan_ranges(restore_id, snapshot_id, index, kind, first, count):
     """Task: count what restoring ``count`` ranges of ``kind`` would do."""
     job = names.restore_job(restore_id, 'plan')
-    sent = send_backups(snapshot_id, kind, first, count)
+    sent = SentBackups(snapshot_id, kind, first, count)
     record, done = get_all([Restore.key_for(restore_id),
                             completion.key(job, index)])
     if record is None or record.status != RestoreStatus.RUNNING.value:

@@ -10,19 +10,16 @@ import collections
 from google.appengine.ext import db
 
 from ... import cache, defaults, entities
-from ...exceptions import RangeCorrupted, SnapshotIncomplete
-from .. import names
-from ..models import RangeBackup
-from ..spans import missing
+from ...exceptions import RangeCorrupted
+from ..models import RangeBackup, backup_bounds, in_order
 
-__all__ = ['records', 'check', 'send_backups', 'read_backups', 'put_back',
-           'PUTS_IN_FLIGHT']
+__all__ = ['records', 'check', 'SentBackups', 'read_backups', 'put_back']
 
 #: Bytes of entities per put request at most: the request's own fields
 #: need a little of the datastore's 1 MiB.
 _PUT_BYTES = defaults.MAX_REQUEST_BYTES - 1024
 #: Puts one task has on their way at once, at most.
-PUTS_IN_FLIGHT = 8
+_PUTS_IN_FLIGHT = 8
 #: Bytes of range backups one query batch brings at most (their first
 #: parts hold ``defaults.PART_SIZE`` each at most).
 _BACKUP_BYTES = 8 << 20
@@ -61,48 +58,31 @@ def check(backups, namespace):
         collections.deque(records(backup, namespace), maxlen=0)
 
 
-class _SentBackups:
-    """The query for some range backups of a kind, on its way."""
+class SentBackups:
+    """The query for range backups ``first`` to ``first + count - 1`` of
+    ``kind``, sent: one call, under way while the caller reads other
+    things; ``read_backups`` has them."""
 
     def __init__(self, snapshot_id, kind, first, count):
         self.snapshot_id, self.kind = snapshot_id, kind
         self.first, self.count = first, count
-        bounds = [RangeBackup.key_for(names.range_prefix(snapshot_id, kind,
-                                                         position))
-                  for position in (first, first + count)]
         self.query = entities.send_range(
-            RangeBackup.kind(), defaults.NAMESPACE, *bounds,
+            RangeBackup.kind(), defaults.NAMESPACE,
+            *backup_bounds(snapshot_id, kind, first, count),
             batch_size=count + 1, max_batch_bytes=_BACKUP_BYTES)
 
 
-def send_backups(snapshot_id, kind, first, count):
-    """Send the query for range backups ``first`` to ``first + count - 1``
-    of ``kind``: one call, under way while the caller reads other things;
-    ``read_backups`` has them."""
-    return _SentBackups(snapshot_id, kind, first, count)
-
-
 def read_backups(sent):
-    """The range backups ``send_backups`` asked for, in order;
+    """The range backups ``SentBackups`` asked for, in order;
     ``SnapshotIncomplete`` names those that are not there exactly once."""
-    prefix = names.range_prefix(sent.snapshot_id, sent.kind)
-    found, positions = [], []
-    for entity in entities.read_range(sent.query):
-        backup = db.model_from_protobuf(entity)
-        # A name prefix can be another kind's (kind ``A`` and
-        # ``A:0000000001``): only names that end in position:size count.
-        position = names.range_position(backup.key().name(), prefix)
-        if position is not None:
-            found.append(backup)
-            positions.append(position)
-    if positions != list(range(sent.first, sent.first + sent.count)):
-        raise SnapshotIncomplete(sent.snapshot_id, missing(
-            sent.kind, positions, [(sent.first, sent.count)]))
-    return found
+    found = (db.model_from_protobuf(entity)
+             for entity in entities.read_range(sent.query))
+    return in_order(sent.snapshot_id, sent.kind, sent.first, sent.count,
+                    ((backup.key().name(), backup) for backup in found))
 
 
 class _Puts:
-    """Puts on their way, ``PUTS_IN_FLIGHT`` at most: the task waits for
+    """Puts on their way, ``_PUTS_IN_FLIGHT`` at most: the task waits for
     the datastore once for many calls, not once a call."""
 
     def __init__(self):
@@ -114,7 +94,7 @@ class _Puts:
         self.in_flight.append((entities.SentPut(
             [record for record, _ in chunk]), locked))
         self.count += len(chunk)
-        if len(self.in_flight) > PUTS_IN_FLIGHT:
+        if len(self.in_flight) > _PUTS_IN_FLIGHT:
             self.landed()
 
     def landed(self):
@@ -134,7 +114,6 @@ def put_back(backups, namespace):
     range is on its way before the first answer is read: the scan for
     stale entities runs while the puts do.
     """
-    backups = list(backups)
     there_now = [entities.send_range(backup.range_kind, namespace,
                                      backup.start, backup.end, keys_only=True)
                  for backup in backups]

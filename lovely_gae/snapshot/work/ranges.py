@@ -26,7 +26,7 @@ from ..markers import KindShards, SnapshotMarkers
 from ..models import RangeBackup, RangeBackupPart, Snapshot
 from ..storage import RangeWriter
 
-__all__ = ['PER_TASK', 'KIND_FANOUT', 'job', 'write', 'store_ranges', 'tally', 'commit',
+__all__ = ['PER_TASK', 'job', 'write', 'store_ranges', 'tally', 'commit',
            'shard_done', 'shard_marker', 'shard_stored', 'kind_stored',
            'snapshot_failed', 'delete_snapshot', 'purge_snapshot']
 
@@ -34,10 +34,6 @@ __all__ = ['PER_TASK', 'KIND_FANOUT', 'job', 'write', 'store_ranges', 'tally', '
 #: together: their first parts (``defaults.PART_SIZE`` each at most) stay
 #: within ``defaults.MAX_TRANSACTION_BYTES``.
 PER_TASK = 10
-#: Shards of a kind counted by one read when each is stored (the kind's
-#: ``completion`` groups): the last shard of most kinds learns that the
-#: kind is complete from that read alone.
-KIND_FANOUT = 64
 #: Bytes of first query batches a range task waits for at once, at most,
 #: by the largest mean entity size it has seen.
 _IN_FLIGHT_BYTES = 4 * 1024 * 1024
@@ -198,7 +194,7 @@ def kind_stored(snapshot_id, kind_index, shard, shards, kinds):
     """
     read = db.get_async(Snapshot.key_for(snapshot_id)) if kinds == 1 else None
     stored = completion.ascend(job(snapshot_id, kind_index), shard, shards,
-                               KIND_FANOUT)
+                               completion.WIDEST)
     if stored is None:
         return
     snap = read and read.get_result()

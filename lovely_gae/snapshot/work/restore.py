@@ -58,8 +58,6 @@ CHECK_RANGES = 20
 WRITE_RANGES = 8
 #: Tasks one fan-out task queues, with the next fan-out task.
 FAN_OUT = 100
-#: Parts of a group of a phase's ``completion`` job at most (``fanout``).
-WIDEST = 64
 
 
 def per_task(total, most):
@@ -133,9 +131,10 @@ def task(record, phase, index):
 
 def fanout(record, phase):
     """The ``completion`` fan-out of a phase's job: a group as large as a
-    wave of tasks (up to ``WIDEST``), so that the last task of a wave
-    counts the whole job in one read."""
-    return max(completion.FANOUT, min(leaves(record, phase), WIDEST))
+    wave of tasks (up to ``completion.WIDEST``), so that the last task of
+    a wave counts the whole job in one read."""
+    return max(completion.FANOUT,
+               min(leaves(record, phase), completion.WIDEST))
 
 
 def first_tasks(record, phase):
@@ -238,7 +237,7 @@ def _page(record, phase, page):
 def check_ranges(restore_id, snapshot_id, index, kind, first, count):
     """Task: check ``count`` ranges of ``kind``; the last check starts the
     writing."""
-    sent = putback.send_backups(snapshot_id, kind, first, count)
+    sent = putback.SentBackups(snapshot_id, kind, first, count)
     record = db.get(Restore.key_for(restore_id))
     if record is None or record.status != RestoreStatus.CHECKING.value:
         return
@@ -271,7 +270,7 @@ def restore_ranges(restore_id, snapshot_id, index, kind, first, count):
     """Task: put ``count`` ranges of ``kind`` back; the last one to end
     finishes the restore. Safe to repeat."""
     job = names.restore_job(restore_id, 'write')
-    sent = putback.send_backups(snapshot_id, kind, first, count)
+    sent = putback.SentBackups(snapshot_id, kind, first, count)
     record, done = get_all([Restore.key_for(restore_id),
                             completion.key(job, index)])
     if record is None or record.status != RestoreStatus.RUNNING.value:
