@@ -82,12 +82,14 @@ def defer(func, args=(), kwargs=None, once_only=True, countdown=0,
     return task
 
 
-def defer_many(tasks):
+def defer_many(tasks, along=()):
     """Store tasks made by ``make_task`` with as few writes as possible,
-    and announce them to the pusher in use (``push``)."""
+    and announce them to the pusher in use (``push``). ``along``: entities
+    (``EntityProto``) the tasks need stored before they run, put in the
+    same request."""
     waiting, running = _waiting.get(), _running.get()
     tasks = [task for task in tasks if task.name not in waiting]
-    taskstore.enqueue(tasks)
+    taskstore.enqueue(tasks, along)
     by_due = {}
     for stored in tasks:
         if running is not None and stored.name == running[0]:

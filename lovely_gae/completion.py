@@ -26,8 +26,8 @@ from . import defaults
 from .base import (JsonProperty, LibraryModel, delete_all, get_all, prefixed,
                    put_all)
 
-__all__ = ['FANOUT', 'Done', 'key', 'marker', 'mark', 'ascend', 'close',
-           'add_up', 'tally', 'purge', 'WIDEST']
+__all__ = ['FANOUT', 'Done', 'key', 'keys', 'marker', 'mark', 'ascend',
+           'close', 'add_up', 'tally', 'purge', 'WIDEST']
 
 #: Parts in a group, and groups in a group one level up.
 FANOUT = 8
@@ -131,6 +131,18 @@ def close(job, total):
     part would. Returns what ``ascend`` returns."""
     put_all([Done(key=_total_key(job), tally={'total': total})])
     return ascend(job, total - 1, total)
+
+
+def keys(job, total, fanout=FANOUT):
+    """The key of every marker a job of ``total`` parts may store, found
+    or not: to delete them with no query once the job is done."""
+    found, level, size = [], 0, total
+    while size:
+        found += [_key(job, level, index) for index in range(size)]
+        if size <= fanout:
+            return found
+        level, size = level + 1, -(-size // fanout)
+    return found
 
 
 def tally(job):

@@ -18,7 +18,8 @@ from .base import TRANSIENT_ERRORS, WIDE, retrying
 
 __all__ = ['EntityProto', 'connection', 'iter_range', 'send_range',
            'read_range', 'first_batch', 'iter_range_keys', 'put',
-           'put_encoded', 'delete', 'get', 'kinds', 'ref', 'key', 'sort_key']
+           'put_encoded', 'SentPut', 'delete', 'SentDelete', 'get', 'kinds',
+           'ref', 'key', 'sort_key']
 
 EntityProto = entity_pb2.EntityProto
 Reference = entity_pb2.Reference
@@ -189,6 +190,21 @@ class SentPut:
             connection().check_rpc_success(self.rpc)
         except TRANSIENT_ERRORS:
             put_encoded(self.records)
+
+
+class SentDelete:
+    """A ``delete`` on its way: ``wait`` for it (and delete again, as
+    ``retrying`` would, if it failed for a transient reason)."""
+
+    def __init__(self, references):
+        self.references = list(references)
+        self.rpc = connection().async_delete(None, self.references)
+
+    def wait(self):
+        try:
+            self.rpc.get_result()
+        except TRANSIENT_ERRORS:
+            delete(self.references)
 
 
 def _call(method, request, response_type):

@@ -66,9 +66,10 @@ def _key(name, kind=KIND):
     return entities.key(_ref(name, kind))
 
 
-def enqueue(tasks):
-    """Store ``tasks``, new or again; inside a transaction, with it."""
-    entities.put([task.to_proto() for task in tasks])
+def enqueue(tasks, along=()):
+    """Store ``tasks``, new or again, and the ``EntityProto`` messages
+    ``along`` in the same request; inside a transaction, with it."""
+    entities.put([task.to_proto() for task in tasks] + list(along))
 
 
 def get(names):

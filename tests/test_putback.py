@@ -4,7 +4,7 @@ from google.appengine.ext import db
 
 from lovely_gae import defaults, entities
 from lovely_gae.snapshot import api
-from lovely_gae.snapshot.work import restore
+from lovely_gae.snapshot.work import putback, restore
 from tests.conftest import Dummy, all_bytes
 
 
@@ -21,8 +21,8 @@ def events(monkeypatch):
     """What the datastore was asked, in order: puts sent, stale keys read,
     deletes, with how many entities."""
     seen = []
-    send_put, read_range, delete = (entities.SentPut, entities.read_range,
-                                    entities.delete)
+    send_put, read_range, send_delete = (
+        entities.SentPut, entities.read_range, entities.SentDelete)
 
     def sent_put(records):
         seen.append(('put', len(records)))
@@ -34,14 +34,14 @@ def events(monkeypatch):
                 seen.append(('read', found.path.element[-1].id))
             yield found
 
-    def deleted(references):
+    def sent_delete(references):
         if references[0].path.element[-1].type == 'Dummy':
             seen.append(('delete', [reference.path.element[-1].id
                                     for reference in references]))
-        return delete(references)
+        return send_delete(references)
     monkeypatch.setattr(entities, 'SentPut', sent_put)
     monkeypatch.setattr(entities, 'read_range', read)
-    monkeypatch.setattr(entities, 'delete', deleted)
+    monkeypatch.setattr(entities, 'SentDelete', sent_delete)
     return seen
 
 
@@ -68,7 +68,7 @@ def test_stale_entities_go_a_request_at_a_time_as_they_are_found(
     before = all_bytes(['Dummy'])
     snap = finished_snapshot(['Dummy'], batchsize=10)
     make_entities(Dummy, 7)  # written since: stale, in the last range
-    monkeypatch.setattr(defaults, 'MAX_REQUEST_ENTITIES', 3)
+    monkeypatch.setattr(putback, '_DELETE_KEYS', 3)
     snap.restore()
     del events[:]
     run_tasks(recursive=True)

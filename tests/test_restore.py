@@ -6,7 +6,7 @@ from lovely_gae import async_, completion, defaults, entities
 from lovely_gae.exceptions import (RangeCorrupted, RestoreRunning,
                                    SnapshotIncomplete)
 from lovely_gae.snapshot import api
-from lovely_gae.snapshot.work import restore
+from lovely_gae.snapshot.work import deleting, restore
 from lovely_gae.snapshot.models import RangeBackup
 from lovely_gae.snapshot.restores import Restore
 from lovely_gae.testing import rerun
@@ -284,8 +284,11 @@ def test_deleting_a_snapshot_deletes_its_restores(
     snap = finished_snapshot(['Dummy'])
     snap.restore()
     run_tasks(recursive=True)
+    monkeypatch.setattr(restore, 'INLINE_BYTES', 0)  # checked by tasks
     snap.restore()
-    run_tasks(recursive=True)
+    assert run_tasks(max_tasks=1) == 1  # checked, then it fails
+    [running] = [r for r in Restore.all() if r.status == 'running']
+    restore.restore_failed('the app stopped it', running.id)
     assert Restore.all().count() == 2
     assert completion.Done.all().count() >= 1
     api.get_snapshot(snap.id).delete()
@@ -317,6 +320,37 @@ def test_each_range_deletes_what_the_snapshot_lacks_within_its_bounds(
     assert all_bytes(['Dummy'], namespace) == before
     progress = api.get_snapshot(snap.id).restore_progress()
     assert (progress['status'], progress['deleted']) == ('finished', 1301)
+
+
+def test_a_scan_for_stale_entities_goes_on_where_it_stopped(
+        finished_snapshot, run_tasks, unsharded, monkeypatch):
+    """A range may hold any number of entities its snapshot lacks (the
+    last range of a kind holds every one added since with larger keys):
+    no task reads more than ``STALE_SCAN`` keys of a range; tasks of their
+    own go on from where the scan stopped, and the restore is exact."""
+    from lovely_gae.snapshot.work import putback
+    monkeypatch.setattr(putback, 'STALE_SCAN', 100)
+    scans, real = [], putback.delete_stale
+
+    def delete_stale(backups, namespace, stops):
+        scans.append(len(stops))
+        return real(backups, namespace, stops)
+    monkeypatch.setattr(putback, 'delete_stale', delete_stale)
+
+    def put(numbers, title=None):
+        db.put([Dummy(key=db.Key.from_path('Dummy', 'k%05d' % i),
+                      title=title or str(i)) for i in numbers])
+    put(range(0, 600, 2))
+    before = all_bytes(['Dummy'])
+    snap = finished_snapshot(['Dummy'])
+    put(list(range(1, 600, 2)) + list(range(600, 1600)), 'new')
+    snap.restore()
+    ranges = snap.range_count('Dummy')
+    assert run_tasks(recursive=True) == ranges + len(scans)
+    assert len(scans) >= 1600 // 100 - ranges  # each read 100 keys at most
+    assert all_bytes(['Dummy']) == before
+    progress = api.get_snapshot(snap.id).restore_progress()
+    assert (progress['status'], progress['deleted']) == ('finished', 1300)
 
 
 @pytest.mark.parametrize('over_http', [False, True])
@@ -372,7 +406,7 @@ def test_no_restore_starts_once_a_snapshot_is_being_deleted(
     make_entities(Dummy, 3)
     snap = finished_snapshot(['Dummy'])
     stale = api.get_snapshot(snap.id)  # read before the delete began
-    restore.mark_deleting(snap.id)
+    deleting.mark_deleting(snap.id)
     with pytest.raises(SnapshotNotFinished, match='deleting'):
         stale.restore()
     assert Restore.all().count() == 0

@@ -141,3 +141,22 @@ def test_a_copy_that_dies_after_seeing_the_end_stops_no_one(
     assert api.get_snapshot(nine_ranges.id).restore_progress()[
         'status'] == 'finished'
     assert all_bytes(['Dummy']) == before
+
+
+@pytest.mark.parametrize('workers', [1, 4])
+def test_a_finished_restore_leaves_no_marker_behind(nine_ranges, run_tasks,
+                                                     monkeypatch, workers):
+    """The markers that count a restore's checks and writes are gone once
+    it has finished: restoring a snapshot every day stores nothing that
+    stays."""
+    from lovely_gae import completion
+    monkeypatch.setattr(defaults, 'SHARDS', workers)
+    snapshots = completion.Done.all().count()  # the snapshot's own
+    nine_ranges.restore()
+    while not _queued('restore_ranges'):
+        assert run_tasks(max_tasks=1) == 1
+    assert completion.Done.all().count() > snapshots  # the checks counted
+    run_tasks(recursive=True)
+    assert api.get_snapshot(nine_ranges.id).restore_progress()[
+        'status'] == 'finished'
+    assert completion.Done.all().count() == snapshots

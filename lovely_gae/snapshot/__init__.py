@@ -1,14 +1,14 @@
 """Snapshots of App Engine datastore kinds: create, restore, download."""
-from .work import passes, plan, ranges, restore, shards
+from .work import deleting, passes, plan, ranges, restore, shards
 from .app.handlers import HANDLER_TUPLES, SnapshotApp
 
 __all__ = ['getApp', 'HANDLER_TUPLES']
 
 #: Every module that defines tasks: imported with the package, so that a
 #: process that runs its tasks (a worker that never started one) has them
-#: registered. ``restore`` and ``plan`` also do the work of
+#: registered. ``restore``, ``plan`` and ``deleting`` also do the work of
 #: ``Snapshot.restore`` and ``Snapshot.delete`` (``models.ACTIONS``).
-TASK_MODULES = (passes, plan, ranges, restore, shards)
+TASK_MODULES = (deleting, passes, plan, ranges, restore, shards)
 
 
 def getApp(token=None, app_engine_headers=None):

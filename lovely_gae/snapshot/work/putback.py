@@ -3,7 +3,8 @@
 ``records`` checks a range as it reads it: its bytes (before the first
 record is handed out), each entity's kind, namespace and key bounds, and
 its entity count. ``put_back`` puts the ranges of one task back and
-deletes what is now stored within their bounds that they lack.
+deletes what is now stored within their bounds that they lack, up to
+``STALE_SCAN`` keys a range; ``delete_stale`` goes on from there.
 """
 import collections
 
@@ -13,13 +14,21 @@ from ... import cache, defaults, entities
 from ...exceptions import RangeCorrupted
 from ..models import RangeBackup, backup_bounds, in_order
 
-__all__ = ['records', 'check', 'SentBackups', 'read_backups', 'put_back']
+__all__ = ['records', 'check', 'SentBackups', 'read_backups', 'put_back',
+           'delete_stale', 'STALE_SCAN']
 
 #: Bytes of entities per put request at most: the request's own fields
 #: need a little of the datastore's 1 MiB.
 _PUT_BYTES = defaults.MAX_REQUEST_BYTES - 1024
-#: Puts one task has on their way at once, at most.
-_PUTS_IN_FLIGHT = 8
+#: Puts and deletes one task has on their way at once, at most.
+_WRITES_IN_FLIGHT = 8
+#: Stale keys one delete takes: a few, so that they go while the scan
+#: reads on.
+_DELETE_KEYS = 100
+#: Keys the scan for stale entities of one range reads in one task at
+#: most: a range may now hold any number the snapshot lacks; the scan goes
+#: on in a task of its own from where it stopped (``delete_stale``).
+STALE_SCAN = 10000
 #: Bytes of range backups one query batch brings at most (their first
 #: parts hold ``defaults.PART_SIZE`` each at most).
 _BACKUP_BYTES = 8 << 20
@@ -81,21 +90,29 @@ def read_backups(sent):
                     ((backup.key().name(), backup) for backup in found))
 
 
-class _Puts:
-    """Puts on their way, ``_PUTS_IN_FLIGHT`` at most: the task waits for
-    the datastore once for many calls, not once a call."""
+class _Writes:
+    """Puts and deletes on their way, ``_WRITES_IN_FLIGHT`` at most: the
+    task waits for the datastore once for many calls, not once a call."""
 
     def __init__(self):
         self.in_flight = collections.deque()
-        self.count = 0
+        self.put = self.deleted = 0
 
-    def send(self, chunk):
-        locked = cache.lock([reference for _, reference in chunk])
-        self.in_flight.append((entities.SentPut(
-            [record for record, _ in chunk]), locked))
-        self.count += len(chunk)
-        if len(self.in_flight) > _PUTS_IN_FLIGHT:
+    def _send(self, sent, locked):
+        self.in_flight.append((sent, locked))
+        if len(self.in_flight) > _WRITES_IN_FLIGHT:
             self.landed()
+
+    def send_put(self, chunk):
+        locked = cache.lock([reference for _, reference in chunk])
+        self._send(entities.SentPut([record for record, _ in chunk]), locked)
+        self.put += len(chunk)
+
+    def send_delete(self, references):
+        if references:
+            locked = cache.lock(references)
+            self._send(entities.SentDelete(references), locked)
+            self.deleted += len(references)
 
     def landed(self):
         sent, locked = self.in_flight.popleft()
@@ -108,50 +125,69 @@ class _Puts:
 
 
 def put_back(backups, namespace):
-    """Put ranges back, delete what they lack in their bounds; both counts.
+    """Put ranges back, delete what they lack in their bounds.
 
     Each range's query for the keys there now is sent first, and every
     range is on its way before the first answer is read: the scan for
-    stale entities runs while the puts do.
+    stale entities runs while the puts do. Returns the entities put, those
+    deleted, and where the scans stopped (``delete_stale``).
     """
     there_now = [entities.send_range(backup.range_kind, namespace,
                                      backup.start, backup.end, keys_only=True)
                  for backup in backups]
-    puts, held_by_range = _Puts(), []
+    writes, held_by_range = _Writes(), []
     for backup in backups:
         held, chunk, size = set(), [], 0
         for record, reference in records(backup, namespace):
             if chunk and (len(chunk) >= defaults.MAX_REQUEST_ENTITIES
                           or size + len(record) + 4 > _PUT_BYTES):
-                puts.send(chunk)
+                writes.send_put(chunk)
                 chunk, size = [], 0
             held.add(entities.sort_key(reference))
             chunk.append((record, reference))
             size += len(record) + 4  # with its framing in the request
         if chunk:
-            puts.send(chunk)
+            writes.send_put(chunk)
         held_by_range.append(held)
-    deleted = sum(_delete_stale(query, held)
-                  for query, held in zip(there_now, held_by_range))
-    puts.wait()
-    return puts.count, deleted
+    stops = _scan(enumerate(zip(there_now, held_by_range)), writes)
+    writes.wait()
+    return writes.put, writes.deleted, stops
 
 
-def _delete_stale(query, held):
-    """Delete what ``query`` finds that is not ``held``, a request at a
-    time as it is found; how many."""
-    deleted, stale = 0, []
-    for reference in entities.read_range(query):
-        if entities.sort_key(reference) not in held:
-            stale.append(reference)
-        if len(stale) == defaults.MAX_REQUEST_ENTITIES:
-            deleted += _delete(stale)
-            stale = []
-    return deleted + _delete(stale)
+def delete_stale(backups, namespace, stops):
+    """Go on with the scans for stale entities that stopped at ``stops``
+    (``[[position of the range in backups, key], ...]``): from each key
+    to its range's end. Returns the entities deleted, and where the scans
+    stopped this time."""
+    writes, scans = _Writes(), []
+    for position, key in stops:
+        backup = backups[position]
+        scans.append((position, (
+            entities.send_range(backup.range_kind, namespace, key,
+                                backup.end, keys_only=True),
+            {entities.sort_key(reference)
+             for _, reference in records(backup, namespace)})))
+    stops = _scan(scans, writes)
+    writes.wait()
+    return writes.deleted, stops
 
 
-def _delete(references):
-    if references:
-        with cache.uncached(references):
-            entities.delete(references)
-    return len(references)
+def _scan(scans, writes):
+    """Delete what each ``(position, (query, held))`` finds that is not
+    ``held``, ``_DELETE_KEYS`` a request as it is found; where a scan
+    stops after ``STALE_SCAN`` keys, ``[position, key]`` of the last."""
+    stops = []
+    for position, (query, held) in scans:
+        stale, read = [], 0
+        for reference in entities.read_range(query):
+            if entities.sort_key(reference) not in held:
+                stale.append(reference)
+            if len(stale) == _DELETE_KEYS:
+                writes.send_delete(stale)
+                stale = []
+            read += 1
+            if read == STALE_SCAN:
+                stops.append([position, entities.key(reference)])
+                break
+        writes.send_delete(stale)
+    return stops

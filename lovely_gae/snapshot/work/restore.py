@@ -28,18 +28,16 @@ import uuid
 from google.appengine.ext import db
 
 from ... import async_, completion, defaults
-from ...base import get_all, retrying, transaction, utcnow
+from ...base import delete_all, get_all, retrying, transaction, utcnow
 from ...exceptions import (InvalidInput, RangeCorrupted, SnapshotIncomplete,
-                           SnapshotInUse, SnapshotNotFound)
-from . import locks, putback, ranges
+                           SnapshotNotFound)
+from . import locks, putback
 from .. import names
 from ..models import ACTIONS, Snapshot, iter_backups
 from ..restores import Restore, RestoreStatus, ranges_count
 
-__all__ = ['restore', 'delete', 'restore_failed', 'forget', 'new_record',
-           'task', 'first_tasks', 'leaves', 'per_task', 'size_tasks',
-           'fanout', 'mark_deleting',
-           'PHASES', 'INLINE_RANGES', 'INLINE_BYTES', 'CHECK_RANGES',
+__all__ = ['restore', 'restore_failed', 'new_record', 'task', 'first_tasks',
+           'leaves', 'per_task', 'size_tasks', 'fanout', 'PHASES', 'INLINE_RANGES', 'INLINE_BYTES', 'CHECK_RANGES',
            'WRITE_RANGES']
 
 log = logging.getLogger(__name__)
@@ -254,15 +252,15 @@ def check_ranges(restore_id, snapshot_id, index, kind, first, count):
 
 def _start_writing(restore_id):
     """Every range has passed: the writing begins, its first page of tasks
-    queued here, a hop sooner than by a fan-out task; the checks' markers
-    go while they run. Not in a transaction: the tasks that see the last
-    check in at once do the same, and queue the same named tasks."""
+    queued here, a hop sooner than by a fan-out task, in the request that
+    stores the record ``running``. Not in a transaction: the tasks that
+    see the last check in at once do the same, and queue the same named
+    tasks. The checks' markers go when the restore ends (``_finish``)."""
     record = db.get(Restore.key_for(restore_id))
     if record is not None and record.status == RestoreStatus.CHECKING.value:
         record.status = RestoreStatus.RUNNING.value
-        retrying(record.put)
-        async_.defer_many(_page(record, 'write', 0))
-        completion.purge(record.job('check'))
+        async_.defer_many(_page(record, 'write', 0),
+                          along=[db.model_to_protobuf(record)])
 
 
 @async_.task
@@ -277,13 +275,47 @@ def restore_ranges(restore_id, snapshot_id, index, kind, first, count):
         return
     counts = {ranges_count(record.kinds.index(kind)): count,
               'entities': 0, 'deleted': 0}
-    size = leaves(record, 'write'), fanout(record, 'write')
-    if done is None:  # else a run that ended before may not have ascended
-        counts['entities'], counts['deleted'] = putback.put_back(
-            putback.read_backups(sent), record.namespace)
-        total = completion.mark(job, index, counts, *size)
-    else:
-        total = completion.ascend(job, index, *size)
+    if done is not None:  # a run that ended before may not have ascended
+        total = completion.ascend(job, index, *_write_size(record))
+        if total:
+            _finish(record, total)
+        return
+    counts['entities'], counts['deleted'], stops = putback.put_back(
+        putback.read_backups(sent), record.namespace)
+    _written(record, index, (kind, first, count), counts, stops)
+
+
+@async_.task
+def delete_stale(restore_id, snapshot_id, index, kind, first, count, stops,
+                 counts):
+    """Task: go on with the scans for entities the snapshot lacks where
+    task ``index`` of the writing (or this task) stopped them
+    (``putback.STALE_SCAN``); the last one marks the task's part done."""
+    sent = putback.SentBackups(snapshot_id, kind, first, count)
+    record = db.get(Restore.key_for(restore_id))
+    if record is None or record.status != RestoreStatus.RUNNING.value:
+        return
+    deleted, stops = putback.delete_stale(putback.read_backups(sent),
+                                          record.namespace, stops)
+    counts['deleted'] += deleted
+    _written(record, index, (kind, first, count), counts, stops)
+
+
+def _write_size(record):
+    return leaves(record, 'write'), fanout(record, 'write')
+
+
+def _written(record, index, ranges, counts, stops):
+    """Writing task ``index`` has put its ``ranges`` (kind, first, count)
+    back: its part is done with ``counts``, unless its scans for stale
+    entities go on from their ``stops``; the last part finishes."""
+    if stops:
+        async_.defer(delete_stale, args=(record.id, record.snapshot_id,
+                                         index) + ranges + (stops, counts),
+                     on_failure=restore_failed, on_failure_args=(record.id,))
+        return
+    total = completion.mark(record.job('write'), index, counts,
+                            *_write_size(record))
     if total:
         _finish(record, total)
 
@@ -291,7 +323,9 @@ def restore_ranges(restore_id, snapshot_id, index, kind, first, count):
 def _finish(record, counts):
     """The last range is back: the restore has finished, its kinds are
     free. Not in a transaction, as ``_start_writing``: the record and the
-    locks are read in one call, and written at once."""
+    locks are read in one call, and written at once; then the markers of
+    both phases are deleted by key (no query: a task of the restore that
+    comes later finds it finished and stores none)."""
     found = get_all([record.key()] + locks.keys(record))
     record, held = found[0], found[1:]
     if record is None or record.status != RestoreStatus.RUNNING.value:
@@ -302,29 +336,17 @@ def _finish(record, counts):
     record.finished = utcnow()
     freed = locks.mine(record, held)
 
+    markers = completion.keys(record.job('check'), leaves(record, 'check'),
+                              fanout(record, 'check'))
+    markers += completion.keys(record.job('write'), *_write_size(record))
+
     def end():
         put = db.put_async(record)
         if freed:
             db.delete(freed)
         put.get_result()
     retrying(end)
-
-
-@async_.task
-def mark_deleting(snapshot_id):
-    """Mark a snapshot ``deleting``, unless a restore of it holds a kind
-    (``SnapshotInUse``): in one transaction with the locks, so that no
-    restore of it starts from then on."""
-    def mark():
-        snap = _snapshot(snapshot_id)
-        if snap is None:
-            return
-        for lock in locks.held():
-            if lock.snapshot_id == snapshot_id:
-                raise SnapshotInUse(snapshot_id, lock.restore_id)
-        snap.status = Snapshot.STATUS_DELETING
-        snap.put()
-    transaction(mark)
+    delete_all(markers)  # not before: a part run again would find none
 
 
 @async_.task
@@ -343,24 +365,5 @@ def restore_failed(message, restore_id):
     transaction(fail)
 
 
-def delete(snap):
-    """Delete ``snap`` and what is stored of it (see ``Snapshot.delete``)."""
-    ended = snap.status == Snapshot.STATUS_FINISHED
-    mark_deleting(snap.id)
-    forget(snap.id)
-    ranges.delete_snapshot(snap, ended)
-
-
-def forget(snapshot_id):
-    """Delete the restores of a snapshot and what they left behind."""
-    for record in Restore.all().filter('snapshot_id =', snapshot_id):
-        if record.status in (RestoreStatus.CHECKING.value,
-                             RestoreStatus.RUNNING.value):
-            restore_failed('its snapshot was deleted', record.id)
-        for phase in ('check', 'write'):
-            completion.purge(record.job(phase))
-        db.delete(record.key())
-
-
 PHASES.update(check=check_ranges, write=restore_ranges)
-ACTIONS.update(restore=restore, delete=delete)
+ACTIONS['restore'] = restore
