@@ -48,6 +48,10 @@ class TaskError(LovelyGaeError):
     """A task cannot be stored or run (unknown function, bad arguments)."""
 
 
+class NotYet(TaskError):
+    """A task ran before what it needs was stored: it is tried again."""
+
+
 class SnapshotError(LovelyGaeError):
     """Something is wrong with one snapshot."""
 

@@ -144,19 +144,138 @@ def test_a_copy_that_dies_after_seeing_the_end_stops_no_one(
 
 
 @pytest.mark.parametrize('workers', [1, 4])
-def test_a_finished_restore_leaves_no_marker_behind(nine_ranges, run_tasks,
-                                                     monkeypatch, workers):
-    """The markers that count a restore's checks and writes are gone once
-    it has finished: restoring a snapshot every day stores nothing that
-    stays."""
+def test_a_finished_restore_keeps_no_marker_of_its_checks(
+        nine_ranges, run_tasks, monkeypatch, workers):
+    """The markers that count a restore's checks are gone once it has
+    finished (those of its writing stay while it is kept: a late copy of
+    a writing task finds them and puts nothing back)."""
     from lovely_gae import completion
+    from lovely_gae.snapshot.restores import Restore
     monkeypatch.setattr(defaults, 'SHARDS', workers)
-    snapshots = completion.Done.all().count()  # the snapshot's own
     nine_ranges.restore()
+
+    def checks():
+        [record] = Restore.all()
+        return [done for done in completion.Done.all()
+                if done.key().name().startswith(record.job('check'))]
     while not _queued('restore_ranges'):
         assert run_tasks(max_tasks=1) == 1
-    assert completion.Done.all().count() > snapshots  # the checks counted
+    assert checks()
     run_tasks(recursive=True)
     assert api.get_snapshot(nine_ranges.id).restore_progress()[
         'status'] == 'finished'
-    assert completion.Done.all().count() == snapshots
+    assert checks() == []
+
+
+def test_a_late_start_of_the_writing_puts_nothing_back_again(
+        nine_ranges, run_tasks, monkeypatch):
+    """A task that saw the last check in but stored ``running`` only after
+    the restore had finished (no transaction: it read the record before)
+    sends the writing tasks again: they find their markers and put
+    nothing back over what the app wrote since."""
+    from lovely_gae.snapshot.restores import Restore
+    from lovely_gae.snapshot.work import locks
+    monkeypatch.setattr(defaults, 'SHARDS', 4)
+    nine_ranges.restore()
+    [late] = Restore.all()  # as read by that task: checking
+    run_tasks(recursive=True)
+    assert api.get_snapshot(nine_ranges.id).restore_progress()[
+        'status'] == 'finished'
+    since = Dummy.all().get()
+    since.title = 'written since'
+    since.put()
+    restore._start_writing(late)
+    assert _queued('restore_ranges')
+    run_tasks(recursive=True)
+    assert Dummy.get(since.key()).title == 'written since'
+    assert api.get_snapshot(nine_ranges.id).restore_progress()[
+        'status'] == 'finished'
+    assert list(locks.held()) == []
+
+
+def test_the_start_of_the_writing_stored_again_does_not_write_again(
+        nine_ranges, run_tasks, monkeypatch):
+    """``_start_writing`` stores the record ``running`` in the request that
+    stores the writing tasks, and ``entities.put`` retries that request on
+    a transient error. A request that timed out was often applied all the
+    same: its tasks run, the restore finishes and frees its kinds, and
+    only then does the retry store the record ``running`` again, and the
+    tasks: they find their markers and put nothing back over what the app
+    wrote since."""
+    from google.appengine.ext import db
+    from lovely_gae import taskstore
+    from tests.conftest import Dummy
+    sent = []
+    real = taskstore.enqueue
+
+    def enqueue(tasks, along=()):
+        real(tasks, along)
+        if along:
+            sent.append((list(tasks), list(along)))
+    monkeypatch.setattr(taskstore, 'enqueue', enqueue)
+    nine_ranges.restore()
+    run_tasks(recursive=True)  # the first try landed; its tasks ran
+    assert api.get_snapshot(nine_ranges.id).restore_progress()[
+        'status'] == 'finished'
+    [(tasks, along)] = sent
+    written = Dummy(title='written once the restore had finished').put()
+    real(tasks, along)  # the retry of the request (retrying: same list)
+    run_tasks(recursive=True)
+    assert api.get_snapshot(nine_ranges.id).restore_progress()[
+        'status'] == 'finished'
+    assert db.get(written) is not None
+
+
+def test_the_checks_markers_go_even_if_the_last_part_dies_first(
+        nine_ranges, run_tasks, monkeypatch):
+    """``_finish`` stores the record finished and deletes the checks'
+    markers at once. A task may die at any point: if the delete fails, its
+    retry (or a copy) finds the restore finished, and deletes them."""
+    from lovely_gae import completion
+    from lovely_gae.snapshot.restores import Restore
+    monkeypatch.setattr(defaults, 'RETRY_DELAY', 0.01)
+    real, died = restore.delete_all, []
+
+    def delete_all(keys):
+        if not died:
+            died.append(True)
+            raise RuntimeError('the process ended')
+        return real(keys)
+    monkeypatch.setattr(restore, 'delete_all', delete_all)
+    nine_ranges.restore()
+    [record] = Restore.all()
+    run_tasks(recursive=True, wait=True)
+    assert died
+    assert api.get_snapshot(nine_ranges.id).restore_progress()[
+        'status'] == 'finished'
+    assert [done for done in completion.Done.all() if done.key().name(
+    ).startswith(record.job('check'))] == []
+
+
+def test_a_writing_task_that_sees_the_checks_still_running_is_not_lost(
+        nine_ranges, run_tasks, monkeypatch):
+    """The record goes ``running`` in the request that stores the writing
+    tasks: a non-transactional commit, whose mutations "may not apply as
+    all or none" (Datastore's CommitRequest.Mode). A worker that takes a
+    writing task whose record still says ``checking`` returns, and the
+    task is gone: its part is never done, the restore runs for ever and
+    its kinds stay locked. It is tried again instead."""
+    from lovely_gae import entities, taskstore
+    monkeypatch.setattr(defaults, 'RETRY_DELAY', 0.01)
+    late = []
+    real = taskstore.enqueue
+
+    def enqueue(tasks, along=()):
+        real(tasks)  # the tasks land first ...
+        late.extend(along)  # ... the record a moment later
+    monkeypatch.setattr(taskstore, 'enqueue', enqueue)
+    nine_ranges.restore()
+    while not _queued('restore_ranges'):
+        assert run_tasks(max_tasks=1) == 1
+    [first] = [task.name for task in async_.get_tasks()
+               if task.func.endswith(':restore_ranges')][:1]
+    assert async_.run_task(first)  # a worker takes it meanwhile
+    entities.put(late)  # the record says running
+    run_tasks(recursive=True, wait=True)
+    assert api.get_snapshot(nine_ranges.id).restore_progress()[
+        'status'] == 'finished'

@@ -29,8 +29,8 @@ from google.appengine.ext import db
 
 from ... import async_, completion, defaults
 from ...base import delete_all, get_all, retrying, transaction, utcnow
-from ...exceptions import (InvalidInput, RangeCorrupted, SnapshotIncomplete,
-                           SnapshotNotFound)
+from ...exceptions import (InvalidInput, NotYet, RangeCorrupted,
+                           SnapshotIncomplete, SnapshotNotFound)
 from . import locks, putback
 from .. import names
 from ..models import ACTIONS, Snapshot, iter_backups
@@ -209,9 +209,10 @@ def _begin(snapshot_id, record, tasks):
 def fan_out(restore_id, phase, page):
     """Task: queue the tasks of page ``page`` of a phase, and the next page."""
     record = db.get(Restore.key_for(restore_id))
-    wanted = (RestoreStatus.CHECKING if phase == 'check'
-              else RestoreStatus.RUNNING).value
-    if record is None or record.status != wanted:
+    if phase == 'write' and not _writing(record):
+        return
+    if phase == 'check' and (record is None or record.status !=
+                             RestoreStatus.CHECKING.value):
         return
     async_.defer_many(_page(record, phase, page))
 
@@ -244,19 +245,21 @@ def check_ranges(restore_id, snapshot_id, index, kind, first, count):
     except (RangeCorrupted, SnapshotIncomplete) as error:  # no retry mends
         restore_failed(str(error), restore_id)
         return
-    job = record.job('check')
-    if completion.mark(job, index, {'ranges': count},
+    again = db.get_async(record.key())  # read as the marker goes
+    if completion.mark(record.job('check'), index, {'ranges': count},
                        leaves(record, 'check'), fanout(record, 'check')):
-        _start_writing(restore_id)
+        _start_writing(again.get_result())
 
 
-def _start_writing(restore_id):
+def _start_writing(record):
     """Every range has passed: the writing begins, its first page of tasks
     queued here, a hop sooner than by a fan-out task, in the request that
-    stores the record ``running``. Not in a transaction: the tasks that
-    see the last check in at once do the same, and queue the same named
-    tasks. The checks' markers go when the restore ends (``_finish``)."""
-    record = db.get(Restore.key_for(restore_id))
+    stores the ``record`` (as read when the last check was stored)
+    ``running``. Not in a transaction: the tasks that see the last check
+    in at once do the same, and queue the same named tasks. One that
+    stores ``running`` late, over a restore finished meanwhile, does no
+    harm: the writing's markers stay (``_finish``), and its tasks find
+    them."""
     if record is not None and record.status == RestoreStatus.CHECKING.value:
         record.status = RestoreStatus.RUNNING.value
         async_.defer_many(_page(record, 'write', 0),
@@ -271,14 +274,14 @@ def restore_ranges(restore_id, snapshot_id, index, kind, first, count):
     sent = putback.SentBackups(snapshot_id, kind, first, count)
     record, done = get_all([Restore.key_for(restore_id),
                             completion.key(job, index)])
-    if record is None or record.status != RestoreStatus.RUNNING.value:
+    if not _writing(record):
         return
     counts = {ranges_count(record.kinds.index(kind)): count,
               'entities': 0, 'deleted': 0}
     if done is not None:  # a run that ended before may not have ascended
         total = completion.ascend(job, index, *_write_size(record))
         if total:
-            _finish(record, total)
+            _finish(get_all([record.key()] + locks.keys(record)), total)
         return
     counts['entities'], counts['deleted'], stops = putback.put_back(
         putback.read_backups(sent), record.namespace)
@@ -293,12 +296,22 @@ def delete_stale(restore_id, snapshot_id, index, kind, first, count, stops,
     (``putback.STALE_SCAN``); the last one marks the task's part done."""
     sent = putback.SentBackups(snapshot_id, kind, first, count)
     record = db.get(Restore.key_for(restore_id))
-    if record is None or record.status != RestoreStatus.RUNNING.value:
+    if not _writing(record):
         return
     deleted, stops = putback.delete_stale(putback.read_backups(sent),
                                           record.namespace, stops)
     counts['deleted'] += deleted
     _written(record, index, (kind, first, count), counts, stops)
+
+
+def _writing(record):
+    """Whether a writing task of ``record`` goes on: the restore is
+    running. Still checking, the task came before the record it was
+    stored with (``_start_writing``: one request, not applied all at
+    once): it raises, to be tried again."""
+    if record is not None and record.status == RestoreStatus.CHECKING.value:
+        raise NotYet('restore %s is not writing yet' % record.id)
+    return record is not None and record.status == RestoreStatus.RUNNING.value
 
 
 def _write_size(record):
@@ -314,39 +327,38 @@ def _written(record, index, ranges, counts, stops):
                                          index) + ranges + (stops, counts),
                      on_failure=restore_failed, on_failure_args=(record.id,))
         return
+    again = db.get_async([record.key()] + locks.keys(record))
     total = completion.mark(record.job('write'), index, counts,
                             *_write_size(record))
     if total:
-        _finish(record, total)
+        _finish(again.get_result(), total)
 
 
-def _finish(record, counts):
+def _finish(found, counts):
     """The last range is back: the restore has finished, its kinds are
     free. Not in a transaction, as ``_start_writing``: the record and the
-    locks are read in one call, and written at once; then the markers of
-    both phases are deleted by key (no query: a task of the restore that
-    comes later finds it finished and stores none)."""
-    found = get_all([record.key()] + locks.keys(record))
+    locks, ``found`` as the last marker was stored, are written at once,
+    and the checks' markers deleted by key. The writing's markers stay
+    while the restore is kept: a copy of a writing task that comes late,
+    or a late ``_start_writing``, finds them and puts nothing back."""
     record, held = found[0], found[1:]
+    checks = completion.keys(record.job('check'), leaves(record, 'check'),
+                             fanout(record, 'check')) if record else []
+    if record is not None and record.status == RestoreStatus.FINISHED.value:
+        delete_all(checks)  # a run before may have died before it did
     if record is None or record.status != RestoreStatus.RUNNING.value:
         return
     record.status = RestoreStatus.FINISHED.value
     record.entities = counts.get('entities', 0)
     record.deleted = counts.get('deleted', 0)
     record.finished = utcnow()
-    freed = locks.mine(record, held)
-
-    markers = completion.keys(record.job('check'), leaves(record, 'check'),
-                              fanout(record, 'check'))
-    markers += completion.keys(record.job('write'), *_write_size(record))
+    gone = locks.mine(record, held) + checks
 
     def end():
         put = db.put_async(record)
-        if freed:
-            db.delete(freed)
+        delete_all(gone)
         put.get_result()
     retrying(end)
-    delete_all(markers)  # not before: a part run again would find none
 
 
 @async_.task
