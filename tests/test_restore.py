@@ -322,19 +322,22 @@ def test_each_range_deletes_what_the_snapshot_lacks_within_its_bounds(
     assert (progress['status'], progress['deleted']) == ('finished', 1301)
 
 
+@pytest.mark.parametrize('dry_run', [False, True])
 def test_a_scan_for_stale_entities_goes_on_where_it_stopped(
-        finished_snapshot, run_tasks, unsharded, monkeypatch):
+        finished_snapshot, run_tasks, unsharded, monkeypatch, dry_run):
     """A range may hold any number of entities its snapshot lacks (the
     last range of a kind holds every one added since with larger keys):
     no task reads more than ``STALE_SCAN`` keys of a range; tasks of their
-    own go on from where the scan stopped, and the restore is exact."""
+    own go on from where the scan stopped, and the restore is exact (its
+    dry run counts them all)."""
     from lovely_gae.snapshot.work import putback
     monkeypatch.setattr(putback, 'STALE_SCAN', 100)
     scans, real = [], putback.delete_stale
 
-    def delete_stale(backups, namespace, stops):
-        scans.append(len(stops))
-        return real(backups, namespace, stops)
+    def delete_stale(backups, namespace, stops=None, counting=False):
+        if stops is not None:  # a task that goes on
+            scans.append(len(stops))
+        return real(backups, namespace, stops, counting)
     monkeypatch.setattr(putback, 'delete_stale', delete_stale)
 
     def put(numbers, title=None):
@@ -344,10 +347,16 @@ def test_a_scan_for_stale_entities_goes_on_where_it_stopped(
     before = all_bytes(['Dummy'])
     snap = finished_snapshot(['Dummy'])
     put(list(range(1, 600, 2)) + list(range(600, 1600)), 'new')
-    snap.restore()
+    after = all_bytes(['Dummy'])
+    snap.restore(dry_run=dry_run)
     ranges = snap.range_count('Dummy')
     assert run_tasks(recursive=True) == ranges + len(scans)
     assert len(scans) >= 1600 // 100 - ranges  # each read 100 keys at most
+    if dry_run:
+        plan = api.get_snapshot(snap.id).plan_progress()['plan']
+        assert plan['Dummy']['deleted'] == 1300
+        assert all_bytes(['Dummy']) == after
+        return
     assert all_bytes(['Dummy']) == before
     progress = api.get_snapshot(snap.id).restore_progress()
     assert (progress['status'], progress['deleted']) == ('finished', 1300)

@@ -4,7 +4,8 @@ A dry run runs as tasks, as a restore does, and writes nothing but its own
 record. Each task reads its ranges, checked as a restore checks them, reads
 the entities now stored under their keys and compares them byte for byte,
 and counts the entities now stored within each range's key bounds that the
-range lacks. When the last task has counted, the plan is on the dry run's
+range lacks (``putback.STALE_SCAN`` keys of a range a task, then a task of
+its own goes on from there). When the last task has counted, the plan is on the dry run's
 record: ``Snapshot.plan_progress()`` shows it, ``plan`` once finished.
 """
 from google.appengine.ext import db
@@ -15,11 +16,12 @@ from ...exceptions import RangeCorrupted, SnapshotIncomplete
 from .. import names
 from ..models import ACTIONS, Snapshot
 from ..restores import Restore, RestoreStatus, ranges_count
+from . import putback
 from .putback import SentBackups, read_backups, records
 from .restore import (PHASES, fanout, first_tasks, leaves, new_record,
                       restore_failed, size_tasks)
 
-__all__ = ['start', 'plan_ranges']
+__all__ = ['start', 'plan_ranges', 'plan_stale']
 
 
 def start(snap, kinds=None):
@@ -50,32 +52,64 @@ def plan_ranges(restore_id, snapshot_id, index, kind, first, count):
                             completion.key(job, index)])
     if record is None or record.status != RestoreStatus.RUNNING.value:
         return
-    size = leaves(record, 'plan'), fanout(record, 'plan')
-    if done is None:
-        kind_index = record.kinds.index(kind)
-        counts = dict.fromkeys(('%d:%s' % (kind_index, name) for name in
-                                ('created', 'changed', 'deleted')), 0)
-        counts[ranges_count(kind_index)] = count
-        try:
-            for backup in read_backups(sent):
-                for name, value in _plan_range(backup,
-                                               record.namespace).items():
-                    counts['%d:%s' % (kind_index, name)] += value
-        except (RangeCorrupted, SnapshotIncomplete) as error:
-            restore_failed(str(error), restore_id)  # no retry mends it
-            return
-        total = completion.mark(job, index, counts, *size)
-    else:
-        total = completion.ascend(job, index, *size)
+    if done is not None:  # a run that ended before may not have ascended
+        _planned(record, index, None, None, None)
+        return
+    kind_index = record.kinds.index(kind)
+    counts = dict.fromkeys(('%d:%s' % (kind_index, name) for name in
+                            ('created', 'changed', 'deleted')), 0)
+    counts[ranges_count(kind_index)] = count
+    try:
+        backups = read_backups(sent)
+        for backup in backups:
+            for name, value in _plan_range(backup, record.namespace).items():
+                counts['%d:%s' % (kind_index, name)] += value
+        deleted, stops = putback.delete_stale(backups, record.namespace,
+                                              counting=True)
+    except (RangeCorrupted, SnapshotIncomplete) as error:
+        restore_failed(str(error), restore_id)  # no retry mends it
+        return
+    counts['%d:deleted' % kind_index] += deleted
+    _planned(record, index, (kind, first, count), counts, stops)
+
+
+@async_.task
+def plan_stale(restore_id, snapshot_id, index, kind, first, count, stops,
+               counts):
+    """Task: go on counting the entities the snapshot lacks where task
+    ``index`` of the dry run (or this task) stopped (``STALE_SCAN``)."""
+    sent = SentBackups(snapshot_id, kind, first, count)
+    record = db.get(Restore.key_for(restore_id))
+    if record is None or record.status != RestoreStatus.RUNNING.value:
+        return
+    deleted, stops = putback.delete_stale(
+        read_backups(sent), record.namespace, stops, counting=True)
+    counts['%d:deleted' % record.kinds.index(kind)] += deleted
+    _planned(record, index, (kind, first, count), counts, stops)
+
+
+def _planned(record, index, ranges, counts, stops):
+    """Task ``index`` has counted its ``ranges`` (kind, first, count):
+    its part is done with ``counts`` (None: done before), unless its
+    counts of stale entities go on from their ``stops``."""
+    if stops:
+        async_.defer(plan_stale, args=(record.id, record.snapshot_id,
+                                       index) + ranges + (stops, counts),
+                     on_failure=restore_failed, on_failure_args=(record.id,))
+        return
+    job, size = record.job('plan'), (leaves(record, 'plan'),
+                                      fanout(record, 'plan'))
+    total = (completion.ascend(job, index, *size) if counts is None else
+             completion.mark(job, index, counts, *size))
     if total is not None:
-        _finish(restore_id, total)
+        _finish(record.id, total)
         completion.purge(job)
 
 
 def _plan_range(backup, namespace):
-    """What restoring one range would create, change and delete."""
-    counts = {'created': 0, 'changed': 0, 'deleted': 0}
-    held, chunk = set(), []
+    """What restoring one range would create and change."""
+    counts = {'created': 0, 'changed': 0}
+    chunk = []
 
     def compare():
         current = entities.get([reference for _, reference in chunk])
@@ -86,15 +120,10 @@ def _plan_range(backup, namespace):
                 counts['changed'] += 1
         chunk.clear()
     for stored, reference in records(backup, namespace):
-        held.add(entities.sort_key(reference))
         chunk.append((stored, reference))
         if len(chunk) >= defaults.MAX_REQUEST_ENTITIES:
             compare()
     compare()
-    counts['deleted'] = sum(
-        1 for reference in entities.iter_range_keys(
-            backup.range_kind, namespace, backup.start, backup.end)
-        if entities.sort_key(reference) not in held)
     return counts
 
 

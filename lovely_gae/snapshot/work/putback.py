@@ -96,7 +96,7 @@ class _Writes:
 
     def __init__(self):
         self.in_flight = collections.deque()
-        self.put = self.deleted = 0
+        self.put = 0
 
     def _send(self, sent, locked):
         self.in_flight.append((sent, locked))
@@ -112,7 +112,6 @@ class _Writes:
         if references:
             locked = cache.lock(references)
             self._send(entities.SentDelete(references), locked)
-            self.deleted += len(references)
 
     def landed(self):
         sent, locked = self.in_flight.popleft()
@@ -149,45 +148,59 @@ def put_back(backups, namespace):
         if chunk:
             writes.send_put(chunk)
         held_by_range.append(held)
-    stops = _scan(enumerate(zip(there_now, held_by_range)), writes)
+    deleted, stops = _scan(enumerate(zip(there_now, held_by_range)), writes)
     writes.wait()
-    return writes.put, writes.deleted, stops
+    return writes.put, deleted, stops
 
 
-def delete_stale(backups, namespace, stops):
-    """Go on with the scans for stale entities that stopped at ``stops``
-    (``[[position of the range in backups, key], ...]``): from each key
-    to its range's end. Returns the entities deleted, and where the scans
-    stopped this time."""
-    writes, scans = _Writes(), []
+def delete_stale(backups, namespace, stops=None, counting=False):
+    """Go on with the scans for stale entities (stored within a range's
+    bounds, not in the range) from ``stops`` (``[[position of the range in
+    backups, key], ...]``: from each key to its range's end), or from the
+    start of every range; delete them, or only count them (``counting``,
+    for a dry run). Returns how many, and where the scans stopped."""
+    if stops is None:
+        stops = [[position, backup.start]
+                 for position, backup in enumerate(backups)]
+    writes, scans = None if counting else _Writes(), []
     for position, key in stops:
         backup = backups[position]
+        held = {entities.sort_key(reference)
+                for _, reference in records(backup, namespace)}
+        if key is not None and key != backup.start:  # read: not again
+            held.add(entities.sort_key(key._ToPb()))
         scans.append((position, (
             entities.send_range(backup.range_kind, namespace, key,
-                                backup.end, keys_only=True),
-            {entities.sort_key(reference)
-             for _, reference in records(backup, namespace)})))
-    stops = _scan(scans, writes)
-    writes.wait()
-    return writes.deleted, stops
+                                backup.end, keys_only=True), held)))
+    found, stops = _scan(scans, writes)
+    if writes is not None:
+        writes.wait()
+    return found, stops
 
 
 def _scan(scans, writes):
-    """Delete what each ``(position, (query, held))`` finds that is not
-    ``held``, ``_DELETE_KEYS`` a request as it is found; where a scan
-    stops after ``STALE_SCAN`` keys, ``[position, key]`` of the last."""
-    stops = []
+    """Delete (or with no ``writes``, count) what each ``(position,
+    (query, held))`` finds that is not ``held``, ``_DELETE_KEYS`` a
+    request as it is found. Returns how many, and where a scan stopped
+    after ``STALE_SCAN`` keys: ``[position, key]`` of the last it read."""
+    stops, found = [], 0
     for position, (query, held) in scans:
         stale, read = [], 0
         for reference in entities.read_range(query):
             if entities.sort_key(reference) not in held:
                 stale.append(reference)
             if len(stale) == _DELETE_KEYS:
-                writes.send_delete(stale)
+                found += _stale(stale, writes)
                 stale = []
             read += 1
             if read == STALE_SCAN:
                 stops.append([position, entities.key(reference)])
                 break
-        writes.send_delete(stale)
-    return stops
+        found += _stale(stale, writes)
+    return found, stops
+
+
+def _stale(references, writes):
+    if writes is not None:
+        writes.send_delete(references)
+    return len(references)
