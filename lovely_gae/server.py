@@ -10,6 +10,7 @@ import contextlib
 import logging
 import secrets
 import select
+import signal
 import threading
 import time
 
@@ -121,26 +122,44 @@ class ThreadedServer:
         shown = '[%s]' % host if ':' in host else host
         self.url = 'http://%s:%s' % (shown, self.server.effective_port)
         self._thread = None
+        self._closing = False
 
     def run(self):
-        """Serve in this thread until Ctrl-C."""
-        self.server.run()
+        """Serve in this thread until ``close_soon``.
+
+        waitress's loop, a turn at a time, so that the flag ends it: a
+        ``KeyboardInterrupt`` raised while the loop runs a thunk of its
+        trigger is swallowed there (a bare ``except``), and serving went
+        on after Ctrl-C.
+        """
+        server, adj = self.server, self.server.adj
+        while server._map and not self._closing:
+            server.asyncore.loop(timeout=adj.asyncore_loop_timeout,
+                                 map=server._map,
+                                 use_poll=adj.asyncore_use_poll, count=1)
+        # The sockets are closed in the server's own loop: closing them
+        # from another thread would race with it.
+        self._close_all()
+
+    def close_soon(self):
+        """Make ``run`` return soon. Safe in a signal's handler: it takes
+        no lock (the trigger's may be held by the loop it interrupted)."""
+        self._closing = True
+        try:
+            self.server.trigger.pull_trigger()
+        except OSError:
+            pass  # closed already: the loop has ended
 
     def start(self):
         """Serve in a thread of its own; ``stop`` ends it."""
-        self._thread = threading.Thread(target=self.server.run,
+        self._thread = threading.Thread(target=self.run,
                                         name='lovely-gae-http', daemon=True)
         self._thread.start()
         return self
 
     def stop(self, timeout=10.0):
         if self._thread is not None:
-            # The sockets are closed in the server's own loop, through its
-            # trigger: closing them from here would race with that loop.
-            try:
-                self.server.trigger.pull_trigger(self._close_all)
-            except OSError:
-                pass  # the loop woke for another reason, ran it, closed all
+            self.close_soon()
             self._thread.join(timeout)
             self._thread = None
         self.server.task_dispatcher.shutdown(timeout=timeout)
@@ -161,6 +180,22 @@ class ThreadedServer:
 
     def __exit__(self, *exc_info):
         self.stop()
+
+
+@contextlib.contextmanager
+def _closed_by_signals(http):
+    """While inside, Ctrl-C and SIGTERM end ``http.run`` (in the main
+    thread: only it may handle signals)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    closing = {number: signal.signal(number, lambda *_: http.close_soon())
+               for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, previous in closing.items():
+            signal.signal(number, previous)
 
 
 class _SharedLock:
@@ -363,10 +398,10 @@ class LocalServer:
         for worker in self._workers:
             worker.start()
         try:
-            self.http.run()
-        except KeyboardInterrupt:
-            pass  # waitress stops on it, unless it comes between two polls
+            with _closed_by_signals(self.http):
+                self.http.run()
         finally:
+            self.http.stop()
             self._finish()
 
     def stop(self):

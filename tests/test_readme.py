@@ -188,7 +188,12 @@ def stop(process):
     """Ctrl-C, after a call was served (before, it may come before the
     server runs, and end it with 130)."""
     process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=60)
+    try:
+        out, err = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:  # fail here, leave no process behind
+        process.kill()
+        process.communicate()
+        raise AssertionError('lovely-gae serve went on after Ctrl-C')
     assert process.returncode == 0, err
 
 

@@ -27,7 +27,7 @@ def env(monkeypatch):
     monkeypatch.delenv('GAE_ENV', raising=False)
 
 
-def eventually(check, seconds=10.0):
+def eventually(check, seconds=60.0):  # a bound for a loaded machine
     stop_at = time.monotonic() + seconds
     while not check():
         assert time.monotonic() < stop_at, 'gave up waiting'
@@ -332,3 +332,32 @@ def test_serve_runs_tasks_in_several_workers_and_saves_once_they_rest(
                for name in SEEN_THREADS)
     with local_datastore(path, save=False):  # saved, with nothing queued
         assert async_.get_tasks() == []
+
+
+def test_ctrl_c_ends_serve_even_while_its_loop_runs_a_thunk(env, tmp_path):
+    """waitress runs the thunks of its trigger under a bare ``except``:
+    Ctrl-C, raised as ``KeyboardInterrupt`` in one, was swallowed there,
+    and ``lovely-gae serve`` went on serving."""
+    import threading
+    assert threading.current_thread() is threading.main_thread()
+    rescued = []
+    with local_datastore(str(tmp_path / 'served.datastore'),
+                         save=False) as datastore:
+        server = LocalServer(datastore, port=0, token='s3cret')
+        trigger = server.http.server.trigger
+
+        def thunk():  # Ctrl-C, as the server's loop runs this
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.5)
+
+        def rescue():  # what ends it if Ctrl-C did not
+            rescued.append(True)
+            trigger.pull_trigger(server.http._close_all)
+        threading.Timer(0.2, trigger.pull_trigger, args=(thunk,)).start()
+        timer = threading.Timer(20, rescue)
+        timer.start()
+        try:
+            server.run()
+        finally:
+            timer.cancel()
+    assert rescued == []
