@@ -15,7 +15,7 @@ from google.appengine.ext import db
 
 from . import entities
 from .local import drain
-from .server import ThreadedServer
+from .webserver import ThreadedServer
 from .snapshot import api, client, getApp
 from .snapshot.transfer import devfile
 

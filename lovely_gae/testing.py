@@ -89,7 +89,7 @@ def snapshot_server(gae_testbed):
     It serves until the test ends. The stubs are process-wide, so the
     server's threads see the datastore the test writes to.
     """
-    from .server import ThreadedServer
+    from .webserver import ThreadedServer
     from .snapshot import getApp
     token = secrets.token_urlsafe(16)
     app = getApp(token=token, app_engine_headers=False)

@@ -13,7 +13,7 @@ import pytest
 
 from lovely_gae.exceptions import DownloadError
 from lovely_gae.snapshot.transfer.remote import RemoteClient, RemoteError
-from lovely_gae.server import ThreadedServer
+from lovely_gae.webserver import ThreadedServer
 from tests.test_transfer_trust import SNAPSHOT_ID, Hostile, download, record
 
 MANIFEST = '/lovely.gae/snapshots/latest/manifest'

@@ -11,12 +11,12 @@ from google.appengine.api.datastore_file_stub import DatastoreFileStub
 from google.appengine.ext import db
 
 from lovely_gae import async_, defaults, entities
-from lovely_gae import server as server_module
+from lovely_gae import webserver
 from lovely_gae.exceptions import (AccessDenied, DownloadError,
                                    LovelyGaeError, OutFileExists,
                                    RangeCorrupted, SnapshotNotFinished,
                                    SnapshotNotFound)
-from lovely_gae.server import ThreadedServer
+from lovely_gae.webserver import ThreadedServer
 from lovely_gae.snapshot import api, client, getApp
 from lovely_gae.snapshot.transfer import wire
 from lovely_gae.snapshot.client import quiet
@@ -407,7 +407,7 @@ def test_stop_ends_a_worker_that_waits_for_a_caller_who_reads_nothing():
             waiting.set()
             return super().wait(timeout)
 
-    class Channel(server_module._Channel):
+    class Channel(webserver._Channel):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             self.outbuf_lock = Condition()

@@ -284,7 +284,7 @@ def status_line(sock):
 def test_headers_that_trickle_in_get_their_connection_closed():
     import select
     import socket
-    from lovely_gae.server import ThreadedServer
+    from lovely_gae.webserver import ThreadedServer
     request = b'GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'
     with ThreadedServer(hello, header_seconds=0.5) as server:
         address = ('127.0.0.1', int(server.url.rsplit(':', 1)[1]))

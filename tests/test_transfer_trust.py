@@ -18,7 +18,7 @@ from lovely_gae import defaults, taskstore
 from lovely_gae.exceptions import (BadManifest, LovelyGaeError,
                                    RangeCorrupted, SnapshotIncomplete,
                                    UnsafePath)
-from lovely_gae.server import ThreadedServer
+from lovely_gae.webserver import ThreadedServer
 from lovely_gae.snapshot import client, storage
 from lovely_gae.snapshot.client import quiet
 from lovely_gae.snapshot.models import RangeBackup

@@ -21,8 +21,8 @@ from ..exceptions import (BadEntity, OutFileExists, RangeCorrupted,
 from . import api, names, storage
 from .progress import (BarProgress, LineProgress, SeedProgress,
                        progress_for, quiet)
+from .backups import iter_backups, range_backup_keys
 from .transfer import devfile, wire
-from .models import iter_backups
 from .transfer.rewrite import Transform
 
 #: Ranges a local download reads in one batch get at most, and the bytes of
@@ -128,7 +128,7 @@ def _local_sources(snap, progress):
     get at a time (``_FETCH_RANGES``, ``_FETCH_BYTES``). The names hold
     kind, position and size, so the listing reads no stored bytes, and
     finds any range that is missing before anything is written."""
-    keys = snap.range_backup_keys()  # every range, once, or it raises
+    keys = range_backup_keys(snap)  # every range, once, or it raises
     prefix = len(names.range_prefix(snap.id))
     parts = [key.name()[prefix:].rsplit(':', 2) for key in keys]
     backups = iter_backups(snap.id, keys, _FETCH_RANGES, _FETCH_BYTES)

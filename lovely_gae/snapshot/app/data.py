@@ -20,7 +20,8 @@ from ... import cache, defaults, entities
 from ...exceptions import (RangeCorrupted, SnapshotIncomplete,
                            SnapshotNotFinished)
 from .. import calls, names, storage
-from ..models import RangeBackup, backup_keys, iter_backups
+from ..backups import backup_keys, iter_backups
+from ..models import RangeBackup
 from ..transfer import wire
 from ..transfer.rewrite import rewrite_entity
 from .access import refuse

@@ -12,7 +12,8 @@ from google.appengine.ext import db
 
 from ... import cache, defaults, entities
 from ...exceptions import RangeCorrupted
-from ..models import RangeBackup, backup_bounds, in_order
+from ..backups import backup_bounds, in_order
+from ..models import RangeBackup
 
 __all__ = ['records', 'check', 'SentBackups', 'read_backups', 'put_back',
            'delete_stale', 'STALE_SCAN']

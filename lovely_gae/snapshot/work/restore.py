@@ -33,7 +33,8 @@ from ...exceptions import (InvalidInput, NotYet, RangeCorrupted,
                            SnapshotIncomplete, SnapshotNotFound)
 from . import locks, putback
 from .. import names
-from ..models import ACTIONS, Snapshot, iter_backups
+from ..backups import iter_backups, range_backup_keys
+from ..models import ACTIONS, Snapshot
 from ..restores import Restore, RestoreStatus, ranges_count
 
 __all__ = ['restore', 'restore_failed', 'new_record', 'task', 'first_tasks',
@@ -170,7 +171,7 @@ def restore(snap, kinds=None):
     kinds = record.kinds
     keys = []
     if record.ranges_total() <= INLINE_RANGES:  # listed here: a few keys
-        keys = [key for kind in kinds for key in snap.range_backup_keys(kind)]
+        keys = [key for kind in kinds for key in range_backup_keys(snap, kind)]
     stored = sum(int(key.name().rsplit(':', 1)[1]) for key in keys)
     if keys and stored <= INLINE_BYTES:
         putback.check(iter_backups(snap.id, keys), snap.namespace)
