@@ -1,5 +1,6 @@
 """A key pass that runs twice over data that changed in between still
 leaves ranges that cover the kind once: no entity missed, none twice."""
+import pytest
 from google.appengine.ext import db
 
 from lovely_gae import async_, defaults, entities
@@ -87,8 +88,13 @@ def test_a_kind_cut_again_keeps_its_first_cut_and_the_parts_committed(
     assert_covered_once(snap, 'Dummy', range(0, 2000, 10))
 
 
+@pytest.mark.parametrize('first_tasks, queued', [
+    (23, ['store_shard'] * 4),  # its shards commit with the snapshot
+    (3, ['start_kind'])])       # too many: a task of the kind queues them
 def test_a_kind_cut_as_its_snapshot_is_created_keeps_that_cut(
-        gae_testbed, run_tasks, monkeypatch, fast_retries):
+        gae_testbed, run_tasks, monkeypatch, fast_retries, first_tasks,
+        queued):
+    monkeypatch.setattr(passes, '_FIRST_KINDS', first_tasks)
     monkeypatch.setattr(passes, 'SAMPLE', 20)
     monkeypatch.setattr(defaults, 'SHARDS', 4)
     put_named(range(0, 2000, 10))  # 200 entities
@@ -103,8 +109,8 @@ def test_a_kind_cut_as_its_snapshot_is_created_keeps_that_cut(
     crash_once(monkeypatch, shards, '_store_part', after_calls=1)
     snap = api.create_snapshot(['Dummy'], batchsize=7)
     assert sampled == ['Dummy'] and snap.status == 'storing'
-    [first] = async_.get_tasks()
-    assert first.func.endswith(':start_kind')
+    assert [task.func.split(':')[1]
+            for task in async_.get_tasks()] == queued
     run_tasks()  # shard 0 commits a part; the worker dies
     put_named(range(1, 100, 10))  # keys among that part's ranges
     run_tasks(recursive=True)

@@ -84,16 +84,27 @@ def sample_kinds(kinds, namespace):
 def first_tasks(snap, cuts=None):
     """The tasks that start ``snap``: one a kind, or for many kinds one
     that queues them a page at a time. A kind of ``cuts`` (see
-    ``sample_kinds``) is started as it was cut, any other is cut by its
-    first task."""
+    ``sample_kinds``) is started as it was cut: the tasks of its shards
+    commit with the snapshot while they are few enough (``_FIRST_KINDS``
+    tasks in all), else a task of the kind queues them (``start_kind``).
+    Any other kind is cut by its first task."""
     kinds = len(snap.kinds)
     if kinds > _FIRST_KINDS:
         return [_task(pass_kinds, snap.id, kinds, 0)]
     cuts = cuts or {}
-    return [_kind_task(snap, index) if kind not in cuts else
-            _task(start_kind, snap.id, index, kind, snap.namespace,
-                  cuts[kind])
-            for index, kind in enumerate(snap.kinds)]
+    few = (kinds - len(cuts) + sum(map(len, cuts.values()))
+           <= _FIRST_KINDS)
+    tasks = []
+    for index, kind in enumerate(snap.kinds):
+        if kind not in cuts:
+            tasks.append(_kind_task(snap, index))
+        elif few:
+            tasks += _shard_tasks(snap.id, index, kind, snap.namespace,
+                                  cuts[kind])
+        else:
+            tasks.append(_task(start_kind, snap.id, index, kind,
+                               snap.namespace, cuts[kind]))
+    return tasks
 
 
 def _task(func, snapshot_id, *args):
@@ -122,11 +133,16 @@ def pass_kinds(snapshot_id, kinds, first):
 
 
 def _send_sample(kind, namespace):
-    """The sample of ``shard_starts``, on its way (read by iterating)."""
-    sample = datastore.Query(kind, namespace=namespace, keys_only=True)
-    sample.Order('__scatter__')
+    """The sample of ``shard_starts``, and the kind's first and last keys,
+    on their way at once (each read by iterating)."""
+    def query(order, **options):
+        found = datastore.Query(kind, namespace=namespace, keys_only=True)
+        found.Order(order)
+        return found.Run(**options)
     most = min(max(SAMPLE, defaults.SHARDS * OVERSAMPLE), _MOST_SAMPLED)
-    return sample.Run(limit=most, batch_size=most)
+    return (query('__scatter__', limit=most, batch_size=most),
+            query('__key__', limit=1),
+            query(('__key__', datastore.Query.DESCENDING), limit=1))
 
 
 def shard_starts(kind, namespace, sent=None):
@@ -138,12 +154,12 @@ def shard_starts(kind, namespace, sent=None):
     with fewer than ``SAMPLE`` of them is small; a larger one is cut into
     ``defaults.SHARDS`` (``even_ids``, else at evenly spaced sampled keys).
     """
-    if sent is None:
-        sent = _send_sample(kind, namespace)
-    found = sorted(sent, key=lambda key: entities.sort_key(key._ToPb()))
+    sample, first, last = sent or _send_sample(kind, namespace)
+    found = sorted(sample, key=lambda key: entities.sort_key(key._ToPb()))
     if len(found) < SAMPLE:
         return None
-    starts = even_ids(found, defaults.SHARDS)
+    starts = even_ids(found, defaults.SHARDS,
+                      [next(iter(first), None), next(iter(last), None)])
     if starts is None:
         starts = [None] + [found[shard * len(found) // defaults.SHARDS]
                            for shard in range(1, defaults.SHARDS)]
@@ -151,10 +167,12 @@ def shard_starts(kind, namespace, sent=None):
             if number == 0 or key != starts[number - 1]]
 
 
-def even_ids(found, shards):
+def even_ids(found, shards, ends=(None, None)):
     """Where ``shards`` shards of equal spans of ids start, if the sampled
     keys ``found`` (in key order) are ids of root entities that look spread
-    evenly over their span, else None.
+    evenly over their span, else None. The span runs from the kind's first
+    key to its last (``ends``), where they are ids of root entities; else
+    a gap between sampled ids beyond the sample's ends.
 
     So are the ids the datastore allocates (scattered over 52 bits) and
     ids counted up from 1 by an app: then even spans of ids hold even
@@ -168,7 +186,7 @@ def even_ids(found, shards):
     far off as a cut at sampled keys could be (both are bounded by how
     far the sample is from the kind).
     """
-    if any(key.parent() is not None or key.id() is None for key in found):
+    if not all(_root_id(key) for key in found):
         return None
     ids, count = [key.id() for key in found], len(found)
     low, high = ids[0], ids[-1]
@@ -179,14 +197,21 @@ def even_ids(found, shards):
                    for rank, id_ in enumerate(ids))
     if farthest > _EVEN / count ** 0.5:
         return None
-    gap = (high - low) / (count - 1)  # the ends lie about a gap beyond
-    low, span = low - gap, high - low + 2 * gap
+    if all(_root_id(key) and key.kind() == found[0].kind() for key in ends):
+        low, span = ends[0].id(), ends[1].id() + 1 - ends[0].id()
+    else:
+        gap = (high - low) / (count - 1)  # the ends lie about a gap beyond
+        low, span = low - gap, high - low + 2 * gap
     first = found[0]
     return [None] + [
         datastore.Key.from_path(
             first.kind(), max(1, round(low + span * shard / shards)),
             _app=first.app(), namespace=first.namespace())
         for shard in range(1, shards)]
+
+
+def _root_id(key):
+    return key is not None and key.parent() is None and key.id() is not None
 
 
 @async_.task
@@ -231,11 +256,16 @@ def _ends(starts):
 
 def _queue_shards(snapshot_id, kind_index, kind, namespace, starts):
     """Queue the tasks of the shards that start at ``starts``, but 0."""
+    async_.defer_many(_shard_tasks(snapshot_id, kind_index, kind, namespace,
+                                   starts, first=1))
+
+
+def _shard_tasks(snapshot_id, kind_index, kind, namespace, starts, first=0):
+    """The tasks of the shards that start at ``starts``, from ``first``."""
     ends = _ends(starts)
-    async_.defer_many([
-        shards.shard_task(snapshot_id, kind_index, kind, namespace, shard,
-                          len(starts), starts[shard], ends[shard])
-        for shard in range(1, len(starts))])
+    return [shards.shard_task(snapshot_id, kind_index, kind, namespace,
+                              shard, len(starts), starts[shard], ends[shard])
+            for shard in range(first, len(starts))]
 
 
 def _decide(snapshot_key, cut):
