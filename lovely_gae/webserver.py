@@ -126,7 +126,8 @@ class ThreadedServer:
                                  map=server._map,
                                  use_poll=adj.asyncore_use_poll, count=1)
         # The sockets are closed in the server's own loop: closing them
-        # from another thread would race with it.
+        # from another thread would race with it. The trigger stays open
+        # until ``stop``: a worker thread that ends a request pulls it.
         self._close_all()
 
     def close_soon(self):
@@ -151,6 +152,7 @@ class ThreadedServer:
             self._thread.join(timeout)
             self._thread = None
         self.server.task_dispatcher.shutdown(timeout=timeout)
+        self.server.trigger.close()
 
     def _close_all(self):
         # A connection's handle_close, not close: it also wakes a worker
@@ -160,7 +162,7 @@ class ThreadedServer:
         for dispatcher in list(self.server._map.values()):
             if isinstance(dispatcher, HTTPChannel):
                 dispatcher.handle_close()
-            else:
+            elif dispatcher is not self.server.trigger:
                 dispatcher.close()
 
     def __enter__(self):

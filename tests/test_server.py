@@ -352,7 +352,8 @@ def test_ctrl_c_ends_serve_even_while_its_loop_runs_a_thunk(env, tmp_path):
 
         def rescue():  # what ends it if Ctrl-C did not
             rescued.append(True)
-            trigger.pull_trigger(server.http._close_all)
+            trigger.pull_trigger(lambda: [dispatcher.close() for dispatcher
+                                          in list(trigger._map.values())])
         threading.Timer(0.2, trigger.pull_trigger, args=(thunk,)).start()
         timer = threading.Timer(20, rescue)
         timer.start()
