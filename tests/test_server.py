@@ -3,13 +3,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 import requests
 from google.appengine.ext import db
 
-from lovely_gae import local
+from lovely_gae import async_, local
 from lovely_gae.exceptions import DatastoreFileError, LovelyGaeError
 from lovely_gae.local import local_datastore
 from lovely_gae.server import LocalServer
@@ -308,28 +309,41 @@ def test_headers_that_trickle_in_get_their_connection_closed():
             assert status_line(idle) == b'HTTP/1.1 200 OK'
 
 
+#: ``(number, thread)`` of each ``note_slowly`` run.
+SLOW_SEEN = []
+
+
+@async_.task
+def note_slowly(number):
+    """A task that takes a while and, while ``number`` < 6, queues two
+    more: 13 in all, too slow for one worker's round to take them all.
+    None waits for another: a worker that waits to save lets no other
+    start a task meanwhile (``_SharedLock``)."""
+    SLOW_SEEN.append((number, threading.current_thread().name))
+    time.sleep(0.1)
+    if number < 6:
+        async_.defer(note_slowly, args=(number + 1,))
+        async_.defer(note_slowly, args=(number + 10,))
+
+
 def test_serve_runs_tasks_in_several_workers_and_saves_once_they_rest(
         env, tmp_path):
-    import threading
-    from tests.test_async import ELSEWHERE, SEEN_THREADS, note_thread
-    from lovely_gae import async_
     path = str(tmp_path / 'served.datastore')
-    SEEN_THREADS.clear()
-    ELSEWHERE[:] = [threading.Event()]
+    SLOW_SEEN.clear()
     with local_datastore(path, save=False) as datastore:
         server = LocalServer(datastore, port=0, token='s3cret', threads=3,
                              interval=0.05)
         assert '3 workers run queued tasks' in server.describe()
-        async_.defer(note_thread, args=(0,))
+        async_.defer(note_slowly, args=(0,))
         server.start()
         try:
-            eventually(lambda: len(SEEN_THREADS) == 13)
+            eventually(lambda: len({n for n, _ in SLOW_SEEN}) == 13)
             eventually(lambda: async_.get_tasks() == [])
         finally:
             server.stop()
-    assert len(set(SEEN_THREADS)) > 1
-    assert all(name.startswith('lovely-gae-worker-')
-               for name in SEEN_THREADS)
+    threads = {thread for _, thread in SLOW_SEEN}
+    assert len(threads) > 1
+    assert all(name.startswith('lovely-gae-worker-') for name in threads)
     with local_datastore(path, save=False):  # saved, with nothing queued
         assert async_.get_tasks() == []
 
