@@ -211,7 +211,7 @@ def cmd_upload(args, client):
         counts = devfile.check_file(args.file)
         if not cliask.confirm(args, 'Upload %s into %s: %d entities (%s); '
                               'entities with the same keys are replaced.' % (
-                                  args.file, args.url or args.local,
+                                  args.file, args.url or args.local.path,
                                   sum(counts.values()), ', '.join(
                                       '%s %d' % item
                                       for item in sorted(counts.items()))),

@@ -136,13 +136,13 @@ def close(job, total):
 def keys(job, total, fanout=FANOUT):
     """The key of every marker a job of ``total`` parts may store, found
     or not: to delete them with no query once the job is done."""
-    found, level, size = [], 0, total
-    while size:
+    found, level = [], 0
+    while True:
+        size = _size(total, level, fanout)
         found += [_key(job, level, index) for index in range(size)]
         if size <= fanout:
             return found
-        level, size = level + 1, -(-size // fanout)
-    return found
+        level += 1
 
 
 def tally(job):

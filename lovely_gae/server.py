@@ -245,8 +245,7 @@ class LocalServer:
             with _closed_by_signals(self.http):
                 self.http.run()
         finally:
-            self.http.stop()
-            self._finish()
+            self.stop()
 
     def stop(self):
         self.http.stop()

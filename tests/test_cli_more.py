@@ -153,6 +153,7 @@ def test_upload_says_what_it_replaces_and_asks(store, tmp_path, capsys,
     typing(monkeypatch, 'n')
     assert run(store, 'upload', path) == 1
     captured = capsys.readouterr()
+    assert 'Upload %s into %s: ' % (path, store) in captured.err
     assert ('%d entities (%s); entities with the same keys are replaced.'
             % (sum(counts.values()), ', '.join(
                 '%s %d' % item for item in sorted(counts.items())))

@@ -352,7 +352,6 @@ def test_ctrl_c_ends_serve_even_while_its_loop_runs_a_thunk(env, tmp_path):
     """waitress runs the thunks of its trigger under a bare ``except``:
     Ctrl-C, raised as ``KeyboardInterrupt`` in one, was swallowed there,
     and ``lovely-gae serve`` went on serving."""
-    import threading
     assert threading.current_thread() is threading.main_thread()
     rescued = []
     with local_datastore(str(tmp_path / 'served.datastore'),

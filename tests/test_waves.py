@@ -204,7 +204,6 @@ def test_the_start_of_the_writing_stored_again_does_not_write_again(
     wrote since."""
     from google.appengine.ext import db
     from lovely_gae import taskstore
-    from tests.conftest import Dummy
     sent = []
     real = taskstore.enqueue
 

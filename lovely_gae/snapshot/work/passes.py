@@ -197,7 +197,7 @@ def even_ids(found, shards, ends=(None, None)):
                    for rank, id_ in enumerate(ids))
     if farthest > _EVEN / count ** 0.5:
         return None
-    if all(_root_id(key) and key.kind() == found[0].kind() for key in ends):
+    if all(_root_id(key) for key in ends):
         low, span = ends[0].id(), ends[1].id() + 1 - ends[0].id()
     else:
         gap = (high - low) / (count - 1)  # the ends lie about a gap beyond

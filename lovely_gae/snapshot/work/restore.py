@@ -37,9 +37,8 @@ from ..backups import iter_backups, range_backup_keys
 from ..models import ACTIONS, Snapshot
 from ..restores import Restore, RestoreStatus, ranges_count
 
-__all__ = ['restore', 'restore_failed', 'new_record', 'task', 'first_tasks',
-           'leaves', 'per_task', 'size_tasks', 'fanout', 'PHASES', 'INLINE_RANGES', 'INLINE_BYTES', 'CHECK_RANGES',
-           'WRITE_RANGES']
+__all__ = ['restore', 'restore_failed', 'new_record', 'first_tasks',
+           'leaves', 'size_tasks', 'fanout', 'PHASES', 'INLINE_RANGES']
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +165,7 @@ def new_record(snap, kinds, dry_run=False):
 def restore(snap, kinds=None):
     """Start a restore of ``snap`` (see ``Snapshot.restore``)."""
     if snap.status != Snapshot.STATUS_FINISHED:  # finished, its ranges stay
-        snap = _snapshot(snap.id) or snap  # its stored state, not a stale copy
+        snap = db.get(snap.key()) or snap  # its stored state, not a stale copy
     record = new_record(snap, kinds)
     kinds = record.kinds
     keys = []
@@ -184,10 +183,6 @@ def restore(snap, kinds=None):
         record.status, tasks = RestoreStatus.FINISHED.value, []
     transaction(_begin, snap.id, record, tasks)
     return None
-
-
-def _snapshot(snapshot_id):
-    return db.get(Snapshot.key_for(snapshot_id))
 
 
 def _begin(snapshot_id, record, tasks):
@@ -210,12 +205,9 @@ def _begin(snapshot_id, record, tasks):
 def fan_out(restore_id, phase, page):
     """Task: queue the tasks of page ``page`` of a phase, and the next page."""
     record = db.get(Restore.key_for(restore_id))
-    if phase == 'write' and not _writing(record):
-        return
-    if phase == 'check' and (record is None or record.status !=
-                             RestoreStatus.CHECKING.value):
-        return
-    async_.defer_many(_page(record, phase, page))
+    if (_writing(record) if phase == 'write' else record is not None and
+            record.status == RestoreStatus.CHECKING.value):
+        async_.defer_many(_page(record, phase, page))
 
 
 def _page(record, phase, page):
@@ -277,13 +269,11 @@ def restore_ranges(restore_id, snapshot_id, index, kind, first, count):
                             completion.key(job, index)])
     if not _writing(record):
         return
+    if done is not None:  # a run that ended before may not have ascended
+        _written(record, index, None, None, None)
+        return
     counts = {ranges_count(record.kinds.index(kind)): count,
               'entities': 0, 'deleted': 0}
-    if done is not None:  # a run that ended before may not have ascended
-        total = completion.ascend(job, index, *_write_size(record))
-        if total:
-            _finish(get_all([record.key()] + locks.keys(record)), total)
-        return
     counts['entities'], counts['deleted'], stops = putback.put_back(
         putback.read_backups(sent), record.namespace)
     _written(record, index, (kind, first, count), counts, stops)
@@ -321,16 +311,18 @@ def _write_size(record):
 
 def _written(record, index, ranges, counts, stops):
     """Writing task ``index`` has put its ``ranges`` (kind, first, count)
-    back: its part is done with ``counts``, unless its scans for stale
-    entities go on from their ``stops``; the last part finishes."""
+    back: its part is done with ``counts`` (None: done before), unless its
+    scans for stale entities go on from their ``stops``; the last part
+    finishes."""
     if stops:
         async_.defer(delete_stale, args=(record.id, record.snapshot_id,
                                          index) + ranges + (stops, counts),
                      on_failure=restore_failed, on_failure_args=(record.id,))
         return
     again = db.get_async([record.key()] + locks.keys(record))
-    total = completion.mark(record.job('write'), index, counts,
-                            *_write_size(record))
+    job, size = record.job('write'), _write_size(record)
+    total = (completion.ascend(job, index, *size) if counts is None else
+             completion.mark(job, index, counts, *size))
     if total:
         _finish(again.get_result(), total)
 
