@@ -127,6 +127,37 @@ def test_a_large_restore_checks_then_writes_in_tasks(
             progress['entities']) == ('finished', 6, 50)
 
 
+@pytest.mark.parametrize('dry_run', [False, True])
+def test_more_tasks_than_start_with_it_are_fanned_out_to_the_end(
+        make_entities, finished_snapshot, run_tasks, large, dry_run):
+    """A restore (or dry run) of more tasks than commit with its start
+    queues them a page at a time, and finishes."""
+    make_entities(Dummy, 90)
+    snap = finished_snapshot(['Dummy'], batchsize=10)
+    before = all_bytes(['Dummy'])
+    db.delete(Dummy.all(keys_only=True).fetch(5))
+    changed = Dummy.all().fetch(3, offset=20)
+    for dummy in changed:
+        dummy.title = 'changed'
+    db.put(changed + [Dummy(title='new')])
+    after = all_bytes(['Dummy'])
+    snap.restore(dry_run=dry_run)
+    [record] = Restore.all()
+    phase = 'plan' if dry_run else 'check'
+    assert restore.leaves(record, phase) > restore.INLINE_RANGES
+    run_tasks(recursive=True)
+    shown = api.get_snapshot(snap.id)
+    if dry_run:
+        progress = shown.plan_progress()
+        assert progress['status'] == 'finished'
+        assert progress['plan'] == {
+            'Dummy': {'created': 5, 'changed': 3, 'deleted': 1}}
+        assert all_bytes(['Dummy']) == after
+    else:
+        assert shown.restore_progress()['status'] == 'finished'
+        assert all_bytes(['Dummy']) == before
+
+
 def _corrupt(snap, kind='Dummy', position=1):
     backup = [rb for rb in snap.range_backups(kind)
               if rb.position == position][0]

@@ -205,8 +205,8 @@ def _begin(snapshot_id, record, tasks):
 def fan_out(restore_id, phase, page):
     """Task: queue the tasks of page ``page`` of a phase, and the next page."""
     record = db.get(Restore.key_for(restore_id))
-    if (_writing(record) if phase == 'write' else record is not None and
-            record.status == RestoreStatus.CHECKING.value):
+    if (record is not None and record.status == RestoreStatus.CHECKING.value
+            if phase == 'check' else _writing(record)):  # write, plan
         async_.defer_many(_page(record, phase, page))
 
 
