@@ -310,17 +310,27 @@ def test_ndb_apps_see_what_a_restore_put_back(finished_snapshot, run_tasks):
 
 
 def test_deleting_a_snapshot_deletes_its_restores(
-        make_entities, finished_snapshot, run_tasks, monkeypatch):
-    make_entities(Dummy, 3)
-    snap = finished_snapshot(['Dummy'])
+        make_entities, finished_snapshot, run_tasks, monkeypatch, large):
+    make_entities(Dummy, 30)
+    snap = finished_snapshot(['Dummy'], batchsize=10)
     snap.restore()
     run_tasks(recursive=True)
     monkeypatch.setattr(restore, 'INLINE_BYTES', 0)  # checked by tasks
     snap.restore()
-    assert run_tasks(max_tasks=1) == 1  # checked, then it fails
+    while not _restore_tasks():  # checked, then it fails
+        assert run_tasks(max_tasks=1) == 1
     [running] = [r for r in Restore.all() if r.status == 'running']
     restore.restore_failed('the app stopped it', running.id)
-    assert Restore.all().count() == 2
+    snap.restore(dry_run=True)  # deleted half way: its markers go too
+    [dry_run] = [r for r in Restore.all() if r.dry_run]
+
+    def planned():
+        return [done for done in completion.Done.all()
+                if done.key().name().startswith(dry_run.job('plan'))]
+    while not planned():
+        assert run_tasks(max_tasks=1) == 1
+    assert api.get_snapshot(snap.id).plan_progress()['status'] == 'running'
+    assert Restore.all().count() == 3
     assert completion.Done.all().count() >= 1
     api.get_snapshot(snap.id).delete()
     run_tasks(recursive=True)

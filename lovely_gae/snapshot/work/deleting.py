@@ -27,7 +27,7 @@ def forget(snapshot_id):
         if record.status in (RestoreStatus.CHECKING.value,
                              RestoreStatus.RUNNING.value):
             restore_failed('its snapshot was deleted', record.id)
-        for phase in ('check', 'write'):
+        for phase in ('check', 'write', 'plan'):
             completion.purge(record.job(phase))
         db.delete(record.key())
 
