@@ -119,18 +119,18 @@ def test_a_copy_that_dies_after_seeing_the_end_stops_no_one(
     [last] = [task.name for task in async_.get_tasks()
               if task.func.endswith(':' + phase)]
     zombie = next(task for name, task in tasks.items() if name != last)
-    real = completion.mark, restore._start_writing, restore._finish
+    real = completion.mark, restore._start_writing, restore.ENDS['write']
 
     def mark(job, index, *args):
         total = real[0](job, index, *args)
         if total:  # the last part found the job complete; meanwhile ...
             monkeypatch.setattr(completion, 'mark', real[0])
             monkeypatch.setattr(restore, '_start_writing', dies)
-            monkeypatch.setattr(restore, '_finish', dies)
+            monkeypatch.setitem(restore.ENDS, 'write', dies)
             with pytest.raises(SystemExit):
                 rerun(zombie)  # ... a stale copy saw it too, and died
             monkeypatch.setattr(restore, '_start_writing', real[1])
-            monkeypatch.setattr(restore, '_finish', real[2])
+            monkeypatch.setitem(restore.ENDS, 'write', real[2])
         return total
 
     def dies(*args):

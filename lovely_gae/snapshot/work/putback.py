@@ -4,13 +4,15 @@
 record is handed out), each entity's kind, namespace and key bounds, and
 its entity count. ``put_back`` puts the ranges of one task back and
 deletes what is now stored within their bounds that they lack, up to
-``STALE_SCAN`` keys a range; ``delete_stale`` goes on from there.
+``STALE_SCAN`` keys a range; ``delete_stale`` goes on from there. Both
+only count, writing nothing, for a dry run (``counting``).
 """
 import collections
 
 from google.appengine.ext import db
 
 from ... import cache, defaults, entities
+from ...base import TRANSIENT_ERRORS
 from ...exceptions import RangeCorrupted
 from ..backups import backup_bounds, in_order
 from ..models import RangeBackup
@@ -97,45 +99,88 @@ class _Writes:
 
     def __init__(self):
         self.in_flight = collections.deque()
-        self.put = 0
+        self.counts = {'put': 0, 'deleted': 0}
 
-    def _send(self, sent, locked):
-        self.in_flight.append((sent, locked))
+    def _send(self, sent, then):
+        """``sent`` is on its way; ``then`` takes what it answers."""
+        self.in_flight.append((sent, then))
         if len(self.in_flight) > _WRITES_IN_FLIGHT:
             self.landed()
 
     def send_put(self, chunk):
         locked = cache.lock([reference for _, reference in chunk])
-        self._send(entities.SentPut([record for record, _ in chunk]), locked)
-        self.put += len(chunk)
+        self._send(entities.SentPut([record for record, _ in chunk]),
+                   lambda _: cache.release(locked))
+        self.counts['put'] += len(chunk)
 
     def send_delete(self, references):
-        if references:
-            locked = cache.lock(references)
-            self._send(entities.SentDelete(references), locked)
+        locked = cache.lock(references)
+        self._send(entities.SentDelete(references),
+                   lambda _: cache.release(locked))
+        self.counts['deleted'] += len(references)
 
     def landed(self):
-        sent, locked = self.in_flight.popleft()
-        sent.wait()
-        cache.release(locked)
+        sent, then = self.in_flight.popleft()
+        then(sent.wait())
 
     def wait(self):
         while self.in_flight:
             self.landed()
 
 
-def put_back(backups, namespace):
-    """Put ranges back, delete what they lack in their bounds.
+class _SentGet:
+    """A get of the entities now stored under a chunk's keys, on its way."""
+
+    def __init__(self, references):
+        self.references = references
+        self.rpc = entities.connection().async_get(None, references)
+
+    def wait(self):
+        try:
+            return self.rpc.get_result()
+        except TRANSIENT_ERRORS:
+            return entities.get(self.references)
+
+
+class _Counts(_Writes):
+    """What ``_Writes`` would do, counted and not done (a dry run's): each
+    chunk is compared byte for byte with what is stored under its keys
+    now (``_WRITES_IN_FLIGHT`` reads on their way), stale keys counted."""
+
+    def __init__(self):
+        super().__init__()
+        self.counts = {'created': 0, 'changed': 0, 'deleted': 0}
+
+    def send_put(self, chunk):
+        self._send(_SentGet([reference for _, reference in chunk]),
+                   lambda now: self._compare(chunk, now))
+
+    def send_delete(self, references):
+        self.counts['deleted'] += len(references)
+
+    def _compare(self, chunk, now):
+        for (stored, _), found in zip(chunk, now):
+            if found is None:
+                self.counts['created'] += 1
+            elif found.SerializeToString() != stored:
+                self.counts['changed'] += 1
+
+
+def put_back(backups, namespace, counting=False):
+    """Put ranges back, delete what they lack in their bounds; or with
+    ``counting`` (a dry run), only count what that would create, change
+    and delete.
 
     Each range's query for the keys there now is sent first, and every
     range is on its way before the first answer is read: the scan for
-    stale entities runs while the puts do. Returns the entities put, those
-    deleted, and where the scans stopped (``delete_stale``).
+    stale entities runs while the puts do. Returns the counts (``put`` and
+    ``deleted``, or ``created``, ``changed`` and ``deleted``) and where
+    the scans stopped (``delete_stale``).
     """
     there_now = [entities.send_range(backup.range_kind, namespace,
                                      backup.start, backup.end, keys_only=True)
                  for backup in backups]
-    writes, held_by_range = _Writes(), []
+    writes, held_by_range = _Counts() if counting else _Writes(), []
     for backup in backups:
         held, chunk, size = set(), [], 0
         for record, reference in records(backup, namespace):
@@ -149,59 +194,49 @@ def put_back(backups, namespace):
         if chunk:
             writes.send_put(chunk)
         held_by_range.append(held)
-    deleted, stops = _scan(enumerate(zip(there_now, held_by_range)), writes)
+    stops = _scan(enumerate(zip(there_now, held_by_range)), writes)
     writes.wait()
-    return writes.put, deleted, stops
+    return writes.counts, stops
 
 
-def delete_stale(backups, namespace, stops=None, counting=False):
+def delete_stale(backups, namespace, stops, counting=False):
     """Go on with the scans for stale entities (stored within a range's
     bounds, not in the range) from ``stops`` (``[[position of the range in
-    backups, key], ...]``: from each key to its range's end), or from the
-    start of every range; delete them, or only count them (``counting``,
-    for a dry run). Returns how many, and where the scans stopped."""
-    if stops is None:
-        stops = [[position, backup.start]
-                 for position, backup in enumerate(backups)]
-    writes, scans = None if counting else _Writes(), []
+    backups, key], ...]``: from each key to its range's end, that key read
+    before); delete them, or only count them (``counting``, a dry run).
+    Returns how many, and where the scans stopped."""
+    writes, scans = _Counts() if counting else _Writes(), []
     for position, key in stops:
         backup = backups[position]
         held = {entities.sort_key(reference)
                 for _, reference in records(backup, namespace)}
-        if key is not None and key != backup.start:  # read: not again
-            held.add(entities.sort_key(key._ToPb()))
+        held.add(entities.sort_key(key._ToPb()))  # read before: not again
         scans.append((position, (
             entities.send_range(backup.range_kind, namespace, key,
                                 backup.end, keys_only=True), held)))
-    found, stops = _scan(scans, writes)
-    if writes is not None:
-        writes.wait()
-    return found, stops
+    stops = _scan(scans, writes)
+    writes.wait()
+    return writes.counts['deleted'], stops
 
 
 def _scan(scans, writes):
-    """Delete (or with no ``writes``, count) what each ``(position,
-    (query, held))`` finds that is not ``held``, ``_DELETE_KEYS`` a
-    request as it is found. Returns how many, and where a scan stopped
-    after ``STALE_SCAN`` keys: ``[position, key]`` of the last it read."""
-    stops, found = [], 0
+    """Delete (or count) through ``writes`` what each ``(position, (query,
+    held))`` finds that is not ``held``, ``_DELETE_KEYS`` a request as it
+    is found. Returns where a scan stopped after ``STALE_SCAN`` keys:
+    ``[position, key]`` of the last it read."""
+    stops = []
     for position, (query, held) in scans:
         stale, read = [], 0
         for reference in entities.read_range(query):
             if entities.sort_key(reference) not in held:
                 stale.append(reference)
             if len(stale) == _DELETE_KEYS:
-                found += _stale(stale, writes)
+                writes.send_delete(stale)
                 stale = []
             read += 1
             if read == STALE_SCAN:
                 stops.append([position, entities.key(reference)])
                 break
-        found += _stale(stale, writes)
-    return found, stops
-
-
-def _stale(references, writes):
-    if writes is not None:
-        writes.send_delete(references)
-    return len(references)
+        if stale:
+            writes.send_delete(stale)
+    return stops

@@ -38,7 +38,8 @@ from ..models import ACTIONS, Snapshot
 from ..restores import Restore, RestoreStatus, ranges_count
 
 __all__ = ['restore', 'restore_failed', 'new_record', 'first_tasks',
-           'leaves', 'size_tasks', 'fanout', 'PHASES', 'INLINE_RANGES']
+           'size_tasks', 'begin_part', 'part_done', 'PHASES', 'ENDS',
+           'INLINE_RANGES']
 
 log = logging.getLogger(__name__)
 
@@ -259,72 +260,95 @@ def _start_writing(record):
                           along=[db.model_to_protobuf(record)])
 
 
+def begin_part(phase, restore_id, snapshot_id, index, kind, first, count):
+    """``(record, sent backups)`` for task ``index`` of a phase that puts
+    ranges back (``write``) or counts them (``plan``), or ``(None, None)``
+    if it has nothing to do: the restore is not running, or this part was
+    done before (by a run that may not have ascended: this one does)."""
+    sent = putback.SentBackups(snapshot_id, kind, first, count)
+    record, done = get_all([Restore.key_for(restore_id), completion.key(
+        names.restore_job(restore_id, phase), index)])
+    if not _writing(record):
+        return None, None
+    if done is not None:
+        part_done(record, phase, index, None, None, None)
+        return None, None
+    return record, sent
+
+
 @async_.task
 def restore_ranges(restore_id, snapshot_id, index, kind, first, count):
     """Task: put ``count`` ranges of ``kind`` back; the last one to end
     finishes the restore. Safe to repeat."""
-    job = names.restore_job(restore_id, 'write')
-    sent = putback.SentBackups(snapshot_id, kind, first, count)
-    record, done = get_all([Restore.key_for(restore_id),
-                            completion.key(job, index)])
-    if not _writing(record):
+    record, sent = begin_part('write', restore_id, snapshot_id, index, kind,
+                              first, count)
+    if record is None:
         return
-    if done is not None:  # a run that ended before may not have ascended
-        _written(record, index, None, None, None)
-        return
+    found, stops = putback.put_back(putback.read_backups(sent),
+                                    record.namespace)
     counts = {ranges_count(record.kinds.index(kind)): count,
-              'entities': 0, 'deleted': 0}
-    counts['entities'], counts['deleted'], stops = putback.put_back(
-        putback.read_backups(sent), record.namespace)
-    _written(record, index, (kind, first, count), counts, stops)
+              'entities': found['put'], 'deleted': found['deleted']}
+    part_done(record, 'write', index, (kind, first, count), counts, stops)
+
+
+def _stale_count(record, phase, kind):
+    """The name a phase counts a kind's stale entities by."""
+    return ('deleted' if phase == 'write' else
+            '%d:deleted' % record.kinds.index(kind))
 
 
 @async_.task
-def delete_stale(restore_id, snapshot_id, index, kind, first, count, stops,
-                 counts):
+def scan_on(restore_id, snapshot_id, phase, index, kind, first, count,
+            stops, counts):
     """Task: go on with the scans for entities the snapshot lacks where
-    task ``index`` of the writing (or this task) stopped them
-    (``putback.STALE_SCAN``); the last one marks the task's part done."""
+    task ``index`` of a phase (or this task) stopped them
+    (``putback.STALE_SCAN``), deleting them (``write``) or counting them
+    (``plan``); the last one marks the task's part done."""
     sent = putback.SentBackups(snapshot_id, kind, first, count)
     record = db.get(Restore.key_for(restore_id))
     if not _writing(record):
         return
-    deleted, stops = putback.delete_stale(putback.read_backups(sent),
-                                          record.namespace, stops)
-    counts['deleted'] += deleted
-    _written(record, index, (kind, first, count), counts, stops)
+    found, stops = putback.delete_stale(putback.read_backups(sent),
+                                        record.namespace, stops,
+                                        counting=phase == 'plan')
+    counts[_stale_count(record, phase, kind)] += found
+    part_done(record, phase, index, (kind, first, count), counts, stops)
 
 
 def _writing(record):
-    """Whether a writing task of ``record`` goes on: the restore is
-    running. Still checking, the task came before the record it was
-    stored with (``_start_writing``: one request, not applied all at
-    once): it raises, to be tried again."""
+    """Whether a task that puts back (or counts) for ``record`` goes on:
+    the restore (or dry run) is running. Still checking, the task came
+    before the record it was stored with (``_start_writing``: one request,
+    not applied all at once): it raises, to be tried again."""
     if record is not None and record.status == RestoreStatus.CHECKING.value:
         raise NotYet('restore %s is not writing yet' % record.id)
     return record is not None and record.status == RestoreStatus.RUNNING.value
 
 
-def _write_size(record):
-    return leaves(record, 'write'), fanout(record, 'write')
+#: What ends a phase that puts back or counts, by name: given the record
+#: (and its locks) as read when its last part was stored, and the job's
+#: summed counts.
+ENDS = {}
 
 
-def _written(record, index, ranges, counts, stops):
-    """Writing task ``index`` has put its ``ranges`` (kind, first, count)
-    back: its part is done with ``counts`` (None: done before), unless its
-    scans for stale entities go on from their ``stops``; the last part
-    finishes."""
+def part_done(record, phase, index, ranges, counts, stops):
+    """Task ``index`` of a phase has put back (or counted) its ``ranges``
+    (kind, first, count): its part is done with ``counts`` (None: done
+    before), unless its scans for stale entities go on from their
+    ``stops``; the last part ends the phase."""
     if stops:
-        async_.defer(delete_stale, args=(record.id, record.snapshot_id,
-                                         index) + ranges + (stops, counts),
+        async_.defer(scan_on, args=(record.id, record.snapshot_id, phase,
+                                    index) + ranges + (stops, counts),
                      on_failure=restore_failed, on_failure_args=(record.id,))
         return
-    again = db.get_async([record.key()] + locks.keys(record))
-    job, size = record.job('write'), _write_size(record)
+    again = db.get_async([record.key()] +
+                         ([] if record.dry_run else locks.keys(record)))
+    job, size = record.job(phase), (leaves(record, phase),
+                                     fanout(record, phase))
     total = (completion.ascend(job, index, *size) if counts is None else
              completion.mark(job, index, counts, *size))
     if total:
-        _finish(again.get_result(), total)
+        ENDS[phase](again.get_result(), total)
 
 
 def _finish(found, counts):
@@ -371,4 +395,5 @@ def restore_failed(message, restore_id):
 
 
 PHASES.update(check=check_ranges, write=restore_ranges)
+ENDS['write'] = _finish
 ACTIONS['restore'] = restore
