@@ -116,6 +116,12 @@ def fast_retries(monkeypatch):
     monkeypatch.setattr(defaults, 'RETRY_DELAY', 0.0)
 
 
+def queued(name):
+    """The queued tasks of the task function called ``name``."""
+    return [task for task in async_.get_tasks()
+            if task.func.endswith(':' + name)]
+
+
 def all_bytes(kinds, namespace=''):
     """Every entity of ``kinds`` as encoded bytes, sorted."""
     return sorted(e.SerializeToString() for kind in kinds

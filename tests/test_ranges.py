@@ -14,22 +14,17 @@ from lovely_gae.snapshot.markers import SnapshotMarkers
 from lovely_gae.snapshot.models import (SHARD_STRIDE, RangeBackup,
                                         RangeBackupPart)
 from lovely_gae.testing import rerun
-from tests.conftest import Dummy, Yummy, all_bytes
+from tests.conftest import Dummy, Yummy, all_bytes, queued
 
 
 class Heavy(db.Model):
     payload = db.BlobProperty()
 
 
-def _range_tasks():
-    return [task for task in async_.get_tasks()
-            if task.func.endswith(':store_ranges')]
-
-
 def _until_range_tasks(run_tasks):
-    while not _range_tasks():
+    while not queued('store_ranges'):
         assert run_tasks(max_tasks=1) == 1
-    return _range_tasks()
+    return queued('store_ranges')
 
 
 def test_a_range_task_run_twice_stores_the_range_once(make_entities,
@@ -101,10 +96,8 @@ def test_a_large_kind_is_cut_into_shards_passed_over_at_once(
     make_entities(Yummy, 25)  # a small kind beside it
     before = all_bytes(['Dummy', 'Yummy'])
     snap = api.create_snapshot(['Dummy', 'Yummy'], batchsize=10)
-    shard_tasks = [task for task in async_.get_tasks()
-                   if task.func.endswith(':store_shard')]
-    assert len(shard_tasks) == 4  # cut as it was created, each shard
-    run_tasks(recursive=True)     # stored on its own, all queued with it
+    assert len(queued('store_shard')) == 4  # cut as it was created, each
+    run_tasks(recursive=True)  # shard stored on its own, all queued with it
     snap = api.get_snapshot(snap.id)
     assert snap.status == 'finished'
     counts = snap.range_counts['Dummy']

@@ -10,12 +10,7 @@ from lovely_gae.snapshot.work import deleting, restore
 from lovely_gae.snapshot.models import RangeBackup
 from lovely_gae.snapshot.restores import Restore
 from lovely_gae.testing import rerun
-from tests.conftest import Dummy, Yummy, all_bytes
-
-
-def _restore_tasks():
-    return [task for task in async_.get_tasks()
-            if task.func.endswith(':restore_ranges')]
+from tests.conftest import Dummy, Yummy, all_bytes, queued
 
 
 def state(kinds=('Dummy',)):
@@ -91,9 +86,9 @@ def test_restore_tasks_run_twice_do_no_harm(make_entities, finished_snapshot,
     db.delete(keys[::2])
     extra = make_entities(Dummy, 3)
     snap.restore()
-    while not _restore_tasks():
+    while not queued('restore_ranges'):
         run_tasks(max_tasks=1)
-    tasks = _restore_tasks()
+    tasks = queued('restore_ranges')
     for task in tasks + tasks:  # each range twice, as a retry would
         rerun(task)
     assert all_bytes(['Dummy']) == before

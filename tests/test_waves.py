@@ -4,13 +4,12 @@ import pytest
 from lovely_gae import async_, defaults, push
 from lovely_gae.snapshot import api
 from lovely_gae.snapshot.work import restore
-from tests.conftest import Dummy, all_bytes
+from tests.conftest import Dummy, all_bytes, queued
 
 
-def _queued(name):
+def _sizes(name):
     """``(ranges, ...)`` of the queued tasks named ``name``, by index."""
-    found = sorted(task.arguments()[0][2:] for task in async_.get_tasks()
-                   if task.func.endswith(':' + name))
+    found = sorted(task.arguments()[0][2:] for task in queued(name))
     return [count for _, _, _, count in found]
 
 
@@ -35,9 +34,9 @@ def test_writing_tasks_share_the_ranges_out_in_whole_waves(
     monkeypatch.setattr(restore, 'WRITE_RANGES', most)
     before = all_bytes(['Dummy'])
     nine_ranges.restore()
-    while not _queued('restore_ranges'):
+    while not _sizes('restore_ranges'):
         assert run_tasks(max_tasks=1) == 1
-    assert _queued('restore_ranges') == tasks
+    assert _sizes('restore_ranges') == tasks
     run_tasks(recursive=True)
     assert all_bytes(['Dummy']) == before
     assert api.get_snapshot(nine_ranges.id).restore_progress()[
@@ -49,8 +48,8 @@ def test_checks_commit_with_the_start_spread_over_as_many_as_may(
     monkeypatch.setattr(restore, 'INLINE_RANGES', 3)  # tasks in its commit
     monkeypatch.setattr(defaults, 'SHARDS', 8)
     nine_ranges.restore()
-    assert _queued('check_ranges') == [3, 3, 3]  # not 5 of 2 and a fan-out
-    assert _queued('fan_out') == []
+    assert _sizes('check_ranges') == [3, 3, 3]  # not 5 of 2 and a fan-out
+    assert _sizes('fan_out') == []
 
 
 def test_a_dry_run_sizes_its_tasks_as_a_restore(nine_ranges, run_tasks,
@@ -58,7 +57,7 @@ def test_a_dry_run_sizes_its_tasks_as_a_restore(nine_ranges, run_tasks,
     monkeypatch.setattr(defaults, 'SHARDS', 2)
     monkeypatch.setattr(restore, 'INLINE_RANGES', 2)  # tasks in its commit
     nine_ranges.restore(dry_run=True)
-    assert _queued('plan_ranges') == [5, 4]
+    assert _sizes('plan_ranges') == [5, 4]
     run_tasks(recursive=True)
     assert api.get_snapshot(nine_ranges.id).plan_progress()['plan'] == {
         'Dummy': {'created': 0, 'changed': 0, 'deleted': 0}}
@@ -109,15 +108,13 @@ def test_a_copy_that_dies_after_seeing_the_end_stops_no_one(
     monkeypatch.setattr(restore, 'INLINE_RANGES', inline)
     before = all_bytes(['Dummy'])
     nine_ranges.restore()
-    while not _queued(phase):
+    while not _sizes(phase):
         assert run_tasks(max_tasks=1) == 1
-    tasks = {task.name: task for task in async_.get_tasks()
-             if task.func.endswith(':' + phase)}
+    tasks = {task.name: task for task in queued(phase)}
     assert len(tasks) > 1
     for _ in range(len(tasks) - 1):  # all but the last
         assert run_tasks(max_tasks=1) == 1
-    [last] = [task.name for task in async_.get_tasks()
-              if task.func.endswith(':' + phase)]
+    [last] = [task.name for task in queued(phase)]
     zombie = next(task for name, task in tasks.items() if name != last)
     real = completion.mark, restore._start_writing, restore._finish
 
@@ -158,7 +155,7 @@ def test_a_finished_restore_keeps_no_marker_of_its_checks(
         [record] = Restore.all()
         return [done for done in completion.Done.all()
                 if done.key().name().startswith(record.job('check'))]
-    while not _queued('restore_ranges'):
+    while not _sizes('restore_ranges'):
         assert run_tasks(max_tasks=1) == 1
     assert checks()
     run_tasks(recursive=True)
@@ -185,7 +182,7 @@ def test_a_late_start_of_the_writing_puts_nothing_back_again(
     since.title = 'written since'
     since.put()
     restore._start_writing(late)
-    assert _queued('restore_ranges')
+    assert _sizes('restore_ranges')
     run_tasks(recursive=True)
     assert Dummy.get(since.key()).title == 'written since'
     assert api.get_snapshot(nine_ranges.id).restore_progress()[
@@ -269,10 +266,9 @@ def test_a_writing_task_that_sees_the_checks_still_running_is_not_lost(
         late.extend(along)  # ... the record a moment later
     monkeypatch.setattr(taskstore, 'enqueue', enqueue)
     nine_ranges.restore()
-    while not _queued('restore_ranges'):
+    while not _sizes('restore_ranges'):
         assert run_tasks(max_tasks=1) == 1
-    [first] = [task.name for task in async_.get_tasks()
-               if task.func.endswith(':restore_ranges')][:1]
+    first = queued('restore_ranges')[0].name
     assert async_.run_task(first)  # a worker takes it meanwhile
     entities.put(late)  # the record says running
     run_tasks(recursive=True, wait=True)
