@@ -146,6 +146,14 @@ def unsharded(monkeypatch):
 
 
 @pytest.fixture
+def sharded(monkeypatch):
+    """Kinds with 20 sampled keys are cut into 4 shards."""
+    from lovely_gae.snapshot.work import passes
+    monkeypatch.setattr(passes, 'SAMPLE', 20)
+    monkeypatch.setattr(defaults, 'SHARDS', 4)
+
+
+@pytest.fixture
 def store(tmp_path, monkeypatch):
     """A datastore file for the CLI, in a working directory of its own."""
     monkeypatch.chdir(tmp_path)

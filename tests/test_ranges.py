@@ -3,13 +3,12 @@ no entity that every task writes, and deleting a snapshot."""
 import collections
 import os
 
-import pytest
 from google.appengine.api import datastore
 from google.appengine.ext import db
 
 from lovely_gae import async_, completion, defaults
 from lovely_gae.snapshot import api
-from lovely_gae.snapshot.work import passes, ranges
+from lovely_gae.snapshot.work import ranges
 from lovely_gae.snapshot.markers import SnapshotMarkers
 from lovely_gae.snapshot.models import (SHARD_STRIDE, RangeBackup,
                                         RangeBackupPart)
@@ -81,13 +80,6 @@ def test_a_retried_callback_queues_its_ranges_once(make_entities, run_tasks):
     assert len(async_.get_tasks()) == 1 + 3
     assert run_tasks(recursive=True) == 4  # the callback once more, 3 ranges
     assert api.get_snapshot(snap.id).rangebackup_set.count() == 3
-
-
-@pytest.fixture
-def sharded(monkeypatch):
-    """Kinds with 20 sampled keys are cut into 4 shards."""
-    monkeypatch.setattr(passes, 'SAMPLE', 20)
-    monkeypatch.setattr(defaults, 'SHARDS', 4)
 
 
 def test_a_large_kind_is_cut_into_shards_passed_over_at_once(

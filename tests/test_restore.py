@@ -2,7 +2,7 @@
 import pytest
 from google.appengine.ext import db, ndb
 
-from lovely_gae import async_, completion, defaults, entities
+from lovely_gae import async_, completion, entities
 from lovely_gae.exceptions import (RangeCorrupted, RestoreRunning,
                                    SnapshotIncomplete)
 from lovely_gae.snapshot import api
@@ -20,10 +20,9 @@ def state(kinds=('Dummy',)):
 
 
 @pytest.fixture
-def large(monkeypatch):
+def large(monkeypatch, unsharded):
     """Restores too large to be checked in the call that starts them, their
     tasks as large as allowed (one worker: waves of one task)."""
-    monkeypatch.setattr(defaults, 'SHARDS', 1)
     monkeypatch.setattr(restore, 'INLINE_RANGES', 1)
     monkeypatch.setattr(restore, 'CHECK_RANGES', 2)
     monkeypatch.setattr(restore, 'WRITE_RANGES', 2)

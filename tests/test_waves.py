@@ -14,9 +14,8 @@ def _sizes(name):
 
 
 @pytest.fixture
-def nine_ranges(make_entities, finished_snapshot, monkeypatch):
+def nine_ranges(make_entities, finished_snapshot, monkeypatch, unsharded):
     """A snapshot of 9 ranges, too many to restore in the starting call."""
-    monkeypatch.setattr(defaults, 'SHARDS', 1)
     make_entities(Dummy, 90)
     snap = finished_snapshot(['Dummy'], batchsize=10)
     monkeypatch.setattr(restore, 'INLINE_RANGES', 1)
