@@ -122,6 +122,13 @@ def queued(name):
             if task.func.endswith(':' + name)]
 
 
+def until_queued(run_tasks, name):
+    """Run tasks one at a time until some of ``name`` are queued; those."""
+    while not queued(name):
+        assert run_tasks(max_tasks=1) == 1
+    return queued(name)
+
+
 def all_bytes(kinds, namespace=''):
     """Every entity of ``kinds`` as encoded bytes, sorted."""
     return sorted(e.SerializeToString() for kind in kinds

@@ -13,24 +13,18 @@ from lovely_gae.snapshot.markers import SnapshotMarkers
 from lovely_gae.snapshot.models import (SHARD_STRIDE, RangeBackup,
                                         RangeBackupPart)
 from lovely_gae.testing import rerun
-from tests.conftest import Dummy, Yummy, all_bytes, queued
+from tests.conftest import Dummy, Yummy, all_bytes, queued, until_queued
 
 
 class Heavy(db.Model):
     payload = db.BlobProperty()
 
 
-def _until_range_tasks(run_tasks):
-    while not queued('store_ranges'):
-        assert run_tasks(max_tasks=1) == 1
-    return queued('store_ranges')
-
-
 def test_a_range_task_run_twice_stores_the_range_once(make_entities,
                                                       run_tasks):
     make_entities(Dummy, 30)
     snap = api.create_snapshot(['Dummy'], batchsize=10)
-    tasks = _until_range_tasks(run_tasks)
+    tasks = until_queued(run_tasks, 'store_ranges')
     assert len(tasks) == 3
     for task in tasks:
         rerun(task)
@@ -50,7 +44,7 @@ def test_a_losing_racer_leaves_no_parts_behind(gae_testbed, run_tasks,
     monkeypatch.setattr(defaults, 'PART_SIZE', 64 * 1024)
     db.put([Heavy(payload=os.urandom(10 * 1000)) for _ in range(30)])
     snap = api.create_snapshot(['Heavy'])
-    [task] = _until_range_tasks(run_tasks)
+    [task] = until_queued(run_tasks, 'store_ranges')
     write = ranges.write
     racers = []
 
@@ -175,7 +169,7 @@ def test_what_tasks_of_a_snapshot_deleted_while_storing_write_goes_too(
         make_entities, run_tasks, monkeypatch):
     make_entities(Dummy, 30)
     snap = api.create_snapshot(['Dummy'], batchsize=10)
-    tasks = _until_range_tasks(run_tasks)
+    tasks = until_queued(run_tasks, 'store_ranges')
     monkeypatch.setattr(defaults, 'LEASE_SECONDS', 0.0)  # run out at once
     api.get_snapshot(snap.id).delete()
     for task in tasks:  # workers that had taken them before the delete

@@ -10,7 +10,7 @@ from lovely_gae.snapshot.work import deleting, restore
 from lovely_gae.snapshot.models import RangeBackup
 from lovely_gae.snapshot.restores import Restore
 from lovely_gae.testing import rerun
-from tests.conftest import Dummy, Yummy, all_bytes, queued
+from tests.conftest import Dummy, Yummy, all_bytes, until_queued
 
 
 def state(kinds=('Dummy',)):
@@ -85,9 +85,7 @@ def test_restore_tasks_run_twice_do_no_harm(make_entities, finished_snapshot,
     db.delete(keys[::2])
     extra = make_entities(Dummy, 3)
     snap.restore()
-    while not queued('restore_ranges'):
-        run_tasks(max_tasks=1)
-    tasks = queued('restore_ranges')
+    tasks = until_queued(run_tasks, 'restore_ranges')
     for task in tasks + tasks:  # each range twice, as a retry would
         rerun(task)
     assert all_bytes(['Dummy']) == before

@@ -4,13 +4,19 @@ import pytest
 from lovely_gae import async_, defaults, push
 from lovely_gae.snapshot import api
 from lovely_gae.snapshot.work import restore
-from tests.conftest import Dummy, all_bytes, queued
+from tests.conftest import Dummy, all_bytes, queued, until_queued
 
 
 def _sizes(name):
     """``(ranges, ...)`` of the queued tasks named ``name``, by index."""
     found = sorted(task.arguments()[0][2:] for task in queued(name))
     return [count for _, _, _, count in found]
+
+
+def _assert_finished(snap):
+    """``snap``'s restore has finished, as stored now."""
+    assert api.get_snapshot(snap.id).restore_progress()[
+        'status'] == 'finished'
 
 
 @pytest.fixture
@@ -33,13 +39,11 @@ def test_writing_tasks_share_the_ranges_out_in_whole_waves(
     monkeypatch.setattr(restore, 'WRITE_RANGES', most)
     before = all_bytes(['Dummy'])
     nine_ranges.restore()
-    while not _sizes('restore_ranges'):
-        assert run_tasks(max_tasks=1) == 1
+    until_queued(run_tasks, 'restore_ranges')
     assert _sizes('restore_ranges') == tasks
     run_tasks(recursive=True)
     assert all_bytes(['Dummy']) == before
-    assert api.get_snapshot(nine_ranges.id).restore_progress()[
-        'status'] == 'finished'
+    _assert_finished(nine_ranges)
 
 
 def test_checks_commit_with_the_start_spread_over_as_many_as_may(
@@ -107,9 +111,7 @@ def test_a_copy_that_dies_after_seeing_the_end_stops_no_one(
     monkeypatch.setattr(restore, 'INLINE_RANGES', inline)
     before = all_bytes(['Dummy'])
     nine_ranges.restore()
-    while not _sizes(phase):
-        assert run_tasks(max_tasks=1) == 1
-    tasks = {task.name: task for task in queued(phase)}
+    tasks = {task.name: task for task in until_queued(run_tasks, phase)}
     assert len(tasks) > 1
     for _ in range(len(tasks) - 1):  # all but the last
         assert run_tasks(max_tasks=1) == 1
@@ -134,8 +136,7 @@ def test_a_copy_that_dies_after_seeing_the_end_stops_no_one(
     monkeypatch.setattr(completion, 'mark', mark)
     run_tasks(recursive=True)
     assert async_.get_tasks() == []
-    assert api.get_snapshot(nine_ranges.id).restore_progress()[
-        'status'] == 'finished'
+    _assert_finished(nine_ranges)
     assert all_bytes(['Dummy']) == before
 
 
@@ -154,12 +155,10 @@ def test_a_finished_restore_keeps_no_marker_of_its_checks(
         [record] = Restore.all()
         return [done for done in completion.Done.all()
                 if done.key().name().startswith(record.job('check'))]
-    while not _sizes('restore_ranges'):
-        assert run_tasks(max_tasks=1) == 1
+    until_queued(run_tasks, 'restore_ranges')
     assert checks()
     run_tasks(recursive=True)
-    assert api.get_snapshot(nine_ranges.id).restore_progress()[
-        'status'] == 'finished'
+    _assert_finished(nine_ranges)
     assert checks() == []
 
 
@@ -175,8 +174,7 @@ def test_a_late_start_of_the_writing_puts_nothing_back_again(
     nine_ranges.restore()
     [late] = Restore.all()  # as read by that task: checking
     run_tasks(recursive=True)
-    assert api.get_snapshot(nine_ranges.id).restore_progress()[
-        'status'] == 'finished'
+    _assert_finished(nine_ranges)
     since = Dummy.all().get()
     since.title = 'written since'
     since.put()
@@ -184,8 +182,7 @@ def test_a_late_start_of_the_writing_puts_nothing_back_again(
     assert _sizes('restore_ranges')
     run_tasks(recursive=True)
     assert Dummy.get(since.key()).title == 'written since'
-    assert api.get_snapshot(nine_ranges.id).restore_progress()[
-        'status'] == 'finished'
+    _assert_finished(nine_ranges)
     assert list(locks.held()) == []
 
 
@@ -210,14 +207,12 @@ def test_the_start_of_the_writing_stored_again_does_not_write_again(
     monkeypatch.setattr(taskstore, 'enqueue', enqueue)
     nine_ranges.restore()
     run_tasks(recursive=True)  # the first try landed; its tasks ran
-    assert api.get_snapshot(nine_ranges.id).restore_progress()[
-        'status'] == 'finished'
+    _assert_finished(nine_ranges)
     [(tasks, along)] = sent
     written = Dummy(title='written once the restore had finished').put()
     real(tasks, along)  # the retry of the request (retrying: same list)
     run_tasks(recursive=True)
-    assert api.get_snapshot(nine_ranges.id).restore_progress()[
-        'status'] == 'finished'
+    _assert_finished(nine_ranges)
     assert db.get(written) is not None
 
 
@@ -241,8 +236,7 @@ def test_the_checks_markers_go_even_if_the_last_part_dies_first(
     [record] = Restore.all()
     run_tasks(recursive=True, wait=True)
     assert died
-    assert api.get_snapshot(nine_ranges.id).restore_progress()[
-        'status'] == 'finished'
+    _assert_finished(nine_ranges)
     assert [done for done in completion.Done.all() if done.key().name(
     ).startswith(record.job('check'))] == []
 
@@ -265,11 +259,8 @@ def test_a_writing_task_that_sees_the_checks_still_running_is_not_lost(
         late.extend(along)  # ... the record a moment later
     monkeypatch.setattr(taskstore, 'enqueue', enqueue)
     nine_ranges.restore()
-    while not _sizes('restore_ranges'):
-        assert run_tasks(max_tasks=1) == 1
-    first = queued('restore_ranges')[0].name
+    first = until_queued(run_tasks, 'restore_ranges')[0].name
     assert async_.run_task(first)  # a worker takes it meanwhile
     entities.put(late)  # the record says running
     run_tasks(recursive=True, wait=True)
-    assert api.get_snapshot(nine_ranges.id).restore_progress()[
-        'status'] == 'finished'
+    _assert_finished(nine_ranges)
