@@ -90,23 +90,24 @@ def defer_many(tasks, along=()):
     waiting, running = _waiting.get(), _running.get()
     tasks = [task for task in tasks if task.name not in waiting]
     taskstore.enqueue(tasks, along)
-    by_due = {}
-    for stored in tasks:
-        if running is not None and stored.name == running[0]:
-            running[1] = True  # its run must not delete it when done
-        by_due.setdefault(stored.due, []).append(stored.name)
-    for due, names in sorted(by_due.items()):
-        push.announce(names, due)
+    if running is not None and any(t.name == running[0] for t in tasks):
+        running[1] = True  # its run must not delete it when done
+    _announce(tasks)
 
 
 def push_again(names):
     """Push each of the stored tasks ``names`` on its own, as it is due."""
+    _announce([found for found in taskstore.get(names)
+               if found is not None and found.due is not None])
+
+
+def _announce(tasks):
+    """Announce ``tasks`` to the pusher, those due at once together."""
     by_due = {}
-    for found in taskstore.get(names):
-        if found is not None and found.due is not None:
-            by_due.setdefault(found.due, []).append(found.name)
-    for due, group in sorted(by_due.items()):
-        push.announce(group, due)
+    for stored in tasks:
+        by_due.setdefault(stored.due, []).append(stored.name)
+    for due, names in sorted(by_due.items()):
+        push.announce(names, due)
 
 
 def run_task(name):
@@ -173,12 +174,10 @@ def retry_failed():
     """Queue the failed tasks again, due now with no attempts used; how
     many. Each keeps its last error until it runs."""
     tasks = taskstore.failed()
-    now = utcnow()
     for failed in tasks:
         failed.attempts = 0
-    taskstore.retry(tasks, now)
-    if tasks:
-        push.announce([failed.name for failed in tasks], now)
+    taskstore.retry(tasks, utcnow())
+    _announce(tasks)
     return len(tasks)
 
 
@@ -202,9 +201,9 @@ def run_tasks(recursive=False, wait=False, deadline=None, max_tasks=None,
     ``clock`` keeps the time (default: a real ``Clock``).
 
     A worker leases the due tasks 20 at a time, in the order they fall
-    due. One of many that poll at once (``shared``) leases one at a time
-    (``_run_shared``): the workers share what is due, rather than one
-    running it all while the rest wait.
+    due (``_run_due``). One of many that poll at once (``shared``) leases
+    one at a time (``_run_shared``): the workers share what is due, rather
+    than one running it all while the rest wait.
     """
     clock = clock or Clock()
     grace = datetime.timedelta(seconds=defaults.SWEEP_GRACE if
@@ -217,23 +216,10 @@ def run_tasks(recursive=False, wait=False, deadline=None, max_tasks=None,
                 (stop_at is not None and clock.now() >= stop_at))
     ran = 0
     while True:
-        ran_in_pass = 0
         taskstore.recover(clock.now())
-        if shared:
-            ran_in_pass = _run_shared(clock, clock.now() - grace,
-                                      lambda n: out_of_budget(ran + n))
-            ran += ran_in_pass
-        for refs in () if shared else taskstore.due(clock.now() - grace):
-            while refs:
-                if out_of_budget(ran):
-                    return ran
-                token = uuid.uuid4().hex
-                leased, refs = taskstore.lease(refs, token, clock.now(),
-                                               defaults.LEASE_SECONDS)
-                count = _run_lease(token, leased, clock,
-                                   lambda n: out_of_budget(ran + n))
-                ran += count
-                ran_in_pass += count
+        ran_in_pass = (_run_shared if shared else _run_due)(
+            clock, clock.now() - grace, lambda n: out_of_budget(ran + n))
+        ran += ran_in_pass
         if out_of_budget(ran):
             return ran
         if not recursive or (ran_in_pass == 0 and not wait):
@@ -251,6 +237,21 @@ def run_tasks(recursive=False, wait=False, deadline=None, max_tasks=None,
             clock.sleep(pause)
 
 
+def _run_due(clock, cutoff, out_of_budget):
+    """Lease and run the tasks due by ``cutoff`` in order; how many ran."""
+    ran = 0
+    for refs in taskstore.due(cutoff):
+        while refs:
+            if out_of_budget(ran):
+                return ran
+            token = uuid.uuid4().hex
+            leased, refs = taskstore.lease(refs, token, clock.now(),
+                                           defaults.LEASE_SECONDS)
+            ran += _run_lease(token, leased, clock,
+                              lambda n: out_of_budget(ran + n))
+    return ran
+
+
 def _run_shared(clock, cutoff, out_of_budget):
     """Lease and run due tasks one at a time, as one of many workers; how
     many ran.
@@ -265,8 +266,8 @@ def _run_shared(clock, cutoff, out_of_budget):
     """
     ran, tried = 0, set()
     while not out_of_budget(ran):
-        refs = {ref.path.element[-1].name: ref for batch in
-                taskstore.due(cutoff, limit=taskstore.BATCH) for ref in batch}
+        first = next(taskstore.due(cutoff, limit=taskstore.BATCH), [])
+        refs = {ref.path.element[-1].name: ref for ref in first}
         with _claimed_lock:
             free = sorted(set(refs) - tried - _claimed)
             if not free:

@@ -176,35 +176,37 @@ def _put_request(records):
     return request
 
 
-class SentPut:
-    """A ``put_encoded`` on its way: ``wait`` for it (and put again, as
-    ``retrying`` would, if it failed for a transient reason)."""
+class _SentWrite:
+    """A write on its way: ``wait`` for it (and send ``items`` again with
+    ``again``, as ``retrying`` would, if it failed for a transient reason)."""
 
-    def __init__(self, records):
-        self.records = records
-        self.rpc = connection().make_rpc_call(
-            None, 'Put', _put_request(records), datastore_pb.PutResponse())
-
-    def wait(self):
-        try:
-            connection().check_rpc_success(self.rpc)
-        except TRANSIENT_ERRORS:
-            put_encoded(self.records)
-
-
-class SentDelete:
-    """A ``delete`` on its way: ``wait`` for it (and delete again, as
-    ``retrying`` would, if it failed for a transient reason)."""
-
-    def __init__(self, references):
-        self.references = list(references)
-        self.rpc = connection().async_delete(None, self.references)
+    def __init__(self, rpc, again, items):
+        self.rpc, self._again, self._items = rpc, again, items
 
     def wait(self):
         try:
             self.rpc.get_result()
         except TRANSIENT_ERRORS:
-            delete(self.references)
+            self._again(self._items)
+
+
+class SentPut(_SentWrite):
+    """A ``put_encoded`` on its way."""
+
+    def __init__(self, records):
+        conn = connection()
+        super().__init__(conn.make_rpc_call(
+            None, 'Put', _put_request(records), datastore_pb.PutResponse(),
+            get_result_hook=conn.check_rpc_success), put_encoded, records)
+
+
+class SentDelete(_SentWrite):
+    """A ``delete`` on its way."""
+
+    def __init__(self, references):
+        references = list(references)
+        super().__init__(connection().async_delete(None, references), delete,
+                         references)
 
 
 def _call(method, request, response_type):

@@ -116,6 +116,19 @@ def fast_retries(monkeypatch):
     monkeypatch.setattr(defaults, 'RETRY_DELAY', 0.0)
 
 
+def queued(name):
+    """The queued tasks of the task function called ``name``."""
+    return [task for task in async_.get_tasks()
+            if task.func.endswith(':' + name)]
+
+
+def until_queued(run_tasks, name):
+    """Run tasks one at a time until some of ``name`` are queued; those."""
+    while not queued(name):
+        assert run_tasks(max_tasks=1) == 1
+    return queued(name)
+
+
 def all_bytes(kinds, namespace=''):
     """Every entity of ``kinds`` as encoded bytes, sorted."""
     return sorted(e.SerializeToString() for kind in kinds
@@ -137,6 +150,14 @@ def ticking_clock(monkeypatch):
 def unsharded(monkeypatch):
     """Kinds of any size stay one shard: ranges 0 to n - 1."""
     monkeypatch.setattr(defaults, 'SHARDS', 1)
+
+
+@pytest.fixture
+def sharded(monkeypatch):
+    """Kinds with 20 sampled keys are cut into 4 shards."""
+    from lovely_gae.snapshot.work import passes
+    monkeypatch.setattr(passes, 'SAMPLE', 20)
+    monkeypatch.setattr(defaults, 'SHARDS', 4)
 
 
 @pytest.fixture

@@ -69,6 +69,18 @@ def test_puts_sent_together_land_once_each_a_failed_one_again(
     assert stored == records
 
 
+def test_deletes_sent_together_land_once_each_a_failed_one_again(
+        gae_testbed, faulty_datastore):
+    keys = [datastore.Put(datastore.Entity('Raw', name='n%d' % number))
+            for number in range(4)]
+    fault = faulty_datastore(every=2, methods=('Delete',))
+    sent = [entities.SentDelete([entities.ref(key)]) for key in keys]
+    for delete in sent:
+        delete.wait()
+    assert fault.injected >= 1
+    assert list(entities.iter_range('Raw', '')) == []
+
+
 def test_put_encoded_raises_the_datastores_errors(gae_testbed):
     entity = datastore.Entity('Raw', name='x', _app='another-app')
     with pytest.raises(datastore_errors.BadRequestError):

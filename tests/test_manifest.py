@@ -17,14 +17,13 @@ from lovely_gae.snapshot.client import quiet
 from lovely_gae.snapshot.models import SHARD_STRIDE, RangeBackup
 from lovely_gae.snapshot.transfer.remote import RemoteClient
 from tests.conftest import Dummy, Yummy
-from tests import test_ranges, test_transfer_trust
+from tests import test_transfer_trust
 from tests.test_transfer_trust import SNAPSHOT_ID, download, pages_of, record
 
 SNAPSHOTS = '/lovely.gae/snapshots'
 PAGE = 7
 
 # Fixtures of other modules that tests here use too.
-sharded = test_ranges.sharded
 hostile = test_transfer_trust.hostile
 
 

@@ -3,7 +3,7 @@ leaves ranges that cover the kind once: no entity missed, none twice."""
 import pytest
 from google.appengine.ext import db
 
-from lovely_gae import async_, defaults, entities
+from lovely_gae import async_, entities
 from lovely_gae.snapshot import api
 from lovely_gae.snapshot.work import passes, ranges, shards
 from tests.conftest import Dummy
@@ -64,9 +64,7 @@ def test_a_pass_run_again_over_changed_keys_keeps_the_chunks_it_handed_on(
 
 
 def test_a_kind_cut_again_keeps_its_first_cut_and_the_parts_committed(
-        gae_testbed, run_tasks, monkeypatch, fast_retries):
-    monkeypatch.setattr(passes, 'SAMPLE', 20)
-    monkeypatch.setattr(defaults, 'SHARDS', 4)
+        gae_testbed, run_tasks, monkeypatch, fast_retries, sharded):
     # Cut by its first task, as the kinds of a snapshot of many kinds are.
     monkeypatch.setattr(passes, 'sample_kinds', lambda kinds, namespace: dict)
     put_named(range(0, 2000, 10))  # 200 entities
@@ -92,11 +90,9 @@ def test_a_kind_cut_again_keeps_its_first_cut_and_the_parts_committed(
     (23, ['store_shard'] * 4),  # its shards commit with the snapshot
     (3, ['start_kind'])])       # too many: a task of the kind queues them
 def test_a_kind_cut_as_its_snapshot_is_created_keeps_that_cut(
-        gae_testbed, run_tasks, monkeypatch, fast_retries, first_tasks,
-        queued):
+        gae_testbed, run_tasks, monkeypatch, fast_retries, sharded,
+        first_tasks, queued):
     monkeypatch.setattr(passes, '_FIRST_KINDS', first_tasks)
-    monkeypatch.setattr(passes, 'SAMPLE', 20)
-    monkeypatch.setattr(defaults, 'SHARDS', 4)
     put_named(range(0, 2000, 10))  # 200 entities
     sampled = []
     original = passes.shard_starts

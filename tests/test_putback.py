@@ -2,16 +2,15 @@
 import pytest
 from google.appengine.ext import db
 
-from lovely_gae import defaults, entities
+from lovely_gae import entities
 from lovely_gae.snapshot import api
 from lovely_gae.snapshot.work import putback, restore
 from tests.conftest import Dummy, all_bytes
 
 
 @pytest.fixture
-def one_writer(monkeypatch):
+def one_writer(monkeypatch, unsharded):
     """A large restore whose ranges one writing task puts back."""
-    monkeypatch.setattr(defaults, 'SHARDS', 1)
     monkeypatch.setattr(restore, 'INLINE_RANGES', 1)
     monkeypatch.setattr(restore, 'WRITE_RANGES', 10)
 

@@ -3,40 +3,28 @@ no entity that every task writes, and deleting a snapshot."""
 import collections
 import os
 
-import pytest
 from google.appengine.api import datastore
 from google.appengine.ext import db
 
 from lovely_gae import async_, completion, defaults
 from lovely_gae.snapshot import api
-from lovely_gae.snapshot.work import passes, ranges
+from lovely_gae.snapshot.work import ranges
 from lovely_gae.snapshot.markers import SnapshotMarkers
 from lovely_gae.snapshot.models import (SHARD_STRIDE, RangeBackup,
                                         RangeBackupPart)
 from lovely_gae.testing import rerun
-from tests.conftest import Dummy, Yummy, all_bytes
+from tests.conftest import Dummy, Yummy, all_bytes, queued, until_queued
 
 
 class Heavy(db.Model):
     payload = db.BlobProperty()
 
 
-def _range_tasks():
-    return [task for task in async_.get_tasks()
-            if task.func.endswith(':store_ranges')]
-
-
-def _until_range_tasks(run_tasks):
-    while not _range_tasks():
-        assert run_tasks(max_tasks=1) == 1
-    return _range_tasks()
-
-
 def test_a_range_task_run_twice_stores_the_range_once(make_entities,
                                                       run_tasks):
     make_entities(Dummy, 30)
     snap = api.create_snapshot(['Dummy'], batchsize=10)
-    tasks = _until_range_tasks(run_tasks)
+    tasks = until_queued(run_tasks, 'store_ranges')
     assert len(tasks) == 3
     for task in tasks:
         rerun(task)
@@ -56,7 +44,7 @@ def test_a_losing_racer_leaves_no_parts_behind(gae_testbed, run_tasks,
     monkeypatch.setattr(defaults, 'PART_SIZE', 64 * 1024)
     db.put([Heavy(payload=os.urandom(10 * 1000)) for _ in range(30)])
     snap = api.create_snapshot(['Heavy'])
-    [task] = _until_range_tasks(run_tasks)
+    [task] = until_queued(run_tasks, 'store_ranges')
     write = ranges.write
     racers = []
 
@@ -88,23 +76,14 @@ def test_a_retried_callback_queues_its_ranges_once(make_entities, run_tasks):
     assert api.get_snapshot(snap.id).rangebackup_set.count() == 3
 
 
-@pytest.fixture
-def sharded(monkeypatch):
-    """Kinds with 20 sampled keys are cut into 4 shards."""
-    monkeypatch.setattr(passes, 'SAMPLE', 20)
-    monkeypatch.setattr(defaults, 'SHARDS', 4)
-
-
 def test_a_large_kind_is_cut_into_shards_passed_over_at_once(
         make_entities, finished_snapshot, run_tasks, sharded):
     keys = make_entities(Dummy, 200)
     make_entities(Yummy, 25)  # a small kind beside it
     before = all_bytes(['Dummy', 'Yummy'])
     snap = api.create_snapshot(['Dummy', 'Yummy'], batchsize=10)
-    shard_tasks = [task for task in async_.get_tasks()
-                   if task.func.endswith(':store_shard')]
-    assert len(shard_tasks) == 4  # cut as it was created, each shard
-    run_tasks(recursive=True)     # stored on its own, all queued with it
+    assert len(queued('store_shard')) == 4  # cut as it was created, each
+    run_tasks(recursive=True)  # shard stored on its own, all queued with it
     snap = api.get_snapshot(snap.id)
     assert snap.status == 'finished'
     counts = snap.range_counts['Dummy']
@@ -190,7 +169,7 @@ def test_what_tasks_of_a_snapshot_deleted_while_storing_write_goes_too(
         make_entities, run_tasks, monkeypatch):
     make_entities(Dummy, 30)
     snap = api.create_snapshot(['Dummy'], batchsize=10)
-    tasks = _until_range_tasks(run_tasks)
+    tasks = until_queued(run_tasks, 'store_ranges')
     monkeypatch.setattr(defaults, 'LEASE_SECONDS', 0.0)  # run out at once
     api.get_snapshot(snap.id).delete()
     for task in tasks:  # workers that had taken them before the delete

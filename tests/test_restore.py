@@ -2,7 +2,7 @@
 import pytest
 from google.appengine.ext import db, ndb
 
-from lovely_gae import async_, completion, defaults, entities
+from lovely_gae import async_, completion, entities
 from lovely_gae.exceptions import (RangeCorrupted, RestoreRunning,
                                    SnapshotIncomplete)
 from lovely_gae.snapshot import api
@@ -10,12 +10,7 @@ from lovely_gae.snapshot.work import deleting, restore
 from lovely_gae.snapshot.models import RangeBackup
 from lovely_gae.snapshot.restores import Restore
 from lovely_gae.testing import rerun
-from tests.conftest import Dummy, Yummy, all_bytes
-
-
-def _restore_tasks():
-    return [task for task in async_.get_tasks()
-            if task.func.endswith(':restore_ranges')]
+from tests.conftest import Dummy, Yummy, all_bytes, until_queued
 
 
 def state(kinds=('Dummy',)):
@@ -25,10 +20,9 @@ def state(kinds=('Dummy',)):
 
 
 @pytest.fixture
-def large(monkeypatch):
+def large(monkeypatch, unsharded):
     """Restores too large to be checked in the call that starts them, their
     tasks as large as allowed (one worker: waves of one task)."""
-    monkeypatch.setattr(defaults, 'SHARDS', 1)
     monkeypatch.setattr(restore, 'INLINE_RANGES', 1)
     monkeypatch.setattr(restore, 'CHECK_RANGES', 2)
     monkeypatch.setattr(restore, 'WRITE_RANGES', 2)
@@ -91,9 +85,7 @@ def test_restore_tasks_run_twice_do_no_harm(make_entities, finished_snapshot,
     db.delete(keys[::2])
     extra = make_entities(Dummy, 3)
     snap.restore()
-    while not _restore_tasks():
-        run_tasks(max_tasks=1)
-    tasks = _restore_tasks()
+    tasks = until_queued(run_tasks, 'restore_ranges')
     for task in tasks + tasks:  # each range twice, as a retry would
         rerun(task)
     assert all_bytes(['Dummy']) == before

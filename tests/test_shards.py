@@ -5,7 +5,7 @@ import pytest
 from google.appengine.api import datastore
 from google.appengine.ext import db
 
-from lovely_gae import async_, completion, defaults
+from lovely_gae import async_, completion
 from lovely_gae.snapshot import api
 from lovely_gae.snapshot.models import SHARD_STRIDE
 from lovely_gae.snapshot.work import passes
@@ -64,9 +64,7 @@ def test_other_samples_are_cut_at_sampled_keys(found):
 
 
 def test_a_kind_of_counted_ids_is_cut_into_even_shards(
-        gae_testbed, run_tasks, monkeypatch):
-    monkeypatch.setattr(passes, 'SAMPLE', 20)
-    monkeypatch.setattr(defaults, 'SHARDS', 4)
+        gae_testbed, run_tasks, sharded):
     db.put([Dummy(key=db.Key.from_path('Dummy', number), title='x')
             for number in range(1, 2001)])
     snap = api.create_snapshot(['Dummy'], batchsize=50)
@@ -82,9 +80,7 @@ def test_a_kind_of_counted_ids_is_cut_into_even_shards(
 
 
 def test_the_last_shard_finishes_the_snapshot_with_a_few_calls(
-        gae_testbed, run_tasks, monkeypatch, datastore_calls):
-    monkeypatch.setattr(passes, 'SAMPLE', 20)
-    monkeypatch.setattr(defaults, 'SHARDS', 4)
+        gae_testbed, run_tasks, datastore_calls, sharded):
     db.put([Dummy(key=db.Key.from_path('Dummy', number), title='x')
             for number in range(1, 401)])
     snap = api.create_snapshot(['Dummy'], batchsize=50)

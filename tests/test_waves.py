@@ -4,20 +4,24 @@ import pytest
 from lovely_gae import async_, defaults, push
 from lovely_gae.snapshot import api
 from lovely_gae.snapshot.work import restore
-from tests.conftest import Dummy, all_bytes
+from tests.conftest import Dummy, all_bytes, queued, until_queued
 
 
-def _queued(name):
+def _sizes(name):
     """``(ranges, ...)`` of the queued tasks named ``name``, by index."""
-    found = sorted(task.arguments()[0][2:] for task in async_.get_tasks()
-                   if task.func.endswith(':' + name))
+    found = sorted(task.arguments()[0][2:] for task in queued(name))
     return [count for _, _, _, count in found]
 
 
+def _assert_finished(snap):
+    """``snap``'s restore has finished, as stored now."""
+    assert api.get_snapshot(snap.id).restore_progress()[
+        'status'] == 'finished'
+
+
 @pytest.fixture
-def nine_ranges(make_entities, finished_snapshot, monkeypatch):
+def nine_ranges(make_entities, finished_snapshot, monkeypatch, unsharded):
     """A snapshot of 9 ranges, too many to restore in the starting call."""
-    monkeypatch.setattr(defaults, 'SHARDS', 1)
     make_entities(Dummy, 90)
     snap = finished_snapshot(['Dummy'], batchsize=10)
     monkeypatch.setattr(restore, 'INLINE_RANGES', 1)
@@ -35,13 +39,11 @@ def test_writing_tasks_share_the_ranges_out_in_whole_waves(
     monkeypatch.setattr(restore, 'WRITE_RANGES', most)
     before = all_bytes(['Dummy'])
     nine_ranges.restore()
-    while not _queued('restore_ranges'):
-        assert run_tasks(max_tasks=1) == 1
-    assert _queued('restore_ranges') == tasks
+    until_queued(run_tasks, 'restore_ranges')
+    assert _sizes('restore_ranges') == tasks
     run_tasks(recursive=True)
     assert all_bytes(['Dummy']) == before
-    assert api.get_snapshot(nine_ranges.id).restore_progress()[
-        'status'] == 'finished'
+    _assert_finished(nine_ranges)
 
 
 def test_checks_commit_with_the_start_spread_over_as_many_as_may(
@@ -49,8 +51,8 @@ def test_checks_commit_with_the_start_spread_over_as_many_as_may(
     monkeypatch.setattr(restore, 'INLINE_RANGES', 3)  # tasks in its commit
     monkeypatch.setattr(defaults, 'SHARDS', 8)
     nine_ranges.restore()
-    assert _queued('check_ranges') == [3, 3, 3]  # not 5 of 2 and a fan-out
-    assert _queued('fan_out') == []
+    assert _sizes('check_ranges') == [3, 3, 3]  # not 5 of 2 and a fan-out
+    assert _sizes('fan_out') == []
 
 
 def test_a_dry_run_sizes_its_tasks_as_a_restore(nine_ranges, run_tasks,
@@ -58,7 +60,7 @@ def test_a_dry_run_sizes_its_tasks_as_a_restore(nine_ranges, run_tasks,
     monkeypatch.setattr(defaults, 'SHARDS', 2)
     monkeypatch.setattr(restore, 'INLINE_RANGES', 2)  # tasks in its commit
     nine_ranges.restore(dry_run=True)
-    assert _queued('plan_ranges') == [5, 4]
+    assert _sizes('plan_ranges') == [5, 4]
     run_tasks(recursive=True)
     assert api.get_snapshot(nine_ranges.id).plan_progress()['plan'] == {
         'Dummy': {'created': 0, 'changed': 0, 'deleted': 0}}
@@ -109,15 +111,11 @@ def test_a_copy_that_dies_after_seeing_the_end_stops_no_one(
     monkeypatch.setattr(restore, 'INLINE_RANGES', inline)
     before = all_bytes(['Dummy'])
     nine_ranges.restore()
-    while not _queued(phase):
-        assert run_tasks(max_tasks=1) == 1
-    tasks = {task.name: task for task in async_.get_tasks()
-             if task.func.endswith(':' + phase)}
+    tasks = {task.name: task for task in until_queued(run_tasks, phase)}
     assert len(tasks) > 1
     for _ in range(len(tasks) - 1):  # all but the last
         assert run_tasks(max_tasks=1) == 1
-    [last] = [task.name for task in async_.get_tasks()
-              if task.func.endswith(':' + phase)]
+    [last] = [task.name for task in queued(phase)]
     zombie = next(task for name, task in tasks.items() if name != last)
     real = completion.mark, restore._start_writing, restore.ENDS['write']
 
@@ -138,8 +136,7 @@ def test_a_copy_that_dies_after_seeing_the_end_stops_no_one(
     monkeypatch.setattr(completion, 'mark', mark)
     run_tasks(recursive=True)
     assert async_.get_tasks() == []
-    assert api.get_snapshot(nine_ranges.id).restore_progress()[
-        'status'] == 'finished'
+    _assert_finished(nine_ranges)
     assert all_bytes(['Dummy']) == before
 
 
@@ -158,12 +155,10 @@ def test_a_finished_restore_keeps_no_marker_of_its_checks(
         [record] = Restore.all()
         return [done for done in completion.Done.all()
                 if done.key().name().startswith(record.job('check'))]
-    while not _queued('restore_ranges'):
-        assert run_tasks(max_tasks=1) == 1
+    until_queued(run_tasks, 'restore_ranges')
     assert checks()
     run_tasks(recursive=True)
-    assert api.get_snapshot(nine_ranges.id).restore_progress()[
-        'status'] == 'finished'
+    _assert_finished(nine_ranges)
     assert checks() == []
 
 
@@ -179,17 +174,15 @@ def test_a_late_start_of_the_writing_puts_nothing_back_again(
     nine_ranges.restore()
     [late] = Restore.all()  # as read by that task: checking
     run_tasks(recursive=True)
-    assert api.get_snapshot(nine_ranges.id).restore_progress()[
-        'status'] == 'finished'
+    _assert_finished(nine_ranges)
     since = Dummy.all().get()
     since.title = 'written since'
     since.put()
     restore._start_writing(late)
-    assert _queued('restore_ranges')
+    assert _sizes('restore_ranges')
     run_tasks(recursive=True)
     assert Dummy.get(since.key()).title == 'written since'
-    assert api.get_snapshot(nine_ranges.id).restore_progress()[
-        'status'] == 'finished'
+    _assert_finished(nine_ranges)
     assert list(locks.held()) == []
 
 
@@ -214,14 +207,12 @@ def test_the_start_of_the_writing_stored_again_does_not_write_again(
     monkeypatch.setattr(taskstore, 'enqueue', enqueue)
     nine_ranges.restore()
     run_tasks(recursive=True)  # the first try landed; its tasks ran
-    assert api.get_snapshot(nine_ranges.id).restore_progress()[
-        'status'] == 'finished'
+    _assert_finished(nine_ranges)
     [(tasks, along)] = sent
     written = Dummy(title='written once the restore had finished').put()
     real(tasks, along)  # the retry of the request (retrying: same list)
     run_tasks(recursive=True)
-    assert api.get_snapshot(nine_ranges.id).restore_progress()[
-        'status'] == 'finished'
+    _assert_finished(nine_ranges)
     assert db.get(written) is not None
 
 
@@ -245,8 +236,7 @@ def test_the_checks_markers_go_even_if_the_last_part_dies_first(
     [record] = Restore.all()
     run_tasks(recursive=True, wait=True)
     assert died
-    assert api.get_snapshot(nine_ranges.id).restore_progress()[
-        'status'] == 'finished'
+    _assert_finished(nine_ranges)
     assert [done for done in completion.Done.all() if done.key().name(
     ).startswith(record.job('check'))] == []
 
@@ -269,12 +259,8 @@ def test_a_writing_task_that_sees_the_checks_still_running_is_not_lost(
         late.extend(along)  # ... the record a moment later
     monkeypatch.setattr(taskstore, 'enqueue', enqueue)
     nine_ranges.restore()
-    while not _queued('restore_ranges'):
-        assert run_tasks(max_tasks=1) == 1
-    [first] = [task.name for task in async_.get_tasks()
-               if task.func.endswith(':restore_ranges')][:1]
+    first = until_queued(run_tasks, 'restore_ranges')[0].name
     assert async_.run_task(first)  # a worker takes it meanwhile
     entities.put(late)  # the record says running
     run_tasks(recursive=True, wait=True)
-    assert api.get_snapshot(nine_ranges.id).restore_progress()[
-        'status'] == 'finished'
+    _assert_finished(nine_ranges)
