@@ -82,14 +82,15 @@ def defer(func, args=(), kwargs=None, once_only=True, countdown=0,
     return task
 
 
-def defer_many(tasks, along=()):
+def defer_many(tasks, then=()):
     """Store tasks made by ``make_task`` with as few writes as possible,
-    and announce them to the pusher in use (``push``). ``along``: entities
-    (``EntityProto``) the tasks need stored before they run, put in the
-    same request."""
+    and announce them to the pusher in use (``push``). ``then``: entities
+    (``EntityProto``) the tasks need before they run, stored once the
+    tasks are and before they are announced (a worker that sweeps may
+    take one first: it must bear that)."""
     waiting, running = _waiting.get(), _running.get()
     tasks = [task for task in tasks if task.name not in waiting]
-    taskstore.enqueue(tasks, along)
+    taskstore.enqueue(tasks, then)
     if running is not None and any(t.name == running[0] for t in tasks):
         running[1] = True  # its run must not delete it when done
     _announce(tasks)

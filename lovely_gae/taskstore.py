@@ -66,10 +66,11 @@ def _key(name, kind=KIND):
     return entities.key(_ref(name, kind))
 
 
-def enqueue(tasks, along=()):
-    """Store ``tasks``, new or again, and the ``EntityProto`` messages
-    ``along`` in the same request; inside a transaction, with it."""
-    entities.put([task.to_proto() for task in tasks] + list(along))
+def enqueue(tasks, then=()):
+    """Store ``tasks``, new or again, then (in a request of their own) the
+    ``EntityProto`` messages ``then``; inside a transaction, with it."""
+    entities.put([task.to_proto() for task in tasks])
+    entities.put(list(then))
 
 
 def get(names):

@@ -188,29 +188,29 @@ def test_a_late_start_of_the_writing_puts_nothing_back_again(
 
 def test_the_start_of_the_writing_stored_again_does_not_write_again(
         nine_ranges, run_tasks, monkeypatch):
-    """``_start_writing`` stores the record ``running`` in the request that
-    stores the writing tasks, and ``entities.put`` retries that request on
-    a transient error. A request that timed out was often applied all the
-    same: its tasks run, the restore finishes and frees its kinds, and
-    only then does the retry store the record ``running`` again, and the
-    tasks: they find their markers and put nothing back over what the app
-    wrote since."""
+    """``_start_writing`` stores the writing tasks, then the record
+    ``running``, and ``entities.put`` retries a request on a transient
+    error. A request that timed out was often applied all the same: its
+    tasks run, the restore finishes and frees its kinds, and only then
+    does the retry store the tasks again, and the record ``running``: they
+    find their markers and put nothing back over what the app wrote
+    since."""
     from google.appengine.ext import db
     from lovely_gae import taskstore
     sent = []
     real = taskstore.enqueue
 
-    def enqueue(tasks, along=()):
-        real(tasks, along)
-        if along:
-            sent.append((list(tasks), list(along)))
+    def enqueue(tasks, then=()):
+        real(tasks, then)
+        if then:
+            sent.append((list(tasks), list(then)))
     monkeypatch.setattr(taskstore, 'enqueue', enqueue)
     nine_ranges.restore()
     run_tasks(recursive=True)  # the first try landed; its tasks ran
     _assert_finished(nine_ranges)
-    [(tasks, along)] = sent
+    [(tasks, then)] = sent
     written = Dummy(title='written once the restore had finished').put()
-    real(tasks, along)  # the retry of the request (retrying: same list)
+    real(tasks, then)  # the retries of the requests (retrying: same lists)
     run_tasks(recursive=True)
     _assert_finished(nine_ranges)
     assert db.get(written) is not None
@@ -243,24 +243,55 @@ def test_the_checks_markers_go_even_if_the_last_part_dies_first(
 
 def test_a_writing_task_that_sees_the_checks_still_running_is_not_lost(
         nine_ranges, run_tasks, monkeypatch):
-    """The record goes ``running`` in the request that stores the writing
-    tasks: a non-transactional commit, whose mutations "may not apply as
-    all or none" (Datastore's CommitRequest.Mode). A worker that takes a
-    writing task whose record still says ``checking`` returns, and the
-    task is gone: its part is never done, the restore runs for ever and
-    its kinds stay locked. It is tried again instead."""
+    """The record goes ``running`` once the writing tasks are stored (see
+    ``test_a_start_of_the_writing_that_stored_only_the_record_is_tried_
+    again``), and a worker that sweeps may take one before. Were it to
+    return, seeing the record still ``checking``, the task would be gone:
+    its part never done, the restore running for ever, its kinds locked.
+    It is tried again instead."""
     from lovely_gae import entities, taskstore
     monkeypatch.setattr(defaults, 'RETRY_DELAY', 0.01)
     late = []
     real = taskstore.enqueue
 
-    def enqueue(tasks, along=()):
+    def enqueue(tasks, then=()):
         real(tasks)  # the tasks land first ...
-        late.extend(along)  # ... the record a moment later
+        late.extend(then)  # ... the record a moment later
     monkeypatch.setattr(taskstore, 'enqueue', enqueue)
     nine_ranges.restore()
     first = until_queued(run_tasks, 'restore_ranges')[0].name
     assert async_.run_task(first)  # a worker takes it meanwhile
     entities.put(late)  # the record says running
     run_tasks(recursive=True, wait=True)
+    _assert_finished(nine_ranges)
+
+
+def test_a_start_of_the_writing_that_stored_only_the_record_is_tried_again(
+        nine_ranges, run_tasks, monkeypatch):
+    """Datastore's non-transactional commits "may not apply as all or
+    none" (CommitRequest.Mode). If the record were stored ``running`` in
+    the request that stores the first writing tasks, and only the record
+    landed, the retry of the task that saw the last check would find the
+    writing begun and queue nothing: the restore would run for ever, its
+    kinds locked. The record is stored once its tasks are."""
+    from lovely_gae import entities
+    from lovely_gae.snapshot.restores import Restore
+    monkeypatch.setattr(defaults, 'RETRY_DELAY', 0.01)
+    real, torn = entities.put, []
+
+    def put(protos):
+        protos = list(protos)
+        tasks = [pb for pb in protos
+                 if b':restore_ranges' in pb.SerializeToString()]
+        if tasks and not torn:  # this request lands only in part
+            torn.append(True)
+            real([pb for pb in protos if pb not in tasks])
+            raise RuntimeError('the commit failed part way')
+        return real(protos)
+    monkeypatch.setattr(entities, 'put', put)
+    nine_ranges.restore()
+    run_tasks(recursive=True, wait=True)
+    assert torn
+    [record] = Restore.all()
+    assert record.status == 'finished'
     _assert_finished(nine_ranges)

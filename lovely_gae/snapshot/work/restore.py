@@ -247,17 +247,21 @@ def check_ranges(restore_id, snapshot_id, index, kind, first, count):
 
 def _start_writing(record):
     """Every range has passed: the writing begins, its first page of tasks
-    queued here, a hop sooner than by a fan-out task, in the request that
-    stores the ``record`` (as read when the last check was stored)
-    ``running``. Not in a transaction: the tasks that see the last check
-    in at once do the same, and queue the same named tasks. One that
-    stores ``running`` late, over a restore finished meanwhile, does no
-    harm: the writing's markers stay (``_finish``), and its tasks find
-    them."""
+    queued here, a hop sooner than by a fan-out task. The tasks are stored
+    first, then the ``record`` (as read when the last check was stored)
+    ``running``, then the tasks are pushed: a non-transactional commit
+    "may not apply as all or none" (Datastore's CommitRequest.Mode), and a
+    record stored without its tasks would leave this task's retry nothing
+    to do. A task a sweeping worker takes before the record is stored is
+    tried again (``_writing``). Not in a transaction: the tasks that see
+    the last check in at once do the same, and queue the same named
+    tasks. One that stores ``running`` late, over a restore finished
+    meanwhile, does no harm: the writing's markers stay (``_finish``), and
+    its tasks find them."""
     if record is not None and record.status == RestoreStatus.CHECKING.value:
         record.status = RestoreStatus.RUNNING.value
         async_.defer_many(_page(record, 'write', 0),
-                          along=[db.model_to_protobuf(record)])
+                          then=[db.model_to_protobuf(record)])
 
 
 def begin_part(phase, restore_id, snapshot_id, index, kind, first, count):
@@ -318,8 +322,8 @@ def scan_on(restore_id, snapshot_id, phase, index, kind, first, count,
 def _writing(record):
     """Whether a task that puts back (or counts) for ``record`` goes on:
     the restore (or dry run) is running. Still checking, the task came
-    before the record it was stored with (``_start_writing``: one request,
-    not applied all at once): it raises, to be tried again."""
+    before the record was stored ``running`` after it
+    (``_start_writing``): it raises, to be tried again."""
     if record is not None and record.status == RestoreStatus.CHECKING.value:
         raise NotYet('restore %s is not writing yet' % record.id)
     return record is not None and record.status == RestoreStatus.RUNNING.value
