@@ -1,7 +1,7 @@
 """What the library writes in one request or transaction stays within the
 datastore's limits, as ``defaults`` spells them."""
 from lovely_gae import defaults, tasks, taskstore
-from lovely_gae.snapshot.work import passes, ranges, restore
+from lovely_gae.snapshot.work import passes, ranges, waves
 
 
 def test_a_stored_part_and_a_task_fit_an_entity_and_a_request():
@@ -21,5 +21,5 @@ def test_what_commits_with_a_start_or_a_lease_spans_few_enough_groups():
     groups = defaults.MAX_TRANSACTION_GROUPS
     assert taskstore.BATCH + 1 <= groups  # the tasks and the lease entity
     # The snapshot, the restore, the locks' root and a task a range.
-    assert restore.INLINE_RANGES + 3 <= groups
+    assert waves.INLINE_RANGES + 3 <= groups
     assert passes._FIRST_KINDS + 1 <= groups  # the snapshot and its tasks

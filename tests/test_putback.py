@@ -4,15 +4,15 @@ from google.appengine.ext import db
 
 from lovely_gae import entities
 from lovely_gae.snapshot import api
-from lovely_gae.snapshot.work import putback, restore
+from lovely_gae.snapshot.work import putback, waves
 from tests.conftest import Dummy, all_bytes
 
 
 @pytest.fixture
 def one_writer(monkeypatch, unsharded):
     """A large restore whose ranges one writing task puts back."""
-    monkeypatch.setattr(restore, 'INLINE_RANGES', 1)
-    monkeypatch.setattr(restore, 'WRITE_RANGES', 10)
+    monkeypatch.setattr(waves, 'INLINE_RANGES', 1)
+    monkeypatch.setattr(waves, 'WRITE_RANGES', 10)
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from lovely_gae import async_, completion, entities
 from lovely_gae.exceptions import (RangeCorrupted, RestoreRunning,
                                    SnapshotIncomplete)
 from lovely_gae.snapshot import api
-from lovely_gae.snapshot.work import deleting, restore
+from lovely_gae.snapshot.work import deleting, restore, waves
 from lovely_gae.snapshot.models import RangeBackup
 from lovely_gae.snapshot.restores import Restore
 from lovely_gae.testing import rerun
@@ -23,9 +23,9 @@ def state(kinds=('Dummy',)):
 def large(monkeypatch, unsharded):
     """Restores too large to be checked in the call that starts them, their
     tasks as large as allowed (one worker: waves of one task)."""
-    monkeypatch.setattr(restore, 'INLINE_RANGES', 1)
-    monkeypatch.setattr(restore, 'CHECK_RANGES', 2)
-    monkeypatch.setattr(restore, 'WRITE_RANGES', 2)
+    monkeypatch.setattr(waves, 'INLINE_RANGES', 1)
+    monkeypatch.setattr(waves, 'CHECK_RANGES', 2)
+    monkeypatch.setattr(waves, 'WRITE_RANGES', 2)
     monkeypatch.setattr(restore, 'FAN_OUT', 2)
 
 
@@ -136,7 +136,7 @@ def test_more_tasks_than_start_with_it_are_fanned_out_to_the_end(
     snap.restore(dry_run=dry_run)
     [record] = Restore.all()
     phase = 'plan' if dry_run else 'check'
-    assert restore.leaves(record, phase) > restore.INLINE_RANGES
+    assert waves.leaves(record, phase) > waves.INLINE_RANGES
     run_tasks(recursive=True)
     shown = api.get_snapshot(snap.id)
     if dry_run:

@@ -3,7 +3,7 @@ import pytest
 
 from lovely_gae import async_, defaults, push
 from lovely_gae.snapshot import api
-from lovely_gae.snapshot.work import restore
+from lovely_gae.snapshot.work import restore, waves
 from tests.conftest import Dummy, all_bytes, queued, until_queued
 
 
@@ -24,7 +24,7 @@ def nine_ranges(make_entities, finished_snapshot, monkeypatch, unsharded):
     """A snapshot of 9 ranges, too many to restore in the starting call."""
     make_entities(Dummy, 90)
     snap = finished_snapshot(['Dummy'], batchsize=10)
-    monkeypatch.setattr(restore, 'INLINE_RANGES', 1)
+    monkeypatch.setattr(waves, 'INLINE_RANGES', 1)
     return snap
 
 
@@ -36,7 +36,7 @@ def nine_ranges(make_entities, finished_snapshot, monkeypatch, unsharded):
 def test_writing_tasks_share_the_ranges_out_in_whole_waves(
         nine_ranges, run_tasks, monkeypatch, workers, most, tasks):
     monkeypatch.setattr(defaults, 'SHARDS', workers)
-    monkeypatch.setattr(restore, 'WRITE_RANGES', most)
+    monkeypatch.setattr(waves, 'WRITE_RANGES', most)
     before = all_bytes(['Dummy'])
     nine_ranges.restore()
     until_queued(run_tasks, 'restore_ranges')
@@ -48,7 +48,7 @@ def test_writing_tasks_share_the_ranges_out_in_whole_waves(
 
 def test_checks_commit_with_the_start_spread_over_as_many_as_may(
         nine_ranges, monkeypatch):
-    monkeypatch.setattr(restore, 'INLINE_RANGES', 3)  # tasks in its commit
+    monkeypatch.setattr(waves, 'INLINE_RANGES', 3)  # tasks in its commit
     monkeypatch.setattr(defaults, 'SHARDS', 8)
     nine_ranges.restore()
     assert _sizes('check_ranges') == [3, 3, 3]  # not 5 of 2 and a fan-out
@@ -58,7 +58,7 @@ def test_checks_commit_with_the_start_spread_over_as_many_as_may(
 def test_a_dry_run_sizes_its_tasks_as_a_restore(nine_ranges, run_tasks,
                                                 monkeypatch):
     monkeypatch.setattr(defaults, 'SHARDS', 2)
-    monkeypatch.setattr(restore, 'INLINE_RANGES', 2)  # tasks in its commit
+    monkeypatch.setattr(waves, 'INLINE_RANGES', 2)  # tasks in its commit
     nine_ranges.restore(dry_run=True)
     assert _sizes('plan_ranges') == [5, 4]
     run_tasks(recursive=True)
@@ -78,7 +78,7 @@ class _Pushes:
 
 def test_a_page_of_tasks_queues_the_next_page_first(nine_ranges,
                                                      monkeypatch):
-    monkeypatch.setattr(restore, 'WRITE_RANGES', 1)  # 9 writing tasks
+    monkeypatch.setattr(waves, 'WRITE_RANGES', 1)  # 9 writing tasks
     monkeypatch.setattr(restore, 'FAN_OUT', 2)  # 5 pages of them
     before = all_bytes(['Dummy'])
     pushes = _Pushes()
@@ -108,7 +108,7 @@ def test_a_copy_that_dies_after_seeing_the_end_stops_no_one(
     from lovely_gae import completion
     from lovely_gae.testing import rerun
     monkeypatch.setattr(defaults, 'SHARDS', workers)
-    monkeypatch.setattr(restore, 'INLINE_RANGES', inline)
+    monkeypatch.setattr(waves, 'INLINE_RANGES', inline)
     before = all_bytes(['Dummy'])
     nine_ranges.restore()
     tasks = {task.name: task for task in until_queued(run_tasks, phase)}
@@ -216,19 +216,27 @@ def test_the_start_of_the_writing_stored_again_does_not_write_again(
     assert db.get(written) is not None
 
 
-def test_the_checks_markers_go_even_if_the_last_part_dies_first(
-        nine_ranges, run_tasks, monkeypatch):
-    """``_finish`` stores the record finished and deletes the checks'
-    markers at once. A task may die at any point: if the delete fails, its
-    retry (or a copy) finds the restore finished, and deletes them."""
+@pytest.mark.parametrize('record_landed', [False, True])
+def test_the_locks_and_markers_go_even_if_the_last_part_dies_first(
+        nine_ranges, run_tasks, monkeypatch, record_landed):
+    """``_finish`` stores the record finished, and deletes the locks and
+    the checks' markers, at once. A task may die at any point, and either
+    may land without the other: its retry (or a copy) finds the restore
+    running, or finished, and ends it, or deletes them. The kinds can be
+    restored again."""
     from lovely_gae import completion
     from lovely_gae.snapshot.restores import Restore
+    from lovely_gae.snapshot.work import locks
     monkeypatch.setattr(defaults, 'RETRY_DELAY', 0.01)
     real, died = restore.delete_all, []
 
     def delete_all(keys):
         if not died:
             died.append(True)
+            if record_landed:  # the record's put landed first
+                [record] = Restore.all()
+                record.status = 'finished'
+                record.put()
             raise RuntimeError('the process ended')
         return real(keys)
     monkeypatch.setattr(restore, 'delete_all', delete_all)
@@ -239,6 +247,11 @@ def test_the_checks_markers_go_even_if_the_last_part_dies_first(
     _assert_finished(nine_ranges)
     assert [done for done in completion.Done.all() if done.key().name(
     ).startswith(record.job('check'))] == []
+    assert locks.held().count() == 0
+    nine_ranges.restore()  # not refused: its kinds are free
+    run_tasks(recursive=True)
+    assert len(Restore.all().fetch(5)) == 2
+    _assert_finished(nine_ranges)
 
 
 def test_a_writing_task_that_sees_the_checks_still_running_is_not_lost(

@@ -31,7 +31,7 @@ class Restore(LibraryModel):
     # of the ranges it puts back (a kind has one a shard).
     spans = JsonProperty(default=None)
     # Ranges one writing (or counting) task puts back at most, and one
-    # checking task checks (``restore.per_task``).
+    # checking task checks (``waves.per_task``).
     per_task = db.IntegerProperty(default=1, indexed=False)
     check_per_task = db.IntegerProperty(default=1, indexed=False)
     status = db.StringProperty(default=RestoreStatus.CHECKING.value,
@@ -54,7 +54,8 @@ class Restore(LibraryModel):
         return self.key().name()
 
     def job(self, phase):
-        """The ``completion`` job of a phase: ``check`` or ``write``."""
+        """The ``completion`` job of a phase: ``check``, ``write`` or
+        (a dry run's) ``plan``."""
         return names.restore_job(self.id, phase)
 
     def ranges_total(self):

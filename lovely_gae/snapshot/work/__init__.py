@@ -1,1 +1,2 @@
-"""The snapshot's work, done in tasks: cutting kinds, storing ranges, restoring them, and the dry run."""
+"""The snapshot's work, done in tasks: cutting kinds, storing ranges,
+restoring them (cut into waves of tasks), and the dry run."""

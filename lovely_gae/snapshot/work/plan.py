@@ -19,8 +19,9 @@ from ...exceptions import RangeCorrupted, SnapshotIncomplete
 from ..models import ACTIONS, Snapshot
 from ..restores import RestoreStatus, ranges_count
 from . import putback
-from .restore import (ENDS, PHASES, begin_part, fanout, first_tasks, leaves,
-                      new_record, part_done, restore_failed, size_tasks)
+from .restore import (ENDS, PHASES, begin_part, first_tasks, new_record,
+                      part_done, restore_failed)
+from .waves import fanout, leaves, size_tasks
 
 __all__ = ['start', 'plan_ranges']
 
@@ -67,17 +68,22 @@ def plan_ranges(restore_id, snapshot_id, index, kind, first, count):
 def _finish(found, counts):
     """The plan is counted, ``found`` (the record) as read when the last
     part was stored. Not in a transaction: the tasks that see the last
-    range counted at once write the same. The markers go with it, by key."""
+    range counted at once write the same. The markers go with it, by key;
+    a run that finds it finished deletes them."""
     record = found[0]
-    if record is None or record.status != RestoreStatus.RUNNING.value:
+    if record is None or record.status not in (
+            RestoreStatus.RUNNING.value, RestoreStatus.FINISHED.value):
+        return
+    markers = completion.keys(record.job('plan'), leaves(record, 'plan'),
+                              fanout(record, 'plan'))
+    if record.status == RestoreStatus.FINISHED.value:
+        delete_all(markers)  # a run before may have died before it did
         return
     record.plan = {kind: {name: counts.get('%d:%s' % (index, name), 0)
                           for name in ('created', 'changed', 'deleted')}
                    for index, kind in enumerate(record.kinds)}
     record.status = RestoreStatus.FINISHED.value
     record.finished = utcnow()
-    markers = completion.keys(record.job('plan'), leaves(record, 'plan'),
-                              fanout(record, 'plan'))
 
     def end():
         put = db.put_async(record)

@@ -13,104 +13,39 @@ A kind of a namespace is restored by one restore at a time: a restore
 locks its kinds in the transaction that starts it and frees them in the one
 that ends it (finished or failed).
 
-A small restore (``INLINE_RANGES`` ranges, ``INLINE_BYTES`` stored) is
-checked in the call that starts it, and its tasks, one a range, commit with
-its start. A larger one is checked by tasks first: they commit with its
-start while few, else a task fans them out a page at a time. The task that
-sees the last check pass (``completion``) queues the first page of writing
-tasks itself. A large restore's tasks come in whole waves of
-``defaults.SHARDS`` (the queue's concurrency, see ``per_task``). Every
-write invalidates ndb's cache of the keys it touches (``cache``).
+A small restore (``waves.INLINE_RANGES`` ranges, ``INLINE_BYTES`` stored)
+is checked in the call that starts it, and its tasks, one a range, commit
+with its start. A larger one is checked by tasks first: they commit with
+its start while few, else a task fans them out a page at a time. The task
+that sees the last check pass (``completion``) queues the first page of
+writing tasks itself. A large restore's tasks come in whole waves of
+``defaults.SHARDS`` (the queue's concurrency, see ``waves``). Every write
+invalidates ndb's cache of the keys it touches (``cache``).
 """
 import logging
 import uuid
 
 from google.appengine.ext import db
 
-from ... import async_, completion, defaults
+from ... import async_, completion
 from ...base import delete_all, get_all, retrying, transaction, utcnow
 from ...exceptions import (InvalidInput, NotYet, RangeCorrupted,
                            SnapshotIncomplete, SnapshotNotFound)
-from . import locks, putback
+from . import locks, putback, waves
 from .. import names
 from ..backups import iter_backups, range_backup_keys
 from ..models import ACTIONS, Snapshot
 from ..restores import Restore, RestoreStatus, ranges_count
 
 __all__ = ['restore', 'restore_failed', 'new_record', 'first_tasks',
-           'size_tasks', 'begin_part', 'part_done', 'PHASES', 'ENDS',
-           'INLINE_RANGES']
+           'begin_part', 'part_done', 'PHASES', 'ENDS']
 
 log = logging.getLogger(__name__)
 
-#: Ranges a restore checks in the call that starts it at most; its tasks,
-#: one a range, then commit with its start (a transaction spans
-#: ``defaults.MAX_TRANSACTION_GROUPS`` entity groups: the snapshot, the
-#: restore, the locks and these tasks).
-INLINE_RANGES = 20
 #: Stored bytes a restore checks in the call that starts it at most.
 INLINE_BYTES = 16 * 1024 * 1024
-#: Ranges one checking task of a large restore checks at most.
-CHECK_RANGES = 20
-#: Ranges one writing task of a large restore (or of its dry run) puts
-#: back at most: what one task holds at once.
-WRITE_RANGES = 8
 #: Tasks one fan-out task queues, with the next fan-out task.
 FAN_OUT = 100
-
-
-def per_task(total, most):
-    """Ranges a task of a large restore takes of ``total``: as few waves
-    of ``defaults.SHARDS`` tasks (the queue's concurrency) as ``most``
-    ranges a task allow, the ranges spread evenly over their tasks. So the
-    first wave keeps every worker busy (100 ranges on 16 workers: 15 tasks
-    of 7, not 25 of 4, whose second wave of 9 would run alone)."""
-    if total <= 0:
-        return 1
-    waves = -(-total // (defaults.SHARDS * most))
-    return -(-total // (waves * defaults.SHARDS))
-
-
-def _check_per_task(total):
-    """Ranges a checking task of a large restore takes: as ``per_task``,
-    or more, up to ``CHECK_RANGES``, so that the checks commit with the
-    restore's start (``INLINE_RANGES`` tasks) rather than a fan-out task
-    later: checking a range costs a fraction of a task's start."""
-    per = per_task(total, CHECK_RANGES)
-    fewer = -(-total // INLINE_RANGES)
-    return fewer if per < fewer <= CHECK_RANGES else per
-
-
-def size_tasks(record):
-    """Size the tasks of ``record``, if it has more ranges than the call
-    that starts it checks (else a task a range)."""
-    total = record.ranges_total()
-    if total > INLINE_RANGES:
-        record.per_task = per_task(total, WRITE_RANGES)
-        record.check_per_task = _check_per_task(total)
-
-
-def _per_task(record, phase):
-    return record.check_per_task if phase == 'check' else record.per_task
-
-
-def _leaf(record, phase, index):
-    """``(kind, first position, ranges)`` of task ``index`` of a phase."""
-    per = _per_task(record, phase)
-    for kind_index, first, total in record.spans:
-        tasks = -(-total // per)
-        if index < tasks:
-            start = index * per
-            return (record.kinds[kind_index], first + start,
-                    min(per, total - start))
-        index -= tasks
-    return None
-
-
-def leaves(record, phase):
-    """How many tasks a phase of ``record`` has."""
-    per = _per_task(record, phase)
-    return sum(-(-total // per) for _, _, total in record.spans)
 
 
 #: The task of each phase, by name: ``check``, ``write`` and (``plan``)
@@ -122,27 +57,19 @@ PHASES = {}
 
 def task(record, phase, index):
     """Task ``index`` of a phase of ``record``."""
-    kind, first, count = _leaf(record, phase, index)
+    kind, first, count = waves.leaf(record, phase, index)
     return async_.make_task(PHASES[phase], args=(
         record.id, record.snapshot_id, index, kind, first, count),
         on_failure=restore_failed, on_failure_args=(record.id,))
-
-
-def fanout(record, phase):
-    """The ``completion`` fan-out of a phase's job: a group as large as a
-    wave of tasks (up to ``completion.WIDEST``), so that the last task of
-    a wave counts the whole job in one read."""
-    return max(completion.FANOUT,
-               min(leaves(record, phase), completion.WIDEST))
 
 
 def first_tasks(record, phase):
     """The tasks that start a phase: all of them, if they are few enough
     to commit with the start, else the first of the tasks that queue them
     a page at a time."""
-    if leaves(record, phase) <= INLINE_RANGES:
+    if waves.leaves(record, phase) <= waves.INLINE_RANGES:
         return [task(record, phase, index)
-                for index in range(leaves(record, phase))]
+                for index in range(waves.leaves(record, phase))]
     return [async_.make_task(fan_out, args=(record.id, phase, 0),
                              on_failure=restore_failed,
                              on_failure_args=(record.id,))]
@@ -170,7 +97,7 @@ def restore(snap, kinds=None):
     record = new_record(snap, kinds)
     kinds = record.kinds
     keys = []
-    if record.ranges_total() <= INLINE_RANGES:  # listed here: a few keys
+    if record.ranges_total() <= waves.INLINE_RANGES:  # a few keys: listed
         keys = [key for kind in kinds for key in range_backup_keys(snap, kind)]
     stored = sum(int(key.name().rsplit(':', 1)[1]) for key in keys)
     if keys and stored <= INLINE_BYTES:
@@ -178,7 +105,7 @@ def restore(snap, kinds=None):
         record.status = RestoreStatus.RUNNING.value
         tasks = first_tasks(record, 'write')
     else:
-        size_tasks(record)
+        waves.size_tasks(record)
         tasks = first_tasks(record, 'check')
     if not kinds:
         record.status, tasks = RestoreStatus.FINISHED.value, []
@@ -216,9 +143,9 @@ def _page(record, phase, page):
     ``page``: first, so that the next page is queued while this one runs,
     not behind it."""
     first = page * FAN_OUT
-    last = min(first + FAN_OUT, leaves(record, phase))
+    last = min(first + FAN_OUT, waves.leaves(record, phase))
     tasks = []  # made first, due first
-    if last < leaves(record, phase):
+    if last < waves.leaves(record, phase):
         tasks.append(async_.make_task(
             fan_out, args=(record.id, phase, page + 1),
             on_failure=restore_failed, on_failure_args=(record.id,)))
@@ -241,7 +168,8 @@ def check_ranges(restore_id, snapshot_id, index, kind, first, count):
         return
     again = db.get_async(record.key())  # read as the marker goes
     if completion.mark(record.job('check'), index, {'ranges': count},
-                       leaves(record, 'check'), fanout(record, 'check')):
+                       waves.leaves(record, 'check'),
+                       waves.fanout(record, 'check')):
         _start_writing(again.get_result())
 
 
@@ -267,11 +195,16 @@ def _start_writing(record):
 def begin_part(phase, restore_id, snapshot_id, index, kind, first, count):
     """``(record, sent backups)`` for task ``index`` of a phase that puts
     ranges back (``write``) or counts them (``plan``), or ``(None, None)``
-    if it has nothing to do: the restore is not running, or this part was
-    done before (by a run that may not have ascended: this one does)."""
+    if it has nothing to do: the restore is not running (finished: a run
+    that ended it may have died before it freed all, this one ends it
+    again), or this part was done before (by a run that may not have
+    ascended: this one does)."""
     sent = putback.SentBackups(snapshot_id, kind, first, count)
     record, done = get_all([Restore.key_for(restore_id), completion.key(
         names.restore_job(restore_id, phase), index)])
+    if record is not None and record.status == RestoreStatus.FINISHED.value:
+        ENDS[phase](db.get(_end_keys(record)), None)  # may have died ending
+        return None, None
     if not _writing(record):
         return None, None
     if done is not None:
@@ -335,6 +268,12 @@ def _writing(record):
 ENDS = {}
 
 
+def _end_keys(record):
+    """What an end reads as the last part is stored: the record, and the
+    locks of a restore (not a dry run's)."""
+    return [record.key()] + ([] if record.dry_run else locks.keys(record))
+
+
 def part_done(record, phase, index, ranges, counts, stops):
     """Task ``index`` of a phase has put back (or counted) its ``ranges``
     (kind, first, count): its part is done with ``counts`` (None: done
@@ -345,10 +284,9 @@ def part_done(record, phase, index, ranges, counts, stops):
                                     index) + ranges + (stops, counts),
                      on_failure=restore_failed, on_failure_args=(record.id,))
         return
-    again = db.get_async([record.key()] +
-                         ([] if record.dry_run else locks.keys(record)))
-    job, size = record.job(phase), (leaves(record, phase),
-                                     fanout(record, phase))
+    again = db.get_async(_end_keys(record))
+    job, size = record.job(phase), (waves.leaves(record, phase),
+                                     waves.fanout(record, phase))
     total = (completion.ascend(job, index, *size) if counts is None else
              completion.mark(job, index, counts, *size))
     if total:
@@ -359,21 +297,26 @@ def _finish(found, counts):
     """The last range is back: the restore has finished, its kinds are
     free. Not in a transaction, as ``_start_writing``: the record and the
     locks, ``found`` as the last marker was stored, are written at once,
-    and the checks' markers deleted by key. The writing's markers stay
-    while the restore is kept: a copy of a writing task that comes late,
-    or a late ``_start_writing``, finds them and puts nothing back."""
+    and the checks' markers deleted by key; either may land alone, and a
+    run that finds the restore finished deletes what is left. The
+    writing's markers stay while the restore is kept: a copy of a writing
+    task that comes late, or a late ``_start_writing``, finds them and
+    puts nothing back."""
     record, held = found[0], found[1:]
-    checks = completion.keys(record.job('check'), leaves(record, 'check'),
-                             fanout(record, 'check')) if record else []
-    if record is not None and record.status == RestoreStatus.FINISHED.value:
-        delete_all(checks)  # a run before may have died before it did
-    if record is None or record.status != RestoreStatus.RUNNING.value:
+    if record is None:
+        return
+    gone = locks.mine(record, held) + completion.keys(
+        record.job('check'), waves.leaves(record, 'check'),
+        waves.fanout(record, 'check'))
+    if record.status == RestoreStatus.FINISHED.value:
+        delete_all(gone)  # a run before may have died before it did
+        return
+    if record.status != RestoreStatus.RUNNING.value:
         return
     record.status = RestoreStatus.FINISHED.value
     record.entities = counts.get('entities', 0)
     record.deleted = counts.get('deleted', 0)
     record.finished = utcnow()
-    gone = locks.mine(record, held) + checks
 
     def end():
         put = db.put_async(record)
