@@ -330,6 +330,24 @@ def test_deleting_a_snapshot_deletes_its_restores(
     assert RangeBackup.all().count() == 0
 
 
+def test_a_dry_run_whose_snapshot_went_is_not_stored_back(
+        make_entities, finished_snapshot, run_tasks, large):
+    """A dry run holds no lock: its snapshot may be deleted while it runs,
+    and its record with it. A task that read the record before, and ends
+    the dry run after, does not store it back."""
+    from lovely_gae.snapshot.work import plan
+    make_entities(Dummy, 30)
+    snap = finished_snapshot(['Dummy'], batchsize=10)
+    snap.restore(dry_run=True)
+    [stale] = Restore.all()  # as the last part read it: running
+    api.get_snapshot(snap.id).delete()
+    run_tasks(recursive=True)
+    assert Restore.all().count() == 0
+    plan._finish([stale], {})
+    assert Restore.all().count() == 0
+    assert completion.Done.all().count() == 0
+
+
 @pytest.mark.parametrize('namespace', ['', 'tenant'])
 def test_each_range_deletes_what_the_snapshot_lacks_within_its_bounds(
         finished_snapshot, run_tasks, namespace, unsharded):

@@ -14,7 +14,7 @@ finished.
 from google.appengine.ext import db
 
 from ... import async_, completion
-from ...base import delete_all, retrying, transaction, utcnow
+from ...base import delete_all, transaction, utcnow
 from ...exceptions import RangeCorrupted, SnapshotIncomplete
 from ..models import ACTIONS, Snapshot
 from ..restores import RestoreStatus, ranges_count
@@ -67,29 +67,30 @@ def plan_ranges(restore_id, snapshot_id, index, kind, first, count):
 
 def _finish(found, counts):
     """The plan is counted, ``found`` (the record) as read when the last
-    part was stored. Not in a transaction: the tasks that see the last
-    range counted at once write the same. The markers go with it, by key;
-    a run that finds it finished deletes them."""
+    part was stored: stored on the record in a transaction that reads it
+    again (a dry run holds no lock: its snapshot, and with it the record,
+    may be deleted meanwhile, and a copy must not store it back). Then its
+    markers go, by key; a run that finds it finished deletes them."""
     record = found[0]
     if record is None or record.status not in (
             RestoreStatus.RUNNING.value, RestoreStatus.FINISHED.value):
         return
-    markers = completion.keys(record.job('plan'), leaves(record, 'plan'),
-                              fanout(record, 'plan'))
-    if record.status == RestoreStatus.FINISHED.value:
-        delete_all(markers)  # a run before may have died before it did
+    if record.status == RestoreStatus.RUNNING.value:
+        transaction(_store_plan, record.key(), counts)
+    delete_all(completion.keys(record.job('plan'), leaves(record, 'plan'),
+                               fanout(record, 'plan')))
+
+
+def _store_plan(key, counts):
+    record = db.get(key)
+    if record is None or record.status != RestoreStatus.RUNNING.value:
         return
     record.plan = {kind: {name: counts.get('%d:%s' % (index, name), 0)
                           for name in ('created', 'changed', 'deleted')}
                    for index, kind in enumerate(record.kinds)}
     record.status = RestoreStatus.FINISHED.value
     record.finished = utcnow()
-
-    def end():
-        put = db.put_async(record)
-        delete_all(markers)
-        put.get_result()
-    retrying(end)
+    record.put()
 
 
 PHASES['plan'] = plan_ranges
