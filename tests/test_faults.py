@@ -144,19 +144,43 @@ def test_four_threads_drain_a_three_kind_snapshot_storing_each_range_once(
     make_entities(Dummy, 120)
     make_entities(Yummy, 90)
     make_entities(Zummy, 60)
-    stored = []
+    stored, lock, second = [], threading.Lock(), threading.Event()
 
     class Counting(RangeWriter):
         def __init__(self, *args, **kwargs):
-            stored.append(threading.get_ident())
+            with lock:
+                first = not stored
+                stored.append(threading.get_ident())
+                if len(set(stored)) > 1:
+                    second.set()
+            # The first worker to store waits for a second one: that more
+            # than one stores is made sure of, not left to the scheduler.
+            if first:
+                assert second.wait(60), 'no second worker stored a range'
             super().__init__(*args, **kwargs)
     monkeypatch.setattr(ranges, 'RangeWriter', Counting)
+    # Leases of two tasks: the first to store waits holding its task and
+    # one more at most, which hold back two kinds' ranges at most; the
+    # other workers store the third kind's.
+    monkeypatch.setattr(taskstore, 'BATCH', 2)
     snap = api.create_snapshot(['Dummy', 'Yummy', 'Zummy'], batchsize=4)
+    busy = [0]
 
-    def drain():  # poll until no task is left, as a worker does
+    def drain():  # poll as a worker does, until nothing is left to run
         stop_at = time.monotonic() + 60
-        while async_.get_tasks() and time.monotonic() < stop_at:
-            async_.run_tasks(recursive=True)
+        while True:
+            # get_tasks reads leases, then the queue: a task leased in
+            # between is in neither. Read while no worker runs, it is exact.
+            with lock:
+                if not busy[0] and not async_.get_tasks():
+                    return
+                busy[0] += 1
+            try:
+                async_.run_tasks(recursive=True)
+            finally:
+                with lock:
+                    busy[0] -= 1
+            assert time.monotonic() < stop_at, 'the queue never drained'
             time.sleep(0.001)
     assert in_four_threads(drain) == []
     snap = api.get_snapshot(snap.id)
