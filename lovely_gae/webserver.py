@@ -10,6 +10,7 @@ import threading
 import time
 
 import waitress
+from waitress import wasyncore
 from waitress.channel import HTTPChannel
 
 from .snapshot.app.web import MAX_BODY_BYTES
@@ -159,9 +160,14 @@ class ThreadedServer:
         # thread that waits for the connection's output to drain (a
         # caller that went away mid-answer), which would hold ``stop``
         # for its whole timeout.
+        # The listening socket's own close closes the trigger too: a
+        # worker thread still ending a request would then write to a
+        # closed (or reused) descriptor. Only its socket goes here.
         for dispatcher in list(self.server._map.values()):
             if isinstance(dispatcher, HTTPChannel):
                 dispatcher.handle_close()
+            elif dispatcher is self.server:
+                wasyncore.dispatcher.close(dispatcher)
             elif dispatcher is not self.server.trigger:
                 dispatcher.close()
 

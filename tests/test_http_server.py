@@ -1,4 +1,5 @@
 """Downloads and uploads over a real socket: waitress on a loopback port."""
+import logging
 import os
 import select
 import socket
@@ -428,6 +429,41 @@ def test_stop_ends_a_worker_that_waits_for_a_caller_who_reads_nothing():
         assert server.server.task_dispatcher.threads == set()
     finally:
         caller.close()
+
+
+def test_the_trigger_stays_open_for_requests_that_end_after_the_loop(caplog):
+    """Serving ends (Ctrl-C) while a worker thread still answers a
+    request; that thread pulls the trigger as it ends. The trigger stays
+    open until ``stop`` has waited for the threads: closed with the
+    listening socket, the pull was an error (or a write to a descriptor
+    reused meanwhile)."""
+    answering, answer = threading.Event(), threading.Event()
+
+    def slow(environ, start_response):
+        answering.set()
+        answer.wait(30)
+        start_response('200 OK', [('Content-Type', 'text/plain')])
+        return [b'late']
+
+    server = ThreadedServer(slow)
+    serving = threading.Thread(target=server.run)
+    serving.start()
+    address = urlsplit(server.url)
+    caller = socket.create_connection((address.hostname, address.port))
+    try:
+        caller.sendall(b'GET / HTTP/1.1\r\nHost: x\r\n\r\n')
+        assert answering.wait(30)
+        server.close_soon()
+        serving.join(30)
+        assert not serving.is_alive()
+        assert not server.server.trigger._closed
+        answer.set()
+        server.stop(timeout=30)
+    finally:
+        caller.close()
+    assert server.server.task_dispatcher.threads == set()
+    assert server.server.trigger._closed
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 def test_a_remote_create_refuses_a_kind_without_entities(snapshot_server):
