@@ -26,9 +26,9 @@ from .tasks import (MAX_ERROR, Status, Task, dotted_name, make_task, register,
 
 __all__ = ['Status', 'Task', 'task', 'register', 'defer', 'defer_many',
            'make_task', 'get_tasks', 'count_tasks', 'get_failed_tasks',
-           'count_leased', 'retry_failed', 'drop_failed', 'Clock',
-           'run_tasks', 'run_in_threads', 'run_task', 'done_with_current',
-           'push_again', 'dotted_name', 'resolve']
+           'count_leased', 'retry_failed', 'drop_failed', 'Clock', 'run_tasks',
+           'run_in_threads', 'run_task', 'done_with_current', 'push_again',
+           'dotted_name', 'resolve']
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,7 @@ _running = contextvars.ContextVar('running', default=None)
 #: How early a push may come for a task (clocks differ a little).
 _PUSH_SKEW = datetime.timedelta(seconds=5)
 #: Key names of the tasks that threads of this process sharing the queue
-#: (``run_tasks(shared=True)``) are leasing or running: the others pick
-#: other tasks, rather than colliding with them on the same task.
+#: (``run_tasks(shared=True)``) lease or run: the others pick other tasks.
 _claimed = set()
 _claimed_lock = threading.Lock()
 
@@ -85,15 +84,16 @@ def defer(func, args=(), kwargs=None, once_only=True, countdown=0,
 def defer_many(tasks, then=()):
     """Store tasks made by ``make_task`` with as few writes as possible,
     and announce them to the pusher in use (``push``). ``then``: entities
-    (``EntityProto``) the tasks need before they run, stored once the
-    tasks are and before they are announced (a worker that sweeps may
-    take one first: it must bear that)."""
+    the tasks need, put (outside any transaction) once they are stored,
+    as they are announced: a task taken first must be tried again."""
     waiting, running = _waiting.get(), _running.get()
     tasks = [task for task in tasks if task.name not in waiting]
-    taskstore.enqueue(tasks, then)
+    taskstore.enqueue(tasks)
+    landing = taskstore.send(then)
     if running is not None and any(t.name == running[0] for t in tasks):
         running[1] = True  # its run must not delete it when done
     _announce(tasks)
+    landing.wait()
 
 
 def push_again(names):
@@ -151,10 +151,8 @@ def done_with_current():
 
 
 def get_tasks():
-    """The tasks waiting to run (or running), oldest due first.
-
-    A running task is shown as leased: ``due`` is the end of its lease.
-    """
+    """The tasks waiting to run (or running: shown as leased, ``due`` the
+    end of its lease), oldest due first."""
     tasks = {task.name: task for task in taskstore.leased()}
     tasks.update((task.name, task) for task in taskstore.queued())
     return sorted(tasks.values(), key=lambda t: (t.due, t.name))

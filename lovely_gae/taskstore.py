@@ -34,9 +34,10 @@ from . import defaults, entities
 from .base import retrying, transaction
 from .tasks import EPOCH, KIND, Field, Task, reference as _ref
 
-__all__ = ['KIND', 'LEASE_KIND', 'BATCH', 'HOLD_BYTES', 'enqueue', 'get',
-           'delete', 'due', 'lease', 'finish', 'release', 'holds', 'recover',
-           'retry', 'fail', 'queued', 'leased', 'failed', 'size', 'next_due']
+__all__ = ['KIND', 'LEASE_KIND', 'BATCH', 'HOLD_BYTES', 'enqueue', 'send',
+           'get', 'delete', 'due', 'lease', 'finish', 'release', 'holds',
+           'recover', 'retry', 'fail', 'queued', 'leased', 'failed', 'size',
+           'next_due']
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +67,24 @@ def _key(name, kind=KIND):
     return entities.key(_ref(name, kind))
 
 
-def enqueue(tasks, then=()):
-    """Store ``tasks``, new or again, then (in a request of their own) the
-    ``EntityProto`` messages ``then``; inside a transaction, with it."""
+def enqueue(tasks):
+    """Store ``tasks``, new or again; inside a transaction, with it."""
     entities.put([task.to_proto() for task in tasks])
-    entities.put(list(then))
+
+
+class _Sent:
+    """Nothing on its way."""
+
+    def wait(self):
+        pass
+
+
+def send(protos):
+    """Put the ``EntityProto`` messages ``protos``, outside any
+    transaction, on their way: ``wait`` for them."""
+    if not protos:
+        return _Sent()
+    return entities.SentPut([pb.SerializeToString() for pb in protos])
 
 
 def get(names):

@@ -189,22 +189,20 @@ def test_a_late_start_of_the_writing_puts_nothing_back_again(
 def test_the_start_of_the_writing_stored_again_does_not_write_again(
         nine_ranges, run_tasks, monkeypatch):
     """``_start_writing`` stores the writing tasks, then the record
-    ``running``, and ``entities.put`` retries a request on a transient
-    error. A request that timed out was often applied all the same: its
-    tasks run, the restore finishes and frees its kinds, and only then
-    does the retry store the tasks again, and the record ``running``: they
-    find their markers and put nothing back over what the app wrote
-    since."""
+    ``running``, and a request is sent again on a transient error. A
+    request that timed out was often applied all the same: its tasks run,
+    the restore finishes and frees its kinds, and only then does the retry
+    store the tasks again, and the record ``running``: they find their
+    markers and put nothing back over what the app wrote since."""
     from google.appengine.ext import db
-    from lovely_gae import taskstore
     sent = []
-    real = taskstore.enqueue
+    real = async_.defer_many
 
-    def enqueue(tasks, then=()):
+    def defer_many(tasks, then=()):
         real(tasks, then)
         if then:
             sent.append((list(tasks), list(then)))
-    monkeypatch.setattr(taskstore, 'enqueue', enqueue)
+    monkeypatch.setattr(async_, 'defer_many', defer_many)
     nine_ranges.restore()
     run_tasks(recursive=True)  # the first try landed; its tasks ran
     _assert_finished(nine_ranges)
@@ -258,19 +256,20 @@ def test_a_writing_task_that_sees_the_checks_still_running_is_not_lost(
         nine_ranges, run_tasks, monkeypatch):
     """The record goes ``running`` once the writing tasks are stored (see
     ``test_a_start_of_the_writing_that_stored_only_the_record_is_tried_
-    again``), and a worker that sweeps may take one before. Were it to
-    return, seeing the record still ``checking``, the task would be gone:
-    its part never done, the restore running for ever, its kinds locked.
-    It is tried again instead."""
-    from lovely_gae import entities, taskstore
+    again``), while they are pushed: a worker (pushed, or one that
+    sweeps) may take one before it lands. Were it to return, seeing the
+    record still ``checking``, the task would be gone: its part never
+    done, the restore running for ever, its kinds locked. It is tried
+    again instead."""
+    from lovely_gae import entities
     monkeypatch.setattr(defaults, 'RETRY_DELAY', 0.01)
     late = []
-    real = taskstore.enqueue
+    real = async_.defer_many
 
-    def enqueue(tasks, then=()):
+    def defer_many(tasks, then=()):
         real(tasks)  # the tasks land first ...
         late.extend(then)  # ... the record a moment later
-    monkeypatch.setattr(taskstore, 'enqueue', enqueue)
+    monkeypatch.setattr(async_, 'defer_many', defer_many)
     nine_ranges.restore()
     first = until_queued(run_tasks, 'restore_ranges')[0].name
     assert async_.run_task(first)  # a worker takes it meanwhile

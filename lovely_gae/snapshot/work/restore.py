@@ -177,11 +177,11 @@ def _start_writing(record):
     """Every range has passed: the writing begins, its first page of tasks
     queued here, a hop sooner than by a fan-out task. The tasks are stored
     first, then the ``record`` (as read when the last check was stored)
-    ``running``, then the tasks are pushed: a non-transactional commit
-    "may not apply as all or none" (Datastore's CommitRequest.Mode), and a
+    ``running``, as the tasks are pushed: a non-transactional commit "may
+    not apply as all or none" (Datastore's CommitRequest.Mode), and a
     record stored without its tasks would leave this task's retry nothing
-    to do. A task a sweeping worker takes before the record is stored is
-    tried again (``_writing``). Not in a transaction: the tasks that see
+    to do. A task a worker takes before the record has landed is tried
+    again (``_writing``). Not in a transaction: the tasks that see
     the last check in at once do the same, and queue the same named
     tasks. One that stores ``running`` late, over a restore finished
     meanwhile, does no harm: the writing's markers stay (``_finish``), and
