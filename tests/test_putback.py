@@ -17,14 +17,16 @@ def one_writer(monkeypatch, unsharded):
 
 @pytest.fixture
 def events(monkeypatch):
-    """What the datastore was asked, in order: puts sent, stale keys read,
-    deletes, with how many entities."""
+    """What the datastore was asked, in order: puts of ranges sent, stale
+    keys read, deletes, with how many entities."""
     seen = []
     send_put, read_range, send_delete = (
         entities.SentPut, entities.read_range, entities.SentDelete)
 
     def sent_put(records):
-        seen.append(('put', len(records)))
+        if entities.EntityProto.FromString(records[0]).key.path.element[
+                -1].type == 'Dummy':  # not the library's own
+            seen.append(('put', len(records)))
         return send_put(records)
 
     def read(sent):
