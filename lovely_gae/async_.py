@@ -20,21 +20,21 @@ import traceback
 import uuid
 
 from . import defaults, push, taskstore
-from .base import after_commit, transaction, utcnow
+from .base import transaction, utcnow
 from .tasks import (MAX_ERROR, Status, Task, dotted_name, make_task, register,
                     resolve, task)
 
 __all__ = ['Status', 'Task', 'task', 'register', 'defer', 'defer_many',
            'make_task', 'get_tasks', 'count_tasks', 'get_failed_tasks',
            'count_leased', 'retry_failed', 'drop_failed', 'Clock', 'run_tasks',
-           'run_in_threads', 'run_task', 'done_with_current', 'push_again',
+           'run_in_threads', 'run_task', 'push_again',
            'dotted_name', 'resolve']
 
 log = logging.getLogger(__name__)
 
 #: Key names of the tasks that the lease being run holds and will run next.
 _waiting = contextvars.ContextVar('waiting', default=frozenset())
-#: ``[key name, deferred again?, deleted?]`` of the task ``run_task`` runs.
+#: ``[key name, deferred again?]`` of the task ``run_task`` runs.
 _running = contextvars.ContextVar('running', default=None)
 #: How early a push may come for a task (clocks differ a little).
 _PUSH_SKEW = datetime.timedelta(seconds=5)
@@ -125,7 +125,7 @@ def run_task(name):
     if found.due is None or found.due > utcnow() + _PUSH_SKEW:
         return False
     found.attempts += 1
-    state = [name, False, False]
+    state = [name, False]
     reset = _running.set(state)
     try:
         _call(found)
@@ -134,20 +134,9 @@ def run_task(name):
         return True
     finally:
         _running.reset(reset)
-    if not (state[1] or state[2]):
+    if not state[1]:
         taskstore.delete([name])
     return True
-
-
-def done_with_current():
-    """Delete the task ``run_task`` is running in the caller's transaction,
-    which saves its run a call; nothing for a task run otherwise (a lease
-    holds it) or deferred again meanwhile."""
-    state = _running.get()
-    if state is None or state[1]:
-        return
-    taskstore.delete([state[0]])
-    after_commit(lambda: state.__setitem__(2, True))
 
 
 def get_tasks():

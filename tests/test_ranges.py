@@ -3,6 +3,7 @@ no entity that every task writes, and deleting a snapshot."""
 import collections
 import os
 
+import pytest
 from google.appengine.api import datastore
 from google.appengine.ext import db
 
@@ -178,3 +179,32 @@ def test_what_tasks_of_a_snapshot_deleted_while_storing_write_goes_too(
     run_tasks(recursive=True, wait=True, deadline=10)  # the last purge
     for model in (RangeBackup, RangeBackupPart, completion.Done):
         assert model.all().count() == 0
+
+
+class _Died(BaseException):
+    """The process ends here: nothing after runs, no retry is stored."""
+
+
+def test_a_pushed_range_task_that_dies_after_its_commit_is_run_again(
+        make_entities, run_tasks, monkeypatch):
+    """A pushed task (``async_.run_task``) runs at least once: its entity
+    goes once it has returned. A range task whose commit deleted it (a
+    call less) and that died before it ascended would leave its part
+    counted by no one: the snapshot ``storing`` for ever."""
+    make_entities(Dummy, 10)
+    snap = api.create_snapshot(['Dummy'], batchsize=10)
+    [task] = until_queued(run_tasks, 'store_ranges')
+    real, died = completion.ascend, []
+
+    def ascend(*args, **kwargs):
+        if not died:
+            died.append(True)
+            raise _Died()
+        return real(*args, **kwargs)
+    monkeypatch.setattr(completion, 'ascend', ascend)
+    with pytest.raises(_Died):
+        async_.run_task(task.name)
+    assert RangeBackup.all().count() == 1  # committed, then died
+    run_tasks(recursive=True, wait=True)
+    assert api.get_snapshot(snap.id).status == 'finished'
+    assert api.get_snapshot(snap.id).entity_count == 10

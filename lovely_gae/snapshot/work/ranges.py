@@ -124,8 +124,9 @@ def store_ranges(snapshot_id, kind_index, kind, namespace, codec, shard,
         backups.append(backup)
         written.extend(parts)
     task_job = job(snapshot_id, kind_index, shard)
-    commit(task_job, index, backups, written, done_with_task=True)
-    # Even if another run committed: it may have died before this.
+    commit(task_job, index, backups, written)
+    # Even if another run committed: it may have died before this. So the
+    # task's entity stays till it returns (not deleted with the commit).
     stored = completion.ascend(task_job, index)
     if stored is not None:
         shard_stored(snapshot_id, kind_index, shard, shards, stored)
@@ -138,15 +139,13 @@ def tally(backups):
             'bytes': sum(backup.size for backup in backups)}
 
 
-def commit(part_job, index, backups, written, also=(),
-           done_with_task=False):
+def commit(part_job, index, backups, written, also=()):
     """Commit ``backups`` (with ``also``) as part ``index`` of the job, with
     its marker, unless it has one; then the parts ``written`` of another
     run are gone. Returns whether they are committed now.
 
     Nothing else is read: a transaction that read what every task reads
-    would collide with theirs. ``done_with_task``: the running task's own
-    entity goes with them.
+    would collide with theirs.
     """
     counts = tally(backups)
 
@@ -155,8 +154,6 @@ def commit(part_job, index, backups, written, also=(),
         if db.get(marker.key()) is not None:
             return False
         db.put(list(backups) + [marker] + list(also))
-        if done_with_task:
-            async_.done_with_current()
         return True
     if transaction(once):
         return True
