@@ -208,3 +208,39 @@ def test_a_pushed_range_task_that_dies_after_its_commit_is_run_again(
     run_tasks(recursive=True, wait=True)
     assert api.get_snapshot(snap.id).status == 'finished'
     assert api.get_snapshot(snap.id).entity_count == 10
+
+
+def test_a_commit_that_landed_though_it_timed_out_keeps_its_parts(
+        gae_testbed, run_tasks, monkeypatch):
+    """A commit that timed out may have been applied all the same, and
+    ``transaction`` tries it again: the retry finds the part's marker, its
+    own. Were the parts it wrote deleted as another run's, the snapshot
+    would say finished over a range whose parts are gone."""
+    from google.appengine.api import datastore_errors
+    monkeypatch.setattr(defaults, 'PART_SIZE', 64 * 1024)
+    db.put([Heavy(payload=os.urandom(10 * 1000)) for _ in range(30)])
+    snap = api.create_snapshot(['Heavy'])
+    real_marker, real_run = completion.marker, db.run_in_transaction_options
+    committing, lost = [], []
+
+    def marker(*args):
+        committing.append(True)
+        return real_marker(*args)
+
+    def run(options, func, *args):
+        committing.clear()
+        result = real_run(options, func, *args)
+        if committing and not lost:  # a range's commit: applied, and ...
+            lost.append(True)
+            raise datastore_errors.Timeout('the answer was lost')
+        return result
+    monkeypatch.setattr(completion, 'marker', marker)
+    monkeypatch.setattr(db, 'run_in_transaction_options', run)
+    run_tasks(recursive=True)
+    monkeypatch.undo()
+    assert lost
+    [backup] = RangeBackup.all()
+    assert backup.parts >= 4
+    assert RangeBackupPart.all().count() == backup.parts - 1
+    assert len(b"".join(backup.iter_parts())) == backup.size  # all there
+    assert api.get_snapshot(snap.id).status == 'finished'

@@ -145,20 +145,31 @@ def commit(part_job, index, backups, written, also=()):
     run are gone. Returns whether they are committed now.
 
     Nothing else is read: a transaction that read what every task reads
-    would collide with theirs.
+    would collide with theirs. But a commit that raised (timed out) may
+    have been applied all the same, and ``transaction`` tries again: a
+    try after one that sent the put reads the first backup to see whose
+    marker it finds (its parts are this run's, not to be deleted).
     """
     counts = tally(backups)
+    sent = []
 
     def once():
         marker = completion.marker(part_job, index, counts)
         if db.get(marker.key()) is not None:
-            return False
+            return bool(sent and backups) and _landed(backups[0])
+        sent.append(True)
         db.put(list(backups) + [marker] + list(also))
         return True
     if transaction(once):
         return True
     delete_all(written)  # another run committed, or the snapshot went
     return False
+
+
+def _landed(backup):
+    """Whether ``backup`` (unsaved) is the one stored: its run's."""
+    stored = db.get(backup.key())
+    return stored is not None and stored.token == backup.token
 
 
 def shard_done(snapshot_id, kind_index, shard, shards, parts):
