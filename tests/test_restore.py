@@ -282,6 +282,41 @@ def test_a_restore_starts_with_its_tasks_or_not_at_all(
     snap.restore()  # no lock was left behind
 
 
+def test_a_start_that_landed_though_it_timed_out_is_not_refused(
+        make_entities, finished_snapshot, run_tasks, monkeypatch):
+    """A commit that timed out may have been applied all the same, and
+    ``transaction`` tries it again: the retry finds the kinds locked, by
+    this very restore. Refused (``RestoreRunning`` naming itself), the
+    caller would be told no restore started while it runs."""
+    from google.appengine.api import datastore_errors
+    from lovely_gae.snapshot.work import locks
+    make_entities(Dummy, 5)
+    snap = finished_snapshot(['Dummy'])
+    real_take, real_run = locks.take, db.run_in_transaction_options
+    taking, lost = [], []
+
+    def take(*args):
+        taking.append(True)
+        return real_take(*args)
+
+    def run(options, func, *args):
+        taking.clear()
+        result = real_run(options, func, *args)
+        if taking and not lost:  # the start's commit: applied, and ...
+            lost.append(True)
+            raise datastore_errors.Timeout('the answer was lost')
+        return result
+    monkeypatch.setattr(locks, 'take', take)
+    monkeypatch.setattr(db, 'run_in_transaction_options', run)
+    snap.restore()
+    monkeypatch.undo()
+    assert lost
+    run_tasks(recursive=True)
+    [record] = Restore.all()
+    assert record.status == 'finished'
+    assert locks.held().count() == 0
+
+
 class Note(ndb.Model):
     text = ndb.StringProperty()
 
