@@ -317,6 +317,47 @@ def test_a_start_that_landed_though_it_timed_out_is_not_refused(
     assert locks.held().count() == 0
 
 
+@pytest.mark.parametrize('size', ['small', 'large'])
+def test_a_start_tried_again_after_its_restore_ran_leaves_it_ended(
+        make_entities, finished_snapshot, run_tasks, monkeypatch, size):
+    """A start whose commit timed out though it landed is tried again
+    after its tasks may have run (App Engine pushes them with the commit):
+    the restore may have finished, its kinds freed. Stored again, it went
+    back to ``running`` (or ``checking``), its kinds locked and its tasks
+    queued again, till they ran once more (a large one checked every range
+    again)."""
+    from google.appengine.api import datastore_errors
+    from lovely_gae.snapshot.work import locks
+    if size == 'large':
+        monkeypatch.setattr(waves, 'INLINE_RANGES', 1)
+    make_entities(Dummy, 30)
+    snap = finished_snapshot(['Dummy'], batchsize=10)
+    real_take, real_run = locks.take, db.run_in_transaction_options
+    taking, lost = [], []
+
+    def take(*args):
+        taking.append(True)
+        return real_take(*args)
+
+    def run(options, func, *args):
+        taking.clear()
+        result = real_run(options, func, *args)
+        if taking and not lost:  # the start's commit: applied, and ...
+            lost.append(True)
+            run_tasks(recursive=True)  # ... its tasks ran before the retry
+            raise datastore_errors.Timeout('the answer was lost')
+        return result
+    monkeypatch.setattr(locks, 'take', take)
+    monkeypatch.setattr(db, 'run_in_transaction_options', run)
+    snap.restore()
+    monkeypatch.undo()
+    assert lost
+    [record] = Restore.all()
+    assert record.status == 'finished'
+    assert locks.held().count() == 0
+    assert async_.get_tasks() == []
+
+
 class Note(ndb.Model):
     text = ndb.StringProperty()
 

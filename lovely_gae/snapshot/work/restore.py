@@ -115,13 +115,18 @@ def restore(snap, kinds=None):
 
 def _begin(snapshot_id, record, tasks):
     """Save the restore, its locks and its first tasks, in one transaction
-    (read in one call, written in two at once)."""
-    found = db.get([Snapshot.key_for(snapshot_id)] + locks.keys(record))
-    snap = found[0]
+    (read in one call, written in two at once). A record found stored is
+    this start's, landed though its commit timed out: its tasks may have
+    run since (even to the end), and stored again it would go back."""
+    found = db.get([Snapshot.key_for(snapshot_id), record.key()] +
+                   locks.keys(record))
+    snap, stored = found[0], found[1]
+    if stored is not None:
+        return
     if snap is None:
         raise SnapshotNotFound(snapshot_id)
     snap.check_finished()  # not deleting meanwhile
-    taken = (locks.take(record, found[1:])
+    taken = (locks.take(record, found[2:])
              if record.status != RestoreStatus.FINISHED.value else [])
     snap.restore_id = record.id
     put = db.put_async([snap, record] + taken)
