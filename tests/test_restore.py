@@ -358,6 +358,40 @@ def test_a_start_tried_again_after_its_restore_ran_leaves_it_ended(
     assert async_.get_tasks() == []
 
 
+def test_a_dry_run_started_again_after_it_ran_leaves_its_plan(
+        make_entities, finished_snapshot, run_tasks, monkeypatch):
+    """As a restore's: a dry run's start that landed though it timed out,
+    tried again after its tasks ran to the end. Stored again, the record
+    went back to ``running``, its markers gone: every range counted again."""
+    from google.appengine.api import datastore_errors
+    from lovely_gae.snapshot.work import plan
+    make_entities(Dummy, 30)
+    snap = finished_snapshot(['Dummy'], batchsize=10)
+    real_begin, real_run = plan._begin, db.run_in_transaction_options
+    beginning, lost = [], []
+
+    def begin(*args):
+        beginning.append(True)
+        return real_begin(*args)
+
+    def run(options, func, *args):
+        beginning.clear()
+        result = real_run(options, func, *args)
+        if beginning and not lost:  # the start's commit: applied, and ...
+            lost.append(True)
+            run_tasks(recursive=True)  # ... its tasks ran before the retry
+            raise datastore_errors.Timeout('the answer was lost')
+        return result
+    monkeypatch.setattr(plan, '_begin', begin)
+    monkeypatch.setattr(db, 'run_in_transaction_options', run)
+    snap.restore(dry_run=True)
+    monkeypatch.undo()
+    assert lost
+    [record] = Restore.all()
+    assert record.status == 'finished'
+    assert async_.get_tasks() == []
+
+
 class Note(ndb.Model):
     text = ndb.StringProperty()
 

@@ -15,7 +15,8 @@ from google.appengine.ext import db
 
 from ... import async_, completion
 from ...base import delete_all, transaction, utcnow
-from ...exceptions import RangeCorrupted, SnapshotIncomplete
+from ...exceptions import (RangeCorrupted, SnapshotIncomplete,
+                           SnapshotNotFound)
 from ..models import ACTIONS, Snapshot
 from ..restores import RestoreStatus, ranges_count
 from . import putback
@@ -39,7 +40,13 @@ def start(snap, kinds=None):
 
 
 def _begin(snapshot_id, record, tasks):
-    snap = Snapshot.get_by_id(snapshot_id)
+    """Save the dry run and its first tasks, unless they landed already
+    (a commit that timed out, tried again): see ``restore._begin``."""
+    snap, stored = db.get([Snapshot.key_for(snapshot_id), record.key()])
+    if stored is not None:
+        return
+    if snap is None:
+        raise SnapshotNotFound(snapshot_id)
     snap.plan_id = record.id
     db.put([snap, record])
     async_.defer_many(tasks)
