@@ -112,6 +112,7 @@ class ThreadedServer:
         self.url = 'http://%s:%s' % (shown, self.server.effective_port)
         self._thread = None
         self._closing = False
+        self._serving = False  # run's loop may touch the sockets
 
     def run(self):
         """Serve in this thread until ``close_soon``.
@@ -122,6 +123,7 @@ class ThreadedServer:
         on after Ctrl-C.
         """
         server, adj = self.server, self.server.adj
+        self._serving = True
         while server._map and not self._closing:
             server.asyncore.loop(timeout=adj.asyncore_loop_timeout,
                                  map=server._map,
@@ -130,6 +132,7 @@ class ThreadedServer:
         # from another thread would race with it. The trigger stays open
         # until ``stop``: a worker thread that ends a request pulls it.
         self._close_all()
+        self._serving = False
 
     def close_soon(self):
         """Make ``run`` return soon. Safe in a signal's handler: it takes
@@ -152,6 +155,8 @@ class ThreadedServer:
             self.close_soon()
             self._thread.join(timeout)
             self._thread = None
+        if not self._serving:  # never served, or done: no loop races us
+            self._close_all()
         self.server.task_dispatcher.shutdown(timeout=timeout)
         self.server.trigger.close()
 

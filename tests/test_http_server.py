@@ -466,6 +466,18 @@ def test_the_trigger_stays_open_for_requests_that_end_after_the_loop(caplog):
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
+def test_stop_closes_the_listening_socket_of_a_server_that_never_ran():
+    """``run`` closes the sockets as its loop ends; a server stopped
+    without serving (a ``LocalServer`` whose start failed) kept its
+    listening socket open till the collector found it (ResourceWarning)."""
+    server = ThreadedServer(lambda environ, start_response: [])
+    listening = server.server.socket
+    server.stop()
+    server.stop()  # twice: nothing more to do
+    assert listening.fileno() == -1
+    assert server.server._map == {}
+
+
 def test_a_remote_create_refuses_a_kind_without_entities(snapshot_server):
     """``lovely-gae --url URL create Dumy`` (a typo) is refused as a local
     create is (``EmptyKind``), and creates no snapshot: a backup of
