@@ -129,6 +129,33 @@ def until_queued(run_tasks, name):
     return queued(name)
 
 
+def answer_lost(monkeypatch, module, name, meanwhile=None):
+    """Make the first transaction that calls ``module.name`` commit, run
+    ``meanwhile`` (say, the tasks it queued), then raise ``Timeout``: a
+    commit applied whose answer was lost, which ``base.transaction`` tries
+    again. Returns a list that holds True once it happened."""
+    from google.appengine.api import datastore_errors
+    real, real_run = getattr(module, name), db.run_in_transaction_options
+    calling, lost = [], []
+
+    def called(*args, **kwargs):
+        calling.append(True)
+        return real(*args, **kwargs)
+
+    def run(options, func, *args, **kwargs):
+        calling.clear()
+        result = real_run(options, func, *args, **kwargs)
+        if calling and not lost:  # applied, and ...
+            lost.append(True)
+            if meanwhile is not None:
+                meanwhile()
+            raise datastore_errors.Timeout('the answer was lost')
+        return result
+    monkeypatch.setattr(module, name, called)
+    monkeypatch.setattr(db, 'run_in_transaction_options', run)
+    return lost
+
+
 def all_bytes(kinds, namespace=''):
     """Every entity of ``kinds`` as encoded bytes, sorted."""
     return sorted(e.SerializeToString() for kind in kinds

@@ -14,7 +14,8 @@ from lovely_gae.snapshot.markers import SnapshotMarkers
 from lovely_gae.snapshot.models import (SHARD_STRIDE, RangeBackup,
                                         RangeBackupPart)
 from lovely_gae.testing import rerun
-from tests.conftest import Dummy, Yummy, all_bytes, queued, until_queued
+from tests.conftest import (Dummy, Yummy, all_bytes, answer_lost, queued,
+                            until_queued)
 
 
 class Heavy(db.Model):
@@ -216,26 +217,10 @@ def test_a_commit_that_landed_though_it_timed_out_keeps_its_parts(
     ``transaction`` tries it again: the retry finds the part's marker, its
     own. Were the parts it wrote deleted as another run's, the snapshot
     would say finished over a range whose parts are gone."""
-    from google.appengine.api import datastore_errors
     monkeypatch.setattr(defaults, 'PART_SIZE', 64 * 1024)
     db.put([Heavy(payload=os.urandom(10 * 1000)) for _ in range(30)])
     snap = api.create_snapshot(['Heavy'])
-    real_marker, real_run = completion.marker, db.run_in_transaction_options
-    committing, lost = [], []
-
-    def marker(*args):
-        committing.append(True)
-        return real_marker(*args)
-
-    def run(options, func, *args):
-        committing.clear()
-        result = real_run(options, func, *args)
-        if committing and not lost:  # a range's commit: applied, and ...
-            lost.append(True)
-            raise datastore_errors.Timeout('the answer was lost')
-        return result
-    monkeypatch.setattr(completion, 'marker', marker)
-    monkeypatch.setattr(db, 'run_in_transaction_options', run)
+    lost = answer_lost(monkeypatch, completion, 'marker')  # a range's commit
     run_tasks(recursive=True)
     monkeypatch.undo()
     assert lost

@@ -10,7 +10,7 @@ from lovely_gae.snapshot.work import deleting, restore, waves
 from lovely_gae.snapshot.models import RangeBackup
 from lovely_gae.snapshot.restores import Restore
 from lovely_gae.testing import rerun
-from tests.conftest import Dummy, Yummy, all_bytes, until_queued
+from tests.conftest import Dummy, Yummy, all_bytes, answer_lost, until_queued
 
 
 def state(kinds=('Dummy',)):
@@ -288,26 +288,10 @@ def test_a_start_that_landed_though_it_timed_out_is_not_refused(
     ``transaction`` tries it again: the retry finds the kinds locked, by
     this very restore. Refused (``RestoreRunning`` naming itself), the
     caller would be told no restore started while it runs."""
-    from google.appengine.api import datastore_errors
     from lovely_gae.snapshot.work import locks
     make_entities(Dummy, 5)
     snap = finished_snapshot(['Dummy'])
-    real_take, real_run = locks.take, db.run_in_transaction_options
-    taking, lost = [], []
-
-    def take(*args):
-        taking.append(True)
-        return real_take(*args)
-
-    def run(options, func, *args):
-        taking.clear()
-        result = real_run(options, func, *args)
-        if taking and not lost:  # the start's commit: applied, and ...
-            lost.append(True)
-            raise datastore_errors.Timeout('the answer was lost')
-        return result
-    monkeypatch.setattr(locks, 'take', take)
-    monkeypatch.setattr(db, 'run_in_transaction_options', run)
+    lost = answer_lost(monkeypatch, locks, 'take')  # the start's commit
     snap.restore()
     monkeypatch.undo()
     assert lost
@@ -326,29 +310,14 @@ def test_a_start_tried_again_after_its_restore_ran_leaves_it_ended(
     back to ``running`` (or ``checking``), its kinds locked and its tasks
     queued again, till they ran once more (a large one checked every range
     again)."""
-    from google.appengine.api import datastore_errors
     from lovely_gae.snapshot.work import locks
     if size == 'large':
         monkeypatch.setattr(waves, 'INLINE_RANGES', 1)
     make_entities(Dummy, 30)
     snap = finished_snapshot(['Dummy'], batchsize=10)
-    real_take, real_run = locks.take, db.run_in_transaction_options
-    taking, lost = [], []
-
-    def take(*args):
-        taking.append(True)
-        return real_take(*args)
-
-    def run(options, func, *args):
-        taking.clear()
-        result = real_run(options, func, *args)
-        if taking and not lost:  # the start's commit: applied, and ...
-            lost.append(True)
-            run_tasks(recursive=True)  # ... its tasks ran before the retry
-            raise datastore_errors.Timeout('the answer was lost')
-        return result
-    monkeypatch.setattr(locks, 'take', take)
-    monkeypatch.setattr(db, 'run_in_transaction_options', run)
+    # The start's commit, its tasks run to the end before the retry.
+    lost = answer_lost(monkeypatch, locks, 'take',
+                       lambda: run_tasks(recursive=True))
     snap.restore()
     monkeypatch.undo()
     assert lost
@@ -363,27 +332,11 @@ def test_a_dry_run_started_again_after_it_ran_leaves_its_plan(
     """As a restore's: a dry run's start that landed though it timed out,
     tried again after its tasks ran to the end. Stored again, the record
     went back to ``running``, its markers gone: every range counted again."""
-    from google.appengine.api import datastore_errors
     from lovely_gae.snapshot.work import plan
     make_entities(Dummy, 30)
     snap = finished_snapshot(['Dummy'], batchsize=10)
-    real_begin, real_run = plan._begin, db.run_in_transaction_options
-    beginning, lost = [], []
-
-    def begin(*args):
-        beginning.append(True)
-        return real_begin(*args)
-
-    def run(options, func, *args):
-        beginning.clear()
-        result = real_run(options, func, *args)
-        if beginning and not lost:  # the start's commit: applied, and ...
-            lost.append(True)
-            run_tasks(recursive=True)  # ... its tasks ran before the retry
-            raise datastore_errors.Timeout('the answer was lost')
-        return result
-    monkeypatch.setattr(plan, '_begin', begin)
-    monkeypatch.setattr(db, 'run_in_transaction_options', run)
+    lost = answer_lost(monkeypatch, plan, '_begin',
+                       lambda: run_tasks(recursive=True))
     snap.restore(dry_run=True)
     monkeypatch.undo()
     assert lost
