@@ -21,6 +21,7 @@ import uuid
 
 from . import defaults, push, taskstore
 from .base import transaction, utcnow
+from .exceptions import NotYet
 from .tasks import (MAX_ERROR, Status, Task, dotted_name, make_task, register,
                     resolve, task)
 
@@ -346,10 +347,13 @@ def _call(task):
 
 
 def _describe(exc, task):
-    """The one-line error of a failed try, logged."""
+    """The one-line error of a failed try, logged (a ``NotYet``, expected
+    now and then, as information)."""
     error = ''.join(traceback.format_exception_only(type(exc), exc)).strip()
-    log.warning('task %s failed (attempt %d of %d): %s', task.func,
-                task.attempts, task.max_attempts, error, exc_info=True)
+    expected = isinstance(exc, NotYet)
+    log.log(logging.INFO if expected else logging.WARNING,
+            'task %s failed (attempt %d of %d): %s', task.func, task.attempts,
+            task.max_attempts, error, exc_info=not expected)
     if len(error) > MAX_ERROR:  # its start and end, where it fits
         half = MAX_ERROR // 2
         error = '%s ... %s' % (error[:half - 3], error[-(half - 2):])

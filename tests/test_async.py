@@ -1,10 +1,11 @@
 import datetime
+import logging
 
 import pytest
 from google.appengine.ext import db
 
 from lovely_gae import async_, tasks, taskstore
-from lovely_gae.exceptions import NotSerializable, TaskError
+from lovely_gae.exceptions import NotSerializable, NotYet, TaskError
 from lovely_gae.serializers import JSONSerializer
 
 CALLS = []
@@ -284,3 +285,33 @@ def test_a_long_error_is_stored_with_the_retry(gae_testbed, run_tasks,
     [failed] = async_.get_failed_tasks()
     assert failed.error.startswith('ValueError')
     assert len(failed.error) <= tasks.MAX_ERROR and ' ... ' in failed.error
+
+
+@async_.task
+def needs(text):
+    if not CALLS:
+        CALLS.append(text)
+        raise NotYet('what %s needs is not stored yet' % text)
+
+
+@pytest.mark.parametrize('pushed', [False, True])
+def test_a_task_that_came_too_soon_is_tried_again_without_a_warning(
+        gae_testbed, run_tasks, task_clock, caplog, pushed):
+    """``NotYet``: a task ran before what it needs had landed (a restore's
+    writing task before its record says running), which happens now and
+    then: it is tried again, logged as information, not as a failure with
+    its traceback (a warning every user of ``serve`` would wonder about)."""
+    caplog.set_level(logging.INFO, logger='lovely_gae.async_')
+    task = async_.defer(needs, args=('the record',))
+    if pushed:
+        assert async_.run_task(task.name)
+    else:
+        assert run_tasks(clock=task_clock) == 1
+    [again] = async_.get_tasks()
+    assert again.attempts == 1 and 'NotYet: what the record' in again.error
+    [logged] = [r for r in caplog.records if 'NotYet' in r.getMessage()]
+    assert logged.levelname == 'INFO' and not logged.exc_info
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    task_clock.advance(3600)
+    assert run_tasks(clock=task_clock) == 1
+    assert async_.get_tasks() == [] and async_.get_failed_tasks() == []
