@@ -19,7 +19,7 @@ import time
 import traceback
 import uuid
 
-from . import defaults, push, taskstore
+from . import defaults, entities, push, taskstore
 from .base import transaction, utcnow
 from .exceptions import NotYet
 from .tasks import (MAX_ERROR, Status, Task, dotted_name, make_task, register,
@@ -90,11 +90,13 @@ def defer_many(tasks, then=()):
     waiting, running = _waiting.get(), _running.get()
     tasks = [task for task in tasks if task.name not in waiting]
     taskstore.enqueue(tasks)
-    landing = taskstore.send(then)
+    landing = then and entities.SentPut([pb.SerializeToString()
+                                         for pb in then])
     if running is not None and any(t.name == running[0] for t in tasks):
         running[1] = True  # its run must not delete it when done
     _announce(tasks)
-    landing.wait()
+    if landing:
+        landing.wait()
 
 
 def push_again(names):

@@ -177,17 +177,18 @@ def _put_request(records):
 
 
 class _SentWrite:
-    """A write on its way: ``wait`` for it (and send ``items`` again with
-    ``again``, as ``retrying`` would, if it failed for a transient reason)."""
+    """A call on its way: ``wait`` for its answer (and send ``items`` again
+    with ``again``, as ``retrying`` would, if it failed for a transient
+    reason)."""
 
     def __init__(self, rpc, again, items):
         self.rpc, self._again, self._items = rpc, again, items
 
     def wait(self):
         try:
-            self.rpc.get_result()
+            return self.rpc.get_result()
         except TRANSIENT_ERRORS:
-            self._again(self._items)
+            return self._again(self._items)
 
 
 class SentPut(_SentWrite):
@@ -206,6 +207,16 @@ class SentDelete(_SentWrite):
     def __init__(self, references):
         references = list(references)
         super().__init__(connection().async_delete(None, references), delete,
+                         references)
+
+
+class SentGet(_SentWrite):
+    """A ``get`` on its way: ``wait`` answers it (None where there is
+    none)."""
+
+    def __init__(self, references):
+        references = list(references)
+        super().__init__(connection().async_get(None, references), get,
                          references)
 
 

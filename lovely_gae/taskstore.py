@@ -34,10 +34,9 @@ from . import defaults, entities
 from .base import retrying, transaction
 from .tasks import EPOCH, KIND, Field, Task, reference as _ref
 
-__all__ = ['KIND', 'LEASE_KIND', 'BATCH', 'HOLD_BYTES', 'enqueue', 'send',
-           'get', 'delete', 'due', 'lease', 'finish', 'release', 'holds',
-           'recover', 'retry', 'fail', 'queued', 'leased', 'failed', 'size',
-           'next_due']
+__all__ = ['KIND', 'LEASE_KIND', 'BATCH', 'HOLD_BYTES', 'enqueue', 'get',
+           'delete', 'due', 'lease', 'finish', 'release', 'holds', 'recover',
+           'retry', 'fail', 'queued', 'leased', 'failed', 'size', 'next_due']
 
 log = logging.getLogger(__name__)
 
@@ -70,21 +69,6 @@ def _key(name, kind=KIND):
 def enqueue(tasks):
     """Store ``tasks``, new or again; inside a transaction, with it."""
     entities.put([task.to_proto() for task in tasks])
-
-
-class _Sent:
-    """Nothing on its way."""
-
-    def wait(self):
-        pass
-
-
-def send(protos):
-    """Put the ``EntityProto`` messages ``protos``, outside any
-    transaction, on their way: ``wait`` for them."""
-    if not protos:
-        return _Sent()
-    return entities.SentPut([pb.SerializeToString() for pb in protos])
 
 
 def get(names):

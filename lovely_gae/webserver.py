@@ -112,7 +112,7 @@ class ThreadedServer:
         self.url = 'http://%s:%s' % (shown, self.server.effective_port)
         self._thread = None
         self._closing = False
-        self._serving = False  # run's loop may touch the sockets
+        self._ran = False  # run closes the sockets as its loop ends
 
     def run(self):
         """Serve in this thread until ``close_soon``.
@@ -123,7 +123,7 @@ class ThreadedServer:
         on after Ctrl-C.
         """
         server, adj = self.server, self.server.adj
-        self._serving = True
+        self._ran = True
         while server._map and not self._closing:
             server.asyncore.loop(timeout=adj.asyncore_loop_timeout,
                                  map=server._map,
@@ -132,7 +132,6 @@ class ThreadedServer:
         # from another thread would race with it. The trigger stays open
         # until ``stop``: a worker thread that ends a request pulls it.
         self._close_all()
-        self._serving = False
 
     def close_soon(self):
         """Make ``run`` return soon. Safe in a signal's handler: it takes
@@ -155,7 +154,7 @@ class ThreadedServer:
             self.close_soon()
             self._thread.join(timeout)
             self._thread = None
-        if not self._serving:  # never served, or done: no loop races us
+        if not self._ran:  # never served: nothing closed them
             self._close_all()
         self.server.task_dispatcher.shutdown(timeout=timeout)
         self.server.trigger.close()

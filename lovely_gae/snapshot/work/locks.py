@@ -42,12 +42,10 @@ def keys(record):
 def take(record, found):
     """The locks of ``record``'s kinds, unsaved; ``RestoreRunning`` if one
     is held (inside the transaction that saves them). ``found``: those
-    locks as the caller read them, in the order of ``keys``. One that
-    ``record`` holds is its own start's, applied though its commit timed
-    out, and tried again."""
+    locks as the caller read them, in the order of ``keys``."""
     wanted = keys(record)
     for key, held in zip(wanted, found):
-        if held is not None and held.restore_id != record.id:
+        if held is not None:
             raise RestoreRunning(key.name().split(':', 1)[1],
                                  record.namespace, held.snapshot_id,
                                  held.restore_id)

@@ -18,10 +18,10 @@ from ...base import delete_all, transaction, utcnow
 from ...exceptions import (RangeCorrupted, SnapshotIncomplete,
                            SnapshotNotFound)
 from ..models import ACTIONS, Snapshot
-from ..restores import RestoreStatus, ranges_count
+from ..restores import RestoreStatus
 from . import putback
 from .restore import (ENDS, PHASES, begin_part, first_tasks, new_record,
-                      part_done, restore_failed)
+                      part_counts, part_done, restore_failed)
 from .waves import fanout, leaves, size_tasks
 
 __all__ = ['start', 'plan_ranges']
@@ -48,8 +48,9 @@ def _begin(snapshot_id, record, tasks):
     if snap is None:
         raise SnapshotNotFound(snapshot_id)
     snap.plan_id = record.id
-    db.put([snap, record])
+    put = db.put_async([snap, record])
     async_.defer_many(tasks)
+    put.get_result()
 
 
 @async_.task
@@ -65,11 +66,8 @@ def plan_ranges(restore_id, snapshot_id, index, kind, first, count):
     except (RangeCorrupted, SnapshotIncomplete) as error:
         restore_failed(str(error), restore_id)  # no retry mends it
         return
-    kind_index = record.kinds.index(kind)
-    counts = {'%d:%s' % (kind_index, name): number
-              for name, number in found.items()}
-    counts[ranges_count(kind_index)] = count
-    part_done(record, 'plan', index, (kind, first, count), counts, stops)
+    part_done(record, 'plan', index, (kind, first, count),
+              part_counts(record, kind, count, found), stops)
 
 
 def _finish(found, counts):

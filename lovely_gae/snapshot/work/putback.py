@@ -12,7 +12,6 @@ import collections
 from google.appengine.ext import db
 
 from ... import cache, defaults, entities
-from ...base import TRANSIENT_ERRORS
 from ...exceptions import RangeCorrupted
 from ..backups import backup_bounds, in_order
 from ..models import RangeBackup
@@ -128,20 +127,6 @@ class _Writes:
             self.landed()
 
 
-class _SentGet:
-    """A get of the entities now stored under a chunk's keys, on its way."""
-
-    def __init__(self, references):
-        self.references = references
-        self.rpc = entities.connection().async_get(None, references)
-
-    def wait(self):
-        try:
-            return self.rpc.get_result()
-        except TRANSIENT_ERRORS:
-            return entities.get(self.references)
-
-
 class _Counts(_Writes):
     """What ``_Writes`` would do, counted and not done (a dry run's): each
     chunk is compared byte for byte with what is stored under its keys
@@ -152,7 +137,7 @@ class _Counts(_Writes):
         self.counts = {'created': 0, 'changed': 0, 'deleted': 0}
 
     def send_put(self, chunk):
-        self._send(_SentGet([reference for _, reference in chunk]),
+        self._send(entities.SentGet([reference for _, reference in chunk]),
                    lambda now: self._compare(chunk, now))
 
     def send_delete(self, references):

@@ -125,8 +125,7 @@ def store_ranges(snapshot_id, kind_index, kind, namespace, codec, shard,
         written.extend(parts)
     task_job = job(snapshot_id, kind_index, shard)
     commit(task_job, index, backups, written)
-    # Even if another run committed: it may have died before this. So the
-    # task's entity stays till it returns (not deleted with the commit).
+    # Even if another run committed: it may have died before this.
     stored = completion.ascend(task_job, index)
     if stored is not None:
         shard_stored(snapshot_id, kind_index, shard, shards, stored)

@@ -10,8 +10,8 @@ ranges of a kind cover its whole key space, so together they delete every
 entity the snapshot lacks, each task reading only its own range.
 
 A kind of a namespace is restored by one restore at a time: a restore
-locks its kinds in the transaction that starts it and frees them in the one
-that ends it (finished or failed).
+locks its kinds in the transaction that starts it and frees them as it ends
+(finished; or failed, in the transaction that says so).
 
 A small restore (``waves.INLINE_RANGES`` ranges, ``INLINE_BYTES`` stored)
 is checked in the call that starts it, and its tasks, one a range, commit
@@ -38,7 +38,7 @@ from ..models import ACTIONS, Snapshot
 from ..restores import Restore, RestoreStatus, ranges_count
 
 __all__ = ['restore', 'restore_failed', 'new_record', 'first_tasks',
-           'begin_part', 'part_done', 'PHASES', 'ENDS']
+           'begin_part', 'part_counts', 'part_done', 'PHASES', 'ENDS']
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +208,8 @@ def begin_part(phase, restore_id, snapshot_id, index, kind, first, count):
     record, done = get_all([Restore.key_for(restore_id), completion.key(
         names.restore_job(restore_id, phase), index)])
     if record is not None and record.status == RestoreStatus.FINISHED.value:
-        ENDS[phase](db.get(_end_keys(record)), None)  # may have died ending
+        # A run that ended it may have died before it freed all.
+        ENDS[phase]([record] + get_all(_end_keys(record)[1:]), None)
         return None, None
     if not _writing(record):
         return None, None
@@ -228,15 +229,24 @@ def restore_ranges(restore_id, snapshot_id, index, kind, first, count):
         return
     found, stops = putback.put_back(putback.read_backups(sent),
                                     record.namespace)
-    counts = {ranges_count(record.kinds.index(kind)): count,
-              'entities': found['put'], 'deleted': found['deleted']}
-    part_done(record, 'write', index, (kind, first, count), counts, stops)
+    part_done(record, 'write', index, (kind, first, count),
+              part_counts(record, kind, count, found), stops)
 
 
-def _stale_count(record, phase, kind):
-    """The name a phase counts a kind's stale entities by."""
-    return ('deleted' if phase == 'write' else
-            '%d:deleted' % record.kinds.index(kind))
+def part_counts(record, kind, count, found):
+    """A part's ``completion`` counts, by kind: its ``count`` ranges of
+    ``kind``, and what putting them back did (or would do): ``found``."""
+    kind_index = record.kinds.index(kind)
+    counts = {'%d:%s' % (kind_index, name): number
+              for name, number in found.items()}
+    counts[ranges_count(kind_index)] = count
+    return counts
+
+
+def _summed(counts, name):
+    """The sum over the kinds of a job's ``counts`` called ``name``."""
+    return sum(number for key, number in counts.items()
+               if key.split(':', 1)[1] == name)
 
 
 @async_.task
@@ -246,14 +256,14 @@ def scan_on(restore_id, snapshot_id, phase, index, kind, first, count,
     task ``index`` of a phase (or this task) stopped them
     (``putback.STALE_SCAN``), deleting them (``write``) or counting them
     (``plan``); the last one marks the task's part done."""
-    sent = putback.SentBackups(snapshot_id, kind, first, count)
-    record = db.get(Restore.key_for(restore_id))
-    if not _writing(record):
+    record, sent = begin_part(phase, restore_id, snapshot_id, index, kind,
+                              first, count)
+    if record is None:
         return
     found, stops = putback.delete_stale(putback.read_backups(sent),
                                         record.namespace, stops,
                                         counting=phase == 'plan')
-    counts[_stale_count(record, phase, kind)] += found
+    counts['%d:deleted' % record.kinds.index(kind)] += found
     part_done(record, phase, index, (kind, first, count), counts, stops)
 
 
@@ -319,8 +329,8 @@ def _finish(found, counts):
     if record.status != RestoreStatus.RUNNING.value:
         return
     record.status = RestoreStatus.FINISHED.value
-    record.entities = counts.get('entities', 0)
-    record.deleted = counts.get('deleted', 0)
+    record.entities = _summed(counts, 'put')
+    record.deleted = _summed(counts, 'deleted')
     record.finished = utcnow()
 
     def end():
