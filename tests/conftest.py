@@ -116,6 +116,13 @@ def fast_retries(monkeypatch):
     monkeypatch.setattr(defaults, 'RETRY_DELAY', 0.0)
 
 
+def markers(job):
+    """The key names of the ``completion`` markers of ``job`` stored now."""
+    from lovely_gae import completion
+    return sorted(done.key().name() for done in completion.Done.all()
+                  if done.key().name().startswith(job + ':'))
+
+
 def queued(name):
     """The queued tasks of the task function called ``name``."""
     return [task for task in async_.get_tasks()

@@ -2,11 +2,7 @@
 import random
 
 from lovely_gae import completion
-
-
-def _nodes(job):
-    return sorted(done.key().name() for done in completion.Done.all()
-                  if done.key().name().startswith(job + ':'))
+from tests.conftest import markers
 
 
 def test_the_part_that_completes_the_top_level_stores_no_root(gae_testbed):
@@ -18,7 +14,7 @@ def test_the_part_that_completes_the_top_level_stores_no_root(gae_testbed):
              for index in order]
     assert found[:-1] == [None] * 7
     assert found[-1] == {'n': 8, 'i': sum(range(8))}
-    assert _nodes('job') == ['job:00:%010d' % index for index in range(8)]
+    assert markers('job') == ['job:00:%010d' % index for index in range(8)]
 
 
 def test_a_wider_fanout_counts_a_job_in_one_level(gae_testbed):
@@ -27,12 +23,12 @@ def test_a_wider_fanout_counts_a_job_in_one_level(gae_testbed):
     found = [completion.mark('wide', index, {'n': 1}, 20, fanout=32)
              for index in order]
     assert found[-1] == {'n': 20} and found[:-1] == [None] * 19
-    assert len(_nodes('wide')) == 20  # no level above the parts
+    assert len(markers('wide')) == 20  # no level above the parts
     # With the default fan-out the same job has a level above them.
     for index in range(20):
         found = completion.mark('narrow', index, {'n': 1}, 20)
     assert found == {'n': 20}
-    assert len(_nodes('narrow')) == 20 + 3
+    assert len(markers('narrow')) == 20 + 3
 
 
 def test_a_part_run_again_finds_the_job_complete(gae_testbed):

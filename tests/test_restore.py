@@ -10,7 +10,8 @@ from lovely_gae.snapshot.work import deleting, restore, waves
 from lovely_gae.snapshot.models import RangeBackup
 from lovely_gae.snapshot.restores import Restore
 from lovely_gae.testing import rerun
-from tests.conftest import Dummy, Yummy, all_bytes, answer_lost, until_queued
+from tests.conftest import (Dummy, Yummy, all_bytes, answer_lost, markers,
+                            until_queued)
 
 
 def state(kinds=('Dummy',)):
@@ -378,10 +379,7 @@ def test_deleting_a_snapshot_deletes_its_restores(
     snap.restore(dry_run=True)  # deleted half way: its markers go too
     [dry_run] = [r for r in Restore.all() if r.dry_run]
 
-    def planned():
-        return [done for done in completion.Done.all()
-                if done.key().name().startswith(dry_run.job('plan'))]
-    while not planned():
+    while not markers(dry_run.job('plan')):
         assert run_tasks(max_tasks=1) == 1
     assert api.get_snapshot(snap.id).plan_progress()['status'] == 'running'
     assert Restore.all().count() == 3

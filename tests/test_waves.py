@@ -4,7 +4,7 @@ import pytest
 from lovely_gae import async_, defaults, push
 from lovely_gae.snapshot import api
 from lovely_gae.snapshot.work import restore, waves
-from tests.conftest import Dummy, all_bytes, queued, until_queued
+from tests.conftest import Dummy, all_bytes, markers, queued, until_queued
 
 
 def _sizes(name):
@@ -146,15 +146,13 @@ def test_a_finished_restore_keeps_no_marker_of_its_checks(
     """The markers that count a restore's checks are gone once it has
     finished (those of its writing stay while it is kept: a late copy of
     a writing task finds them and puts nothing back)."""
-    from lovely_gae import completion
     from lovely_gae.snapshot.restores import Restore
     monkeypatch.setattr(defaults, 'SHARDS', workers)
     nine_ranges.restore()
 
     def checks():
         [record] = Restore.all()
-        return [done for done in completion.Done.all()
-                if done.key().name().startswith(record.job('check'))]
+        return markers(record.job('check'))
     until_queued(run_tasks, 'restore_ranges')
     assert checks()
     run_tasks(recursive=True)
@@ -216,16 +214,15 @@ def test_the_start_of_the_writing_stored_again_does_not_write_again(
 
 @pytest.mark.parametrize('record_landed', [False, True])
 def test_the_locks_and_markers_go_even_if_the_last_part_dies_first(
-        nine_ranges, run_tasks, monkeypatch, record_landed):
+        nine_ranges, run_tasks, monkeypatch, fast_retries,
+        record_landed):
     """``_finish`` stores the record finished, and deletes the locks and
     the checks' markers, at once. A task may die at any point, and either
     may land without the other: its retry (or a copy) finds the restore
     running, or finished, and ends it, or deletes them. The kinds can be
     restored again."""
-    from lovely_gae import completion
     from lovely_gae.snapshot.restores import Restore
     from lovely_gae.snapshot.work import locks
-    monkeypatch.setattr(defaults, 'RETRY_DELAY', 0.01)
     real, died = restore.delete_all, []
 
     def delete_all(keys):
@@ -243,8 +240,7 @@ def test_the_locks_and_markers_go_even_if_the_last_part_dies_first(
     run_tasks(recursive=True, wait=True)
     assert died
     _assert_finished(nine_ranges)
-    assert [done for done in completion.Done.all() if done.key().name(
-    ).startswith(record.job('check'))] == []
+    assert markers(record.job('check')) == []
     assert locks.held().count() == 0
     nine_ranges.restore()  # not refused: its kinds are free
     run_tasks(recursive=True)
@@ -253,7 +249,7 @@ def test_the_locks_and_markers_go_even_if_the_last_part_dies_first(
 
 
 def test_a_writing_task_that_sees_the_checks_still_running_is_not_lost(
-        nine_ranges, run_tasks, monkeypatch):
+        nine_ranges, run_tasks, monkeypatch, fast_retries):
     """The record goes ``running`` once the writing tasks are stored (see
     ``test_a_start_of_the_writing_that_stored_only_the_record_is_tried_
     again``), while they are pushed: a worker (pushed, or one that
@@ -262,7 +258,6 @@ def test_a_writing_task_that_sees_the_checks_still_running_is_not_lost(
     done, the restore running for ever, its kinds locked. It is tried
     again instead."""
     from lovely_gae import entities
-    monkeypatch.setattr(defaults, 'RETRY_DELAY', 0.01)
     late = []
     real = async_.defer_many
 
@@ -279,7 +274,7 @@ def test_a_writing_task_that_sees_the_checks_still_running_is_not_lost(
 
 
 def test_a_start_of_the_writing_that_stored_only_the_record_is_tried_again(
-        nine_ranges, run_tasks, monkeypatch):
+        nine_ranges, run_tasks, monkeypatch, fast_retries):
     """Datastore's non-transactional commits "may not apply as all or
     none" (CommitRequest.Mode). If the record were stored ``running`` in
     the request that stores the first writing tasks, and only the record
@@ -288,7 +283,6 @@ def test_a_start_of_the_writing_that_stored_only_the_record_is_tried_again(
     kinds locked. The record is stored once its tasks are."""
     from lovely_gae import entities
     from lovely_gae.snapshot.restores import Restore
-    monkeypatch.setattr(defaults, 'RETRY_DELAY', 0.01)
     real, torn = entities.put, []
 
     def put(protos):
