@@ -66,6 +66,26 @@ def test_a_dry_run_sizes_its_tasks_as_a_restore(nine_ranges, run_tasks,
         'Dummy': {'created': 0, 'changed': 0, 'deleted': 0}}
 
 
+@pytest.mark.parametrize('phase', ['check_ranges', 'restore_ranges'])
+def test_a_sharded_snapshot_is_cut_span_by_span_into_whole_waves(
+        make_entities, finished_snapshot, run_tasks, sharded, monkeypatch,
+        phase):
+    make_entities(Dummy, 90)
+    snap = finished_snapshot(['Dummy'], batchsize=10)
+    assert [count for _, count in snap.spans('Dummy')] == [3, 2, 2, 4]
+    monkeypatch.setattr(waves, 'INLINE_RANGES', 4)  # tasks in its commit
+    before = all_bytes(['Dummy'])
+    snap.restore()
+    until_queued(run_tasks, phase)
+    # A task a span: 4 tasks, in the start's commit (not 5 of 3, 3, 3 and
+    # 2 after a fan-out task), and one wave of the 4 workers (not two).
+    assert _sizes(phase) == [3, 2, 2, 4]
+    assert _sizes('fan_out') == []
+    run_tasks(recursive=True)
+    assert all_bytes(['Dummy']) == before
+    _assert_finished(snap)
+
+
 class _Pushes:
     """A pusher that keeps the names it is told of, in order."""
 

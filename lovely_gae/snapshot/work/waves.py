@@ -21,35 +21,61 @@ CHECK_RANGES = 20
 WRITE_RANGES = 8
 
 
-def per_task(total, most):
-    """Ranges a task of a large restore takes of ``total``: as few waves
+def _tasks(spans, per):
+    """Tasks of ``per`` ranges ``spans`` (``[.., .., ranges]``) make: a
+    task takes ranges of one span (a shard's) only."""
+    return sum(-(-total // per) for _, _, total in spans)
+
+
+def _fewest(spans, tasks, least):
+    """The fewest ranges a task (``least`` at least) for which ``spans``
+    make ``tasks`` tasks at most (as many as it takes: more tasks, if
+    there are more spans)."""
+    low, high = least, max([least] + [total for _, _, total in spans])
+    while low < high:
+        middle = (low + high) // 2
+        if _tasks(spans, middle) <= tasks:
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+def per_task(spans, most):
+    """Ranges a task of a large restore takes of ``spans``: as few waves
     of ``defaults.SHARDS`` tasks (the queue's concurrency) as ``most``
     ranges a task allow, the ranges spread evenly over their tasks. So the
     first wave keeps every worker busy (100 ranges on 16 workers: 15 tasks
-    of 7, not 25 of 4, whose second wave of 9 would run alone)."""
+    of 7, not 25 of 4, whose second wave of 9 would run alone). A task
+    takes the ranges of one span (a shard's) only: the waves are counted
+    in tasks, span by span (3 spans of 6 ranges on 4 workers: 3 tasks of
+    6, not 6 of 5 and 1 in two waves)."""
+    total = sum(count for _, _, count in spans)
     if total <= 0:
         return 1
     waves = -(-total // (defaults.SHARDS * most))
-    return -(-total // (waves * defaults.SHARDS))
+    even = -(-total // (waves * defaults.SHARDS))
+    return min(_fewest(spans, waves * defaults.SHARDS, even), most)
 
 
-def _check_per_task(total):
+def _check_per_task(spans):
     """Ranges a checking task of a large restore takes: as ``per_task``,
     or more, up to ``CHECK_RANGES``, so that the checks commit with the
     restore's start (``INLINE_RANGES`` tasks) rather than a fan-out task
-    later: checking a range costs a fraction of a task's start."""
-    per = per_task(total, CHECK_RANGES)
-    fewer = -(-total // INLINE_RANGES)
+    later: checking a range costs a fraction of a task's start (16
+    spans of 7 ranges, 20 tasks in the commit: 16 tasks of 7, not 32 of 6
+    and 1 behind a fan-out task)."""
+    per = per_task(spans, CHECK_RANGES)
+    fewer = _fewest(spans, INLINE_RANGES, per)
     return fewer if per < fewer <= CHECK_RANGES else per
 
 
 def size_tasks(record):
     """Size the tasks of ``record``, if it has more ranges than the call
     that starts it checks (else a task a range)."""
-    total = record.ranges_total()
-    if total > INLINE_RANGES:
-        record.per_task = per_task(total, WRITE_RANGES)
-        record.check_per_task = _check_per_task(total)
+    if record.ranges_total() > INLINE_RANGES:
+        record.per_task = per_task(record.spans, WRITE_RANGES)
+        record.check_per_task = _check_per_task(record.spans)
 
 
 def _per_task(record, phase):
@@ -71,8 +97,7 @@ def leaf(record, phase, index):
 
 def leaves(record, phase):
     """How many tasks a phase of ``record`` has."""
-    per = _per_task(record, phase)
-    return sum(-(-total // per) for _, _, total in record.spans)
+    return _tasks(record.spans, _per_task(record, phase))
 
 
 def fanout(record, phase):
