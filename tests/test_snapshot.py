@@ -10,7 +10,7 @@ from lovely_gae.exceptions import (
     EmptyKind, InvalidInput, SnapshotNotFinished, SnapshotNotFound)
 from lovely_gae.snapshot import api
 from lovely_gae.snapshot.models import RangeBackup, Snapshot
-from tests.conftest import Dummy, Yummy
+from tests.conftest import Dummy, Yummy, all_bytes, answer_lost
 
 
 def snapshot_count():
@@ -102,6 +102,25 @@ def test_snapshot_of_a_kind_without_entities_finishes(finished_snapshot):
 def test_snapshot_of_no_kinds_at_all_is_finished_at_once(gae_testbed):
     snap = api.create_snapshot()
     assert snap.kinds == [] and snap.status == Snapshot.STATUS_FINISHED
+
+
+@pytest.mark.parametrize('sampled', [False, True])
+def test_a_creation_that_landed_though_it_timed_out_makes_one_snapshot(
+        make_entities, run_tasks, monkeypatch, sharded, sampled):
+    make_entities(Dummy, 100 if sampled else 5)  # cut at once, or by a task
+    lost = answer_lost(monkeypatch, api, '_start',
+                       meanwhile=lambda: run_tasks(recursive=True))
+    snap = api.create_snapshot(['Dummy'], batchsize=10)
+    assert lost  # applied, its tasks ran, then tried again
+    assert [found.id for found in api.list_snapshots()] == [snap.id]
+    assert snap.status == Snapshot.STATUS_FINISHED  # as its tasks left it
+    run_tasks(recursive=True)
+    assert api.get_snapshot(snap.id).status == Snapshot.STATUS_FINISHED
+    before = all_bytes(['Dummy'])
+    Dummy(key_name='added').put()
+    api.get_snapshot(snap.id).restore()
+    run_tasks(recursive=True)
+    assert all_bytes(['Dummy']) == before
 
 
 def test_restore_deletes_entities_added_after_the_snapshot(

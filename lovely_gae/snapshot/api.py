@@ -3,7 +3,7 @@ from google.appengine.api import datastore_types, namespace_manager
 from google.appengine.ext import db
 
 from .. import async_, defaults, entities
-from ..base import transaction
+from ..base import retrying, transaction
 from ..exceptions import (EmptyKind, InvalidInput, SnapshotInUse,
                           SnapshotNotFound)
 from .work import passes
@@ -99,22 +99,34 @@ def create_snapshot(kinds=None, batchsize=None, namespace=None, codec=None,
     kinds = list(dict.fromkeys(validate_kind(kind) for kind in kinds))
     if not allow_empty:
         _check_not_empty(kinds, namespace)
-    snap = Snapshot(kinds=kinds, namespace=namespace, batchsize=batchsize,
-                    codec=codec)
+    # The samples are on their way while the id is allocated and the
+    # transaction begins.
+    cuts = passes.sample_kinds(kinds, namespace)
+    [snapshot_id, _] = retrying(db.allocate_ids, Snapshot.key_for(1), 1)
+    snap = Snapshot(key=Snapshot.key_for(snapshot_id), kinds=kinds,
+                    namespace=namespace, batchsize=batchsize, codec=codec)
     if not kinds:
         snap.status = Snapshot.STATUS_FINISHED
-    # The samples are on their way while the transaction begins.
-    return transaction(_start, snap, passes.sample_kinds(kinds, namespace))
+    return transaction(_start, snap, cuts, [])
 
 
-def _start(snap, cuts):
+def _start(snap, cuts, tried):
     """Store ``snap`` and its first tasks, which commit with it; a snapshot
-    whose kinds were cut as it was created is storing from its start."""
+    whose kinds were cut as it was created is storing from its start. Its
+    id is allocated before, so both are written at once; and a commit that
+    landed though it timed out, tried again, finds the snapshot stored and
+    leaves it as its tasks have made it since (not a second snapshot)."""
+    if tried:
+        stored = db.get(snap.key())
+        if stored is not None:
+            return stored
+    tried.append(True)
     cuts = cuts()
     if cuts:
         snap.status = Snapshot.STATUS_STORING
-    snap.put()
+    put = db.put_async(snap)
     async_.defer_many(passes.first_tasks(snap, cuts))
+    put.get_result()
     return snap
 
 
