@@ -1,5 +1,6 @@
 """A large restore's tasks come in whole waves of the queue's concurrency."""
 import pytest
+from google.appengine.ext import db
 
 from lovely_gae import async_, defaults, push
 from lovely_gae.snapshot import api
@@ -9,7 +10,7 @@ from tests.conftest import Dummy, all_bytes, markers, queued, until_queued
 
 def _sizes(name):
     """``(ranges, ...)`` of the queued tasks named ``name``, by index."""
-    found = sorted(task.arguments()[0][2:] for task in queued(name))
+    found = sorted(task.arguments()[0][3:] for task in queued(name))
     return [count for _, _, _, count in found]
 
 
@@ -320,4 +321,78 @@ def test_a_start_of_the_writing_that_stored_only_the_record_is_tried_again(
     assert torn
     [record] = Restore.all()
     assert record.status == 'finished'
+    _assert_finished(nine_ranges)
+
+
+def _run_tasks_of(restore_id):
+    """Run the queued tasks of restore ``restore_id``, and those they
+    queue, one at a time, till none is left; the others stay queued."""
+    while True:
+        mine = [task.name for task in async_.get_tasks()
+                if task.arguments()[0][:1] == [restore_id]]
+        if not mine:
+            return
+        async_.run_task(mine[0])
+
+
+@pytest.mark.parametrize('since', ['freed', 'taken'])
+def test_a_late_start_of_the_writing_over_a_failure_writes_nothing(
+        nine_ranges, run_tasks, monkeypatch, since):
+    """A task that saw the last check in stalls for minutes; meanwhile a
+    writing task fails for good (``restore_failed``: the record ``error``,
+    the kinds freed) and a second restore may take the kind. Then it
+    stores ``running`` over ``error`` (no transaction: it read the record
+    before) and sends the writing tasks again: they find the kind's lock
+    free, or another's, put nothing back and fail the restore again."""
+    from lovely_gae.snapshot.restores import Restore
+    from lovely_gae.snapshot.work import locks
+    monkeypatch.setattr(defaults, 'SHARDS', 4)
+    nine_ranges.restore()
+    [late] = Restore.all()  # as read by the stalled task: checking
+    until_queued(run_tasks, 'restore_ranges')
+    restore.restore_failed('restore_ranges failed after 5 attempts',
+                           late.id)
+    run_tasks(recursive=True)  # the writing tasks find it failed
+    db.delete(Dummy.all(keys_only=True).fetch(20))  # the app writes on
+    Dummy(title='written since').put()
+    before = all_bytes(['Dummy'])
+    if since == 'taken':
+        nine_ranges.restore()  # the kind is free: a second restore
+    holders = [lock.restore_id for lock in locks.held()]
+    restore._start_writing(late)
+    assert Restore.get(late.key()).status == 'running'
+    assert _sizes('restore_ranges')
+    _run_tasks_of(late.id)
+    assert all_bytes(['Dummy']) == before  # not one entity put back
+    record = Restore.get(late.key())
+    assert record.status == 'error'
+    assert record.error == (
+        "restore %s no longer holds kind 'Dummy' of namespace '' (%s): "
+        "it puts nothing back" % (late.id, 'restore %s holds it' % holders[0]
+                                  if holders else 'its lock is free'))
+    assert [lock.restore_id for lock in locks.held()] == holders
+    assert markers(late.job('write')) == []
+    run_tasks(recursive=True)  # the second restore, if any, runs
+    assert Restore.get(late.key()).status == 'error'
+    assert async_.get_tasks() == []
+    assert locks.held().count() == 0
+    if since == 'taken':
+        assert all_bytes(['Dummy']) != before  # the second put it back
+
+
+def test_a_dry_run_counts_kinds_another_restore_holds(nine_ranges,
+                                                      run_tasks):
+    """A dry run holds no lock and writes nothing: its tasks count on
+    while a restore holds its kinds."""
+    from lovely_gae.snapshot.restores import Restore
+    from lovely_gae.snapshot.work import locks
+    nine_ranges.restore()
+    [holder] = Restore.all()
+    nine_ranges.restore(dry_run=True)
+    [dry_run] = [record for record in Restore.all() if record.dry_run]
+    _run_tasks_of(dry_run.id)
+    assert api.get_snapshot(nine_ranges.id).plan_progress()['plan'] == {
+        'Dummy': {'created': 0, 'changed': 0, 'deleted': 0}}
+    assert [lock.restore_id for lock in locks.held()] == [holder.id]
+    run_tasks(recursive=True)
     _assert_finished(nine_ranges)

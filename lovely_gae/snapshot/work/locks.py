@@ -1,8 +1,13 @@
 """One restore of a kind of a namespace at a time: a lock entity a kind.
 
 All locks are children of one root, so that a restore's start takes them
-all in one entity group of its transaction, and its end frees them in the
-transaction that ends it.
+all in one entity group of its transaction, and its end frees them (in
+the transaction that says it failed; with the record that says it
+finished). A task that puts entities back reads its kind's lock with the
+restore's record, and writes only while the lock is its restore's
+(``lost``): a late copy of a task of a restore that has failed meanwhile
+finds it free, or another's. Only a restore's own locks are ever freed
+(``mine``).
 """
 from google.appengine.ext import db
 
@@ -10,7 +15,7 @@ from ... import defaults
 from ...base import LibraryModel
 from ...exceptions import RestoreRunning
 
-__all__ = ['Lock', 'keys', 'take', 'mine', 'free', 'held']
+__all__ = ['Lock', 'keys', 'take', 'mine', 'lost', 'free', 'held']
 
 
 class Lock(LibraryModel):
@@ -58,6 +63,18 @@ def mine(record, found):
     holds."""
     return [lock.key() for lock in found
             if lock is not None and lock.restore_id == record.id]
+
+
+def lost(record, kind, found):
+    """Why ``record`` may not put ``kind`` back, ``found`` being the lock
+    of ``kind`` as read with it: None while it holds it, or if it is a dry
+    run (which holds none)."""
+    if record.dry_run or found is not None and found.restore_id == record.id:
+        return None
+    holder = ('its lock is free' if found is None
+              else 'restore %s holds it' % found.restore_id)
+    return ('restore %s no longer holds kind %r of namespace %r (%s): it '
+            'puts nothing back' % (record.id, kind, record.namespace, holder))
 
 
 def free(record):

@@ -54,15 +54,16 @@ def _begin(snapshot_id, record, tasks):
 
 
 @async_.task
-def plan_ranges(restore_id, snapshot_id, index, kind, first, count):
+def plan_ranges(restore_id, snapshot_id, namespace, index, kind, first,
+                count):
     """Task: count what restoring ``count`` ranges of ``kind`` would do."""
-    record, sent = begin_part('plan', restore_id, snapshot_id, index, kind,
-                              first, count)
+    record, sent = begin_part('plan', restore_id, snapshot_id, namespace,
+                              index, kind, first, count)
     if record is None:
         return
     try:
         found, stops = putback.put_back(putback.read_backups(sent),
-                                        record.namespace, counting=True)
+                                        namespace, counting=True)
     except (RangeCorrupted, SnapshotIncomplete) as error:
         restore_failed(str(error), restore_id)  # no retry mends it
         return

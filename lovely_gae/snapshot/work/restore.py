@@ -11,7 +11,11 @@ entity the snapshot lacks, each task reading only its own range.
 
 A kind of a namespace is restored by one restore at a time: a restore
 locks its kinds in the transaction that starts it and frees them as it ends
-(finished; or failed, in the transaction that says so).
+(finished; or failed, in the transaction that says so). A task that puts
+entities back reads its kind's lock with the record (``begin_part``): a
+copy that comes while its restore no longer holds it (one that failed
+meanwhile, stored ``running`` again by a late ``_start_writing``) puts
+nothing back and fails the restore.
 
 A small restore (``waves.INLINE_RANGES`` ranges, ``INLINE_BYTES`` stored)
 is checked in the call that starts it, and its tasks, one a range, commit
@@ -49,9 +53,9 @@ FAN_OUT = 100
 
 
 #: The task of each phase, by name: ``check``, ``write`` and (``plan``)
-#: ``plan``; each takes ``(restore id, snapshot id, index, kind, first,
-#: count)``: with the snapshot's id it reads its ranges while it reads the
-#: restore.
+#: ``plan``; each takes ``(restore id, snapshot id, namespace, index, kind,
+#: first, count)``: with the snapshot's id it reads its ranges while it
+#: reads the restore, with the namespace its kind's lock with the restore.
 PHASES = {}
 
 
@@ -59,7 +63,8 @@ def task(record, phase, index):
     """Task ``index`` of a phase of ``record``."""
     kind, first, count = waves.leaf(record, phase, index)
     return async_.make_task(PHASES[phase], args=(
-        record.id, record.snapshot_id, index, kind, first, count),
+        record.id, record.snapshot_id, record.namespace, index, kind, first,
+        count),
         on_failure=restore_failed, on_failure_args=(record.id,))
 
 
@@ -159,7 +164,8 @@ def _page(record, phase, page):
 
 
 @async_.task
-def check_ranges(restore_id, snapshot_id, index, kind, first, count):
+def check_ranges(restore_id, snapshot_id, namespace, index, kind, first,
+                 count):
     """Task: check ``count`` ranges of ``kind``; the last check starts the
     writing."""
     sent = putback.SentBackups(snapshot_id, kind, first, count)
@@ -167,7 +173,7 @@ def check_ranges(restore_id, snapshot_id, index, kind, first, count):
     if record is None or record.status != RestoreStatus.CHECKING.value:
         return
     try:
-        putback.check(putback.read_backups(sent), record.namespace)
+        putback.check(putback.read_backups(sent), namespace)
     except (RangeCorrupted, SnapshotIncomplete) as error:  # no retry mends
         restore_failed(str(error), restore_id)
         return
@@ -190,23 +196,31 @@ def _start_writing(record):
     the last check in at once do the same, and queue the same named
     tasks. One that stores ``running`` late, over a restore finished
     meanwhile, does no harm: the writing's markers stay (``_finish``), and
-    its tasks find them."""
+    its tasks find them. Over a restore failed meanwhile, its tasks find
+    their kinds' locks free, or another restore's (``begin_part``)."""
     if record is not None and record.status == RestoreStatus.CHECKING.value:
         record.status = RestoreStatus.RUNNING.value
         async_.defer_many(_page(record, 'write', 0),
                           then=[db.model_to_protobuf(record)])
 
 
-def begin_part(phase, restore_id, snapshot_id, index, kind, first, count):
+def begin_part(phase, restore_id, snapshot_id, namespace, index, kind, first,
+               count):
     """``(record, sent backups)`` for task ``index`` of a phase that puts
     ranges back (``write``) or counts them (``plan``), or ``(None, None)``
     if it has nothing to do: the restore is not running (finished: a run
     that ended it may have died before it freed all, this one ends it
     again), or this part was done before (by a run that may not have
-    ascended: this one does)."""
+    ascended: this one does), or the restore no longer holds the lock of
+    ``kind``, read in the same call: it fails (``locks.lost``). A part
+    done puts nothing back: its copies ascend whoever holds the lock now
+    (over a restore finished meanwhile, see ``_start_writing``)."""
     sent = putback.SentBackups(snapshot_id, kind, first, count)
-    record, done = get_all([Restore.key_for(restore_id), completion.key(
-        names.restore_job(restore_id, phase), index)])
+    keys = [Restore.key_for(restore_id),
+            completion.key(names.restore_job(restore_id, phase), index)]
+    if phase == 'write':  # a dry run's (``plan``) holds no lock
+        keys.append(locks.Lock.key_of(namespace, kind))
+    record, done, *lock = get_all(keys)
     if record is not None and record.status == RestoreStatus.FINISHED.value:
         # A run that ended it may have died before it freed all.
         ENDS[phase]([record] + get_all(_end_keys(record)[1:]), None)
@@ -216,19 +230,23 @@ def begin_part(phase, restore_id, snapshot_id, index, kind, first, count):
     if done is not None:
         part_done(record, phase, index, None, None, None)
         return None, None
+    lost = lock and locks.lost(record, kind, lock[0])
+    if lost:
+        restore_failed(lost, restore_id)
+        return None, None
     return record, sent
 
 
 @async_.task
-def restore_ranges(restore_id, snapshot_id, index, kind, first, count):
+def restore_ranges(restore_id, snapshot_id, namespace, index, kind, first,
+                   count):
     """Task: put ``count`` ranges of ``kind`` back; the last one to end
     finishes the restore. Safe to repeat."""
-    record, sent = begin_part('write', restore_id, snapshot_id, index, kind,
-                              first, count)
+    record, sent = begin_part('write', restore_id, snapshot_id, namespace,
+                              index, kind, first, count)
     if record is None:
         return
-    found, stops = putback.put_back(putback.read_backups(sent),
-                                    record.namespace)
+    found, stops = putback.put_back(putback.read_backups(sent), namespace)
     part_done(record, 'write', index, (kind, first, count),
               part_counts(record, kind, count, found), stops)
 
@@ -250,18 +268,18 @@ def _summed(counts, name):
 
 
 @async_.task
-def scan_on(restore_id, snapshot_id, phase, index, kind, first, count,
-            stops, counts):
+def scan_on(restore_id, snapshot_id, phase, namespace, index, kind, first,
+            count, stops, counts):
     """Task: go on with the scans for entities the snapshot lacks where
     task ``index`` of a phase (or this task) stopped them
     (``putback.STALE_SCAN``), deleting them (``write``) or counting them
     (``plan``); the last one marks the task's part done."""
-    record, sent = begin_part(phase, restore_id, snapshot_id, index, kind,
-                              first, count)
+    record, sent = begin_part(phase, restore_id, snapshot_id, namespace,
+                              index, kind, first, count)
     if record is None:
         return
     found, stops = putback.delete_stale(putback.read_backups(sent),
-                                        record.namespace, stops,
+                                        namespace, stops,
                                         counting=phase == 'plan')
     counts['%d:deleted' % record.kinds.index(kind)] += found
     part_done(record, phase, index, (kind, first, count), counts, stops)
@@ -296,7 +314,8 @@ def part_done(record, phase, index, ranges, counts, stops):
     ``stops``; the last part ends the phase."""
     if stops:
         async_.defer(scan_on, args=(record.id, record.snapshot_id, phase,
-                                    index) + ranges + (stops, counts),
+                                    record.namespace, index) + ranges + (
+                                        stops, counts),
                      on_failure=restore_failed, on_failure_args=(record.id,))
         return
     again = db.get_async(_end_keys(record))
@@ -342,7 +361,8 @@ def _finish(found, counts):
 
 @async_.task
 def restore_failed(message, restore_id):
-    """``on_failure`` of a restore's tasks: it goes to error, its kinds free."""
+    """``on_failure`` of a restore's tasks: it goes to error, its kinds
+    free (those whose locks it holds: ``locks.free``, never another's)."""
     def fail():
         record = db.get(Restore.key_for(restore_id))
         if record is None or record.status in (RestoreStatus.FINISHED.value,
