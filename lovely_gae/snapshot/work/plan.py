@@ -63,7 +63,7 @@ def plan_ranges(restore_id, snapshot_id, namespace, index, kind, first,
         return
     try:
         found, stops = putback.put_back(putback.read_backups(sent),
-                                        namespace, counting=True)
+                                        record.namespace, counting=True)
     except (RangeCorrupted, SnapshotIncomplete) as error:
         restore_failed(str(error), restore_id)  # no retry mends it
         return

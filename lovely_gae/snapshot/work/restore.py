@@ -55,7 +55,9 @@ FAN_OUT = 100
 #: The task of each phase, by name: ``check``, ``write`` and (``plan``)
 #: ``plan``; each takes ``(restore id, snapshot id, namespace, index, kind,
 #: first, count)``: with the snapshot's id it reads its ranges while it
-#: reads the restore, with the namespace its kind's lock with the restore.
+#: reads the restore, with the namespace its kind's lock with the restore
+#: (what it reads and writes is the restore's namespace: a task whose
+#: namespace were another would find no lock of its restore there).
 PHASES = {}
 
 
@@ -173,7 +175,7 @@ def check_ranges(restore_id, snapshot_id, namespace, index, kind, first,
     if record is None or record.status != RestoreStatus.CHECKING.value:
         return
     try:
-        putback.check(putback.read_backups(sent), namespace)
+        putback.check(putback.read_backups(sent), record.namespace)
     except (RangeCorrupted, SnapshotIncomplete) as error:  # no retry mends
         restore_failed(str(error), restore_id)
         return
@@ -246,7 +248,8 @@ def restore_ranges(restore_id, snapshot_id, namespace, index, kind, first,
                               index, kind, first, count)
     if record is None:
         return
-    found, stops = putback.put_back(putback.read_backups(sent), namespace)
+    found, stops = putback.put_back(putback.read_backups(sent),
+                                    record.namespace)
     part_done(record, 'write', index, (kind, first, count),
               part_counts(record, kind, count, found), stops)
 
@@ -279,7 +282,7 @@ def scan_on(restore_id, snapshot_id, phase, namespace, index, kind, first,
     if record is None:
         return
     found, stops = putback.delete_stale(putback.read_backups(sent),
-                                        namespace, stops,
+                                        record.namespace, stops,
                                         counting=phase == 'plan')
     counts['%d:deleted' % record.kinds.index(kind)] += found
     part_done(record, phase, index, (kind, first, count), counts, stops)
