@@ -171,7 +171,8 @@ def cmd_delete(args, client):
 def cmd_prune(args, client):
     if not args.yes:
         from .snapshot.api import prunable
-        doomed = prunable([(info['id'], info['status'])
+        doomed = prunable([(info['id'], info['status'],
+                            info['progress']['entities'])
                            for info in client.list_snapshots()], args.keep)
         if doomed and not cliask.confirm(
                 args, 'Prune deletes snapshots: %s' % ', '.join(

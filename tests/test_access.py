@@ -33,6 +33,7 @@ def writes(snapshot_id):
             ('POST', '/lovely.gae/snapshots/%d/restore' % snapshot_id, {}),
             ('POST', '/lovely.gae/snapshots/%d/delete' % snapshot_id, {}),
             ('POST', '/lovely.gae/prune?keep=0', {}),
+            ('GET', '/lovely.gae/prune?keep=0', {}),
             ('GET', '/lovely.gae/worker', {}),
             ('POST', '/lovely.gae/upload', {'content_type':
                                             wire.CONTENT_TYPE})]
@@ -185,6 +186,9 @@ def test_tokens_are_compared_in_constant_time(gae_testbed, monkeypatch):
 def test_on_app_engine_cron_and_queues_get_in(gae_testbed, on_app_engine):
     app = TestApp(getApp(token='s3cret'))
     call(app, 'GET', CREATE, 200, headers={'X-Appengine-Cron': 'true'})
+    call(app, 'GET', '/lovely.gae/prune?keep=1', 200,  # cron sends GET
+         headers={'X-Appengine-Cron': 'true'})
+    assert Snapshot.all().count() == 1
     call(app, 'POST', '/lovely.gae/worker', 200,
          headers={'X-AppEngine-QueueName': 'default'})
     call(app, 'GET', '/lovely.gae/snapshots', 200,

@@ -325,6 +325,18 @@ def test_large_snapshots_are_deleted_by_tasks(make_entities,
     assert RangeBackup.all().count() == 0
 
 
+def test_empty_snapshots_never_push_out_those_that_hold_data(
+        make_entities, finished_snapshot):
+    make_entities(Dummy, 3)
+    held = finished_snapshot(['Dummy']).id
+    # Nights of a kind misspelt in cron (or of an app that lost its data):
+    empty = [finished_snapshot(['Dumy']).id for _ in range(3)]
+    assert api.prune(keep=2) == []
+    newer = finished_snapshot(['Dummy']).id
+    assert api.prune(keep=1) == empty[::-1] + [held]  # older than newer
+    assert [s.id for s in api.list_snapshots()] == [newer]
+
+
 def test_prune_keeps_the_newest_finished_snapshots(make_entities,
                                                    finished_snapshot):
     make_entities(Dummy, 3)

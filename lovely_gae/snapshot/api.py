@@ -160,16 +160,15 @@ def latest_snapshot():
 
 
 def prune(keep):
-    """Keep the newest ``keep`` finished snapshots; delete older ones.
-
-    Failed snapshots older than the oldest one kept go too; one that is
-    being restored stays until its restore has ended. Returns the ids
-    deleted.
+    """Keep the newest ``keep`` finished snapshots that hold entities;
+    delete older ones (see ``prunable``). One that is being restored stays
+    until its restore has ended. Returns the ids deleted.
     """
     if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
         raise InvalidInput('keep', keep, 'must be an integer >= 0')
     snaps = list_snapshots()
-    doomed = set(prunable([(snap.id, snap.status) for snap in snaps], keep))
+    doomed = set(prunable([(snap.id, snap.status, snap.entity_count)
+                           for snap in snaps], keep))
     deleted = []
     for snap in snaps:
         if snap.id not in doomed:
@@ -183,16 +182,20 @@ def prune(keep):
 
 
 def prunable(snapshots, keep):
-    """Ids of ``snapshots`` (``(id, status)`` pairs, newest first) that
-    ``prune(keep)`` deletes: finished ones past the newest ``keep``, and
-    failed ones older than the oldest finished one kept."""
+    """Ids of ``snapshots`` (``(id, status, entities)``, newest first) that
+    ``prune(keep)`` deletes: finished ones that hold entities past the
+    newest ``keep``, and failed or empty ones older than the oldest kept.
+    An empty snapshot does not count: a run of them (a kind misspelt in
+    cron, or an app that lost its data) never pushes out the newest that
+    hold data."""
     kept, doomed = 0, []
-    for snapshot_id, status in snapshots:
-        if status == Snapshot.STATUS_FINISHED:
+    for snapshot_id, status, held in snapshots:
+        if status == Snapshot.STATUS_FINISHED and held:
             if kept < keep:
                 kept += 1
                 continue
-        elif status != Snapshot.STATUS_ERROR or kept < keep:
+        elif (status not in (Snapshot.STATUS_FINISHED, Snapshot.STATUS_ERROR)
+              or kept < keep):
             continue
         doomed.append(snapshot_id)
     return doomed

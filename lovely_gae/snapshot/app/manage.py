@@ -106,9 +106,10 @@ def delete(request):
         raise refuse(exc.HTTPConflict, str(error)) from error
 
 
-@allow('POST')
+@allow('GET', 'POST', writes=True)
 def prune(request):
-    """Keep the newest ``keep`` finished snapshots; answer the ids deleted."""
+    """Keep the newest ``keep`` finished snapshots that hold entities;
+    answer the ids deleted. GET too: App Engine cron sends GET."""
     keep = int_param(request, 'keep')
     if keep is None:
         raise refuse(exc.HTTPBadRequest, 'keep is required')
