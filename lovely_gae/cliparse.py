@@ -4,8 +4,10 @@ It imports nothing of the SDK, so that ``--help``, ``--version`` and a
 usage error answer at once; the commands import what they need.
 """
 import argparse
+import difflib
 import functools
 import json
+import re
 
 from . import __version__, defaults
 
@@ -24,12 +26,45 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
         self.json_errors = json_errors
 
+    def parse_known_args(self, args=None, namespace=None):
+        self.seen = list(args or ())  # what ``error`` may point at
+        return super().parse_known_args(args, namespace)
+
     def error(self, message):
+        message += self._hint(message)
         if self.json_errors:
             self.exit(2, json.dumps({
                 'error': message, 'type': 'UsageError', 'exit': 2,
                 'usage': self.format_usage().strip()}, sort_keys=True) + '\n')
         super().error(message)
+
+    def _hint(self, message):
+        """What the user may have meant, for a misspelt command or option,
+        or a snapshot ID that an option's list of values took."""
+        commands = getattr(self, 'commands', None) or {}
+        wrong = re.match(r"argument COMMAND: invalid choice: '(.*?)'",
+                         message)
+        options = set(self._option_string_actions)
+        for command in commands.values():
+            options.update(command._option_string_actions)
+        if wrong:
+            seen = getattr(self, 'seen', [])
+            place = seen.index(wrong.group(1)) if wrong.group(1) in seen else 0
+            before = seen[place - 1] if place else ''
+            if before.startswith('-') and before not in options:
+                return ('; %s is no option%s' % (
+                    before, _close(before, options) or ''))
+            return _close(wrong.group(1), commands)
+        wrong = re.match(r'unrecognized arguments: (-\S+)', message)
+        if wrong:
+            return _close(wrong.group(1).split('=')[0], options)
+        if message.endswith('required: ID'):
+            ids = [value for value in getattr(self, 'seen', ())
+                   if value.isdigit()]
+            if ids:
+                return ('; %s looks like the snapshot ID: put it before the '
+                        'options that take lists (--kinds)' % ids[-1])
+        return ''
 
     def one_line_error(self, message):
         """A usage error where the usage would not help: the command is
@@ -37,6 +72,12 @@ class _Parser(argparse.ArgumentParser):
         if self.json_errors:
             self.error(message)
         self.exit(2, '%s: error: %s\n' % (self.prog, message))
+
+
+def _close(wrong, known):
+    """``; did you mean X?`` for the closest of ``known`` to ``wrong``."""
+    close = difflib.get_close_matches(wrong, sorted(known), n=1)
+    return '; did you mean %s?' % close[0] if close else ''
 
 
 def _mask(value):

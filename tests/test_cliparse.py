@@ -99,6 +99,30 @@ def test_bad_values_are_one_line_usage_errors(store, capsys, argv, error):
     assert not os.path.exists(store)  # nothing ran
 
 
+@pytest.mark.parametrize('argv, hint', [
+    (['lst'], "invalid choice: 'lst' (choose from 'create', 'list', "),
+    (['lst'], '; did you mean list?'),
+    (['create', 'Kind', '--namspace', 'x'], 'unrecognized arguments: '
+     '--namspace x; did you mean --namespace?'),
+    (['--dtastore', 'x', 'list'], "invalid choice: 'x' "),
+    (['--dtastore', 'x', 'list'], '; --dtastore is no option; did you mean '
+     '--datastore?'),
+    (['restore', '--kinds', 'Kind', '1208'], 'required: ID; 1208 looks like '
+     'the snapshot ID: put it before the options that take lists (--kinds)'),
+])
+def test_misspelt_commands_and_options_get_a_hint(capsys, argv, hint):
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 2
+    assert hint in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_no_hint_where_nothing_is_close(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(['xyzzy'])
+    assert 'did you mean' not in capsys.readouterr().err
+
+
 def _subparsers():
     [sub] = [action for action in cli.build_parser()._actions
              if isinstance(action, argparse._SubParsersAction)]
