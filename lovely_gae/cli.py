@@ -186,7 +186,7 @@ def cmd_prune(args, client):
 def cmd_download(args, client):
     from .snapshot import client as snapshot_client
     from .snapshot.transfer.rewrite import Mask
-    mask = Mask(args.mask) if args.mask else None
+    mask = Mask(args.mask, args.allow_unmatched_mask) if args.mask else None
     path = snapshot_client.download_snapshot(
         args.out_dir, args.id, url=_remote(args),
         target_app_id=args.target_app_id,
@@ -194,8 +194,7 @@ def cmd_download(args, client):
         progress=snapshot_client.progress_for(args.json))
     snapshot_id = int(os.path.basename(path).rsplit('.', 1)[1])
     data = {'id': snapshot_id, 'path': path}
-    if mask is not None and mask.unmatched():
-        # A misspelt mask would leave the data it meant in the clear.
+    if mask is not None and mask.unmatched():  # --allow-unmatched-mask
         data['unmatched_masks'] = mask.unmatched()
         if not args.json:
             print('lovely-gae: warning: --mask %s matched no property'
@@ -334,7 +333,8 @@ def _error_data(error, status):
     snapshot_id = getattr(error, 'snapshot_id', None)
     if snapshot_id is not None:
         data['id'] = snapshot_id
-    for name in ('status', 'work', 'seconds'):  # a wait that ran out
+    # A wait that ran out; masks that matched nothing.
+    for name in ('status', 'work', 'seconds', 'unmatched_masks'):
         if name in vars(error):
             data[name] = vars(error)[name]
     return data

@@ -223,7 +223,13 @@ def _add_commands(sub, commands, common):
                      metavar='[KIND.]PROPERTY', help='mask this property '
                      '(of every kind, or of KIND): each text becomes '
                      'masked-<16 hex digits>, equal texts alike, any other '
-                     'value null; repeat for more')
+                     'value null; repeat for more. A mask that matches '
+                     'no property of any entity written is an error, and '
+                     'nothing is written')
+    cmd.add_argument('--allow-unmatched-mask', action='store_true',
+                     help='write the file even if a --mask matched nothing '
+                     '(a standing list of masks over snapshots that may '
+                     'lack some kinds); it is still said on stderr')
     cmd = add('upload', 'put the entities of a downloaded file into the '
               'datastore (local: moved to its app id; --url: through the '
               'app, moved to its app id)')

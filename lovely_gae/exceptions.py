@@ -2,7 +2,7 @@
 
 __all__ = [
     'LovelyGaeError', 'InvalidInput', 'TaskError', 'SnapshotError',
-    'EmptyKind', 'UnknownCodec', 'SnapshotNotFound', 'SnapshotNotFinished',
+    'EmptyKind', 'MaskUnmatched', 'UnknownCodec', 'SnapshotNotFound', 'SnapshotNotFinished',
     'RangeCorrupted', 'SnapshotIncomplete', 'BadManifest', 'BadEntity',
     'BadStoredRange', 'BadDatastoreFile', 'NotSerializable',
     'BadSerializedText', 'UnsafePath', 'RestoreRunning', 'SnapshotInUse',
@@ -33,6 +33,35 @@ class EmptyKind(InvalidInput):
             % (kind, namespace, app))
         self.name, self.value = 'kind', kind
         self.reason = 'has no entities'
+
+
+class MaskUnmatched(InvalidInput):
+    """Masks that matched no property of any entity written: a typo would
+    leave the data it meant in the clear, so nothing is written.
+
+    ``unmatched_masks`` are the names; ``suggestions`` maps a name to the
+    property written that it most looks like, where one does;
+    ``properties`` are (some of) the properties written.
+    """
+
+    def __init__(self, names, suggestions, properties):
+        self.unmatched_masks = list(names)
+        self.suggestions, self.properties = suggestions, list(properties)
+        if not suggestions:
+            hint = 'properties written: %s' % (
+                ', '.join(properties) or 'none')
+        elif len(suggestions) == 1 and len(names) == 1:
+            hint = 'did you mean %s?' % suggestions[names[0]]
+        else:
+            hint = 'did you mean %s?' % ', '.join(
+                '%s for %s' % (suggestions[name], name)
+                for name in names if name in suggestions)
+        LovelyGaeError.__init__(
+            self, '%s %s matched no property, so nothing was written (%s)'
+            % ('mask' if len(names) == 1 else 'masks', ', '.join(names),
+               hint))
+        self.name, self.value = 'mask', ', '.join(names)
+        self.reason = 'matched no property'
 
 
 class UnknownCodec(InvalidInput):

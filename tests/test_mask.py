@@ -2,11 +2,16 @@
 ``download --mask``): masked values read back, nothing asked for stays in
 the clear."""
 import datetime
+import json
+import os
 
+import pytest
 from google.appengine.api import datastore
 from google.appengine.ext import db
 
+from lovely_gae.exceptions import LovelyGaeError, MaskUnmatched
 from lovely_gae.snapshot.transfer.rewrite import Mask
+from tests.conftest import run_cli
 
 
 class Person(db.Model):
@@ -61,3 +66,93 @@ def test_masking_the_email_of_a_structured_property_masks_it(gae_testbed):
     mask(_ndb_entity_with_a_contact())
     assert mask.unmatched() == ['emial']
 
+
+
+def test_a_mask_that_matched_nothing_fails_its_check(gae_testbed):
+    mask = Mask(['emial', 'Persn.born', 'site', 'zzz'])
+    mask(db.model_to_protobuf(Person(email='a@example.com')))
+    with pytest.raises(MaskUnmatched) as info:
+        mask.check()
+    error = info.value
+    assert isinstance(error, LovelyGaeError)
+    assert error.unmatched_masks == ['Persn.born', 'emial', 'zzz']
+    assert error.suggestions == {'Persn.born': 'Person.born',
+                                 'emial': 'email'}
+    assert error.properties == ['born', 'email', 'site']
+    assert str(error) == (
+        'masks Persn.born, emial, zzz matched no property, so nothing was '
+        'written (did you mean Person.born for Persn.born, email for '
+        'emial?)')
+    assert str(MaskUnmatched(['zzz'], {}, ['a', 'b'])) == (
+        'mask zzz matched no property, so nothing was written (properties '
+        'written: a, b)')
+    Mask(['emial'], allow_unmatched=True).check()  # said, not refused
+
+
+# The CLI, on a datastore file and over --url: a misspelt mask writes
+# nothing, says so in one line and exits 1.
+
+ERROR = ('lovely-gae: error: mask emial matched no property, so nothing '
+         'was written (did you mean email?)\n')
+
+
+def _put_users():
+    users = [datastore.Entity('User', name=str(i)) for i in range(3)]
+    for user in users:
+        user['email'] = 'secret@example.com'
+    datastore.Put(users)
+
+
+def _snapshot_of_users(store):
+    from lovely_gae import local
+    with local.local_datastore(store):
+        _put_users()
+    assert run_cli(store, 'create', 'User') == 0
+
+
+def test_a_misspelt_mask_writes_nothing_locally(store, capsys, tmp_path):
+    _snapshot_of_users(store)
+    capsys.readouterr()
+    out = tmp_path / 'm'
+    assert run_cli(store, 'download', str(out), '--mask', 'emial') == 1
+    assert capsys.readouterr().err == ERROR
+    assert os.listdir(out) == []  # no file, no temporary file
+    assert run_cli(store, '--json', 'download', str(out),
+                   '--mask', 'emial') == 1
+    error = json.loads(capsys.readouterr().err)
+    assert error == {'error': ERROR[len('lovely-gae: error: '):-1],
+                     'type': 'MaskUnmatched', 'exit': 1,
+                     'unmatched_masks': ['emial']}
+    assert os.listdir(out) == []
+
+
+def test_allow_unmatched_mask_writes_the_file_and_says_so(store, capsys,
+                                                          tmp_path):
+    _snapshot_of_users(store)
+    capsys.readouterr()
+    out = tmp_path / 'm'
+    assert run_cli(store, 'download', str(out), '--mask', 'email',
+                   '--mask', 'Order.phone', '--allow-unmatched-mask') == 0
+    assert capsys.readouterr().err == (
+        'lovely-gae: warning: --mask Order.phone matched no property\n')
+    [path] = out.iterdir()
+    assert b'secret@example.com' not in path.read_bytes()
+
+
+def test_a_misspelt_mask_writes_nothing_over_url(snapshot_server,
+                                                 finished_snapshot, capsys,
+                                                 tmp_path, monkeypatch):
+    from lovely_gae import cli
+    _put_users()
+    finished_snapshot(['User'])
+    monkeypatch.setenv('LOVELY_GAE_TOKEN', snapshot_server.token)
+    out = tmp_path / 'm'
+    assert cli.main(['--url', snapshot_server.url, 'download', str(out),
+                     '--mask', 'emial']) == 1
+    assert capsys.readouterr().err == ERROR
+    # Nor the hidden folder a resume reads: it held the ranges unmasked.
+    assert os.listdir(out) == []
+    assert cli.main(['--url', snapshot_server.url, 'download', str(out),
+                     '--mask', 'email']) == 0
+    [path] = out.iterdir()
+    assert b'secret@example.com' not in path.read_bytes()

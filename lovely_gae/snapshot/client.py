@@ -16,8 +16,9 @@ from google.protobuf.message import DecodeError
 
 from .. import cache, defaults, entities
 from ..entities import EntityProto
-from ..exceptions import (BadEntity, OutFileExists, RangeCorrupted,
-                          SnapshotIncomplete, SnapshotNotFound)
+from ..exceptions import (BadEntity, MaskUnmatched, OutFileExists,
+                          RangeCorrupted, SnapshotIncomplete,
+                          SnapshotNotFound)
 from . import api, names, storage
 from .progress import (BarProgress, LineProgress, SeedProgress,
                        progress_for, quiet)
@@ -114,6 +115,8 @@ def write_file(path, snapshot_id, sources, progress, transform, totals):
             raise SnapshotIncomplete(snapshot_id, 'its ranges hold %d '
                                      'entities, it recorded %d'
                                      % (checked.count, total))
+        if transform:
+            transform.check()  # a mask that matched nothing: no file
         progress('save', path=path)
         devfile.publish(temp_path, path)
     except BaseException:
@@ -205,7 +208,10 @@ def download_snapshot(out_dir, snapshot_id=None, url=None, token=None,
     is written (``SnapshotIncomplete``, ``RangeCorrupted``).
     ``target_app_id`` and ``target_namespace`` move keys and references
     (see ``rewrite``); ``scrub(entity)`` returns the ``EntityProto`` to
-    write or None to drop it. ``progress(event, **info)`` is told
+    write or None to drop it, and its ``check()``, if it has one, is called
+    before the file gets its name: a ``rewrite.Mask`` that matched nothing
+    raises ``MaskUnmatched`` there, and nothing is written (nor kept for a
+    resume). ``progress(event, **info)`` is told
     ``start``, each ``range``, ``bytes`` as they come, and ``save``; by
     default it prints the seed's lines.
     """
@@ -250,6 +256,11 @@ def _download_remote(remote, out_dir, snapshot_id, transform, progress):
         part = _part_path(partial_dir, error.range_name)
         if os.path.lexists(part):
             os.unlink(part)
+        raise
+    except MaskUnmatched:
+        # The ranges kept for a resume are the snapshot unmasked, whole by
+        # now: not to be left on the disk of one who asked for a mask.
+        shutil.rmtree(partial_dir, ignore_errors=True)
         raise
     shutil.rmtree(partial_dir, ignore_errors=True)
     return path

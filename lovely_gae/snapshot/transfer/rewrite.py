@@ -14,6 +14,7 @@ app nor namespace, so it needs no change.)
 What is stored as opaque bytes cannot be rewritten: compressed structured
 values (``compressed=True``), pickles, JSON, and keys kept as strings.
 """
+import difflib
 import hashlib
 import hmac
 import secrets
@@ -22,7 +23,7 @@ from google.appengine.datastore.entity_bytes_pb2 import Property
 from google.protobuf.message import DecodeError
 
 from ...entities import EntityProto
-from ...exceptions import BadEntity, InvalidInput
+from ...exceptions import BadEntity, InvalidInput, MaskUnmatched
 
 __all__ = ['rewrite_entity', 'Transform', 'Mask']
 
@@ -125,12 +126,26 @@ class Transform:
             entity = self.scrub(entity)
         return entity
 
+    def check(self):
+        """Once every entity has passed, before the file gets its name:
+        the scrub's ``check()``, if it has one; what that raises leaves
+        nothing written."""
+        check = getattr(self.scrub, 'check', None)
+        if check is not None:
+            check()
+
 
 #: Meanings of strings that any text may stand in for; a string of another
 #: meaning (a link, a date, a structured value) would not read back.
 _PLAIN = frozenset([0, Property.TEXT, Property.BLOB, Property.BYTESTRING,
                     Property.GD_EMAIL, Property.GD_PHONENUMBER,
                     Property.GD_POSTALADDRESS, Property.ATOM_CATEGORY])
+
+
+#: Property names a ``Mask`` remembers (to match faster, and to suggest
+#: one for a mask that matched nothing); and how many an error lists.
+_SEEN_MAX = 10000
+_SHOWN = 12
 
 
 class Mask:
@@ -146,27 +161,61 @@ class Mask:
     and joins still work) and none can be found from its mask, not even by
     trying likely values. Any other value (a number, a date, a link, a key,
     a structured value) becomes null. Keys, and what is stored as opaque
-    bytes inside other values, are not masked. ``unmatched()`` says which
-    names have masked nothing so far.
+    bytes inside other values, are not masked.
+
+    ``unmatched()`` says which names have masked nothing so far, and
+    ``check()`` (which a download calls before the file gets its name)
+    raises ``MaskUnmatched`` if any has: a misspelt name would leave the
+    data it meant in the clear. With ``allow_unmatched`` it does not (a
+    standing list of masks over snapshots that may lack some kinds). Both
+    count every entity this ``Mask`` has seen, so a ``Mask`` reused for a
+    second file (to mask it alike) answers for both together.
     """
 
-    def __init__(self, names):
+    def __init__(self, names, allow_unmatched=False):
         for name in names:
             if not name.rpartition('.')[2]:
                 raise InvalidInput('mask', name, 'names no property')
         self._names = frozenset(names)
         self._matched = set()
         self._key = secrets.token_bytes(32)
+        self.allow_unmatched = allow_unmatched
+        self._seen = {}  # (kind, property name): the mask names it matches
 
     def _names_of(self, kind, name):
         """The mask names that match property ``name`` of ``kind``."""
-        candidates = {name, '%s.%s' % (kind, name)}
-        candidates.update(name[dot + 1:] for dot in range(len(name))
-                          if name[dot] == '.')
-        return self._names & candidates
+        names = self._seen.get((kind, name))
+        if names is None:
+            candidates = {name, '%s.%s' % (kind, name)}
+            candidates.update(name[dot + 1:] for dot in range(len(name))
+                              if name[dot] == '.')
+            names = self._names & candidates
+            if len(self._seen) < _SEEN_MAX:  # expando kinds may have many
+                self._seen[kind, name] = names
+        return names
 
     def unmatched(self):
         return sorted(self._names - self._matched)
+
+    def check(self):
+        """``MaskUnmatched`` if a name has matched nothing, unless
+        ``allow_unmatched``."""
+        unmatched = self.unmatched()
+        if not unmatched or self.allow_unmatched:
+            return
+        pool = set()
+        for kind, name in self._seen:
+            pool.update((name, name.rpartition('.')[2],
+                         '%s.%s' % (kind, name)))
+        suggestions = {}
+        for name in unmatched:
+            close = difflib.get_close_matches(name, pool, 1, 0.75)
+            if close:
+                suggestions[name] = close[0]
+        written = sorted({name for _, name in self._seen})
+        if len(written) > _SHOWN:
+            written = written[:_SHOWN] + ['...']
+        raise MaskUnmatched(unmatched, suggestions, written)
 
     def __call__(self, entity):
         kind = entity.key.path.element[-1].type
