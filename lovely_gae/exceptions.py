@@ -2,7 +2,8 @@
 
 __all__ = [
     'LovelyGaeError', 'InvalidInput', 'TaskError', 'SnapshotError',
-    'EmptyKind', 'MaskUnmatched', 'UnknownCodec', 'SnapshotNotFound', 'SnapshotNotFinished',
+    'EmptyKind', 'MaskUnmatched', 'UnknownCodec', 'SnapshotNotFound',
+    'SnapshotNotFinished',
     'RangeCorrupted', 'SnapshotIncomplete', 'BadManifest', 'BadEntity',
     'BadStoredRange', 'BadDatastoreFile', 'NotSerializable',
     'BadSerializedText', 'UnsafePath', 'RestoreRunning', 'SnapshotInUse',
