@@ -391,22 +391,37 @@ def test_deleting_a_snapshot_deletes_its_restores(
     assert RangeBackup.all().count() == 0
 
 
-def test_a_dry_run_whose_snapshot_went_is_not_stored_back(
-        make_entities, finished_snapshot, run_tasks, large):
-    """A dry run holds no lock: its snapshot may be deleted while it runs,
-    and its record with it. A task that read the record before, and ends
-    the dry run after, does not store it back."""
-    from lovely_gae.snapshot.work import plan
+@pytest.mark.parametrize('dry_run', [False, True])
+def test_a_restore_whose_snapshot_went_leaves_nothing_once_purged(
+        make_entities, finished_snapshot, run_tasks, task_clock, monkeypatch,
+        large, dry_run):
+    """The last tasks of a restore (or a dry run) that end at once all end
+    it, each with the record as it read it. One ends it, the snapshot is
+    deleted (a dry run holds no lock: while it runs, even), and another
+    ends it after: its record is back, finished, for a snapshot that went,
+    and a copy of a task as late stores its marker. The snapshot's last
+    purge, once their leases would have run out, deletes them."""
     make_entities(Dummy, 30)
     snap = finished_snapshot(['Dummy'], batchsize=10)
-    snap.restore(dry_run=True)
-    [stale] = Restore.all()  # as the last part read it: running
-    api.get_snapshot(snap.id).delete()
+    phase = 'plan' if dry_run else 'write'
+    real, late = restore.ENDS[phase], []
+
+    def two_end(found, counts):
+        stale = db.get([entity.key() for entity in found])  # running
+        real(found, counts)
+        api.get_snapshot(snap.id).delete()
+        real(stale, counts)
+        late.append(stale[0])
+    monkeypatch.setitem(restore.ENDS, phase, two_end)
+    snap.restore(dry_run=dry_run)
     run_tasks(recursive=True)
-    assert Restore.all().count() == 0
-    plan._finish([stale], {})
+    [back] = Restore.all()
+    assert back.status == 'finished'
+    completion.mark(late[0].job(phase), 0, {'0:ranges': 2})
+    run_tasks(recursive=True, wait=True, clock=task_clock)  # the last purge
     assert Restore.all().count() == 0
     assert completion.Done.all().count() == 0
+    assert async_.get_tasks() == []
 
 
 @pytest.mark.parametrize('namespace', ['', 'tenant'])

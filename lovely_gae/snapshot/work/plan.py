@@ -14,7 +14,7 @@ finished.
 from google.appengine.ext import db
 
 from ... import async_, completion
-from ...base import delete_all, transaction, utcnow
+from ...base import delete_all, retrying, transaction, utcnow
 from ...exceptions import (RangeCorrupted, SnapshotIncomplete,
                            SnapshotNotFound)
 from ..models import ACTIONS, Snapshot
@@ -72,30 +72,26 @@ def plan_ranges(restore_id, snapshot_id, index, kind, first, count):
 
 def _finish(found, counts):
     """The plan is counted, ``found`` (the record) as read when the last
-    part was stored: stored on the record in a transaction that reads it
-    again (a dry run holds no lock: its snapshot, and with it the record,
-    may be deleted meanwhile, and a copy must not store it back). Then its
-    markers go, by key; a run that finds it finished deletes them."""
+    part was stored. Not in a transaction: the tasks that see the last
+    range counted at once (a wave's, at many workers) write the same, and
+    transactions on the one record would collide. A dry run holds no lock:
+    one that ends it after its snapshot was deleted stores the record
+    back, which the snapshot's last purge deletes (``deleting.forget``).
+    Then its markers go, by key; a run that finds it finished deletes
+    them."""
     record = found[0]
     if record is None or record.status not in (
             RestoreStatus.RUNNING.value, RestoreStatus.FINISHED.value):
         return
     if record.status == RestoreStatus.RUNNING.value:
-        transaction(_store_plan, record.key(), counts)
+        record.plan = {kind: {name: counts.get('%d:%s' % (index, name), 0)
+                              for name in ('created', 'changed', 'deleted')}
+                       for index, kind in enumerate(record.kinds)}
+        record.status = RestoreStatus.FINISHED.value
+        record.finished = utcnow()
+        retrying(record.put)
     delete_all(completion.keys(record.job('plan'), leaves(record, 'plan'),
                                fanout(record, 'plan')))
-
-
-def _store_plan(key, counts):
-    record = db.get(key)
-    if record is None or record.status != RestoreStatus.RUNNING.value:
-        return
-    record.plan = {kind: {name: counts.get('%d:%s' % (index, name), 0)
-                          for name in ('created', 'changed', 'deleted')}
-                   for index, kind in enumerate(record.kinds)}
-    record.status = RestoreStatus.FINISHED.value
-    record.finished = utcnow()
-    record.put()
 
 
 PHASES['plan'] = plan_ranges

@@ -206,7 +206,7 @@ def begin_part(phase, restore_id, snapshot_id, index, kind, first, count):
     ascended: this one does)."""
     sent = putback.SentBackups(snapshot_id, kind, first, count)
     record, done = get_all([Restore.key_for(restore_id), completion.key(
-        names.restore_job(restore_id, phase), index)])
+        names.restore_job(snapshot_id, restore_id, phase), index)])
     if record is not None and record.status == RestoreStatus.FINISHED.value:
         # A run that ended it may have died before it freed all.
         ENDS[phase]([record] + get_all(_end_keys(record)[1:]), None)
