@@ -424,6 +424,35 @@ def test_a_restore_whose_snapshot_went_leaves_nothing_once_purged(
     assert async_.get_tasks() == []
 
 
+def test_each_task_that_ends_a_dry_run_makes_one_call(
+        make_entities, finished_snapshot, run_tasks, monkeypatch,
+        datastore_calls, large):
+    """The last tasks of a wave all see the job complete at once, and each
+    ends the dry run (``completion``), with the record as it read it: each
+    in one put of the same plan. Its markers stay while the record is
+    kept, as a restore's writing's do, and go with its snapshot."""
+    make_entities(Dummy, 30)
+    snap = finished_snapshot(['Dummy'], batchsize=10)
+    real, ends = restore.ENDS['plan'], []
+
+    def two_end(found, counts):
+        stale = db.get([entity.key() for entity in found])  # running
+        for read in (found, stale):
+            datastore_calls.clear()
+            real(read, counts)
+            ends.append(list(datastore_calls))
+    monkeypatch.setitem(restore.ENDS, 'plan', two_end)
+    snap.restore(dry_run=True)
+    run_tasks(recursive=True)
+    assert ends == [['Put'], ['Put']]
+    [record] = Restore.all()
+    assert (record.status, record.plan) == ('finished', {
+        'Dummy': {'created': 0, 'changed': 0, 'deleted': 0}})
+    assert markers(record.job('plan'))
+    api.get_snapshot(snap.id).delete()
+    assert completion.Done.all().count() == 0
+
+
 @pytest.mark.parametrize('namespace', ['', 'tenant'])
 def test_each_range_deletes_what_the_snapshot_lacks_within_its_bounds(
         finished_snapshot, run_tasks, namespace, unsharded):

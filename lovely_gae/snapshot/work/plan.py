@@ -13,8 +13,8 @@ finished.
 """
 from google.appengine.ext import db
 
-from ... import async_, completion
-from ...base import delete_all, retrying, transaction, utcnow
+from ... import async_
+from ...base import retrying, transaction, utcnow
 from ...exceptions import (RangeCorrupted, SnapshotIncomplete,
                            SnapshotNotFound)
 from ..models import ACTIONS, Snapshot
@@ -22,7 +22,7 @@ from ..restores import RestoreStatus
 from . import putback
 from .restore import (ENDS, PHASES, begin_part, first_tasks, new_record,
                       part_counts, part_done, restore_failed)
-from .waves import fanout, leaves, size_tasks
+from .waves import size_tasks
 
 __all__ = ['start', 'plan_ranges']
 
@@ -72,26 +72,23 @@ def plan_ranges(restore_id, snapshot_id, index, kind, first, count):
 
 def _finish(found, counts):
     """The plan is counted, ``found`` (the record) as read when the last
-    part was stored. Not in a transaction: the tasks that see the last
-    range counted at once (a wave's, at many workers) write the same, and
-    transactions on the one record would collide. A dry run holds no lock:
-    one that ends it after its snapshot was deleted stores the record
-    back, which the snapshot's last purge deletes (``deleting.forget``).
-    Then its markers go, by key; a run that finds it finished deletes
-    them."""
+    part was stored: it goes on the record, in one put. Not in a
+    transaction: the tasks that see the last range counted at once (a
+    wave's, at many workers) write the same, and transactions on the one
+    record would collide. A dry run holds no lock: one that ends it after
+    its snapshot was deleted stores the record back, which the snapshot's
+    last purge deletes (``deleting.forget``). Its markers stay while the
+    record is kept, as a restore's writing's do, and go with it: deleted
+    here, by every task that ends it, they cost each a call more."""
     record = found[0]
-    if record is None or record.status not in (
-            RestoreStatus.RUNNING.value, RestoreStatus.FINISHED.value):
+    if record is None or record.status != RestoreStatus.RUNNING.value:
         return
-    if record.status == RestoreStatus.RUNNING.value:
-        record.plan = {kind: {name: counts.get('%d:%s' % (index, name), 0)
-                              for name in ('created', 'changed', 'deleted')}
-                       for index, kind in enumerate(record.kinds)}
-        record.status = RestoreStatus.FINISHED.value
-        record.finished = utcnow()
-        retrying(record.put)
-    delete_all(completion.keys(record.job('plan'), leaves(record, 'plan'),
-                               fanout(record, 'plan')))
+    record.plan = {kind: {name: counts.get('%d:%s' % (index, name), 0)
+                          for name in ('created', 'changed', 'deleted')}
+                   for index, kind in enumerate(record.kinds)}
+    record.status = RestoreStatus.FINISHED.value
+    record.finished = utcnow()
+    retrying(record.put)
 
 
 PHASES['plan'] = plan_ranges
