@@ -574,3 +574,28 @@ def test_no_restore_starts_once_a_snapshot_is_being_deleted(
     with pytest.raises(SnapshotNotFinished, match='deleting'):
         stale.restore()
     assert Restore.all().count() == 0
+
+
+@pytest.mark.parametrize('dry_run', [False, True])
+def test_no_restore_starts_if_its_snapshots_delete_began_meanwhile(
+        make_entities, finished_snapshot, monkeypatch, dry_run):
+    """A restore (or a dry run) reads its snapshot finished, then starts in
+    a transaction that reads it again: a delete that began in between
+    refuses it. Started, it was not among the restores the delete stopped:
+    a dry run ran on, for a snapshot going."""
+    from lovely_gae.exceptions import SnapshotNotFinished
+    from lovely_gae.snapshot.work import plan
+    make_entities(Dummy, 3)
+    snap = finished_snapshot(['Dummy'])
+    module = plan if dry_run else restore
+    real = module.new_record
+
+    def then_deleting(*args, **kwargs):
+        record = real(*args, **kwargs)
+        deleting.mark_deleting(snap.id)  # and forget() finds no restore
+        return record
+    monkeypatch.setattr(module, 'new_record', then_deleting)
+    with pytest.raises(SnapshotNotFinished, match='deleting'):
+        api.get_snapshot(snap.id).restore(dry_run=dry_run)
+    assert Restore.all().count() == 0
+    assert async_.get_tasks() == []

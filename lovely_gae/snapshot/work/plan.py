@@ -41,12 +41,15 @@ def start(snap, kinds=None):
 
 def _begin(snapshot_id, record, tasks):
     """Save the dry run and its first tasks, unless they landed already
-    (a commit that timed out, tried again): see ``restore._begin``."""
+    (a commit that timed out, tried again): see ``restore._begin``. Not
+    if its snapshot's delete began meanwhile: the delete would not stop
+    it (``deleting.forget``)."""
     snap, stored = db.get([Snapshot.key_for(snapshot_id), record.key()])
     if stored is not None:
         return
     if snap is None:
         raise SnapshotNotFound(snapshot_id)
+    snap.check_finished()  # not deleting meanwhile
     snap.plan_id = record.id
     put = db.put_async([snap, record])
     async_.defer_many(tasks)
