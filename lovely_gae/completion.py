@@ -22,12 +22,10 @@ pass that is still going) is ``close``\\ d once it is: full groups complete
 as before, the last one, and the root, once the total is known; whoever
 comes last, a part or the close, sees it.
 """
-from . import defaults
-from .base import (JsonProperty, LibraryModel, delete_all, get_all, prefixed,
-                   put_all)
+from .base import JsonProperty, LibraryModel, get_all, prefixed, put_all
 
 __all__ = ['FANOUT', 'Done', 'key', 'keys', 'marker', 'mark', 'ascend',
-           'close', 'add_up', 'tally', 'purge', 'WIDEST']
+           'close', 'add_up', 'tally', 'WIDEST']
 
 #: Parts in a group, and groups in a group one level up.
 FANOUT = 8
@@ -150,10 +148,3 @@ def tally(job):
     first = _key(job, 0, 0).name()[:-10]
     return add_up(node.tally for node in prefixed(Done, first))
 
-
-def purge(job):
-    """Delete every marker of ``job`` (and of jobs named ``job:...``)."""
-    keys = list(prefixed(Done, job + ':', keys_only=True))
-    most = defaults.MAX_REQUEST_ENTITIES
-    for start in range(0, len(keys), most):
-        delete_all(keys[start:start + most])

@@ -391,21 +391,65 @@ def test_deleting_a_snapshot_deletes_its_restores(
     assert RangeBackup.all().count() == 0
 
 
-def test_a_dry_run_whose_snapshot_went_is_not_stored_back(
-        make_entities, finished_snapshot, run_tasks, large):
-    """A dry run holds no lock: its snapshot may be deleted while it runs,
-    and its record with it. A task that read the record before, and ends
-    the dry run after, does not store it back."""
-    from lovely_gae.snapshot.work import plan
+@pytest.mark.parametrize('dry_run', [False, True])
+def test_a_restore_whose_snapshot_went_leaves_nothing_once_purged(
+        make_entities, finished_snapshot, run_tasks, task_clock, monkeypatch,
+        large, dry_run):
+    """The last tasks of a restore (or a dry run) that end at once all end
+    it, each with the record as it read it. One ends it, the snapshot is
+    deleted (a dry run holds no lock: while it runs, even), and another
+    ends it after: its record is back, finished, for a snapshot that went,
+    and a copy of a task as late stores its marker. The snapshot's last
+    purge, once their leases would have run out, deletes them."""
     make_entities(Dummy, 30)
     snap = finished_snapshot(['Dummy'], batchsize=10)
-    snap.restore(dry_run=True)
-    [stale] = Restore.all()  # as the last part read it: running
-    api.get_snapshot(snap.id).delete()
+    phase = 'plan' if dry_run else 'write'
+    real, late = restore.ENDS[phase], []
+
+    def two_end(found, counts):
+        stale = db.get([entity.key() for entity in found])  # running
+        real(found, counts)
+        api.get_snapshot(snap.id).delete()
+        real(stale, counts)
+        late.append(stale[0])
+    monkeypatch.setitem(restore.ENDS, phase, two_end)
+    snap.restore(dry_run=dry_run)
     run_tasks(recursive=True)
+    [back] = Restore.all()
+    assert back.status == 'finished'
+    completion.mark(late[0].job(phase), 0, {'0:ranges': 2})
+    run_tasks(recursive=True, wait=True, clock=task_clock)  # the last purge
     assert Restore.all().count() == 0
-    plan._finish([stale], {})
-    assert Restore.all().count() == 0
+    assert completion.Done.all().count() == 0
+    assert async_.get_tasks() == []
+
+
+def test_each_task_that_ends_a_dry_run_makes_one_call(
+        make_entities, finished_snapshot, run_tasks, monkeypatch,
+        datastore_calls, large):
+    """The last tasks of a wave all see the job complete at once, and each
+    ends the dry run (``completion``), with the record as it read it: each
+    in one put of the same plan. Its markers stay while the record is
+    kept, as a restore's writing's do, and go with its snapshot."""
+    make_entities(Dummy, 30)
+    snap = finished_snapshot(['Dummy'], batchsize=10)
+    real, ends = restore.ENDS['plan'], []
+
+    def two_end(found, counts):
+        stale = db.get([entity.key() for entity in found])  # running
+        for read in (found, stale):
+            datastore_calls.clear()
+            real(read, counts)
+            ends.append(list(datastore_calls))
+    monkeypatch.setitem(restore.ENDS, 'plan', two_end)
+    snap.restore(dry_run=True)
+    run_tasks(recursive=True)
+    assert ends == [['Put'], ['Put']]
+    [record] = Restore.all()
+    assert (record.status, record.plan) == ('finished', {
+        'Dummy': {'created': 0, 'changed': 0, 'deleted': 0}})
+    assert markers(record.job('plan'))
+    api.get_snapshot(snap.id).delete()
     assert completion.Done.all().count() == 0
 
 
@@ -530,3 +574,28 @@ def test_no_restore_starts_once_a_snapshot_is_being_deleted(
     with pytest.raises(SnapshotNotFinished, match='deleting'):
         stale.restore()
     assert Restore.all().count() == 0
+
+
+@pytest.mark.parametrize('dry_run', [False, True])
+def test_no_restore_starts_if_its_snapshots_delete_began_meanwhile(
+        make_entities, finished_snapshot, monkeypatch, dry_run):
+    """A restore (or a dry run) reads its snapshot finished, then starts in
+    a transaction that reads it again: a delete that began in between
+    refuses it. Started, it was not among the restores the delete stopped:
+    a dry run ran on, for a snapshot going."""
+    from lovely_gae.exceptions import SnapshotNotFinished
+    from lovely_gae.snapshot.work import plan
+    make_entities(Dummy, 3)
+    snap = finished_snapshot(['Dummy'])
+    module = plan if dry_run else restore
+    real = module.new_record
+
+    def then_deleting(*args, **kwargs):
+        record = real(*args, **kwargs)
+        deleting.mark_deleting(snap.id)  # and forget() finds no restore
+        return record
+    monkeypatch.setattr(module, 'new_record', then_deleting)
+    with pytest.raises(SnapshotNotFinished, match='deleting'):
+        api.get_snapshot(snap.id).restore(dry_run=dry_run)
+    assert Restore.all().count() == 0
+    assert async_.get_tasks() == []

@@ -79,7 +79,12 @@ def snapshot_job(snapshot_id, kind_index=None, shard=None):
     return ':'.join(parts)
 
 
-def restore_job(restore_id, phase):
+def restore_job(snapshot_id, restore_id=None, phase=None):
     """The ``completion`` job of a restore's phase (``check``, ``write``,
-    ``plan``)."""
-    return 'R:%s:%s' % (restore_id, phase)
+    ``plan``), named under its snapshot: the snapshot's purge finds the
+    markers of all its restores (``restore_job(snapshot_id)``), even those
+    a late copy of a task stored after it forgot them."""
+    parts = ['R', str(snapshot_id)]
+    if restore_id is not None:
+        parts += [restore_id, phase]
+    return ':'.join(parts)

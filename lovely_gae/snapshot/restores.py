@@ -56,7 +56,7 @@ class Restore(LibraryModel):
     def job(self, phase):
         """The ``completion`` job of a phase: ``check``, ``write`` or
         (a dry run's) ``plan``."""
-        return names.restore_job(self.id, phase)
+        return names.restore_job(self.snapshot_id, self.id, phase)
 
     def ranges_total(self):
         return sum(count for _, _, count in self.spans)

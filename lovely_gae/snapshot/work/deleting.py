@@ -1,8 +1,8 @@
 """Deleting a snapshot: never while a restore of it holds a kind; its
-restores are forgotten, then what is stored of it goes."""
+restores are stopped, then what is stored of it goes, their records and
+markers with it."""
 from google.appengine.ext import db
 
-from ... import completion
 from ...base import transaction
 from ...exceptions import SnapshotInUse
 from . import locks, ranges
@@ -17,19 +17,23 @@ def delete(snap):
     """Delete ``snap`` and what is stored of it (see ``Snapshot.delete``)."""
     ended = snap.status == Snapshot.STATUS_FINISHED
     mark_deleting(snap.id)
-    forget(snap.id)
-    ranges.delete_snapshot(snap, ended)
+    restored = forget(snap.id)
+    ranges.delete_snapshot(snap, ended and not restored)
 
 
 def forget(snapshot_id):
-    """Delete the restores of a snapshot and what they left behind."""
+    """Stop the restores (and dry runs) of a snapshot that still run;
+    return whether it has any. Their records and markers go with what is
+    stored of it (``ranges.delete_snapshot``), and once more after a
+    lease: a task of one, or a late copy, may still end it and store its
+    record back."""
+    restored = False
     for record in Restore.all().filter('snapshot_id =', snapshot_id):
+        restored = True
         if record.status in (RestoreStatus.CHECKING.value,
                              RestoreStatus.RUNNING.value):
             restore_failed('its snapshot was deleted', record.id)
-        for phase in ('check', 'write', 'plan'):
-            completion.purge(record.job(phase))
-        db.delete(record.key())
+    return restored
 
 
 def mark_deleting(snapshot_id):

@@ -13,8 +13,8 @@ finished.
 """
 from google.appengine.ext import db
 
-from ... import async_, completion
-from ...base import delete_all, transaction, utcnow
+from ... import async_
+from ...base import retrying, transaction, utcnow
 from ...exceptions import (RangeCorrupted, SnapshotIncomplete,
                            SnapshotNotFound)
 from ..models import ACTIONS, Snapshot
@@ -22,7 +22,7 @@ from ..restores import RestoreStatus
 from . import putback
 from .restore import (ENDS, PHASES, begin_part, first_tasks, new_record,
                       part_counts, part_done, restore_failed)
-from .waves import fanout, leaves, size_tasks
+from .waves import size_tasks
 
 __all__ = ['start', 'plan_ranges']
 
@@ -41,12 +41,15 @@ def start(snap, kinds=None):
 
 def _begin(snapshot_id, record, tasks):
     """Save the dry run and its first tasks, unless they landed already
-    (a commit that timed out, tried again): see ``restore._begin``."""
+    (a commit that timed out, tried again): see ``restore._begin``. Not
+    if its snapshot's delete began meanwhile: the delete would not stop
+    it (``deleting.forget``)."""
     snap, stored = db.get([Snapshot.key_for(snapshot_id), record.key()])
     if stored is not None:
         return
     if snap is None:
         raise SnapshotNotFound(snapshot_id)
+    snap.check_finished()  # not deleting meanwhile
     snap.plan_id = record.id
     put = db.put_async([snap, record])
     async_.defer_many(tasks)
@@ -73,22 +76,15 @@ def plan_ranges(restore_id, snapshot_id, namespace, index, kind, first,
 
 def _finish(found, counts):
     """The plan is counted, ``found`` (the record) as read when the last
-    part was stored: stored on the record in a transaction that reads it
-    again (a dry run holds no lock: its snapshot, and with it the record,
-    may be deleted meanwhile, and a copy must not store it back). Then its
-    markers go, by key; a run that finds it finished deletes them."""
+    part was stored: it goes on the record, in one put. Not in a
+    transaction: the tasks that see the last range counted at once (a
+    wave's, at many workers) write the same, and transactions on the one
+    record would collide. A dry run holds no lock: one that ends it after
+    its snapshot was deleted stores the record back, which the snapshot's
+    last purge deletes (``deleting.forget``). Its markers stay while the
+    record is kept, as a restore's writing's do, and go with it: deleted
+    here, by every task that ends it, they cost each a call more."""
     record = found[0]
-    if record is None or record.status not in (
-            RestoreStatus.RUNNING.value, RestoreStatus.FINISHED.value):
-        return
-    if record.status == RestoreStatus.RUNNING.value:
-        transaction(_store_plan, record.key(), counts)
-    delete_all(completion.keys(record.job('plan'), leaves(record, 'plan'),
-                               fanout(record, 'plan')))
-
-
-def _store_plan(key, counts):
-    record = db.get(key)
     if record is None or record.status != RestoreStatus.RUNNING.value:
         return
     record.plan = {kind: {name: counts.get('%d:%s' % (index, name), 0)
@@ -96,7 +92,7 @@ def _store_plan(key, counts):
                    for index, kind in enumerate(record.kinds)}
     record.status = RestoreStatus.FINISHED.value
     record.finished = utcnow()
-    record.put()
+    retrying(record.put)
 
 
 PHASES['plan'] = plan_ranges

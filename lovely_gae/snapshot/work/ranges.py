@@ -15,6 +15,7 @@ snapshot's job, or finishes a snapshot of one kind; the last kind finishes
 the snapshot with the totals. Every task here may run twice, or in two
 workers at once.
 """
+import itertools
 import uuid
 
 from google.appengine.ext import db
@@ -24,6 +25,7 @@ from ...base import delete_all, prefixed, put_all, retrying, transaction
 from .. import names
 from ..markers import KindShards, SnapshotMarkers
 from ..models import RangeBackup, RangeBackupPart, Snapshot
+from ..restores import Restore
 from ..storage import RangeWriter
 
 __all__ = ['PER_TASK', 'job', 'write', 'store_ranges', 'tally', 'commit',
@@ -245,10 +247,13 @@ def _finish(snapshot_id, counts, snap=None):
 
 
 def delete_snapshot(snap, ended):
-    """Delete ``snap`` with its stored ranges; a task finishes large ones.
+    """Delete ``snap`` with what is stored of it (``_stored``); a task
+    finishes large ones.
 
-    If it had not ``ended`` (finished), a task of it may still be running:
-    a last purge comes once such a task's lease would have run out.
+    If it had not ``ended`` (finished, with no restore), a task of it or
+    of a restore of it may still be running, and store what the purge
+    deleted: a last purge comes once such a task's lease would have run
+    out.
     """
     snapshot_id = snap.id
 
@@ -271,21 +276,27 @@ def purge_snapshot(snapshot_id):
 
 def _purge(snapshot_id, max_batches):
     """Delete up to ``max_batches`` batches; True once nothing is left."""
-    models = {names.RANGE: RangeBackup, names.PART: RangeBackupPart,
-              names.MARKERS: SnapshotMarkers, names.SHARDS: KindShards}
-    prefixes = [(models[tag], names.of_snapshot(tag, snapshot_id))
-                for tag in names.TAGS]
-    prefixes.append((completion.Done, job(snapshot_id) + ':'))
     for _ in range(max_batches):
-        keys = []
-        for model, prefix in prefixes:
-            for key in prefixed(model, prefix, keys_only=True):
-                keys.append(key)
-                if len(keys) >= _PURGE_BATCH:
-                    break
-            if len(keys) >= _PURGE_BATCH:
-                break
+        keys = list(itertools.islice(_stored(snapshot_id), _PURGE_BATCH))
         if not keys:
             return True
         delete_all(keys)
     return False
+
+
+def _stored(snapshot_id):
+    """Yield the key of everything stored of a snapshot, a query at a
+    time: its entities and markers, named by it; its restores (and dry
+    runs) and their markers, also named by it. A late copy of a task of a
+    restore that read its record before the snapshot went may store it
+    again (``restore._finish``, ``plan._finish``), or its marker: the
+    last purge finds both."""
+    models = {names.RANGE: RangeBackup, names.PART: RangeBackupPart,
+              names.MARKERS: SnapshotMarkers, names.SHARDS: KindShards}
+    for tag in names.TAGS:
+        yield from prefixed(models[tag], names.of_snapshot(tag, snapshot_id),
+                            keys_only=True)
+    for prefix in (job(snapshot_id), names.restore_job(snapshot_id)):
+        yield from prefixed(completion.Done, prefix + ':', keys_only=True)
+    yield from Restore.all(keys_only=True).filter(
+        'snapshot_id =', snapshot_id).run(batch_size=defaults.QUERY_BATCH)

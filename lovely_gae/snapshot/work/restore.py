@@ -218,8 +218,8 @@ def begin_part(phase, restore_id, snapshot_id, namespace, index, kind, first,
     done puts nothing back: its copies ascend whoever holds the lock now
     (over a restore finished meanwhile, see ``_start_writing``)."""
     sent = putback.SentBackups(snapshot_id, kind, first, count)
-    keys = [Restore.key_for(restore_id),
-            completion.key(names.restore_job(restore_id, phase), index)]
+    keys = [Restore.key_for(restore_id), completion.key(
+        names.restore_job(snapshot_id, restore_id, phase), index)]
     if phase == 'write':  # a dry run's (``plan``) holds no lock
         keys.append(locks.Lock.key_of(namespace, kind))
     record, done, *lock = get_all(keys)
