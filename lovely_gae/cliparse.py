@@ -259,6 +259,9 @@ def check_usage(parser, args):
     command = parser.commands[args.command]
     if args.url and args.datastore:
         command.error('--datastore and --url exclude each other')
+    if args.url and not args.url.lower().startswith(('http://', 'https://')):
+        command.one_line_error('--url needs http:// or https://: got %r'
+                               % args.url)
     if args.command == 'download' and args.out_dir.isdigit():
         command.error('%s is a snapshot ID; give OUT_DIR too, or ./%s for '
                       'a directory of that name'

@@ -1,0 +1,71 @@
+"""What the command line says when it is pointed at the wrong thing."""
+import contextlib
+import http.server
+import threading
+
+import pytest
+
+from lovely_gae import cli
+
+
+@contextlib.contextmanager
+def plain_web_server():
+    """A web server with no app behind it: a 404 page (HTML) everywhere,
+    as ``python -m http.server`` answers where no file is."""
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self):
+            self.send_error(404, 'File not found')
+        do_POST = do_GET
+
+        def log_message(self, *args):
+            pass
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    try:
+        yield 'http://127.0.0.1:%d' % server.server_address[1]
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
+
+
+def test_a_url_with_no_app_behind_it_says_so(capsys, tmp_path):
+    with plain_web_server() as url:
+        for command in (['list'], ['status', '3'],
+                        ['download', str(tmp_path / 'out')]):
+            assert cli.main(['--url', url] + command) == 1
+            assert capsys.readouterr().err == (
+                'lovely-gae: error: no lovely_gae app at %s/lovely.gae/ '
+                '(HTTP 404): is getApp() mounted under /lovely.gae/?\n'
+                % url)
+    assert not (tmp_path / 'out').exists()
+
+
+def test_the_apps_own_errors_are_marked_and_still_read(snapshot_server,
+                                                       capsys):
+    from webtest import TestApp
+    from lovely_gae.snapshot import getApp
+    app = TestApp(getApp(token='s3cret'))
+    for path, status in (('/lovely.gae/snapshots/9', 401),
+                         ('/lovely.gae/nothing', 401)):
+        assert app.get(path, status=status).headers['X-Lovely-Gae'] == (
+            'error')
+    auth = {'Authorization': 'Bearer s3cret'}
+    assert app.get('/lovely.gae/nothing', headers=auth,
+                   status=404).headers['X-Lovely-Gae'] == 'error'
+    assert 'X-Lovely-Gae' not in app.get('/lovely.gae/snapshots',
+                                         headers=auth).headers
+    assert cli.main(['--url', snapshot_server.url, '--token',
+                     snapshot_server.token, 'status', '9']) == 1
+    assert capsys.readouterr().err == (
+        'lovely-gae: error: no snapshot with id 9\n')
+
+
+def test_a_url_without_a_scheme_is_refused_up_front(capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli.main(['--url', '127.0.0.1:8080', 'list'])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == (
+        "lovely-gae list: error: --url needs http:// or https://: got "
+        "'127.0.0.1:8080'\n")
