@@ -69,3 +69,16 @@ def test_a_url_without_a_scheme_is_refused_up_front(capsys):
     assert capsys.readouterr().err == (
         "lovely-gae list: error: --url needs http:// or https://: got "
         "'127.0.0.1:8080'\n")
+
+
+def test_serve_on_a_port_in_use_names_it_and_the_way_out(store, capsys):
+    import socket
+    from tests.conftest import run_cli
+    with socket.socket() as taken:
+        taken.bind(('127.0.0.1', 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert run_cli(store, 'serve', '--port', str(port)) == 1
+    assert capsys.readouterr().err == (
+        'lovely-gae: error: port %d on 127.0.0.1 is in use: pick another '
+        'with --port (or --port 0 for any free one)\n' % port)
