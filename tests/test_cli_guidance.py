@@ -1,5 +1,6 @@
 """What the command line says when it is pointed at the wrong thing."""
 import contextlib
+import os
 import http.server
 import threading
 
@@ -82,3 +83,27 @@ def test_serve_on_a_port_in_use_names_it_and_the_way_out(store, capsys):
     assert capsys.readouterr().err == (
         'lovely-gae: error: port %d on 127.0.0.1 is in use: pick another '
         'with --port (or --port 0 for any free one)\n' % port)
+
+
+@pytest.mark.parametrize('command', ['inspect', 'verify', 'upload'])
+def test_a_missing_file_or_a_directory_is_named(store, capsys, tmp_path,
+                                                command):
+    from tests.conftest import run_cli
+    out = tmp_path / 'out'
+    missing = str(out / 'snapshot.9999')
+    extra = ['--yes'] if command == 'upload' else []
+    assert run_cli(store, command, missing, *extra) == 1
+    assert capsys.readouterr().err == (
+        'lovely-gae: error: no such file: %s\n' % missing)
+    out.mkdir()
+    assert run_cli(store, command, str(out), *extra) == 1
+    assert capsys.readouterr().err == (
+        'lovely-gae: error: %s is a directory: give a snapshot file, e.g. '
+        '%s/snapshot.604\n' % (out, out))
+    (out / 'snapshot.7').write_bytes(b'')
+    (out / 'snapshot.12').write_bytes(b'')
+    assert run_cli(store, command, str(out), *extra) == 1
+    assert capsys.readouterr().err == (
+        'lovely-gae: error: %s is a directory: give a snapshot file, e.g. '
+        '%s/snapshot.12 (it holds snapshot.7, snapshot.12)\n' % (out, out))
+    assert not os.path.exists(store)  # no datastore made for nothing
