@@ -294,9 +294,16 @@ def _run(args):
                          must_exist=not args.writes) as args.local:
         args.client = LocalClient()
         try:
-            return args.func(args, args.client)
+            status, data, text = args.func(args, args.client)
         except StillWorking as error:
             late = error  # the work done so far is saved, then it says so
+        else:
+            if getattr(args, 'run_async', False) and text and not status:
+                # Locally nothing runs queued work but a worker.
+                first, sep, rest = text.partition('\n')
+                text = first + '; ' + clitext.RUN_WORKER + sep + rest
+            return status, data, text
+    late.hint = clitext.RUN_WORKER
     raise late
 
 
@@ -328,29 +335,17 @@ def _stdout_to_devnull():
     os.close(devnull)
 
 
-def _error_data(error, status):
-    """What ``--json`` says of ``error`` on stderr: ``error`` (its line),
-    ``type``, ``exit`` (the status), and ``id`` of the snapshot if any."""
-    data = {'error': str(error), 'type': type(error).__name__,
-            'exit': status}
-    snapshot_id = getattr(error, 'snapshot_id', None)
-    if snapshot_id is not None:
-        data['id'] = snapshot_id
-    for name in ('status', 'work', 'seconds'):  # a wait that ran out
-        if name in vars(error):
-            data[name] = vars(error)[name]
-    return data
-
-
 def _fail(args, error, status, prefix='lovely-gae: error: '):
     """Say ``error`` on stderr (as JSON with ``--json``); ``status``."""
     if args.json:
-        line = json.dumps(_error_data(error, status), sort_keys=True,
+        line = json.dumps(clitext.error_data(error, status), sort_keys=True,
                           default=str)
     else:
         line = clitext.printable(prefix + str(error))
         if isinstance(error, AccessDenied) and error.status == 401:
             line += '; pass --token or set $%s' % defaults.TOKEN_ENV
+        if getattr(error, 'hint', None):
+            line += '; ' + error.hint
     print(line, file=sys.stderr)
     return status
 

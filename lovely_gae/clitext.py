@@ -5,7 +5,11 @@ of the SDK.
 """
 import datetime
 
-__all__ = ['printable', 'describe', 'listing', 'plan', 'age', 'size']
+__all__ = ['printable', 'describe', 'listing', 'plan', 'age', 'size',
+           'error_data', 'RUN_WORKER']
+
+#: What work left queued in a local datastore file waits for.
+RUN_WORKER = 'run `lovely-gae worker` to finish it'
 
 
 def printable(text):
@@ -96,3 +100,17 @@ def size(count):
         if count < 1024 or unit == 'GiB':
             return ('%d %s' if unit == 'B' else '%.1f %s') % (count, unit)
         count /= 1024
+
+
+def error_data(error, status):
+    """What ``--json`` says of ``error`` on stderr: ``error`` (its line),
+    ``type``, ``exit`` (the status), and ``id`` of the snapshot if any."""
+    data = {'error': str(error), 'type': type(error).__name__,
+            'exit': status}
+    snapshot_id = getattr(error, 'snapshot_id', None)
+    if snapshot_id is not None:
+        data['id'] = snapshot_id
+    for name in ('status', 'work', 'seconds', 'hint'):  # a wait ran out
+        if name in vars(error):
+            data[name] = vars(error)[name]
+    return data
