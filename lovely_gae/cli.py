@@ -187,11 +187,16 @@ def cmd_download(args, client):
     from .snapshot import client as snapshot_client
     from .snapshot.transfer.rewrite import Mask
     mask = Mask(args.mask) if args.mask else None
-    path = snapshot_client.download_snapshot(
-        args.out_dir, args.id, url=_remote(args),
-        target_app_id=args.target_app_id,
-        target_namespace=args.target_namespace, scrub=mask,
-        progress=snapshot_client.progress_for(args.json))
+    try:
+        path = snapshot_client.download_snapshot(
+            args.out_dir, args.id, url=_remote(args),
+            target_app_id=args.target_app_id,
+            target_namespace=args.target_namespace, scrub=mask,
+            progress=snapshot_client.progress_for(args.json))
+    except BaseException as error:  # Ctrl-C too: it resumes all the same
+        if getattr(error, 'kept', None):
+            error.hint = clitext.kept(error.kept)
+        raise
     snapshot_id = int(os.path.basename(path).rsplit('.', 1)[1])
     data = {'id': snapshot_id, 'path': path}
     if mask is not None and mask.unmatched():
@@ -373,9 +378,11 @@ def main(argv=None):
             if args.debug:
                 raise
             return _fail(args, error, 1)
-        except KeyboardInterrupt:
-            return _fail(args, Interrupted('interrupted'), 130,
-                         'lovely-gae: ')
+        except KeyboardInterrupt as error:
+            interrupted = Interrupted('interrupted')
+            if getattr(error, 'hint', None):
+                interrupted.hint = error.hint  # a download's ranges kept
+            return _fail(args, interrupted, 130, 'lovely-gae: ')
 
 
 def download_snapshot(argv=None):

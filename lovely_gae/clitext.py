@@ -6,7 +6,7 @@ of the SDK.
 import datetime
 
 __all__ = ['printable', 'describe', 'listing', 'plan', 'age', 'size',
-           'error_data', 'RUN_WORKER']
+           'error_data', 'kept', 'RUN_WORKER']
 
 #: What work left queued in a local datastore file waits for.
 RUN_WORKER = 'run `lovely-gae worker` to finish it'
@@ -100,6 +100,12 @@ def size(count):
         if count < 1024 or unit == 'GiB':
             return ('%d %s' if unit == 'B' else '%.1f %s') % (count, unit)
         count /= 1024
+
+
+def kept(kept):
+    """What an interrupted download says of the ranges it keeps."""
+    return ('%(ranges)d of %(of)d ranges kept in %(path)s; run the same '
+            'command again to go on' % kept)
 
 
 def error_data(error, status):

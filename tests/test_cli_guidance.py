@@ -107,3 +107,45 @@ def test_a_missing_file_or_a_directory_is_named(store, capsys, tmp_path,
         'lovely-gae: error: %s is a directory: give a snapshot file, e.g. '
         '%s/snapshot.12 (it holds snapshot.7, snapshot.12)\n' % (out, out))
     assert not os.path.exists(store)  # no datastore made for nothing
+
+
+@pytest.mark.parametrize('interruption', ['error', 'ctrl-c'])
+def test_an_interrupted_download_says_what_it_keeps_and_resumes(
+        remote, make_entities, finished_snapshot, capsys, tmp_path,
+        monkeypatch, interruption):
+    from lovely_gae.exceptions import DownloadError
+    from lovely_gae.snapshot.transfer.remote import RemoteClient
+    from tests.conftest import Dummy
+    make_entities(Dummy, 30)
+    snap = finished_snapshot(['Dummy'], batchsize=10)
+    fetch = RemoteClient.fetch_range
+    fetched = []
+
+    def cut_on_third(self, *args, **kwargs):
+        fetched.append(args)
+        if len(fetched) == 3:
+            raise (DownloadError('cut') if interruption == 'error'
+                   else KeyboardInterrupt())
+        return fetch(self, *args, **kwargs)
+    monkeypatch.setattr(RemoteClient, 'fetch_range', cut_on_third)
+    out = tmp_path / 'out'
+    capsys.readouterr()
+    assert remote('download', str(snap.id), str(out)) == (
+        1 if interruption == 'error' else 130)
+    partial = out / ('.snapshot.%d.partial' % snap.id)
+    assert capsys.readouterr().err == (
+        'lovely-gae: %s; 2 of 3 ranges kept in %s; run the same command '
+        'again to go on\n' % ('error: cut' if interruption == 'error' else
+                              'interrupted', partial))
+    assert remote('download', str(snap.id), str(out)) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == 'resuming: 2 of 3 ranges already here'
+    assert lines[-1] == 'Saving to %s' % (out / ('snapshot.%d' % snap.id))
+    assert os.listdir(out) == ['snapshot.%d' % snap.id]
+
+
+@pytest.fixture
+def remote(snapshot_server, monkeypatch):
+    """``remote(*args)``: the CLI against the app, token from the env."""
+    monkeypatch.setenv('LOVELY_GAE_TOKEN', snapshot_server.token)
+    return lambda *args: cli.main(['--url', snapshot_server.url] + list(args))
