@@ -206,6 +206,10 @@ def cmd_download(args, client):
             print('lovely-gae: warning: --mask %s matched no property'
                   % clitext.printable(', '.join(mask.unmatched())),
                   file=sys.stderr)
+    from .snapshot.transfer.devfile import first_app_id
+    data['app_id'] = first_app_id(path)
+    if data['app_id'] is not None and not args.json:  # after 'Saving to'
+        print(clitext.keys_of([data['app_id']]), file=sys.stderr)
     return 0, data, None  # progress named it
 
 
@@ -228,15 +232,6 @@ def cmd_upload(args, client):
         progress=_work_progress(args))
     return (0, {'file': args.file, 'entities': count},
             'Uploaded %d entities from %s' % (count, args.file))
-
-
-def cmd_verify(args, client):
-    from .snapshot.transfer import devfile
-    counts = devfile.check_file(args.file)
-    total = sum(counts.values())
-    return (0, {'file': args.file, 'entities': total, 'kinds': counts},
-            '%s: %d entities\n%s' % (args.file, total, '\n'.join(
-                '  %s: %d' % item for item in sorted(counts.items()))))
 
 
 def cmd_worker(args, client):
@@ -268,7 +263,7 @@ def cmd_demo(args, client):
 COMMANDS = {'create': cmd_create, 'list': cmd_list, 'status': cmd_status,
             'restore': cmd_restore, 'delete': cmd_delete, 'prune': cmd_prune,
             'download': cmd_download, 'upload': cmd_upload,
-            'verify': cmd_verify, 'inspect': cliinfo.cmd_inspect,
+            'verify': cliinfo.cmd_verify, 'inspect': cliinfo.cmd_inspect,
             'queue': cliinfo.cmd_queue, 'serve': cmd_serve,
             'worker': cmd_worker, 'demo': cmd_demo}
 

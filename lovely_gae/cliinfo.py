@@ -1,11 +1,11 @@
-"""``lovely-gae queue`` and ``lovely-gae inspect``: what the task queue and
+"""``lovely-gae queue``, ``inspect`` and ``verify``: what the task queue and
 a downloaded file hold, as ``rq info`` and ``pg_restore --list`` show it."""
 import os
 
-from . import cliask
+from . import cliask, clitext
 from .exceptions import LovelyGaeError
 
-__all__ = ['cmd_queue', 'cmd_inspect', 'check_file']
+__all__ = ['cmd_queue', 'cmd_inspect', 'cmd_verify', 'check_file']
 
 #: Characters of a failed task's error that ``queue`` prints at most.
 _ERROR_CHARS = 200
@@ -76,4 +76,15 @@ def cmd_inspect(args, client):
         lines.append('Namespace %r' % namespace['namespace'])
         lines += ['  %(kind)s: %(entities)d entities, keys %(first_key)s '
                   '.. %(last_key)s' % kind for kind in namespace['kinds']]
+    if summary['app_ids']:
+        lines.append(clitext.keys_of(summary['app_ids']))
     return 0, dict(summary, file=args.file), '\n'.join(lines)
+
+
+def cmd_verify(args, client):
+    from .snapshot.transfer import devfile
+    counts = devfile.check_file(args.file)
+    total = sum(counts.values())
+    return (0, {'file': args.file, 'entities': total, 'kinds': counts},
+            '%s: %d entities\n%s' % (args.file, total, '\n'.join(
+                '  %s: %d' % item for item in sorted(counts.items()))))

@@ -6,7 +6,7 @@ of the SDK.
 import datetime
 
 __all__ = ['printable', 'describe', 'listing', 'plan', 'age', 'size',
-           'error_data', 'kept', 'RUN_WORKER']
+           'error_data', 'kept', 'keys_of', 'RUN_WORKER']
 
 #: What work left queued in a local datastore file waits for.
 RUN_WORKER = 'run `lovely-gae worker` to finish it'
@@ -100,6 +100,15 @@ def size(count):
         if count < 1024 or unit == 'GiB':
             return ('%d %s' if unit == 'B' else '%.1f %s') % (count, unit)
         count /= 1024
+
+
+def keys_of(app_ids):
+    """Which app's keys a file holds, and how it goes into a development
+    datastore of another app id."""
+    return ('Its keys are of app %s: a development datastore of that app '
+            'id loads the file as it is.\nFor another app id: download with '
+            '--target-app-id ID, or: lovely-gae --datastore FILE --app-id ID '
+            'upload PATH' % ', '.join(repr(app) for app in app_ids))
 
 
 def kept(kept):

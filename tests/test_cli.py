@@ -426,8 +426,12 @@ def test_download_masks_the_properties_named(store, capsys, tmp_path):
     assert values['Other', 'note'][0].stringValue == b'kept'
     capsys.readouterr()
     assert run(store, 'download', str(tmp_path / 'y'), '--mask', 'emial') == 0
-    assert capsys.readouterr().err == (
-        'lovely-gae: warning: --mask emial matched no property\n')
+    assert capsys.readouterr().err.splitlines() == [
+        'lovely-gae: warning: --mask emial matched no property',
+        "Its keys are of app 'lovely-gae-local': a development datastore of "
+        "that app id loads the file as it is.",
+        'For another app id: download with --target-app-id ID, or: '
+        'lovely-gae --datastore FILE --app-id ID upload PATH']
     with pytest.raises(SystemExit) as exit:
         run(store, 'download', str(tmp_path / 'x'), '--mask', 'User.')
     assert exit.value.code == 2

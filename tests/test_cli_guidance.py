@@ -2,6 +2,7 @@
 import contextlib
 import os
 import http.server
+import json
 import threading
 
 import pytest
@@ -149,3 +150,49 @@ def remote(snapshot_server, monkeypatch):
     """``remote(*args)``: the CLI against the app, token from the env."""
     monkeypatch.setenv('LOVELY_GAE_TOKEN', snapshot_server.token)
     return lambda *args: cli.main(['--url', snapshot_server.url] + list(args))
+
+
+def customers(app_id, path):
+    """Customers a development datastore of ``app_id`` finds in ``path``
+    (the SDK's own file stub loads it)."""
+    from google.appengine.api import datastore
+    from tests.conftest import sdk_file_testbed
+    bed = sdk_file_testbed(app_id, path)
+    try:
+        return datastore.Query('Customer',
+                               namespace='lovely-gae-demo').Count()
+    finally:
+        bed.deactivate()
+
+
+def test_download_and_inspect_name_the_keys_app_and_how_to_move_it(
+        store, capsys, tmp_path):
+    from tests.conftest import demo_into, run_cli
+    demo_into(store)
+    out = tmp_path / 'out'
+    capsys.readouterr()
+    assert run_cli(store, 'download', str(out)) == 0
+    (path,) = out.iterdir()
+    hint = ("Its keys are of app 'lovely-gae-local': a development "
+            "datastore of that app id loads the file as it is.\n"
+            "For another app id: download with --target-app-id ID, or: "
+            "lovely-gae --datastore FILE --app-id ID upload PATH\n")
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[-1] == 'Saving to %s' % path
+    assert captured.err == hint
+    assert run_cli(store, '--json', 'download', str(tmp_path / 'j')) == 0
+    assert json.loads(capsys.readouterr().out)['app_id'] == (
+        'lovely-gae-local')
+    assert run_cli(store, 'inspect', str(path)) == 0
+    assert capsys.readouterr().out.endswith('\n' + hint)
+    assert run_cli(store, '--json', 'inspect', str(path)) == 0
+    assert json.loads(capsys.readouterr().out)['app_ids'] == [
+        'lovely-gae-local']
+    # What the lines say holds: as it is, only its own app id finds it ...
+    assert customers('lovely-gae-local', str(path)) == 250
+    assert customers('dev~my-app', str(path)) == 0
+    # ... and an upload moves it into a datastore of another.
+    dev = str(tmp_path / 'dev.datastore')
+    assert cli.main(['--datastore', dev, '--app-id', 'dev~my-app', 'upload',
+                     '--yes', str(path)]) == 0
+    assert customers('dev~my-app', dev) == 250

@@ -303,7 +303,7 @@ def test_inspect_keys_are_in_datastore_order_and_printable(tmp_path):
                          record('P', 1, 'C', 2, namespace='ns')])
         writer.close()
     summary = devfile.summarize(str(path))
-    assert summary == {'entities': 5, 'namespaces': [
+    assert summary == {'entities': 5, 'app_ids': ['app'], 'namespaces': [
         {'namespace': '', 'kinds': [
             {'kind': 'K', 'entities': 4, 'first_key': 'K:9',
              'last_key': "K:'b\\x1b[2J'"}]},
