@@ -135,7 +135,7 @@ def cmd_restore(args, client):
         deleted = sum(counts['deleted']
                       for counts in answer['plan']['plan'].values())
         if deleted:
-            text += '\nIt deletes %d entities.' % deleted
+            text += '\nIt deletes %s.' % clitext.entities(deleted)
         if not cliask.confirm(args, 'A restore of snapshot %s, by a dry '
                               'run:\n%s' % (args.id, text),
                               'Restore snapshot %s?' % args.id):

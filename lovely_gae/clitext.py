@@ -6,7 +6,8 @@ of the SDK.
 import datetime
 
 __all__ = ['printable', 'describe', 'listing', 'plan', 'age', 'size',
-           'error_data', 'kept', 'keys_of', 'RUN_WORKER']
+           'error_data', 'entities', 'kept', 'keys_of',
+           'RUN_WORKER']
 
 #: What work left queued in a local datastore file waits for.
 RUN_WORKER = 'run `lovely-gae worker` to finish it'
@@ -100,6 +101,11 @@ def size(count):
         if count < 1024 or unit == 'GiB':
             return ('%d %s' if unit == 'B' else '%.1f %s') % (count, unit)
         count /= 1024
+
+
+def entities(count):
+    """``1 entity``, ``2 entities``."""
+    return '%d %s' % (count, 'entity' if count == 1 else 'entities')
 
 
 def keys_of(app_ids):

@@ -196,3 +196,21 @@ def test_download_and_inspect_name_the_keys_app_and_how_to_move_it(
     assert cli.main(['--datastore', dev, '--app-id', 'dev~my-app', 'upload',
                      '--yes', str(path)]) == 0
     assert customers('dev~my-app', dev) == 250
+
+
+def test_a_snapshot_shows_what_it_is(finished_snapshot, make_entities):
+    from lovely_gae.snapshot.models import Snapshot
+    from tests.conftest import Dummy, Yummy
+    make_entities(Dummy, 3)
+    make_entities(Yummy, 2)
+    snap = finished_snapshot(['Dummy', 'Yummy'])
+    assert repr(snap) == "<Snapshot %d finished ns='' kinds=Dummy,Yummy>" % (
+        snap.id)
+    assert repr(Snapshot(kinds=['Dummy'], namespace='x')) == (
+        "<Snapshot (unsaved) started ns='x' kinds=Dummy>")
+
+
+def test_counts_of_entities_read_as_people_say_them():
+    from lovely_gae import clitext
+    assert [clitext.entities(n) for n in (0, 1, 2)] == [
+        '0 entities', '1 entity', '2 entities']

@@ -96,7 +96,7 @@ def test_restore_shows_its_plan_and_asks(store, capsys, monkeypatch):
     assert run(store, 'restore', str(newest), '--kinds', 'Customer') == 0
     captured = capsys.readouterr()
     assert 'Customer: 0 created, 0 changed, 1 deleted' in captured.err
-    assert 'It deletes 1 entities.' in captured.err
+    assert 'It deletes 1 entity.' in captured.err
     assert re.fullmatch(r'Restore of snapshot %d: finished, [1-9]\d* '
                         r'entities put back, 1 deleted\n' % newest,
                         captured.out)

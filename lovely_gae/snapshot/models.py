@@ -90,6 +90,11 @@ class Snapshot(LibraryModel):
     # The latest dry run of a restore of it (a ``Restore``'s key name).
     plan_id = db.StringProperty(indexed=False)
 
+    def __repr__(self):
+        return '<Snapshot %s %s ns=%r kinds=%s>' % (
+            self.id if self.is_saved() else '(unsaved)', self.status,
+            self.namespace, ','.join(self.kinds))
+
     @property
     def id(self):
         return self.key().id()
