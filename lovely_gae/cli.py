@@ -353,7 +353,7 @@ def _fail(args, error, status, prefix='lovely-gae: error: '):
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(json_errors='--json' in argv)
-    args = parser.parse_args(argv)
+    args = cliparse.parse(parser, argv)
     cliparse.check_usage(parser, args)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.WARNING,

@@ -6,10 +6,11 @@ usage error answer at once; the commands import what they need.
 import argparse
 import functools
 import json
+import re
 
 from . import __version__, defaults
 
-__all__ = ['build_parser', 'check_usage']
+__all__ = ['build_parser', 'parse', 'check_usage']
 
 #: The largest TCP port.
 MAX_PORT = 65535
@@ -25,6 +26,11 @@ class _Parser(argparse.ArgumentParser):
         self.json_errors = json_errors
 
     def error(self, message):
+        choice = re.match(r"argument COMMAND: invalid choice: '(.*?)'",
+                          message)
+        if choice:  # a misspelt command
+            message += _did_you_mean(choice.group(1),
+                                     getattr(self, 'commands', ()))
         if self.json_errors:
             self.exit(2, json.dumps({
                 'error': message, 'type': 'UsageError', 'exit': 2,
@@ -252,6 +258,28 @@ def build_parser(commands, json_errors=False):
     _add_commands(sub, commands, common)
     parser.commands = sub.choices  # the parser of each command, by name
     return parser
+
+
+def _did_you_mean(word, choices):
+    """``; did you mean list?`` if one of ``choices`` is close to ``word``."""
+    import difflib  # only for a usage error: --help stays quick
+    close = difflib.get_close_matches(word, list(choices), 1)
+    return '; did you mean %s?' % close[0] if close else ''
+
+
+def parse(parser, argv):
+    """``parser.parse_args(argv)``, but an unknown option is told with the
+    usage of its command, and the option it is close to."""
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        command = parser.commands[args.command]
+        options = [option for action in command._actions
+                   for option in action.option_strings]
+        hints = [_did_you_mean(extra.partition('=')[0], options)
+                 for extra in extras if extra.startswith('-')]
+        command.error('unrecognized arguments: %s%s' % (
+            ' '.join(extras), next(filter(None, hints), '')))
+    return args
 
 
 def check_usage(parser, args):
