@@ -135,7 +135,7 @@ def cmd_restore(args, client):
         deleted = sum(counts['deleted']
                       for counts in answer['plan']['plan'].values())
         if deleted:
-            text += '\nIt deletes %d entities.' % deleted
+            text += '\nIt deletes %s.' % clitext.entities(deleted)
         if not cliask.confirm(args, 'A restore of snapshot %s, by a dry '
                               'run:\n%s' % (args.id, text),
                               'Restore snapshot %s?' % args.id):
@@ -187,11 +187,16 @@ def cmd_download(args, client):
     from .snapshot import client as snapshot_client
     from .snapshot.transfer.rewrite import Mask
     mask = Mask(args.mask, args.allow_unmatched_mask) if args.mask else None
-    path = snapshot_client.download_snapshot(
-        args.out_dir, args.id, url=_remote(args),
-        target_app_id=args.target_app_id,
-        target_namespace=args.target_namespace, scrub=mask,
-        progress=snapshot_client.progress_for(args.json))
+    try:
+        path = snapshot_client.download_snapshot(
+            args.out_dir, args.id, url=_remote(args),
+            target_app_id=args.target_app_id,
+            target_namespace=args.target_namespace, scrub=mask,
+            progress=snapshot_client.progress_for(args.json))
+    except BaseException as error:  # Ctrl-C too: it resumes all the same
+        if getattr(error, 'kept', None):
+            error.hint = clitext.kept(error.kept)
+        raise
     snapshot_id = int(os.path.basename(path).rsplit('.', 1)[1])
     data = {'id': snapshot_id, 'path': path}
     if mask is not None and mask.unmatched():  # --allow-unmatched-mask
@@ -200,6 +205,10 @@ def cmd_download(args, client):
             print('lovely-gae: warning: --mask %s matched no property'
                   % clitext.printable(', '.join(mask.unmatched())),
                   file=sys.stderr)
+    from .snapshot.transfer.devfile import first_app_id
+    data['app_id'] = first_app_id(path)
+    if data['app_id'] is not None and not args.json:  # after 'Saving to'
+        print(clitext.keys_of([data['app_id']]), file=sys.stderr)
     return 0, data, None  # progress named it
 
 
@@ -222,15 +231,6 @@ def cmd_upload(args, client):
         progress=_work_progress(args))
     return (0, {'file': args.file, 'entities': count},
             'Uploaded %d entities from %s' % (count, args.file))
-
-
-def cmd_verify(args, client):
-    from .snapshot.transfer import devfile
-    counts = devfile.check_file(args.file)
-    total = sum(counts.values())
-    return (0, {'file': args.file, 'entities': total, 'kinds': counts},
-            '%s: %d entities\n%s' % (args.file, total, '\n'.join(
-                '  %s: %d' % item for item in sorted(counts.items()))))
 
 
 def cmd_worker(args, client):
@@ -262,7 +262,7 @@ def cmd_demo(args, client):
 COMMANDS = {'create': cmd_create, 'list': cmd_list, 'status': cmd_status,
             'restore': cmd_restore, 'delete': cmd_delete, 'prune': cmd_prune,
             'download': cmd_download, 'upload': cmd_upload,
-            'verify': cmd_verify, 'inspect': cliinfo.cmd_inspect,
+            'verify': cliinfo.cmd_verify, 'inspect': cliinfo.cmd_inspect,
             'queue': cliinfo.cmd_queue, 'serve': cmd_serve,
             'worker': cmd_worker, 'demo': cmd_demo}
 
@@ -274,6 +274,8 @@ def build_parser(json_errors=False):
 
 def _run(args):
     """The command's ``(status, data, text)``, its datastore file saved."""
+    if getattr(args, 'file', None) is not None:
+        cliinfo.check_file(args.file)  # before any datastore is opened
     if args.where == 'none':
         return args.func(args, None)
     if args.url:
@@ -291,9 +293,16 @@ def _run(args):
                          must_exist=not args.writes) as args.local:
         args.client = LocalClient()
         try:
-            return args.func(args, args.client)
+            status, data, text = args.func(args, args.client)
         except StillWorking as error:
             late = error  # the work done so far is saved, then it says so
+        else:
+            if getattr(args, 'run_async', False) and text and not status:
+                # Locally nothing runs queued work but a worker.
+                first, sep, rest = text.partition('\n')
+                text = first + '; ' + clitext.RUN_WORKER + sep + rest
+            return status, data, text
+    late.hint = clitext.RUN_WORKER
     raise late
 
 
@@ -325,30 +334,17 @@ def _stdout_to_devnull():
     os.close(devnull)
 
 
-def _error_data(error, status):
-    """What ``--json`` says of ``error`` on stderr: ``error`` (its line),
-    ``type``, ``exit`` (the status), and ``id`` of the snapshot if any."""
-    data = {'error': str(error), 'type': type(error).__name__,
-            'exit': status}
-    snapshot_id = getattr(error, 'snapshot_id', None)
-    if snapshot_id is not None:
-        data['id'] = snapshot_id
-    # A wait that ran out; masks that matched nothing.
-    for name in ('status', 'work', 'seconds', 'unmatched_masks'):
-        if name in vars(error):
-            data[name] = vars(error)[name]
-    return data
-
-
 def _fail(args, error, status, prefix='lovely-gae: error: '):
     """Say ``error`` on stderr (as JSON with ``--json``); ``status``."""
     if args.json:
-        line = json.dumps(_error_data(error, status), sort_keys=True,
+        line = json.dumps(clitext.error_data(error, status), sort_keys=True,
                           default=str)
     else:
         line = clitext.printable(prefix + str(error))
         if isinstance(error, AccessDenied) and error.status == 401:
             line += '; pass --token or set $%s' % defaults.TOKEN_ENV
+        if getattr(error, 'hint', None):
+            line += '; ' + error.hint
     print(line, file=sys.stderr)
     return status
 
@@ -356,7 +352,7 @@ def _fail(args, error, status, prefix='lovely-gae: error: '):
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(json_errors='--json' in argv)
-    args = parser.parse_args(argv)
+    args = cliparse.parse(parser, argv)
     cliparse.check_usage(parser, args)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.WARNING,
@@ -376,9 +372,11 @@ def main(argv=None):
             if args.debug:
                 raise
             return _fail(args, error, 1)
-        except KeyboardInterrupt:
-            return _fail(args, Interrupted('interrupted'), 130,
-                         'lovely-gae: ')
+        except KeyboardInterrupt as error:
+            interrupted = Interrupted('interrupted')
+            if getattr(error, 'hint', None):
+                interrupted.hint = error.hint  # a download's ranges kept
+            return _fail(args, interrupted, 130, 'lovely-gae: ')
 
 
 def download_snapshot(argv=None):

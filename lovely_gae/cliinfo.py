@@ -1,8 +1,11 @@
-"""``lovely-gae queue`` and ``lovely-gae inspect``: what the task queue and
+"""``lovely-gae queue``, ``inspect`` and ``verify``: what the task queue and
 a downloaded file hold, as ``rq info`` and ``pg_restore --list`` show it."""
-from . import cliask
+import os
 
-__all__ = ['cmd_queue', 'cmd_inspect']
+from . import cliask, clitext
+from .exceptions import LovelyGaeError
+
+__all__ = ['cmd_queue', 'cmd_inspect', 'cmd_verify', 'check_file']
 
 #: Characters of a failed task's error that ``queue`` prints at most.
 _ERROR_CHARS = 200
@@ -14,6 +17,26 @@ def _one_line(text):
     lines = (text or '').strip().splitlines() or ['']
     line = lines[-1] if lines[-1].isprintable() else repr(lines[-1])
     return line[:_ERROR_CHARS]
+
+
+def check_file(path):
+    """Raise unless ``path`` is a file to read a snapshot from: one line
+    that says what it is instead (a directory: which files it holds)."""
+    if os.path.isdir(path):
+        names = sorted((name for name in os.listdir(path)
+                        if name.startswith('snapshot.')), key=_by_id)
+        example = os.path.join(path, names[-1] if names else 'snapshot.604')
+        raise LovelyGaeError('%s is a directory: give a snapshot file, e.g. '
+                             '%s%s' % (path, example, '' if not names else
+                                       ' (it holds %s)' % ', '.join(names)))
+    if not os.path.exists(path):
+        raise LovelyGaeError('no such file: %s' % path)
+
+
+def _by_id(name):
+    """``snapshot.7`` before ``snapshot.12``."""
+    suffix = name.partition('.')[2]
+    return (suffix.isdigit(), int(suffix) if suffix.isdigit() else 0, name)
 
 
 def cmd_queue(args, client):
@@ -53,4 +76,15 @@ def cmd_inspect(args, client):
         lines.append('Namespace %r' % namespace['namespace'])
         lines += ['  %(kind)s: %(entities)d entities, keys %(first_key)s '
                   '.. %(last_key)s' % kind for kind in namespace['kinds']]
+    if summary['app_ids']:
+        lines.append(clitext.keys_of(summary['app_ids']))
     return 0, dict(summary, file=args.file), '\n'.join(lines)
+
+
+def cmd_verify(args, client):
+    from .snapshot.transfer import devfile
+    counts = devfile.check_file(args.file)
+    total = sum(counts.values())
+    return (0, {'file': args.file, 'entities': total, 'kinds': counts},
+            '%s: %d entities\n%s' % (args.file, total, '\n'.join(
+                '  %s: %d' % item for item in sorted(counts.items()))))

@@ -4,14 +4,13 @@ It imports nothing of the SDK, so that ``--help``, ``--version`` and a
 usage error answer at once; the commands import what they need.
 """
 import argparse
-import difflib
 import functools
 import json
 import re
 
 from . import __version__, defaults
 
-__all__ = ['build_parser', 'check_usage']
+__all__ = ['build_parser', 'parse', 'check_usage']
 
 #: The largest TCP port.
 MAX_PORT = 65535
@@ -39,8 +38,9 @@ class _Parser(argparse.ArgumentParser):
         super().error(message)
 
     def _hint(self, message):
-        """What the user may have meant, for a misspelt command or option,
-        or a snapshot ID that an option's list of values took."""
+        """What the user may have meant, for a misspelt command (or one
+        an unknown option before it hides), or a snapshot ID that an
+        option's list of values took (an unknown option: ``parse``)."""
         commands = getattr(self, 'commands', None) or {}
         wrong = re.match(r"argument COMMAND: invalid choice: '(.*?)'",
                          message)
@@ -52,12 +52,9 @@ class _Parser(argparse.ArgumentParser):
             place = seen.index(wrong.group(1)) if wrong.group(1) in seen else 0
             before = seen[place - 1] if place else ''
             if before.startswith('-') and before not in options:
-                return ('; %s is no option%s' % (
-                    before, _close(before, options) or ''))
-            return _close(wrong.group(1), commands)
-        wrong = re.match(r'unrecognized arguments: (-\S+)', message)
-        if wrong:
-            return _close(wrong.group(1).split('=')[0], options)
+                return '; %s is no option%s' % (
+                    before, _did_you_mean(before, options))
+            return _did_you_mean(wrong.group(1), commands)
         if message.endswith('required: ID'):
             ids = [value for value in getattr(self, 'seen', ())
                    if value.isdigit()]
@@ -72,12 +69,6 @@ class _Parser(argparse.ArgumentParser):
         if self.json_errors:
             self.error(message)
         self.exit(2, '%s: error: %s\n' % (self.prog, message))
-
-
-def _close(wrong, known):
-    """``; did you mean X?`` for the closest of ``known`` to ``wrong``."""
-    close = difflib.get_close_matches(wrong, sorted(known), n=1)
-    return '; did you mean %s?' % close[0] if close else ''
 
 
 def _mask(value):
@@ -301,11 +292,36 @@ def build_parser(commands, json_errors=False):
     return parser
 
 
+def _did_you_mean(word, choices):
+    """``; did you mean list?`` if one of ``choices`` is close to ``word``."""
+    import difflib  # only for a usage error: --help stays quick
+    close = difflib.get_close_matches(word, list(choices), 1)
+    return '; did you mean %s?' % close[0] if close else ''
+
+
+def parse(parser, argv):
+    """``parser.parse_args(argv)``, but an unknown option is told with the
+    usage of its command, and the option it is close to."""
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        command = parser.commands[args.command]
+        options = [option for action in command._actions
+                   for option in action.option_strings]
+        hints = [_did_you_mean(extra.partition('=')[0], options)
+                 for extra in extras if extra.startswith('-')]
+        command.error('unrecognized arguments: %s%s' % (
+            ' '.join(extras), next(filter(None, hints), '')))
+    return args
+
+
 def check_usage(parser, args):
     """Exit with a usage error (2) for what the parser cannot see."""
     command = parser.commands[args.command]
     if args.url and args.datastore:
         command.error('--datastore and --url exclude each other')
+    if args.url and not args.url.lower().startswith(('http://', 'https://')):
+        command.one_line_error('--url needs http:// or https://: got %r'
+                               % args.url)
     if args.command == 'download' and args.out_dir.isdigit():
         command.error('%s is a snapshot ID; give OUT_DIR too, or ./%s for '
                       'a directory of that name'

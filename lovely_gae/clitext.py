@@ -5,7 +5,12 @@ of the SDK.
 """
 import datetime
 
-__all__ = ['printable', 'describe', 'listing', 'plan', 'age', 'size']
+__all__ = ['printable', 'describe', 'listing', 'plan', 'age', 'size',
+           'error_data', 'entities', 'kept', 'keys_of',
+           'RUN_WORKER']
+
+#: What work left queued in a local datastore file waits for.
+RUN_WORKER = 'run `lovely-gae worker` to finish it'
 
 
 def printable(text):
@@ -96,3 +101,38 @@ def size(count):
         if count < 1024 or unit == 'GiB':
             return ('%d %s' if unit == 'B' else '%.1f %s') % (count, unit)
         count /= 1024
+
+
+def entities(count):
+    """``1 entity``, ``2 entities``."""
+    return '%d %s' % (count, 'entity' if count == 1 else 'entities')
+
+
+def keys_of(app_ids):
+    """Which app's keys a file holds, and how it goes into a development
+    datastore of another app id."""
+    return ('Its keys are of app %s: a development datastore of that app '
+            'id loads the file as it is.\nFor another app id: download with '
+            '--target-app-id ID, or: lovely-gae --datastore FILE --app-id ID '
+            'upload PATH' % ', '.join(repr(app) for app in app_ids))
+
+
+def kept(kept):
+    """What an interrupted download says of the ranges it keeps."""
+    return ('%(ranges)d of %(of)d ranges kept in %(path)s; run the same '
+            'command again to go on' % kept)
+
+
+def error_data(error, status):
+    """What ``--json`` says of ``error`` on stderr: ``error`` (its line),
+    ``type``, ``exit`` (the status), and ``id`` of the snapshot if any."""
+    data = {'error': str(error), 'type': type(error).__name__,
+            'exit': status}
+    snapshot_id = getattr(error, 'snapshot_id', None)
+    if snapshot_id is not None:
+        data['id'] = snapshot_id
+    # A wait that ran out (its hint); masks that matched nothing.
+    for name in ('status', 'work', 'seconds', 'hint', 'unmatched_masks'):
+        if name in vars(error):
+            data[name] = vars(error)[name]
+    return data

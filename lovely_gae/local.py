@@ -320,6 +320,14 @@ def _must_exist(path):
                                  '"lovely-gae demo" fills one')
 
 
+def _alone():
+    """While deleting: the file is this process's alone (its lock), so no
+    task of a deleted snapshot is in flight elsewhere: its last purge runs
+    at once, not a lease later (``ranges.LAST_PURGE_SECONDS``)."""
+    from .snapshot.work import ranges
+    return mock.patch.object(ranges, 'LAST_PURGE_SECONDS', 0)
+
+
 def drain():
     """Run every queued task, waiting out retries, until none is left."""
     from .async_ import run_tasks
@@ -365,12 +373,14 @@ class LocalClient:
 
     def delete_snapshot(self, snapshot_id):
         from .snapshot import api
-        result = self.calls.delete_snapshot(api.get_snapshot(snapshot_id))
+        with _alone():
+            result = self.calls.delete_snapshot(api.get_snapshot(snapshot_id))
         drain()
         return _sent(result)
 
     def prune(self, keep):
-        result = self.calls.prune(keep)
+        with _alone():
+            result = self.calls.prune(keep)
         drain()
         return _sent(result)
 

@@ -6,6 +6,7 @@ a second and save the file whenever the datastore changed, and once more
 on shutdown.
 """
 import contextlib
+import errno
 import logging
 import secrets
 import signal
@@ -142,8 +143,15 @@ class LocalServer:
         self.save_error = None
         self.lock = _SharedLock()
         app = getApp(self.token, app_engine_headers=False)
-        self.http = ThreadedServer(_Shared(self._gate(app), self.lock),
-                                   host=host, port=port)
+        try:
+            self.http = ThreadedServer(_Shared(self._gate(app), self.lock),
+                                       host=host, port=port)
+        except OSError as error:
+            if error.errno != errno.EADDRINUSE:
+                raise
+            raise LovelyGaeError(
+                'port %s on %s is in use: pick another with --port (or '
+                '--port 0 for any free one)' % (port, host)) from error
         self.url = self.http.url
         datastore.note(url=self.url)  # for a command the file's lock keeps out
         self._stop = threading.Event()

@@ -104,8 +104,14 @@ class ThreadedServer:
         adjustments = dict(self.limits, **adjustments)
         adjustments.setdefault('clear_untrusted_proxy_headers', False)
         adjustments.setdefault('threads', 4)
-        self.server = waitress.create_server(app, host=host, port=port,
-                                             **adjustments)
+        channels = {}
+        try:
+            self.server = waitress.create_server(app, map=channels, host=host,
+                                                 port=port, **adjustments)
+        except OSError:  # a port in use: what waitress opened, closed
+            for channel in list(channels.values()):
+                channel.close()
+            raise
         self.server.channel_class = _Channel
         self.server.header_seconds = header_seconds or self.header_seconds
         shown = '[%s]' % host if ':' in host else host

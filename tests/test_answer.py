@@ -118,7 +118,9 @@ def test_a_json_answer_longer_than_its_limit_is_refused_unread(hostile,
                                     '404 Not Found'])
 def test_an_error_answer_is_read_for_its_first_line_alone(hostile, status):
     body = b'\x1b[2Jboom\n' + b'a' * (64 << 20)
-    hostile.serve('/lovely.gae/snapshots', body, status)
+    # Marked as the app's: its one line is what the error shows.
+    hostile.serve('/lovely.gae/snapshots', body, status,
+                  headers=[('X-Lovely-Gae', 'error')])
     remote = RemoteClient(hostile.url, 's3cret', retries=0)
     error, peak = peak_of(remote.list_snapshots)
     assert isinstance(error, DownloadError)

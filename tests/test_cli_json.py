@@ -40,7 +40,7 @@ def test_status_and_list_show_what_create_showed(store, capsys, snapshot):
 def test_download_names_the_snapshot(store, capsys, snapshot, tmp_path):
     assert run_cli(store, '--json', 'download', str(tmp_path / 'out')) == 0
     assert json.loads(capsys.readouterr().out) == {
-        'id': snapshot['id'],
+        'id': snapshot['id'], 'app_id': 'lovely-gae-local',
         'path': str(tmp_path / 'out' / ('snapshot.%d' % snapshot['id']))}
 
 

@@ -96,7 +96,7 @@ def test_restore_shows_its_plan_and_asks(store, capsys, monkeypatch):
     assert run(store, 'restore', str(newest), '--kinds', 'Customer') == 0
     captured = capsys.readouterr()
     assert 'Customer: 0 created, 0 changed, 1 deleted' in captured.err
-    assert 'It deletes 1 entities.' in captured.err
+    assert 'It deletes 1 entity.' in captured.err
     assert re.fullmatch(r'Restore of snapshot %d: finished, [1-9]\d* '
                         r'entities put back, 1 deleted\n' % newest,
                         captured.out)
@@ -303,7 +303,7 @@ def test_inspect_keys_are_in_datastore_order_and_printable(tmp_path):
                          record('P', 1, 'C', 2, namespace='ns')])
         writer.close()
     summary = devfile.summarize(str(path))
-    assert summary == {'entities': 5, 'namespaces': [
+    assert summary == {'entities': 5, 'app_ids': ['app'], 'namespaces': [
         {'namespace': '', 'kinds': [
             {'kind': 'K', 'entities': 4, 'first_key': 'K:9',
              'last_key': "K:'b\\x1b[2J'"}]},

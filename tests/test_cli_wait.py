@@ -52,6 +52,13 @@ def way(request, store, capsys, monkeypatch):
     return call
 
 
+def hint(way):
+    """What a wait that ran out adds: locally, nothing runs the work but a
+    worker; over --url, the app's workers run it."""
+    return '; run `lovely-gae worker` to finish it' if (
+        way.name == 'local') else ''
+
+
 def created(way, capsys, *args):
     assert way('--json', 'create', 'Dummy', *args) == 0
     return json.loads(capsys.readouterr().out)
@@ -66,6 +73,22 @@ def test_async_returns_at_once_with_the_id(way, capsys):
     assert json.loads(capsys.readouterr().out)['status'] == 'finished'
 
 
+def test_async_says_locally_that_a_worker_finishes_it(way, capsys):
+    assert way('create', 'Dummy', '--async') == 0
+    lines = capsys.readouterr().out.splitlines()
+    snapshot_id = lines[0].split()[2].rstrip(';')
+    assert lines[0] == 'Created Snapshot %s%s' % (snapshot_id, hint(way))
+    assert lines[1] == 'Snapshot %s: started' % snapshot_id
+    way.run_tasks()
+    capsys.readouterr()
+    assert way('restore', snapshot_id, '--dry-run', '--async') == 0
+    assert capsys.readouterr().out == 'Dry run of snapshot %s: %s%s\n' % (
+        snapshot_id, 'running', hint(way))
+    assert way('restore', snapshot_id, '--yes', '--async') == 0
+    assert capsys.readouterr().out == (
+        'Restore of snapshot %s: running%s\n' % (snapshot_id, hint(way)))
+
+
 def test_a_wait_that_runs_out_says_so_and_exits_1(way, capsys, monkeypatch):
     patch = idle(monkeypatch)
     assert way('create', 'Dummy', '--timeout', '0.2') == 1
@@ -73,13 +96,17 @@ def test_a_wait_that_runs_out_says_so_and_exits_1(way, capsys, monkeypatch):
     snapshot_id = int(err.split()[3])
     assert (out, err.splitlines()[-1]) == ('', 'lovely-gae: error: snapshot '
                                            '%d still waiting to start after '
-                                           '0.2 s' % snapshot_id)
+                                           '0.2 s%s' % (snapshot_id,
+                                                        hint(way)))
     assert way('--json', 'create', 'Dummy', '--timeout', '0.2') == 1
     error = json.loads(capsys.readouterr().err.splitlines()[-1])
-    assert error == {'error': 'snapshot %d still waiting to start after '
-                     '0.2 s' % error['id'], 'type': 'StillWorking',
-                     'exit': 1, 'id': error['id'], 'status': 'started',
-                     'work': 'snapshot', 'seconds': 0.2}
+    expected = {'error': 'snapshot %d still waiting to start after '
+                '0.2 s' % error['id'], 'type': 'StillWorking',
+                'exit': 1, 'id': error['id'], 'status': 'started',
+                'work': 'snapshot', 'seconds': 0.2}
+    if hint(way):
+        expected['hint'] = hint(way)[2:]
+    assert error == expected
     # What was started is kept (locally: saved), and goes on later.
     patch.__exit__(None, None, None)
     way.run_tasks()
@@ -97,11 +124,11 @@ def test_restore_and_its_dry_run_wait_alike(way, capsys, monkeypatch):
     assert way('restore', snapshot_id, '--dry-run', '--timeout', '0.2') == 1
     assert capsys.readouterr().err.splitlines()[-1] == (
         'lovely-gae: error: dry run of snapshot %s still running after '
-        '0.2 s' % snapshot_id)
+        '0.2 s%s' % (snapshot_id, hint(way)))
     assert way('restore', snapshot_id, '--yes', '--timeout', '0') == 1
     assert capsys.readouterr().err.splitlines()[-1] == (
         'lovely-gae: error: restore of snapshot %s still running after '
-        '0 s' % snapshot_id)
+        '0 s%s' % (snapshot_id, hint(way)))
     patch.__exit__(None, None, None)
     way.run_tasks()
     capsys.readouterr()

@@ -185,3 +185,26 @@ def test_queue_takes_the_file_lock_only_to_change_the_queue(store):
     with pytest.raises(SystemExit) as info:
         parser.parse_args(['queue', '--retry', '--drop'])
     assert info.value.code == 2
+
+
+@pytest.mark.parametrize('argv, line', [
+    (['lst'], "lovely-gae: error: argument COMMAND: invalid choice: 'lst' "
+     "(choose from 'create', 'list', 'status', 'restore', 'delete', "
+     "'prune', 'download', 'upload', 'verify', 'inspect', 'queue', "
+     "'serve', 'worker', 'demo'); did you mean list?"),
+    (['create', 'Customer', '--namspace', 'x'], 'lovely-gae create: error: '
+     'unrecognized arguments: --namspace x; did you mean --namespace?'),
+    (['list', '--jsn'], 'lovely-gae list: error: unrecognized arguments: '
+     '--jsn; did you mean --json?'),
+    (['list', '--zzzzzz'], 'lovely-gae list: error: unrecognized arguments: '
+     '--zzzzzz'),
+])
+def test_a_misspelt_command_or_option_is_named_with_what_it_is_close_to(
+        capsys, argv, line):
+    with pytest.raises(SystemExit) as exited:
+        cli.main(argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == line
+    if argv[0] != 'lst':  # the usage of the command it was given to
+        assert err.startswith('usage: lovely-gae %s ' % argv[0])

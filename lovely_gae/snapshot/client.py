@@ -203,7 +203,10 @@ def download_snapshot(out_dir, snapshot_id=None, url=None, token=None,
     ``remote.RemoteClient``) it downloads over HTTP(S) with ``token``,
     keeping what it has in ``<out_dir>/.snapshot.<id>.partial`` (for this
     user alone) until the file is complete, so that an interrupted
-    download resumes there. Every range must be there and hold what the
+    download resumes there (its error's ``kept`` says how many ranges are
+    kept, of how many, and where; the download started again tells
+    ``resume`` with ``kept`` and ``ranges``). Every range must be there and
+    hold what the
     snapshot recorded, and no entity may be the library's own, or nothing
     is written (``SnapshotIncomplete``, ``RangeCorrupted``).
     ``target_app_id`` and ``target_namespace`` move keys and references
@@ -247,23 +250,40 @@ def _download_remote(remote, out_dir, snapshot_id, transform, progress):
     snapshot_id = pages.snapshot_id
     path = out_path(out_dir, snapshot_id)
     partial_dir = os.path.join(out_dir, '.snapshot.%d.partial' % snapshot_id)
+    ranges = pages.totals['ranges_total']
+    if _parts(partial_dir):
+        progress('resume', kept=_parts(partial_dir), ranges=ranges)
     sources = _remote_sources(remote, pages, partial_dir, progress)
     try:
         write_file(path, snapshot_id, sources, progress, transform,
                    pages.totals)
-    except RangeCorrupted as error:
-        # Fetched as the app has it, and refused: no use to resume from.
-        part = _part_path(partial_dir, error.range_name)
-        if os.path.lexists(part):
-            os.unlink(part)
-        raise
     except MaskUnmatched:
         # The ranges kept for a resume are the snapshot unmasked, whole by
         # now: not to be left on the disk of one who asked for a mask.
         shutil.rmtree(partial_dir, ignore_errors=True)
         raise
+    except BaseException as error:
+        if isinstance(error, RangeCorrupted):
+            # Fetched as the app has it, and refused: no use to resume from.
+            part = _part_path(partial_dir, error.range_name)
+            if os.path.lexists(part):
+                os.unlink(part)
+        if _parts(partial_dir):  # what a download started again goes on from
+            error.kept = {'ranges': _parts(partial_dir), 'of': ranges,
+                          'path': partial_dir}
+        raise
     shutil.rmtree(partial_dir, ignore_errors=True)
     return path
+
+
+def _parts(partial_dir):
+    """How many ranges (whole or in part) ``partial_dir`` keeps."""
+    if os.path.islink(partial_dir):
+        return 0  # not ours: refused when a range is fetched
+    try:
+        return sum(name.endswith('.part') for name in os.listdir(partial_dir))
+    except OSError:
+        return 0
 
 
 def _entities(path, transform):

@@ -90,6 +90,13 @@ class Snapshot(LibraryModel):
     # The latest dry run of a restore of it (a ``Restore``'s key name).
     plan_id = db.StringProperty(indexed=False)
 
+    def __repr__(self):
+        # The seed's doctest shows ``<...Snapshot object at ...>``: kept,
+        # with what the snapshot is after it.
+        return '<%s.Snapshot object at %#x: %s %s ns=%r kinds=%s>' % (
+            __name__, id(self), self.id if self.is_saved() else '(unsaved)',
+            self.status, self.namespace, ','.join(self.kinds))
+
     @property
     def id(self):
         return self.key().id()

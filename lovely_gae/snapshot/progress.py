@@ -2,7 +2,8 @@
 in a log, a ``tqdm`` bar on a terminal (``progress_for``).
 
 A progress is a callable ``progress(event, **info)``. A download tells
-``start``, each ``range``, ``bytes`` as they come, and ``save``. Work that is
+``resume`` (``kept`` of ``ranges`` already here, if any), ``start``, each
+``range``, ``bytes`` as they come, and ``save``. Work that is
 waited for (a snapshot, a restore, its dry run: ``waiting.wait``) is told as
 ``work`` (``name``, ``status``, ``done`` and ``total`` ranges) each time it
 is looked at, and ``work_end``; an upload tells each ``batch`` (``name``,
@@ -29,7 +30,9 @@ class SeedProgress:
         print(printable(line), file=self.stream or sys.stdout)
 
     def __call__(self, event, **info):
-        if event == 'start':
+        if event == 'resume':
+            self._print(resuming(info))
+        elif event == 'start':
             self.started = time.monotonic()
             self._print('Downloading snapshot: %d' % info['snapshot_id'])
         elif event == 'range':
@@ -43,6 +46,12 @@ class SeedProgress:
                            per_range * (total - done)))
         elif event == 'save':
             self._print('Saving to %s' % info['path'])
+
+
+def resuming(info):
+    """``resuming: 27 of 89 ranges already here``."""
+    return 'resuming: %d of %d ranges already here' % (info['kept'],
+                                                       info['ranges'])
 
 
 def _work_line(info):
@@ -139,6 +148,8 @@ class BarProgress:
         event, info = _as_work(event, info)
         if event in ('work', 'work_end'):
             self._work(event, info)
+        elif event == 'resume':
+            print(resuming(info))  # before the bar: the bar starts after
         elif event == 'start':
             self.bar = tqdm(total=info['bytes'], unit='B', unit_scale=True,
                             unit_divisor=1024,

@@ -26,7 +26,8 @@ from ... import defaults
 from ...base import on_app_engine
 
 __all__ = ['configured_token', 'token_only', 'check_access',
-           'is_loopback_host', 'refuse', 'APP_ENGINE', 'TOKEN', 'LOOPBACK', 'IN_PROCESS']
+           'is_loopback_host', 'refuse', 'ERROR_HEADER', 'APP_ENGINE',
+           'TOKEN', 'LOOPBACK', 'IN_PROCESS']
 
 # How a request got in: what ``check_access`` answers.
 APP_ENGINE = 'app-engine'   # App Engine's cron or queue header, on App Engine
@@ -38,11 +39,19 @@ _PROXY_HEADERS = ('HTTP_X_FORWARDED_FOR', 'HTTP_FORWARDED', 'HTTP_X_REAL_IP')
 
 _OFF = ('', '0', 'false', 'no', 'off')
 
+#: The header, ``X-Lovely-Gae: error``, that marks an error as the app's
+#: own: a client tells it from a page of whatever else answers at the URL
+#: (a 404 where no app is mounted).
+ERROR_HEADER = 'X-Lovely-Gae'
 
-def refuse(error_class, reason, **kw):
-    """A ``webob.exc`` response whose body is the one-line reason."""
+
+def refuse(error_class, reason, headers=None, **kw):
+    """A ``webob.exc`` response whose body is the one-line reason, marked
+    as the app's (``ERROR_HEADER``)."""
+    headers = dict(headers or {})
+    headers[ERROR_HEADER] = 'error'
     return error_class(text=reason + '\n', content_type='text/plain',
-                       charset='utf-8', **kw)
+                       charset='utf-8', headers=headers, **kw)
 
 
 def token_only(environ=os.environ):

@@ -13,9 +13,10 @@ import re
 import time
 
 from ...exceptions import AccessDenied, DownloadError
+from ..app.access import ERROR_HEADER
 
-__all__ = ['RemoteError', 'Transient', 'Deadline', 'check', 'chunks',
-           'read_json']
+__all__ = ['RemoteError', 'NotTheApp', 'Transient', 'Deadline', 'check',
+           'chunks', 'read_json']
 
 #: Answers worth asking again for: the app or a proxy was busy.
 RETRY_STATUS = frozenset([429, 500, 502, 503, 504])
@@ -32,6 +33,23 @@ class RemoteError(DownloadError):
     def __init__(self, status, reason, url):
         self.status, self.reason, self.url = status, reason, url
         super().__init__('%s (HTTP %d)' % (reason, status))
+
+
+class NotTheApp(RemoteError):
+    """An error answer not of the app: no ``ERROR_HEADER`` marks it (a web
+    server's page where no app is mounted, a proxy's)."""
+
+    def __init__(self, status, reason, url):
+        base = url.partition('/lovely.gae/')[0]
+        if status == 404:
+            reason = 'no lovely_gae app at %s/lovely.gae/' % base
+            hint = ': is getApp() mounted under /lovely.gae/?'
+            line = '%s (HTTP %d)%s' % (reason, status, hint)
+        else:
+            line = '%s (HTTP %d, not from a lovely_gae app at %s)' % (
+                reason, status, base)
+        DownloadError.__init__(self, line)
+        self.status, self.reason, self.url = status, reason, url
 
 
 class Transient(Exception):
@@ -73,6 +91,8 @@ def check(response, deadline, retry=False):
     reason = _error_line(response, deadline)
     if retry and status in RETRY_STATUS:
         raise Transient('HTTP %d: %s' % (status, reason))
+    if response.headers.get(ERROR_HEADER) != 'error':
+        raise NotTheApp(status, reason, response.url)
     if status in (401, 403):
         raise AccessDenied(reason, status)
     raise RemoteError(status, reason, response.url)
@@ -93,6 +113,11 @@ def _error_line(response, deadline):
     except Transient:
         pass  # what came is the reason, if anything did
     text = head[:ERROR_BYTES].decode('utf-8', 'replace').strip()
+    kind = response.headers.get('Content-Type', '').partition(';')[0]
+    kind = kind.strip().lower()
+    if text and kind not in ('', 'text/plain'):  # a page: no line to show
+        return 'an HTML page' if kind == 'text/html' else (
+            'an answer of type %s' % _show(kind))
     line = text.splitlines()[0][:200] if text else response.reason
     # A terminal shows the line: no escape sequence gets through.
     return ''.join(c if c.isprintable() else '?' for c in line or 'error')

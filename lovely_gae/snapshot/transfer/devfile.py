@@ -302,6 +302,14 @@ def _read(path):
             yield entity
 
 
+def first_app_id(path):
+    """The app id of the first key in the file (a download's keys are all
+    of one app); None if it holds no entity."""
+    for entity in _read(path):
+        return entity.key.app
+    return None
+
+
 def _whole_key(reference):
     """Whether ``reference`` has a path, and text where it needs it
     (protobuf gives bytes for a string that is not UTF-8)."""
@@ -337,15 +345,17 @@ def key_text(reference):
 
 def summarize(path):
     """What a datastore file holds, as ``lovely-gae inspect --json``
-    prints it: ``{'entities': n, 'namespaces': [{'namespace': ns, 'kinds':
+    prints it: ``{'entities': n, 'app_ids': [the keys' app ids],
+    'namespaces': [{'namespace': ns, 'kinds':
     [{'kind', 'entities', 'first_key', 'last_key'}]}]}``, sorted, keys in
     the datastore's order as ``key_text`` writes them. Records are parsed,
     never unpickled; at most ``MAX_KINDS`` kinds are tracked, else
     ``BadDatastoreFile``."""
     found = {}  # (namespace, kind): [count, first, first key, last, key]
-    total = 0
+    total, apps = 0, set()
     for total, entity in enumerate(_read(path), 1):
         reference = entity.key
+        apps.add(reference.app)
         group = (reference.name_space, reference.path.element[-1].type)
         order = sort_key(reference)
         seen = found.get(group)
@@ -366,6 +376,6 @@ def summarize(path):
         namespaces.setdefault(namespace, []).append({
             'kind': _printable(kind), 'entities': count,
             'first_key': key_text(first), 'last_key': key_text(last)})
-    return {'entities': total, 'namespaces': [
-        {'namespace': namespace, 'kinds': kinds}
-        for namespace, kinds in namespaces.items()]}
+    return {'entities': total, 'app_ids': sorted(map(_printable, apps)),
+            'namespaces': [{'namespace': namespace, 'kinds': kinds}
+                           for namespace, kinds in namespaces.items()]}

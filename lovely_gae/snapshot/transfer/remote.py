@@ -27,7 +27,8 @@ from ...exceptions import (DownloadError, RangeCorrupted, SnapshotNotFinished,
                            SnapshotNotFound)
 from . import devfile, wire
 from ..app.access import configured_token, is_loopback_host
-from .answer import Deadline, RemoteError, Transient, check, chunks, read_json
+from .answer import (Deadline, NotTheApp, RemoteError, Transient, check,
+                     chunks, read_json)
 from .manifest import ManifestPages
 
 __all__ = ['RemoteClient', 'RemoteError']
@@ -189,6 +190,8 @@ class RemoteClient:
     def _snapshot_call(self, snapshot_id, method, path, **kwargs):
         try:
             return self.json(method, path, **kwargs)
+        except NotTheApp:
+            raise  # no app there: nor a snapshot to speak of
         except RemoteError as error:
             if error.status == 404 and 'no such page' not in error.reason:
                 raise SnapshotNotFound(snapshot_id) from error

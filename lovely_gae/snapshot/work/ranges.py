@@ -43,6 +43,11 @@ _IN_FLIGHT_BYTES = 4 * 1024 * 1024
 _PURGE_BATCH = defaults.MAX_REQUEST_ENTITIES
 #: Purge calls made in the caller's request before the rest goes to a task.
 _PURGE_INLINE = 20
+#: Seconds a deleted snapshot's last purge waits for a task of it (or of
+#: a restore of it) still in flight: None, a task's lease
+#: (``defaults.LEASE_SECONDS``). A local datastore file is one process's
+#: alone, with nothing in flight elsewhere: 0 (``local``).
+LAST_PURGE_SECONDS = None
 
 
 job = names.snapshot_job
@@ -263,7 +268,9 @@ def delete_snapshot(snap, ended):
             async_.defer(purge_snapshot, args=(snapshot_id,))
         if not ended:
             async_.defer(purge_snapshot, args=(snapshot_id,), once_only=False,
-                         countdown=defaults.LEASE_SECONDS)
+                         countdown=defaults.LEASE_SECONDS
+                         if LAST_PURGE_SECONDS is None
+                         else LAST_PURGE_SECONDS)
     transaction(handover, not _purge(snapshot_id, _PURGE_INLINE))
 
 

@@ -1,0 +1,218 @@
+"""What the command line says when it is pointed at the wrong thing."""
+import contextlib
+import os
+import http.server
+import json
+import threading
+
+import pytest
+
+from lovely_gae import cli
+
+
+@contextlib.contextmanager
+def plain_web_server():
+    """A web server with no app behind it: a 404 page (HTML) everywhere,
+    as ``python -m http.server`` answers where no file is."""
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self):
+            self.send_error(404, 'File not found')
+        do_POST = do_GET
+
+        def log_message(self, *args):
+            pass
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    try:
+        yield 'http://127.0.0.1:%d' % server.server_address[1]
+    finally:
+        server.shutdown()
+        thread.join()
+        server.server_close()
+
+
+def test_a_url_with_no_app_behind_it_says_so(capsys, tmp_path):
+    with plain_web_server() as url:
+        for command in (['list'], ['status', '3'],
+                        ['download', str(tmp_path / 'out')]):
+            assert cli.main(['--url', url] + command) == 1
+            assert capsys.readouterr().err == (
+                'lovely-gae: error: no lovely_gae app at %s/lovely.gae/ '
+                '(HTTP 404): is getApp() mounted under /lovely.gae/?\n'
+                % url)
+    assert not (tmp_path / 'out').exists()
+
+
+def test_the_apps_own_errors_are_marked_and_still_read(snapshot_server,
+                                                       capsys):
+    from webtest import TestApp
+    from lovely_gae.snapshot import getApp
+    app = TestApp(getApp(token='s3cret'))
+    for path, status in (('/lovely.gae/snapshots/9', 401),
+                         ('/lovely.gae/nothing', 401)):
+        assert app.get(path, status=status).headers['X-Lovely-Gae'] == (
+            'error')
+    auth = {'Authorization': 'Bearer s3cret'}
+    assert app.get('/lovely.gae/nothing', headers=auth,
+                   status=404).headers['X-Lovely-Gae'] == 'error'
+    assert 'X-Lovely-Gae' not in app.get('/lovely.gae/snapshots',
+                                         headers=auth).headers
+    assert cli.main(['--url', snapshot_server.url, '--token',
+                     snapshot_server.token, 'status', '9']) == 1
+    assert capsys.readouterr().err == (
+        'lovely-gae: error: no snapshot with id 9\n')
+
+
+def test_a_url_without_a_scheme_is_refused_up_front(capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli.main(['--url', '127.0.0.1:8080', 'list'])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == (
+        "lovely-gae list: error: --url needs http:// or https://: got "
+        "'127.0.0.1:8080'\n")
+
+
+def test_serve_on_a_port_in_use_names_it_and_the_way_out(store, capsys):
+    import socket
+    from tests.conftest import run_cli
+    with socket.socket() as taken:
+        taken.bind(('127.0.0.1', 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert run_cli(store, 'serve', '--port', str(port)) == 1
+    assert capsys.readouterr().err == (
+        'lovely-gae: error: port %d on 127.0.0.1 is in use: pick another '
+        'with --port (or --port 0 for any free one)\n' % port)
+
+
+@pytest.mark.parametrize('command', ['inspect', 'verify', 'upload'])
+def test_a_missing_file_or_a_directory_is_named(store, capsys, tmp_path,
+                                                command):
+    from tests.conftest import run_cli
+    out = tmp_path / 'out'
+    missing = str(out / 'snapshot.9999')
+    extra = ['--yes'] if command == 'upload' else []
+    assert run_cli(store, command, missing, *extra) == 1
+    assert capsys.readouterr().err == (
+        'lovely-gae: error: no such file: %s\n' % missing)
+    out.mkdir()
+    assert run_cli(store, command, str(out), *extra) == 1
+    assert capsys.readouterr().err == (
+        'lovely-gae: error: %s is a directory: give a snapshot file, e.g. '
+        '%s/snapshot.604\n' % (out, out))
+    (out / 'snapshot.7').write_bytes(b'')
+    (out / 'snapshot.12').write_bytes(b'')
+    assert run_cli(store, command, str(out), *extra) == 1
+    assert capsys.readouterr().err == (
+        'lovely-gae: error: %s is a directory: give a snapshot file, e.g. '
+        '%s/snapshot.12 (it holds snapshot.7, snapshot.12)\n' % (out, out))
+    assert not os.path.exists(store)  # no datastore made for nothing
+
+
+@pytest.mark.parametrize('interruption', ['error', 'ctrl-c'])
+def test_an_interrupted_download_says_what_it_keeps_and_resumes(
+        remote, make_entities, finished_snapshot, capsys, tmp_path,
+        monkeypatch, interruption):
+    from lovely_gae.exceptions import DownloadError
+    from lovely_gae.snapshot.transfer.remote import RemoteClient
+    from tests.conftest import Dummy
+    make_entities(Dummy, 30)
+    snap = finished_snapshot(['Dummy'], batchsize=10)
+    fetch = RemoteClient.fetch_range
+    fetched = []
+
+    def cut_on_third(self, *args, **kwargs):
+        fetched.append(args)
+        if len(fetched) == 3:
+            raise (DownloadError('cut') if interruption == 'error'
+                   else KeyboardInterrupt())
+        return fetch(self, *args, **kwargs)
+    monkeypatch.setattr(RemoteClient, 'fetch_range', cut_on_third)
+    out = tmp_path / 'out'
+    capsys.readouterr()
+    assert remote('download', str(snap.id), str(out)) == (
+        1 if interruption == 'error' else 130)
+    partial = out / ('.snapshot.%d.partial' % snap.id)
+    assert capsys.readouterr().err == (
+        'lovely-gae: %s; 2 of 3 ranges kept in %s; run the same command '
+        'again to go on\n' % ('error: cut' if interruption == 'error' else
+                              'interrupted', partial))
+    assert remote('download', str(snap.id), str(out)) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == 'resuming: 2 of 3 ranges already here'
+    assert lines[-1] == 'Saving to %s' % (out / ('snapshot.%d' % snap.id))
+    assert os.listdir(out) == ['snapshot.%d' % snap.id]
+
+
+@pytest.fixture
+def remote(snapshot_server, monkeypatch):
+    """``remote(*args)``: the CLI against the app, token from the env."""
+    monkeypatch.setenv('LOVELY_GAE_TOKEN', snapshot_server.token)
+    return lambda *args: cli.main(['--url', snapshot_server.url] + list(args))
+
+
+def customers(app_id, path):
+    """Customers a development datastore of ``app_id`` finds in ``path``
+    (the SDK's own file stub loads it)."""
+    from google.appengine.api import datastore
+    from tests.conftest import sdk_file_testbed
+    bed = sdk_file_testbed(app_id, path)
+    try:
+        return datastore.Query('Customer',
+                               namespace='lovely-gae-demo').Count()
+    finally:
+        bed.deactivate()
+
+
+def test_download_and_inspect_name_the_keys_app_and_how_to_move_it(
+        store, capsys, tmp_path):
+    from tests.conftest import demo_into, run_cli
+    demo_into(store)
+    out = tmp_path / 'out'
+    capsys.readouterr()
+    assert run_cli(store, 'download', str(out)) == 0
+    (path,) = out.iterdir()
+    hint = ("Its keys are of app 'lovely-gae-local': a development "
+            "datastore of that app id loads the file as it is.\n"
+            "For another app id: download with --target-app-id ID, or: "
+            "lovely-gae --datastore FILE --app-id ID upload PATH\n")
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[-1] == 'Saving to %s' % path
+    assert captured.err == hint
+    assert run_cli(store, '--json', 'download', str(tmp_path / 'j')) == 0
+    assert json.loads(capsys.readouterr().out)['app_id'] == (
+        'lovely-gae-local')
+    assert run_cli(store, 'inspect', str(path)) == 0
+    assert capsys.readouterr().out.endswith('\n' + hint)
+    assert run_cli(store, '--json', 'inspect', str(path)) == 0
+    assert json.loads(capsys.readouterr().out)['app_ids'] == [
+        'lovely-gae-local']
+    # What the lines say holds: as it is, only its own app id finds it ...
+    assert customers('lovely-gae-local', str(path)) == 250
+    assert customers('dev~my-app', str(path)) == 0
+    # ... and an upload moves it into a datastore of another.
+    dev = str(tmp_path / 'dev.datastore')
+    assert cli.main(['--datastore', dev, '--app-id', 'dev~my-app', 'upload',
+                     '--yes', str(path)]) == 0
+    assert customers('dev~my-app', dev) == 250
+
+
+def test_a_snapshot_shows_what_it_is(finished_snapshot, make_entities):
+    from lovely_gae.snapshot.models import Snapshot
+    from tests.conftest import Dummy, Yummy
+    make_entities(Dummy, 3)
+    make_entities(Yummy, 2)
+    snap = finished_snapshot(['Dummy', 'Yummy'])
+    assert repr(snap).startswith(
+        '<lovely_gae.snapshot.models.Snapshot object at 0x')  # the seed's
+    assert repr(snap).endswith(
+        ": %d finished ns='' kinds=Dummy,Yummy>" % snap.id)
+    assert repr(Snapshot(kinds=['Dummy'], namespace='x')).endswith(
+        ": (unsaved) started ns='x' kinds=Dummy>")
+
+
+def test_counts_of_entities_read_as_people_say_them():
+    from lovely_gae import clitext
+    assert [clitext.entities(n) for n in (0, 1, 2)] == [
+        '0 entities', '1 entity', '2 entities']
