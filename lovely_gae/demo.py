@@ -11,6 +11,7 @@ import os
 import random
 import secrets
 
+from google.appengine.api import datastore_types
 from google.appengine.ext import db
 
 from . import entities
@@ -133,10 +134,12 @@ def run():
             progress=lambda event, **info: ranges.append(info.get('name'))
             if event == 'range_done' else None)
     counts = devfile.count_kinds(path)
+    app = datastore_types.ResolveAppId(None)  # the keys': see docs/cli.rst
     say('download', 'over HTTP from %s, %d ranges checked by sha256: %s '
-        'holds %d entities (%s); load it with '
-        "DatastoreFileStub(app_id, %r, None)" % (
+        'holds %d entities (%s); its keys are of app %r: load it with '
+        "DatastoreFileStub(%r, %r, None)" % (
             server.url, len(ranges), path, sum(counts.values()), ', '.join(
-                '%s: %d' % kv for kv in sorted(counts.items())), path),
+                '%s: %d' % kv for kv in sorted(counts.items())), app, app,
+            path),
         path=path, kinds=counts, url=server.url, ranges=len(ranges))
     return same, steps, lines

@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from lovely_gae import cli, clitext
+from lovely_gae import cli, clitext, defaults
 from lovely_gae import entities as entities_module
 from lovely_gae.snapshot.transfer import devfile
 from tests.conftest import demo_into
@@ -19,6 +19,11 @@ def test_demo_restores_byte_for_byte_and_downloads(store, capsys, tmp_path):
     assert 'Customer: 10 created, 0 changed, 0 deleted' in out
     [name] = (tmp_path / 'lovely-gae-demo').iterdir()
     assert devfile.count_kinds(str(name)) == {'Customer': 250, 'Order': 600}
+    # How to load it, with the app id its keys are of (not "app_id"):
+    app = defaults.LOCAL_APP_ID  # what the demo's datastore file is of
+    assert out.rstrip().endswith(
+        "its keys are of app %r: load it with DatastoreFileStub(%r, %r, "
+        "None)" % (app, app, 'lovely-gae-demo/%s' % name.name))
 
 
 def test_create_list_status_restore_delete_on_a_datastore_file(
