@@ -58,8 +58,8 @@ def test_the_apps_own_errors_are_marked_and_still_read(snapshot_server,
                    status=404).headers['X-Lovely-Gae'] == 'error'
     assert 'X-Lovely-Gae' not in app.get('/lovely.gae/snapshots',
                                          headers=auth).headers
-    assert cli.main(['--url', snapshot_server.url, '--token',
-                     snapshot_server.token, 'status', '9']) == 1
+    assert cli.main(['--url', snapshot_server.url,  # may start with '-':
+                     '--token=' + snapshot_server.token, 'status', '9']) == 1
     assert capsys.readouterr().err == (
         'lovely-gae: error: no snapshot with id 9\n')
 
