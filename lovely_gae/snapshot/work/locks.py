@@ -1,13 +1,16 @@
-"""One restore of a kind of a namespace at a time: a lock entity a kind.
+"""One restore of a kind of a namespace at a time: a lock entity a kind,
+named by its restore too.
 
-All locks are children of one root, so that a restore's start takes them
-all in one entity group of its transaction, and its end frees them (in
-the transaction that says it failed; with the record that says it
-finished). A task that puts entities back reads its kind's lock with the
-restore's record, and writes only while the lock is its restore's
-(``lost``): a late copy of a task of a restore that has failed meanwhile
-finds it free, or another's. Only a restore's own locks are ever freed
-(``mine``).
+All locks are children of one root: a restore's start reads them all
+(an ancestor query, sent with its other read) and takes its own in one
+entity group of its transaction, refused if another restore holds one of
+its kinds; its end frees them (in the transaction that says it failed;
+with the record that says it finished, by key, from every task that sees
+the last part: named by the restore, a late one never frees the next
+restore's). A task that puts entities back reads its own lock of its kind
+with the restore's record, and writes only while it is there (``lost``):
+a late copy of a task of a restore that has failed meanwhile finds it
+gone. Only a restore's own locks are ever freed (``mine``).
 """
 from google.appengine.ext import db
 
@@ -34,28 +37,37 @@ class Lock(LibraryModel):
                                 namespace=defaults.NAMESPACE)
 
     @classmethod
-    def key_of(cls, namespace, kind):
-        return db.Key.from_path(cls.kind(), '%s:%s' % (namespace, kind),
-                                parent=cls.root())
+    def key_of(cls, namespace, kind, restore_id):
+        """A restore's lock of a kind: named by the restore too, so that
+        whatever deletes it by key (a late copy of a task that ends it)
+        never deletes the lock of the next restore of the kind."""
+        return db.Key.from_path(cls.kind(), '%s:%s:%s' % (
+            restore_id, namespace, kind), parent=cls.root())
+
+    def locked(self):
+        """``(namespace, kind)`` it locks."""
+        _, namespace, kind = self.key().name().split(':', 2)
+        return namespace, kind
 
 
 def keys(record):
     """The keys of the locks of ``record``'s kinds."""
-    return [Lock.key_of(record.namespace, kind) for kind in record.kinds]
+    return [Lock.key_of(record.namespace, kind, record.id)
+            for kind in record.kinds]
 
 
 def take(record, found):
-    """The locks of ``record``'s kinds, unsaved; ``RestoreRunning`` if one
-    is held (inside the transaction that saves them). ``found``: those
-    locks as the caller read them, in the order of ``keys``."""
-    wanted = keys(record)
-    for key, held in zip(wanted, found):
-        if held is not None:
-            raise RestoreRunning(key.name().split(':', 1)[1],
-                                 record.namespace, held.snapshot_id,
-                                 held.restore_id)
+    """The locks of ``record``'s kinds, unsaved; ``RestoreRunning`` if
+    another restore holds one (inside the transaction that saves them).
+    ``found``: every lock held (``held``), as read in it."""
+    wanted = {(record.namespace, kind) for kind in record.kinds}
+    for lock in found:
+        if lock.restore_id != record.id and lock.locked() in wanted:
+            namespace, kind = lock.locked()
+            raise RestoreRunning(kind, namespace, lock.snapshot_id,
+                                 lock.restore_id)
     return [Lock(key=key, restore_id=record.id,
-                 snapshot_id=record.snapshot_id) for key in wanted]
+                 snapshot_id=record.snapshot_id) for key in keys(record)]
 
 
 def mine(record, found):
@@ -69,12 +81,10 @@ def lost(record, kind, found):
     """Why ``record`` may not put ``kind`` back, ``found`` being the lock
     of ``kind`` as read with it: None while it holds it, or if it is a dry
     run (which holds none)."""
-    if record.dry_run or found is not None and found.restore_id == record.id:
+    if record.dry_run or found is not None:
         return None
-    holder = ('its lock is free' if found is None
-              else 'restore %s holds it' % found.restore_id)
-    return ('restore %s no longer holds kind %r of namespace %r (%s): it '
-            'puts nothing back' % (record.id, kind, record.namespace, holder))
+    return ('restore %s no longer holds kind %r of namespace %r: it puts '
+            'nothing back' % (record.id, kind, record.namespace))
 
 
 def free(record):

@@ -125,15 +125,14 @@ def _begin(snapshot_id, record, tasks):
     (read in one call, written in two at once). A record found stored is
     this start's, landed though its commit timed out: its tasks may have
     run since (even to the end), and stored again it would go back."""
-    found = db.get([Snapshot.key_for(snapshot_id), record.key()] +
-                   locks.keys(record))
-    snap, stored = found[0], found[1]
+    held = locks.held().run(batch_size=1000)  # on its way with the get
+    snap, stored = db.get([Snapshot.key_for(snapshot_id), record.key()])
     if stored is not None:
         return
     if snap is None:
         raise SnapshotNotFound(snapshot_id)
     snap.check_finished()  # not deleting meanwhile
-    taken = (locks.take(record, found[2:])
+    taken = (locks.take(record, list(held))
              if record.status != RestoreStatus.FINISHED.value else [])
     snap.restore_id = record.id
     put = db.put_async([snap, record] + taken)
@@ -221,7 +220,7 @@ def begin_part(phase, restore_id, snapshot_id, namespace, index, kind, first,
     keys = [Restore.key_for(restore_id), completion.key(
         names.restore_job(snapshot_id, restore_id, phase), index)]
     if phase == 'write':  # a dry run's (``plan``) holds no lock
-        keys.append(locks.Lock.key_of(namespace, kind))
+        keys.append(locks.Lock.key_of(namespace, kind, restore_id))
     record, done, *lock = get_all(keys)
     if record is not None and record.status == RestoreStatus.FINISHED.value:
         # A run that ended it may have died before it freed all.
