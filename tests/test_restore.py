@@ -336,7 +336,7 @@ def test_a_dry_run_started_again_after_it_ran_leaves_its_plan(
     from lovely_gae.snapshot.work import plan
     make_entities(Dummy, 30)
     snap = finished_snapshot(['Dummy'], batchsize=10)
-    lost = answer_lost(monkeypatch, plan, '_begin',
+    lost = answer_lost(monkeypatch, plan, 'begin',
                        lambda: run_tasks(recursive=True))
     snap.restore(dry_run=True)
     monkeypatch.undo()

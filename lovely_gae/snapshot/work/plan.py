@@ -11,17 +11,14 @@ start and end with the restore's writing (``restore.begin_part``,
 run's record: ``Snapshot.plan_progress()`` shows it, ``plan`` once
 finished.
 """
-from google.appengine.ext import db
-
 from ... import async_
 from ...base import retrying, transaction, utcnow
-from ...exceptions import (RangeCorrupted, SnapshotIncomplete,
-                           SnapshotNotFound)
+from ...exceptions import RangeCorrupted, SnapshotIncomplete
 from ..models import ACTIONS, Snapshot
 from ..restores import RestoreStatus
 from . import putback
-from .restore import (ENDS, PHASES, begin_part, first_tasks, new_record,
-                      part_counts, part_done, restore_failed)
+from .restore import (ENDS, PHASES, begin, begin_part, first_tasks,
+                      new_record, part_counts, part_done, restore_failed)
 from .waves import size_tasks
 
 __all__ = ['start', 'plan_ranges']
@@ -36,24 +33,7 @@ def start(snap, kinds=None):
     tasks = first_tasks(record, 'plan') if record.kinds else []
     if not record.kinds:
         record.status, record.plan = RestoreStatus.FINISHED.value, {}
-    transaction(_begin, snap.id, record, tasks)
-
-
-def _begin(snapshot_id, record, tasks):
-    """Save the dry run and its first tasks, unless they landed already
-    (a commit that timed out, tried again): see ``restore._begin``. Not
-    if its snapshot's delete began meanwhile: the delete would not stop
-    it (``deleting.forget``)."""
-    snap, stored = db.get([Snapshot.key_for(snapshot_id), record.key()])
-    if stored is not None:
-        return
-    if snap is None:
-        raise SnapshotNotFound(snapshot_id)
-    snap.check_finished()  # not deleting meanwhile
-    snap.plan_id = record.id
-    put = db.put_async([snap, record])
-    async_.defer_many(tasks)
-    put.get_result()
+    transaction(begin, snap.id, record, tasks)
 
 
 @async_.task

@@ -41,7 +41,7 @@ from ..backups import iter_backups, range_backup_keys
 from ..models import ACTIONS, Snapshot
 from ..restores import Restore, RestoreStatus, ranges_count
 
-__all__ = ['restore', 'restore_failed', 'new_record', 'first_tasks',
+__all__ = ['restore', 'restore_failed', 'new_record', 'begin', 'first_tasks',
            'begin_part', 'part_counts', 'part_done', 'PHASES', 'ENDS']
 
 log = logging.getLogger(__name__)
@@ -116,25 +116,31 @@ def restore(snap, kinds=None):
         tasks = first_tasks(record, 'check')
     if not kinds:
         record.status, tasks = RestoreStatus.FINISHED.value, []
-    transaction(_begin, snap.id, record, tasks)
+    transaction(begin, snap.id, record, tasks)
     return None
 
 
-def _begin(snapshot_id, record, tasks):
-    """Save the restore, its locks and its first tasks, in one transaction
-    (read in one call, written in two at once). A record found stored is
-    this start's, landed though its commit timed out: its tasks may have
-    run since (even to the end), and stored again it would go back."""
-    held = locks.held().run(batch_size=1000)  # on its way with the get
+def begin(snapshot_id, record, tasks):
+    """Save the restore (or dry run), its locks (a dry run holds none) and
+    its first tasks, in one transaction (read in one call, written in two
+    at once). A record found stored is this start's, landed though its
+    commit timed out: its tasks may have run since (even to the end), and
+    stored again it would go back. Not once the snapshot's delete began:
+    the delete would not stop it (``deleting.forget``)."""
+    locking = not record.dry_run and (
+        record.status != RestoreStatus.FINISHED.value)
+    held = locks.held().run(batch_size=1000) if locking else ()  # with get
     snap, stored = db.get([Snapshot.key_for(snapshot_id), record.key()])
     if stored is not None:
         return
     if snap is None:
         raise SnapshotNotFound(snapshot_id)
     snap.check_finished()  # not deleting meanwhile
-    taken = (locks.take(record, list(held))
-             if record.status != RestoreStatus.FINISHED.value else [])
-    snap.restore_id = record.id
+    taken = locks.take(record, list(held)) if locking else []
+    if record.dry_run:
+        snap.plan_id = record.id
+    else:
+        snap.restore_id = record.id
     put = db.put_async([snap, record] + taken)
     async_.defer_many(tasks)
     put.get_result()
