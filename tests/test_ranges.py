@@ -12,7 +12,7 @@ from lovely_gae.snapshot import api
 from lovely_gae.snapshot.work import ranges
 from lovely_gae.snapshot.markers import SnapshotMarkers
 from lovely_gae.snapshot.models import (SHARD_STRIDE, RangeBackup,
-                                        RangeBackupPart)
+                                        RangeBackupPart, Snapshot)
 from lovely_gae.testing import rerun
 from tests.conftest import (Dummy, Yummy, all_bytes, answer_lost, queued,
                             until_queued)
@@ -229,3 +229,61 @@ def test_a_commit_that_landed_though_it_timed_out_keeps_its_parts(
     assert RangeBackupPart.all().count() == backup.parts - 1
     assert len(b"".join(backup.iter_parts())) == backup.size  # all there
     assert api.get_snapshot(snap.id).status == 'finished'
+
+
+class _Answered:
+    """An async get answered as production answers it: at once, not when
+    its result is first looked at (the stub runs it only then)."""
+
+    def __init__(self, real, key, **kwargs):
+        self.result = real(key, **kwargs).get_result()
+
+    def get_result(self):
+        return self.result
+
+
+@pytest.mark.parametrize('meanwhile', ['deleted', 'restored'])
+def test_a_late_copy_of_the_last_task_keeps_what_came_since(
+        make_entities, run_tasks, monkeypatch, sharded, meanwhile):
+    """The task that counts a snapshot's last shard finishes it. A copy
+    of it (tasks run at least once) that stalls once it found its kind
+    counted, while the other finishes the snapshot, must not store the
+    snapshot as it was: not bring back a snapshot deleted meanwhile,
+    ``finished`` with its ranges purged, nor drop the restore begun
+    meanwhile."""
+    make_entities(Dummy, 400)
+    snap = api.create_snapshot(['Dummy'], batchsize=10)
+    while len(async_.get_tasks()) > 1:  # all but the last shard's task
+        assert run_tasks(max_tasks=1) == 1
+    [last] = async_.get_tasks()
+    real_ascend, real_get = completion.ascend, db.get_async
+    stalled = []
+
+    def ascend(job, index, total=None, fanout=completion.FANOUT):
+        counted = real_ascend(job, index, total, fanout)
+        if job == ranges.job(snap.id, 0) and not stalled:
+            stalled.append(True)  # the queued copy runs to the end meanwhile
+            run_tasks(recursive=True)
+            assert api.get_snapshot(snap.id).status == 'finished'
+            if meanwhile == 'deleted':
+                api.get_snapshot(snap.id).delete()
+                run_tasks(recursive=True, wait=True, deadline=10)
+                assert Snapshot.get_by_id(snap.id) is None
+            else:
+                api.get_snapshot(snap.id).restore()
+        return counted
+    monkeypatch.setattr(completion, 'ascend', ascend)
+    monkeypatch.setattr(db, 'get_async',
+                        lambda key, **kw: _Answered(real_get, key, **kw))
+    monkeypatch.setattr(defaults, 'LEASE_SECONDS', 0.0)  # last purge at once
+    rerun(last)
+    monkeypatch.undo()
+    assert stalled
+    stored = Snapshot.get_by_id(snap.id)
+    if meanwhile == 'deleted':
+        assert stored is None, 'a deleted snapshot came back %s' % (
+            stored.status)
+        assert RangeBackup.all().count() == 0
+    else:
+        assert stored.restore_progress() is not None, (
+            'the restore begun meanwhile is gone from its snapshot')

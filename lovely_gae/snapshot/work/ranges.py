@@ -201,17 +201,12 @@ def shard_stored(snapshot_id, kind_index, shard, shards, counts):
 def kind_stored(snapshot_id, kind_index, shard, shards, kinds):
     """A shard is counted in its kind (its marker stored): if that
     completes the kind, count the kind in the snapshot, which the last
-    kind finishes. ``kinds``: the snapshot's number of kinds, if known.
-
-    A snapshot of one kind is finished by its kind's total as it is; the
-    snapshot is read while its shards are, in case this one is the last.
-    """
-    read = db.get_async(Snapshot.key_for(snapshot_id)) if kinds == 1 else None
+    kind finishes. ``kinds``: the snapshot's number of kinds, if known
+    (a snapshot of one kind is finished by its kind's total as it is)."""
     stored = completion.ascend(job(snapshot_id, kind_index), shard, shards,
                                completion.WIDEST)
     if stored is None:
         return
-    snap = read and read.get_result()
     if kinds is None:
         snap = Snapshot.get_by_id(snapshot_id)
         if snap is None:
@@ -221,20 +216,22 @@ def kind_stored(snapshot_id, kind_index, shard, shards, kinds):
                        for name, value in stored.items()}
     prefixed_counts.update(entities=stored['entities'], bytes=stored['bytes'])
     if kinds == 1:
-        _finish(snapshot_id, prefixed_counts, snap)
+        transaction(_finish, snapshot_id, prefixed_counts)
         return
     total = completion.mark(job(snapshot_id), kind_index, prefixed_counts,
                             kinds)
     if total is not None:
-        _finish(snapshot_id, total)
+        transaction(_finish, snapshot_id, total)
 
 
-def _finish(snapshot_id, counts, snap=None):
-    """Record the totals; the snapshot (``snap``, if read) is finished. Not
-    in a transaction: the tasks that see the last range in at once write
-    the same."""
-    if snap is None:
-        snap = Snapshot.get_by_id(snapshot_id)
+def _finish(snapshot_id, counts):
+    """Record the totals: the snapshot is finished. In a transaction, read
+    in it: a copy of the last task that comes late (tasks run at least
+    once) would otherwise store the snapshot as it read it over what was
+    stored since, a restore begun or a delete (a deleted snapshot back,
+    ``finished``, its ranges purged). The tasks that see the last range
+    in at once each try; the first finishes it."""
+    snap = Snapshot.get_by_id(snapshot_id)
     if snap is None or snap.status not in (Snapshot.STATUS_STARTED,
                                            Snapshot.STATUS_STORING):
         return
@@ -248,7 +245,7 @@ def _finish(snapshot_id, counts, snap=None):
         snap.range_counts[kind] = [counts['%d:shard:%d' % (kind_index, s)]
                                    for s in shards]
         snap.kind_entities[kind] = counts['%d:entities' % kind_index]
-    retrying(snap.put)
+    snap.put()
 
 
 def delete_snapshot(snap, ended):
