@@ -169,15 +169,28 @@ def test_deleting_a_snapshot_leaves_nothing_of_it(make_entities, run_tasks,
 
 def test_what_tasks_of_a_snapshot_deleted_while_storing_write_goes_too(
         make_entities, run_tasks, monkeypatch):
+    """The last range task reads its snapshot once it has committed; the
+    delete comes after, its purge before the task counts its shard done:
+    the last purge, a lease later, finds what the task wrote since. (A
+    task that reads it gone purges after itself: see below.)"""
     make_entities(Dummy, 30)
     snap = api.create_snapshot(['Dummy'], batchsize=10)
     tasks = until_queued(run_tasks, 'store_ranges')
     monkeypatch.setattr(defaults, 'LEASE_SECONDS', 0.0)  # run out at once
-    api.get_snapshot(snap.id).delete()
-    for task in tasks:  # workers that had taken them before the delete
+    for task in tasks[:-1]:
         rerun(task)
-    assert RangeBackup.all().count() == 3
-    run_tasks(recursive=True, wait=True, deadline=10)  # the last purge
+    real = ranges.gone
+
+    def deleted_meanwhile(read):
+        api.get_snapshot(snap.id).delete()
+        return real(read)  # as read before
+    monkeypatch.setattr(ranges, 'gone', deleted_meanwhile)
+    rerun(tasks[-1])
+    monkeypatch.setattr(ranges, 'gone', real)
+    assert RangeBackup.all().count() == 0  # the delete's purge
+    assert completion.Done.all().count() > 0  # the task wrote on
+    # The last purge, and the queued copies of the tasks, late.
+    run_tasks(recursive=True, wait=True, deadline=10)
     for model in (RangeBackup, RangeBackupPart, completion.Done):
         assert model.all().count() == 0
 
@@ -229,6 +242,39 @@ def test_a_commit_that_landed_though_it_timed_out_keeps_its_parts(
     assert RangeBackupPart.all().count() == backup.parts - 1
     assert len(b"".join(backup.iter_parts())) == backup.size  # all there
     assert api.get_snapshot(snap.id).status == 'finished'
+
+
+def _nothing_of_snapshots_left():
+    for model in (RangeBackup, RangeBackupPart, SnapshotMarkers,
+                  completion.Done):
+        assert model.all().count() == 0, model
+
+
+@pytest.mark.parametrize('ended', [True, False])
+def test_a_range_task_that_comes_after_the_last_purge_leaves_nothing(
+        gae_testbed, run_tasks, monkeypatch, ended):
+    """Tasks run at least once, and a retry may come later than a deleted
+    snapshot's last purge (a finished one has none after its delete; one
+    deleted while storing, a lease later: ``ranges.LAST_PURGE_SECONDS``).
+    Its commit finds no marker (purged): it would store a range of a
+    snapshot that is gone, its parts and its marker, for ever. It reads
+    the snapshot once it has committed, finds it gone, and purges it
+    again."""
+    monkeypatch.setattr(defaults, 'PART_SIZE', 64 * 1024)
+    db.put([Heavy(payload=os.urandom(10 * 1000)) for _ in range(30)])
+    snap = api.create_snapshot(['Heavy'])
+    [task] = until_queued(run_tasks, 'store_ranges')
+    if ended:
+        run_tasks(recursive=True)
+        assert api.get_snapshot(snap.id).status == 'finished'
+    monkeypatch.setattr(ranges, 'LAST_PURGE_SECONDS', 0)  # at once
+    api.get_snapshot(snap.id).delete()
+    run_tasks(recursive=True, wait=True, deadline=10)  # the last purge
+    _nothing_of_snapshots_left()
+    assert async_.get_tasks() == []
+    rerun(task)  # the late retry
+    _nothing_of_snapshots_left()
+    assert async_.get_tasks() == []
 
 
 class _Answered:

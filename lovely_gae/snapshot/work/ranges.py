@@ -28,9 +28,10 @@ from ..models import RangeBackup, RangeBackupPart, Snapshot
 from ..restores import Restore
 from ..storage import RangeWriter
 
-__all__ = ['PER_TASK', 'job', 'write', 'store_ranges', 'tally', 'commit',
-           'shard_done', 'shard_marker', 'shard_stored', 'kind_stored',
-           'snapshot_failed', 'delete_snapshot', 'purge_snapshot']
+__all__ = ['PER_TASK', 'job', 'write', 'store_ranges', 'gone', 'tally',
+           'commit', 'shard_done', 'shard_marker', 'shard_stored',
+           'kind_stored', 'snapshot_failed', 'delete_snapshot',
+           'purge_snapshot']
 
 #: Ranges a task stores at most, whose calls they share, and that commit
 #: together: their first parts (``defaults.PART_SIZE`` each at most) stay
@@ -132,10 +133,30 @@ def store_ranges(snapshot_id, kind_index, kind, namespace, codec, shard,
         written.extend(parts)
     task_job = job(snapshot_id, kind_index, shard)
     commit(task_job, index, backups, written)
+    snap = db.get_async(Snapshot.key_for(snapshot_id))  # with the ascent
     # Even if another run committed: it may have died before this.
     stored = completion.ascend(task_job, index)
-    if stored is not None:
+    if gone(snap.get_result()):
+        purge_snapshot(snapshot_id)
+    elif stored is not None:
         shard_stored(snapshot_id, kind_index, shard, shards, stored)
+
+
+def gone(snap):
+    """Whether a task that has committed (or stored) for a snapshot, read
+    as ``snap`` since, is late: the snapshot is gone, or being deleted,
+    and may have been purged since it was read, or before its commit.
+
+    A range task comes at least once, and its retry may come after its
+    snapshot's last purge (a finished snapshot has none after its delete:
+    nothing of it runs). Reading the snapshot before its work would not
+    do: the delete may come between. Read after its commit, it sees a
+    delete that began before (``deleting``: the purge may be past what
+    it wrote); one that begins after finds what it wrote in its purge. A
+    late task purges it again (``purge_snapshot``): what it wrote goes,
+    and what its ascent wrote, and what other late tasks wrote before.
+    """
+    return snap is None or snap.status == Snapshot.STATUS_DELETING
 
 
 def tally(backups):
