@@ -374,7 +374,8 @@ def test_deleting_a_snapshot_deletes_its_restores(
     monkeypatch.setattr(restore, 'INLINE_BYTES', 0)  # checked by tasks
     snap.restore()
     until_queued(run_tasks, 'restore_ranges')  # checked, then it fails
-    [running] = [r for r in Restore.all() if r.status == 'running']
+    [running] = [r for r in Restore.all()
+                 if r.to_dict()['status'] == 'running']
     restore.restore_failed('the app stopped it', running.id)
     snap.restore(dry_run=True)  # deleted half way: its markers go too
     [dry_run] = [r for r in Restore.all() if r.dry_run]

@@ -183,10 +183,10 @@ def test_a_finished_restore_keeps_no_marker_of_its_checks(
 
 def test_a_late_start_of_the_writing_puts_nothing_back_again(
         nine_ranges, run_tasks, monkeypatch):
-    """A task that saw the last check in but stored ``running`` only after
-    the restore had finished (no transaction: it read the record before)
-    sends the writing tasks again: they find their markers and put
-    nothing back over what the app wrote since."""
+    """A task that saw the last check in but queued the writing only after
+    the restore had finished (it read the record before) sends the
+    writing tasks again: they find the restore finished and put nothing
+    back over what the app wrote since."""
     from lovely_gae.snapshot.restores import Restore
     from lovely_gae.snapshot.work import locks
     monkeypatch.setattr(defaults, 'SHARDS', 4)
@@ -207,12 +207,12 @@ def test_a_late_start_of_the_writing_puts_nothing_back_again(
 
 def test_the_start_of_the_writing_stored_again_does_not_write_again(
         nine_ranges, run_tasks, monkeypatch):
-    """``_start_writing`` stores the writing tasks, then the record
-    ``running``, and a request is sent again on a transient error. A
-    request that timed out was often applied all the same: its tasks run,
-    the restore finishes and frees its kinds, and only then does the retry
-    store the tasks again, and the record ``running``: they find their
-    markers and put nothing back over what the app wrote since."""
+    """``_start_writing`` stores the writing tasks, then the marker that
+    the writing began, and a request is sent again on a transient error.
+    A request that timed out was often applied all the same: its tasks
+    run, the restore finishes and frees its kinds, and only then does the
+    retry store the tasks again, and the marker: they find the restore
+    finished and put nothing back over what the app wrote since."""
     from google.appengine.ext import db
     sent = []
     real = async_.defer_many
@@ -271,37 +271,37 @@ def test_the_locks_and_markers_go_even_if_the_last_part_dies_first(
 
 def test_a_writing_task_that_sees_the_checks_still_running_is_not_lost(
         nine_ranges, run_tasks, monkeypatch, fast_retries):
-    """The record goes ``running`` once the writing tasks are stored (see
-    ``test_a_start_of_the_writing_that_stored_only_the_record_is_tried_
+    """The writing is marked begun once its tasks are stored (see
+    ``test_a_start_of_the_writing_that_stored_only_its_marker_is_tried_
     again``), while they are pushed: a worker (pushed, or one that
-    sweeps) may take one before it lands. Were it to return, seeing the
-    record still ``checking``, the task would be gone: its part never
-    done, the restore running for ever, its kinds locked. It is tried
-    again instead."""
+    sweeps) may take one before the marker lands. Were it to return,
+    seeing the restore still checking, the task would be gone: its part
+    never done, the restore running for ever, its kinds locked. It is
+    tried again instead."""
     from lovely_gae import entities
     late = []
     real = async_.defer_many
 
     def defer_many(tasks, then=()):
         real(tasks)  # the tasks land first ...
-        late.extend(then)  # ... the record a moment later
+        late.extend(then)  # ... the marker a moment later
     monkeypatch.setattr(async_, 'defer_many', defer_many)
     nine_ranges.restore()
     first = until_queued(run_tasks, 'restore_ranges')[0].name
     assert async_.run_task(first)  # a worker takes it meanwhile
-    entities.put(late)  # the record says running
+    entities.put(late)  # the writing began
     run_tasks(recursive=True, wait=True)
     _assert_finished(nine_ranges)
 
 
-def test_a_start_of_the_writing_that_stored_only_the_record_is_tried_again(
+def test_a_start_of_the_writing_that_stored_only_its_marker_is_tried_again(
         nine_ranges, run_tasks, monkeypatch, fast_retries):
     """Datastore's non-transactional commits "may not apply as all or
-    none" (CommitRequest.Mode). If the record were stored ``running`` in
-    the request that stores the first writing tasks, and only the record
-    landed, the retry of the task that saw the last check would find the
-    writing begun and queue nothing: the restore would run for ever, its
-    kinds locked. The record is stored once its tasks are."""
+    none" (CommitRequest.Mode). If the marker that the writing began were
+    stored in the request that stores the first writing tasks, and only
+    the marker landed, the retry of the task that saw the last check
+    would find the writing begun and queue nothing: the restore would run
+    for ever, its kinds locked. The marker is stored once its tasks are."""
     from lovely_gae import entities
     from lovely_gae.snapshot.restores import Restore
     real, torn = entities.put, []
@@ -372,9 +372,9 @@ def test_a_late_start_of_the_writing_over_a_failure_writes_nothing(
     """A task that saw the last check in stalls for minutes; meanwhile a
     writing task fails for good (``restore_failed``: the record ``error``,
     the kinds freed) and a second restore may take the kind. Then it
-    stores ``running`` over ``error`` (no transaction: it read the record
-    before) and sends the writing tasks again: they find the kind's lock
-    free, or another's, put nothing back and fail the restore again."""
+    sends the writing tasks again (it read the record before): they find
+    the restore failed and put nothing back; it stays failed with its
+    error (it used to be stored ``running`` over it)."""
     from lovely_gae.snapshot.restores import Restore
     from lovely_gae.snapshot.work import locks
     monkeypatch.setattr(defaults, 'SHARDS', 4)
@@ -391,15 +391,13 @@ def test_a_late_start_of_the_writing_over_a_failure_writes_nothing(
         nine_ranges.restore()  # the kind is free: a second restore
     holders = [lock.restore_id for lock in locks.held()]
     restore._start_writing(late)
-    assert Restore.get(late.key()).status == 'running'
+    assert Restore.get(late.key()).to_dict()['status'] == 'error'
     assert _sizes('restore_ranges')
     _run_tasks_of(late.id)
     assert all_bytes(['Dummy']) == before  # not one entity put back
     record = Restore.get(late.key())
     assert record.status == 'error'
-    assert record.error == (
-        "restore %s no longer holds kind 'Dummy' of namespace '': it puts "
-        "nothing back" % late.id)
+    assert record.error == 'restore_ranges failed after 5 attempts'  # first
     assert [lock.restore_id for lock in locks.held()] == holders
     assert markers(late.job('write')) == []
     run_tasks(recursive=True)  # the second restore, if any, runs
@@ -408,6 +406,45 @@ def test_a_late_start_of_the_writing_over_a_failure_writes_nothing(
     assert locks.held().count() == 0
     if since == 'taken':
         assert all_bytes(['Dummy']) != before  # the second put it back
+
+
+def test_a_late_start_of_the_writing_keeps_the_first_error(
+        nine_ranges, run_tasks, monkeypatch):
+    """The task that saw the last check in stalls; meanwhile a copy of a
+    check task finds its range damaged and fails the restore, saying
+    which range. The stalled task sends the writing tasks: what the user
+    reads is still the restore failed with that first error, the one
+    that says what is wrong, and nothing was put back."""
+    from lovely_gae.snapshot.restores import Restore
+    monkeypatch.setattr(defaults, 'SHARDS', 4)
+    db.delete(Dummy.all(keys_only=True).fetch(20))  # what a restore mends
+    before = all_bytes(['Dummy'])
+    real, damaged = restore._start_writing, []
+
+    def stalls(record):
+        if not damaged:
+            kind, first, count = waves.leaf(record, 'check', 0)
+            [backup] = [rb for rb in nine_ranges.range_backups(kind)
+                        if rb.position == first]
+            data = bytearray(backup.data)
+            data[len(data) // 2] ^= 1
+            backup.data = bytes(data)
+            backup.put()
+            damaged.append(backup.name)
+            restore.check_ranges(record.id, record.snapshot_id,
+                                 record.namespace, 0, kind, first, count)
+            assert Restore.get(record.key()).status == 'error'
+        real(record)
+    monkeypatch.setattr(restore, '_start_writing', stalls)
+    nine_ranges.restore()
+    run_tasks(recursive=True)
+    assert damaged
+    progress = api.get_snapshot(nine_ranges.id).restore_progress()
+    assert progress['status'] == 'error'
+    assert progress['error'] == (
+        'range %s: stored bytes do not match their sha256' % damaged[0])
+    assert all_bytes(['Dummy']) == before  # not one range put back
+    assert async_.get_tasks() == []
 
 
 def test_a_dry_run_counts_kinds_another_restore_holds(nine_ranges,

@@ -5,9 +5,11 @@ from google.appengine.ext import db
 
 from .. import completion
 from ..base import JsonProperty, LibraryModel
+from ..exceptions import NotYet
 from . import names
 
-__all__ = ['RestoreStatus', 'Restore', 'ranges_count']
+__all__ = ['RestoreStatus', 'Restore', 'begun_key', 'checking', 'writing',
+           'ranges_count']
 
 
 class RestoreStatus(str, enum.Enum):
@@ -21,7 +23,12 @@ class Restore(LibraryModel):
     """One restore of some kinds of a snapshot (key name: its id).
 
     It checks every range first (``checking``), then puts them back
-    (``running``); its tasks' ``completion`` jobs count what is done.
+    (``running``); its tasks' ``completion`` jobs count what is done. The
+    record is stored ``checking`` as it starts and is written again only
+    as it ends (``finished``, ``error``): that its writing began is a
+    marker of its own (``begun_key``), so that no task that read the
+    record before it ended can store it back over its end. A small
+    restore, checked as it starts, and a dry run are stored ``running``.
     """
 
     snapshot_id = db.IntegerProperty()  # to find them when it is deleted
@@ -58,19 +65,31 @@ class Restore(LibraryModel):
         (a dry run's) ``plan``."""
         return names.restore_job(self.snapshot_id, self.id, phase)
 
+    def begun_key(self):
+        return begun_key(self.snapshot_id, self.id)
+
+    def shown_status(self, begun=False):
+        """``status``, but ``running`` once the writing began (``begun``:
+        the marker of ``begun_key``, read with the record)."""
+        if self.status == RestoreStatus.CHECKING.value and begun:
+            return RestoreStatus.RUNNING.value
+        return self.status
+
     def ranges_total(self):
         return sum(count for _, _, count in self.spans)
 
-    def by_kind(self):
+    def by_kind(self, status=None):
         """``{kind: {'ranges_done': n, 'ranges_total': n}}``: how far the
-        writing (or the dry run's counting) has come in each kind."""
+        writing (or the dry run's counting) has come in each kind, the
+        restore's ``status`` (``shown_status``) that."""
+        status = status or self.status
         totals = [0] * len(self.kinds)
         for kind_index, _, count in self.spans:
             totals[kind_index] += count
         done = [0] * len(self.kinds)
-        if self.status == RestoreStatus.FINISHED.value:
+        if status == RestoreStatus.FINISHED.value:
             done = totals
-        elif self.status != RestoreStatus.CHECKING.value:
+        elif status != RestoreStatus.CHECKING.value:
             tally = completion.tally(self.job('plan' if self.dry_run
                                               else 'write'))
             done = [tally.get(ranges_count(index), 0)
@@ -80,8 +99,11 @@ class Restore(LibraryModel):
                 for index, kind in enumerate(self.kinds)}
 
     def to_dict(self):
-        by_kind = self.by_kind()
-        found = {'id': self.id, 'status': self.status, 'kinds': self.kinds,
+        status = self.status
+        if status == RestoreStatus.CHECKING.value:
+            status = self.shown_status(db.get(self.begun_key()) is not None)
+        by_kind = self.by_kind(status)
+        found = {'id': self.id, 'status': status, 'kinds': self.kinds,
                  'ranges_done': sum(counts['ranges_done']
                                     for counts in by_kind.values()),
                  'ranges_total': self.ranges_total(), 'by_kind': by_kind,
@@ -91,6 +113,34 @@ class Restore(LibraryModel):
             found['plan'] = self.plan if self.plan or (
                 self.status == RestoreStatus.FINISHED.value) else None
         return found
+
+
+def begun_key(snapshot_id, restore_id):
+    """The key of the marker the task that sees every range of a restore
+    checked stores with the writing's first tasks: there, the writing
+    began. Named under its snapshot, as its markers (``Restore.job``)."""
+    return completion.Done.key_for(
+        names.restore_job(snapshot_id, restore_id, 'begun'))
+
+
+def checking(record, begun):
+    """Whether ``record`` (with its ``begun`` marker, read with it) is
+    checking: not ended, and its writing not begun."""
+    return (record is not None and begun is None
+            and record.status == RestoreStatus.CHECKING.value)
+
+
+def writing(record, begun=None):
+    """Whether a task that puts back (or counts) for ``record`` goes on:
+    the restore (or dry run) is running, or checking and ``begun`` (its
+    marker that the writing began, read with it). Checking without it,
+    the task came before the marker was stored after it
+    (``restore._start_writing``): it raises, to be tried again."""
+    if record is not None and record.status == RestoreStatus.CHECKING.value:
+        if begun is None:
+            raise NotYet('restore %s is not writing yet' % record.id)
+        return True
+    return record is not None and record.status == RestoreStatus.RUNNING.value
 
 
 def ranges_count(kind_index):

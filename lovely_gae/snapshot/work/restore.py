@@ -13,18 +13,19 @@ A kind of a namespace is restored by one restore at a time: a restore
 locks its kinds in the transaction that starts it and frees them as it ends
 (finished; or failed, in the transaction that says so). A task that puts
 entities back reads its kind's lock with the record (``begin_part``): a
-copy that comes while its restore no longer holds it (one that failed
-meanwhile, stored ``running`` again by a late ``_start_writing``) puts
-nothing back and fails the restore.
+copy that comes while its restore no longer holds it puts nothing back
+and fails the restore.
 
 A small restore (``waves.INLINE_RANGES`` ranges, ``INLINE_BYTES`` stored)
 is checked in the call that starts it, and its tasks, one a range, commit
 with its start. A larger one is checked by tasks first: they commit with
 its start while few, else a task fans them out a page at a time. The task
 that sees the last check pass (``completion``) queues the first page of
-writing tasks itself. A large restore's tasks come in whole waves of
-``defaults.SHARDS`` (the queue's concurrency, see ``waves``). Every write
-invalidates ndb's cache of the keys it touches (``cache``).
+writing tasks itself, and marks that the writing began beside the record
+(``Restore.begun_key``), never over it. A large restore's tasks come in
+whole waves of ``defaults.SHARDS`` (the queue's concurrency, see
+``waves``). Every write invalidates ndb's cache of the keys it touches
+(``cache``).
 """
 import logging
 import uuid
@@ -33,13 +34,14 @@ from google.appengine.ext import db
 
 from ... import async_, completion
 from ...base import delete_all, get_all, retrying, transaction, utcnow
-from ...exceptions import (InvalidInput, NotYet, RangeCorrupted,
+from ...exceptions import (InvalidInput, RangeCorrupted,
                            SnapshotIncomplete, SnapshotNotFound)
 from . import locks, putback, waves
 from .. import names
 from ..backups import iter_backups, range_backup_keys
 from ..models import ACTIONS, Snapshot
-from ..restores import Restore, RestoreStatus, ranges_count
+from ..restores import (Restore, RestoreStatus, begun_key, checking,
+                        ranges_count, writing)
 
 __all__ = ['restore', 'restore_failed', 'new_record', 'begin', 'first_tasks',
            'begin_part', 'part_counts', 'part_done', 'PHASES', 'ENDS']
@@ -77,7 +79,8 @@ def first_tasks(record, phase):
     if waves.leaves(record, phase) <= waves.INLINE_RANGES:
         return [task(record, phase, index)
                 for index in range(waves.leaves(record, phase))]
-    return [async_.make_task(fan_out, args=(record.id, phase, 0),
+    return [async_.make_task(fan_out, args=(record.id, record.snapshot_id,
+                                            phase, 0),
                              on_failure=restore_failed,
                              on_failure_args=(record.id,))]
 
@@ -147,11 +150,12 @@ def begin(snapshot_id, record, tasks):
 
 
 @async_.task
-def fan_out(restore_id, phase, page):
+def fan_out(restore_id, snapshot_id, phase, page):
     """Task: queue the tasks of page ``page`` of a phase, and the next page."""
-    record = db.get(Restore.key_for(restore_id))
-    if (record is not None and record.status == RestoreStatus.CHECKING.value
-            if phase == 'check' else _writing(record)):  # write, plan
+    record, begun = get_all([Restore.key_for(restore_id),
+                              begun_key(snapshot_id, restore_id)])
+    if (checking(record, begun) if phase == 'check'
+            else writing(record, begun)):  # write, plan
         async_.defer_many(_page(record, phase, page))
 
 
@@ -164,7 +168,7 @@ def _page(record, phase, page):
     tasks = []  # made first, due first
     if last < waves.leaves(record, phase):
         tasks.append(async_.make_task(
-            fan_out, args=(record.id, phase, page + 1),
+            fan_out, args=(record.id, record.snapshot_id, phase, page + 1),
             on_failure=restore_failed, on_failure_args=(record.id,)))
     return tasks + [task(record, phase, index)
                     for index in range(first, last)]
@@ -176,46 +180,46 @@ def check_ranges(restore_id, snapshot_id, namespace, index, kind, first,
     """Task: check ``count`` ranges of ``kind``; the last check starts the
     writing."""
     sent = putback.SentBackups(snapshot_id, kind, first, count)
-    record = db.get(Restore.key_for(restore_id))
-    if record is None or record.status != RestoreStatus.CHECKING.value:
+    record, begun = get_all([Restore.key_for(restore_id),
+                              begun_key(snapshot_id, restore_id)])
+    if not checking(record, begun):
         return
     try:
         putback.check(putback.read_backups(sent), record.namespace)
     except (RangeCorrupted, SnapshotIncomplete) as error:  # no retry mends
         restore_failed(str(error), restore_id)
         return
-    again = db.get_async(record.key())  # read as the marker goes
     if completion.mark(record.job('check'), index, {'ranges': count},
                        waves.leaves(record, 'check'),
                        waves.fanout(record, 'check')):
-        _start_writing(again.get_result())
+        _startwriting(record)
 
 
-def _start_writing(record):
+def _startwriting(record):
     """Every range has passed: the writing begins, its first page of tasks
     queued here, a hop sooner than by a fan-out task. The tasks are stored
-    first, then the ``record`` (as read when the last check was stored)
-    ``running``, as the tasks are pushed: a non-transactional commit "may
-    not apply as all or none" (Datastore's CommitRequest.Mode), and a
-    record stored without its tasks would leave this task's retry nothing
-    to do. A task a worker takes before the record has landed is tried
-    again (``_writing``). Not in a transaction: the tasks that see
-    the last check in at once do the same, and queue the same named
-    tasks. One that stores ``running`` late, over a restore finished
-    meanwhile, does no harm: the writing's markers stay (``_finish``), and
-    its tasks find them. Over a restore failed meanwhile, its tasks find
-    their kinds' locks free, or another restore's (``begin_part``)."""
+    first, then the marker that says the writing began (``begun_key``),
+    as the tasks are pushed: a non-transactional commit "may not apply as
+    all or none" (Datastore's CommitRequest.Mode), and a marker stored
+    without its tasks would leave this task's retry nothing to do. A task
+    a worker takes before the marker has landed is tried again
+    (``writing``). Not in a transaction: the tasks that see the last
+    check in at once do the same, and queue the same named tasks. The
+    record is not written: one that comes late (``record`` was read as
+    it began), after the restore failed or finished meanwhile, stores
+    only the marker again, beside the record, and its tasks find the
+    restore ended (``begin_part``)."""
     if record is not None and record.status == RestoreStatus.CHECKING.value:
-        record.status = RestoreStatus.RUNNING.value
+        begun = completion.Done(key=record.begun_key(), tally={})
         async_.defer_many(_page(record, 'write', 0),
-                          then=[db.model_to_protobuf(record)])
+                          then=[db.model_to_protobuf(begun)])
 
 
 def begin_part(phase, restore_id, snapshot_id, namespace, index, kind, first,
                count):
     """``(record, sent backups)`` for task ``index`` of a phase that puts
     ranges back (``write``) or counts them (``plan``), or ``(None, None)``
-    if it has nothing to do: the restore is not running (finished: a run
+    if it has nothing to do: the restore is not writing (finished: a run
     that ended it may have died before it freed all, this one ends it
     again), or this part was done before (by a run that may not have
     ascended: this one does), or the restore no longer holds the lock of
@@ -225,19 +229,21 @@ def begin_part(phase, restore_id, snapshot_id, namespace, index, kind, first,
     sent = putback.SentBackups(snapshot_id, kind, first, count)
     keys = [Restore.key_for(restore_id), completion.key(
         names.restore_job(snapshot_id, restore_id, phase), index)]
-    if phase == 'write':  # a dry run's (``plan``) holds no lock
-        keys.append(locks.Lock.key_of(namespace, kind, restore_id))
-    record, done, *lock = get_all(keys)
+    if phase == 'write':  # a dry run's (``plan``) is running, lockless
+        keys += [begun_key(snapshot_id, restore_id),
+                 locks.Lock.key_of(namespace, kind, restore_id)]
+    record, done, *rest = get_all(keys)
+    begun, lock = rest or (None, None)
     if record is not None and record.status == RestoreStatus.FINISHED.value:
         # A run that ended it may have died before it freed all.
         ENDS[phase]([record] + get_all(_end_keys(record)[1:]), None)
         return None, None
-    if not _writing(record):
+    if not writing(record, begun):
         return None, None
     if done is not None:
         part_done(record, phase, index, None, None, None)
         return None, None
-    lost = lock and locks.lost(record, kind, lock[0])
+    lost = phase == 'write' and locks.lost(record, kind, lock)
     if lost:
         restore_failed(lost, restore_id)
         return None, None
@@ -293,16 +299,6 @@ def scan_on(restore_id, snapshot_id, phase, namespace, index, kind, first,
     part_done(record, phase, index, (kind, first, count), counts, stops)
 
 
-def _writing(record):
-    """Whether a task that puts back (or counts) for ``record`` goes on:
-    the restore (or dry run) is running. Still checking, the task came
-    before the record was stored ``running`` after it
-    (``_start_writing``): it raises, to be tried again."""
-    if record is not None and record.status == RestoreStatus.CHECKING.value:
-        raise NotYet('restore %s is not writing yet' % record.id)
-    return record is not None and record.status == RestoreStatus.RUNNING.value
-
-
 #: What ends a phase that puts back or counts, by name: given the record
 #: (and its locks) as read when its last part was stored, and the job's
 #: summed counts.
@@ -336,14 +332,14 @@ def part_done(record, phase, index, ranges, counts, stops):
 
 
 def _finish(found, counts):
-    """The last range is back: the restore has finished, its kinds are
-    free. Not in a transaction, as ``_start_writing``: the record and the
-    locks, ``found`` as the last marker was stored, are written at once,
-    and the checks' markers deleted by key; either may land alone, and a
-    run that finds the restore finished deletes what is left. The
-    writing's markers stay while the restore is kept: a copy of a writing
-    task that comes late, or a late ``_start_writing``, finds them and
-    puts nothing back."""
+    """The last range is back: the restore (``checking``, its writing
+    begun, or ``running`` if checked as it started) has finished, its
+    kinds are free. Not in a transaction, as ``_start_writing``: the
+    record and the locks, ``found`` as the last marker was stored, are
+    written at once, and the checks' markers deleted by key; either may
+    land alone, and a run that finds the restore finished deletes what is
+    left. The writing's markers stay while the restore is kept: a copy of
+    a writing task that comes late finds them and puts nothing back."""
     record, held = found[0], found[1:]
     if record is None:
         return
@@ -353,7 +349,8 @@ def _finish(found, counts):
     if record.status == RestoreStatus.FINISHED.value:
         delete_all(gone)  # a run before may have died before it did
         return
-    if record.status != RestoreStatus.RUNNING.value:
+    if record.status not in (RestoreStatus.CHECKING.value,
+                             RestoreStatus.RUNNING.value):
         return
     record.status = RestoreStatus.FINISHED.value
     record.entities = _summed(counts, 'put')
