@@ -14,7 +14,7 @@ from ...exceptions import SnapshotNotFound
 from .. import api
 from .access import refuse
 
-__all__ = ['text', 'json_response', 'allow', 'snapshot_or_404',
+__all__ = ['text', 'json_response', 'allow', 'snapshot_or_404', 'snapshot_number',
            'check_body', 'ascii_int', 'int_param', 'float_param', 'bool_param',
            'MAX_BODY_BYTES', 'MAX_FORM_BYTES', 'MAX_ID']
 
@@ -97,15 +97,21 @@ def snapshot_or_404(snapshot_id):
         if snap is None:
             raise refuse(exc.HTTPNotFound, 'no finished snapshot')
         return snap
+    try:
+        return api.get_snapshot(snapshot_number(snapshot_id, "'latest' or "))
+    except SnapshotNotFound as error:
+        raise refuse(exc.HTTPNotFound, str(error)) from error
+
+
+def snapshot_number(snapshot_id, other=''):
+    """The datastore id ``snapshot_id`` spells, else a 400 that says it
+    must be ``other`` or one."""
     number = ascii_int(snapshot_id)
     if number is None or not 0 < number <= MAX_ID:
         raise refuse(exc.HTTPBadRequest, "invalid snapshot id %r: must be "
-                     "'latest' or an integer from 1 to %d"
-                     % (snapshot_id[:40], MAX_ID))
-    try:
-        return api.get_snapshot(number)
-    except SnapshotNotFound as error:
-        raise refuse(exc.HTTPNotFound, str(error)) from error
+                     "%san integer from 1 to %d"
+                     % (snapshot_id[:40], other, MAX_ID))
+    return number
 
 
 def _param(request, name, convert, default, check, expected):
