@@ -169,6 +169,7 @@ def cmd_delete(args, client):
 
 
 def cmd_prune(args, client):
+    doomed = None  # --yes: what the app finds prunable
     if not args.yes:
         from .snapshot.api import prunable
         doomed = prunable([(info['id'], info['status'],
@@ -178,7 +179,9 @@ def cmd_prune(args, client):
                 args, 'Prune deletes snapshots: %s' % ', '.join(
                     map(str, doomed)), 'Delete %d snapshots?' % len(doomed)):
             return cliask.DECLINED
-    result = client.prune(args.keep)
+    # Of those asked about, only those the app still finds prunable go.
+    result = client.prune(args.keep, doomed) if doomed != [] else {
+        'deleted': []}
     return 0, result, 'Deleted snapshots: %s' % (
         ', '.join(map(str, result['deleted'])) or 'none')
 

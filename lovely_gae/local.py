@@ -381,8 +381,8 @@ class LocalClient:
         return _deleted(self.calls.delete_snapshot,
                         self.api.get_snapshot(snapshot_id))
 
-    def prune(self, keep):
-        return _deleted(self.calls.prune, keep)
+    def prune(self, keep, only=None):
+        return _deleted(self.calls.prune, keep, only)
 
     def run_worker(self, seconds=None, wait=False, threads=1):
         from .async_ import run_in_threads

@@ -171,3 +171,15 @@ def test_a_status_of_any_shape_from_an_app_is_said_in_one_line():
     out still says so in one line, not with a TypeError."""
     error = waiting.StillWorking(7, 'snapshot', ['storing'], 2)
     assert str(error) == "snapshot 7 still ['storing'] after 2 s"
+
+
+@pytest.mark.parametrize('which', ['local', 'remote'])
+def test_prune_deletes_only_the_ids_it_is_given(make_entities, run_tasks,
+                                                remote, which):
+    client = LocalClient() if which == 'local' else remote
+    make_entities(Dummy, 3)
+    ids = [client.create_snapshot(['Dummy'])['id'] for _ in range(3)]
+    run_tasks(recursive=True)
+    assert client.prune(0, [ids[0], ids[2]]) == {'deleted': [ids[2], ids[0]]}
+    run_tasks(recursive=True)
+    assert [s['id'] for s in client.list_snapshots()] == [ids[1]]

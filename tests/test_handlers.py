@@ -214,6 +214,19 @@ def test_delete_and_prune(app, make_entities, finished_snapshot):
     assert [s.id for s in Snapshot.all()] == [third.id]
 
 
+def test_prune_deletes_only_the_prunable_ids_it_was_sent(
+        app, make_entities, finished_snapshot):
+    """``only``: the ids a user agreed to; the others stay, prunable or
+    not (cron's GET sends none, and prunes all)."""
+    make_entities(Dummy, 3)
+    first, second, third = [finished_snapshot(['Dummy']) for _ in range(3)]
+    assert app.post('/lovely.gae/prune?keep=1', {'only': [
+        first.id, third.id]}).json == {'deleted': [first.id]}
+    assert app.post('/lovely.gae/prune?keep=0&only=%d' % second.id).json == {
+        'deleted': [second.id]}
+    assert [s.id for s in Snapshot.all()] == [third.id]
+
+
 def test_manifest_lists_every_range_with_its_checksum(app, make_entities,
                                                       finished_snapshot):
     make_entities(Dummy, 25)
@@ -488,6 +501,9 @@ def test_several_ranges_or_another_unit_get_the_whole_range(app, a_range,
     ('GET', SNAPSHOTS + '?limit=1_0', 'invalid limit'),
     ('POST', '/lovely.gae/prune?keep=%d' % 2 ** 63, 'invalid keep'),
     ('POST', '/lovely.gae/prune?keep=%D9%A1', 'invalid keep'),
+    ('POST', '/lovely.gae/prune?keep=1&only=0', 'invalid only'),
+    ('POST', '/lovely.gae/prune?keep=1&only=%d' % 2 ** 64, 'invalid only'),
+    ('POST', '/lovely.gae/prune?keep=1&only=1&only=x', 'invalid only'),
     ('GET', SNAPSHOTS + '/%d/restores/%s' % (2 ** 64, 'f' * 32),
      'invalid snapshot id'),
     ('GET', SNAPSHOTS + '/latest/restores/%s' % ('f' * 32),

@@ -173,16 +173,22 @@ def latest_snapshot():
     return None
 
 
-def prune(keep):
+def prune(keep, only=None):
     """Keep the newest ``keep`` finished snapshots that hold entities;
     delete older ones (see ``prunable``). One that is being restored stays
     until its restore has ended. Returns the ids deleted.
+
+    ``only``: the ids a user agreed to delete, from ``prunable`` on a
+    listing of theirs; of those, only the ones still prunable go. A
+    snapshot finished since pushes out no other.
     """
     if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
         raise InvalidInput('keep', keep, 'must be an integer >= 0')
     snaps = list_snapshots()
     doomed = set(prunable([(snap.id, snap.status, snap.entity_count)
                            for snap in snaps], keep))
+    if only is not None:
+        doomed.intersection_update(only)
     deleted = []
     for snap in snaps:
         if snap.id not in doomed:

@@ -58,9 +58,9 @@ def delete_snapshot(snap):
     return {'deleted': [snap.id]}
 
 
-def prune(keep):
-    """``api.prune(keep)``: ``{'deleted': [id, ...]}``."""
-    return {'deleted': api.prune(keep)}
+def prune(keep, only=None):
+    """``api.prune(keep, only)``: ``{'deleted': [id, ...]}``."""
+    return {'deleted': api.prune(keep, only)}
 
 
 def queued():

@@ -12,8 +12,8 @@ from ...exceptions import (InvalidInput, RangeCorrupted, RestoreNotFound,
                            SnapshotNotFinished)
 from .. import api, calls
 from .access import refuse
-from .web import (allow, ascii_int, bool_param, int_param, json_response,
-                  snapshot_number, snapshot_or_404)
+from .web import (allow, ascii_int, bool_param, ids_param, int_param,
+                  json_response, snapshot_number, snapshot_or_404)
 
 __all__ = ['snapshots', 'show', 'restore', 'show_restore', 'delete', 'prune']
 
@@ -124,8 +124,12 @@ def delete(request):
 @allow('GET', 'POST', writes=True)
 def prune(request):
     """Keep the newest ``keep`` finished snapshots that hold entities;
-    answer the ids deleted. GET too: App Engine cron sends GET."""
+    answer the ids deleted. GET too: App Engine cron sends GET.
+
+    ``only`` (repeated): the ids the caller agreed to delete; of them, only
+    those still prunable go.
+    """
     keep = int_param(request, 'keep')
     if keep is None:
         raise refuse(exc.HTTPBadRequest, 'keep is required')
-    return json_response(calls.prune(keep))
+    return json_response(calls.prune(keep, ids_param(request, 'only')))

@@ -15,7 +15,8 @@ from .. import api
 from .access import refuse
 
 __all__ = ['text', 'json_response', 'allow', 'snapshot_or_404', 'snapshot_number',
-           'check_body', 'ascii_int', 'int_param', 'float_param', 'bool_param',
+           'check_body', 'ascii_int', 'int_param', 'ids_param', 'float_param',
+           'bool_param',
            'MAX_BODY_BYTES', 'MAX_FORM_BYTES', 'MAX_ID']
 
 #: Largest request body the app reads: one upload batch (``wire``), as
@@ -138,6 +139,17 @@ def int_param(request, name, default=None, minimum=0, maximum=MAX_ID):
     return _param(request, name, ascii_int, default,
                   lambda v: minimum <= v <= maximum,
                   'an integer from %d to %d' % (minimum, maximum))
+
+
+def ids_param(request, name):
+    """The datastore ids ``name`` (repeated) lists; None if not given."""
+    values = request.params.getall(name)
+    numbers = [ascii_int(value) for value in values]
+    for value, number in zip(values, numbers):
+        if number is None or not 0 < number <= MAX_ID:
+            raise refuse(exc.HTTPBadRequest, 'invalid %s %r: must be an '
+                         'integer from 1 to %d' % (name, value[:40], MAX_ID))
+    return numbers or None
 
 
 def float_param(request, name, default=None, maximum=None):

@@ -241,9 +241,11 @@ class RemoteClient:
         return self._snapshot_call(snapshot_id, 'POST', '/delete',
                                    retry=False)
 
-    def prune(self, keep):
+    def prune(self, keep, only=None):
+        """``only``: the ids agreed to (``api.prune``); sent in the body."""
         return self.json('POST', '/lovely.gae/prune', retry=False,
-                         params={'keep': keep})
+                         params={'keep': keep}, data={'only': list(only)}
+                         if only else None)
 
     def run_worker(self, seconds=None, wait=False, threads=1):
         """Have the app run due tasks; with ``wait``, until none is left;
