@@ -77,11 +77,11 @@ def _work_progress(args):
     return progress_for(args.json, stream=sys.stderr)
 
 
-def _wait(args, client, snapshot_id, work):
-    """The snapshot's data once ``work`` has ended (``waiting.wait``)."""
+def _wait(args, client, snapshot_id, work, restore_id=None):
+    """The data of ``work`` once it has ended (``waiting.wait``)."""
     from .snapshot import waiting
-    return waiting.wait(client, snapshot_id, work, timeout=args.timeout,
-                        progress=_work_progress(args))
+    return waiting.wait(client, snapshot_id, work, restore_id,
+                        timeout=args.timeout, progress=_work_progress(args))
 
 
 def cmd_create(args, client):
@@ -113,7 +113,7 @@ def _dry_run(args, client, wait=True):
     if not wait:
         return 0, answer, 'Dry run of snapshot %s: %s' % (
             args.id, answer['plan']['status'])
-    dry_run = _wait(args, client, args.id, 'plan')['plan']
+    dry_run = _wait(args, client, args.id, 'plan', answer['plan']['id'])
     answer = dict(answer, plan=dry_run)
     if dry_run['status'] != 'finished':
         return 1, answer, 'Dry run of snapshot %s: %s%s' % (
@@ -142,8 +142,8 @@ def cmd_restore(args, client):
             return cliask.DECLINED
     answer = client.restore_snapshot(args.id, kinds=args.kinds)
     if not args.run_async:
-        answer = dict(answer, restore=_wait(args, client, args.id,
-                                            'restore')['restore'])
+        answer = dict(answer, restore=_wait(args, client, args.id, 'restore',
+                                            answer['restore']['id']))
     restore = answer['restore']
     # A wait ends finished or failed; without one, only a failure is known.
     text = 'Restore of snapshot %s: %s' % (args.id, restore['status'])
@@ -169,6 +169,7 @@ def cmd_delete(args, client):
 
 
 def cmd_prune(args, client):
+    doomed = None  # --yes: what the app finds prunable
     if not args.yes:
         from .snapshot.api import prunable
         doomed = prunable([(info['id'], info['status'],
@@ -178,7 +179,9 @@ def cmd_prune(args, client):
                 args, 'Prune deletes snapshots: %s' % ', '.join(
                     map(str, doomed)), 'Delete %d snapshots?' % len(doomed)):
             return cliask.DECLINED
-    result = client.prune(args.keep)
+    # Of those asked about, only those the app still finds prunable go.
+    result = client.prune(args.keep, doomed) if doomed != [] else {
+        'deleted': []}
     return 0, result, 'Deleted snapshots: %s' % (
         ', '.join(map(str, result['deleted'])) or 'none')
 

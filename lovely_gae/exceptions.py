@@ -3,7 +3,7 @@
 __all__ = [
     'LovelyGaeError', 'InvalidInput', 'TaskError', 'SnapshotError',
     'EmptyKind', 'MaskUnmatched', 'UnknownCodec', 'SnapshotNotFound',
-    'SnapshotNotFinished',
+    'SnapshotNotFinished', 'RestoreNotFound',
     'RangeCorrupted', 'SnapshotIncomplete', 'BadManifest', 'BadEntity',
     'BadStoredRange', 'BadDatastoreFile', 'NotSerializable',
     'BadSerializedText', 'UnsafePath', 'RestoreRunning', 'SnapshotInUse',
@@ -93,6 +93,15 @@ class SnapshotError(LovelyGaeError):
 class SnapshotNotFound(SnapshotError, LookupError):
     def __init__(self, snapshot_id):
         super().__init__(snapshot_id, 'no snapshot with id %r' % (snapshot_id,))
+
+
+class RestoreNotFound(SnapshotError, LookupError):
+    """No restore (or dry run) of this id is one of the snapshot's."""
+
+    def __init__(self, snapshot_id, restore_id):
+        self.restore_id = restore_id
+        super().__init__(snapshot_id, 'no restore %s of snapshot %s'
+                         % (restore_id, snapshot_id))
 
 
 class SnapshotNotFinished(SnapshotError):

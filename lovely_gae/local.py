@@ -320,12 +320,16 @@ def _must_exist(path):
                                  '"lovely-gae demo" fills one')
 
 
-def _alone():
-    """While deleting: the file is this process's alone (its lock), so no
-    task of a deleted snapshot is in flight elsewhere: its last purge runs
-    at once, not a lease later (``ranges.LAST_PURGE_SECONDS``)."""
+def _deleted(call, *args):
+    """``call(*args)``, which deletes, its tasks run to the end. The file
+    is this process's alone (its lock), so no task of a deleted snapshot is
+    in flight elsewhere: its last purge runs at once, not a lease later
+    (``ranges.LAST_PURGE_SECONDS``)."""
     from .snapshot.work import ranges
-    return mock.patch.object(ranges, 'LAST_PURGE_SECONDS', 0)
+    with mock.patch.object(ranges, 'LAST_PURGE_SECONDS', 0):
+        result = call(*args)
+    drain()
+    return _sent(result)
 
 
 def drain():
@@ -352,8 +356,8 @@ class LocalClient:
     poll_seconds = 0.5
 
     def __init__(self):
-        from .snapshot import calls
-        self.calls = calls
+        from .snapshot import api, calls
+        self.api, self.calls = api, calls
 
     def list_snapshots(self, limit=None):
         return _sent(self.calls.list_snapshots(limit))['snapshots']
@@ -367,22 +371,18 @@ class LocalClient:
                                                 allow_empty=allow_empty))
 
     def restore_snapshot(self, snapshot_id, kinds=None, dry_run=False):
-        from .snapshot import api
         return _sent(self.calls.restore_snapshot(
-            api.get_snapshot(snapshot_id), kinds=kinds, dry_run=dry_run))
+            self.api.get_snapshot(snapshot_id), kinds=kinds, dry_run=dry_run))
+
+    def get_restore(self, snapshot_id, restore_id):
+        return _sent(self.calls.get_restore(snapshot_id, restore_id))
 
     def delete_snapshot(self, snapshot_id):
-        from .snapshot import api
-        with _alone():
-            result = self.calls.delete_snapshot(api.get_snapshot(snapshot_id))
-        drain()
-        return _sent(result)
+        return _deleted(self.calls.delete_snapshot,
+                        self.api.get_snapshot(snapshot_id))
 
-    def prune(self, keep):
-        with _alone():
-            result = self.calls.prune(keep)
-        drain()
-        return _sent(result)
+    def prune(self, keep, only=None):
+        return _deleted(self.calls.prune, keep, only)
 
     def run_worker(self, seconds=None, wait=False, threads=1):
         from .async_ import run_in_threads

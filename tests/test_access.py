@@ -161,6 +161,25 @@ def test_with_a_token_every_caller_needs_it(world):
     call(app, 'GET', CREATE, 200, headers={'Authorization': 'Bearer s3cret'})
 
 
+def test_every_read_needs_the_token_too(world):
+    """What a snapshot holds, and how its restores go, is for the token's
+    holders alone; a refusal says nothing of whether the thing exists."""
+    world.restore()  # names the restore started on ``world``
+    [rb] = world.range_backups()
+    base = '/lovely.gae/snapshots'
+    reads = [base, '%s/%d' % (base, world.id), base + '/latest',
+             '%s/%d/restores/%s' % (base, world.id, world.restore_id),
+             '%s/%d/restores/%s' % (base, world.id, 'f' * 32),
+             '%s/%d/manifest' % (base, world.id),
+             '%s/%d/ranges/%s' % (base, world.id, rb.name)]
+    app = TestApp(getApp(token='s3cret'))
+    for path in reads:
+        assert app.get(path, status=401).text == (
+            'a bearer token is required\n')
+        call(app, 'GET', path, 403, headers={'Authorization': 'Bearer s3cre'})
+    call(app, 'GET', reads[3], 200, headers={'Authorization': 'Bearer s3cret'})
+
+
 def test_the_token_may_come_from_the_environment(gae_testbed, monkeypatch):
     monkeypatch.setenv(defaults.TOKEN_ENV, 'from-env')
     app = TestApp(getApp())

@@ -4,7 +4,8 @@ answer the same shapes, written once in ``snapshot.calls``; and both wait
 by the same rule (``waiting.wait``)."""
 import pytest
 
-from lovely_gae.exceptions import LovelyGaeError, SnapshotNotFound
+from lovely_gae.exceptions import (LovelyGaeError, RestoreNotFound,
+                                   SnapshotNotFound)
 from lovely_gae.local import LocalClient
 from lovely_gae.snapshot import waiting
 from lovely_gae.snapshot.transfer.remote import RemoteClient
@@ -42,6 +43,12 @@ def every_call(client, run_tasks):
     answers['restore'] = client.restore_snapshot(snapshot_id, ['Dummy'])
     answers['worker'] = client.run_worker()
     answers['restored'] = client.get_snapshot(snapshot_id)['restore']
+    answers['own restore'] = client.get_restore(
+        snapshot_id, answers['restore']['restore']['id'])
+    with pytest.raises(RestoreNotFound) as info:  # not this one's
+        client.get_restore(snapshot_id + 1, answers['own restore']['id'])
+    assert str(info.value) == 'no restore %s of snapshot %d' % (
+        answers['own restore']['id'], snapshot_id + 1)
     answers['delete'] = client.delete_snapshot(snapshot_id)
     run_tasks(recursive=True)
     answers['prune'] = client.prune(0)
@@ -72,6 +79,8 @@ def test_local_and_remote_calls_answer_the_same_shapes(
     assert local['restore']['dry_run'] is False
     assert local['worker']['ran'] > 0 and local['restored']['status'] == (
         'finished')
+    for answers in (local, over_http):
+        assert answers['own restore'] == answers['restored']
     assert local['empty kind'].startswith(
         "kind 'Nothing' has no entities in namespace ''")
     assert over_http['empty kind'].startswith(local['empty kind'])
@@ -148,10 +157,13 @@ def test_a_remote_wait_waits_for_the_apps_worker(make_entities, remote):
     remote.poll_seconds = 0.05
     with app_worker():
         info = waiting.wait(remote, created['id'], timeout=60)
-        remote.restore_snapshot(created['id'], dry_run=True)
-        plan = waiting.wait(remote, created['id'], 'plan', timeout=60)
+        started = remote.restore_snapshot(created['id'], dry_run=True)
+        plan = waiting.wait(remote, created['id'], 'plan',
+                            started['plan']['id'], timeout=60)
     assert info['status'] == 'finished'
-    assert plan['plan']['status'] == 'finished'
+    assert (plan['id'], plan['status'], plan['plan']) == (
+        started['plan']['id'], 'finished',
+        {'Dummy': {'created': 0, 'changed': 0, 'deleted': 0}})
 
 
 def test_a_status_of_any_shape_from_an_app_is_said_in_one_line():
@@ -159,3 +171,15 @@ def test_a_status_of_any_shape_from_an_app_is_said_in_one_line():
     out still says so in one line, not with a TypeError."""
     error = waiting.StillWorking(7, 'snapshot', ['storing'], 2)
     assert str(error) == "snapshot 7 still ['storing'] after 2 s"
+
+
+@pytest.mark.parametrize('which', ['local', 'remote'])
+def test_prune_deletes_only_the_ids_it_is_given(make_entities, run_tasks,
+                                                remote, which):
+    client = LocalClient() if which == 'local' else remote
+    make_entities(Dummy, 3)
+    ids = [client.create_snapshot(['Dummy'])['id'] for _ in range(3)]
+    run_tasks(recursive=True)
+    assert client.prune(0, [ids[0], ids[2]]) == {'deleted': [ids[2], ids[0]]}
+    run_tasks(recursive=True)
+    assert [s['id'] for s in client.list_snapshots()] == [ids[1]]

@@ -238,3 +238,82 @@ def test_status_of_work_under_way_reads_per_kind():
         '  Customer: 2/2 ranges', '  Order: 1/? ranges',
         'Last restore: running, ranges 4/10',
         '  Customer: 4/4 ranges', '  Order: 0/6 ranges']
+
+
+# Which restore a command waits for: its own, not the snapshot's latest.
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def _demo(store, capsys):
+    from tests.conftest import demo_into
+    demo_into(store)
+    capsys.readouterr()
+    assert run_cli(store, '--json', 'list') == 0
+    [snap] = json.loads(capsys.readouterr().out)
+    return snap['id']
+
+
+def test_restore_reports_the_outcome_of_its_own_restore(
+        store, capsys, monkeypatch, fast_retries):
+    """Someone else (a colleague, the page) restores another kind of the
+    same snapshot meanwhile, which the per-kind locks allow: the command
+    reports its own restore, which fails for good, not that one."""
+    from lovely_gae import local
+    from lovely_gae.snapshot import api
+    from lovely_gae.snapshot.work import putback
+    snap_id = _demo(store, capsys)
+    real_restore = local.LocalClient.restore_snapshot
+    real_put_back = putback.put_back
+
+    def restore_snapshot(self, snapshot_id, kinds=None, dry_run=False):
+        answer = real_restore(self, snapshot_id, kinds, dry_run)
+        # Another caller restores Order, a kind this restore does not lock.
+        api.get_snapshot(snapshot_id).restore(kinds=['Order'])
+        return answer
+
+    def put_back(backups, namespace, counting=False):
+        if not counting and backups and backups[0].range_kind == 'Customer':
+            raise RuntimeError('the datastore refuses this put')
+        return real_put_back(backups, namespace, counting)
+    monkeypatch.setattr(local.LocalClient, 'restore_snapshot',
+                        restore_snapshot)
+    monkeypatch.setattr(putback, 'put_back', put_back)
+    status = run_cli(store, '--json', 'restore', str(snap_id), '--kinds',
+                     'Customer', '--yes')
+    out = json.loads(capsys.readouterr().out)
+    # Order's restore, the snapshot's latest, finished: 600 entities back.
+    assert (status, out['restore']['kinds'], out['restore']['status']) == (
+        1, ['Customer'], 'error'), (status, out['restore'])
+
+
+def test_restore_asks_with_the_plan_of_its_own_dry_run(
+        store, capsys, monkeypatch):
+    """Without ``--yes``, ``restore`` shows the counts of its own dry run,
+    not of one of other kinds started meanwhile (the page's "Dry run of a
+    restore", of Order alone)."""
+    from lovely_gae import cliask, local
+    from lovely_gae.snapshot import api
+    snap_id = _demo(store, capsys)
+    real_restore = local.LocalClient.restore_snapshot
+
+    def restore_snapshot(self, snapshot_id, kinds=None, dry_run=False):
+        answer = real_restore(self, snapshot_id, kinds, dry_run)
+        if dry_run:
+            api.get_snapshot(snapshot_id).restore(kinds=['Order'],
+                                                  dry_run=True)
+        return answer
+    asked = []
+
+    def confirm(args, what, question, does='deletes'):
+        asked.append(what)
+        return False
+    monkeypatch.setattr(local.LocalClient, 'restore_snapshot',
+                        restore_snapshot)
+    monkeypatch.setattr(cliask, 'confirm', confirm)
+    monkeypatch.setattr('sys.stdin', Terminal('n\n'))
+    run_cli(store, 'restore', str(snap_id), '--kinds', 'Customer')
+    [what] = asked
+    assert 'Customer' in what and 'Order' not in what, what

@@ -155,6 +155,35 @@ def test_restore_dry_run_changes_nothing_and_restore_does(
         'status'] == 'finished'
 
 
+def test_a_restore_is_shown_by_the_id_its_start_answered(
+        app, make_entities, finished_snapshot, run_tasks, monkeypatch):
+    """Restores of other kinds of one snapshot may run at once: each
+    caller follows its own by the id its start answered, not the latest."""
+    make_entities(Dummy, 3)
+    make_entities(Yummy, 2)
+    snap = finished_snapshot(['Dummy', 'Yummy'])
+    other = finished_snapshot(['Dummy'])
+    url = '%s/%d/restore' % (SNAPSHOTS, snap.id)
+    mine = app.post(url, {'kinds': 'Dummy'}, status=202).json['restore']
+    theirs = app.post(url, {'kinds': 'Yummy'}, status=202).json['restore']
+    assert app.get('%s/%d' % (SNAPSHOTS, snap.id)).json['restore'][
+        'id'] == theirs['id']
+    path = '%s/%d/restores/%s' % (SNAPSHOTS, snap.id, mine['id'])
+    # One get by key: the snapshot is not read.
+    monkeypatch.setattr(Snapshot, 'get_by_id', lambda *args: pytest.fail(
+        'the snapshot was read'))
+    assert app.get(path).json == mine
+    run_tasks(recursive=True)
+    shown = app.get(path).json
+    assert (shown['id'], shown['kinds'], shown['status'],
+            shown['entities']) == (mine['id'], ['Dummy'], 'finished', 3)
+    assert app.get('%s/%d/restores/%s' % (
+        SNAPSHOTS, other.id, mine['id']), status=404).text == (
+        'no restore %s of snapshot %d\n' % (mine['id'], other.id))
+    assert app.get('%s/%d/restores/%s' % (SNAPSHOTS, snap.id, 'f' * 32),
+                   status=404).text.startswith('no restore ')
+
+
 def test_restore_refuses_unknown_kinds_and_unfinished_snapshots(
         app, make_entities, finished_snapshot):
     make_entities(Dummy, 3)
@@ -182,6 +211,19 @@ def test_delete_and_prune(app, make_entities, finished_snapshot):
     app.post('/lovely.gae/prune?keep=-1', status=400)
     assert app.post('/lovely.gae/prune?keep=1').json == {
         'deleted': [first.id]}
+    assert [s.id for s in Snapshot.all()] == [third.id]
+
+
+def test_prune_deletes_only_the_prunable_ids_it_was_sent(
+        app, make_entities, finished_snapshot):
+    """``only``: the ids a user agreed to; the others stay, prunable or
+    not (cron's GET sends none, and prunes all)."""
+    make_entities(Dummy, 3)
+    first, second, third = [finished_snapshot(['Dummy']) for _ in range(3)]
+    assert app.post('/lovely.gae/prune?keep=1', {'only': [
+        first.id, third.id]}).json == {'deleted': [first.id]}
+    assert app.post('/lovely.gae/prune?keep=0&only=%d' % second.id).json == {
+        'deleted': [second.id]}
     assert [s.id for s in Snapshot.all()] == [third.id]
 
 
@@ -459,6 +501,15 @@ def test_several_ranges_or_another_unit_get_the_whole_range(app, a_range,
     ('GET', SNAPSHOTS + '?limit=1_0', 'invalid limit'),
     ('POST', '/lovely.gae/prune?keep=%d' % 2 ** 63, 'invalid keep'),
     ('POST', '/lovely.gae/prune?keep=%D9%A1', 'invalid keep'),
+    ('POST', '/lovely.gae/prune?keep=1&only=0', 'invalid only'),
+    ('POST', '/lovely.gae/prune?keep=1&only=%d' % 2 ** 64, 'invalid only'),
+    ('POST', '/lovely.gae/prune?keep=1&only=1&only=x', 'invalid only'),
+    ('GET', SNAPSHOTS + '/%d/restores/%s' % (2 ** 64, 'f' * 32),
+     'invalid snapshot id'),
+    ('GET', SNAPSHOTS + '/latest/restores/%s' % ('f' * 32),
+     'invalid snapshot id'),
+    ('GET', SNAPSHOTS + '/1/restores/' + 'F' * 32, 'invalid restore id'),
+    ('GET', SNAPSHOTS + '/1/restores/' + 'f' * 5000, 'invalid restore id'),
     ('POST', SNAPSHOTS + '?batchsize=%d' % 2 ** 64, 'invalid batchsize'),
     ('POST', SNAPSHOTS + '?batchsize=' + '1' * 5000, 'invalid batchsize'),
     ('POST', SNAPSHOTS + '?batchsize=%D9%A1', 'invalid batchsize'),

@@ -267,6 +267,30 @@ def test_one_restore_of_a_kind_at_a_time(make_entities, finished_snapshot,
         'finished')
 
 
+def test_a_snapshot_names_the_restore_started_on_it(
+        make_entities, finished_snapshot, run_tasks):
+    """``restore()`` returns None (the seed's doctest shows nothing), and
+    leaves on the snapshot it was called on the id of the restore (or dry
+    run) it started, which another of another kind may follow at once."""
+    make_entities(Dummy, 5)
+    make_entities(Yummy, 5)
+    snap = finished_snapshot(['Dummy', 'Yummy'])
+    mine, theirs = api.get_snapshot(snap.id), api.get_snapshot(snap.id)
+    assert mine.restore(kinds=['Dummy']) is None
+    theirs.restore(kinds=['Yummy'])
+    assert mine.restore(kinds=['Yummy'], dry_run=True) is None
+    theirs.restore(kinds=['Dummy'], dry_run=True)
+    stored = api.get_snapshot(snap.id)
+    assert (stored.restore_id, stored.plan_id) == (theirs.restore_id,
+                                                   theirs.plan_id)
+    assert mine.restore_progress()['kinds'] == ['Dummy']
+    assert mine.plan_progress()['kinds'] == ['Yummy']
+    assert len({mine.restore_id, mine.plan_id, theirs.restore_id,
+                theirs.plan_id}) == 4
+    run_tasks(recursive=True)
+    assert mine.restore_progress()['status'] == 'finished'
+
+
 def test_a_restore_starts_with_its_tasks_or_not_at_all(
         make_entities, finished_snapshot, monkeypatch):
     make_entities(Dummy, 5)

@@ -4,14 +4,15 @@ from google.appengine.ext import db
 
 from .. import async_, defaults, entities
 from ..base import retrying, transaction
-from ..exceptions import (EmptyKind, InvalidInput, SnapshotInUse,
-                          SnapshotNotFound)
+from ..exceptions import (EmptyKind, InvalidInput, RestoreNotFound,
+                          SnapshotInUse, SnapshotNotFound)
 from .work import passes
 from . import storage
 from .models import Snapshot
+from .restores import RESTORE_ID, Restore
 
-__all__ = ['create_snapshot', 'get_kinds', 'get_snapshot', 'list_snapshots',
-           'latest_snapshot', 'prune', 'prunable',
+__all__ = ['create_snapshot', 'get_kinds', 'get_snapshot', 'get_restore',
+           'list_snapshots', 'latest_snapshot', 'prune', 'prunable',
            'validate_kind', 'validate_batchsize', 'validate_namespace']
 
 #: More entities per range than this would not fit the range's bookkeeping.
@@ -145,6 +146,19 @@ def get_snapshot(snapshot_id):
     return snap
 
 
+def get_restore(snapshot_id, restore_id):
+    """Restore (or dry run) ``restore_id`` of snapshot ``snapshot_id``, read
+    by its key alone; ``RestoreNotFound`` if it is none of that
+    snapshot's, ``InvalidInput`` if it is no restore's id."""
+    if not isinstance(restore_id, str) or not RESTORE_ID.match(restore_id):
+        raise InvalidInput('restore id', restore_id[:40] if isinstance(
+            restore_id, str) else restore_id, 'must be 32 hex digits')
+    found = db.get(Restore.key_for(restore_id))
+    if found is None or found.snapshot_id != snapshot_id:
+        raise RestoreNotFound(snapshot_id, restore_id)
+    return found
+
+
 def list_snapshots(limit=None):
     """Snapshots, newest first."""
     query = Snapshot.all().order('-created')
@@ -159,16 +173,22 @@ def latest_snapshot():
     return None
 
 
-def prune(keep):
+def prune(keep, only=None):
     """Keep the newest ``keep`` finished snapshots that hold entities;
     delete older ones (see ``prunable``). One that is being restored stays
     until its restore has ended. Returns the ids deleted.
+
+    ``only``: the ids a user agreed to delete, from ``prunable`` on a
+    listing of theirs; of those, only the ones still prunable go. A
+    snapshot finished since pushes out no other.
     """
     if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
         raise InvalidInput('keep', keep, 'must be an integer >= 0')
     snaps = list_snapshots()
     doomed = set(prunable([(snap.id, snap.status, snap.entity_count)
                            for snap in snaps], keep))
+    if only is not None:
+        doomed.intersection_update(only)
     deleted = []
     for snap in snaps:
         if snap.id not in doomed:

@@ -11,7 +11,7 @@ from . import api
 from .models import Snapshot
 
 __all__ = ['list_snapshots', 'get_snapshot', 'create_snapshot',
-           'restore_snapshot', 'delete_snapshot', 'prune', 'worker_ran',
+           'restore_snapshot', 'get_restore', 'delete_snapshot', 'prune', 'worker_ran',
            'uploaded', 'queued']
 
 
@@ -37,13 +37,19 @@ def create_snapshot(kinds=None, batchsize=None, namespace=None,
 
 def restore_snapshot(snap, kinds=None, dry_run=False):
     """Start a restore of ``snap`` or its dry run: ``{'id': snapshot id,
-    'dry_run': bool, 'restore' or 'plan': Restore.to_dict()}``."""
-    snap.restore(kinds=kinds, dry_run=dry_run)
-    snap = api.get_snapshot(snap.id)
+    'dry_run': bool, 'restore' or 'plan': Restore.to_dict()}``, of the
+    restore started (its ``id`` is what ``get_restore`` takes)."""
+    snap.restore(kinds=kinds, dry_run=dry_run)  # names it on ``snap``
     if dry_run:
         return {'id': snap.id, 'dry_run': True, 'plan': snap.plan_progress()}
     return {'id': snap.id, 'dry_run': False,
             'restore': snap.restore_progress()}
+
+
+def get_restore(snapshot_id, restore_id):
+    """Restore (or dry run) ``restore_id`` of snapshot ``snapshot_id`` as
+    ``Restore.to_dict()`` (``api.get_restore``)."""
+    return api.get_restore(snapshot_id, restore_id).to_dict()
 
 
 def delete_snapshot(snap):
@@ -52,9 +58,9 @@ def delete_snapshot(snap):
     return {'deleted': [snap.id]}
 
 
-def prune(keep):
-    """``api.prune(keep)``: ``{'deleted': [id, ...]}``."""
-    return {'deleted': api.prune(keep)}
+def prune(keep, only=None):
+    """``api.prune(keep, only)``: ``{'deleted': [id, ...]}``."""
+    return {'deleted': api.prune(keep, only)}
 
 
 def queued():

@@ -23,8 +23,8 @@ __all__ = ['SHARD_STRIDE', 'ACTIONS', 'Status', 'Snapshot', 'RangeBackup',
 SHARD_STRIDE = 10 ** 7
 
 #: The work ``Snapshot.restore`` and ``Snapshot.delete`` start: ``restore``,
-#: ``dry_run`` and ``delete``, each a function of the snapshot (and the
-#: kinds). The modules that do it build on this one and enter themselves
+#: ``dry_run`` (each a function of the snapshot and the kinds that returns
+#: the id of the ``Restore`` it started) and ``delete``. The modules that do it build on this one and enter themselves
 #: here (``restore``, ``plan``), so that the stored model imports nothing
 #: above it; the package imports them.
 ACTIONS = {}
@@ -172,12 +172,15 @@ class Snapshot(LibraryModel):
                 'plan': self.plan_progress()}
 
     def restore_progress(self):
-        """The latest restore's ``Restore.to_dict()``, or None."""
+        """``restore_id``'s ``Restore.to_dict()``, or None: the latest
+        restore as this snapshot was read, or the one ``restore`` started
+        on it."""
         return _restore_dict(self.restore_id)
 
     def plan_progress(self):
-        """The latest dry run's ``Restore.to_dict()`` (with its ``plan``
-        once finished), or None."""
+        """``plan_id``'s ``Restore.to_dict()`` (with its ``plan`` once
+        finished), or None: the latest dry run as this snapshot was read,
+        or the one ``restore(dry_run=True)`` started on it."""
         return _restore_dict(self.plan_id)
 
     def check_finished(self):
@@ -203,8 +206,16 @@ class Snapshot(LibraryModel):
         Runs as tasks (see ``restore_progress``). With ``dry_run`` nothing
         is written: the tasks count what a restore would do, per kind, and
         ``plan_progress()['plan']`` has it once they are done.
+
+        Afterwards ``restore_id`` (with ``dry_run``: ``plan_id``) names the
+        restore started, as its start stored it on the snapshot: another
+        caller may start one of other kinds before this one has ended.
         """
-        ACTIONS['dry_run' if dry_run else 'restore'](self, kinds)
+        started = ACTIONS['dry_run' if dry_run else 'restore'](self, kinds)
+        if dry_run:
+            self.plan_id = started
+        else:
+            self.restore_id = started
 
     def verify(self):
         """Re-read every stored range; return ``[(range name, reason), ...]``."""

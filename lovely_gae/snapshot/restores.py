@@ -1,5 +1,6 @@
 """The stored record of a restore or of its dry run, and its statuses."""
 import enum
+import re
 
 from google.appengine.ext import db
 
@@ -9,7 +10,10 @@ from ..exceptions import NotYet
 from . import names
 
 __all__ = ['RestoreStatus', 'Restore', 'begun_key', 'checking', 'writing',
-           'ranges_count']
+           'ranges_count', 'RESTORE_ID']
+
+#: A restore's id, as ``restore.new_record`` makes it: 32 hex digits.
+RESTORE_ID = re.compile(r'[0-9a-f]{32}\Z')
 
 
 class RestoreStatus(str, enum.Enum):

@@ -1,19 +1,23 @@
 """One waiting rule for every client: until the work ends, or a timeout.
 
 A snapshot, a restore and a restore's dry run run as tasks. ``wait`` asks
-the client for the snapshot until the work has finished or failed,
-telling ``progress`` how far it is, and lets the client work or sleep in
-between (``client.pause``): the local client runs the tasks itself, the
-remote one waits for the app's. A wait that runs out raises
-``StillWorking``, whose one line says so.
+the client for the snapshot, or for the restore by its id, until the work
+has finished or failed, telling ``progress`` how far it is, and lets the
+client work or sleep in between (``client.pause``): the local client runs
+the tasks itself, the remote one waits for the app's. A wait that runs out
+raises ``StillWorking``, whose one line says so.
+
+A restore is followed by its id, not as the snapshot's latest: restores
+of other kinds of one snapshot may run at once (``work.locks``), and the
+latest may be another caller's.
 """
 import time
 
 from ..exceptions import InvalidInput, SnapshotError
 
-__all__ = ['wait', 'work_of', 'StillWorking', 'WORKS', 'ENDED']
+__all__ = ['wait', 'StillWorking', 'WORKS', 'ENDED']
 
-#: What can be waited for: the snapshot, its latest restore, its dry run.
+#: What can be waited for: the snapshot, a restore of it, a dry run.
 WORKS = ('snapshot', 'restore', 'plan')
 
 #: The statuses of work that has ended.
@@ -38,18 +42,21 @@ class StillWorking(SnapshotError):
             '%g' % seconds))
 
 
-def work_of(info, work):
-    """The part of a snapshot's data (``Snapshot.to_dict()``) that says how
-    ``work`` goes: a dict with ``status``, ``ranges_done`` and
-    ``ranges_total``; None if there is none (no restore yet)."""
-    if work == 'snapshot':
-        return dict(info['progress'], status=info['status'])
-    return info.get(work)
+def _look(client, snapshot_id, restore_id):
+    """``(data, its progress)``: the snapshot's (``Snapshot.to_dict()``),
+    or restore ``restore_id``'s (``Restore.to_dict()``), each a poll."""
+    if restore_id is None:
+        info = client.get_snapshot(snapshot_id)
+        return info, dict(info['progress'], status=info['status'])
+    info = client.get_restore(snapshot_id, restore_id)
+    return info, info
 
 
-def wait(client, snapshot_id, work='snapshot', timeout=None, progress=None,
-         clock=time.monotonic):
-    """The snapshot's data once ``work`` (``WORKS``) has ended.
+def wait(client, snapshot_id, work='snapshot', restore_id=None,
+         timeout=None, progress=None, clock=time.monotonic):
+    """The data of ``work`` (``WORKS``) once it has ended: the snapshot's,
+    or for a ``restore`` or a dry run (``plan``) restore ``restore_id``'s,
+    the one the caller started (``calls.restore_snapshot`` names it).
 
     ``timeout`` (seconds; None: no end) bounds the wait; ``progress(event,
     **info)`` is told ``work`` (``name``, ``status``, ``done``, ``total``)
@@ -58,12 +65,14 @@ def wait(client, snapshot_id, work='snapshot', timeout=None, progress=None,
     if work not in WORKS:
         raise InvalidInput('work', work, 'must be one of %s'
                            % ', '.join(WORKS))
+    if (work == 'snapshot') != (restore_id is None):
+        raise InvalidInput('restore_id', restore_id, 'must be given for a '
+                           'restore or a dry run alone')
     started = clock()
     name = _NAMES[work] % snapshot_id
     try:
         while True:
-            info = client.get_snapshot(snapshot_id)
-            found = work_of(info, work) or {}
+            info, found = _look(client, snapshot_id, restore_id)
             status = found.get('status')
             if progress:
                 progress('work', name=name, status=status,

@@ -37,6 +37,7 @@ HANDLER_TUPLES = [
     ('/lovely.gae/snapshots', manage.snapshots),
     ('/lovely.gae/snapshots/<id>', manage.show),
     ('/lovely.gae/snapshots/<id>/restore', manage.restore),
+    ('/lovely.gae/snapshots/<id>/restores/<restore>', manage.show_restore),
     ('/lovely.gae/snapshots/<id>/delete', manage.delete),
     ('/lovely.gae/prune', manage.prune),
     ('/lovely.gae/snapshots/<id>/manifest', transfer.manifest),

@@ -1,4 +1,5 @@
-"""Snapshots as JSON resources: list, create, show, restore, delete, prune.
+"""Snapshots as JSON resources: list, create, show, restore (and show a
+restore), delete, prune.
 
 Each answer is what ``snapshot.calls`` gives, the shape ``LocalClient``
 returns too. Writes are POST only, so a link or an image tag in a page
@@ -6,15 +7,15 @@ can never start one.
 """
 from webob import exc
 
-from ...exceptions import (InvalidInput, RangeCorrupted, RestoreRunning,
-                           SnapshotIncomplete, SnapshotInUse,
+from ...exceptions import (InvalidInput, RangeCorrupted, RestoreNotFound,
+                           RestoreRunning, SnapshotIncomplete, SnapshotInUse,
                            SnapshotNotFinished)
 from .. import api, calls
 from .access import refuse
-from .web import (allow, ascii_int, bool_param, int_param, json_response,
-                  snapshot_or_404)
+from .web import (allow, ascii_int, bool_param, ids_param, int_param,
+                  json_response, snapshot_number, snapshot_or_404)
 
-__all__ = ['snapshots', 'show', 'restore', 'delete', 'prune']
+__all__ = ['snapshots', 'show', 'restore', 'show_restore', 'delete', 'prune']
 
 #: Most snapshots one listing may ask for: a datastore query's limit is a
 #: signed 32-bit integer.
@@ -79,9 +80,10 @@ def show(request):
 def restore(request):
     """Start a restore of ``kinds`` (repeated; default all) or a dry run.
 
-    Both answer 202 and run as tasks: see ``restore`` in the snapshot's
-    JSON for a restore's progress, ``plan`` for a dry run's, whose ``plan``
-    says what would change per kind once it has finished.
+    Both answer 202 with the restore started (``restore``, or ``plan`` for
+    a dry run), and run as tasks: ``show_restore`` of its ``id`` shows how
+    far it is, and a dry run's ``plan`` what would change per kind once it
+    has finished.
     """
     snap = snapshot_or_404(request.urlvars['id'])
     kinds = request.params.getall('kinds') or None
@@ -94,6 +96,19 @@ def restore(request):
     except InvalidInput as error:
         raise refuse(exc.HTTPBadRequest, str(error)) from error
     return json_response(answer, status=202)
+
+
+@allow('GET')
+def show_restore(request):
+    """One restore or dry run of a snapshot, by its id: one get by key."""
+    snapshot_id = snapshot_number(request.urlvars['id'])
+    try:
+        return json_response(calls.get_restore(snapshot_id,
+                                               request.urlvars['restore']))
+    except InvalidInput as error:
+        raise refuse(exc.HTTPBadRequest, str(error)) from error
+    except RestoreNotFound as error:
+        raise refuse(exc.HTTPNotFound, str(error)) from error
 
 
 @allow('POST')
@@ -109,8 +124,12 @@ def delete(request):
 @allow('GET', 'POST', writes=True)
 def prune(request):
     """Keep the newest ``keep`` finished snapshots that hold entities;
-    answer the ids deleted. GET too: App Engine cron sends GET."""
+    answer the ids deleted. GET too: App Engine cron sends GET.
+
+    ``only`` (repeated): the ids the caller agreed to delete; of them, only
+    those still prunable go.
+    """
     keep = int_param(request, 'keep')
     if keep is None:
         raise refuse(exc.HTTPBadRequest, 'keep is required')
-    return json_response(calls.prune(keep))
+    return json_response(calls.prune(keep, ids_param(request, 'only')))

@@ -14,8 +14,9 @@ from ...exceptions import SnapshotNotFound
 from .. import api
 from .access import refuse
 
-__all__ = ['text', 'json_response', 'allow', 'snapshot_or_404',
-           'check_body', 'ascii_int', 'int_param', 'float_param', 'bool_param',
+__all__ = ['text', 'json_response', 'allow', 'snapshot_or_404', 'snapshot_number',
+           'check_body', 'ascii_int', 'int_param', 'ids_param', 'float_param',
+           'bool_param',
            'MAX_BODY_BYTES', 'MAX_FORM_BYTES', 'MAX_ID']
 
 #: Largest request body the app reads: one upload batch (``wire``), as
@@ -97,15 +98,21 @@ def snapshot_or_404(snapshot_id):
         if snap is None:
             raise refuse(exc.HTTPNotFound, 'no finished snapshot')
         return snap
+    try:
+        return api.get_snapshot(snapshot_number(snapshot_id, "'latest' or "))
+    except SnapshotNotFound as error:
+        raise refuse(exc.HTTPNotFound, str(error)) from error
+
+
+def snapshot_number(snapshot_id, other=''):
+    """The datastore id ``snapshot_id`` spells, else a 400 that says it
+    must be ``other`` or one."""
     number = ascii_int(snapshot_id)
     if number is None or not 0 < number <= MAX_ID:
         raise refuse(exc.HTTPBadRequest, "invalid snapshot id %r: must be "
-                     "'latest' or an integer from 1 to %d"
-                     % (snapshot_id[:40], MAX_ID))
-    try:
-        return api.get_snapshot(number)
-    except SnapshotNotFound as error:
-        raise refuse(exc.HTTPNotFound, str(error)) from error
+                     "%san integer from 1 to %d"
+                     % (snapshot_id[:40], other, MAX_ID))
+    return number
 
 
 def _param(request, name, convert, default, check, expected):
@@ -132,6 +139,17 @@ def int_param(request, name, default=None, minimum=0, maximum=MAX_ID):
     return _param(request, name, ascii_int, default,
                   lambda v: minimum <= v <= maximum,
                   'an integer from %d to %d' % (minimum, maximum))
+
+
+def ids_param(request, name):
+    """The datastore ids ``name`` (repeated) lists; None if not given."""
+    values = request.params.getall(name)
+    numbers = [ascii_int(value) for value in values]
+    for value, number in zip(values, numbers):
+        if number is None or not 0 < number <= MAX_ID:
+            raise refuse(exc.HTTPBadRequest, 'invalid %s %r: must be an '
+                         'integer from 1 to %d' % (name, value[:40], MAX_ID))
+    return numbers or None
 
 
 def float_param(request, name, default=None, maximum=None):

@@ -23,8 +23,8 @@ from urllib.parse import quote, urlsplit
 import requests
 
 from ... import __version__
-from ...exceptions import (DownloadError, RangeCorrupted, SnapshotNotFinished,
-                           SnapshotNotFound)
+from ...exceptions import (DownloadError, RangeCorrupted, RestoreNotFound,
+                           SnapshotNotFinished, SnapshotNotFound)
 from . import devfile, wire
 from ..app.access import configured_token, is_loopback_host
 from .answer import (Deadline, NotTheApp, RemoteError, Transient, check,
@@ -187,9 +187,11 @@ class RemoteClient:
                 failures += 1
                 self._pause(failures, what, error)
 
-    def _snapshot_call(self, snapshot_id, method, path, **kwargs):
+    def _snapshot_call(self, snapshot_id, method, rest='', **kwargs):
+        """``method`` on ``/lovely.gae/snapshots/<snapshot_id><rest>``."""
         try:
-            return self.json(method, path, **kwargs)
+            return self.json(method, '/lovely.gae/snapshots/' + quote(
+                str(snapshot_id), safe='') + rest, **kwargs)
         except NotTheApp:
             raise  # no app there: nor a snapshot to speak of
         except RemoteError as error:
@@ -209,8 +211,7 @@ class RemoteClient:
                          params=params)['snapshots']
 
     def get_snapshot(self, snapshot_id):
-        return self._snapshot_call(snapshot_id, 'GET', '/lovely.gae/snapshots/'
-                                   + quote(str(snapshot_id), safe=''))
+        return self._snapshot_call(snapshot_id, 'GET')
 
     def create_snapshot(self, kinds=None, batchsize=None, namespace=None,
                         allow_empty=True):
@@ -225,18 +226,26 @@ class RemoteClient:
     def restore_snapshot(self, snapshot_id, kinds=None, dry_run=False):
         data = {'kinds': list(kinds or []), 'dry_run': 'true' if dry_run
                 else 'false'}
-        return self._snapshot_call(
-            snapshot_id, 'POST', '/lovely.gae/snapshots/%s/restore'
-            % quote(str(snapshot_id), safe=''), retry=False, data=data)
+        return self._snapshot_call(snapshot_id, 'POST', '/restore',
+                                   retry=False, data=data)
+
+    def get_restore(self, snapshot_id, restore_id):
+        """Restore (or dry run) ``restore_id`` of snapshot ``snapshot_id``."""
+        try:  # the app reads the restore alone: a 404 is of the restore
+            return self._snapshot_call(snapshot_id, 'GET', '/restores/'
+                                       + quote(str(restore_id), safe=''))
+        except SnapshotNotFound as error:
+            raise RestoreNotFound(snapshot_id, restore_id) from error
 
     def delete_snapshot(self, snapshot_id):
-        return self._snapshot_call(
-            snapshot_id, 'POST', '/lovely.gae/snapshots/%s/delete'
-            % quote(str(snapshot_id), safe=''), retry=False)
+        return self._snapshot_call(snapshot_id, 'POST', '/delete',
+                                   retry=False)
 
-    def prune(self, keep):
+    def prune(self, keep, only=None):
+        """``only``: the ids agreed to (``api.prune``); sent in the body."""
         return self.json('POST', '/lovely.gae/prune', retry=False,
-                         params={'keep': keep})
+                         params={'keep': keep}, data={'only': list(only)}
+                         if only else None)
 
     def run_worker(self, seconds=None, wait=False, threads=1):
         """Have the app run due tasks; with ``wait``, until none is left;
@@ -267,8 +276,7 @@ class RemoteClient:
         the last). ``manifest_pages`` checks the pages; trust none unchecked.
         """
         return self._snapshot_call(
-            snapshot_id, 'GET', '/lovely.gae/snapshots/%s/manifest'
-            % quote(str(snapshot_id), safe=''),
+            snapshot_id, 'GET', '/manifest',
             params={} if after is None else {'after': after})
 
     def manifest_pages(self, snapshot_id='latest'):

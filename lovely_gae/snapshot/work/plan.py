@@ -25,7 +25,7 @@ __all__ = ['start', 'plan_ranges']
 
 
 def start(snap, kinds=None):
-    """Start a dry run of a restore of ``kinds`` of ``snap``."""
+    """Start a dry run of a restore of ``kinds`` of ``snap``; its id."""
     snap = Snapshot.get_by_id(snap.id) or snap
     record = new_record(snap, kinds, dry_run=True)
     record.status = RestoreStatus.RUNNING.value
@@ -34,6 +34,7 @@ def start(snap, kinds=None):
     if not record.kinds:
         record.status, record.plan = RestoreStatus.FINISHED.value, {}
     transaction(begin, snap.id, record, tasks)
+    return record.id
 
 
 @async_.task

@@ -101,7 +101,7 @@ def new_record(snap, kinds, dry_run=False):
 
 
 def restore(snap, kinds=None):
-    """Start a restore of ``snap`` (see ``Snapshot.restore``)."""
+    """Start a restore of ``snap`` (see ``Snapshot.restore``); its id."""
     if snap.status != Snapshot.STATUS_FINISHED:  # finished, its ranges stay
         snap = db.get(snap.key()) or snap  # its stored state, not a stale copy
     record = new_record(snap, kinds)
@@ -120,7 +120,7 @@ def restore(snap, kinds=None):
     if not kinds:
         record.status, tasks = RestoreStatus.FINISHED.value, []
     transaction(begin, snap.id, record, tasks)
-    return None
+    return record.id
 
 
 def begin(snapshot_id, record, tasks):
