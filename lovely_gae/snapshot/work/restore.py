@@ -192,10 +192,10 @@ def check_ranges(restore_id, snapshot_id, namespace, index, kind, first,
     if completion.mark(record.job('check'), index, {'ranges': count},
                        waves.leaves(record, 'check'),
                        waves.fanout(record, 'check')):
-        _startwriting(record)
+        _start_writing(record)
 
 
-def _startwriting(record):
+def _start_writing(record):
     """Every range has passed: the writing begins, its first page of tasks
     queued here, a hop sooner than by a fan-out task. The tasks are stored
     first, then the marker that says the writing began (``begun_key``),
