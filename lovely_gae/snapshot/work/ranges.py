@@ -237,21 +237,24 @@ def kind_stored(snapshot_id, kind_index, shard, shards, kinds):
                        for name, value in stored.items()}
     prefixed_counts.update(entities=stored['entities'], bytes=stored['bytes'])
     if kinds == 1:
-        transaction(_finish, snapshot_id, prefixed_counts)
+        retrying(_finish, snapshot_id, prefixed_counts)
         return
     total = completion.mark(job(snapshot_id), kind_index, prefixed_counts,
                             kinds)
     if total is not None:
-        transaction(_finish, snapshot_id, total)
+        retrying(_finish, snapshot_id, total)
 
 
 def _finish(snapshot_id, counts):
-    """Record the totals: the snapshot is finished. In a transaction, read
-    in it: a copy of the last task that comes late (tasks run at least
-    once) would otherwise store the snapshot as it read it over what was
-    stored since, a restore begun or a delete (a deleted snapshot back,
-    ``finished``, its ranges purged). The tasks that see the last range
-    in at once each try; the first finishes it."""
+    """Record the totals: the snapshot is finished. It is read here, once
+    its last kind is counted, and each try reads it again: a copy of the
+    last task that stalled (tasks run at least once) must not store an
+    older read over what was stored since, a restore begun or a delete
+    (a deleted snapshot back, ``finished``, its ranges purged). Not in a
+    transaction: the tasks that see the last range in at once (a wave's
+    worth, as shards end together) would collide on the one snapshot,
+    and retry; what is left is a window of one round trip, between this
+    read and its put."""
     snap = Snapshot.get_by_id(snapshot_id)
     if snap is None or snap.status not in (Snapshot.STATUS_STARTED,
                                            Snapshot.STATUS_STORING):
