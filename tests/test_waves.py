@@ -198,6 +198,9 @@ def test_a_late_start_of_the_writing_puts_nothing_back_again(
     since.title = 'written since'
     since.put()
     restore._start_writing(late)
+    # Finished it stays: were it stored running again, and its queued
+    # tasks deleted by copies still running, it would run for ever.
+    assert Restore.get(late.key()).to_dict()['status'] == 'finished'
     assert _sizes('restore_ranges')
     run_tasks(recursive=True)
     assert Dummy.get(since.key()).title == 'written since'
