@@ -6,13 +6,21 @@ from .. import async_, defaults, entities
 from ..base import retrying, transaction
 from ..exceptions import (EmptyKind, InvalidInput, SnapshotInUse,
                           SnapshotNotFound)
-from .work import passes
+from .work import deleting, passes, plan, ranges, restore, shards
 from . import storage
 from .models import Snapshot
 
 __all__ = ['create_snapshot', 'get_kinds', 'get_snapshot', 'list_snapshots',
            'latest_snapshot', 'prune', 'prunable',
            'validate_kind', 'validate_batchsize', 'validate_namespace']
+
+#: Every module that defines tasks: imported with ``api``, which every way
+#: to start work or to run it (the app's worker, ``LocalClient``, tests)
+#: imports, so that a process that runs tasks (a worker that never started
+#: one) has them registered. ``restore``, ``plan`` and ``deleting`` also do
+#: the work of ``Snapshot.restore`` and ``Snapshot.delete``
+#: (``models.ACTIONS``).
+TASK_MODULES = (deleting, passes, plan, ranges, restore, shards)
 
 #: More entities per range than this would not fit the range's bookkeeping.
 MAX_BATCH_SIZE = 100000
