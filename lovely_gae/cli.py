@@ -91,7 +91,7 @@ def cmd_create(args, client):
 
 
 def cmd_list(args, client):
-    infos = client.list_snapshots()
+    infos = client.list_snapshots(args.limit)
     return 0, infos, clitext.listing(infos)
 
 

@@ -191,7 +191,10 @@ def _add_commands(sub, commands, common):
                      'a kind even if it has no entities (without: an error, '
                      'as a typo or the wrong namespace usually is)')
     _waiting(cmd)
-    add('list', 'list snapshots, newest first', writes=False)
+    cmd = add('list', 'list every snapshot, newest first (over --url, '
+              'fetched a page at a time)', writes=False)
+    cmd.add_argument('--limit', type=_bounded(int, 1), metavar='N',
+                     help='list the newest N only')
     cmd = add('status', 'show one snapshot', writes=False)
     _snapshot_id(cmd)
     cmd = add('restore', 'restore a snapshot exactly: entities of its kinds '

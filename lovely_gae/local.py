@@ -356,7 +356,7 @@ class LocalClient:
         self.calls = calls
 
     def list_snapshots(self, limit=None):
-        return _sent(self.calls.list_snapshots(limit))['snapshots']
+        return _sent(self.calls.every_snapshot(limit))
 
     def get_snapshot(self, snapshot_id):
         return _sent(self.calls.get_snapshot(snapshot_id))

@@ -93,9 +93,12 @@ class RemoteClient:
     chunk_size = 64 * 1024
     #: Seconds between two looks at the work waited for.
     poll_seconds = 1.0
+    #: Snapshots asked for in a page of a listing with a limit (the app
+    #: sends 1000 at most: ``calls.MAX_LIST_PAGE``).
+    list_page = 500
 
     _settings = ('retries', 'backoff', 'max_backoff', 'timeout',
-                 'response_seconds', 'json_bytes', 'chunk_size')
+                 'response_seconds', 'json_bytes', 'chunk_size', 'list_page')
 
     def __init__(self, url, token=None, session=None, **settings):
         for name, value in settings.items():
@@ -195,9 +198,21 @@ class RemoteClient:
     # The calls the command line makes; each answers what the app sends.
 
     def list_snapshots(self, limit=None):
-        params = {'limit': limit} if limit else {}
-        return self.json('GET', '/lovely.gae/snapshots',
-                         params=params)['snapshots']
+        """The snapshots, newest first, at most ``limit``: the app's pages
+        of them (of its own size, or with a limit ``list_page`` at most),
+        asked for one after the other."""
+        found, after = [], None
+        while limit is None or len(found) < limit:
+            params = {} if limit is None else {
+                'limit': min(self.list_page, limit - len(found))}
+            if after is not None:
+                params['after'] = after
+            page = self.json('GET', '/lovely.gae/snapshots', params=params)
+            found += page['snapshots']
+            after = page.get('next')
+            if after is None or not page['snapshots']:
+                break
+        return found
 
     def get_snapshot(self, snapshot_id):
         return self._snapshot_call(snapshot_id, 'GET', '/lovely.gae/snapshots/'
