@@ -81,10 +81,12 @@ def build_parser():
                              '(default: %(default)s)')
     parser.add_argument('--startup', action='store_true',
                         help='only time lovely-gae --help (and --version, '
-                             'download --help) in processes of their own, '
-                             'against python -c pass (target: under %.1f s; '
-                             'R runs each, default 5); writes no RESULTS.md'
-                             % startup.TARGET)
+                             'download --help, and --url URL list against a '
+                             'stand-in app) in processes of their own, '
+                             'against python -c pass (target: under %.1f s, '
+                             '%.1f s with --url; R runs each, default 5); '
+                             'writes no RESULTS.md'
+                             % (startup.TARGET, startup.URL_TARGET))
     simmain.add_arguments(parser)
     return parser
 

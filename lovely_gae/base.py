@@ -3,7 +3,6 @@ its retries, and the properties and queries the models build on."""
 import contextvars
 import datetime
 import logging
-import os
 import time
 
 from google.appengine.api import datastore, datastore_errors
@@ -15,7 +14,7 @@ from . import defaults
 from .serializers import default_serializer
 
 __all__ = ['put_first', 'LibraryModel', 'TRANSIENT_ERRORS', 'WIDE', 'retrying',
-           'transaction', 'after_commit', 'before_commit', 'on_app_engine',
+           'transaction', 'after_commit', 'before_commit',
            'get_all', 'put_all', 'delete_all', 'utcnow',
            'JsonProperty', 'KeyProperty', 'prefixed']
 
@@ -80,11 +79,6 @@ def delete_all(keys):
 #: ``(before, after)``: what to do at the end of the transaction that
 #: ``transaction`` runs, inside it, and once it has committed.
 _hooks = contextvars.ContextVar('hooks', default=None)
-
-
-def on_app_engine(environ=os.environ):
-    """Whether this process runs on App Engine (standard environment)."""
-    return environ.get('GAE_ENV', '').startswith('standard')
 
 
 def transaction(func, *args, **kwargs):

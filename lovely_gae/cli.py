@@ -25,7 +25,7 @@ import signal
 import sys
 import threading
 
-from . import cliask, cliinfo, cliparse, clitext, defaults
+from . import cliask, clifiles, cliinfo, cliparse, clitext, defaults
 from .exceptions import AccessDenied, LovelyGaeError
 
 __all__ = ['main', 'build_parser', 'download_snapshot']
@@ -63,11 +63,6 @@ def _render(args, data, text):
     return text or None
 
 
-def _remote(args):
-    """The ``url`` the client functions take: the remote client, or None."""
-    return args.client if args.url else None
-
-
 # Each command returns ``(exit status, data for --json, text)``; ``main``
 # prints them once the datastore file is saved.
 
@@ -96,7 +91,7 @@ def cmd_create(args, client):
 
 
 def cmd_list(args, client):
-    infos = client.list_snapshots()
+    infos = client.list_snapshots(args.limit)
     return 0, infos, clitext.listing(infos)
 
 
@@ -186,56 +181,6 @@ def cmd_prune(args, client):
         ', '.join(map(str, result['deleted'])) or 'none')
 
 
-def cmd_download(args, client):
-    from .snapshot import client as snapshot_client
-    from .snapshot.transfer.rewrite import Mask
-    mask = Mask(args.mask, args.allow_unmatched_mask) if args.mask else None
-    try:
-        path = snapshot_client.download_snapshot(
-            args.out_dir, args.id, url=_remote(args),
-            target_app_id=args.target_app_id,
-            target_namespace=args.target_namespace, scrub=mask,
-            progress=snapshot_client.progress_for(args.json))
-    except BaseException as error:  # Ctrl-C too: it resumes all the same
-        if getattr(error, 'kept', None):
-            error.hint = clitext.kept(error.kept)
-        raise
-    snapshot_id = int(os.path.basename(path).rsplit('.', 1)[1])
-    data = {'id': snapshot_id, 'path': path}
-    if mask is not None and mask.unmatched():  # --allow-unmatched-mask
-        data['unmatched_masks'] = mask.unmatched()
-        if not args.json:
-            print('lovely-gae: warning: --mask %s matched no property'
-                  % clitext.printable(', '.join(mask.unmatched())),
-                  file=sys.stderr)
-    from .snapshot.transfer.devfile import first_app_id
-    data['app_id'] = first_app_id(path)
-    if data['app_id'] is not None and not args.json:  # after 'Saving to'
-        print(clitext.keys_of([data['app_id']]), file=sys.stderr)
-    return 0, data, None  # progress named it
-
-
-def cmd_upload(args, client):
-    from .snapshot import client as snapshot_client
-    if not args.yes:
-        from .snapshot.transfer import devfile
-        cliask.can_ask(args, 'replaces entities')  # before reading the file
-        counts = devfile.check_file(args.file)
-        if not cliask.confirm(args, 'Upload %s into %s: %d entities (%s); '
-                              'entities with the same keys are replaced.' % (
-                                  args.file, args.url or args.local.path,
-                                  sum(counts.values()), ', '.join(
-                                      '%s %d' % item
-                                      for item in sorted(counts.items()))),
-                              'Upload %s?' % args.file, 'replaces entities'):
-            return cliask.DECLINED
-    count = snapshot_client.upload_snapshot(
-        args.file, url=_remote(args), target_namespace=args.target_namespace,
-        progress=_work_progress(args))
-    return (0, {'file': args.file, 'entities': count},
-            'Uploaded %d entities from %s' % (count, args.file))
-
-
 def cmd_worker(args, client):
     result = client.run_worker(seconds=args.seconds, wait=args.wait,
                                threads=args.threads)
@@ -264,7 +209,8 @@ def cmd_demo(args, client):
 
 COMMANDS = {'create': cmd_create, 'list': cmd_list, 'status': cmd_status,
             'restore': cmd_restore, 'delete': cmd_delete, 'prune': cmd_prune,
-            'download': cmd_download, 'upload': cmd_upload,
+            'download': clifiles.cmd_download,
+            'upload': clifiles.cmd_upload,
             'verify': cliinfo.cmd_verify, 'inspect': cliinfo.cmd_inspect,
             'queue': cliinfo.cmd_queue, 'serve': cmd_serve,
             'worker': cmd_worker, 'demo': cmd_demo}

@@ -78,6 +78,23 @@ def _mask(value):
     return value
 
 
+def _masks(cmd, done, doing):
+    """``--mask`` and ``--allow-unmatched-mask`` of a command that writes
+    entities somewhere (``done``: what happens to them; ``doing``: the
+    command's work, as the option's help says it)."""
+    cmd.add_argument('--mask', action='append', type=_mask,
+                     metavar='[KIND.]PROPERTY', help='mask this property '
+                     '(of every kind, or of KIND): each text becomes '
+                     'masked-<16 hex digits>, equal texts alike, any other '
+                     'value null; repeat for more. A mask that matches '
+                     'no property of any entity %s is an error, and '
+                     'nothing is %s' % (done, done))
+    cmd.add_argument('--allow-unmatched-mask', action='store_true',
+                     help='%s even if a --mask matched nothing (a standing '
+                     'list of masks over snapshots that may lack some '
+                     'kinds); it is still said on stderr' % doing)
+
+
 def _bounded(kind, low, high=None):
     """An argparse ``type``: a ``kind`` (int, float) from ``low`` to
     ``high`` (None: any above ``low``)."""
@@ -174,7 +191,10 @@ def _add_commands(sub, commands, common):
                      'a kind even if it has no entities (without: an error, '
                      'as a typo or the wrong namespace usually is)')
     _waiting(cmd)
-    add('list', 'list snapshots, newest first', writes=False)
+    cmd = add('list', 'list every snapshot, newest first (over --url, '
+              'fetched a page at a time)', writes=False)
+    cmd.add_argument('--limit', type=_bounded(int, 1), metavar='N',
+                     help='list the newest N only')
     cmd = add('status', 'show one snapshot', writes=False)
     _snapshot_id(cmd)
     cmd = add('restore', 'restore a snapshot exactly: entities of its kinds '
@@ -210,23 +230,14 @@ def _add_commands(sub, commands, common):
                      'references to this app id (a development app)')
     cmd.add_argument('--target-namespace', metavar='NS', help='move keys '
                      'and references of the snapshot\'s namespace here')
-    cmd.add_argument('--mask', action='append', type=_mask,
-                     metavar='[KIND.]PROPERTY', help='mask this property '
-                     '(of every kind, or of KIND): each text becomes '
-                     'masked-<16 hex digits>, equal texts alike, any other '
-                     'value null; repeat for more. A mask that matches '
-                     'no property of any entity written is an error, and '
-                     'nothing is written')
-    cmd.add_argument('--allow-unmatched-mask', action='store_true',
-                     help='write the file even if a --mask matched nothing '
-                     '(a standing list of masks over snapshots that may '
-                     'lack some kinds); it is still said on stderr')
+    _masks(cmd, 'written', 'write the file')
     cmd = add('upload', 'put the entities of a downloaded file into the '
               'datastore (local: moved to its app id; --url: through the '
               'app, moved to its app id)')
     cmd.add_argument('file', metavar='FILE')
     cmd.add_argument('--target-namespace', metavar='NS', help='move keys '
                      'and references of the file\'s namespace here')
+    _masks(cmd, 'uploaded', 'upload the file')
     _yes(cmd, 'replacing entities')
     cmd = add('verify', 'check that a downloaded file is complete and '
               'count its entities per kind', where='none', writes=False)

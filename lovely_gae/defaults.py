@@ -1,4 +1,5 @@
 """Every default of the library, in one place."""
+import os
 
 #: Namespace that holds the library's own entities (snapshots, range
 #: backups, tasks), so that they never mix with an application's kinds.
@@ -95,3 +96,9 @@ LOCAL_APP_ID = 'lovely-gae-local'
 
 #: Seconds a session of the HTML page lasts from its login.
 SESSION_SECONDS = 8 * 3600
+
+
+def on_app_engine(environ=os.environ):
+    """Whether this process runs on App Engine (standard environment),
+    which decides ``PUSH`` and whom the app lets in (``access``)."""
+    return environ.get('GAE_ENV', '').startswith('standard')

@@ -360,7 +360,7 @@ class LocalClient:
         self.api, self.calls = api, calls
 
     def list_snapshots(self, limit=None):
-        return _sent(self.calls.list_snapshots(limit))['snapshots']
+        return _sent(self.calls.every_snapshot(limit))
 
     def get_snapshot(self, snapshot_id):
         return _sent(self.calls.get_snapshot(snapshot_id))

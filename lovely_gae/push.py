@@ -22,7 +22,8 @@ from google.appengine.api import datastore
 from google.appengine.api.taskqueue import taskqueue
 
 from . import defaults
-from .base import after_commit, before_commit, on_app_engine, utcnow
+from .base import after_commit, before_commit, utcnow
+from .defaults import on_app_engine
 from .tasks import micros
 
 __all__ = ['PARAM', 'TaskqueuePusher', 'push_name', 'current', 'use',

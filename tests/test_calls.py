@@ -90,6 +90,26 @@ def test_local_and_remote_calls_answer_the_same_shapes(
     assert Dummy.all().count() == 30
 
 
+def test_both_clients_list_every_snapshot_over_the_pages(
+        make_entities, remote, monkeypatch):
+    """The app sends a page of snapshots at a time; ``list_snapshots``
+    (``lovely-gae list``, and ``prune``'s question) gets them all."""
+    from lovely_gae.snapshot import calls
+    make_entities(Dummy, 1)
+    ids = [remote.create_snapshot(['Dummy'])['id'] for _ in range(7)][::-1]
+    monkeypatch.setattr(calls, 'LIST_PAGE', 2)  # the app's, and local
+    monkeypatch.setattr(calls, 'MAX_LIST_PAGE', 3)
+    remote.list_page = 2
+    for client in (remote, LocalClient()):
+        assert [s['id'] for s in client.list_snapshots()] == ids
+        assert [s['id'] for s in client.list_snapshots(5)] == ids[:5]
+    asked = []
+    monkeypatch.setattr(remote, 'json', lambda method, path, **kw: (
+        asked.append(kw['params']) or {'snapshots': [], 'next': 'x'}))
+    assert remote.list_snapshots(5) == []  # no snapshots: no next page
+    assert asked == [{'limit': 2}]
+
+
 def test_the_app_allows_a_kind_without_entities_by_default(remote):
     snap = remote.create_snapshot(['Nothing'])  # allowed by default
     assert snap['kinds'] == ['Nothing']

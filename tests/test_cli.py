@@ -227,6 +227,27 @@ def test_every_remote_command_over_http(remote, make_entities, capsys,
         'lovely-gae: error: no snapshot with id %d\n' % created['id'])
 
 
+def test_list_over_url_shows_every_page_or_the_newest_n(
+        remote, make_entities, capsys, monkeypatch):
+    """The app sends a page at a time (``calls.LIST_PAGE``): ``list`` asks
+    for each in turn, as ``kubectl get`` does; ``--limit`` stops at N."""
+    from lovely_gae.snapshot import calls
+    from lovely_gae.snapshot.transfer.remote import RemoteClient
+    from tests.conftest import Dummy
+    make_entities(Dummy, 1)
+    monkeypatch.setattr(calls, 'LIST_PAGE', 2)
+    monkeypatch.setattr(calls, 'MAX_LIST_PAGE', 2)
+    monkeypatch.setattr(RemoteClient, 'list_page', 2)
+    for _ in range(5):
+        assert remote('create', 'Dummy', '--async') == 0
+    capsys.readouterr()
+    assert remote('--json', 'list') == 0
+    ids = [s['id'] for s in out_json(capsys)]
+    assert len(ids) == 5 and ids == sorted(ids, reverse=True)
+    assert remote('--json', 'list', '--limit', '3') == 0
+    assert [s['id'] for s in out_json(capsys)] == ids[:3]
+
+
 def test_remote_create_waits_for_the_snapshot(snapshot_server, capsys,
                                                  monkeypatch, make_entities):
     from tests.conftest import Dummy

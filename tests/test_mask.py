@@ -156,3 +156,55 @@ def test_a_misspelt_mask_writes_nothing_over_url(snapshot_server,
                      '--mask', 'email']) == 0
     [path] = out.iterdir()
     assert b'secret@example.com' not in path.read_bytes()
+
+
+# Uploads check their mask as downloads do: a misspelt one sends nothing.
+
+def _user_emails():
+    return sorted(user['email'] for user in datastore.Query('User').Run())
+
+
+def test_a_misspelt_mask_uploads_nothing(snapshot_server, finished_snapshot,
+                                         tmp_path):
+    from lovely_gae.snapshot import client
+    _put_users()
+    snap = finished_snapshot(['User'])
+    path = client.download_snapshot(str(tmp_path), snap.id,
+                                    progress=lambda event, **info: None)
+    datastore.Delete(datastore.Query('User', keys_only=True).Run())
+    for url in (None, snapshot_server.url):  # this datastore, an app's
+        with pytest.raises(MaskUnmatched, match='did you mean email'):
+            client.upload_snapshot(path, url=url,
+                                   token=snapshot_server.token,
+                                   scrub=Mask(['emial']))
+        assert _user_emails() == []  # nothing put, nothing sent
+    mask = Mask(['email', 'emial'], allow_unmatched=True)
+    assert client.upload_snapshot(path, url=snapshot_server.url,
+                                  token=snapshot_server.token,
+                                  scrub=mask) == 3
+    assert mask.unmatched() == ['emial']
+    emails = _user_emails()
+    assert len(set(emails)) == 1 and emails[0].startswith('masked-')
+
+
+def test_upload_mask_on_the_command_line(store, capsys, tmp_path):
+    from lovely_gae import local
+    _snapshot_of_users(store)
+    out = tmp_path / 'm'
+    assert run_cli(store, 'download', str(out)) == 0
+    [path] = out.iterdir()
+    other = str(tmp_path / 'other.datastore')
+    capsys.readouterr()
+    assert run_cli(other, 'upload', '--yes', str(path),
+                   '--mask', 'emial') == 1
+    assert capsys.readouterr().err == ERROR
+    with local.local_datastore(other):
+        assert _user_emails() == []
+    assert run_cli(other, '--json', 'upload', '--yes', str(path), '--mask',
+                   'email', '--mask', 'Order.phone',
+                   '--allow-unmatched-mask') == 0
+    assert json.loads(capsys.readouterr().out)['unmatched_masks'] == [
+        'Order.phone']
+    with local.local_datastore(other):
+        emails = _user_emails()
+    assert len(emails) == 3 and all(e.startswith('masked-') for e in emails)

@@ -367,12 +367,19 @@ def test_a_snapshot_of_30_kinds_finishes(gae_testbed, run_tasks):
     assert sorted(snap.markers) == kinds
 
 
-def test_a_fresh_process_has_every_task_and_action_of_the_package():
-    """A worker that never started a restore still runs its tasks: the
-    package registers every task its modules define, and what
-    ``Snapshot.restore`` and ``delete`` start."""
+@pytest.mark.parametrize('start', [
+    'from lovely_gae.snapshot import api',
+    'from lovely_gae.snapshot import getApp; getApp()',  # the app's worker
+    'from lovely_gae.local import LocalClient; LocalClient()',  # the CLI's
+])
+def test_a_fresh_process_has_every_task_and_action_of_the_package(start):
+    """A worker that never started a restore still runs its tasks: ``api``,
+    which every way to start or run work imports, registers every task the
+    package's modules define, and what ``Snapshot.restore`` and ``delete``
+    start. (The package itself imports nothing: ``--url`` needs no SDK.)"""
     script = (
-        'import importlib, pkgutil, lovely_gae, lovely_gae.snapshot\n'
+        start + '\n'
+        'import importlib, pkgutil, lovely_gae\n'
         'from lovely_gae import tasks\n'
         'from lovely_gae.snapshot import models\n'
         'first = set(tasks._registry)\n'

@@ -1,14 +1,13 @@
-"""Snapshots of App Engine datastore kinds: create, restore, download."""
-from .work import deleting, passes, plan, ranges, restore, shards
-from .app.handlers import HANDLER_TUPLES, SnapshotApp
+"""Snapshots of App Engine datastore kinds: create, restore, download.
+
+The package imports nothing itself, so that a client of a remote app
+(``transfer.remote``, ``waiting``, ``progress``: ``lovely-gae --url``)
+starts without the SDK. ``getApp`` and ``HANDLER_TUPLES`` are imported
+when first asked for; the modules that define tasks come with ``api``
+(``api.TASK_MODULES``), which every way to start or run work imports.
+"""
 
 __all__ = ['getApp', 'HANDLER_TUPLES']
-
-#: Every module that defines tasks: imported with the package, so that a
-#: process that runs its tasks (a worker that never started one) has them
-#: registered. ``restore``, ``plan`` and ``deleting`` also do the work of
-#: ``Snapshot.restore`` and ``Snapshot.delete`` (``models.ACTIONS``).
-TASK_MODULES = (deleting, passes, plan, ranges, restore, shards)
 
 
 def getApp(token=None, app_engine_headers=None):
@@ -19,5 +18,13 @@ def getApp(token=None, app_engine_headers=None):
     it only on App Engine, and never with ``app_engine_headers=False``
     (token-only mode); see ``docs/security.rst``.
     """
+    from .app.handlers import HANDLER_TUPLES, SnapshotApp
     return SnapshotApp(HANDLER_TUPLES, token=token,
                        app_engine_headers=app_engine_headers)
+
+
+def __getattr__(name):
+    if name == 'HANDLER_TUPLES':
+        from .app.handlers import HANDLER_TUPLES
+        return HANDLER_TUPLES
+    raise AttributeError('module %r has no attribute %r' % (__name__, name))

@@ -1,4 +1,7 @@
 """Create, find, restore and prune snapshots."""
+import datetime
+import re
+
 from google.appengine.api import datastore_types, namespace_manager
 from google.appengine.ext import db
 
@@ -6,14 +9,23 @@ from .. import async_, defaults, entities
 from ..base import retrying, transaction
 from ..exceptions import (EmptyKind, InvalidInput, RestoreNotFound,
                           SnapshotInUse, SnapshotNotFound)
-from .work import passes
+from .work import deleting, passes, plan, ranges, restore, shards
 from . import storage
 from .models import Snapshot
 from .restores import RESTORE_ID, Restore
 
 __all__ = ['create_snapshot', 'get_kinds', 'get_snapshot', 'get_restore',
-           'list_snapshots', 'latest_snapshot', 'prune', 'prunable',
-           'validate_kind', 'validate_batchsize', 'validate_namespace']
+           'list_snapshots', 'snapshot_cursor', 'latest_snapshot', 'prune',
+           'prunable', 'validate_kind', 'validate_batchsize',
+           'validate_namespace']
+
+#: Every module that defines tasks: imported with ``api``, which every way
+#: to start work or to run it (the app's worker, ``LocalClient``, tests)
+#: imports, so that a process that runs tasks (a worker that never started
+#: one) has them registered. ``restore``, ``plan`` and ``deleting`` also do
+#: the work of ``Snapshot.restore`` and ``Snapshot.delete``
+#: (``models.ACTIONS``).
+TASK_MODULES = (deleting, passes, plan, ranges, restore, shards)
 
 #: More entities per range than this would not fit the range's bookkeeping.
 MAX_BATCH_SIZE = 100000
@@ -159,10 +171,52 @@ def get_restore(snapshot_id, restore_id):
     return found
 
 
-def list_snapshots(limit=None):
-    """Snapshots, newest first."""
+# A listing's cursor: the created time (microseconds since 1970) and the
+# id of the last snapshot listed.
+_CURSOR = re.compile(r'([0-9]{1,19})\.([0-9]{1,19})\Z')
+_EPOCH = datetime.datetime(1970, 1, 1)
+_MICROSECOND = datetime.timedelta(microseconds=1)
+
+
+def list_snapshots(limit=None, after=None):
+    """Snapshots, newest first, at most ``limit``; with ``after`` (the
+    ``snapshot_cursor`` of one listed), those after it.
+
+    The cursor holds the created time of the last one listed, so the query
+    starts there and reads only what it lists, whatever came or went
+    since; ties of a created time go by id, as the datastore orders them.
+    """
     query = Snapshot.all().order('-created')
-    return list(query.run(limit=limit, batch_size=100))
+    if after is None:
+        return list(query.run(limit=limit, batch_size=100))
+    created, last_id = _parse_cursor(after)
+    query.filter('created <=', created)
+    found = []
+    for snap in query.run(batch_size=min(limit or 100, 100) + 1):
+        if snap.created == created and snap.key().id() <= last_id:
+            continue  # listed before the cursor
+        found.append(snap)
+        if len(found) == limit:
+            break
+    return found
+
+
+def snapshot_cursor(snap):
+    """The cursor that lists the snapshots after ``snap``
+    (``list_snapshots(after=...)``)."""
+    return '%d.%d' % ((snap.created - _EPOCH) // _MICROSECOND, snap.id)
+
+
+def _parse_cursor(text):
+    match = _CURSOR.match(text) if isinstance(text, str) else None
+    try:
+        if match:
+            micros, last_id = map(int, match.groups())
+            return _EPOCH + micros * _MICROSECOND, last_id
+    except OverflowError:
+        pass
+    raise InvalidInput('after', text if not isinstance(text, str)
+                       else text[:40], 'no cursor of a listing')
 
 
 def latest_snapshot():

@@ -6,19 +6,66 @@ Each shape is written here once: the app's JSON endpoints (``app.manage``,
 returns what the app answered. So a command shows the same data on a local
 datastore file and over ``--url``. ``docs/cli.rst`` shows the shapes.
 """
+import json
+
 from .. import async_
 from . import api
 from .models import Snapshot
 
-__all__ = ['list_snapshots', 'get_snapshot', 'create_snapshot',
-           'restore_snapshot', 'get_restore', 'delete_snapshot', 'prune', 'worker_ran',
-           'uploaded', 'queued']
+__all__ = ['list_snapshots', 'every_snapshot', 'get_snapshot',
+           'create_snapshot', 'restore_snapshot', 'get_restore',
+           'delete_snapshot', 'prune',
+           'worker_ran', 'uploaded', 'queued', 'LIST_PAGE', 'MAX_LIST_PAGE',
+           'LIST_BYTES']
+
+#: Snapshots a page of a listing holds unless asked for another number:
+#: a nightly cron makes a list of years, never to be one answer.
+LIST_PAGE = 100
+
+#: Snapshots a page of a listing holds at most, whatever it asks for.
+MAX_LIST_PAGE = 1000
+
+#: Bytes of JSON past which a page holds no further snapshot: a snapshot
+#: of many kinds is long, and an answer stays well within what a client
+#: reads (``RemoteClient.json_bytes``) and App Engine sends (32 MB).
+LIST_BYTES = 4 << 20
 
 
-def list_snapshots(limit=None):
-    """``{'snapshots': [snapshot, ...]}``, newest first."""
-    return {'snapshots': [snap.to_dict()
-                          for snap in api.list_snapshots(limit)]}
+def list_snapshots(limit=None, after=None):
+    """A page of the snapshots, newest first: ``{'snapshots': [snapshot,
+    ...], 'next': cursor}``, ``next`` to send back as ``after`` for the
+    page after it (None after the last).
+
+    A page holds ``limit`` snapshots (default ``LIST_PAGE``, at most
+    ``MAX_LIST_PAGE``), fewer once its JSON passes ``LIST_BYTES``.
+    """
+    limit = min(limit or LIST_PAGE, MAX_LIST_PAGE)
+    snaps = api.list_snapshots(limit + 1, after)  # one more: is there more?
+    page, size = [], 0
+    for snap in snaps[:limit]:
+        data = snap.to_dict()
+        size += len(json.dumps(data, separators=(',', ':')))
+        if page and size > LIST_BYTES:
+            break
+        page.append(data)
+    more = len(page) < len(snaps)
+    return {'snapshots': page,
+            'next': api.snapshot_cursor(snaps[len(page) - 1]) if more
+            else None}
+
+
+def every_snapshot(limit=None):
+    """The snapshots of every page (``list_snapshots``), newest first, at
+    most ``limit``: what a client that lists them all returns."""
+    found, after = [], None
+    while limit is None or len(found) < limit:
+        page = list_snapshots(MAX_LIST_PAGE if limit is None else min(
+            limit - len(found), MAX_LIST_PAGE), after)
+        found += page['snapshots']
+        after = page['next']
+        if after is None:
+            break
+    return found
 
 
 def get_snapshot(snap):

@@ -305,15 +305,20 @@ def upload_snapshot(path, url=None, token=None, target_app_id=None,
     its app id unless ``target_app_id`` says otherwise; with ``url`` they
     go through the app's upload endpoint, which moves them to its own app
     id. Batches stay under ``batch_bytes`` (App Engine takes at most 1 MiB
-    per request). The whole file is read and checked before anything is
-    put: a damaged file, or one holding the library's own entities, puts
-    nothing.
+    per request). The whole file is read and checked, each entity as it
+    will be sent, before anything is put: a damaged file, or one holding
+    the library's own entities, puts nothing. ``scrub`` is as
+    ``download_snapshot`` takes it, and so is its ``check()``, called once
+    the file has been read: a ``rewrite.Mask`` that matched nothing raises
+    ``MaskUnmatched`` and nothing is sent (unless ``allow_unmatched``).
+    So ``scrub`` sees each entity twice, to check and to send, and must
+    give the same both times, as a ``Mask`` does.
     """
     if url is None and target_app_id is None:
         target_app_id = datastore_types.ResolveAppId(None)
-    total = sum(1 for _ in _entities(path, Transform(target_app_id,
-                                                      target_namespace)))
-    transform = Transform(target_app_id, target_namespace, scrub)  # once
+    transform = Transform(target_app_id, target_namespace, scrub)
+    total = sum(1 for _ in _entities(path, transform))
+    transform.check()  # a misspelt mask: the data it meant goes nowhere
     records = (e.SerializeToString() for e in _entities(path, transform))
     progress = _upload_progress(progress, 'upload of %s' % path, total)
     if url is None:

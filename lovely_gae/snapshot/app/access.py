@@ -23,7 +23,7 @@ import os
 from webob import exc
 
 from ... import defaults
-from ...base import on_app_engine
+from ...defaults import on_app_engine
 
 __all__ = ['configured_token', 'token_only', 'check_access',
            'is_loopback_host', 'refuse', 'ERROR_HEADER', 'APP_ENGINE',

@@ -17,11 +17,6 @@ from .web import (allow, ascii_int, bool_param, ids_param, int_param,
 
 __all__ = ['snapshots', 'show', 'restore', 'show_restore', 'delete', 'prune']
 
-#: Most snapshots one listing may ask for: a datastore query's limit is a
-#: signed 32-bit integer.
-MAX_QUERY_LIMIT = 2 ** 31 - 1
-
-
 def create_from(request):
     """Create a snapshot from ``kinds``, ``batchsize``, ``namespace`` and
     ``allow_empty`` (default true: a kind without entities is snapshotted).
@@ -56,7 +51,8 @@ def _batchsize(params):
 
 @allow('GET', 'POST')
 def snapshots(request):
-    """GET: the snapshots, newest first (``limit``); POST: create one.
+    """GET: a page of the snapshots, newest first (``limit``, ``after``:
+    see ``calls.list_snapshots``); POST: create one.
 
     POST takes ``kinds`` (repeated; none: every kind), ``batchsize``,
     ``namespace`` and ``allow_empty`` (false: a kind without entities is a
@@ -65,8 +61,20 @@ def snapshots(request):
     if request.method == 'POST':
         return json_response(calls.get_snapshot(create_from(request)),
                              status=201)
-    limit = int_param(request, 'limit', minimum=1, maximum=MAX_QUERY_LIMIT)
-    return json_response(calls.list_snapshots(limit))
+    limit = int_param(request, 'limit', minimum=1,
+                      maximum=calls.MAX_LIST_PAGE)
+    try:
+        after = request.GET.getall('after')
+    except UnicodeDecodeError:
+        raise refuse(exc.HTTPBadRequest, 'invalid after: the query is not '
+                     'UTF-8') from None
+    if len(after) > 1:
+        raise refuse(exc.HTTPBadRequest, 'invalid after: send one cursor')
+    try:
+        return json_response(calls.list_snapshots(
+            limit, after[0] if after else None))
+    except InvalidInput as error:
+        raise refuse(exc.HTTPBadRequest, str(error)) from error
 
 
 @allow('GET')

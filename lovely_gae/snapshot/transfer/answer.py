@@ -12,11 +12,13 @@ import json
 import re
 import time
 
+import requests
+
 from ...exceptions import AccessDenied, DownloadError
 from ..app.access import ERROR_HEADER
 
-__all__ = ['RemoteError', 'NotTheApp', 'Transient', 'Deadline', 'check',
-           'chunks', 'read_json']
+__all__ = ['RemoteError', 'NotTheApp', 'Transient', 'TRANSIENT', 'Deadline',
+           'check', 'chunks', 'read_json']
 
 #: Answers worth asking again for: the app or a proxy was busy.
 RETRY_STATUS = frozenset([429, 500, 502, 503, 504])
@@ -54,6 +56,10 @@ class NotTheApp(RemoteError):
 
 class Transient(Exception):
     """A try that may succeed when repeated."""
+
+
+#: What a retry can mend: a connection cut, a timeout, a busy app.
+TRANSIENT = (requests.ConnectionError, requests.Timeout, Transient)
 
 
 class Deadline:

@@ -10,11 +10,13 @@ and is checked against the manifest's size and sha256, each page of the
 manifest against what a download can trust (``manifest``). Redirects are never
 followed, as the token would go along. Nothing received is ever unpickled,
 nor unpacked, nor read beyond a bound in bytes and time (``answer``).
+
+The JSON calls need nothing of the SDK: ranges (``fetch``), the manifest
+and uploads (``wire``) are imported by the calls that move data, so that a
+``lovely-gae --url`` command that moves none starts at once.
 """
 import concurrent.futures
-import hashlib
 import logging
-import os
 import re
 import socket
 import time
@@ -23,19 +25,16 @@ from urllib.parse import quote, urlsplit
 import requests
 
 from ... import __version__
-from ...exceptions import (DownloadError, RangeCorrupted, RestoreNotFound,
+from ...exceptions import (DownloadError, RestoreNotFound,
                            SnapshotNotFinished, SnapshotNotFound)
-from . import devfile, wire
 from ..app.access import configured_token, is_loopback_host
-from .answer import (Deadline, NotTheApp, RemoteError, Transient, check,
-                     chunks, read_json)
-from .manifest import ManifestPages
+from ..progress import quiet
+from .answer import (TRANSIENT, Deadline, NotTheApp, RemoteError, check,
+                     read_json)
 
 __all__ = ['RemoteClient', 'RemoteError']
 
 log = logging.getLogger(__name__)
-
-_TRANSIENT = (requests.ConnectionError, requests.Timeout, Transient)
 
 
 def _brief(error):
@@ -70,14 +69,6 @@ def _unreachable(error):
     return None
 
 
-def _sha256(path):
-    digest = hashlib.sha256()
-    with devfile.open_private(path) as fileobj:
-        for block in iter(lambda: fileobj.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class RemoteClient:
     """A client of the app at ``url`` (its base: ``https://app.example``).
 
@@ -102,9 +93,12 @@ class RemoteClient:
     chunk_size = 64 * 1024
     #: Seconds between two looks at the work waited for.
     poll_seconds = 1.0
+    #: Snapshots asked for in a page of a listing with a limit (the app
+    #: sends 1000 at most: ``calls.MAX_LIST_PAGE``).
+    list_page = 500
 
     _settings = ('retries', 'backoff', 'max_backoff', 'timeout',
-                 'response_seconds', 'json_bytes', 'chunk_size')
+                 'response_seconds', 'json_bytes', 'chunk_size', 'list_page')
 
     def __init__(self, url, token=None, session=None, **settings):
         for name, value in settings.items():
@@ -181,7 +175,7 @@ class RemoteClient:
                                **kwargs) as response:
                     return read_json(response, self.json_bytes, deadline,
                                      self.chunk_size)
-            except _TRANSIENT as error:
+            except TRANSIENT as error:
                 if not retry:
                     self._fail(what, error)
                 failures += 1
@@ -206,9 +200,21 @@ class RemoteClient:
     # The calls the command line makes; each answers what the app sends.
 
     def list_snapshots(self, limit=None):
-        params = {'limit': limit} if limit else {}
-        return self.json('GET', '/lovely.gae/snapshots',
-                         params=params)['snapshots']
+        """The snapshots, newest first, at most ``limit``: the app's pages
+        of them (of its own size, or with a limit ``list_page`` at most),
+        asked for one after the other."""
+        found, after = [], None
+        while limit is None or len(found) < limit:
+            params = {} if limit is None else {
+                'limit': min(self.list_page, limit - len(found))}
+            if after is not None:
+                params['after'] = after
+            page = self.json('GET', '/lovely.gae/snapshots', params=params)
+            found += page['snapshots']
+            after = page.get('next')
+            if after is None or not page['snapshots']:
+                break
+        return found
 
     def get_snapshot(self, snapshot_id):
         return self._snapshot_call(snapshot_id, 'GET')
@@ -282,84 +288,14 @@ class RemoteClient:
     def manifest_pages(self, snapshot_id='latest'):
         """The manifest's entries, a page fetched and checked whole before
         any of its entries is used (``manifest.ManifestPages``)."""
+        from .manifest import ManifestPages
         return ManifestPages(self.manifest, snapshot_id)
 
     def fetch_range(self, snapshot_id, entry, path, progress=None):
-        """Download a range of the manifest to ``path`` and check it.
-
-        Bytes already at ``path`` are kept and the rest is asked for. A
-        range whose bytes do not match the manifest raises
-        ``RangeCorrupted`` and leaves nothing at ``path``.
-        """
-        progress = progress or _quiet
-        name, size = entry['name'], entry['size']
-        what = 'download of range %s' % name
-        failures = 0
-        have = _size(path)
-        if have > size:
-            os.unlink(path)
-            have = 0
-        progress('bytes', bytes=have)
-        while have < size:
-            started = have
-            try:
-                have = self._fetch_once(snapshot_id, entry, path, have,
-                                        progress)
-                if have < size:
-                    raise Transient('connection closed after %d of %d bytes'
-                                    % (have, size))
-            except _TRANSIENT as error:
-                have = _size(path)
-                # Only a try that brought a good part of what is left starts
-                # the count of failures again: a server trickling a few
-                # bytes a try would otherwise be tried for ever.
-                brought = have - started
-                failures = 1 if brought >= min(self.chunk_size, size -
-                                               started) else failures + 1
-                self._pause(failures, what, error)
-        if not os.path.lexists(path):
-            devfile.open_private(path, 'wb').close()  # an empty range
-        if _sha256(path) != entry['sha256']:
-            os.unlink(path)
-            raise RangeCorrupted(snapshot_id, name, 'downloaded bytes do '
-                                 'not match their sha256')
-        return path
-
-    def _fetch_once(self, snapshot_id, entry, path, have, progress):
-        """One try; returns how many bytes of the range ``path`` holds."""
-        headers = {}
-        if have:
-            headers['Range'] = 'bytes=%d-' % have
-            headers['If-Range'] = '"%s"' % entry['sha256']
-        deadline = Deadline(self.response_seconds[1])
-        with self._ask('GET', self.url + entry['path'], deadline, True,
-                       headers=headers) as response:
-            if response.status_code == 206:
-                start = _range_start(response.headers.get('Content-Range'))
-                if start != have:
-                    raise Transient('asked for bytes from %d, got them '
-                                    'from %d' % (have, start))
-            elif have:
-                # The whole range again: the app's copy is not the one we
-                # have part of (If-Range), or it ignores ranges.
-                progress('bytes', bytes=-have)
-                have = 0
-            mode = 'r+b' if have else 'wb'
-            with devfile.open_private(path, mode) as fileobj:
-                fileobj.seek(have)
-                fileobj.truncate()
-                for chunk in chunks(response, None, deadline,
-                                    self.chunk_size):
-                    if have + len(chunk) > entry['size']:
-                        fileobj.close()
-                        os.unlink(path)
-                        raise RangeCorrupted(snapshot_id, entry['name'],
-                                             'the app sent more bytes than '
-                                             'the manifest lists')
-                    fileobj.write(chunk)
-                    have += len(chunk)
-                    progress('bytes', bytes=len(chunk))
-        return have
+        """Download a range of the manifest to ``path`` and check it
+        (``fetch.fetch_range``)."""
+        from .fetch import fetch_range  # the SDK: for downloads alone
+        return fetch_range(self, snapshot_id, entry, path, progress)
 
     def upload(self, records, batch_bytes=None, progress=None):
         """Put encoded entities through the upload endpoint; return the count.
@@ -367,7 +303,8 @@ class RemoteClient:
         Batches stay under ``batch_bytes`` (default ``wire.BATCH_BYTES``);
         a batch is retried as a whole, as putting it twice does no harm.
         """
-        progress = progress or _quiet
+        from . import wire
+        progress = progress or quiet
         count = 0
         for body, size in wire.batches(records, batch_bytes):
             answer = self.json('POST', '/lovely.gae/upload', data=body,
@@ -375,24 +312,3 @@ class RemoteClient:
             count += answer['put']
             progress('batch', entities=size, bytes=len(body))
         return count
-
-
-def _quiet(event, **info):
-    """Progress that shows nothing."""
-
-
-def _size(path):
-    """Bytes of a range fetched so far (what ``path`` holds, not what a
-    link there points to)."""
-    return os.lstat(path).st_size if os.path.lexists(path) else 0
-
-
-def _range_start(header):
-    """The first byte of ``Content-Range: bytes first-last/size``."""
-    try:
-        unit, _, spec = (header or '').partition(' ')
-        if unit != 'bytes':
-            raise ValueError(header)
-        return int(spec.partition('-')[0])
-    except ValueError:
-        raise Transient('bad Content-Range %r' % header) from None
