@@ -166,7 +166,7 @@ def cmd_delete(args, client):
 def cmd_prune(args, client):
     doomed = None  # --yes: what the app finds prunable
     if not args.yes:
-        from .snapshot.api import prunable
+        from .snapshot.statuses import prunable
         doomed = prunable([(info['id'], info['status'],
                             info['progress']['entities'])
                            for info in client.list_snapshots()], args.keep)

@@ -181,6 +181,26 @@ def test_url_commands_import_no_sdk():
     assert done.stdout.splitlines()[-1] == '[]'
 
 
+def test_prune_that_asks_over_url_imports_no_sdk():
+    """Without ``--yes`` prune asks about what ``prunable`` finds on the
+    app's listing first: that rule needs nothing of the SDK either."""
+    script = ('import runpy, sys\n'
+              'FakeApp = runpy.run_path("benchmarks/startup.py")["FakeApp"]\n'
+              'from lovely_gae import cliask\n'
+              'from lovely_gae.cli import main\n'
+              'cliask.can_ask = lambda args: None\n'
+              'cliask.confirm = lambda *args, **kwargs: True\n'
+              'with FakeApp() as app:\n'
+              '    assert main(["--url", app.url, "--token", "x", "prune",\n'
+              '                 "--keep", "0"]) == 0\n'
+              'print(sorted(name for name in sys.modules\n'
+              '             if name.startswith("google.")))\n')
+    done = subprocess.run([sys.executable, '-c', script], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == '[]'
+
+
 def test_the_startup_benchmark_times_help(tmp_path):
     """``python -m benchmarks --startup`` runs and reports every command
     (no timed assertion: how fast is for the benchmark to say)."""

@@ -13,6 +13,7 @@ from .work import deleting, passes, plan, ranges, restore, shards
 from . import storage
 from .models import Snapshot
 from .restores import RESTORE_ID, Restore
+from .statuses import prunable
 
 __all__ = ['create_snapshot', 'get_kinds', 'get_snapshot', 'get_restore',
            'list_snapshots', 'snapshot_cursor', 'latest_snapshot', 'prune',
@@ -253,23 +254,3 @@ def prune(keep, only=None):
             continue
         deleted.append(snap.id)
     return deleted
-
-
-def prunable(snapshots, keep):
-    """Ids of ``snapshots`` (``(id, status, entities)``, newest first) that
-    ``prune(keep)`` deletes: finished ones that hold entities past the
-    newest ``keep``, and failed or empty ones older than the oldest kept.
-    An empty snapshot does not count: a run of them (a kind misspelt in
-    cron, or an app that lost its data) never pushes out the newest that
-    hold data."""
-    kept, doomed = 0, []
-    for snapshot_id, status, held in snapshots:
-        if status == Snapshot.STATUS_FINISHED and held:
-            if kept < keep:
-                kept += 1
-                continue
-        elif (status not in (Snapshot.STATUS_FINISHED, Snapshot.STATUS_ERROR)
-              or kept < keep):
-            continue
-        doomed.append(snapshot_id)
-    return doomed

@@ -1,7 +1,6 @@
 """The stored shape of a snapshot: ``Snapshot``, ``RangeBackup`` and its
 parts (how its kinds were cut: ``markers``; finding its ranges:
 ``backups``; its restores: ``restores``)."""
-import enum
 import hashlib
 
 from google.appengine.ext import db
@@ -12,6 +11,7 @@ from ..exceptions import RangeCorrupted, SnapshotNotFinished
 from . import names, storage
 from .markers import SnapshotMarkers
 from .restores import Restore
+from .statuses import Status
 
 __all__ = ['SHARD_STRIDE', 'ACTIONS', 'Status', 'Snapshot', 'RangeBackup',
            'RangeBackupPart']
@@ -28,14 +28,6 @@ SHARD_STRIDE = 10 ** 7
 #: here (``restore``, ``plan``), so that the stored model imports nothing
 #: above it; the package imports them.
 ACTIONS = {}
-
-
-class Status(str, enum.Enum):
-    STARTED = 'started'
-    STORING = 'storing'
-    FINISHED = 'finished'
-    ERROR = 'error'
-    DELETING = 'deleting'
 
 
 class _ReverseReference(db._ReverseReferenceProperty):
