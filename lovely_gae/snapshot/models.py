@@ -25,8 +25,8 @@ SHARD_STRIDE = 10 ** 7
 #: The work ``Snapshot.restore`` and ``Snapshot.delete`` start: ``restore``,
 #: ``dry_run`` (each a function of the snapshot and the kinds that returns
 #: the id of the ``Restore`` it started) and ``delete``. The modules that do it build on this one and enter themselves
-#: here (``restore``, ``plan``), so that the stored model imports nothing
-#: above it; the package imports them.
+#: here (``restore``, ``plan``, ``deleting``), so that the stored model
+#: imports nothing above it; ``api`` imports them (``api.TASK_MODULES``).
 ACTIONS = {}
 
 
