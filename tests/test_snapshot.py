@@ -392,3 +392,21 @@ def test_a_fresh_process_has_every_task_and_action_of_the_package(start):
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.splitlines() == [
         '[]', "['delete', 'dry_run', 'restore']"]
+
+
+def test_a_snapshot_read_through_its_model_alone_can_be_deleted():
+    """``Snapshot.delete`` (and ``restore``) start work that ``api``
+    registers: a caller that imported only the model gets it on first use,
+    not a ``KeyError`` (the package imports nothing of it up front)."""
+    script = (
+        'from lovely_gae.local import start_testbed\n'
+        'start_testbed()\n'
+        'from lovely_gae.snapshot.models import Snapshot\n'
+        'snap = Snapshot(status=Snapshot.STATUS_FINISHED, kinds=[])\n'
+        'snap.put()\n'
+        'snap.delete()\n'
+        'print(Snapshot.get_by_id(snap.key().id()))\n')
+    done = subprocess.run([sys.executable, '-c', script], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-1500:]
+    assert done.stdout.splitlines()[-1] == 'None'

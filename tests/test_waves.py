@@ -466,3 +466,23 @@ def test_a_dry_run_counts_kinds_another_restore_holds(nine_ranges,
     assert [lock.restore_id for lock in locks.held()] == [holder.id]
     run_tasks(recursive=True)
     _assert_finished(nine_ranges)
+
+
+def test_a_restore_is_read_in_one_call_with_the_marker_of_its_writing(
+        nine_ranges, run_tasks, datastore_calls):
+    """While a restore is checking, whether its writing began is a marker
+    of its own: a poll (``get_restore``) and the snapshot's progress read
+    it with the record, one call each, not one after the other."""
+    from lovely_gae.snapshot import calls
+    nine_ranges.restore()
+    for polled, writing in ((False, 'checking'), (True, 'running')):
+        if polled:
+            until_queued(run_tasks, 'restore_ranges')  # the checks passed
+        datastore_calls.clear()
+        answer = calls.get_restore(nine_ranges.id, nine_ranges.restore_id)
+        assert answer['status'] == writing
+        assert datastore_calls[:1] == ['Get'] and (
+            'Get' not in datastore_calls[1:]), datastore_calls
+        datastore_calls.clear()
+        assert nine_ranges.restore_progress()['status'] == writing
+        assert 'Get' not in datastore_calls[1:], datastore_calls

@@ -12,7 +12,7 @@ from ..exceptions import (EmptyKind, InvalidInput, RestoreNotFound,
 from .work import deleting, passes, plan, ranges, restore, shards
 from . import storage
 from .models import Snapshot
-from .restores import RESTORE_ID, Restore
+from .restores import RESTORE_ID, Restore, begun_key
 from .statuses import prunable
 
 __all__ = ['create_snapshot', 'get_kinds', 'get_snapshot', 'get_restore',
@@ -160,16 +160,18 @@ def get_snapshot(snapshot_id):
 
 
 def get_restore(snapshot_id, restore_id):
-    """Restore (or dry run) ``restore_id`` of snapshot ``snapshot_id``, read
-    by its key alone; ``RestoreNotFound`` if it is none of that
-    snapshot's, ``InvalidInput`` if it is no restore's id."""
+    """Restore (or dry run) ``restore_id`` of snapshot ``snapshot_id``, and
+    whether its writing began, read by their keys in one call;
+    ``RestoreNotFound`` if it is none of that snapshot's, ``InvalidInput``
+    if it is no restore's id."""
     if not isinstance(restore_id, str) or not RESTORE_ID.match(restore_id):
         raise InvalidInput('restore id', restore_id[:40] if isinstance(
             restore_id, str) else restore_id, 'must be 32 hex digits')
-    found = db.get(Restore.key_for(restore_id))
+    found, begun = db.get([Restore.key_for(restore_id),
+                           begun_key(snapshot_id, restore_id)])
     if found is None or found.snapshot_id != snapshot_id:
         raise RestoreNotFound(snapshot_id, restore_id)
-    return found
+    return found, begun is not None
 
 
 # A listing's cursor: the created time (microseconds since 1970) and the

@@ -96,7 +96,8 @@ def restore_snapshot(snap, kinds=None, dry_run=False):
 def get_restore(snapshot_id, restore_id):
     """Restore (or dry run) ``restore_id`` of snapshot ``snapshot_id`` as
     ``Restore.to_dict()`` (``api.get_restore``)."""
-    return api.get_restore(snapshot_id, restore_id).to_dict()
+    record, begun = api.get_restore(snapshot_id, restore_id)
+    return record.to_dict(begun)
 
 
 def delete_snapshot(snap):

@@ -2,6 +2,7 @@
 parts (how its kinds were cut: ``markers``; finding its ranges:
 ``backups``; its restores: ``restores``)."""
 import hashlib
+import importlib
 
 from google.appengine.ext import db
 
@@ -10,7 +11,7 @@ from ..base import JsonProperty, KeyProperty, LibraryModel, prefixed
 from ..exceptions import RangeCorrupted, SnapshotNotFinished
 from . import names, storage
 from .markers import SnapshotMarkers
-from .restores import Restore
+from .restores import Restore, begun_key
 from .statuses import Status
 
 __all__ = ['SHARD_STRIDE', 'ACTIONS', 'Status', 'Snapshot', 'RangeBackup',
@@ -24,10 +25,19 @@ SHARD_STRIDE = 10 ** 7
 
 #: The work ``Snapshot.restore`` and ``Snapshot.delete`` start: ``restore``,
 #: ``dry_run`` (each a function of the snapshot and the kinds that returns
-#: the id of the ``Restore`` it started) and ``delete``. The modules that do it build on this one and enter themselves
-#: here (``restore``, ``plan``, ``deleting``), so that the stored model
-#: imports nothing above it; ``api`` imports them (``api.TASK_MODULES``).
+#: the id of the ``Restore`` it started) and ``delete``. The modules that
+#: do it build on this one and enter themselves here (``restore``, ``plan``,
+#: ``deleting``), so that the stored model imports nothing above it; ``api``
+#: imports them (``api.TASK_MODULES``), on first use if no one has.
 ACTIONS = {}
+
+
+def _action(name):
+    """``ACTIONS[name]``: a caller that read a snapshot through this module
+    alone has not imported the work yet (``api`` does)."""
+    if name not in ACTIONS:
+        importlib.import_module(__package__ + '.api')
+    return ACTIONS[name]
 
 
 class _ReverseReference(db._ReverseReferenceProperty):
@@ -167,13 +177,13 @@ class Snapshot(LibraryModel):
         """``restore_id``'s ``Restore.to_dict()``, or None: the latest
         restore as this snapshot was read, or the one ``restore`` started
         on it."""
-        return _restore_dict(self.restore_id)
+        return _restore_dict(self.id, self.restore_id)
 
     def plan_progress(self):
         """``plan_id``'s ``Restore.to_dict()`` (with its ``plan`` once
         finished), or None: the latest dry run as this snapshot was read,
         or the one ``restore(dry_run=True)`` started on it."""
-        return _restore_dict(self.plan_id)
+        return _restore_dict(self.id, self.plan_id)
 
     def check_finished(self):
         if self.status != self.STATUS_FINISHED:
@@ -203,7 +213,7 @@ class Snapshot(LibraryModel):
         restore started, as its start stored it on the snapshot: another
         caller may start one of other kinds before this one has ended.
         """
-        started = ACTIONS['dry_run' if dry_run else 'restore'](self, kinds)
+        started = _action('dry_run' if dry_run else 'restore')(self, kinds)
         if dry_run:
             self.plan_id = started
         else:
@@ -226,12 +236,17 @@ class Snapshot(LibraryModel):
         half-way. From the moment it is marked ``deleting``, no restore and
         no download of it can start.
         """
-        ACTIONS['delete'](self)
+        _action('delete')(self)
 
 
-def _restore_dict(restore_id):
-    found = restore_id and db.get(Restore.key_for(restore_id))
-    return found.to_dict() if found else None
+def _restore_dict(snapshot_id, restore_id):
+    """``Restore.to_dict()`` of ``restore_id`` (None: None), read with the
+    marker of its writing in one call."""
+    if not restore_id:
+        return None
+    found, begun = db.get([Restore.key_for(restore_id),
+                           begun_key(snapshot_id, restore_id)])
+    return found.to_dict(begun is not None) if found else None
 
 
 class RangeBackup(LibraryModel):

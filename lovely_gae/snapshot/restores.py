@@ -102,10 +102,14 @@ class Restore(LibraryModel):
                        'ranges_total': totals[index]}
                 for index, kind in enumerate(self.kinds)}
 
-    def to_dict(self):
+    def to_dict(self, begun=None):
+        """What users see of it; ``begun``: whether the marker that its
+        writing began is there, if read with it (else it is read here)."""
         status = self.status
         if status == RestoreStatus.CHECKING.value:
-            status = self.shown_status(db.get(self.begun_key()) is not None)
+            if begun is None:
+                begun = db.get(self.begun_key()) is not None
+            status = self.shown_status(begun)
         by_kind = self.by_kind(status)
         found = {'id': self.id, 'status': status, 'kinds': self.kinds,
                  'ranges_done': sum(counts['ranges_done']
