@@ -16,7 +16,7 @@ from webob.dec import wsgify
 
 from . import manage, data as transfer, page, worker
 from .access import LOOPBACK, refuse
-from .web import MAX_FORM_BYTES, allow, check_body, text
+from .web import MAX_FORM_BYTES, allow, check_body, read_params, text
 
 __all__ = ['CreateSnapshotHandler', 'HANDLER_TUPLES', 'SnapshotApp']
 
@@ -91,6 +91,7 @@ class SnapshotApp:
         # What is let in is small enough to read into memory; WebOb would
         # copy a form of over 10 KiB into a temporary file it never closes.
         request.request_body_tempfile_limit = limit
+        read_params(request)
         if (way_in == LOOPBACK and request.method == 'GET'
                 and getattr(handler, 'writes_on_get', False)):
             # Any web page can make a browser send a GET (an image, a

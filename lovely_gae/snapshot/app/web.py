@@ -6,6 +6,7 @@ A handler takes a WebOb ``Request`` and returns a ``Response`` or raises a
 import functools
 import json
 import re
+from urllib.parse import unquote_to_bytes
 
 from webob import Response, exc
 
@@ -15,8 +16,8 @@ from .. import api
 from .access import refuse
 
 __all__ = ['text', 'json_response', 'allow', 'snapshot_or_404', 'snapshot_number',
-           'check_body', 'ascii_int', 'int_param', 'ids_param', 'float_param',
-           'bool_param',
+           'check_body', 'read_params', 'ascii_int', 'int_param', 'ids_param',
+           'float_param', 'bool_param',
            'MAX_BODY_BYTES', 'MAX_FORM_BYTES', 'MAX_ID']
 
 #: Largest request body the app reads: one upload batch (``wire``), as
@@ -86,6 +87,36 @@ def check_body(request, limit):
     elif length > limit:
         raise refuse(exc.HTTPRequestEntityTooLarge,
                      'send at most %d bytes in this request' % limit)
+
+
+def read_params(request):
+    """Read the query and a form's body once, before any handler: what
+    cannot be read (not UTF-8, a charset no one knows, a broken multipart
+    body) is a 400, and so is a file where every parameter is a value.
+    WebOb keeps what it read for the handler."""
+    if request.charset.lower().replace('_', '-') not in ('utf-8', 'utf8'):
+        raise refuse(exc.HTTPBadRequest, 'the form is in %s: send it in '
+                     'UTF-8' % request.charset[:40])
+    try:
+        if request.content_type == 'application/x-www-form-urlencoded':
+            _strict_utf8(request.body)  # WebOb would put U+FFFD for a byte
+        items = list(request.params.items())
+    except (UnicodeDecodeError, LookupError, ValueError, TypeError):
+        raise refuse(exc.HTTPBadRequest, 'the query or form cannot be read: '
+                     'send UTF-8 form fields (application/x-www-form-'
+                     'urlencoded or multipart/form-data)') from None
+    for name, value in items:
+        if not isinstance(value, str):
+            raise refuse(exc.HTTPBadRequest, 'parameter %r must be a value, '
+                         'not a file' % str(name)[:40])
+
+
+def _strict_utf8(form):
+    """Raise ``UnicodeDecodeError`` unless every name and value of the
+    urlencoded ``form`` is UTF-8."""
+    for field in form.split(b'&'):
+        for part in field.split(b'=', 1):
+            unquote_to_bytes(part.replace(b'+', b' ')).decode('utf-8')
 
 
 def snapshot_or_404(snapshot_id):
