@@ -36,6 +36,18 @@ class Unread:
     readline = readlines = read
 
 
+CREATE = '/lovely.gae/snapshot.CreateSnapshotHandler'
+SNAPSHOTS = '/lovely.gae/snapshots'
+
+
+@pytest.fixture
+def app(gae_testbed):
+    """The app, in-process with webtest."""
+    from webtest import TestApp
+    from lovely_gae.snapshot import getApp
+    return TestApp(getApp())
+
+
 @pytest.fixture
 def make_entities(gae_testbed):
     """``make_entities(model, n)``: put n entities titled 0..n-1."""
