@@ -199,6 +199,17 @@ def unsharded(monkeypatch):
 
 
 @pytest.fixture
+def large(monkeypatch, unsharded):
+    """Restores too large to be checked in the call that starts them, their
+    tasks as large as allowed (one worker: waves of one task)."""
+    from lovely_gae.snapshot.work import restore, waves
+    monkeypatch.setattr(waves, 'INLINE_RANGES', 1)
+    monkeypatch.setattr(waves, 'CHECK_RANGES', 2)
+    monkeypatch.setattr(waves, 'WRITE_RANGES', 2)
+    monkeypatch.setattr(restore, 'FAN_OUT', 2)
+
+
+@pytest.fixture
 def sharded(monkeypatch):
     """Kinds with 20 sampled keys are cut into 4 shards."""
     from lovely_gae.snapshot.work import passes
