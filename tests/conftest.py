@@ -36,6 +36,18 @@ class Unread:
     readline = readlines = read
 
 
+CREATE = '/lovely.gae/snapshot.CreateSnapshotHandler'
+SNAPSHOTS = '/lovely.gae/snapshots'
+
+
+@pytest.fixture
+def app(gae_testbed):
+    """The app, in-process with webtest."""
+    from webtest import TestApp
+    from lovely_gae.snapshot import getApp
+    return TestApp(getApp())
+
+
 @pytest.fixture
 def make_entities(gae_testbed):
     """``make_entities(model, n)``: put n entities titled 0..n-1."""
@@ -184,6 +196,17 @@ def ticking_clock(monkeypatch):
 def unsharded(monkeypatch):
     """Kinds of any size stay one shard: ranges 0 to n - 1."""
     monkeypatch.setattr(defaults, 'SHARDS', 1)
+
+
+@pytest.fixture
+def large(monkeypatch, unsharded):
+    """Restores too large to be checked in the call that starts them, their
+    tasks as large as allowed (one worker: waves of one task)."""
+    from lovely_gae.snapshot.work import restore, waves
+    monkeypatch.setattr(waves, 'INLINE_RANGES', 1)
+    monkeypatch.setattr(waves, 'CHECK_RANGES', 2)
+    monkeypatch.setattr(waves, 'WRITE_RANGES', 2)
+    monkeypatch.setattr(restore, 'FAN_OUT', 2)
 
 
 @pytest.fixture
