@@ -42,8 +42,7 @@ def list_snapshots(limit=None, after=None):
     limit = min(limit or LIST_PAGE, MAX_LIST_PAGE)
     snaps = api.list_snapshots(limit + 1, after)  # one more: is there more?
     page, size = [], 0
-    for snap in snaps[:limit]:
-        data = snap.to_dict()
+    for data in Snapshot.to_dicts(snaps[:limit]):
         size += len(json.dumps(data, separators=(',', ':')))
         if page and size > LIST_BYTES:
             break

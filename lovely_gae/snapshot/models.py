@@ -155,8 +155,13 @@ class Snapshot(LibraryModel):
                 'entities': self.entity_count, 'bytes': self.stored_bytes,
                 'by_kind': by_kind}
 
-    def to_dict(self):
-        """The snapshot as JSON-ready data (what the app and the CLI show)."""
+    def to_dict(self, restores=None):
+        """The snapshot as JSON-ready data (what the app and the CLI show).
+        ``restores``: its latest restore's and dry run's ``Restore.to_dict``
+        by id, as ``to_dicts`` reads them for many at once."""
+        if restores is None:
+            restores = _restore_dicts([self])
+
         def iso(value):
             return value.isoformat() + 'Z' if value else None
         return {'id': self.id, 'status': self.status, 'kinds': self.kinds,
@@ -170,20 +175,28 @@ class Snapshot(LibraryModel):
                                   for kind in self.kinds},
                 'error': self.error, 'created': iso(self.created),
                 'modified': iso(self.modified),
-                'restore': self.restore_progress(),
-                'plan': self.plan_progress()}
+                'restore': restores.get(self.restore_id),
+                'plan': restores.get(self.plan_id)}
+
+    @staticmethod
+    def to_dicts(snaps):
+        """``to_dict`` of each of ``snaps``, their restores and dry runs
+        read in one call for all (a listing's page is not a call a
+        snapshot)."""
+        restores = _restore_dicts(snaps)
+        return [snap.to_dict(restores) for snap in snaps]
 
     def restore_progress(self):
         """``restore_id``'s ``Restore.to_dict()``, or None: the latest
         restore as this snapshot was read, or the one ``restore`` started
         on it."""
-        return _restore_dict(self.id, self.restore_id)
+        return _restore_dicts([self]).get(self.restore_id)
 
     def plan_progress(self):
         """``plan_id``'s ``Restore.to_dict()`` (with its ``plan`` once
         finished), or None: the latest dry run as this snapshot was read,
         or the one ``restore(dry_run=True)`` started on it."""
-        return _restore_dict(self.id, self.plan_id)
+        return _restore_dicts([self]).get(self.plan_id)
 
     def check_finished(self):
         if self.status != self.STATUS_FINISHED:
@@ -239,14 +252,17 @@ class Snapshot(LibraryModel):
         _action('delete')(self)
 
 
-def _restore_dict(snapshot_id, restore_id):
-    """``Restore.to_dict()`` of ``restore_id`` (None: None), read with the
-    marker of its writing in one call."""
-    if not restore_id:
-        return None
-    found, begun = db.get([Restore.key_for(restore_id),
-                           begun_key(snapshot_id, restore_id)])
-    return found.to_dict(begun is not None) if found else None
+def _restore_dicts(snaps):
+    """``{id: Restore.to_dict()}`` of the latest restores and dry runs of
+    ``snaps`` that are there, each read with the marker of its writing:
+    one call for all."""
+    wanted = [(snap.id, restore_id) for snap in snaps
+              for restore_id in (snap.restore_id, snap.plan_id) if restore_id]
+    found = db.get([key for snapshot_id, restore_id in wanted
+                    for key in (Restore.key_for(restore_id),
+                                begun_key(snapshot_id, restore_id))])
+    return {record.id: record.to_dict(begun is not None)
+            for record, begun in zip(found[::2], found[1::2]) if record}
 
 
 class RangeBackup(LibraryModel):

@@ -134,11 +134,7 @@ def _cursor(request, snap, kinds):
     A cursor is ``<snapshot id>.<kind index>.<position>`` of a range of
     this snapshot; anything else is a 400.
     """
-    try:
-        found = request.GET.getall('after')
-    except UnicodeDecodeError:
-        raise refuse(exc.HTTPBadRequest, 'invalid after: the query is not '
-                     'UTF-8') from None
+    found = request.GET.getall('after')  # UTF-8: ``web.read_params``
     if not found:
         return 0, 0
     text = found[-1]

@@ -63,11 +63,7 @@ def snapshots(request):
                              status=201)
     limit = int_param(request, 'limit', minimum=1,
                       maximum=calls.MAX_LIST_PAGE)
-    try:
-        after = request.GET.getall('after')
-    except UnicodeDecodeError:
-        raise refuse(exc.HTTPBadRequest, 'invalid after: the query is not '
-                     'UTF-8') from None
+    after = request.GET.getall('after')  # UTF-8: ``web.read_params``
     if len(after) > 1:
         raise refuse(exc.HTTPBadRequest, 'invalid after: send one cursor')
     try:

@@ -251,7 +251,7 @@ def index(request):
 
 
 def _index(request, message='', status=200):
-    snaps = [snap.to_dict() for snap in api.list_snapshots(LIST_LIMIT)]
+    snaps = Snapshot.to_dicts(api.list_snapshots(LIST_LIMIT))
     rows = ''.join(_row(data) for data in snaps)
     body = ('<p class="error">%s</p>' % _e(message) if message else '') + (
         '<table id="snapshots"><tr><th>id</th><th>status</th>'

@@ -90,33 +90,45 @@ def check_body(request, limit):
 
 
 def read_params(request):
-    """Read the query and a form's body once, before any handler: what
-    cannot be read (not UTF-8, a charset no one knows, a broken multipart
-    body) is a 400, and so is a file where every parameter is a value.
-    WebOb keeps what it read for the handler."""
+    """Read the query and a form's body once, before any handler: a name or
+    value that is not UTF-8 (WebOb would put U+FFFD for a byte), a charset
+    no one knows or a broken multipart body is a 400, and so is a file
+    where every parameter is a value. WebOb keeps what it read for the
+    handler."""
     if request.charset.lower().replace('_', '-') not in ('utf-8', 'utf8'):
         raise refuse(exc.HTTPBadRequest, 'the form is in %s: send it in '
                      'UTF-8' % request.charset[:40])
+    _strict_utf8(request.environ.get('QUERY_STRING', '').encode('latin-1'),
+                 'query')
+    if request.content_type == 'application/x-www-form-urlencoded':
+        _strict_utf8(request.body, 'form')
     try:
-        if request.content_type == 'application/x-www-form-urlencoded':
-            _strict_utf8(request.body)  # WebOb would put U+FFFD for a byte
         items = list(request.params.items())
     except (UnicodeDecodeError, LookupError, ValueError, TypeError):
-        raise refuse(exc.HTTPBadRequest, 'the query or form cannot be read: '
-                     'send UTF-8 form fields (application/x-www-form-'
-                     'urlencoded or multipart/form-data)') from None
+        raise refuse(exc.HTTPBadRequest, 'the form cannot be read: send '
+                     'UTF-8 fields (application/x-www-form-urlencoded or '
+                     'multipart/form-data)') from None
     for name, value in items:
         if not isinstance(value, str):
             raise refuse(exc.HTTPBadRequest, 'parameter %r must be a value, '
                          'not a file' % str(name)[:40])
 
 
-def _strict_utf8(form):
-    """Raise ``UnicodeDecodeError`` unless every name and value of the
-    urlencoded ``form`` is UTF-8."""
-    for field in form.split(b'&'):
-        for part in field.split(b'=', 1):
-            unquote_to_bytes(part.replace(b'+', b' ')).decode('utf-8')
+def _strict_utf8(fields, where):
+    """Refuse the urlencoded ``fields`` (of the ``where``) unless every name
+    and value is UTF-8, naming the first that is not."""
+    for field in fields.split(b'&'):
+        name, _, value = field.partition(b'=')
+        try:
+            name = unquote_to_bytes(name.replace(b'+', b' ')).decode('utf-8')
+        except UnicodeDecodeError:
+            raise refuse(exc.HTTPBadRequest, "a name in the %s is not UTF-8"
+                         % where) from None
+        try:
+            unquote_to_bytes(value.replace(b'+', b' ')).decode('utf-8')
+        except UnicodeDecodeError:
+            raise refuse(exc.HTTPBadRequest, 'invalid %s: the %s is not UTF-8'
+                         % (name[:40], where)) from None
 
 
 def snapshot_or_404(snapshot_id):
