@@ -13,10 +13,38 @@ import bisect
 import heapq
 import threading
 
-from google.appengine.api import datastore_file_stub, datastore_types
+from google.appengine.api import (datastore, datastore_file_stub,
+                                  datastore_types)
 from google.appengine.datastore import datastore_pb, datastore_stub_util
 
-__all__ = ['DatastoreFileStub']
+from . import defaults
+
+__all__ = ['DatastoreFileStub', 'ID_MARK', 'id_marks']
+
+#: The kind (in the library's namespace) of the entities a saved file
+#: keeps its id counters in (``id_marks``).
+ID_MARK = 'LovelyGaeIdMark'
+
+
+def id_marks(stub):
+    """Entities (encoded) whose ids are the last ``stub`` allocated, one an
+    id space: saved with its entities, so that the stub that reads the file
+    (ours, or the SDK's: each sets its counters past the highest id it
+    reads) never allocates an id twice. Without them, an id allocated to an
+    entity deleted since (the newest snapshot, say) would come again, where
+    the datastore never gives one twice: a file ``snapshot.605`` of
+    another snapshot 605."""
+    marks = []
+    for space in (datastore_stub_util.SEQUENTIAL,
+                  datastore_stub_util.SCATTERED):
+        last = stub._IdCounter(space) - 1
+        if last > 0:
+            if space == datastore_stub_util.SCATTERED:
+                last = datastore_stub_util.ToScatteredId(last)
+            mark = datastore.Entity(ID_MARK, id=last,
+                                    namespace=defaults.NAMESPACE)
+            marks.append(mark.ToPb().SerializeToString())
+    return marks
 
 _LOWER = (datastore_pb.Query.Filter.GREATER_THAN,
           datastore_pb.Query.Filter.GREATER_THAN_OR_EQUAL)

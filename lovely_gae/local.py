@@ -5,8 +5,9 @@ the SDK's ``DatastoreFileStub``, so that a development server loads it too.
 The file is data, not code: it is read with the library's own parser of
 that pickle, which never unpickles, and every record must decode as an
 entity before any is used. It is saved the way a download is: a temporary
-file beside it, fsync, rename. A lock beside it (``<file>.lock``) keeps two
-processes from working on it at once. A symbolic link stands for the file
+file beside it, fsync, rename; with its id counters (``filestub.id_marks``:
+no id comes twice). A lock beside it (``<file>.lock``) keeps two processes
+from working on it at once. A symbolic link stands for the file
 it leads to, which is locked, read and saved in its place; a file of more
 than one name (hard links) is refused, as the rename would part them.
 
@@ -23,8 +24,8 @@ import secrets
 import time
 from unittest import mock
 
-from google.appengine.api import namespace_manager
-from google.appengine.api import datastore_errors, datastore_file_stub
+from google.appengine.api import (datastore_errors, datastore_file_stub,
+                                  namespace_manager)
 from google.appengine.datastore import datastore_stub_util
 from google.appengine.ext import testbed as testbed_module
 from google.protobuf.message import DecodeError
@@ -138,9 +139,7 @@ def _checked_path(path):
     if os.path.exists(path) and not os.path.isfile(path):
         raise DatastoreFileError(path, 'is not a regular file')
     links = os.stat(path).st_nlink if os.path.exists(path) else 1
-    if links > 1:
-        # Each name would have a lock of its own, and a save would leave
-        # the other names with the old file.
+    if links > 1:  # each name its lock; a save would leave the others
         raise DatastoreFileError(path, 'has %d names (hard links); use a '
                                  'file of one name' % links)
     return path
@@ -216,8 +215,9 @@ def save_datastore(stub, path):
     from .snapshot.transfer.devfile import DevFileWriter
     stub.Flush()  # apply every commit, as the SDK's own Write does
     records = [entity.encoded_protobuf
-               for by_key in stub._GetAllEntities().values()
-               for entity in by_key.values()]
+               for (_, kind), by_key in stub._GetAllEntities().items()
+               if kind != filestub.ID_MARK for entity in by_key.values()]
+    records += filestub.id_marks(stub)
     directory, name = os.path.split(os.path.abspath(path))
     # Named before it exists, so that whatever interrupts (SIGTERM too)
     # can remove it: no temp file is left behind.
@@ -313,8 +313,7 @@ def local_datastore(path=DEFAULT_DATASTORE, app_id=None, save=True,
 
 
 def _must_exist(path):
-    if not os.path.exists(path):
-        # An empty datastore would hide a misspelt path.
+    if not os.path.exists(path):  # an empty one would hide a misspelling
         raise DatastoreFileError(path, 'does not exist; a command that '
                                  'changes the datastore creates it, '
                                  '"lovely-gae demo" fills one')
@@ -338,8 +337,7 @@ def drain():
     return run_tasks(recursive=True, wait=True)
 
 
-def _sent(data):
-    """``data`` as the app's JSON answer of it reads back."""
+def _sent(data):  # ``data`` as the app's JSON answer of it reads back
     return json.loads(json.dumps(data))
 
 

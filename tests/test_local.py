@@ -96,7 +96,8 @@ def test_a_file_the_sdk_saved_loads_and_ids_go_on(store):
         assert sorted(d.title for d in Dummy.all()) == ['0', '1', '2']
         assert Dummy(title='new').put().id() > max(k.id() for k in keys)
         assert datastore.changed()
-    assert devfile.count_kinds(store) == {'Dummy': 4}
+    # With the mark of the ids allocated (``filestub.id_marks``).
+    assert devfile.count_kinds(store) == {'Dummy': 4, 'LovelyGaeIdMark': 1}
 
 
 def test_a_saved_file_loads_in_the_sdks_file_stub(store):
@@ -327,7 +328,7 @@ def test_save_reports_and_keeps_the_file(store, monkeypatch, tmp_path):
         assert left_in(tmp_path) == []
         monkeypatch.undo()
         assert datastore.save() is True
-    assert devfile.count_kinds(store) == {'Dummy': 4}
+    assert devfile.count_kinds(store) == {'Dummy': 4, 'LovelyGaeIdMark': 1}
 
 
 
@@ -447,3 +448,20 @@ def test_loading_a_large_file_tells_its_progress(store):
     assert 'loading %s' % store in terminal.getvalue()
     assert loading_bar(store, stream=io.StringIO()) is None  # a log
     assert loading_bar(store, json_output=True, stream=terminal) is None
+
+
+def test_a_deleted_snapshots_id_never_comes_again(store, capsys):
+    """The datastore never allocates an id twice; the SDK's file stub set
+    its counters past the highest id stored as it read the file, so the id
+    of the newest snapshot, deleted, came again with the next one: a file
+    ``snapshot.605`` on disk would name another snapshot 605."""
+    import json
+    from tests.conftest import demo_into
+    demo_into(store)
+    capsys.readouterr()
+    assert run(store, '--json', 'create', 'Customer', '--allow-empty') == 0
+    newest = json.loads(capsys.readouterr().out)['id']
+    assert run(store, 'delete', str(newest), '--yes') == 0
+    capsys.readouterr()
+    assert run(store, '--json', 'create', 'Customer', '--allow-empty') == 0
+    assert json.loads(capsys.readouterr().out)['id'] > newest
