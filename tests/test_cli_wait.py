@@ -12,6 +12,7 @@ from lovely_gae import async_, cli
 from lovely_gae.snapshot import progress as progress_module
 from tests.conftest import Dummy, run_cli
 from tests.test_cli import app_worker
+from tests.test_cli_more import Terminal, demo
 
 
 def idle(monkeypatch):
@@ -242,20 +243,6 @@ def test_status_of_work_under_way_reads_per_kind():
 
 # Which restore a command waits for: its own, not the snapshot's latest.
 
-class Terminal(io.StringIO):
-    def isatty(self):
-        return True
-
-
-def _demo(store, capsys):
-    from tests.conftest import demo_into
-    demo_into(store)
-    capsys.readouterr()
-    assert run_cli(store, '--json', 'list') == 0
-    [snap] = json.loads(capsys.readouterr().out)
-    return snap['id']
-
-
 def test_restore_reports_the_outcome_of_its_own_restore(
         store, capsys, monkeypatch, fast_retries):
     """Someone else (a colleague, the page) restores another kind of the
@@ -264,7 +251,7 @@ def test_restore_reports_the_outcome_of_its_own_restore(
     from lovely_gae import local
     from lovely_gae.snapshot import api
     from lovely_gae.snapshot.work import putback
-    snap_id = _demo(store, capsys)
+    snap_id = demo(store, capsys)
     real_restore = local.LocalClient.restore_snapshot
     real_put_back = putback.put_back
 
@@ -296,7 +283,7 @@ def test_restore_asks_with_the_plan_of_its_own_dry_run(
     restore", of Order alone)."""
     from lovely_gae import cliask, local
     from lovely_gae.snapshot import api
-    snap_id = _demo(store, capsys)
+    snap_id = demo(store, capsys)
     real_restore = local.LocalClient.restore_snapshot
 
     def restore_snapshot(self, snapshot_id, kinds=None, dry_run=False):

@@ -138,6 +138,25 @@ def test_help_shows_defaults_and_names_ids_alike():
                 assert 'default' in action.help, (name, action.dest)
 
 
+#: A script's start: ``FakeApp``, the stand-in for the app that
+#: ``benchmarks --startup`` times ``list`` against (run from its file: the
+#: ``benchmarks`` package imports the SDK).
+_FAKE_APP = ('import runpy, sys\n'
+             'FakeApp = runpy.run_path("benchmarks/startup.py")["FakeApp"]\n')
+
+#: A script's end: the modules of the SDK it imported.
+_PRINT_GOOGLE = ('print(sorted(name for name in sys.modules\n'
+                 '             if name.startswith("google.")))\n')
+
+
+def _google_modules_after(script):
+    """The last line ``script`` prints, run in a process of its own."""
+    done = subprocess.run([sys.executable, '-c', script], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()[-1]
+
+
 def test_help_and_usage_errors_import_no_sdk():
     """They answer at once: the SDK (grpc and all) is not imported."""
     script = ('import sys\n'
@@ -153,18 +172,14 @@ def test_help_and_usage_errors_import_no_sdk():
               'print(sorted({name.split(".")[0] + "." + name.split(".")[1]\n'
               '              for name in sys.modules\n'
               '              if name.startswith("google.")}))\n')
-    done = subprocess.run([sys.executable, '-c', script], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[-1] == '[]'
+    assert _google_modules_after(script) == '[]'
 
 
 def test_url_commands_import_no_sdk():
     """A command with ``--url`` talks to an app: it needs nothing of the
     SDK (1.5 s of imports), on either side of the call. ``FakeApp`` stands
     in for the app; ``benchmarks --startup`` times ``list`` against it."""
-    script = ('import runpy, sys\n'  # not the package: it imports the SDK
-              'FakeApp = runpy.run_path("benchmarks/startup.py")["FakeApp"]\n'
+    script = (_FAKE_APP +
               'from lovely_gae.cli import main\n'
               'with FakeApp() as app:\n'
               '    for argv in (["list"], ["status", "7"],\n'
@@ -173,19 +188,14 @@ def test_url_commands_import_no_sdk():
               '                 ["prune", "--keep", "1", "--yes"]):\n'
               '        assert main(["--url", app.url, "--token", "x"]\n'
               '                    + argv) == 0, argv\n'
-              'print(sorted(name for name in sys.modules\n'
-              '             if name.startswith("google.")))\n')
-    done = subprocess.run([sys.executable, '-c', script], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[-1] == '[]'
+              + _PRINT_GOOGLE)
+    assert _google_modules_after(script) == '[]'
 
 
 def test_prune_that_asks_over_url_imports_no_sdk():
     """Without ``--yes`` prune asks about what ``prunable`` finds on the
     app's listing first: that rule needs nothing of the SDK either."""
-    script = ('import runpy, sys\n'
-              'FakeApp = runpy.run_path("benchmarks/startup.py")["FakeApp"]\n'
+    script = (_FAKE_APP +
               'from lovely_gae import cliask\n'
               'from lovely_gae.cli import main\n'
               'cliask.can_ask = lambda args: None\n'
@@ -193,12 +203,8 @@ def test_prune_that_asks_over_url_imports_no_sdk():
               'with FakeApp() as app:\n'
               '    assert main(["--url", app.url, "--token", "x", "prune",\n'
               '                 "--keep", "0"]) == 0\n'
-              'print(sorted(name for name in sys.modules\n'
-              '             if name.startswith("google.")))\n')
-    done = subprocess.run([sys.executable, '-c', script], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[-1] == '[]'
+              + _PRINT_GOOGLE)
+    assert _google_modules_after(script) == '[]'
 
 
 def test_the_startup_benchmark_times_help(tmp_path):

@@ -54,17 +54,10 @@ def list_snapshots(limit=None, after=None):
 
 
 def every_snapshot(limit=None):
-    """The snapshots of every page (``list_snapshots``), newest first, at
-    most ``limit``: what a client that lists them all returns."""
-    found, after = [], None
-    while limit is None or len(found) < limit:
-        page = list_snapshots(MAX_LIST_PAGE if limit is None else min(
-            limit - len(found), MAX_LIST_PAGE), after)
-        found += page['snapshots']
-        after = page['next']
-        if after is None:
-            break
-    return found
+    """Every snapshot (at most ``limit``), newest first, as a client that
+    follows ``list_snapshots``' pages gets them: in the process that holds
+    the datastore, one query, no pages."""
+    return Snapshot.to_dicts(api.list_snapshots(limit))
 
 
 def get_snapshot(snap):

@@ -190,13 +190,13 @@ class Snapshot(LibraryModel):
         """``restore_id``'s ``Restore.to_dict()``, or None: the latest
         restore as this snapshot was read, or the one ``restore`` started
         on it."""
-        return _restore_dicts([self]).get(self.restore_id)
+        return _restore_dicts([self], 'restore_id').get(self.restore_id)
 
     def plan_progress(self):
         """``plan_id``'s ``Restore.to_dict()`` (with its ``plan`` once
         finished), or None: the latest dry run as this snapshot was read,
         or the one ``restore(dry_run=True)`` started on it."""
-        return _restore_dicts([self]).get(self.plan_id)
+        return _restore_dicts([self], 'plan_id').get(self.plan_id)
 
     def check_finished(self):
         if self.status != self.STATUS_FINISHED:
@@ -252,12 +252,13 @@ class Snapshot(LibraryModel):
         _action('delete')(self)
 
 
-def _restore_dicts(snaps):
+def _restore_dicts(snaps, *which):
     """``{id: Restore.to_dict()}`` of the latest restores and dry runs of
-    ``snaps`` that are there, each read with the marker of its writing:
-    one call for all."""
-    wanted = [(snap.id, restore_id) for snap in snaps
-              for restore_id in (snap.restore_id, snap.plan_id) if restore_id]
+    ``snaps`` (``which``: ``restore_id``, ``plan_id``, or both) that are
+    there, each read with the marker of its writing: one call for all."""
+    wanted = [(snap.id, getattr(snap, name)) for snap in snaps
+              for name in which or ('restore_id', 'plan_id')
+              if getattr(snap, name)]
     found = db.get([key for snapshot_id, restore_id in wanted
                     for key in (Restore.key_for(restore_id),
                                 begun_key(snapshot_id, restore_id))])

@@ -72,20 +72,13 @@ class Restore(LibraryModel):
     def begun_key(self):
         return begun_key(self.snapshot_id, self.id)
 
-    def shown_status(self, begun=False):
-        """``status``, but ``running`` once the writing began (``begun``:
-        the marker of ``begun_key``, read with the record)."""
-        if self.status == RestoreStatus.CHECKING.value and begun:
-            return RestoreStatus.RUNNING.value
-        return self.status
-
     def ranges_total(self):
         return sum(count for _, _, count in self.spans)
 
     def by_kind(self, status=None):
         """``{kind: {'ranges_done': n, 'ranges_total': n}}``: how far the
         writing (or the dry run's counting) has come in each kind, the
-        restore's ``status`` (``shown_status``) that."""
+        restore's ``status`` (as ``to_dict`` shows it) that."""
         status = status or self.status
         totals = [0] * len(self.kinds)
         for kind_index, _, count in self.spans:
@@ -103,13 +96,15 @@ class Restore(LibraryModel):
                 for index, kind in enumerate(self.kinds)}
 
     def to_dict(self, begun=None):
-        """What users see of it; ``begun``: whether the marker that its
-        writing began is there, if read with it (else it is read here)."""
+        """What users see of it: ``running`` once its writing began
+        (``begun``: whether the marker of ``begun_key`` is there, if read
+        with it; else it is read here)."""
         status = self.status
         if status == RestoreStatus.CHECKING.value:
             if begun is None:
                 begun = db.get(self.begun_key()) is not None
-            status = self.shown_status(begun)
+            if begun:
+                status = RestoreStatus.RUNNING.value
         by_kind = self.by_kind(status)
         found = {'id': self.id, 'status': status, 'kinds': self.kinds,
                  'ranges_done': sum(counts['ranges_done']

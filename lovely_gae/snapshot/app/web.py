@@ -150,12 +150,18 @@ def snapshot_or_404(snapshot_id):
 def snapshot_number(snapshot_id, other=''):
     """The datastore id ``snapshot_id`` spells, else a 400 that says it
     must be ``other`` or one."""
-    number = ascii_int(snapshot_id)
-    if number is None or not 0 < number <= MAX_ID:
+    number = _datastore_id(snapshot_id)
+    if number is None:
         raise refuse(exc.HTTPBadRequest, "invalid snapshot id %r: must be "
                      "%san integer from 1 to %d"
                      % (snapshot_id[:40], other, MAX_ID))
     return number
+
+
+def _datastore_id(text):
+    """The datastore id ``text`` spells in ASCII digits, else None."""
+    number = ascii_int(text)
+    return number if number is not None and 0 < number <= MAX_ID else None
 
 
 def _param(request, name, convert, default, check, expected):
@@ -187,9 +193,9 @@ def int_param(request, name, default=None, minimum=0, maximum=MAX_ID):
 def ids_param(request, name):
     """The datastore ids ``name`` (repeated) lists; None if not given."""
     values = request.params.getall(name)
-    numbers = [ascii_int(value) for value in values]
+    numbers = [_datastore_id(value) for value in values]
     for value, number in zip(values, numbers):
-        if number is None or not 0 < number <= MAX_ID:
+        if number is None:
             raise refuse(exc.HTTPBadRequest, 'invalid %s %r: must be an '
                          'integer from 1 to %d' % (name, value[:40], MAX_ID))
     return numbers or None
