@@ -47,14 +47,17 @@ DEFAULT_APP_ID = defaults.LOCAL_APP_ID
 TESTING_APP_ID = 'lovely-gae-testing'
 
 
-def start_testbed(app_id=TESTING_APP_ID):
+def start_testbed(app_id=TESTING_APP_ID, root_path=None):
     """Activate and return a testbed with the datastore and memcache stubs.
 
     The datastore starts empty, applies every write at once (no eventual
     consistency), as a single local process expects, and reads a range of
-    keys in the range's time (``filestub``), as production does. It reads
-    no file: the SDK's stub would unpickle it (``local_datastore`` loads
-    one through the library's own parser).
+    keys in the range's time (``filestub``), as production does. As
+    production, it refuses a query that needs a composite index not
+    declared in ``index.yaml`` (in ``root_path``; none without it): the
+    library's own queries need none. It reads no datastore file: the SDK's
+    stub would unpickle it (``local_datastore`` loads one through the
+    library's own parser).
     """
     bed = testbed_module.Testbed()
     bed.activate()
@@ -64,7 +67,8 @@ def start_testbed(app_id=TESTING_APP_ID):
     # The testbed makes the SDK's stub by this name: ours, the one time.
     with mock.patch.object(datastore_file_stub, 'DatastoreFileStub',
                            filestub.DatastoreFileStub):
-        bed.init_datastore_v3_stub(consistency_policy=policy)
+        bed.init_datastore_v3_stub(consistency_policy=policy,
+                                   require_indexes=True, root_path=root_path)
     bed.init_memcache_stub()
     namespace_manager.set_namespace('')
     return bed

@@ -4,7 +4,9 @@ Installed with the package (entry point ``pytest11``), it offers:
 
 - ``gae_testbed``: an activated App Engine testbed (app id
   ``lovely-gae-testing``) with the datastore stub, whose consistency policy
-  always applies writes, and the memcache stub;
+  always applies writes, and the memcache stub; as in production, a query
+  that needs a composite index fails unless the ``index.yaml`` at pytest's
+  root directory declares it;
 - ``run_tasks``: ``lovely_gae.async_.run_tasks``, with the testbed active;
 - ``task_clock``: a ``Clock`` to pass as ``run_tasks(clock=...)``: tests
   advance it past retries, countdowns and leases instead of sleeping;
@@ -61,9 +63,10 @@ def rerun(task):
 
 
 @pytest.fixture
-def gae_testbed():
-    """An active testbed; deactivated (and its data gone) after the test."""
-    bed = start_testbed(app_id=APP_ID)
+def gae_testbed(request):
+    """An active testbed; deactivated (and its data gone) after the test.
+    Its composite indexes are those of ``index.yaml`` at pytest's root."""
+    bed = start_testbed(app_id=APP_ID, root_path=str(request.config.rootpath))
     try:
         yield bed
     finally:

@@ -1,8 +1,10 @@
 """The pytest plugin, as a user's own tests see it."""
 
 USER_TESTS = '''
+import pytest
 import requests
 from google.appengine.api import memcache
+from google.appengine.api.datastore_errors import NeedIndexError
 from google.appengine.ext import db
 
 from lovely_gae.async_ import defer, get_tasks
@@ -11,6 +13,7 @@ from lovely_gae.testing import rerun
 
 class Note(db.Model):
     text = db.StringProperty()
+    rank = db.IntegerProperty()
 
 
 def test_a_testbed_with_datastore_and_memcache(gae_testbed):
@@ -47,6 +50,16 @@ def test_rerun_runs_a_task_once_more_as_its_retry_would(run_tasks, capsys):
     assert get_tasks() == []
 
 
+def test_a_query_needs_the_composite_index_production_needs(gae_testbed):
+    Note(text='x', rank=1).put()
+    # Declared in the project's index.yaml: served.
+    query = Note.all().filter('text =', 'x').order('-rank')
+    assert query.count() == 1
+    # Not declared: refused, as production refuses it.
+    with pytest.raises(NeedIndexError):
+        Note.all().order('-__key__').fetch(1)
+
+
 def test_a_snapshot_server_on_loopback(snapshot_server):
     Note(text='x').put()
     url = snapshot_server.url + '/lovely.gae/snapshots'
@@ -57,13 +70,23 @@ def test_a_snapshot_server_on_loopback(snapshot_server):
 '''
 
 
+INDEX_YAML = '''indexes:
+- kind: Note
+  properties:
+  - name: text
+  - name: rank
+    direction: desc
+'''
+
+
 def test_users_get_a_testbed_tasks_and_a_server(pytester):
     pytester.makepyfile(test_user_app=USER_TESTS)
+    pytester.path.joinpath('index.yaml').write_text(INDEX_YAML)
     # The plugin comes by its entry point once installed; load it by name
     # here, so that this runs in a checkout too.
     result = pytester.runpytest('-p', 'no:lovely_gae',
                                 '-p', 'lovely_gae.testing')
-    result.assert_outcomes(passed=6)
+    result.assert_outcomes(passed=7)
 
 
 def test_the_installed_package_registers_the_plugin_for_pytest():

@@ -133,16 +133,17 @@ def pass_kinds(snapshot_id, kinds, first):
 
 
 def _send_sample(kind, namespace):
-    """The sample of ``shard_starts``, and the kind's first and last keys,
-    on their way at once (each read by iterating)."""
+    """The sample of ``shard_starts``, and the kind's first key, on their
+    way at once (each read by iterating). Not its last key: a query in
+    descending key order needs a composite index (``index.yaml``) that
+    the user would have to deploy for each kind."""
     def query(order, **options):
         found = datastore.Query(kind, namespace=namespace, keys_only=True)
         found.Order(order)
         return found.Run(**options)
     most = min(max(SAMPLE, defaults.SHARDS * OVERSAMPLE), _MOST_SAMPLED)
     return (query('__scatter__', limit=most, batch_size=most),
-            query('__key__', limit=1),
-            query(('__key__', datastore.Query.DESCENDING), limit=1))
+            query('__key__', limit=1))
 
 
 def shard_starts(kind, namespace, sent=None):
@@ -154,12 +155,11 @@ def shard_starts(kind, namespace, sent=None):
     with fewer than ``SAMPLE`` of them is small; a larger one is cut into
     ``defaults.SHARDS`` (``even_ids``, else at evenly spaced sampled keys).
     """
-    sample, first, last = sent or _send_sample(kind, namespace)
+    sample, first = sent or _send_sample(kind, namespace)
     found = sorted(sample, key=lambda key: entities.sort_key(key._ToPb()))
     if len(found) < SAMPLE:
         return None
-    starts = even_ids(found, defaults.SHARDS,
-                      [next(iter(first), None), next(iter(last), None)])
+    starts = even_ids(found, defaults.SHARDS, next(iter(first), None))
     if starts is None:
         starts = [None] + [found[shard * len(found) // defaults.SHARDS]
                            for shard in range(1, defaults.SHARDS)]
@@ -167,12 +167,14 @@ def shard_starts(kind, namespace, sent=None):
             if number == 0 or key != starts[number - 1]]
 
 
-def even_ids(found, shards, ends=(None, None)):
+def even_ids(found, shards, first=None):
     """Where ``shards`` shards of equal spans of ids start, if the sampled
     keys ``found`` (in key order) are ids of root entities that look spread
-    evenly over their span, else None. The span runs from the kind's first
-    key to its last (``ends``), where they are ids of root entities; else
-    a gap between sampled ids beyond the sample's ends.
+    evenly over their span, else None. The span runs from the kind's
+    ``first`` key, where it is the id of a root entity, else from a gap
+    between sampled ids below the lowest; it ends a gap beyond the highest
+    (the kind's last key would take a query in descending key order, which
+    needs a composite index: see ``_send_sample``).
 
     So are the ids the datastore allocates (scattered over 52 bits) and
     ids counted up from 1 by an app: then even spans of ids hold even
@@ -197,16 +199,14 @@ def even_ids(found, shards, ends=(None, None)):
                    for rank, id_ in enumerate(ids))
     if farthest > _EVEN / count ** 0.5:
         return None
-    if all(_root_id(key) for key in ends):
-        low, span = ends[0].id(), ends[1].id() + 1 - ends[0].id()
-    else:
-        gap = (high - low) / (count - 1)  # the ends lie about a gap beyond
-        low, span = low - gap, high - low + 2 * gap
-    first = found[0]
+    gap = (high - low) / (count - 1)  # the ends lie about a gap beyond
+    low = first.id() if _root_id(first) else low - gap
+    span = high + gap - low
+    sampled = found[0]
     return [None] + [
         datastore.Key.from_path(
-            first.kind(), max(1, round(low + span * shard / shards)),
-            _app=first.app(), namespace=first.namespace())
+            sampled.kind(), max(1, round(low + span * shard / shards)),
+            _app=sampled.app(), namespace=sampled.namespace())
         for shard in range(1, shards)]
 
 
