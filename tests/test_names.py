@@ -17,7 +17,8 @@ def test_every_name_of_a_snapshot_starts_with_its_tag_and_id():
     built = [names.range_name(7, 'K', 0, 1),
              names.part_name(7, 'K', 0, 'tok', 1),
              names.markers_name(7, 'K', 0, 0),
-             names.shards_name(7, 'K')]
+             names.shards_name(7, 'K'),
+             names.progress_name(7, 'K', 0)]
     assert [name.split(':', 2)[:2] for name in built] == [
         [tag, '7'] for tag in names.TAGS]
     assert all(name.startswith(names.of_snapshot(tag, 7))

@@ -9,7 +9,8 @@ from lovely_gae import async_, completion
 from lovely_gae.snapshot import api
 from lovely_gae.snapshot.models import SHARD_STRIDE
 from lovely_gae.snapshot.work import passes
-from tests.conftest import Dummy
+from lovely_gae.snapshot.models import RangeBackup
+from tests.conftest import Dummy, Yummy
 
 
 def key(*path, **options):
@@ -101,6 +102,43 @@ def test_the_last_shard_finishes_the_snapshot_with_a_few_calls(
         '__key__ >=', completion.Done.key_for('S:%d:0:00:' % snap.id)).filter(
         '__key__ <', completion.Done.key_for('S:%d:0:01' % snap.id)).count() == 4
     assert not async_.get_tasks()
+
+
+def test_a_storing_snapshots_progress_reads_a_shard_not_a_range(
+        gae_testbed, run_tasks, sharded, monkeypatch):
+    """A storing snapshot's status is polled: each poll reads one entity a
+    shard of a large kind, as many with 150 ranges stored as with 50, and
+    counts them right. (It read the key of every range stored: at 100
+    million entities, half a million keys a poll.)"""
+    db.put([Dummy(key=db.Key.from_path('Dummy', number), title='x')
+            for number in range(1, 2001)])
+    db.put([Yummy(title=str(number)) for number in range(25)])
+    stub = gae_testbed.get_stub('datastore_v3')
+    read, original = [], stub.MakeSyncCall
+
+    def counting(service, call, request, response, request_id=None):
+        result = original(service, call, request, response, request_id)
+        if call in ('RunQuery', 'Next'):
+            read.append(len(response.result))
+        return result
+    monkeypatch.setattr(stub, 'MakeSyncCall', counting)
+    snap = api.create_snapshot(['Dummy', 'Yummy'], batchsize=10)
+    polls = []
+    while api.get_snapshot(snap.id).status != 'finished':
+        read.clear()
+        progress = api.get_snapshot(snap.id).progress()['by_kind']
+        stored = {kind: RangeBackup.all().filter(
+            '__key__ >=', RangeBackup.key_for('RB:%d:%s:' % (snap.id, kind))
+        ).filter('__key__ <', RangeBackup.key_for(
+            'RB:%d:%s;' % (snap.id, kind))).count() for kind in progress}
+        assert {kind: counts['ranges_done'] for kind, counts
+                in progress.items()} == stored
+        polls.append((stored['Dummy'], sum(read)))
+        run_tasks(max_tasks=1)
+    done = [ranges for ranges, _ in polls]
+    assert max(done) >= 150 and sorted(done) == done, polls
+    # Up to a shard's progress a shard (4), and Yummy's 3 ranges by name.
+    assert max(reads for _, reads in polls) <= 4 + 3, polls
 
 
 def test_a_job_complete_in_one_group_stores_no_marker_above_it(gae_testbed):

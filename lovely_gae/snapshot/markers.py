@@ -1,12 +1,13 @@
-"""How a snapshot cut its kinds: a large kind's shards (``KindShards``)
-and the first keys of each chunk of ranges (``SnapshotMarkers``)."""
+"""How a snapshot cut its kinds: a large kind's shards (``KindShards``),
+the first keys of each chunk of ranges (``SnapshotMarkers``), and how far
+each shard has got (``ShardProgress``)."""
 from google.appengine.ext import db
 
 from ..base import KeyProperty, LibraryModel, prefixed
 from ..serializers import default_serializer
 from . import names
 
-__all__ = ['KindShards', 'SnapshotMarkers']
+__all__ = ['KindShards', 'SnapshotMarkers', 'ShardProgress']
 
 
 class KindShards(LibraryModel):
@@ -58,3 +59,24 @@ class SnapshotMarkers(LibraryModel):
     def keys(self):
         return [start for start in default_serializer.loads(self.starts)
                 if start is not None]
+
+
+class ShardProgress(LibraryModel):
+    """The ranges a shard of a large kind has stored so far
+    (``SP:<snapshot id>:<kind>:<shard>``), written with each commit of its
+    ranges: a snapshot that is storing shows its progress by reading one
+    of these a shard, not a key a range. Only the shard's own tasks write
+    it, one after the other."""
+
+    range_kind = db.StringProperty(indexed=False)
+    ranges = db.IntegerProperty(indexed=False)
+
+    @classmethod
+    def build(cls, snapshot_id, kind, shard, ranges):
+        return cls(key_name=names.progress_name(snapshot_id, kind, shard),
+                   range_kind=kind, ranges=ranges)
+
+    @classmethod
+    def of(cls, snapshot_id):
+        """The snapshot's shards that have stored ranges."""
+        return prefixed(cls, names.of_snapshot(names.PROGRESS, snapshot_id))

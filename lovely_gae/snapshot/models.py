@@ -10,7 +10,7 @@ from .. import defaults
 from ..base import JsonProperty, KeyProperty, LibraryModel, prefixed
 from ..exceptions import RangeCorrupted, SnapshotNotFinished
 from . import names, storage
-from .markers import SnapshotMarkers
+from .markers import ShardProgress, SnapshotMarkers
 from .restores import Restore, begun_key
 from .statuses import Status
 
@@ -136,19 +136,15 @@ class Snapshot(LibraryModel):
         """What a status page shows: ranges done and total, entities, bytes,
         and ranges done and total of each kind (``by_kind``).
 
-        While it is storing, the ranges done are counted by their names.
+        While it is storing, the ranges done are read as ``_stored_ranges``
+        counts them: not a key a range.
         """
         by_kind = {kind: {'ranges_done': self.range_count(kind),
                           'ranges_total': self.range_count(kind)}
                    for kind in self.kinds}
         if self.status != self.STATUS_FINISHED:
-            for counts in by_kind.values():
-                counts['ranges_done'] = 0
-            for key in prefixed(RangeBackup, names.range_prefix(self.id),
-                                keys_only=True):
-                counts = by_kind.get(names.range_kind(key.name(), self.id))
-                if counts is not None:
-                    counts['ranges_done'] += 1
+            for kind, done in _stored_ranges(self.id, self.kinds).items():
+                by_kind[kind]['ranges_done'] = done
         return {'ranges_done': sum(counts['ranges_done']
                                    for counts in by_kind.values()),
                 'ranges_total': self.ranges_total(),
@@ -250,6 +246,30 @@ class Snapshot(LibraryModel):
         no download of it can start.
         """
         _action('delete')(self)
+
+
+def _stored_ranges(snapshot_id, kinds):
+    """``{kind: ranges stored so far}`` of a snapshot that is storing: a
+    large kind's from its shards' ``ShardProgress`` (one small entity a
+    shard, read in one query for all kinds), the others' counted by their
+    names. Those are small (a kind with as many keys sampled as
+    ``passes.SAMPLE`` is cut into shards), or have stored nothing yet: a
+    shard's progress commits with its ranges."""
+    done = dict.fromkeys(kinds, 0)
+    sharded = set()
+    for shard in ShardProgress.of(snapshot_id):
+        if shard.range_kind in done:
+            done[shard.range_kind] += shard.ranges
+            sharded.add(shard.range_kind)
+    prefixes = {kind: names.range_prefix(snapshot_id, kind)
+                for kind in kinds if kind not in sharded}
+    found = {kind: prefixed(RangeBackup, prefix, keys_only=True)
+             for kind, prefix in prefixes.items()}  # on their way at once
+    for kind, keys in found.items():
+        done[kind] = sum(  # not those of kind ``<kind>:...``
+            names.range_position(key.name(), prefixes[kind]) is not None
+            for key in keys)
+    return done
 
 
 def _restore_dicts(snaps, *which):

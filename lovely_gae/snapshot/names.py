@@ -6,16 +6,19 @@ them or to purge them; ``completion`` jobs are named the same way.
 """
 import re
 
-__all__ = ['RANGE', 'PART', 'MARKERS', 'SHARDS', 'TAGS', 'of_snapshot',
+__all__ = ['RANGE', 'PART', 'MARKERS', 'SHARDS', 'PROGRESS', 'TAGS',
+           'of_snapshot',
            'range_prefix', 'range_name', 'range_position', 'range_kind', 'part_name',
-           'markers_name', 'shards_name', 'snapshot_job', 'restore_job']
+           'markers_name', 'shards_name', 'progress_name', 'snapshot_job',
+           'restore_job']
 
 RANGE = 'RB'     # RangeBackup: one range of one kind
 PART = 'RBP'     # RangeBackupPart: a range's further bytes
 MARKERS = 'SM'   # SnapshotMarkers: the first keys of a chunk of ranges
 SHARDS = 'SS'    # KindShards: how a kind is cut
+PROGRESS = 'SP'  # ShardProgress: the ranges a shard has stored so far
 #: Every tag a snapshot's entities are named by: what deleting it purges.
-TAGS = (RANGE, PART, MARKERS, SHARDS)
+TAGS = (RANGE, PART, MARKERS, SHARDS, PROGRESS)
 
 _POSITION = re.compile(r'(\d{10}):\d+')
 
@@ -66,6 +69,10 @@ def markers_name(snapshot_id, kind, shard, chunk):
 
 def shards_name(snapshot_id, kind):
     return '%s%s' % (of_snapshot(SHARDS, snapshot_id), kind)
+
+
+def progress_name(snapshot_id, kind, shard):
+    return '%s%s:%04d' % (of_snapshot(PROGRESS, snapshot_id), kind, shard)
 
 
 def snapshot_job(snapshot_id, kind_index=None, shard=None):

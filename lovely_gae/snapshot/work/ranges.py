@@ -23,7 +23,7 @@ from google.appengine.ext import db
 from ... import async_, completion, defaults, entities
 from ...base import delete_all, prefixed, put_all, retrying, transaction
 from .. import names
-from ..markers import KindShards, SnapshotMarkers
+from ..markers import KindShards, ShardProgress, SnapshotMarkers
 from ..models import RangeBackup, RangeBackupPart, Snapshot
 from ..restores import Restore
 from ..storage import RangeWriter
@@ -320,7 +320,8 @@ def _stored(snapshot_id):
     again (``restore._finish``, ``plan._finish``), or its marker: the
     last purge finds both."""
     models = {names.RANGE: RangeBackup, names.PART: RangeBackupPart,
-              names.MARKERS: SnapshotMarkers, names.SHARDS: KindShards}
+              names.MARKERS: SnapshotMarkers, names.SHARDS: KindShards,
+              names.PROGRESS: ShardProgress}
     for tag in names.TAGS:
         yield from prefixed(models[tag], names.of_snapshot(tag, snapshot_id),
                             keys_only=True)

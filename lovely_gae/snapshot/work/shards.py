@@ -26,7 +26,7 @@ import uuid
 from ... import async_, completion, defaults, entities
 from ...base import get_all
 from . import ranges
-from ..markers import SnapshotMarkers
+from ..markers import ShardProgress, SnapshotMarkers
 from ..models import SHARD_STRIDE, Snapshot
 
 __all__ = ['shard_task', 'store_shard', 'Reader', 'store']
@@ -142,7 +142,8 @@ def _store_part(snap, kind_index, job, shard, reader, end, index, part,
     markers = SnapshotMarkers.build(snap.id, kind, shard, part, index, starts,
                                     stop)
     total = completion.add_up([counts, ranges.tally(backups)])
-    also = [markers]
+    also = [markers, ShardProgress.build(snap.id, kind, shard,
+                                         index + len(backups))]
     if stop == end:
         also.append(ranges.shard_marker(snap.id, kind_index, shard, total))
     if ranges.commit(job, part, backups, written, also=also):
