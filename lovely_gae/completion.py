@@ -22,7 +22,7 @@ pass that is still going) is ``close``\\ d once it is: full groups complete
 as before, the last one, and the root, once the total is known; whoever
 comes last, a part or the close, sees it.
 """
-from .base import JsonProperty, LibraryModel, get_all, prefixed, put_all
+from .base import JsonProperty, LibraryModel, get_all, put_all
 
 __all__ = ['FANOUT', 'Done', 'key', 'keys', 'marker', 'mark', 'ascend',
            'close', 'add_up', 'tally', 'WIDEST']
@@ -143,8 +143,49 @@ def keys(job, total, fanout=FANOUT):
         level += 1
 
 
-def tally(job):
-    """The summed counts of the parts done so far (one read a part)."""
-    first = _key(job, 0, 0).name()[:-10]
-    return add_up(node.tally for node in prefixed(Done, first))
+def tally(job, total, fanout=FANOUT):
+    """The summed counts of the parts done so far of a job of ``total``
+    parts (``fanout`` as its parts ``mark`` it): what a poll of its
+    progress shows, read from the top of its tree down. A complete group's
+    marker stands for its parts; only the groups not complete are read
+    into, a level at a time, each run of them with one query, all of a
+    level at once. So a poll reads about ``fanout`` markers a level for
+    each group under way, not one a part done (62,500 for a restore of
+    100 million entities)."""
+    level = 0
+    while _size(total, level, fanout) > fanout:
+        level += 1
+    counts, runs = [], [(0, _size(total, level, fanout))]
+    while runs:
+        sent = [(low, high, _between(job, level, low, high))
+                for low, high in runs]  # on their way at once
+        gaps = []
+        for low, high, found in sent:
+            at = low
+            for node in found:
+                index = int(node.key().name()[-10:])
+                counts.append(node.tally)
+                if index > at:
+                    gaps.append((at, index))
+                at = index + 1
+            if at < high:
+                gaps.append((at, high))
+        if level == 0:
+            break
+        level -= 1
+        size = _size(total, level, fanout)
+        runs = []
+        for low, high in gaps:  # their groups' parts, one level down
+            low, high = low * fanout, min(high * fanout, size)
+            if runs and runs[-1][1] == low:
+                runs[-1] = (runs[-1][0], high)
+            else:
+                runs.append((low, high))
+    return add_up(counts)
+
+
+def _between(job, level, low, high):
+    """The markers stored at ``level`` from node ``low`` up to ``high``."""
+    return Done.all().filter('__key__ >=', _key(job, level, low)).filter(
+        '__key__ <', _key(job, level, high)).run(batch_size=1000)
 

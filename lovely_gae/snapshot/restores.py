@@ -8,6 +8,7 @@ from .. import completion
 from ..base import JsonProperty, LibraryModel
 from ..exceptions import NotYet
 from . import names
+from .work import waves
 
 __all__ = ['RestoreStatus', 'Restore', 'begun_key', 'checking', 'writing',
            'ranges_count', 'RESTORE_ID']
@@ -87,8 +88,10 @@ class Restore(LibraryModel):
         if status == RestoreStatus.FINISHED.value:
             done = totals
         elif status != RestoreStatus.CHECKING.value:
-            tally = completion.tally(self.job('plan' if self.dry_run
-                                              else 'write'))
+            phase = 'plan' if self.dry_run else 'write'
+            tally = completion.tally(self.job(phase),
+                                     waves.leaves(self, phase),
+                                     waves.fanout(self, phase))
             done = [tally.get(ranges_count(index), 0)
                     for index in range(len(self.kinds))]
         return {kind: {'ranges_done': done[index],
