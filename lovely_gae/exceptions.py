@@ -187,15 +187,17 @@ class BadStoredRange(LovelyGaeError, ValueError):
 
 class BadDatastoreFile(LovelyGaeError, ValueError):
     """Bytes that are no datastore file (``snapshot.devfile``), or a
-    damaged one.
+    damaged one: ``PATH: reason``, the file named once.
 
-    ``path`` is None where only an open file was given; ``record`` is the
-    number of the entity (from 1) being read when it went wrong.
+    ``path`` is None where only an open file was given (the line is then
+    the reason alone); ``record`` is the number of the entity (from 1)
+    being read when it went wrong.
     """
 
     def __init__(self, reason, path=None, record=None):
         self.reason, self.path, self.record = reason, path, record
-        super().__init__(reason)
+        super().__init__(reason if path is None else '%s: %s'
+                         % (path, reason))
 
 
 class NotSerializable(LovelyGaeError, TypeError):

@@ -377,7 +377,7 @@ def test_inspect_of_a_kind_that_is_not_utf8_is_a_one_line_error(
         writer.close()
     assert cli.main(['inspect', path]) == 1
     assert capsys.readouterr().err == (
-        'lovely-gae: error: %s holds a damaged entity\n' % path)
+        'lovely-gae: error: %s: entity 1: its key is damaged\n' % path)
 
 
 def test_progress_off_a_terminal_prints_a_line_per_tenth_or_ten_seconds():
