@@ -184,8 +184,7 @@ def cmd_prune(args, client):
 def cmd_worker(args, client):
     result = client.run_worker(seconds=args.seconds, wait=args.wait,
                                threads=args.threads)
-    return 0, result, 'Ran %d tasks, %d queued' % (result['ran'],
-                                                   result['queued'])
+    return 0, result, clitext.worker_ran(result)
 
 
 def cmd_serve(args, client):

@@ -54,15 +54,19 @@ def cmd_queue(args, client):
             return cliask.DECLINED
         count = async_.drop_failed()
         return 0, {'dropped': count}, 'Deleted %d failed tasks' % count
+    from .snapshot.calls import next_task
     leased = async_.count_leased()
     waiting = len(async_.get_tasks())
     rows = [{'name': task.key().name(), 'func': _one_line(task.func),
              'attempts': task.attempts, 'error': _one_line(task.error),
              'created': task.created} for task in failed]
     data = {'queued': waiting - leased, 'leased': leased,
-            'failed': len(failed), 'failed_tasks': rows}
+            'failed': len(failed), 'failed_tasks': rows,
+            'next': next_task()}
     lines = ['queued: %(queued)d, leased: %(leased)d, failed: %(failed)d'
              % data]
+    if data['next']:
+        lines.append('next: ' + clitext.next_task(data['next']))
     lines += ['  %(func)s  attempts: %(attempts)d  %(error)s' % row
               for row in rows]
     return 0, data, '\n'.join(lines)

@@ -5,9 +5,9 @@ of the SDK.
 """
 import datetime
 
-__all__ = ['printable', 'describe', 'listing', 'plan', 'age', 'size',
-           'error_data', 'entities', 'kept', 'keys_of',
-           'RUN_WORKER']
+__all__ = ['printable', 'describe', 'listing', 'plan', 'age', 'span',
+           'size', 'next_task', 'worker_ran', 'error_data', 'entities',
+           'kept', 'keys_of', 'RUN_WORKER']
 
 #: What work left queued in a local datastore file waits for.
 RUN_WORKER = 'run `lovely-gae worker` to finish it'
@@ -93,6 +93,39 @@ def age(now, created):
         if seconds >= size_:
             return '%d%s' % (seconds // size_, unit)
     return '%ds' % seconds
+
+
+def span(seconds):
+    """Seconds as people read them: 45 s, 9 min 58 s, 2 h 5 min, 3 d 4 h."""
+    seconds = int(round(seconds))
+    for unit, name, part, part_name in ((86400, 'd', 3600, 'h'),
+                                        (3600, 'h', 60, 'min'),
+                                        (60, 'min', 1, 's')):
+        if seconds >= unit:
+            rest = seconds % unit // part
+            return '%d %s' % (seconds // unit, name) + (
+                ' %d %s' % (rest, part_name) if rest else '')
+    return '%d s' % seconds
+
+
+def next_task(task):
+    """The task that falls due next (``calls.next_task``), as ``worker``
+    and ``queue`` say it: ``purge_snapshot(605), due in 9 min 58 s``."""
+    if task['held']:
+        return '%s, held by a worker (%s)' % (task['task'], (
+            'its lease ends in ' + span(task['due_in']))
+            if task['due_in'] >= 0.5 else 'its lease has ended')
+    return '%s, due %s' % (task['task'], 'in ' + span(task['due_in'])
+                           if task['due_in'] >= 0.5 else 'now')
+
+
+def worker_ran(answer):
+    """What ``worker`` says it did: ``Ran 0 tasks; 1 queued, next:
+    purge_snapshot(605), due in 9 min 58 s``."""
+    text = 'Ran %d tasks; %d queued' % (answer['ran'], answer['queued'])
+    if answer['next']:
+        text += ', next: ' + next_task(answer['next'])
+    return text
 
 
 def size(count):

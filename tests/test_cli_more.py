@@ -265,6 +265,32 @@ def test_queue_shows_counts_and_failed_tasks(store, capsys):
     assert data['failed_tasks'][0]['error'] == 'ValueError: no x today'
 
 
+def test_worker_and_queue_say_what_waits_and_when_it_falls_due(
+        store, capsys, monkeypatch):
+    """A snapshot deleted over ``serve`` leaves a purge due a lease
+    later: ``worker`` ran nothing, and says what waits, and for how long."""
+    import datetime
+    from lovely_gae.local import local_datastore
+    from lovely_gae.snapshot.work.ranges import purge_snapshot
+    with local_datastore(store):
+        task = async_.defer(purge_snapshot, args=(605,), countdown=600)
+    monkeypatch.setattr('lovely_gae.snapshot.calls.utcnow', lambda: (
+        task.due - datetime.timedelta(seconds=598)))
+    assert run(store, 'worker') == 0
+    assert capsys.readouterr().out == (
+        'Ran 0 tasks; 1 queued, next: purge_snapshot(605), due in 9 min '
+        '58 s\n')
+    assert run(store, '--json', 'worker') == 0
+    assert json.loads(capsys.readouterr().out) == {
+        'ran': 0, 'queued': 1, 'next': {
+            'task': 'purge_snapshot(605)', 'due_in': 598.0, 'held': False,
+            'due': task.due.isoformat() + 'Z'}}
+    assert run(store, 'queue') == 0
+    assert capsys.readouterr().out.splitlines() == [
+        'queued: 1, leased: 0, failed: 0',
+        'next: purge_snapshot(605), due in 9 min 58 s']
+
+
 def test_queue_retry_and_drop(store, capsys, monkeypatch):
     queue_with_failures(store)
     assert run(store, 'queue', '--retry') == 0
