@@ -430,6 +430,32 @@ def test_progress_off_a_terminal_prints_a_line_per_tenth_or_ten_seconds():
             ] == ['R10', 'R20', 'R30', 'R40', 'R50']
 
 
+def test_progress_off_a_terminal_estimates_only_what_it_measured():
+    """No time left before a range has come in: the seed's guess of a
+    second a range said ten seconds for a tenth of a second's download."""
+    stream, clock = io.StringIO(), Clock()
+    progress = snapshot_client.progress_for(stream=stream, clock=clock)
+    progress('start', snapshot_id=7, ranges=4, bytes=4)
+    for position in range(1, 5):
+        progress('range', name='R%d' % position, position=position,
+                 total=4, bytes=1)
+        clock.now += 0.5  # the range comes in
+    assert stream.getvalue().splitlines() == [
+        'Downloading snapshot: 7',
+        'Downloading R1 pos: 1/4',
+        'Downloading R2 pos: 2/4 remaining: 1.5 seconds',
+        'Downloading R3 pos: 3/4 remaining: 1.0 seconds',
+        'Downloading R4 pos: 4/4 remaining: 0.5 seconds']
+
+
+def test_the_bar_shows_no_rate_before_bytes_came_in(capsys):
+    progress = BarProgress()
+    progress('start', snapshot_id=7, ranges=10, bytes=19023)
+    progress('range', name='R1', position=1, total=10, bytes=2728)
+    assert '<?, ?B/s' in capsys.readouterr().err.split('\r')[-1]
+    progress('save', path='out')
+
+
 def test_progress_on_a_terminal_is_a_bar():
     assert isinstance(snapshot_client.progress_for(stream=Terminal()),
                       snapshot_client.BarProgress)
