@@ -172,7 +172,8 @@ def cmd_prune(args, client):
                            for info in client.list_snapshots()], args.keep)
         if doomed and not cliask.confirm(
                 args, 'Prune deletes snapshots: %s' % ', '.join(
-                    map(str, doomed)), 'Delete %d snapshots?' % len(doomed)):
+                    map(str, doomed)), 'Delete %s?' % clitext.count(
+                        len(doomed), 'snapshot')):
             return cliask.DECLINED
     # Of those asked about, only those the app still finds prunable go.
     result = client.prune(args.keep, doomed) if doomed != [] else {

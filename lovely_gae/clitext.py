@@ -6,8 +6,8 @@ of the SDK.
 import datetime
 
 __all__ = ['printable', 'describe', 'listing', 'plan', 'age', 'span',
-           'size', 'next_task', 'worker_ran', 'error_data', 'entities',
-           'kept', 'keys_of', 'RUN_WORKER']
+           'size', 'next_task', 'worker_ran', 'error_data', 'count',
+           'entities', 'kept', 'keys_of', 'RUN_WORKER']
 
 #: What work left queued in a local datastore file waits for.
 RUN_WORKER = 'run `lovely-gae worker` to finish it'
@@ -122,7 +122,8 @@ def next_task(task):
 def worker_ran(answer):
     """What ``worker`` says it did: ``Ran 0 tasks; 1 queued, next:
     purge_snapshot(605), due in 9 min 58 s``."""
-    text = 'Ran %d tasks; %d queued' % (answer['ran'], answer['queued'])
+    text = 'Ran %s; %d queued' % (count(answer['ran'], 'task'),
+                                  answer['queued'])
     if answer['next']:
         text += ', next: ' + next_task(answer['next'])
     return text
@@ -136,9 +137,14 @@ def size(count):
         count /= 1024
 
 
-def entities(count):
+def count(number, noun, nouns=None):
+    """``1 task``, ``2 tasks`` (``nouns``: the plural, if not noun + s)."""
+    return '%d %s' % (number, noun if number == 1 else nouns or noun + 's')
+
+
+def entities(number):
     """``1 entity``, ``2 entities``."""
-    return '%d %s' % (count, 'entity' if count == 1 else 'entities')
+    return count(number, 'entity', 'entities')
 
 
 def keys_of(app_ids):

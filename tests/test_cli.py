@@ -86,6 +86,7 @@ def test_spans_and_the_next_task_read_as_people_read_them():
         'Ran 3 tasks; 0 queued')
 
 
+
 @pytest.mark.parametrize('command', [['list'], ['status', '1'],
                                      ['download', '.'], ['queue']])
 def test_a_missing_datastore_file_is_an_error_for_readers(store, capsys,

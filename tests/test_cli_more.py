@@ -291,17 +291,39 @@ def test_worker_and_queue_say_what_waits_and_when_it_falls_due(
         'next: purge_snapshot(605), due in 9 min 58 s']
 
 
+def test_one_of_a_thing_is_not_plural(store, capsys, monkeypatch):
+    """``Ran 1 task``, ``Delete 1 snapshot?``: not ``1 tasks``."""
+    from lovely_gae import clitext
+    from lovely_gae.local import drain, local_datastore
+    from lovely_gae.snapshot import api
+    from tests.conftest import Dummy
+    assert [clitext.count(n, 'snapshot') for n in (0, 1, 2)] == [
+        '0 snapshots', '1 snapshot', '2 snapshots']
+    with local_datastore(store):
+        Dummy(title='a').put()
+        for _ in range(2):
+            api.create_snapshot(['Dummy'])
+            drain()
+        async_.defer(int)
+    assert run(store, 'worker') == 0
+    assert capsys.readouterr().out == 'Ran 1 task; 0 queued\n'
+    monkeypatch.setattr('sys.stdin', Terminal('n\n'))
+    assert run(store, 'prune', '--keep', '1') == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        'Delete 1 snapshot? [y/N] lovely-gae: nothing changed')
+
+
 def test_queue_retry_and_drop(store, capsys, monkeypatch):
     queue_with_failures(store)
     assert run(store, 'queue', '--retry') == 0
-    assert capsys.readouterr().out == 'Queued 1 failed tasks again\n'
+    assert capsys.readouterr().out == 'Queued 1 failed task again\n'
     assert run(store, 'worker') == 0  # 'x' fails again
     capsys.readouterr()
     monkeypatch.setattr('sys.stdin', io.StringIO(''))
     assert run(store, 'queue', '--drop') == 2
     assert '--yes' in capsys.readouterr().err
     assert run(store, 'queue', '--drop', '--yes') == 0
-    assert capsys.readouterr().out == 'Deleted 1 failed tasks\n'
+    assert capsys.readouterr().out == 'Deleted 1 failed task\n'
     assert run(store, '--json', 'queue') == 0
     assert json.loads(capsys.readouterr().out)['failed'] == 0
 
