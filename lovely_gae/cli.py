@@ -130,9 +130,9 @@ def cmd_restore(args, client):
         deleted = sum(counts['deleted']
                       for counts in answer['plan']['plan'].values())
         if deleted:
-            text += '\nIt deletes %s.' % clitext.entities(deleted)
-        if not cliask.confirm(args, 'A restore of snapshot %s, by a dry '
-                              'run:\n%s' % (args.id, text),
+            text += '\nIt would delete %s.' % clitext.entities(deleted)
+        if not cliask.confirm(args, 'What a restore of snapshot %s would '
+                              'change, by a dry run:\n%s' % (args.id, text),
                               'Restore snapshot %s?' % args.id):
             return cliask.DECLINED
     answer = client.restore_snapshot(args.id, kinds=args.kinds)

@@ -95,8 +95,8 @@ def test_restore_shows_its_plan_and_asks(store, capsys, monkeypatch):
     typing(monkeypatch, 'y')
     assert run(store, 'restore', str(newest), '--kinds', 'Customer') == 0
     captured = capsys.readouterr()
-    assert 'Customer: 0 created, 0 changed, 1 deleted' in captured.err
-    assert 'It deletes 1 entity.' in captured.err
+    assert ('\nCustomer: 0 created, 0 changed, 1 deleted\n'
+            'It would delete 1 entity.\n') in captured.err
     assert re.fullmatch(r'Restore of snapshot %d: finished, [1-9]\d* '
                         r'entities put back, 1 deleted\n' % newest,
                         captured.out)
@@ -118,8 +118,9 @@ def test_restore_over_url_shows_the_apps_plan_and_asks(
         typing(monkeypatch, 'y')
         assert remote('restore', str(snap_id)) == 0
     captured = capsys.readouterr()
-    assert 'Dummy: 0 created, 0 changed, 2 deleted' in captured.err
-    assert 'It deletes 2 entities.' in captured.err
+    assert ('What a restore of snapshot %d would change, by a dry run:\n'
+            'Dummy: 0 created, 0 changed, 2 deleted\n'
+            'It would delete 2 entities.\n' % snap_id) in captured.err
     assert captured.out == ('Restore of snapshot %d: finished, 3 entities '
                             'put back, 2 deleted\n' % snap_id)
     assert Dummy.all().count() == 3
