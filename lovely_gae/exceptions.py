@@ -25,13 +25,16 @@ class InvalidInput(LovelyGaeError, ValueError):
 
 
 class EmptyKind(InvalidInput):
-    """A kind to snapshot has no entities: a typo, or another namespace."""
+    """A kind to snapshot has no entities: a typo, or another namespace
+    (``elsewhere``: namespaces where it has some, if any were found)."""
 
-    def __init__(self, kind, namespace, app):
+    def __init__(self, kind, namespace, app, elsewhere=()):
         self.kind, self.namespace, self.app = kind, namespace, app
+        self.elsewhere = list(elsewhere)
         LovelyGaeError.__init__(
-            self, 'kind %r has no entities in namespace %r of app %s'
-            % (kind, namespace, app))
+            self, 'kind %r has no entities in namespace %r of app %s%s'
+            % (kind, namespace, app, ' (it has some in namespace %s)'
+               % ', '.join(map(repr, elsewhere)) if elsewhere else ''))
         self.name, self.value = 'kind', kind
         self.reason = 'has no entities'
 

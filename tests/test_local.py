@@ -137,7 +137,7 @@ def test_create_refuses_a_kind_without_entities(store, capsys):
     assert run(store, 'create', 'Dummy', '--namespace', 'other') == 1
     assert capsys.readouterr().err == (
         "lovely-gae: error: kind 'Dummy' has no entities in namespace "
-        "'other' of app lovely-gae-local\n")
+        "'other' of app lovely-gae-local (it has some in namespace '')\n")
     assert snapshots_in(store) == 0
     assert run(store, '--json', 'create', 'Dummy', 'Dumy',
                '--allow-empty') == 0
