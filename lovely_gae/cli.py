@@ -241,6 +241,7 @@ def _run(args):
                          progress=loading_bar(path, args.json),
                          must_exist=not args.writes) as args.local:
         args.client = LocalClient()
+        _other_apps(args)
         try:
             status, data, text = args.func(args, args.client)
         except StillWorking as error:
@@ -253,6 +254,19 @@ def _run(args):
             return status, data, text
     late.hint = clitext.RUN_WORKER
     raise late
+
+
+def _other_apps(args):
+    """Warn, on stderr, of a file whose entities are all of other app
+    ids: a development datastore's file uploaded into with ``--app-id``,
+    opened without it, would look empty."""
+    from google.appengine.api import datastore_types
+    from .filestub import app_ids
+    found = app_ids(args.local.stub)
+    app_id = datastore_types.ResolveAppId(None)
+    if found and app_id not in found and not args.json:
+        print('lovely-gae: warning: ' + clitext.printable(clitext.other_apps(
+            args.local.path, found, app_id)), file=sys.stderr)
 
 
 def _terminate(signum, frame):

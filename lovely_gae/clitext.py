@@ -7,7 +7,7 @@ import datetime
 
 __all__ = ['printable', 'describe', 'listing', 'plan', 'age', 'span',
            'size', 'next_task', 'worker_ran', 'error_data', 'count',
-           'entities', 'kept', 'keys_of', 'RUN_WORKER']
+           'entities', 'kept', 'keys_of', 'other_apps', 'RUN_WORKER']
 
 #: What work left queued in a local datastore file waits for.
 RUN_WORKER = 'run `lovely-gae worker` to finish it'
@@ -154,6 +154,14 @@ def keys_of(app_ids):
             'id loads the file as it is.\nFor another app id: download with '
             '--target-app-id ID, or: lovely-gae --datastore FILE --app-id ID '
             'upload PATH' % ', '.join(repr(app) for app in app_ids))
+
+
+def other_apps(path, app_ids, app_id):
+    """What is said of a datastore file that holds entities of other app
+    ids only: served as ``app_id`` it finds none of them."""
+    return ('%s holds entities of app %s, none of app %r: --app-id %s '
+            'works on them' % (path, ', '.join(map(repr, app_ids)), app_id,
+                               app_ids[0]))
 
 
 def kept(kept):

@@ -285,3 +285,22 @@ def test_a_damaged_entity_is_named_with_its_file(store, capsys, tmp_path):
         assert run_cli(store, command, str(path)) == 1
         assert capsys.readouterr().err == (
             'lovely-gae: error: %s: entity 2: cannot be decoded\n' % path)
+
+
+def test_a_file_of_another_apps_entities_only_says_which_app(
+        store, capsys, tmp_path):
+    """Uploaded into with ``--app-id`` (as a development server's file is),
+    then opened without it, a file would look empty: it says so."""
+    from lovely_gae.local import local_datastore
+    from tests.conftest import Dummy
+    with local_datastore(store, 'dev~my-app'):
+        Dummy(title='a').put()
+    assert run_cli(store, 'create', 'Dummy') == 1
+    assert capsys.readouterr().err == (
+        "lovely-gae: warning: %s holds entities of app 'dev~my-app', none "
+        "of app 'lovely-gae-local': --app-id dev~my-app works on them\n"
+        "lovely-gae: error: kind 'Dummy' has no entities in namespace '' of "
+        "app lovely-gae-local\n" % store)
+    assert run_cli(store, '--app-id', 'dev~my-app', 'list') == 0
+    assert run_cli(store, '--json', 'list') == 0
+    assert capsys.readouterr().err == ''
