@@ -58,7 +58,8 @@ class FakeApp:
         ('POST', '/lovely.gae/snapshots'): SNAPSHOT,
         ('POST', '/lovely.gae/snapshots/7/delete'): {'deleted': [7]},
         ('POST', '/lovely.gae/prune'): {'deleted': []},
-        ('POST', '/lovely.gae/worker'): {'ran': 0, 'queued': 0},
+        ('POST', '/lovely.gae/worker'): {'ran': 0, 'queued': 0,
+                                         'next': None},
     }
 
     def __init__(self):

@@ -26,7 +26,8 @@ from .tasks import (MAX_ERROR, Status, Task, dotted_name, make_task, register,
                     resolve, task)
 
 __all__ = ['Status', 'Task', 'task', 'register', 'defer', 'defer_many',
-           'make_task', 'get_tasks', 'count_tasks', 'get_failed_tasks',
+           'make_task', 'get_tasks', 'count_tasks', 'next_task',
+           'get_failed_tasks',
            'count_leased', 'retry_failed', 'drop_failed', 'Clock', 'run_tasks',
            'run_in_threads', 'run_task', 'push_again',
            'dotted_name', 'resolve']
@@ -152,6 +153,9 @@ def get_tasks():
 
 #: How many tasks wait (or run), counted up to ``limit``.
 count_tasks = taskstore.size
+#: ``(task, held)`` of the task that falls due next (``held``: a worker's
+#: lease holds it, ``due`` is the lease's end), or None.
+next_task = taskstore.next_task
 #: Tasks that used up their attempts; each keeps its last error.
 get_failed_tasks = taskstore.failed
 

@@ -130,9 +130,9 @@ def cmd_restore(args, client):
         deleted = sum(counts['deleted']
                       for counts in answer['plan']['plan'].values())
         if deleted:
-            text += '\nIt deletes %s.' % clitext.entities(deleted)
-        if not cliask.confirm(args, 'A restore of snapshot %s, by a dry '
-                              'run:\n%s' % (args.id, text),
+            text += '\nIt would delete %s.' % clitext.entities(deleted)
+        if not cliask.confirm(args, 'What a restore of snapshot %s would '
+                              'change, by a dry run:\n%s' % (args.id, text),
                               'Restore snapshot %s?' % args.id):
             return cliask.DECLINED
     answer = client.restore_snapshot(args.id, kinds=args.kinds)
@@ -172,7 +172,8 @@ def cmd_prune(args, client):
                            for info in client.list_snapshots()], args.keep)
         if doomed and not cliask.confirm(
                 args, 'Prune deletes snapshots: %s' % ', '.join(
-                    map(str, doomed)), 'Delete %d snapshots?' % len(doomed)):
+                    map(str, doomed)), 'Delete %s?' % clitext.count(
+                        len(doomed), 'snapshot')):
             return cliask.DECLINED
     # Of those asked about, only those the app still finds prunable go.
     result = client.prune(args.keep, doomed) if doomed != [] else {
@@ -184,8 +185,7 @@ def cmd_prune(args, client):
 def cmd_worker(args, client):
     result = client.run_worker(seconds=args.seconds, wait=args.wait,
                                threads=args.threads)
-    return 0, result, 'Ran %d tasks, %d queued' % (result['ran'],
-                                                   result['queued'])
+    return 0, result, clitext.worker_ran(result)
 
 
 def cmd_serve(args, client):
@@ -241,6 +241,7 @@ def _run(args):
                          progress=loading_bar(path, args.json),
                          must_exist=not args.writes) as args.local:
         args.client = LocalClient()
+        _other_apps(args)
         try:
             status, data, text = args.func(args, args.client)
         except StillWorking as error:
@@ -253,6 +254,19 @@ def _run(args):
             return status, data, text
     late.hint = clitext.RUN_WORKER
     raise late
+
+
+def _other_apps(args):
+    """Warn, on stderr, of a file whose entities are all of other app
+    ids: a development datastore's file uploaded into with ``--app-id``,
+    opened without it, would look empty."""
+    from google.appengine.api import datastore_types
+    from .filestub import app_ids
+    found = app_ids(args.local.stub)
+    app_id = datastore_types.ResolveAppId(None)
+    if found and app_id not in found and not args.json:
+        print('lovely-gae: warning: ' + clitext.printable(clitext.other_apps(
+            args.local.path, found, app_id)), file=sys.stderr)
 
 
 def _terminate(signum, frame):

@@ -44,25 +44,31 @@ def cmd_queue(args, client):
     if args.retry:
         count = async_.retry_failed()
         return (0, {'retried': count},
-                'Queued %d failed tasks again' % count)
+                'Queued %s again' % clitext.count(count, 'failed task'))
     failed = async_.get_failed_tasks()
     if args.drop:
         if failed and not cliask.confirm(
-                args, '%d failed tasks: %s' % (len(failed), ', '.join(
-                    sorted({task.func for task in failed}))),
+                args, '%s: %s' % (
+                    clitext.count(len(failed), 'failed task'),
+                    ', '.join(sorted({task.func for task in failed}))),
                 'Delete them?'):
             return cliask.DECLINED
         count = async_.drop_failed()
-        return 0, {'dropped': count}, 'Deleted %d failed tasks' % count
+        return 0, {'dropped': count}, 'Deleted %s' % clitext.count(
+            count, 'failed task')
+    from .snapshot.calls import next_task
     leased = async_.count_leased()
     waiting = len(async_.get_tasks())
     rows = [{'name': task.key().name(), 'func': _one_line(task.func),
              'attempts': task.attempts, 'error': _one_line(task.error),
              'created': task.created} for task in failed]
     data = {'queued': waiting - leased, 'leased': leased,
-            'failed': len(failed), 'failed_tasks': rows}
+            'failed': len(failed), 'failed_tasks': rows,
+            'next': next_task()}
     lines = ['queued: %(queued)d, leased: %(leased)d, failed: %(failed)d'
              % data]
+    if data['next']:
+        lines.append('next: ' + clitext.next_task(data['next']))
     lines += ['  %(func)s  attempts: %(attempts)d  %(error)s' % row
               for row in rows]
     return 0, data, '\n'.join(lines)

@@ -5,9 +5,9 @@ of the SDK.
 """
 import datetime
 
-__all__ = ['printable', 'describe', 'listing', 'plan', 'age', 'size',
-           'error_data', 'entities', 'kept', 'keys_of',
-           'RUN_WORKER']
+__all__ = ['printable', 'describe', 'listing', 'plan', 'age', 'span',
+           'size', 'next_task', 'worker_ran', 'error_data', 'count',
+           'entities', 'kept', 'keys_of', 'other_apps', 'RUN_WORKER']
 
 #: What work left queued in a local datastore file waits for.
 RUN_WORKER = 'run `lovely-gae worker` to finish it'
@@ -95,6 +95,40 @@ def age(now, created):
     return '%ds' % seconds
 
 
+def span(seconds):
+    """Seconds as people read them: 45 s, 9 min 58 s, 2 h 5 min, 3 d 4 h."""
+    seconds = int(round(seconds))
+    for unit, name, part, part_name in ((86400, 'd', 3600, 'h'),
+                                        (3600, 'h', 60, 'min'),
+                                        (60, 'min', 1, 's')):
+        if seconds >= unit:
+            rest = seconds % unit // part
+            return '%d %s' % (seconds // unit, name) + (
+                ' %d %s' % (rest, part_name) if rest else '')
+    return '%d s' % seconds
+
+
+def next_task(task):
+    """The task that falls due next (``calls.next_task``), as ``worker``
+    and ``queue`` say it: ``purge_snapshot(605), due in 9 min 58 s``."""
+    if task['held']:
+        return '%s, held by a worker (%s)' % (task['task'], (
+            'its lease ends in ' + span(task['due_in']))
+            if task['due_in'] >= 0.5 else 'its lease has ended')
+    return '%s, due %s' % (task['task'], 'in ' + span(task['due_in'])
+                           if task['due_in'] >= 0.5 else 'now')
+
+
+def worker_ran(answer):
+    """What ``worker`` says it did: ``Ran 0 tasks; 1 queued, next:
+    purge_snapshot(605), due in 9 min 58 s``."""
+    text = 'Ran %s; %d queued' % (count(answer['ran'], 'task'),
+                                  answer['queued'])
+    if answer['next']:
+        text += ', next: ' + next_task(answer['next'])
+    return text
+
+
 def size(count):
     """Bytes as people read them: 850 B, 19.0 KiB, 1.2 GiB."""
     for unit in ('B', 'KiB', 'MiB', 'GiB'):
@@ -103,9 +137,14 @@ def size(count):
         count /= 1024
 
 
-def entities(count):
+def count(number, noun, nouns=None):
+    """``1 task``, ``2 tasks`` (``nouns``: the plural, if not noun + s)."""
+    return '%d %s' % (number, noun if number == 1 else nouns or noun + 's')
+
+
+def entities(number):
     """``1 entity``, ``2 entities``."""
-    return '%d %s' % (count, 'entity' if count == 1 else 'entities')
+    return count(number, 'entity', 'entities')
 
 
 def keys_of(app_ids):
@@ -115,6 +154,14 @@ def keys_of(app_ids):
             'id loads the file as it is.\nFor another app id: download with '
             '--target-app-id ID, or: lovely-gae --datastore FILE --app-id ID '
             'upload PATH' % ', '.join(repr(app) for app in app_ids))
+
+
+def other_apps(path, app_ids, app_id):
+    """What is said of a datastore file that holds entities of other app
+    ids only: served as ``app_id`` it finds none of them."""
+    return ('%s holds entities of app %s, none of app %r: --app-id %s '
+            'works on them' % (path, ', '.join(map(repr, app_ids)), app_id,
+                               app_ids[0]))
 
 
 def kept(kept):

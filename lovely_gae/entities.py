@@ -19,7 +19,7 @@ from .base import TRANSIENT_ERRORS, WIDE, retrying
 __all__ = ['EntityProto', 'connection', 'iter_range', 'send_range',
            'read_range', 'first_batch', 'iter_range_keys', 'put',
            'put_encoded', 'SentPut', 'delete', 'SentDelete', 'get', 'kinds',
-           'ref', 'key', 'sort_key']
+           'namespaces', 'ref', 'key', 'sort_key']
 
 EntityProto = entity_pb2.EntityProto
 Reference = entity_pb2.Reference
@@ -249,3 +249,10 @@ def kinds(namespace):
     names = (k.name() for k in query.Run())
     return sorted(n for n in names if not (n.startswith('__')
                                            and n.endswith('__')))
+
+
+def namespaces(limit):
+    """The first ``limit`` namespaces that hold entities, in order ('' is
+    the default one)."""
+    query = datastore.Query('__namespace__', keys_only=True)
+    return [key.name() or '' for key in query.Run(limit=limit)]

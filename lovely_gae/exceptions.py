@@ -25,13 +25,16 @@ class InvalidInput(LovelyGaeError, ValueError):
 
 
 class EmptyKind(InvalidInput):
-    """A kind to snapshot has no entities: a typo, or another namespace."""
+    """A kind to snapshot has no entities: a typo, or another namespace
+    (``elsewhere``: namespaces where it has some, if any were found)."""
 
-    def __init__(self, kind, namespace, app):
+    def __init__(self, kind, namespace, app, elsewhere=()):
         self.kind, self.namespace, self.app = kind, namespace, app
+        self.elsewhere = list(elsewhere)
         LovelyGaeError.__init__(
-            self, 'kind %r has no entities in namespace %r of app %s'
-            % (kind, namespace, app))
+            self, 'kind %r has no entities in namespace %r of app %s%s'
+            % (kind, namespace, app, ' (it has some in namespace %s)'
+               % ', '.join(map(repr, elsewhere)) if elsewhere else ''))
         self.name, self.value = 'kind', kind
         self.reason = 'has no entities'
 
@@ -187,15 +190,17 @@ class BadStoredRange(LovelyGaeError, ValueError):
 
 class BadDatastoreFile(LovelyGaeError, ValueError):
     """Bytes that are no datastore file (``snapshot.devfile``), or a
-    damaged one.
+    damaged one: ``PATH: reason``, the file named once.
 
-    ``path`` is None where only an open file was given; ``record`` is the
-    number of the entity (from 1) being read when it went wrong.
+    ``path`` is None where only an open file was given (the line is then
+    the reason alone); ``record`` is the number of the entity (from 1)
+    being read when it went wrong.
     """
 
     def __init__(self, reason, path=None, record=None):
         self.reason, self.path, self.record = reason, path, record
-        super().__init__(reason)
+        super().__init__(reason if path is None else '%s: %s'
+                         % (path, reason))
 
 
 class NotSerializable(LovelyGaeError, TypeError):

@@ -19,7 +19,7 @@ from google.appengine.datastore import datastore_pb, datastore_stub_util
 
 from . import defaults
 
-__all__ = ['DatastoreFileStub', 'ID_MARK', 'id_marks']
+__all__ = ['DatastoreFileStub', 'ID_MARK', 'id_marks', 'app_ids']
 
 #: The kind (in the library's namespace) of the entities a saved file
 #: keeps its id counters in (``id_marks``).
@@ -45,6 +45,15 @@ def id_marks(stub):
                                     namespace=defaults.NAMESPACE)
             marks.append(mark.ToPb().SerializeToString())
     return marks
+
+
+def app_ids(stub):
+    """The app ids whose entities ``stub`` holds, sorted: served as one
+    app id, a datastore finds none of another's."""
+    return sorted({datastore_types.DecodeAppIdNamespace(app_ns)[0]
+                   for (app_ns, _), by_key in stub._GetAllEntities().items()
+                   if by_key})
+
 
 _LOWER = (datastore_pb.Query.Filter.GREATER_THAN,
           datastore_pb.Query.Filter.GREATER_THAN_OR_EQUAL)

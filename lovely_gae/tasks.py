@@ -15,7 +15,7 @@ from google.appengine.datastore import entity_bytes_pb2 as entity_pb2
 
 from . import defaults, entities
 from .base import utcnow
-from .exceptions import TaskError
+from .exceptions import LovelyGaeError, TaskError
 from .serializers import default_serializer
 
 __all__ = ['KIND', 'EPOCH', 'MAX_PAYLOAD', 'MAX_ERROR', 'Status', 'Field',
@@ -32,6 +32,9 @@ EPOCH = datetime.datetime(1970, 1, 1)
 #: again inside its lease's entity, which must stay below the datastore's
 #: 1,048,572 bytes per entity too.
 MAX_PAYLOAD = 1000000
+
+#: Characters of its arguments ``Task.describe`` shows at most.
+DESCRIBED = 60
 
 #: Characters of a failed try's error a task keeps (its start and its end):
 #: the error is stored with the task, which must still fit an entity.
@@ -171,6 +174,20 @@ class Task:
     def failure_arguments(self):
         return default_serializer.loads(self.payload or '{}').get(
             'on_failure_args', [])
+
+    def describe(self, limit=DESCRIBED):
+        """The call it makes, as people read it: ``purge_snapshot(605)``;
+        the arguments cut short past ``limit`` characters."""
+        try:
+            args, kwargs = self.arguments()
+        except LovelyGaeError:
+            text = '?'  # unreadable arguments: the worker says why
+        else:
+            text = ', '.join([repr(arg) for arg in args] + [
+                '%s=%r' % item for item in sorted(kwargs.items())])
+        if len(text) > limit:
+            text = text[:limit - 3] + '...'
+        return '%s(%s)' % ((self.func or '?').rpartition(':')[2], text)
 
     def __repr__(self):
         return '<Task %s %s attempts=%s>' % (self.func, self.status,

@@ -5,8 +5,8 @@ and ``delete`` tasks, ``get`` them by name; ``due`` lists what to
 ``lease``, which ``finish`` (they ran) or ``release`` (unrun) end, while it
 ``holds``; ``recover`` gives back the tasks of expired leases; a task that
 failed is stored to ``retry`` or as ``fail``-ed; ``queued``, ``leased``
-and ``failed`` list tasks, ``size`` counts them, ``next_due`` says when
-there is more to do.
+and ``failed`` list tasks, ``size`` counts them, ``next_task`` and
+``next_due`` say what there is to do next, and when.
 
 A task is an entity (``tasks.Task.to_proto``) whose one indexed property
 is ``due``. The hot path (put, find the due ones, lease) works on
@@ -36,7 +36,8 @@ from .tasks import EPOCH, KIND, Field, Task, reference as _ref
 
 __all__ = ['KIND', 'LEASE_KIND', 'BATCH', 'HOLD_BYTES', 'enqueue', 'get',
            'delete', 'due', 'lease', 'finish', 'release', 'holds', 'recover',
-           'retry', 'fail', 'queued', 'leased', 'failed', 'size', 'next_due']
+           'retry', 'fail', 'queued', 'leased', 'failed', 'size', 'next_task',
+           'next_due']
 
 log = logging.getLogger(__name__)
 
@@ -279,10 +280,21 @@ def size(limit=1000):
     return min(len(names), limit)
 
 
+def next_task():
+    """``(task, held)`` of the task that falls due next: the first waiting,
+    or the first of the lease that ends first (``held``; ``due`` is the
+    lease's end, when its tasks may come back), whichever comes first;
+    None if there is neither."""
+    firsts = [(Task.from_proto(pb), False) for pb in _waiting(limit=1)]
+    for holder in _query(LEASE_KIND, order='due', limit=1):
+        firsts += [(Task.from_proto(pb), True) for pb in _copies(
+            [prop.value.stringValue for prop in holder.raw_property
+             if prop.name == 'tasks'][:1])]
+    return min(firsts, key=lambda first: first[0].due, default=None)
+
+
 def next_due():
     """When a task falls due next, or a lease ends whose tasks may come
     back (None if neither)."""
-    firsts = (list(_waiting(limit=1)) +
-              list(_query(LEASE_KIND, order='due', limit=1)))
-    return min((_DUE.read(prop.value) for pb in firsts
-                for prop in pb.property if prop.name == 'due'), default=None)
+    first = next_task()
+    return None if first is None else first[0].due

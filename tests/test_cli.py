@@ -70,6 +70,23 @@ def test_ages_and_sizes_read_as_people_read_them():
         '850 B', '18.6 KiB', '5.0 GiB']
 
 
+def test_spans_and_the_next_task_read_as_people_read_them():
+    assert [clitext.span(s) for s in (0, 44.6, 60, 598.2, 7500, 273600)] == [
+        '0 s', '45 s', '1 min', '9 min 58 s', '2 h 5 min', '3 d 4 h']
+    task = {'task': 'purge_snapshot(605)', 'due': '2026-12-02T12:10:00Z'}
+    assert [clitext.next_task(dict(task, due_in=due_in, held=held))
+            for due_in, held in ((598.2, False), (0.2, False), (598.2, True),
+                                 (0, True))] == [
+        'purge_snapshot(605), due in 9 min 58 s',
+        'purge_snapshot(605), due now',
+        'purge_snapshot(605), held by a worker (its lease ends in 9 min '
+        '58 s)',
+        'purge_snapshot(605), held by a worker (its lease has ended)']
+    assert clitext.worker_ran({'ran': 3, 'queued': 0, 'next': None}) == (
+        'Ran 3 tasks; 0 queued')
+
+
+
 @pytest.mark.parametrize('command', [['list'], ['status', '1'],
                                      ['download', '.'], ['queue']])
 def test_a_missing_datastore_file_is_an_error_for_readers(store, capsys,
@@ -194,7 +211,8 @@ def test_every_remote_command_over_http(remote, make_entities, capsys,
     created = out_json(capsys)
     assert created['status'] == 'started'
     assert remote('--json', 'worker') == 0
-    assert out_json(capsys) == {'ran': 5, 'queued': 0}  # 3 ranges
+    assert out_json(capsys) == {'ran': 5, 'queued': 0,  # 3 ranges
+                                'next': None}
     assert remote('--json', 'status', str(created['id'])) == 0
     assert out_json(capsys)['progress']['entities'] == 30
     assert remote('--json', 'list') == 0

@@ -3,11 +3,13 @@ import contextlib
 import os
 import http.server
 import json
+import pickle
 import threading
 
 import pytest
 
 from lovely_gae import cli
+from tests.conftest import run_cli
 
 
 @contextlib.contextmanager
@@ -216,3 +218,89 @@ def test_counts_of_entities_read_as_people_say_them():
     from lovely_gae import clitext
     assert [clitext.entities(n) for n in (0, 1, 2)] == [
         '0 entities', '1 entity', '2 entities']
+
+
+def _entity(name):
+    """An encoded entity of kind ``K`` named ``name``."""
+    from lovely_gae.entities import EntityProto
+    proto = EntityProto()
+    proto.key.app = 'app'
+    element = proto.key.path.element.add()
+    element.type, element.name = 'K', name
+    proto.entity_group.element.add().CopyFrom(element)
+    return proto.SerializeToString()
+
+
+def _datastore_file(records):
+    import io
+    from lovely_gae.snapshot.transfer.devfile import DevFileWriter
+    out = io.BytesIO()
+    writer = DevFileWriter(out)
+    writer.add_many(records)
+    writer.close()
+    return out.getvalue()
+
+
+#: Files that are no datastore file, and what is wrong with each.
+BAD_FILES = {
+    'text': (b'Customer,Order\n1,2\n',
+             "not a datastore file: it starts with b'Customer'"),
+    'empty': (b'', 'not a datastore file: it is empty'),
+    'cut': (_datastore_file([_entity('a'), _entity('b')])[:-10],
+            'cut short after 1 entity'),
+    'dict': (pickle.dumps({'a': b'b'}, protocol=4),
+             "not a datastore file: a pickle of something else "
+             "(opcode b'}')"),
+    'numbers': (pickle.dumps([1, 2], protocol=4),
+                'not a datastore file: a number among its entities'),
+    'calls': (b'\x80\x03cos\nsystem\n',
+              "not a datastore file: it calls 'os.system'"),
+    'huge': (b'\x80\x03](B\xff\xff\xff\x7f',
+             'entity 1 claims 2147483647 bytes, more than an entity takes'),
+}
+
+
+@pytest.mark.parametrize('command', ['verify', 'upload', 'inspect'])
+@pytest.mark.parametrize('name', sorted(BAD_FILES))
+def test_a_file_that_is_no_datastore_file_is_named_once(
+        store, capsys, tmp_path, command, name):
+    """One line: the file, named once, and what is wrong with it."""
+    content, reason = BAD_FILES[name]
+    path = tmp_path / ('snapshot.%s' % name)
+    path.write_bytes(content)
+    extra = ['--yes'] if command == 'upload' else []
+    assert run_cli(store, command, str(path), *extra) == 1
+    assert capsys.readouterr() == (
+        '', 'lovely-gae: error: %s: %s\n' % (path, reason))
+    assert run_cli(store, '--json', command, str(path), *extra) == 1
+    assert json.loads(capsys.readouterr().err) == {
+        'error': '%s: %s' % (path, reason), 'exit': 1,
+        'type': 'BadDatastoreFile'}
+
+
+def test_a_damaged_entity_is_named_with_its_file(store, capsys, tmp_path):
+    path = tmp_path / 'snapshot.3'
+    path.write_bytes(_datastore_file([_entity('a'), b'\xff']))
+    for command in ('verify', 'inspect'):
+        assert run_cli(store, command, str(path)) == 1
+        assert capsys.readouterr().err == (
+            'lovely-gae: error: %s: entity 2: cannot be decoded\n' % path)
+
+
+def test_a_file_of_another_apps_entities_only_says_which_app(
+        store, capsys, tmp_path):
+    """Uploaded into with ``--app-id`` (as a development server's file is),
+    then opened without it, a file would look empty: it says so."""
+    from lovely_gae.local import local_datastore
+    from tests.conftest import Dummy
+    with local_datastore(store, 'dev~my-app'):
+        Dummy(title='a').put()
+    assert run_cli(store, 'create', 'Dummy') == 1
+    assert capsys.readouterr().err == (
+        "lovely-gae: warning: %s holds entities of app 'dev~my-app', none "
+        "of app 'lovely-gae-local': --app-id dev~my-app works on them\n"
+        "lovely-gae: error: kind 'Dummy' has no entities in namespace '' of "
+        "app lovely-gae-local\n" % store)
+    assert run_cli(store, '--app-id', 'dev~my-app', 'list') == 0
+    assert run_cli(store, '--json', 'list') == 0
+    assert capsys.readouterr().err == ''

@@ -95,8 +95,8 @@ def test_restore_shows_its_plan_and_asks(store, capsys, monkeypatch):
     typing(monkeypatch, 'y')
     assert run(store, 'restore', str(newest), '--kinds', 'Customer') == 0
     captured = capsys.readouterr()
-    assert 'Customer: 0 created, 0 changed, 1 deleted' in captured.err
-    assert 'It deletes 1 entity.' in captured.err
+    assert ('\nCustomer: 0 created, 0 changed, 1 deleted\n'
+            'It would delete 1 entity.\n') in captured.err
     assert re.fullmatch(r'Restore of snapshot %d: finished, [1-9]\d* '
                         r'entities put back, 1 deleted\n' % newest,
                         captured.out)
@@ -118,8 +118,9 @@ def test_restore_over_url_shows_the_apps_plan_and_asks(
         typing(monkeypatch, 'y')
         assert remote('restore', str(snap_id)) == 0
     captured = capsys.readouterr()
-    assert 'Dummy: 0 created, 0 changed, 2 deleted' in captured.err
-    assert 'It deletes 2 entities.' in captured.err
+    assert ('What a restore of snapshot %d would change, by a dry run:\n'
+            'Dummy: 0 created, 0 changed, 2 deleted\n'
+            'It would delete 2 entities.\n' % snap_id) in captured.err
     assert captured.out == ('Restore of snapshot %d: finished, 3 entities '
                             'put back, 2 deleted\n' % snap_id)
     assert Dummy.all().count() == 3
@@ -265,17 +266,65 @@ def test_queue_shows_counts_and_failed_tasks(store, capsys):
     assert data['failed_tasks'][0]['error'] == 'ValueError: no x today'
 
 
+def test_worker_and_queue_say_what_waits_and_when_it_falls_due(
+        store, capsys, monkeypatch):
+    """A snapshot deleted over ``serve`` leaves a purge due a lease
+    later: ``worker`` ran nothing, and says what waits, and for how long."""
+    import datetime
+    from lovely_gae.local import local_datastore
+    from lovely_gae.snapshot.work.ranges import purge_snapshot
+    with local_datastore(store):
+        task = async_.defer(purge_snapshot, args=(605,), countdown=600)
+    monkeypatch.setattr('lovely_gae.snapshot.calls.utcnow', lambda: (
+        task.due - datetime.timedelta(seconds=598)))
+    assert run(store, 'worker') == 0
+    assert capsys.readouterr().out == (
+        'Ran 0 tasks; 1 queued, next: purge_snapshot(605), due in 9 min '
+        '58 s\n')
+    assert run(store, '--json', 'worker') == 0
+    assert json.loads(capsys.readouterr().out) == {
+        'ran': 0, 'queued': 1, 'next': {
+            'task': 'purge_snapshot(605)', 'due_in': 598.0, 'held': False,
+            'due': task.due.isoformat() + 'Z'}}
+    assert run(store, 'queue') == 0
+    assert capsys.readouterr().out.splitlines() == [
+        'queued: 1, leased: 0, failed: 0',
+        'next: purge_snapshot(605), due in 9 min 58 s']
+
+
+def test_one_of_a_thing_is_not_plural(store, capsys, monkeypatch):
+    """``Ran 1 task``, ``Delete 1 snapshot?``: not ``1 tasks``."""
+    from lovely_gae import clitext
+    from lovely_gae.local import drain, local_datastore
+    from lovely_gae.snapshot import api
+    from tests.conftest import Dummy
+    assert [clitext.count(n, 'snapshot') for n in (0, 1, 2)] == [
+        '0 snapshots', '1 snapshot', '2 snapshots']
+    with local_datastore(store):
+        Dummy(title='a').put()
+        for _ in range(2):
+            api.create_snapshot(['Dummy'])
+            drain()
+        async_.defer(int)
+    assert run(store, 'worker') == 0
+    assert capsys.readouterr().out == 'Ran 1 task; 0 queued\n'
+    monkeypatch.setattr('sys.stdin', Terminal('n\n'))
+    assert run(store, 'prune', '--keep', '1') == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        'Delete 1 snapshot? [y/N] lovely-gae: nothing changed')
+
+
 def test_queue_retry_and_drop(store, capsys, monkeypatch):
     queue_with_failures(store)
     assert run(store, 'queue', '--retry') == 0
-    assert capsys.readouterr().out == 'Queued 1 failed tasks again\n'
+    assert capsys.readouterr().out == 'Queued 1 failed task again\n'
     assert run(store, 'worker') == 0  # 'x' fails again
     capsys.readouterr()
     monkeypatch.setattr('sys.stdin', io.StringIO(''))
     assert run(store, 'queue', '--drop') == 2
     assert '--yes' in capsys.readouterr().err
     assert run(store, 'queue', '--drop', '--yes') == 0
-    assert capsys.readouterr().out == 'Deleted 1 failed tasks\n'
+    assert capsys.readouterr().out == 'Deleted 1 failed task\n'
     assert run(store, '--json', 'queue') == 0
     assert json.loads(capsys.readouterr().out)['failed'] == 0
 
@@ -377,7 +426,7 @@ def test_inspect_of_a_kind_that_is_not_utf8_is_a_one_line_error(
         writer.close()
     assert cli.main(['inspect', path]) == 1
     assert capsys.readouterr().err == (
-        'lovely-gae: error: %s holds a damaged entity\n' % path)
+        'lovely-gae: error: %s: entity 1: its key is damaged\n' % path)
 
 
 def test_progress_off_a_terminal_prints_a_line_per_tenth_or_ten_seconds():
@@ -402,6 +451,32 @@ def test_progress_off_a_terminal_prints_a_line_per_tenth_or_ten_seconds():
                  total=1000, bytes=1)
     assert [line.split()[1] for line in stream.getvalue().splitlines()[1:]
             ] == ['R10', 'R20', 'R30', 'R40', 'R50']
+
+
+def test_progress_off_a_terminal_estimates_only_what_it_measured():
+    """No time left before a range has come in: the seed's guess of a
+    second a range said ten seconds for a tenth of a second's download."""
+    stream, clock = io.StringIO(), Clock()
+    progress = snapshot_client.progress_for(stream=stream, clock=clock)
+    progress('start', snapshot_id=7, ranges=4, bytes=4)
+    for position in range(1, 5):
+        progress('range', name='R%d' % position, position=position,
+                 total=4, bytes=1)
+        clock.now += 0.5  # the range comes in
+    assert stream.getvalue().splitlines() == [
+        'Downloading snapshot: 7',
+        'Downloading R1 pos: 1/4',
+        'Downloading R2 pos: 2/4 remaining: 1.5 seconds',
+        'Downloading R3 pos: 3/4 remaining: 1.0 seconds',
+        'Downloading R4 pos: 4/4 remaining: 0.5 seconds']
+
+
+def test_the_bar_shows_no_rate_before_bytes_came_in(capsys):
+    progress = BarProgress()
+    progress('start', snapshot_id=7, ranges=10, bytes=19023)
+    progress('range', name='R1', position=1, total=10, bytes=2728)
+    assert '<?, ?B/s' in capsys.readouterr().err.split('\r')[-1]
+    progress('save', path='out')
 
 
 def test_progress_on_a_terminal_is_a_bar():

@@ -76,7 +76,7 @@ def test_a_file_that_is_no_datastore_file(tmp_path):
     error = raised(BadDatastoreFile, list,
                    devfile.iter_entities(io.BytesIO(b'not pickled')))
     assert (error.path, error.record) == (None, 1)
-    assert str(error) == 'not a datastore file: unknown header'
+    assert str(error) == "not a datastore file: it starts with b'not pick'"
     path = tmp_path / 'cut'
     with open(path, 'wb') as out:
         writer = devfile.DevFileWriter(out)
@@ -86,7 +86,8 @@ def test_a_file_that_is_no_datastore_file(tmp_path):
     with open(path, 'rb') as fileobj:
         error = raised(BadDatastoreFile, list, devfile.iter_entities(fileobj))
     assert (error.path, error.record) == (str(path), 2)
-    assert str(error) == 'datastore file is cut short'
+    assert error.reason == 'cut short after 1 entity'
+    assert str(error) == '%s: cut short after 1 entity' % path
 
 
 @pytest.mark.parametrize('text', [b'\xff\xfe', '\u0100'.encode('utf-8')])
@@ -96,7 +97,7 @@ def test_a_protocol_1_record_that_is_no_latin_1_text(text):
     error = raised(BadDatastoreFile, list,
                    devfile.iter_entities(io.BytesIO(data)))
     assert error.record == 1
-    assert str(error) == ('not a datastore file: a record that is no '
+    assert str(error) == ('not a datastore file: an entity that is no '
                           'latin-1 text')
 
 
@@ -117,17 +118,18 @@ def entity(name, namespace=''):
     return proto.SerializeToString()
 
 
-@pytest.mark.parametrize('damaged, reason', [
-    (b'\xff', 'cannot be decoded'),
-    (b'\x0b\x0c', 'an entity lacks key, entity_group'),  # no key at all
+@pytest.mark.parametrize('damaged, reason, read_reason', [
+    (b'\xff', 'cannot be decoded', 'cannot be decoded'),
+    (b'\x0b\x0c', 'an entity lacks key, entity_group',  # no key at all
+     'its key is damaged'),
 ])
 def test_a_damaged_entity_of_a_datastore_file(gae_testbed, tmp_path,
-                                              damaged, reason):
+                                              damaged, reason, read_reason):
     path = tmp_path / 'damaged'
     write_file(path, [entity('a'), damaged])
     error = raised(BadDatastoreFile, devfile.count_kinds, str(path))
     assert (error.path, error.record) == (str(path), 2)
-    assert str(error) == '%s holds a damaged entity' % path
+    assert str(error) == '%s: entity 2: %s' % (path, read_reason)
     error = raised(BadEntity, devfile.check_file, str(path))
     assert (error.path, error.record) == (str(path), 2)
     assert error.reason == reason

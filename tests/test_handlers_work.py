@@ -150,9 +150,14 @@ def test_worker_runs_due_tasks_and_says_what_is_left(app, make_entities):
     make_entities(Dummy, 5)
     app.post(SNAPSHOTS, {'kinds': 'Dummy'})
     async_.defer(print, countdown=3600)
-    assert app.get('/lovely.gae/worker').json == {'ran': 3, 'queued': 1}
+    answer = app.get('/lovely.gae/worker').json
+    due_in = answer['next'].pop('due_in')
+    assert 3500 < due_in <= 3600 and answer['next']['due'].endswith('Z')
+    assert answer == {'ran': 3, 'queued': 1, 'next': {
+        'task': 'print()', 'due': answer['next']['due'], 'held': False}}
     assert Snapshot.all().get().status == 'finished'
-    assert app.post('/lovely.gae/worker?seconds=5').json == {
-        'ran': 0, 'queued': 1}
+    answer = app.post('/lovely.gae/worker?seconds=5').json
+    assert (answer['ran'], answer['queued'], answer['next']['task']) == (
+        0, 1, 'print()')
     for bad in ('abc', '0', '-1', '1000', 'nan'):
         app.get('/lovely.gae/worker?seconds=' + bad, status=400)

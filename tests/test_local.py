@@ -66,13 +66,14 @@ def test_a_crafted_datastore_file_runs_no_code(store, tmp_path, capsys,
 
 
 @pytest.mark.parametrize('content, reason', [
-    (b'not a datastore at all', 'not a datastore file: unknown header'),
+    (b'not a datastore at all',
+     "not a datastore file: it starts with b'not a da'"),
     (b'\x80\x03](C\x08garbage!e.', 'record 1 is not an entity'),
     (b'\x80\x03](C\x02j\x00e.', 'record 1 is not a complete entity'),
     (b'\x80\x03](\x8e\xff\xff\xff\xff\xff\xff\xff\x0f',
-     'datastore file holds a record of 1152921504606846975 bytes, more '
-     'than an entity takes'),
-    (b'\x80\x03](C\x10ab', 'datastore file is cut short'),
+     'entity 1 claims 1152921504606846975 bytes, more than an entity '
+     'takes'),
+    (b'\x80\x03](C\x10ab', 'cut short after 0 entities'),
 ])
 def test_a_damaged_datastore_file_is_a_one_line_error(store, capsys, content,
                                                       reason):
@@ -136,7 +137,7 @@ def test_create_refuses_a_kind_without_entities(store, capsys):
     assert run(store, 'create', 'Dummy', '--namespace', 'other') == 1
     assert capsys.readouterr().err == (
         "lovely-gae: error: kind 'Dummy' has no entities in namespace "
-        "'other' of app lovely-gae-local\n")
+        "'other' of app lovely-gae-local (it has some in namespace '')\n")
     assert snapshots_in(store) == 0
     assert run(store, '--json', 'create', 'Dummy', 'Dumy',
                '--allow-empty') == 0

@@ -90,6 +90,32 @@ def test_empty_kinds_are_refused_only_when_asked(gae_testbed, make_entities):
     with pytest.raises(InvalidInput, match="namespace 'other'.*no entities"):
         api.create_snapshot(namespace='other', allow_empty=False)
     assert api.list_snapshots() == []
+
+
+def test_a_namespace_without_the_entities_says_which_have_them(
+        gae_testbed, make_entities):
+    """Data in another namespace (the demo's, say) is named: the kind
+    was right, the namespace was not. The library's own is never named."""
+    make_entities(Dummy, 1, _app=(None, 'demo'))
+    async_.defer(print, countdown=60)  # in the library's namespace
+    with pytest.raises(EmptyKind) as raised:
+        api.create_snapshot(['Dummy'], allow_empty=False)
+    assert raised.value.elsewhere == ['demo']
+    assert str(raised.value) == (
+        "kind 'Dummy' has no entities in namespace '' of app "
+        "lovely-gae-testing (it has some in namespace 'demo')")
+    with pytest.raises(InvalidInput) as raised:
+        api.create_snapshot(allow_empty=False)
+    assert str(raised.value) == (
+        "invalid namespace '': has no entities of any kind (namespace "
+        "'demo' has some)")
+    make_entities(Yummy, 1, _app=(None, 'more'))
+    with pytest.raises(InvalidInput, match=r"\(namespaces 'demo', 'more' "
+                       r"have some\)"):
+        api.create_snapshot(allow_empty=False)
+    with pytest.raises(EmptyKind) as raised:  # a typo: nowhere
+        api.create_snapshot(['Dumy'], allow_empty=False)
+    assert raised.value.elsewhere == []
     assert api.create_snapshot(['Dumy']).kinds == ['Dumy']  # the seed's way
 
 

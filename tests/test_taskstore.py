@@ -182,6 +182,34 @@ def test_an_expired_lease_gives_its_tasks_back_as_leased(gae_testbed):
     assert lease_entities() == []
 
 
+def test_the_next_task_is_the_first_due_or_the_first_a_lease_holds(
+        gae_testbed):
+    assert (taskstore.next_task(), taskstore.next_due()) == (None, None)
+    later = async_.defer(record, args=('later',), countdown=60)
+    async_.defer(record, args=('now',))
+    now = utcnow()
+    [leased] = lease_all('worker', now, 30)
+    task, held = taskstore.next_task()
+    assert (task.name, held) == (leased.name, True)
+    assert task.due == taskstore.next_due() == now + datetime.timedelta(
+        seconds=30)  # the lease's end: then it may come back
+    taskstore.finish('worker')
+    task, held = taskstore.next_task()
+    assert (task.name, held, task.due) == (later.name, False, later.due)
+    assert task.describe() == "record('later')"
+
+
+def test_a_task_describes_its_call_cut_short():
+    from lovely_gae.tasks import make_task
+    assert make_task(record, args=(1, 'a' * 80), kwargs={'b': None}
+                     ).describe() == "record(1, '%s...)" % ('a' * 53)
+    assert make_task(record, kwargs={'b': None}).describe() == (
+        'record(b=None)')
+    broken = make_task(record)
+    broken.payload = '{'
+    assert broken.describe() == 'record(?)'
+
+
 def test_recovery_keeps_what_the_queue_holds_again(gae_testbed):
     task = async_.defer(record, args=('old',))
     now = utcnow()

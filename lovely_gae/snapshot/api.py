@@ -1,5 +1,6 @@
 """Create, find, restore and prune snapshots."""
 import datetime
+import itertools
 import re
 
 from google.appengine.api import datastore_types, namespace_manager
@@ -81,12 +82,41 @@ def _has_entities(kind, namespace):
                                     batch_size=1), None) is not None
 
 
+#: Namespaces that an error of a namespace without the entities asked for
+#: looks into, at most, for those that hold them.
+_HINT_NAMESPACES = 20
+
+
+def _elsewhere(namespace, kind=None):
+    """Other namespaces that hold entities (of ``kind``): where a snapshot
+    asked of the wrong namespace may have been meant. The first
+    ``_HINT_NAMESPACES`` are looked into; only an error pays for it."""
+    return list(itertools.islice((
+        other for other in entities.namespaces(_HINT_NAMESPACES)
+        if other not in (namespace, defaults.NAMESPACE)
+        and (kind is None or _has_entities(kind, other))), 3))
+
+
+def _no_entities(namespace):
+    """``InvalidInput`` of ``namespace``, which has no entities of any
+    kind: ``(namespace 'demo' has some)`` where another has."""
+    others = _elsewhere(namespace)
+    where = ''
+    if others:
+        where = ' (%s some)' % (
+            'namespace %r has' % others[0] if len(others) == 1 else
+            'namespaces %s have' % ', '.join(map(repr, others)))
+    return InvalidInput('namespace', namespace,
+                        'has no entities of any kind' + where)
+
+
 def _check_not_empty(kinds, namespace):
     """Raise ``EmptyKind`` for the first of ``kinds`` without entities."""
     for kind in kinds:
         if not _has_entities(kind, namespace):
             raise EmptyKind(kind, namespace,
-                            datastore_types.ResolveAppId(None))
+                            datastore_types.ResolveAppId(None),
+                            _elsewhere(namespace, kind))
 
 
 def create_snapshot(kinds=None, batchsize=None, namespace=None, codec=None,
@@ -106,8 +136,7 @@ def create_snapshot(kinds=None, batchsize=None, namespace=None, codec=None,
         if not allow_empty:  # the kinds listed may have none left
             kinds = [kind for kind in kinds if _has_entities(kind, namespace)]
             if not kinds:
-                raise InvalidInput('namespace', namespace,
-                                   'has no entities of any kind')
+                raise _no_entities(namespace)
     elif isinstance(kinds, str):
         raise InvalidInput('kinds', kinds, 'must be a list of kind names')
     kinds = list(dict.fromkeys(validate_kind(kind) for kind in kinds))

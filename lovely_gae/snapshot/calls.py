@@ -9,14 +9,15 @@ datastore file and over ``--url``. ``docs/cli.rst`` shows the shapes.
 import json
 
 from .. import async_
+from ..base import utcnow
 from . import api
 from .models import Snapshot
 
 __all__ = ['list_snapshots', 'every_snapshot', 'get_snapshot',
            'create_snapshot', 'restore_snapshot', 'get_restore',
            'delete_snapshot', 'prune',
-           'worker_ran', 'uploaded', 'queued', 'LIST_PAGE', 'MAX_LIST_PAGE',
-           'LIST_BYTES']
+           'worker_ran', 'uploaded', 'queued', 'next_task', 'LIST_PAGE',
+           'MAX_LIST_PAGE', 'LIST_BYTES']
 
 #: Snapshots a page of a listing holds unless asked for another number:
 #: a nightly cron makes a list of years, never to be one answer.
@@ -108,9 +109,25 @@ def queued():
     return async_.count_tasks(limit=1000)
 
 
+def next_task():
+    """The task that falls due next: ``{'task': 'purge_snapshot(605)'
+    (``Task.describe``), 'due': its time (ISO, UTC), 'due_in': seconds
+    from now (0 once due), 'held': whether a worker's lease holds it
+    (``due`` is then the lease's end)}``; None if no task waits."""
+    first = async_.next_task()
+    if first is None:
+        return None
+    task, held = first
+    return {'task': task.describe(), 'due': task.due.isoformat() + 'Z',
+            'due_in': round(max(0.0, (task.due - utcnow()).total_seconds()),
+                            1),
+            'held': held}
+
+
 def worker_ran(ran):
-    """What a worker says after running ``ran`` tasks: ``{'ran', 'queued'}``."""
-    return {'ran': ran, 'queued': queued()}
+    """What a worker says after running ``ran`` tasks: ``{'ran', 'queued',
+    'next'}``, ``next`` as ``next_task``."""
+    return {'ran': ran, 'queued': queued(), 'next': next_task()}
 
 
 def uploaded(count):

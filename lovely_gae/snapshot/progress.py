@@ -22,28 +22,32 @@ class SeedProgress:
     """Progress as the seed's client printed it, one line per range; none
     of work waited for."""
 
-    def __init__(self, stream=None):
+    def __init__(self, stream=None, clock=time.monotonic):
         self.stream = stream
+        self.clock = clock
         self.started = None
 
     def _print(self, line):
         print(printable(line), file=self.stream or sys.stdout)
 
+    def _remaining(self, done, total):
+        """`` remaining: 4.0 seconds``, by the time ``done`` ranges took;
+        before the first range there is no measurement: the seed's lines
+        say a second each."""
+        per_range = (self.clock() - self.started) / done if done else 1.0
+        return ' remaining: %.1f seconds' % (per_range * (total - done))
+
     def __call__(self, event, **info):
         if event == 'resume':
             self._print(resuming(info))
         elif event == 'start':
-            self.started = time.monotonic()
+            self.started = self.clock()
             self._print('Downloading snapshot: %d' % info['snapshot_id'])
         elif event == 'range':
             position, total = info['position'], info['total']
-            done = position - 1
-            # Before the first range there is no measurement: a second each.
-            per_range = ((time.monotonic() - self.started) / done
-                         if done else 1.0)
-            self._print('Downloading %s pos: %d/%d remaining: %.1f seconds'
-                        % (info['name'], position, total,
-                           per_range * (total - done)))
+            self._print('Downloading %s pos: %d/%d%s' % (
+                info['name'], position, total,
+                self._remaining(position - 1, total)))
         elif event == 'save':
             self._print('Saving to %s' % info['path'])
 
@@ -80,10 +84,15 @@ class LineProgress(SeedProgress):
     every = 10.0
 
     def __init__(self, stream=None, clock=time.monotonic):
-        super().__init__(stream)
-        self.clock = clock
+        super().__init__(stream, clock)
         self.shown = None  # (position, time) of the last line shown
         self.work = None  # (name, done, time) of the last work line
+
+    def _remaining(self, done, total):
+        """Nothing until a range has been measured: the seed's guess of a
+        second a range told a download of ten small ranges that took a
+        tenth of a second that it had ten seconds to go."""
+        return super()._remaining(done, total) if done else ''
 
     def _work(self, info):
         now, done, total = self.clock(), info['done'], info['total']

@@ -28,6 +28,10 @@ __all__ = ['DevFileWriter', 'iter_entities', 'read_entity', 'temp_file',
 _PROTO3 = b'\x80\x03'
 _EMPTY_LIST, _MARK, _APPENDS, _STOP = b']', b'(', b'e', b'.'
 _SHORT_BINBYTES, _BINBYTES = b'C', b'B'
+#: Opcodes of a record or an integer: after the SDK's one trailing
+#: integer, none may come.
+_RECORDS = frozenset([b'c', _SHORT_BINBYTES, _BINBYTES, b'\x8e',
+                      b'L', b'I', b'J', b'K', b'M', b'\x8a'])
 _BATCH = 1000
 #: Bytes ``add_many`` gathers at most before it writes them.
 _FLUSH_BYTES = 1 << 20
@@ -88,54 +92,68 @@ def _protocol1_bytes(fileobj, read, bounded, bad):
             try:
                 return text.decode('utf-8').encode('latin-1')
             except UnicodeError:
-                raise bad('not a datastore file: a record that is no '
+                raise bad('not a datastore file: an entity that is no '
                           'latin-1 text') from None
     elif target == b'__builtin__\nbytes\n' and read(2) == b')R':
         return b''
-    raise bad('not a datastore file: a call of %r' % target)
+    raise bad('not a datastore file: it calls %r'
+              % '.'.join(target.decode('latin-1').split()))
 
 
 def iter_entities(fileobj):
     """Yield the entity bytes of a file ``DevFileWriter`` or the SDK wrote.
 
     Understands only the opcodes of a flat list of bytes, plus the integer
-    the SDK appends; anything else is refused (``BadDatastoreFile``), never
-    unpickled.
+    the SDK appends after them; anything else is refused
+    (``BadDatastoreFile``: what is wrong, the file named if it has a
+    name), never unpickled.
     """
     path = getattr(fileobj, 'name', None)
     found = 0
+    ended = False  # by the SDK's trailing integer: no record may follow
 
     def bad(reason):
         return BadDatastoreFile(reason, path if isinstance(path, str)
                                 else None, found + 1)
 
+    def cut_short():
+        return bad('cut short after %d %s' % (
+            found, 'entity' if found == 1 else 'entities'))
+
     def read(size):
         data = fileobj.read(size)
         if len(data) != size:
-            raise bad('datastore file is cut short')
+            raise cut_short()
         return data
 
     def bounded(size, factor=1):
         # The length of a record is read before the record.
         if size > defaults.MAX_ENTITY_BYTES * factor:
-            raise bad('datastore file holds a record of %d bytes, more than '
-                      'an entity takes' % size)
+            raise bad('entity %d claims %d bytes, more than an entity '
+                      'takes' % (found + 1, size))
         return size
-    header = read(1)
+    header = fileobj.read(1)
     if header == b'\x80':
-        if read(1) not in (b'\x02', b'\x03', b'\x04', b'\x05'):
-            raise bad('not a datastore file: unknown header')
-    elif header != _EMPTY_LIST:  # protocol 1 starts right with the list
-        raise bad('not a datastore file: unknown header')
+        header += fileobj.read(1)
+    if not header:
+        raise bad('not a datastore file: it is empty')
+    # Protocol 1 starts right with the list.
+    if header not in (_EMPTY_LIST, b'\x80\x02', b'\x80\x03', b'\x80\x04',
+                      b'\x80\x05'):
+        raise bad('not a datastore file: it starts with %r'
+                  % (header + fileobj.read(8 - len(header))))
     while True:
         op = fileobj.read(1)
         if op in (_EMPTY_LIST, _MARK, _APPENDS):
             continue
+        if ended and op in _RECORDS:
+            raise bad('not a datastore file: a number among its entities')
         if op == b'c':
             data = _protocol1_bytes(fileobj, read, bounded, bad)
         elif op in (b'L', b'I'):  # protocol 1's trailing timestamp
             if not fileobj.readline(_LINE).endswith(b'\n'):
-                raise bad('datastore file is cut short')
+                raise cut_short()
+            ended = True
             continue
         elif op == _SHORT_BINBYTES:
             data = read(read(1)[0])
@@ -145,6 +163,7 @@ def iter_entities(fileobj):
             data = read(bounded(struct.unpack('<Q', read(8))[0]))
         elif op in (b'J', b'K', b'M', b'\x8a'):  # a trailing timestamp
             read({b'J': 4, b'K': 1, b'M': 2}.get(op) or read(1)[0])
+            ended = True
             continue
         elif op in (b'a', b'\x95', b'q', b'r', b'\x94'):
             # APPEND, FRAME, memo puts: carry no data of their own
@@ -153,9 +172,10 @@ def iter_entities(fileobj):
         elif op == _STOP:
             return
         elif op == b'':
-            raise bad('datastore file is cut short')
+            raise cut_short()
         else:
-            raise bad('not a datastore file: opcode %r' % op)
+            raise bad('not a datastore file: a pickle of something else '
+                      '(opcode %r)' % op)
         found += 1
         yield data
 
@@ -297,8 +317,9 @@ def _read(path):
             except DecodeError:
                 entity = None
             if entity is None or not _whole_key(entity.key):
-                raise BadDatastoreFile('%s holds a damaged entity' % path,
-                                       path, number)
+                raise BadDatastoreFile('entity %d: %s' % (
+                    number, 'cannot be decoded' if entity is None
+                    else 'its key is damaged'), path, number)
             yield entity
 
 
@@ -361,8 +382,8 @@ def summarize(path):
         seen = found.get(group)
         if seen is None:
             if len(found) >= MAX_KINDS:
-                raise BadDatastoreFile('%s holds more than %d kinds' % (
-                    path, MAX_KINDS), path, total)
+                raise BadDatastoreFile('holds more than %d kinds'
+                                       % MAX_KINDS, path, total)
             found[group] = [1, order, reference, order, reference]
             continue
         seen[0] += 1

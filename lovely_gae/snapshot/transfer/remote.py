@@ -265,9 +265,9 @@ class RemoteClient:
                     'POST', '/lovely.gae/worker', retry=False,
                     params=params), range(threads)))
             ran += sum(answer['ran'] for answer in answers)
-            queued = answers[-1]['queued']
-            if not (wait and queued and any(a['ran'] for a in answers)):
-                return {'ran': ran, 'queued': queued}
+            if not (wait and answers[-1]['queued']
+                    and any(a['ran'] for a in answers)):
+                return dict(answers[-1], ran=ran)
 
     def pause(self, seconds):
         """Wait ``seconds`` while the app works (``waiting.wait``)."""
