@@ -16,20 +16,10 @@ CODEC_NAMES = ('bz2', 'zlib', 'lzma', 'none')
 RANGE = 200
 
 
-def _varint(value):
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if not value:
-            out.append(byte)
-            return bytes(out)
-        out.append(byte | 0x80)
-
-
 def stored_format(records):
     """The uncompressed stored bytes of each range of 200 records."""
-    return [b''.join(_varint(len(r)) + r for r in records[start:start + RANGE])
+    return [b''.join(storage.varint(len(r)) + r
+                     for r in records[start:start + RANGE])
             for start in range(0, len(records), RANGE)]
 
 

@@ -32,7 +32,7 @@ from google.appengine.ext import db
 from lovely_gae import async_, defaults, entities
 from lovely_gae.snapshot.models import Status
 from lovely_gae.snapshot.restores import RestoreStatus
-from lovely_gae.snapshot import api
+from lovely_gae.snapshot import api, storage
 
 from . import data, floors, simclock, simstub, simwork
 
@@ -187,15 +187,6 @@ def _restore(plan, size, workers, mode, source, snapshot_id, memory=None):
     return result
 
 
-def _varint(n):
-    out = bytearray()
-    while n > 0x7F:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 def _ideal_snapshot(plan, size, workers, source):
     with data.testbed(source):
         keys = list(entities.iter_range_keys(data.KIND, ''))
@@ -215,7 +206,7 @@ def _ideal_snapshot(plan, size, workers, source):
             for position in taken:
                 if position >= len(ranges):
                     return
-                raw = b''.join(_varint(len(r)) + r for r in (
+                raw = b''.join(storage.varint(len(r)) + r for r in (
                     pb.SerializeToString() for pb in read(position)))
                 blob = bz2.compress(raw, 9)
                 db.put(floors.FloorRange(key_name='range-%08d' % position,

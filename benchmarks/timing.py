@@ -1,6 +1,5 @@
 """Clocks with a budget: a measurement that runs too long stops and says so."""
 import gc
-import inspect
 import statistics
 import time
 
@@ -116,7 +115,4 @@ def drain(budget):
     remaining = budget.remaining()
     if remaining <= 0:
         return 0
-    accepted = inspect.signature(async_.run_tasks).parameters
-    options = {name: value for name, value in
-               (('wait', True), ('deadline', remaining)) if name in accepted}
-    return async_.run_tasks(recursive=True, **options)
+    return async_.run_tasks(recursive=True, wait=True, deadline=remaining)
