@@ -34,15 +34,10 @@ from . import defaults, filestub
 from .entities import EntityProto
 from .exceptions import DatastoreFileError, DatastoreLocked
 
-__all__ = ['DEFAULT_DATASTORE', 'DEFAULT_APP_ID', 'TESTING_APP_ID',
-           'LOCK_SUFFIX', 'start_testbed', 'load_datastore',
+__all__ = ['TESTING_APP_ID', 'start_testbed', 'load_datastore',
            'local_datastore', 'LocalDatastore', 'save_datastore', 'drain',
            'LocalClient']
 
-# The command line's defaults (``defaults``), by the names used here.
-DEFAULT_DATASTORE = defaults.DATASTORE_FILE
-LOCK_SUFFIX = defaults.LOCK_SUFFIX
-DEFAULT_APP_ID = defaults.LOCAL_APP_ID
 #: The app id of the tests' datastore (see ``lovely_gae.testing``).
 TESTING_APP_ID = 'lovely-gae-testing'
 
@@ -86,7 +81,7 @@ class _FileLock:
         self.path, self.exclusive = path, exclusive
         self.info = {'pid': os.getpid(), 'command': command}
         # No symlinks: the file is truncated, so it must be our own.
-        self.fd = os.open(path + LOCK_SUFFIX,
+        self.fd = os.open(path + defaults.LOCK_SUFFIX,
                           os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         try:
             try:
@@ -282,7 +277,7 @@ class LocalDatastore:
 
 
 @contextlib.contextmanager
-def local_datastore(path=DEFAULT_DATASTORE, app_id=None, save=True,
+def local_datastore(path=defaults.DATASTORE_FILE, app_id=None, save=True,
                     command=None, progress=None, must_exist=False):
     """Serve the datastore API from the file at ``path`` while inside.
 
@@ -294,9 +289,10 @@ def local_datastore(path=DEFAULT_DATASTORE, app_id=None, save=True,
     loading the file goes (``load_datastore``). With ``must_exist`` a
     missing file is an error, and nothing is created.
     """
-    app_id = app_id or os.environ.get('GAE_APPLICATION') or DEFAULT_APP_ID
+    app_id = (app_id or os.environ.get('GAE_APPLICATION')
+              or defaults.LOCAL_APP_ID)
     path = _checked_path(path)
-    if must_exist and not os.path.exists(path + LOCK_SUFFIX):
+    if must_exist and not os.path.exists(path + defaults.LOCK_SUFFIX):
         _must_exist(path)  # no lock file to leave behind for nothing
     lock = _FileLock(path, exclusive=save, command=command)
     try:

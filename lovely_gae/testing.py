@@ -24,12 +24,10 @@ import secrets
 import pytest
 
 from . import async_
-from .local import TESTING_APP_ID, start_testbed
+from .local import start_testbed
 
-__all__ = ['APP_ID', 'Clock', 'rerun', 'start_testbed', 'gae_testbed',
+__all__ = ['Clock', 'rerun', 'start_testbed', 'gae_testbed',
            'run_tasks', 'task_clock', 'snapshot_server']
-
-APP_ID = TESTING_APP_ID
 
 
 class Clock(async_.Clock):
@@ -66,7 +64,7 @@ def rerun(task):
 def gae_testbed(request):
     """An active testbed; deactivated (and its data gone) after the test.
     Its composite indexes are those of ``index.yaml`` at pytest's root."""
-    bed = start_testbed(app_id=APP_ID, root_path=str(request.config.rootpath))
+    bed = start_testbed(root_path=str(request.config.rootpath))
     try:
         yield bed
     finally:

@@ -207,10 +207,11 @@ def test_upload_of_a_damaged_file_puts_nothing(make_entities,
 
 def test_a_datastore_file_the_sdk_saved_uploads_byte_for_byte(
         tmp_path, monkeypatch):
-    from lovely_gae.local import DEFAULT_APP_ID, local_datastore
+    from lovely_gae.defaults import LOCAL_APP_ID
+    from lovely_gae.local import local_datastore
     monkeypatch.delenv('GAE_APPLICATION', raising=False)
     path = str(tmp_path / 'dev.datastore')
-    bed = sdk_file_testbed(DEFAULT_APP_ID, path, save_changes=True)
+    bed = sdk_file_testbed(LOCAL_APP_ID, path, save_changes=True)
     try:
         db.put([Dummy(title=t) for t in ('', 'x', 'é' * 300)])
         expected = stored_bytes('Dummy')

@@ -11,7 +11,7 @@ from google.appengine.api import datastore
 from google.appengine.ext import db
 from webtest import TestApp
 
-from lovely_gae import cli, local
+from lovely_gae import cli, defaults, local
 from lovely_gae.entities import EntityProto
 from lovely_gae.exceptions import DatastoreFileError, DatastoreLocked
 from lovely_gae.local import LocalDatastore, local_datastore
@@ -87,7 +87,7 @@ def test_a_damaged_datastore_file_is_a_one_line_error(store, capsys, content,
 
 
 def test_a_file_the_sdk_saved_loads_and_ids_go_on(store):
-    bed = sdk_file_testbed(local.DEFAULT_APP_ID, store, save_changes=True)
+    bed = sdk_file_testbed(defaults.LOCAL_APP_ID, store, save_changes=True)
     try:
         keys = db.put([Dummy(title=str(i)) for i in range(3)])
         bed.get_stub('datastore_v3').Write()  # protocol 1, a timestamp
@@ -105,7 +105,7 @@ def test_a_saved_file_loads_in_the_sdks_file_stub(store):
     fill(store)
     with local_datastore(store):
         assert Dummy.all().count() == 3  # and it loads here again
-    bed = sdk_file_testbed(local.DEFAULT_APP_ID, store)
+    bed = sdk_file_testbed(defaults.LOCAL_APP_ID, store)
     try:
         assert Dummy.all().count() == 3
     finally:
