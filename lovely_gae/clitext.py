@@ -64,10 +64,10 @@ def describe(info):
     return '\n'.join(lines)
 
 
-def listing(infos, now=None):
+def listing(infos):
     """Snapshots as ``list`` shows them: a row each, under a header."""
     line = '%6s  %-8s  %6s  %-16s  %9s  %9s  %s'
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.timezone.utc)
     rows = [line % (
         i['id'], i['status'], age(now, i['created']), i['namespace'] or "''",
         i['progress']['entities'], size(i['progress']['bytes']),

@@ -98,7 +98,7 @@ LOCAL_APP_ID = 'lovely-gae-local'
 SESSION_SECONDS = 8 * 3600
 
 
-def on_app_engine(environ=os.environ):
+def on_app_engine():
     """Whether this process runs on App Engine (standard environment),
     which decides ``PUSH`` and whom the app lets in (``access``)."""
-    return environ.get('GAE_ENV', '').startswith('standard')
+    return os.environ.get('GAE_ENV', '').startswith('standard')

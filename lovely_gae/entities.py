@@ -136,8 +136,8 @@ def read_range(sent):
             batch_size=size))
 
 
-def iter_range_keys(kind, namespace, start=None, end=None, batch_size=None):
-    return iter_range(kind, namespace, start, end, keys_only=True,
+def iter_range_keys(kind, namespace, start=None, batch_size=None):
+    return iter_range(kind, namespace, start, None, keys_only=True,
                       batch_size=batch_size)
 
 

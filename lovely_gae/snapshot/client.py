@@ -296,16 +296,14 @@ def _entities(path, transform):
         yield entity
 
 
-def upload_snapshot(path, url=None, token=None, target_app_id=None,
-                    target_namespace=None, scrub=None, batch_bytes=None,
-                    progress=None):
+def upload_snapshot(path, url=None, token=None, target_namespace=None,
+                    scrub=None, batch_bytes=None, progress=None):
     """Put the entities of a downloaded file into a datastore; return how many.
 
     Without ``url`` they go into the datastore this process sees, moved to
-    its app id unless ``target_app_id`` says otherwise; with ``url`` they
-    go through the app's upload endpoint, which moves them to its own app
-    id. Batches stay under ``batch_bytes`` (App Engine takes at most 1 MiB
-    per request). The whole file is read and checked, each entity as it
+    its app id; with ``url`` they go through the app's upload endpoint,
+    which moves them to its own app id. Batches stay under ``batch_bytes``
+    (App Engine takes at most 1 MiB per request). The whole file is read and checked, each entity as it
     will be sent, before anything is put: a damaged file, or one holding
     the library's own entities, puts nothing. ``scrub`` is as
     ``download_snapshot`` takes it, and so is its ``check()``, called once
@@ -314,9 +312,8 @@ def upload_snapshot(path, url=None, token=None, target_app_id=None,
     So ``scrub`` sees each entity twice, to check and to send, and must
     give the same both times, as a ``Mask`` does.
     """
-    if url is None and target_app_id is None:
-        target_app_id = datastore_types.ResolveAppId(None)
-    transform = Transform(target_app_id, target_namespace, scrub)
+    moved_to = datastore_types.ResolveAppId(None) if url is None else None
+    transform = Transform(moved_to, target_namespace, scrub)
     total = sum(1 for _ in _entities(path, transform))
     transform.check()  # a misspelt mask: the data it meant goes nowhere
     records = (e.SerializeToString() for e in _entities(path, transform))

@@ -127,9 +127,8 @@ class Snapshot(LibraryModel):
         counts = self.range_counts.get(kind)
         return None if counts is None else sum(counts)
 
-    def ranges_total(self, kinds=None):
-        counts = [self.range_count(kind) for kind in
-                  (self.kinds if kinds is None else kinds)]
+    def ranges_total(self):
+        counts = [self.range_count(kind) for kind in self.kinds]
         return None if None in counts else sum(counts)
 
     def progress(self):

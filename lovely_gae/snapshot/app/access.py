@@ -54,13 +54,14 @@ def refuse(error_class, reason, headers=None, **kw):
                        charset='utf-8', headers=headers, **kw)
 
 
-def token_only(environ=os.environ):
+def token_only():
     """Whether ``$LOVELY_GAE_TOKEN_ONLY`` asks for token-only mode.
 
     Any value but an empty one, ``0``, ``false``, ``no`` or ``off`` does:
     a typo must not turn the mode off.
     """
-    return environ.get(defaults.TOKEN_ONLY_ENV, '').strip().lower() not in _OFF
+    value = os.environ.get(defaults.TOKEN_ONLY_ENV, '')
+    return value.strip().lower() not in _OFF
 
 
 def configured_token(token=None):

@@ -36,9 +36,8 @@ _DIGITS = re.compile(r'[0-9]{1,19}\Z')
 _DECIMAL = re.compile(r'(?=\.?[0-9])[0-9]{0,9}(\.[0-9]{0,9})?\Z')
 
 
-def text(body, status=200):
-    return Response(body, status=status, content_type='text/plain',
-                    charset='utf-8')
+def text(body):
+    return Response(body, content_type='text/plain', charset='utf-8')
 
 
 def json_response(data, status=200):
@@ -184,8 +183,8 @@ def _decimal(value):
     return float(value) if _DECIMAL.match(value) else None
 
 
-def int_param(request, name, default=None, minimum=0, maximum=MAX_ID):
-    return _param(request, name, ascii_int, default,
+def int_param(request, name, minimum=0, maximum=MAX_ID):
+    return _param(request, name, ascii_int, None,
                   lambda v: minimum <= v <= maximum,
                   'an integer from %d to %d' % (minimum, maximum))
 
