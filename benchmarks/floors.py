@@ -57,14 +57,14 @@ def _store(position, records):
     return len(blob)
 
 
-def snapshot(budget, total, kind=data.KIND):
+def snapshot(budget, total):
     """Key-ordered scan, serialize, bz2 per 200, one blob entity per range.
 
     Returns the stored bytes, in the seed's format (``seed_blob``).
     """
     stored = position = 0
     records = []
-    for entity in entities.iter_range(kind, ''):
+    for entity in entities.iter_range(data.KIND, ''):
         records.append(entity.SerializeToString())
         if len(records) == RANGE:
             stored += _store(position, records)

@@ -41,11 +41,11 @@ def _keys(count):
             for number in range(1, count + 1)]
 
 
-def simulate(bodies, client=None, latency=None):
+def simulate(bodies):
     """Run ``bodies`` (callables of the participant) in a fresh simulation."""
-    sim = simstub.Sim(simclock.Scheduler(), latency)
+    sim = simstub.Sim(simclock.Scheduler())
     with sim:
-        return simwork.run(sim, client, len(bodies), bodies=bodies)
+        return simwork.run(sim, None, len(bodies), bodies=bodies)
 
 
 def _one_get(count):

@@ -92,9 +92,9 @@ class Scheduler:
             elif self._holder is None:
                 self.quiet.set()
 
-    def wait_quiet(self, timeout=None):
+    def wait_quiet(self):
         """Block until no participant runs or can run (all idle or gone)."""
-        return self.quiet.wait(timeout)
+        return self.quiet.wait()
 
     @property
     def members(self):
