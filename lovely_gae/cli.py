@@ -30,8 +30,6 @@ from .exceptions import AccessDenied, LovelyGaeError
 
 __all__ = ['main', 'build_parser', 'download_snapshot']
 
-log = logging.getLogger('lovely_gae.cli')
-
 #: Exit status when stdout is closed before the result is printed, as a
 #: shell reports a command that SIGPIPE ended.
 EXIT_STDOUT_CLOSED = 128 + signal.SIGPIPE

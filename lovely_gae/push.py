@@ -15,7 +15,6 @@ transaction that has not committed yet.
 """
 import contextlib
 import hashlib
-import logging
 import os
 
 from google.appengine.api import datastore
@@ -28,8 +27,6 @@ from .tasks import micros
 
 __all__ = ['PARAM', 'TaskqueuePusher', 'push_name', 'current', 'use',
            'announce']
-
-log = logging.getLogger(__name__)
 
 #: Push tasks one taskqueue call adds at most.
 _ADD_BATCH = taskqueue.MAX_TASKS_PER_ADD
