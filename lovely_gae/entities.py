@@ -22,7 +22,6 @@ __all__ = ['EntityProto', 'connection', 'iter_range', 'send_range',
            'namespaces', 'ref', 'key', 'sort_key']
 
 EntityProto = entity_pb2.EntityProto
-Reference = entity_pb2.Reference
 
 
 def connection():
