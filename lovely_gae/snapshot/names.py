@@ -7,10 +7,9 @@ them or to purge them; ``completion`` jobs are named the same way.
 import re
 
 __all__ = ['RANGE', 'PART', 'MARKERS', 'SHARDS', 'PROGRESS', 'TAGS',
-           'of_snapshot',
-           'range_prefix', 'range_name', 'range_position', 'range_kind', 'part_name',
-           'markers_name', 'shards_name', 'progress_name', 'snapshot_job',
-           'restore_job']
+           'of_snapshot', 'range_prefix', 'range_name', 'range_position',
+           'part_name', 'markers_name', 'shards_name', 'progress_name',
+           'snapshot_job', 'restore_job']
 
 RANGE = 'RB'     # RangeBackup: one range of one kind
 PART = 'RBP'     # RangeBackupPart: a range's further bytes
@@ -49,11 +48,6 @@ def range_position(name, kind_prefix):
     (``range_prefix(snapshot_id, kind)``); None if it is not one."""
     found = _POSITION.fullmatch(name[len(kind_prefix):])
     return int(found.group(1)) if found else None
-
-
-def range_kind(name, snapshot_id):
-    """The kind in a range name of the snapshot (kinds may hold ``:``)."""
-    return name[len(range_prefix(snapshot_id)):].rsplit(':', 2)[0]
 
 
 def part_name(snapshot_id, kind, position, token, index):
