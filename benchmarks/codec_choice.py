@@ -10,7 +10,7 @@ from lovely_gae.snapshot import api, storage
 
 from . import data, floors, timing
 
-__all__ = ['CODEC_NAMES', 'stored_format', 'measure']
+__all__ = ['measure']
 
 CODEC_NAMES = ('bz2', 'zlib', 'lzma', 'none')
 RANGE = 200

@@ -13,8 +13,8 @@ from lovely_gae.snapshot import api, storage
 
 from . import data
 
-__all__ = ['RANGE', 'RESTORE_BATCH', 'FloorRange', 'Small', 'snapshot',
-           'restore', 'download', 'small_puts']
+__all__ = ['RANGE', 'RESTORE_BATCH', 'FloorRange', 'snapshot', 'restore',
+           'download', 'small_puts']
 
 #: Entities per stored range, as the library's default batch size.
 RANGE = defaults.BATCH_SIZE

@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 
-__all__ = ['Participant', 'Scheduler', 'VirtualTime', 'current']
+__all__ = ['Scheduler', 'VirtualTime', 'current']
 
 _thread_time = time.thread_time
 _local = threading.local()

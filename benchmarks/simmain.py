@@ -16,8 +16,7 @@ import traceback
 
 from . import data, report, simcheck, simreport, simstub, simulate
 
-__all__ = ['DEFAULT_SIZES', 'DEFAULT_WORKERS', 'add_arguments', 'run',
-           'failed', 'write']
+__all__ = ['DEFAULT_SIZES', 'add_arguments', 'run', 'failed', 'write']
 
 DEFAULT_SIZES = (20000, 200000)
 DEFAULT_WORKERS = (1, 4, 16, 64)

@@ -31,8 +31,8 @@ from lovely_gae import defaults
 
 from . import simclock
 
-__all__ = ['Latency', 'Counts', 'MemoryTracker', 'SimRPC', 'Sim',
-           'SCATTER_SHARE', 'production_scatter']
+__all__ = ['Latency', 'MemoryTracker', 'Sim', 'SCATTER_SHARE',
+           'production_scatter']
 
 _CONCURRENT = datastore_pb.Error.CONCURRENT_TRANSACTION
 _WRITES = ('Put', 'Delete')

@@ -31,7 +31,7 @@ from lovely_gae import async_, base, push
 
 from . import simclock
 
-__all__ = ['PUSH_BATCH', 'Dispatcher', 'Stats', 'run', 'untracked']
+__all__ = ['run', 'untracked']
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ import sys
 import threading
 import time
 
-__all__ = ['TARGET', 'URL_TARGET', 'COMMANDS', 'URL_COMMANDS', 'FakeApp',
-           'measure', 'text']
+__all__ = ['TARGET', 'URL_TARGET', 'COMMANDS', 'FakeApp', 'measure',
+           'text']
 
 #: Seconds ``lovely-gae --help`` may take at most.
 TARGET = 0.3

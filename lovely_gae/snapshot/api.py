@@ -18,8 +18,7 @@ from .statuses import prunable
 
 __all__ = ['create_snapshot', 'get_kinds', 'get_snapshot', 'get_restore',
            'list_snapshots', 'snapshot_cursor', 'latest_snapshot', 'prune',
-           'prunable', 'validate_kind', 'validate_batchsize',
-           'validate_namespace']
+           'prunable']
 
 #: Every module that defines tasks: imported with ``api``, which every way
 #: to start work or to run it (the app's worker, ``LocalClient``, tests)

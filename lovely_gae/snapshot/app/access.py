@@ -25,7 +25,7 @@ from webob import exc
 from ... import defaults
 from ...defaults import on_app_engine
 
-__all__ = ['configured_token', 'token_only', 'check_access',
+__all__ = ['configured_token', 'check_access',
            'is_loopback_host', 'refuse', 'ERROR_HEADER', 'APP_ENGINE',
            'TOKEN', 'LOOPBACK', 'IN_PROCESS']
 

@@ -27,8 +27,8 @@ from ..transfer.rewrite import rewrite_entity
 from .access import refuse
 from .web import MAX_BODY_BYTES, allow, json_response, snapshot_or_404
 
-__all__ = ['manifest', 'range_bytes', 'upload', 'StoredBytes',
-           'MAX_UPLOAD_BYTES', 'MANIFEST_PAGE', 'MAX_CURSOR']
+__all__ = ['manifest', 'range_bytes', 'upload', 'MANIFEST_PAGE',
+           'MAX_CURSOR']
 
 #: Largest upload body the app accepts: a client sends at most
 #: ``wire.BATCH_BYTES``.

@@ -15,10 +15,10 @@ from ...exceptions import SnapshotNotFound
 from .. import api
 from .access import refuse
 
-__all__ = ['text', 'json_response', 'allow', 'snapshot_or_404', 'snapshot_number',
-           'check_body', 'read_params', 'ascii_int', 'int_param', 'ids_param',
-           'float_param', 'bool_param',
-           'MAX_BODY_BYTES', 'MAX_FORM_BYTES', 'MAX_ID']
+__all__ = ['text', 'json_response', 'allow', 'snapshot_or_404',
+           'snapshot_number', 'check_body', 'read_params', 'ascii_int',
+           'int_param', 'ids_param', 'float_param', 'bool_param',
+           'MAX_BODY_BYTES', 'MAX_FORM_BYTES']
 
 #: Largest request body the app reads: one upload batch (``wire``), as
 #: large as one datastore request may be.

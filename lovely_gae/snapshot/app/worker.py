@@ -13,7 +13,7 @@ from ... import async_, push
 from .. import calls
 from .web import allow, float_param, json_response
 
-__all__ = ['run', 'DEFAULT_SECONDS', 'MAX_SECONDS']
+__all__ = ['run']
 
 #: Seconds a call works by default: well inside a frontend request's 60.
 DEFAULT_SECONDS = 20.0

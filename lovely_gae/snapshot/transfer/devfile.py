@@ -20,9 +20,8 @@ from ...exceptions import (BadDatastoreFile, BadEntity, OutFileExists,
                            UnsafePath)
 from . import wire
 
-__all__ = ['DevFileWriter', 'iter_entities', 'read_entity', 'temp_file',
-           'publish', 'checked_entities', 'check_file', 'count_kinds',
-           'summarize', 'key_text',
+__all__ = ['DevFileWriter', 'iter_entities', 'temp_file', 'publish',
+           'checked_entities', 'check_file', 'count_kinds', 'summarize',
            'private_dir', 'open_private']
 
 _PROTO3 = b'\x80\x03'

@@ -34,7 +34,7 @@ from . import ranges, shards
 from ..markers import KindShards, SnapshotMarkers
 from ..models import Snapshot
 
-__all__ = ['SAMPLE', 'OVERSAMPLE', 'CHUNK', 'sample_kinds', 'first_tasks',
+__all__ = ['SAMPLE', 'CHUNK', 'sample_kinds', 'first_tasks',
            'shard_starts', 'even_ids', 'start_kind',
            'pass_kinds', 'pass_kind', 'pass_on', 'markers_ready']
 
