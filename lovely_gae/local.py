@@ -198,20 +198,12 @@ def load_datastore(stub, path, progress=None):
         progress(len(data), len(data))
 
 
-def _fsync_directory(directory):
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def save_datastore(stub, path):
     """Write the entities of ``stub`` to ``path``: temp file, fsync, rename.
 
     Raises ``DatastoreFileError`` if it cannot; ``path`` is then as it was.
     """
-    from .snapshot.transfer.devfile import DevFileWriter
+    from .snapshot.transfer.devfile import DevFileWriter, fsync_path
     stub.Flush()  # apply every commit, as the SDK's own Write does
     records = [entity.encoded_protobuf
                for (_, kind), by_key in stub._GetAllEntities().items()
@@ -236,7 +228,7 @@ def save_datastore(stub, path):
             fileobj.flush()
             os.fsync(fileobj.fileno())
         os.replace(temp_path, path)
-        _fsync_directory(directory)
+        fsync_path(directory, os.O_DIRECTORY)
     except BaseException as error:
         if not isinstance(error, FileExistsError):  # not ours to remove
             with contextlib.suppress(OSError):

@@ -20,8 +20,8 @@ from ...exceptions import (BadDatastoreFile, BadEntity, OutFileExists,
                            UnsafePath)
 from . import wire
 
-__all__ = ['DevFileWriter', 'iter_entities', 'temp_file', 'publish',
-           'checked_entities', 'check_file', 'count_kinds', 'summarize',
+__all__ = ['DevFileWriter', 'iter_entities', 'temp_file', 'fsync_path',
+           'publish', 'checked_entities', 'check_file', 'count_kinds', 'summarize',
            'private_dir', 'open_private']
 
 _PROTO3 = b'\x80\x03'
@@ -208,8 +208,10 @@ def temp_file(path):
     return os.fdopen(fd, 'wb'), temp_path
 
 
-def _fsync_dir(directory):
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+def fsync_path(path, flags=0):
+    """Flush the file or directory at ``path`` (opened with ``flags``) to
+    the disk."""
+    fd = os.open(path, os.O_RDONLY | flags)
     try:
         os.fsync(fd)
     finally:
@@ -222,11 +224,7 @@ def publish(temp_path, path):
     The file's bytes reach the disk before it gets its name, and the name
     before this returns: a crash leaves the whole file or none.
     """
-    fd = os.open(temp_path, os.O_RDONLY | os.O_NOFOLLOW)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_path(temp_path, os.O_NOFOLLOW)
     try:
         os.link(temp_path, path)
     except FileExistsError:
@@ -239,7 +237,7 @@ def publish(temp_path, path):
         os.replace(temp_path, path)  # no hard links here
     else:
         os.unlink(temp_path)
-    _fsync_dir(os.path.dirname(os.path.abspath(path)))
+    fsync_path(os.path.dirname(os.path.abspath(path)), os.O_DIRECTORY)
 
 
 def private_dir(path):
