@@ -42,7 +42,8 @@ PER_TASK = 10
 _IN_FLIGHT_BYTES = 4 * 1024 * 1024
 #: Keys deleted per datastore call when purging a snapshot.
 _PURGE_BATCH = defaults.MAX_REQUEST_ENTITIES
-#: Purge calls made in the caller's request before the rest goes to a task.
+#: Purge calls made in the caller's request, and then in each purge task,
+#: before the rest goes to a (further) task.
 _PURGE_INLINE = 20
 #: Seconds a deleted snapshot's last purge waits for a task of it (or of
 #: a restore of it) still in flight: None, a task's lease
@@ -292,19 +293,19 @@ def delete_snapshot(snap, ended):
                          countdown=defaults.LEASE_SECONDS
                          if LAST_PURGE_SECONDS is None
                          else LAST_PURGE_SECONDS)
-    transaction(handover, not _purge(snapshot_id, _PURGE_INLINE))
+    transaction(handover, not _purge(snapshot_id))
 
 
 @async_.task
 def purge_snapshot(snapshot_id):
     """Task: delete what is left of a deleted snapshot, batch by batch."""
-    if not _purge(snapshot_id, _PURGE_INLINE):
+    if not _purge(snapshot_id):
         async_.defer(purge_snapshot, args=(snapshot_id,), once_only=False)
 
 
-def _purge(snapshot_id, max_batches):
-    """Delete up to ``max_batches`` batches; True once nothing is left."""
-    for _ in range(max_batches):
+def _purge(snapshot_id):
+    """Delete up to ``_PURGE_INLINE`` batches; True once nothing is left."""
+    for _ in range(_PURGE_INLINE):
         keys = list(itertools.islice(_stored(snapshot_id), _PURGE_BATCH))
         if not keys:
             return True
