@@ -197,16 +197,14 @@ class Snapshot(LibraryModel):
         if self.status != self.STATUS_FINISHED:
             raise SnapshotNotFinished(self.id, self.status)
 
-    def _backup_prefix(self, kind=None):
-        return names.range_prefix(self.id, kind)
-
     def range_backups(self, kind=None):
         """This snapshot's range backups in key order, of one kind or all."""
         return list(self.iter_range_backups(kind))
 
     def iter_range_backups(self, kind=None):
         """``range_backups``, read a query batch at a time."""
-        return (rb for rb in prefixed(RangeBackup, self._backup_prefix(kind))
+        return (rb for rb in prefixed(RangeBackup,
+                                      names.range_prefix(self.id, kind))
                 if kind is None or rb.range_kind == kind)
 
     def restore(self, kinds=None, dry_run=False):
