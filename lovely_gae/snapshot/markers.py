@@ -37,13 +37,10 @@ class SnapshotMarkers(LibraryModel):
     starts = db.TextProperty()  # JSON: the ranges' first keys (None: open)
     after = KeyProperty()
 
-    @staticmethod
-    def make_name(snapshot_id, kind, shard, chunk):
-        return names.markers_name(snapshot_id, kind, shard, chunk)
-
     @classmethod
     def build(cls, snapshot_id, kind, shard, chunk, first, starts, after):
-        return cls(key_name=cls.make_name(snapshot_id, kind, shard, chunk),
+        return cls(key_name=names.markers_name(snapshot_id, kind, shard,
+                                               chunk),
                    range_kind=kind, first=first, after=after,
                    starts=db.Text(default_serializer.dumps(list(starts))))
 
