@@ -200,9 +200,9 @@ def ids_param(request, name):
     return numbers or None
 
 
-def float_param(request, name, default=None, maximum=None):
+def float_param(request, name, default, maximum):
     return _param(request, name, _decimal, default,
-                  lambda v: 0 < v and (maximum is None or v <= maximum),
+                  lambda v: 0 < v <= maximum,
                   'a number of seconds from 0 to %s' % maximum)
 
 
