@@ -46,13 +46,9 @@ class _Identity:
         return b''
 
 
-def _zlib_decompressor():
-    return zlib.decompressobj()
-
-
 CODECS = {
     'bz2': (lambda: bz2.BZ2Compressor(9), bz2.BZ2Decompressor),
-    'zlib': (lambda: zlib.compressobj(6), _zlib_decompressor),
+    'zlib': (lambda: zlib.compressobj(6), zlib.decompressobj),
     'lzma': (lambda: lzma.LZMACompressor(preset=6), lzma.LZMADecompressor),
     'none': (_Identity, _Identity),
 }
