@@ -18,6 +18,7 @@ from . import defaults
 from .async_ import run_tasks
 from .exceptions import LovelyGaeError
 from .snapshot import getApp
+from .snapshot.app.handlers import HANDLER_TUPLES
 from .snapshot.app.access import (check_access, configured_token,
                                   is_loopback_host, refuse)
 from .webserver import ThreadedServer
@@ -119,9 +120,10 @@ class LocalServer:
     #: Seconds between two rounds of the worker.
     interval = 1.0
 
-    #: GET requests that write: cron calls these paths with GET.
-    writing_gets = ('/lovely.gae/snapshot.CreateSnapshotHandler',
-                    '/lovely.gae/worker')
+    #: GET requests that write (cron calls these paths with GET): the
+    #: routes whose handler writes on GET too (``web.allow``).
+    writing_gets = frozenset(path for path, handler in HANDLER_TUPLES
+                             if handler.writes_on_get)
 
     def __init__(self, datastore, host='127.0.0.1', port=8080, token=None,
                  no_token=False, interval=None, threads=1):

@@ -137,6 +137,7 @@ def test_writes_get_503_while_the_file_cannot_be_saved(served, monkeypatch,
     assert call(served, 'GET', '/lovely.gae/snapshot.CreateSnapshotHandler'
                 ).status_code == 503
     assert call(served, 'GET', '/lovely.gae/worker').status_code == 503
+    assert call(served, 'GET', '/lovely.gae/prune?keep=0').status_code == 503
     # Reads go on; a caller without the token learns nothing.
     [snap] = call(served, 'GET', '/lovely.gae/snapshots').json()['snapshots']
     assert snap['status'] == 'started'  # no task ran: nothing new to lose
