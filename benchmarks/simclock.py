@@ -44,8 +44,6 @@ class Participant:
         self.clock = clock
         self.go = threading.Event()
         self.cpu_mark = None
-        self.cpu = 0.0          # Python CPU charged to the clock
-        self.waited = 0.0       # latency and sleeps charged to the clock
         self.in_stub = False    # inside a stub call: no yielding
         self.untracked = False  # the harness's own checks: not charged
         self.calls = 0          # calls charged to it (see simstub)
@@ -120,9 +118,7 @@ class Scheduler:
         """Add the CPU since the last mark to the clock; mark again."""
         now = _thread_time()
         if part.cpu_mark is not None and not part.untracked:
-            spent = now - part.cpu_mark
-            part.clock += spent
-            part.cpu += spent
+            part.clock += now - part.cpu_mark
         part.cpu_mark = now
 
     def mark(self, part):
@@ -132,7 +128,6 @@ class Scheduler:
     def advance(self, part, seconds):
         """Charge ``seconds`` of waiting (latency, a sleep) to the clock."""
         part.clock += seconds
-        part.waited += seconds
 
     def turn(self, part):
         """Let any participant whose clock is smaller run first."""
