@@ -92,7 +92,7 @@ class Scheduler:
 
     def wait_quiet(self):
         """Block until no participant runs or can run (all idle or gone)."""
-        return self.quiet.wait()
+        self.quiet.wait()
 
     @property
     def members(self):

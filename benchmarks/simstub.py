@@ -238,7 +238,6 @@ class MemoryTracker:
         self._seen()
         self.peaks.append((self.peak, name))
         self.base = None
-        return self.peak
 
 
 class SimRPC(apiproxy_rpc.RPC):

@@ -107,7 +107,6 @@ def _check(result, problems):
     if left:
         problems.append(left)
     result['problems'] = problems
-    return result
 
 
 def _summary(result, kind, size, workers, mode):

@@ -257,7 +257,6 @@ def private_dir(path):
     if info.st_mode & 0o077:
         raise UnsafePath(path, 'is open to other users (mode %o)'
                          % stat.S_IMODE(info.st_mode))
-    return path
 
 
 def open_private(path, mode='rb'):
