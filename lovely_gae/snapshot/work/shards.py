@@ -77,7 +77,7 @@ class Reader:
 
 @async_.task
 def store_shard(snapshot_id, kind_index, kind, namespace, shard, shards,
-                start, end, index=0, part=0, counts=None):
+                start, end, index, part, counts):
     """Task: store a shard's ranges, ``ranges.PER_TASK`` a commit."""
     # The query is on its way while the snapshot is read.
     reader = Reader(kind, namespace, start, end)
