@@ -72,6 +72,22 @@ def datastore_calls(gae_testbed, monkeypatch):
 
 
 @pytest.fixture
+def query_reads(gae_testbed, monkeypatch):
+    """The entities (or keys) each query call returns from now on, a
+    number a call, in order."""
+    stub = gae_testbed.get_stub('datastore_v3')
+    read, original = [], stub.MakeSyncCall
+
+    def counting(service, call, request, response, request_id=None):
+        result = original(service, call, request, response, request_id)
+        if call in ('RunQuery', 'Next'):
+            read.append(len(response.result))
+        return result
+    monkeypatch.setattr(stub, 'MakeSyncCall', counting)
+    return read
+
+
+@pytest.fixture
 def finished_snapshot(gae_testbed, run_tasks):
     """``finished_snapshot(kinds=None, **kw)``: a snapshot, all tasks run."""
     def make(kinds=None, **kwargs):

@@ -39,20 +39,12 @@ def test_a_part_run_again_finds_the_job_complete(gae_testbed):
 
 
 def test_a_progress_poll_reads_the_groups_under_way_not_every_part(
-        gae_testbed, monkeypatch):
+        query_reads):
     """``tally`` sums the parts done exactly, as the parts finish in any
     order, reading complete groups' markers for their parts: a poll of a
     job of 1,024 parts two thirds done reads tens of markers, not the
     700 of the parts done."""
-    stub = gae_testbed.get_stub('datastore_v3')
-    read, original = [], stub.MakeSyncCall
-
-    def counting(service, call, request, response, request_id=None):
-        result = original(service, call, request, response, request_id)
-        if call in ('RunQuery', 'Next'):
-            read.append(len(response.result))
-        return result
-    monkeypatch.setattr(stub, 'MakeSyncCall', counting)
+    read = query_reads
     total = 1024
     order = list(range(total))
     rng = random.Random(3)

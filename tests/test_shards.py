@@ -105,7 +105,7 @@ def test_the_last_shard_finishes_the_snapshot_with_a_few_calls(
 
 
 def test_a_storing_snapshots_progress_reads_a_shard_not_a_range(
-        gae_testbed, run_tasks, sharded, monkeypatch):
+        gae_testbed, run_tasks, sharded, query_reads):
     """A storing snapshot's status is polled: each poll reads one entity a
     shard of a large kind, as many with 150 ranges stored as with 50, and
     counts them right. (It read the key of every range stored: at 100
@@ -113,15 +113,7 @@ def test_a_storing_snapshots_progress_reads_a_shard_not_a_range(
     db.put([Dummy(key=db.Key.from_path('Dummy', number), title='x')
             for number in range(1, 2001)])
     db.put([Yummy(title=str(number)) for number in range(25)])
-    stub = gae_testbed.get_stub('datastore_v3')
-    read, original = [], stub.MakeSyncCall
-
-    def counting(service, call, request, response, request_id=None):
-        result = original(service, call, request, response, request_id)
-        if call in ('RunQuery', 'Next'):
-            read.append(len(response.result))
-        return result
-    monkeypatch.setattr(stub, 'MakeSyncCall', counting)
+    read = query_reads
     snap = api.create_snapshot(['Dummy', 'Yummy'], batchsize=10)
     polls = []
     while api.get_snapshot(snap.id).status != 'finished':
