@@ -171,7 +171,7 @@ def load_datastore(stub, path, progress=None):
     library's own parser found: the SDK would unpickle the file.
     ``progress(done, total)`` is told the bytes read now and then.
     """
-    from .snapshot.transfer.devfile import iter_entities
+    from .snapshot.transfer.devfile import iter_entities, whole_key
     try:
         with open(path, 'rb') as fileobj:
             data = fileobj.read()
@@ -188,6 +188,8 @@ def load_datastore(stub, path, progress=None):
             if progress is not None and number % _LOAD_STEP == 0:
                 progress(fileobj.tell(), len(data))
             record = _stored_record(number, record)
+            if not whole_key(record.entity.key):  # the stub takes it as text
+                raise ValueError('record %d has a key not in UTF-8' % number)
             stub._StoreRecord(record)
             last = record.entity.key.path.element[-1]
             if last.id:

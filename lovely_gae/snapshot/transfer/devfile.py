@@ -22,7 +22,7 @@ from . import wire
 
 __all__ = ['DevFileWriter', 'iter_entities', 'temp_file', 'fsync_path',
            'publish', 'checked_entities', 'check_file', 'count_kinds', 'summarize',
-           'private_dir', 'open_private']
+           'private_dir', 'open_private', 'whole_key']
 
 _PROTO3 = b'\x80\x03'
 _EMPTY_LIST, _MARK, _APPENDS, _STOP = b']', b'(', b'e', b'.'
@@ -312,7 +312,7 @@ def _read(path):
                 entity = read_entity(data)
             except DecodeError:
                 entity = None
-            if entity is None or not _whole_key(entity.key):
+            if entity is None or not whole_key(entity.key):
                 raise BadDatastoreFile('entity %d: %s' % (
                     number, 'cannot be decoded' if entity is None
                     else 'its key is damaged'), path, number)
@@ -327,10 +327,11 @@ def first_app_id(path):
     return None
 
 
-def _whole_key(reference):
+def whole_key(reference):
     """Whether ``reference`` has a path, and text where it needs it
     (protobuf gives bytes for a string that is not UTF-8)."""
     return bool(reference.path.element) and isinstance(
+        reference.app, str) and isinstance(
         reference.name_space, str) and all(
             isinstance(element.type, str) and element.type and (
                 isinstance(element.name, str))
