@@ -309,6 +309,13 @@ class RemoteClient:
         for body, size in wire.batches(records, batch_bytes):
             answer = self.json('POST', '/lovely.gae/upload', data=body,
                                headers={'Content-Type': wire.CONTENT_TYPE})
-            count += answer['put']
+            put = answer.get('put') if isinstance(answer, dict) else None
+            if type(put) is not int or put != size:  # not the app's answer
+                text = repr(answer)
+                raise DownloadError(
+                    '%s/lovely.gae/upload answered an upload of %d entities '
+                    'with %s, not the count it put' % (self.url, size, text
+                    if len(text) <= 80 else text[:77] + '...'))
+            count += put
             progress('batch', entities=size, bytes=len(body))
         return count
