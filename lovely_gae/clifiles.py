@@ -71,9 +71,17 @@ def cmd_upload(args, client):
                               'Upload %s?' % args.file, 'replaces entities'):
             return cliask.DECLINED
     mask = _mask(args)
-    count = snapshot_client.upload_snapshot(
-        args.file, url=_remote(args), target_namespace=args.target_namespace,
-        scrub=mask, progress=progress_for(args.json, stream=sys.stderr))
+    try:
+        count = snapshot_client.upload_snapshot(
+            args.file, url=_remote(args),
+            target_namespace=args.target_namespace, scrub=mask,
+            progress=progress_for(args.json, stream=sys.stderr))
+    except BaseException as error:  # Ctrl-C too
+        # Through an app, what was put stays put; a datastore file keeps
+        # what it held (it is saved only when a command succeeds).
+        if args.url and getattr(error, 'put', None):
+            error.hint = clitext.put(error.put)
+        raise
     data = {'file': args.file, 'entities': count}
     _unmatched(args, mask, data)
     return 0, data, 'Uploaded %d entities from %s' % (count, args.file)

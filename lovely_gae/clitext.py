@@ -7,7 +7,7 @@ import datetime
 
 __all__ = ['printable', 'describe', 'listing', 'plan', 'age', 'span',
            'size', 'next_task', 'worker_ran', 'error_data', 'count',
-           'entities', 'kept', 'keys_of', 'other_apps', 'RUN_WORKER']
+           'entities', 'kept', 'put', 'keys_of', 'other_apps', 'RUN_WORKER']
 
 #: What work left queued in a local datastore file waits for.
 RUN_WORKER = 'run `lovely-gae worker` to finish it'
@@ -168,6 +168,13 @@ def kept(kept):
     """What an interrupted download says of the ranges it keeps."""
     return ('%(ranges)d of %(of)d ranges kept in %(path)s; run the same '
             'command again to go on' % kept)
+
+
+def put(put):
+    """What an upload through an app that stopped says it put."""
+    return ('at least %d of %s were put before it stopped; run the same '
+            'command again to put them all' % (put['entities'], entities(
+                put['of'])))
 
 
 def error_data(error, status):

@@ -6,6 +6,8 @@ import pytest
 from google.appengine.api import datastore
 
 from lovely_gae import cli
+from lovely_gae.snapshot.app.access import ERROR_HEADER
+from lovely_gae.snapshot.transfer import remote, wire
 from lovely_gae.snapshot.transfer.devfile import DevFileWriter
 from lovely_gae.webserver import ThreadedServer
 from tests.conftest import run_cli as run
@@ -100,3 +102,41 @@ def test_an_upload_answer_not_the_apps_is_a_one_line_error(
     assert err == ('lovely-gae: error: %s/lovely.gae/upload answered an '
                    'upload of 3 entities with %s, not the count it put\n'
                    % (hostile.url, json.loads(answer)))
+
+
+class Stops:
+    """An app that takes ``takes`` uploads of one entity, then answers
+    ``status`` with the app's mark of an error."""
+
+    def __init__(self, takes, status):
+        self.takes, self.status = takes, status
+
+    def __call__(self, environ, start_response):
+        environ['wsgi.input'].read(int(environ.get('CONTENT_LENGTH') or 0))
+        if self.takes:
+            self.takes -= 1
+            start_response('200 OK', [('Content-Type', 'application/json')])
+            return [b'{"put": 1}']
+        start_response(self.status, [('Content-Type', 'text/plain'),
+                                     (ERROR_HEADER, 'error')])
+        return [b'no room\n']
+
+
+@pytest.mark.parametrize('status, line, code', [
+    ('400 Bad Request', 'error: no room (HTTP 400)', 1),
+    ('503 Service Unavailable', 'interrupted', 130),  # Ctrl-C in a retry
+])
+def test_an_upload_that_stops_says_what_it_put(
+        gae_testbed, tmp_path, capsys, monkeypatch, status, line, code):
+    path = upload_file(str(tmp_path / 'snapshot.7'))
+    monkeypatch.setattr(wire, 'BATCH_BYTES', 1)  # an entity a request
+
+    def ctrl_c(seconds):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(remote.time, 'sleep', ctrl_c)
+    with ThreadedServer(Stops(2, status)) as server:
+        server.token = 's3cret'
+        assert upload(server, path) == code
+    assert capsys.readouterr().err == (
+        'lovely-gae: %s; at least 2 of 3 entities were put before it '
+        'stopped; run the same command again to put them all\n' % line)

@@ -310,14 +310,33 @@ def upload_snapshot(path, url=None, token=None, target_namespace=None,
     the file has been read: a ``rewrite.Mask`` that matched nothing raises
     ``MaskUnmatched`` and nothing is sent (unless ``allow_unmatched``).
     So ``scrub`` sees each entity twice, to check and to send, and must
-    give the same both times, as a ``Mask`` does.
+    give the same both times, as a ``Mask`` does. An upload that stops
+    (an error, Ctrl-C) after a batch was put says so in its error's
+    ``put``: ``{'entities': put at least, 'of': entities to put}``;
+    putting them all again does no harm.
     """
     moved_to = datastore_types.ResolveAppId(None) if url is None else None
     transform = Transform(moved_to, target_namespace, scrub)
     total = sum(1 for _ in _entities(path, transform))
     transform.check()  # a misspelt mask: the data it meant goes nowhere
     records = (e.SerializeToString() for e in _entities(path, transform))
-    progress = _upload_progress(progress, 'upload of %s' % path, total)
+    told = _upload_progress(progress, 'upload of %s' % path, total)
+    put = [0]
+
+    def counted(event, **info):
+        if event == 'batch':
+            put[0] += info['entities']
+        told(event, **info)
+    try:
+        return _put(records, url, token, batch_bytes, counted)
+    except BaseException as error:
+        if put[0]:  # part of the file is in, whatever stopped it
+            error.put = {'entities': put[0], 'of': total}
+        raise
+
+
+def _put(records, url, token, batch_bytes, progress):
+    """Put ``records`` here (``url`` None) or through the app at ``url``."""
     if url is None:
         count = 0
         for body, size in wire.batches(records, batch_bytes):
