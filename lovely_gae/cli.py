@@ -233,6 +233,8 @@ def _run(args):
     from .local import LocalClient, local_datastore
     from .snapshot.waiting import StillWorking
     path = args.datastore or defaults.DATASTORE_FILE
+    if getattr(args, 'file', None) is not None:
+        cliinfo.check_apart(args.file, path)  # before it is locked
     from .snapshot.progress import loading_bar
     with local_datastore(path, args.app_id, save=args.writes,
                          command='lovely-gae ' + args.command,

@@ -5,7 +5,8 @@ import os
 from . import cliask, clitext
 from .exceptions import LovelyGaeError
 
-__all__ = ['cmd_queue', 'cmd_inspect', 'cmd_verify', 'check_file']
+__all__ = ['cmd_queue', 'cmd_inspect', 'cmd_verify', 'check_file',
+           'check_apart']
 
 #: Characters of a failed task's error that ``queue`` prints at most.
 _ERROR_CHARS = 200
@@ -31,6 +32,19 @@ def check_file(path):
                                        ' (it holds %s)' % ', '.join(names)))
     if not os.path.exists(path):
         raise LovelyGaeError('no such file: %s' % path)
+
+
+def check_apart(path, datastore):
+    """Raise unless ``path``, a file to put into the datastore file
+    ``datastore``, is another file: put into itself, it would be changed
+    (its entities again under the local app id, the library's too)."""
+    try:
+        same = os.path.samefile(path, datastore)
+    except OSError:
+        return  # no datastore file yet: another one, to be made
+    if same:
+        raise LovelyGaeError('%s is the datastore file (--datastore %s): '
+                             'upload it into another one' % (path, datastore))
 
 
 def _by_id(name):

@@ -1,6 +1,7 @@
 """Hostile and damaged files on the file paths: the datastore file given by
 ``--datastore``, and the files ``inspect``, ``verify`` and ``upload`` read."""
 import json
+import os
 
 import pytest
 from google.appengine.api import datastore
@@ -140,3 +141,22 @@ def test_an_upload_that_stops_says_what_it_put(
     assert capsys.readouterr().err == (
         'lovely-gae: %s; at least 2 of 3 entities were put before it '
         'stopped; run the same command again to put them all\n' % line)
+
+
+@pytest.mark.parametrize('through', ['', 'link'])
+def test_a_file_is_not_uploaded_into_itself(tmp_path, capsys, through):
+    """The datastore file given as the file to upload: it would be loaded,
+    put into itself under the local app id, and saved, a downloaded file
+    doubled and holding the library's id marks (never to upload again)."""
+    path = upload_file(str(tmp_path / 'snapshot.7'))
+    before = sorted(os.listdir(tmp_path)), open(path, 'rb').read()
+    store = path
+    if through:
+        store = str(tmp_path / 'dev.datastore')
+        os.symlink(path, store)
+        before = sorted(os.listdir(tmp_path)), before[1]
+    assert run(store, 'upload', '--yes', path) == 1
+    assert capsys.readouterr().err == (
+        'lovely-gae: error: %s is the datastore file (--datastore %s): '
+        'upload it into another one\n' % (path, store))
+    assert (sorted(os.listdir(tmp_path)), open(path, 'rb').read()) == before
