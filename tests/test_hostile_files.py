@@ -11,6 +11,7 @@ from lovely_gae.snapshot.app.access import ERROR_HEADER
 from lovely_gae.snapshot.transfer import remote, wire
 from lovely_gae.snapshot.transfer.devfile import DevFileWriter
 from lovely_gae.webserver import ThreadedServer
+from tests.conftest import demo_into
 from tests.conftest import run_cli as run
 from tests.test_transfer_trust import Hostile
 
@@ -160,3 +161,18 @@ def test_a_file_is_not_uploaded_into_itself(tmp_path, capsys, through):
         'lovely-gae: error: %s is the datastore file (--datastore %s): '
         'upload it into another one\n' % (path, store))
     assert (sorted(os.listdir(tmp_path)), open(path, 'rb').read()) == before
+
+
+def test_an_out_dir_that_is_a_file_is_named_so(store, capsys, tmp_path):
+    demo_into(store)
+    with open(store, 'rb') as fileobj:
+        content = fileobj.read()
+    for out in (store, str(tmp_path / 'link')):
+        if out != store:
+            os.symlink(store, out)
+        assert run(store, 'download', out) == 1
+        assert capsys.readouterr().err == (
+            "lovely-gae: error: invalid out_dir %r: is a file, not a "
+            "directory\n" % out)
+    with open(store, 'rb') as fileobj:
+        assert fileobj.read() == content

@@ -16,8 +16,8 @@ from google.protobuf.message import DecodeError
 
 from .. import cache, defaults, entities
 from ..entities import EntityProto
-from ..exceptions import (BadEntity, MaskUnmatched, OutFileExists,
-                          RangeCorrupted, SnapshotIncomplete,
+from ..exceptions import (BadEntity, InvalidInput, MaskUnmatched,
+                          OutFileExists, RangeCorrupted, SnapshotIncomplete,
                           SnapshotNotFound)
 from . import api, names, storage
 from .progress import (BarProgress, LineProgress, SeedProgress,
@@ -38,6 +38,9 @@ __all__ = ['download_snapshot', 'upload_snapshot', 'SeedProgress',
 def out_path(out_dir, snapshot_id):
     """Where snapshot ``snapshot_id`` goes in ``out_dir``, which is made
     (with its parents) if missing; ``OutFileExists`` if it is taken."""
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        # Not makedirs' 'File exists', which reads as if that were wrong.
+        raise InvalidInput('out_dir', out_dir, 'is a file, not a directory')
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, 'snapshot.%d' % snapshot_id)
     if os.path.lexists(path):
