@@ -222,7 +222,8 @@ def build_parser(json_errors=False):
 def _run(args):
     """The command's ``(status, data, text)``, its datastore file saved."""
     if getattr(args, 'file', None) is not None:
-        cliinfo.check_file(args.file)  # before any datastore is opened
+        # Before any datastore is opened; an upload reads its file twice.
+        cliinfo.check_file(args.file, twice=args.command == 'upload')
     if args.where == 'none':
         return args.func(args, None)
     if args.url:

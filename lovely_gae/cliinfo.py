@@ -20,9 +20,10 @@ def _one_line(text):
     return line[:_ERROR_CHARS]
 
 
-def check_file(path):
-    """Raise unless ``path`` is a file to read a snapshot from: one line
-    that says what it is instead (a directory: which files it holds)."""
+def check_file(path, twice=False):
+    """Raise unless ``path`` is a file to read a snapshot from (``twice``:
+    a regular file, not a pipe read once): one line that says what it is
+    instead (a directory: which files it holds)."""
     if os.path.isdir(path):
         names = sorted((name for name in os.listdir(path)
                         if name.startswith('snapshot.')), key=_by_id)
@@ -32,6 +33,10 @@ def check_file(path):
                                        ' (it holds %s)' % ', '.join(names)))
     if not os.path.exists(path):
         raise LovelyGaeError('no such file: %s' % path)
+    if twice and not os.path.isfile(path):
+        raise LovelyGaeError('%s is not a regular file: an upload reads it '
+                             'twice, to check it whole and to send it; save '
+                             'it to a file first' % path)
 
 
 def check_apart(path, datastore):

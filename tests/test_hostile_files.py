@@ -176,3 +176,23 @@ def test_an_out_dir_that_is_a_file_is_named_so(store, capsys, tmp_path):
             "directory\n" % out)
     with open(store, 'rb') as fileobj:
         assert fileobj.read() == content
+
+
+def test_an_upload_from_a_pipe_is_refused_before_a_byte_is_read(
+        store, capsys, tmp_path):
+    """``upload <(gunzip -c snapshot.7.gz)``: a pipe is read once, and an
+    upload reads its file twice (to check it whole, then to send it)."""
+    read, write_end = os.pipe()
+    try:
+        os.write(write_end, b'\x80\x03]')
+        os.close(write_end)  # the pipe ends there: nothing waits for more
+        pipe = '/dev/fd/%d' % read
+        assert run(store, 'upload', '--yes', pipe) == 1
+        assert capsys.readouterr().err == (
+            'lovely-gae: error: %s is not a regular file: an upload reads '
+            'it twice, to check it whole and to send it; save it to a file '
+            'first\n' % pipe)
+        assert os.read(read, 10) == b'\x80\x03]'  # not a byte read
+    finally:
+        os.close(read)
+    assert os.listdir(tmp_path) == []  # no datastore, no lock made
