@@ -196,3 +196,23 @@ def test_an_upload_from_a_pipe_is_refused_before_a_byte_is_read(
     finally:
         os.close(read)
     assert os.listdir(tmp_path) == []  # no datastore, no lock made
+
+
+@pytest.mark.parametrize('option, value, reason', [
+    ('--target-app-id', '', 'not an app id, such as dev~my-app'),
+    ('--target-app-id', 'a b/../x', 'not an app id, such as dev~my-app'),
+    ('--target-app-id', 'Dev~App', 'not an app id, such as dev~my-app'),
+    ('--target-namespace', 'bad ns!', 'not a namespace the datastore takes '
+     '(at most 100 letters, digits, ".", "-" and "_")'),
+])
+def test_a_target_the_datastore_refuses_is_refused_before_a_download(
+        store, capsys, tmp_path, option, value, reason):
+    """Else the file is written, and refused by verify and upload, or its
+    keys of an app no datastore has."""
+    demo_into(store)
+    out = tmp_path / 'out'
+    assert run(store, 'download', option, value, str(out)) == 1
+    assert capsys.readouterr().err == (
+        'lovely-gae: error: invalid %s %r: %s\n' % (
+            option[2:].replace('-', '_'), value, reason))
+    assert not out.exists()

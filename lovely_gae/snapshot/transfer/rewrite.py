@@ -17,6 +17,7 @@ values (``compressed=True``), pickles, JSON, and keys kept as strings.
 import difflib
 import hashlib
 import hmac
+import re
 import secrets
 
 from google.appengine.datastore.entity_bytes_pb2 import Property
@@ -24,8 +25,9 @@ from google.protobuf.message import DecodeError
 
 from ...entities import EntityProto
 from ...exceptions import BadEntity, InvalidInput, MaskUnmatched
+from .wire import is_namespace
 
-__all__ = ['rewrite_entity', 'Transform', 'Mask']
+__all__ = ['rewrite_entity', 'check_target', 'Transform', 'Mask']
 
 #: Structured values nested deeper than this are refused, not rewritten.
 MAX_DEPTH = 100
@@ -102,6 +104,21 @@ def rewrite_entity(entity, app=None, namespace=None):
     move.reference(entity.key)
     move.properties(entity)
     return entity
+
+
+def check_target(app=None, namespace=None):
+    """Raise ``InvalidInput`` unless ``app`` and ``namespace`` (None: not
+    moved) are an app id and a namespace the datastore takes: else the
+    keys moved there would be refused, or never found."""
+    if app is not None:
+        from google.appengine.api.appinfo import APPLICATION_RE_STRING
+        if not re.fullmatch(APPLICATION_RE_STRING, app):
+            raise InvalidInput('target_app_id', app,
+                               'not an app id, such as dev~my-app')
+    if namespace is not None and not is_namespace(namespace):
+        raise InvalidInput('target_namespace', namespace, 'not a namespace '
+                           'the datastore takes (at most 100 letters, '
+                           'digits, ".", "-" and "_")')
 
 
 class Transform:

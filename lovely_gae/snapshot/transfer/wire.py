@@ -16,7 +16,7 @@ from ...exceptions import BadEntity, LovelyGaeError
 from .. import storage
 
 __all__ = ['CONTENT_TYPE', 'BATCH_BYTES', 'batches', 'decode',
-           'check_entity', 'check_key']
+           'check_entity', 'check_key', 'is_namespace']
 
 CONTENT_TYPE = 'application/x-lovely-gae-entities'
 
@@ -95,6 +95,11 @@ def _check_reference(reference, what, elements):
         raise BadEntity('%s has namespace %r, which is not one the datastore '
                         'takes' % (what, reference.name_space[:120]))
     _check_path(elements, what)
+
+
+def is_namespace(text):
+    """Whether the datastore takes ``text`` for a namespace."""
+    return bool(_NAMESPACE.fullmatch(text))
 
 
 def check_key(key):
