@@ -16,7 +16,6 @@ with the same JSON-ready data (``snapshot.calls``); it runs the tasks they
 queue in this process.
 """
 import contextlib
-import fcntl
 import io
 import json
 import os
@@ -32,7 +31,8 @@ from google.protobuf.message import DecodeError
 
 from . import defaults, filestub
 from .entities import EntityProto
-from .exceptions import DatastoreFileError, DatastoreLocked
+from .exceptions import DatastoreFileError
+from .filelock import FileLock
 
 __all__ = ['TESTING_APP_ID', 'start_testbed', 'load_datastore',
            'local_datastore', 'LocalDatastore', 'save_datastore', 'drain',
@@ -67,63 +67,6 @@ def start_testbed(app_id=TESTING_APP_ID, root_path=None):
     bed.init_memcache_stub()
     namespace_manager.set_namespace('')
     return bed
-
-
-class _FileLock:
-    """An OS lock on ``<path>.lock``: shared for readers, else exclusive.
-
-    The holder writes its pid and command into the file, so that a process
-    it keeps out can say who holds it. The OS drops the lock when the
-    process ends, however it ends: no lock outlives its holder.
-    """
-
-    def __init__(self, path, exclusive, command=None):
-        self.path, self.exclusive = path, exclusive
-        self.info = {'pid': os.getpid(), 'command': command}
-        # No symlinks: the file is truncated, so it must be our own.
-        self.fd = os.open(path + defaults.LOCK_SUFFIX,
-                          os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-        try:
-            try:
-                fcntl.flock(self.fd, fcntl.LOCK_NB | (
-                    fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH))
-            except BlockingIOError:
-                raise DatastoreLocked(path, self._holder()) from None
-            self.note()
-        except BaseException:
-            os.close(self.fd)
-            raise
-
-    def note(self, **info):
-        """Record ``info`` (``url``) beside the pid and command."""
-        self.info.update(info)
-        data = json.dumps(self.info).encode()
-        with contextlib.suppress(OSError):  # a word for others, no more
-            os.ftruncate(self.fd, 0)
-            os.pwrite(self.fd, data, 0)
-
-    def _holder(self):
-        """What the holder recorded, each field checked; {} if unreadable."""
-        try:
-            info = json.loads(os.pread(self.fd, 4096, 0))
-        except ValueError:
-            return {}
-        if not isinstance(info, dict):
-            return {}
-
-        def text(value):
-            return (value if isinstance(value, str) and len(value) < 200
-                    and value.isprintable() else None)
-        pid = info.get('pid')
-        return {'pid': pid if type(pid) is int and pid > 0 else None,
-                'command': text(info.get('command')),
-                'url': text(info.get('url'))}
-
-    def release(self):
-        if self.exclusive:  # no word of a holder that is gone
-            with contextlib.suppress(OSError):
-                os.ftruncate(self.fd, 0)
-        os.close(self.fd)
 
 
 def _checked_path(path):
@@ -288,7 +231,7 @@ def local_datastore(path=defaults.DATASTORE_FILE, app_id=None, save=True,
     path = _checked_path(path)
     if must_exist and not os.path.exists(path + defaults.LOCK_SUFFIX):
         _must_exist(path)  # no lock file to leave behind for nothing
-    lock = _FileLock(path, exclusive=save, command=command)
+    lock = FileLock(path, exclusive=save, command=command)
     try:
         if must_exist:
             _must_exist(path)  # a writer that held the lock may have saved

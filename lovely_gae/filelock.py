@@ -1,0 +1,68 @@
+"""The lock beside a datastore file (``<file>.lock``): one writer, or
+readers, at a time, each process saying who it is to those it keeps out."""
+import contextlib
+import fcntl
+import json
+import os
+
+from . import defaults
+from .exceptions import DatastoreLocked
+
+__all__ = ['FileLock']
+
+
+class FileLock:
+    """An OS lock on ``<path>.lock``: shared for readers, else exclusive.
+
+    The holder writes its pid and command into the file, so that a process
+    it keeps out can say who holds it. The OS drops the lock when the
+    process ends, however it ends: no lock outlives its holder.
+    """
+
+    def __init__(self, path, exclusive, command=None):
+        self.path, self.exclusive = path, exclusive
+        self.info = {'pid': os.getpid(), 'command': command}
+        # No symlinks: the file is truncated, so it must be our own.
+        self.fd = os.open(path + defaults.LOCK_SUFFIX,
+                          os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        try:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_NB | (
+                    fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH))
+            except BlockingIOError:
+                raise DatastoreLocked(path, self._holder()) from None
+            self.note()
+        except BaseException:
+            os.close(self.fd)
+            raise
+
+    def note(self, **info):
+        """Record ``info`` (``url``) beside the pid and command."""
+        self.info.update(info)
+        data = json.dumps(self.info).encode()
+        with contextlib.suppress(OSError):  # a word for others, no more
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, data, 0)
+
+    def _holder(self):
+        """What the holder recorded, each field checked; {} if unreadable."""
+        try:
+            info = json.loads(os.pread(self.fd, 4096, 0))
+        except ValueError:
+            return {}
+        if not isinstance(info, dict):
+            return {}
+
+        def text(value):
+            return (value if isinstance(value, str) and len(value) < 200
+                    and value.isprintable() else None)
+        pid = info.get('pid')
+        return {'pid': pid if type(pid) is int and pid > 0 else None,
+                'command': text(info.get('command')),
+                'url': text(info.get('url'))}
+
+    def release(self):
+        if self.exclusive:  # no word of a holder that is gone
+            with contextlib.suppress(OSError):
+                os.ftruncate(self.fd, 0)
+        os.close(self.fd)
