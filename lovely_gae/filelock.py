@@ -6,7 +6,7 @@ import json
 import os
 
 from . import defaults
-from .exceptions import DatastoreLocked
+from .exceptions import DatastoreFileError, DatastoreLocked
 
 __all__ = ['FileLock']
 
@@ -23,8 +23,18 @@ class FileLock:
         self.path, self.exclusive = path, exclusive
         self.info = {'pid': os.getpid(), 'command': command}
         # No symlinks: the file is truncated, so it must be our own.
-        self.fd = os.open(path + defaults.LOCK_SUFFIX,
-                          os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        lock = path + defaults.LOCK_SUFFIX
+        try:
+            self.fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW,
+                              0o644)
+        except OSError as error:  # ELOOP or EISDIR say it badly
+            what = ('symbolic link' if os.path.islink(lock) else
+                    'directory' if os.path.isdir(lock) else None)
+            if what is None:
+                raise
+            raise DatastoreFileError(path, 'its lock file %s is a %s, not a '
+                                     'file; remove it' % (lock, what)) \
+                from error
         try:
             try:
                 fcntl.flock(self.fd, fcntl.LOCK_NB | (

@@ -216,3 +216,23 @@ def test_a_target_the_datastore_refuses_is_refused_before_a_download(
         'lovely-gae: error: invalid %s %r: %s\n' % (
             option[2:].replace('-', '_'), value, reason))
     assert not out.exists()
+
+
+@pytest.mark.parametrize('what', ['link', 'directory'])
+def test_a_lock_file_that_is_no_file_of_its_own_is_named_so(
+        store, capsys, tmp_path, what):
+    """The lock is opened without following a link (it is written to): a
+    link or a directory there is named for what it is, not ELOOP's 'Too
+    many levels of symbolic links'."""
+    demo_into(store)
+    lock = store + '.lock'
+    if what == 'link':
+        os.symlink(str(tmp_path / 'elsewhere'), lock)
+    else:
+        os.mkdir(lock)
+    assert run(store, 'list') == 1
+    assert capsys.readouterr().err == (
+        'lovely-gae: error: datastore file %s: its lock file %s is a %s, '
+        'not a file; remove it\n' % (store, lock, {
+            'link': 'symbolic link'}.get(what, what)))
+    assert not (tmp_path / 'elsewhere').exists()
