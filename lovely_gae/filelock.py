@@ -22,29 +22,46 @@ class FileLock:
     def __init__(self, path, exclusive, command=None):
         self.path, self.exclusive = path, exclusive
         self.info = {'pid': os.getpid(), 'command': command}
+        self.lock = path + defaults.LOCK_SUFFIX
+        while True:
+            self.fd = self._open()
+            try:
+                try:
+                    fcntl.flock(self.fd, fcntl.LOCK_NB | (
+                        fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH))
+                except BlockingIOError:
+                    raise DatastoreLocked(path, self._holder()) from None
+                if self._current():
+                    break
+            except BaseException:
+                os.close(self.fd)
+                raise
+            os.close(self.fd)  # its holder removed it meanwhile: anew
+        self.note()
+
+    def _open(self):
         # No symlinks: the file is truncated, so it must be our own.
-        lock = path + defaults.LOCK_SUFFIX
         try:
-            self.fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW,
-                              0o644)
+            return os.open(self.lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW,
+                           0o644)
         except OSError as error:  # ELOOP or EISDIR say it badly
-            what = ('symbolic link' if os.path.islink(lock) else
-                    'directory' if os.path.isdir(lock) else None)
+            what = ('symbolic link' if os.path.islink(self.lock) else
+                    'directory' if os.path.isdir(self.lock) else None)
             if what is None:
                 raise
-            raise DatastoreFileError(path, 'its lock file %s is a %s, not a '
-                                     'file; remove it' % (lock, what)) \
-                from error
+            raise DatastoreFileError(self.path, 'its lock file %s is a %s, '
+                                     'not a file; remove it'
+                                     % (self.lock, what)) from error
+
+    def _current(self):
+        """Whether the file locked still has the name: a holder removes it
+        when done with no datastore file beside it (``release``)."""
         try:
-            try:
-                fcntl.flock(self.fd, fcntl.LOCK_NB | (
-                    fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH))
-            except BlockingIOError:
-                raise DatastoreLocked(path, self._holder()) from None
-            self.note()
-        except BaseException:
-            os.close(self.fd)
-            raise
+            named = os.lstat(self.lock)
+        except FileNotFoundError:
+            return False
+        locked = os.fstat(self.fd)
+        return (named.st_dev, named.st_ino) == (locked.st_dev, locked.st_ino)
 
     def note(self, **info):
         """Record ``info`` (``url``) beside the pid and command."""
@@ -71,8 +88,13 @@ class FileLock:
                 'command': text(info.get('command')),
                 'url': text(info.get('url'))}
 
-    def release(self):
+    def release(self, remove=False):
+        """Let go; with ``remove`` an exclusive holder removes the file
+        first (beside no datastore file, it would be left for nothing)."""
         if self.exclusive:  # no word of a holder that is gone
             with contextlib.suppress(OSError):
-                os.ftruncate(self.fd, 0)
+                if remove:
+                    os.unlink(self.lock)
+                else:
+                    os.ftruncate(self.fd, 0)
         os.close(self.fd)

@@ -245,8 +245,8 @@ def local_datastore(path=defaults.DATASTORE_FILE, app_id=None, save=True,
                 datastore.save()
         finally:
             bed.deactivate()
-    finally:
-        lock.release()
+    finally:  # a refused first command leaves no lock file behind
+        lock.release(remove=not os.path.exists(path))
 
 
 def _must_exist(path):

@@ -1,12 +1,13 @@
 """Hostile and damaged files on the file paths: the datastore file given by
 ``--datastore``, and the files ``inspect``, ``verify`` and ``upload`` read."""
+import fcntl
 import json
 import os
 
 import pytest
 from google.appengine.api import datastore
 
-from lovely_gae import cli
+from lovely_gae import cli, filelock
 from lovely_gae.snapshot.app.access import ERROR_HEADER
 from lovely_gae.snapshot.transfer import remote, wire
 from lovely_gae.snapshot.transfer.devfile import DevFileWriter
@@ -236,3 +237,39 @@ def test_a_lock_file_that_is_no_file_of_its_own_is_named_so(
         'not a file; remove it\n' % (store, lock, {
             'link': 'symbolic link'}.get(what, what)))
     assert not (tmp_path / 'elsewhere').exists()
+
+
+def test_a_refused_first_command_leaves_nothing_behind(store, tmp_path,
+                                                       capsys):
+    """No datastore file, no lock file beside it: a lock beside no file
+    would be left for nothing."""
+    bad = tmp_path / 'snapshot.7'
+    write(str(bad), [spoiled('kind')])
+    assert run(store, 'upload', '--yes', str(bad)) == 1
+    assert run(store, 'create', 'Nope') == 1
+    assert run(store, 'restore', '--yes', '5') == 1
+    assert os.listdir(tmp_path) == ['snapshot.7']
+    assert capsys.readouterr().err.count('\n') == 3
+
+
+def test_a_lock_removed_by_its_holder_is_taken_anew(tmp_path, monkeypatch):
+    """One that opened the lock file as its holder removed it, and locked
+    it after, holds the lock of no file: it opens the file of that name
+    again (else it and the next writer would both hold 'the' lock)."""
+    path = str(tmp_path / 'data.datastore')
+    real_flock, replaced = fcntl.flock, []
+
+    def flock(fd, operation):
+        if not replaced:  # the holder lets go between our open and flock
+            replaced.append(os.fstat(fd).st_ino)
+            holder = filelock.FileLock(path, exclusive=True)
+            holder.release(remove=True)
+            filelock.FileLock(path, exclusive=True).release()  # a new one
+        return real_flock(fd, operation)
+    monkeypatch.setattr(filelock.fcntl, 'flock', flock)
+    lock = filelock.FileLock(path, exclusive=True)
+    try:
+        assert os.fstat(lock.fd).st_ino == os.stat(path + '.lock').st_ino
+        assert replaced and replaced[0] != os.fstat(lock.fd).st_ino
+    finally:
+        lock.release()
