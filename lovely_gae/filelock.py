@@ -1,6 +1,7 @@
 """The lock beside a datastore file (``<file>.lock``): one writer, or
 readers, at a time, each process saying who it is to those it keeps out."""
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -16,7 +17,11 @@ class FileLock:
 
     The holder writes its pid and command into the file, so that a process
     it keeps out can say who holds it. The OS drops the lock when the
-    process ends, however it ends: no lock outlives its holder.
+    process ends, however it ends: no lock outlives its holder. A reader
+    where this user may not write (read-only media, another user's
+    directory) shares a lock file it can only read, or goes without one
+    where there is none: a save replaces the file whole, at once, so what
+    it reads is whole all the same.
     """
 
     def __init__(self, path, exclusive, command=None):
@@ -25,6 +30,8 @@ class FileLock:
         self.lock = path + defaults.LOCK_SUFFIX
         while True:
             self.fd = self._open()
+            if self.fd is None:
+                return  # a reader where it may not make one: no lock
             try:
                 try:
                     fcntl.flock(self.fd, fcntl.LOCK_NB | (
@@ -40,11 +47,20 @@ class FileLock:
         self.note()
 
     def _open(self):
+        """The lock file, open; for a reader where this user may not
+        write, open to read (a shared lock needs no more), or None if
+        there is none to open."""
         # No symlinks: the file is truncated, so it must be our own.
         try:
             return os.open(self.lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW,
                            0o644)
         except OSError as error:  # ELOOP or EISDIR say it badly
+            if not self.exclusive and error.errno in (errno.EROFS,
+                                                      errno.EACCES):
+                try:
+                    return os.open(self.lock, os.O_RDONLY | os.O_NOFOLLOW)
+                except FileNotFoundError:
+                    return None
             what = ('symbolic link' if os.path.islink(self.lock) else
                     'directory' if os.path.isdir(self.lock) else None)
             if what is None:
@@ -66,6 +82,8 @@ class FileLock:
     def note(self, **info):
         """Record ``info`` (``url``) beside the pid and command."""
         self.info.update(info)
+        if self.fd is None:
+            return
         data = json.dumps(self.info).encode()
         with contextlib.suppress(OSError):  # a word for others, no more
             os.ftruncate(self.fd, 0)
@@ -91,6 +109,8 @@ class FileLock:
     def release(self, remove=False):
         """Let go; with ``remove`` an exclusive holder removes the file
         first (beside no datastore file, it would be left for nothing)."""
+        if self.fd is None:
+            return
         if self.exclusive:  # no word of a holder that is gone
             with contextlib.suppress(OSError):
                 if remove:

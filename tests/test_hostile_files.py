@@ -1,5 +1,6 @@
 """Hostile and damaged files on the file paths: the datastore file given by
 ``--datastore``, and the files ``inspect``, ``verify`` and ``upload`` read."""
+import errno
 import fcntl
 import json
 import os
@@ -273,3 +274,54 @@ def test_a_lock_removed_by_its_holder_is_taken_anew(tmp_path, monkeypatch):
         assert replaced and replaced[0] != os.fstat(lock.fd).st_ino
     finally:
         lock.release()
+
+
+@pytest.fixture
+def unwritable(monkeypatch):
+    """``unwritable(code)``: from now on no file can be made, nor opened
+    to write (``code``: EROFS, a read-only file system; EACCES, a
+    directory of another user), as if the datastore file were there."""
+    def make(code):
+        real_open = os.open
+
+        def refusing(path, flags, *args, **kwargs):
+            if flags & (os.O_CREAT | os.O_RDWR | os.O_WRONLY):
+                raise OSError(code, os.strerror(code), path)
+            return real_open(path, flags, *args, **kwargs)
+        monkeypatch.setattr(filelock.os, 'open', refusing)
+    return make
+
+
+@pytest.mark.parametrize('code', [errno.EROFS, errno.EACCES])
+def test_a_datastore_file_where_none_may_write_is_read(
+        store, capsys, unwritable, code):
+    """Read-only media, or a directory of another user: commands that only
+    read go on without a lock file, as no writer can be there; those that
+    write say why they cannot."""
+    demo_into(store)
+    unwritable(code)
+    assert run(store, '--json', 'list') == 0
+    assert json.loads(capsys.readouterr().out)[0]['status'] == 'finished'
+    assert not os.path.exists(store + '.lock')
+    assert run(store, 'create', 'Customer') == 1
+    assert capsys.readouterr().err == 'lovely-gae: error: [Errno %d] %s: ' \
+        "'%s.lock'\n" % (code, os.strerror(code), store)
+
+
+def test_a_lock_file_this_user_may_not_write_is_shared_by_readers(
+        store, unwritable):
+    """Opened to read, it still keeps writers out while a reader holds it:
+    a shared lock needs no more."""
+    demo_into(store)
+    filelock.FileLock(store, exclusive=True).release()  # another user's
+    unwritable(errno.EACCES)
+    reader = filelock.FileLock(store, exclusive=False)
+    try:
+        fd = os.open(store + '.lock', os.O_RDONLY)  # as a writer sees it
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+    finally:
+        reader.release()
