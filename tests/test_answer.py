@@ -11,6 +11,7 @@ import zlib
 
 import pytest
 
+from benchmarks import startup
 from lovely_gae.exceptions import DownloadError
 from lovely_gae.snapshot.transfer.remote import RemoteClient, RemoteError
 from lovely_gae.webserver import ThreadedServer
@@ -100,6 +101,8 @@ def test_every_call_asks_for_the_answer_unpacked(hostile, tmp_path):
     download(hostile.url, tmp_path)
     remote = RemoteClient(hostile.url, 's3cret')
     assert remote.list_snapshots() == []
+    hostile.serve('/lovely.gae/snapshots',  # what a start answers
+                  json.dumps(startup.SNAPSHOT).encode())
     remote.create_snapshot(['Dummy'])
     assert len(hostile.encodings) == 4
     assert set(hostile.encodings) == {'identity'}

@@ -14,7 +14,8 @@ import pytest
 from google.appengine.api import datastore
 from google.appengine.ext import db
 
-from lovely_gae import defaults, taskstore
+from benchmarks import startup
+from lovely_gae import cli, defaults, taskstore
 from lovely_gae.exceptions import (BadManifest, LovelyGaeError,
                                    RangeCorrupted, SnapshotIncomplete,
                                    UnsafePath)
@@ -523,7 +524,8 @@ def test_an_upload_body_holds_at_most_a_requests_entities():
                                                (False, 'false')])
 def test_create_snapshot_can_refuse_empty_kinds(hostile, allow_empty, sent):
     from urllib.parse import parse_qs
-    hostile.serve('/lovely.gae/snapshots', b'{"id": 1}', '201 Created',
+    answer = json.dumps(startup.SNAPSHOT).encode()
+    hostile.serve('/lovely.gae/snapshots', answer, '201 Created',
                   [('Content-Type', 'application/json')])
     remote = RemoteClient(hostile.url, 's3cret')
     remote.create_snapshot(['Dummy'], allow_empty=allow_empty)
@@ -600,3 +602,60 @@ def test_a_content_length_int_cannot_read_is_a_one_line_error(length):
                          timeout=(5, 5)).list_snapshots()
     finally:
         thread.join(5)
+
+
+def _without(answer, *path):
+    """``answer`` (JSON-ready) with the key at ``path`` gone."""
+    answer = json.loads(json.dumps(answer))
+    inner = answer
+    for key in path[:-1]:
+        inner = inner[key]
+    del inner[path[-1]]
+    return answer
+
+
+def _with(answer, value, *path):
+    answer = json.loads(json.dumps(answer))
+    inner = answer
+    for key in path[:-1]:
+        inner = inner[key]
+    inner[path[-1]] = value
+    return answer
+
+
+PAGE = {'snapshots': [startup.SNAPSHOT], 'next': None}
+
+
+@pytest.mark.parametrize('command, path, answer, where', [
+    (['list'], '/lovely.gae/snapshots', [], 'the answer is [], not an '
+     'object'),
+    (['list'], '/lovely.gae/snapshots', _without(PAGE, 'snapshots'),
+     '["snapshots"] is missing'),
+    (['list'], '/lovely.gae/snapshots',
+     _with(PAGE, '25', 'snapshots', 0, 'progress', 'entities'),
+     '["snapshots"][0]["progress"]["entities"] is "25", not an integer'),
+    (['status', '7'], '/lovely.gae/snapshots/7',
+     _without(startup.SNAPSHOT, 'progress', 'by_kind'),
+     '["progress"]["by_kind"] is missing'),
+    (['status', '7'], '/lovely.gae/snapshots/7',
+     _with(startup.SNAPSHOT, True, 'id'), '["id"] is true, not an integer'),
+    (['worker'], '/lovely.gae/worker', {'ran': 1},
+     '["queued"] is missing'),
+    (['worker'], '/lovely.gae/worker', {'ran': 0, 'queued': 0,
+                                        'next': 'soon'},
+     '["next"] is "soon", not an object'),
+])
+def test_an_answer_of_another_shape_is_one_line_naming_where(
+        hostile, capsys, command, path, answer, where):
+    """An app of another version, another service at the URL, a hostile
+    one: an answer of another shape than the app's is refused as it
+    comes, in one line that says where it is off; it was a KeyError or
+    TypeError traceback in whatever read it."""
+    method = 'POST' if command == ['worker'] else 'GET'
+    hostile.serve(path, json.dumps(answer).encode(),
+                  headers=[('Content-Type', 'application/json')])
+    assert cli.main(['--url', hostile.url, '--token', 's3cret']
+                    + command) == 1
+    assert capsys.readouterr().err == (
+        "lovely-gae: error: %s %s%s answered JSON of another shape than a "
+        "lovely_gae app's: %s\n" % (method, hostile.url, path, where))

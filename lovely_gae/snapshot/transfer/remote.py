@@ -29,6 +29,7 @@ from ...exceptions import (DownloadError, RestoreNotFound,
                            SnapshotNotFinished, SnapshotNotFound)
 from ..app.access import configured_token, is_loopback_host
 from ..progress import quiet
+from . import shapes
 from .answer import (TRANSIENT, Deadline, NotTheApp, RemoteError, check,
                      read_json)
 
@@ -163,8 +164,9 @@ class RemoteClient:
             response.close()
             raise
 
-    def json(self, method, path, retry=True, **kwargs):
-        """The JSON answer to ``method path``; retried if ``retry``."""
+    def json(self, method, path, retry=True, shape=None, **kwargs):
+        """The JSON answer to ``method path``, of ``shape`` if given
+        (``shapes``); retried if ``retry``."""
         url = self.url + path
         what = '%s %s' % (method, url)
         failures = 0
@@ -173,8 +175,10 @@ class RemoteClient:
                 deadline = Deadline(self.response_seconds[0])
                 with self._ask(method, url, deadline, retry,
                                **kwargs) as response:
-                    return read_json(response, self.json_bytes, deadline,
-                                     self.chunk_size)
+                    answer = read_json(response, self.json_bytes, deadline,
+                                       self.chunk_size)
+                return answer if shape is None else shapes.check(
+                    answer, shape, what)
             except TRANSIENT as error:
                 if not retry:
                     self._fail(what, error)
@@ -209,7 +213,8 @@ class RemoteClient:
                 'limit': min(self.list_page, limit - len(found))}
             if after is not None:
                 params['after'] = after
-            page = self.json('GET', '/lovely.gae/snapshots', params=params)
+            page = self.json('GET', '/lovely.gae/snapshots', params=params,
+                             shape=shapes.PAGE)
             found += page['snapshots']
             after = page.get('next')
             if after is None or not page['snapshots']:
@@ -217,7 +222,7 @@ class RemoteClient:
         return found
 
     def get_snapshot(self, snapshot_id):
-        return self._snapshot_call(snapshot_id, 'GET')
+        return self._snapshot_call(snapshot_id, 'GET', shape=shapes.SNAPSHOT)
 
     def create_snapshot(self, kinds=None, batchsize=None, namespace=None,
                         allow_empty=True):
@@ -227,31 +232,34 @@ class RemoteClient:
                 'namespace': namespace,
                 'allow_empty': None if allow_empty else 'false'}
         return self.json('POST', '/lovely.gae/snapshots', retry=False,
-                         data={k: v for k, v in data.items() if v})
+                         data={k: v for k, v in data.items() if v},
+                         shape=shapes.SNAPSHOT)
 
     def restore_snapshot(self, snapshot_id, kinds=None, dry_run=False):
         data = {'kinds': list(kinds or []), 'dry_run': 'true' if dry_run
                 else 'false'}
         return self._snapshot_call(snapshot_id, 'POST', '/restore',
-                                   retry=False, data=data)
+                                   retry=False, data=data,
+                                   shape=shapes.STARTED)
 
     def get_restore(self, snapshot_id, restore_id):
         """Restore (or dry run) ``restore_id`` of snapshot ``snapshot_id``."""
         try:  # the app reads the restore alone: a 404 is of the restore
             return self._snapshot_call(snapshot_id, 'GET', '/restores/'
-                                       + quote(str(restore_id), safe=''))
+                                       + quote(str(restore_id), safe=''),
+                                       shape=shapes.RESTORE)
         except SnapshotNotFound as error:
             raise RestoreNotFound(snapshot_id, restore_id) from error
 
     def delete_snapshot(self, snapshot_id):
         return self._snapshot_call(snapshot_id, 'POST', '/delete',
-                                   retry=False)
+                                   retry=False, shape=shapes.DELETED)
 
     def prune(self, keep, only=None):
         """``only``: the ids agreed to (``api.prune``); sent in the body."""
         return self.json('POST', '/lovely.gae/prune', retry=False,
                          params={'keep': keep}, data={'only': list(only)}
-                         if only else None)
+                         if only else None, shape=shapes.DELETED)
 
     def run_worker(self, seconds=None, wait=False, threads=1):
         """Have the app run due tasks; with ``wait``, until none is left;
@@ -263,7 +271,7 @@ class RemoteClient:
             with concurrent.futures.ThreadPoolExecutor(threads) as pool:
                 answers = list(pool.map(lambda _: self.json(
                     'POST', '/lovely.gae/worker', retry=False,
-                    params=params), range(threads)))
+                    params=params, shape=shapes.WORKER), range(threads)))
             ran += sum(answer['ran'] for answer in answers)
             if not (wait and answers[-1]['queued']
                     and any(a['ran'] for a in answers)):
