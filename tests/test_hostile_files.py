@@ -15,7 +15,7 @@ from lovely_gae.snapshot.transfer.devfile import DevFileWriter
 from lovely_gae.webserver import ThreadedServer
 from tests.conftest import demo_into
 from tests.conftest import run_cli as run
-from tests.test_transfer_trust import Hostile
+from tests import test_transfer_trust
 
 
 def spoiled(field, namespace='', **key):
@@ -71,12 +71,7 @@ def test_a_file_whose_keys_are_no_text_is_a_one_line_error(
             "b'zq\\xffq'\n" % (path, what))
 
 
-@pytest.fixture
-def hostile(gae_testbed):
-    app = Hostile()
-    with ThreadedServer(app) as server:
-        app.url = server.url
-        yield app
+hostile = test_transfer_trust.hostile  # a fixture: an app that answers
 
 
 def upload_file(path, count=3):
