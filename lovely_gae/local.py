@@ -5,7 +5,8 @@ the SDK's ``DatastoreFileStub``, so that a development server loads it too.
 The file is data, not code: it is read with the library's own parser of
 that pickle, which never unpickles, and every record must decode as an
 entity before any is used. It is saved the way a download is: a temporary
-file beside it, fsync, rename; with its id counters (``filestub.id_marks``:
+file beside it, fsync, rename (a save removes the temporary files one killed
+outright left); with its id counters (``filestub.id_marks``:
 no id comes twice). A lock beside it (``<file>.lock``) keeps two processes
 from working on it at once. A symbolic link stands for the file
 it leads to, which is locked, read and saved in its place; a file of more
@@ -155,6 +156,7 @@ def save_datastore(stub, path):
                if kind != filestub.ID_MARK for entity in by_key.values()]
     records += filestub.id_marks(stub)
     directory, name = os.path.split(os.path.abspath(path))
+    _remove_stale_temps(directory, name)
     # Named before it exists, so that whatever interrupts (SIGTERM too)
     # can remove it: no temp file is left behind.
     temp_path = os.path.join(directory, '.%s.%s.tmp' % (
@@ -182,6 +184,24 @@ def save_datastore(stub, path):
             raise DatastoreFileError(path, 'cannot save: %s' % (
                 error.strerror or error)) from error
         raise
+
+
+def _remove_stale_temps(directory, name):
+    """Remove what saves of ``name`` that were killed outright (kill -9, a
+    power cut: no handler ran) left of their temporary files. The caller
+    holds the file's lock exclusively: no save of it is under way."""
+    prefix, suffix = '.%s.' % name, '.tmp'
+    with contextlib.suppress(OSError), os.scandir(directory) as found:
+        for entry in found:
+            token = entry.name[len(prefix):-len(suffix)]
+            if (entry.name.startswith(prefix) and entry.name.endswith(suffix)
+                    and len(token) == 16 and set(token) <= _HEX
+                    and entry.is_file(follow_symlinks=False)):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+
+
+_HEX = frozenset('0123456789abcdef')
 
 
 class LocalDatastore:

@@ -466,3 +466,20 @@ def test_a_deleted_snapshots_id_never_comes_again(store, capsys):
     capsys.readouterr()
     assert run(store, '--json', 'create', 'Customer', '--allow-empty') == 0
     assert json.loads(capsys.readouterr().out)['id'] > newest
+
+
+def test_a_save_removes_the_temp_files_a_killed_save_left(store, capsys):
+    """kill -9 or a power cut runs no handler: a save's temporary file
+    stays beside the datastore file, for ever. The next save, which holds
+    the file's lock alone, removes it; no other file goes."""
+    directory, name = os.path.split(store)
+    stale = os.path.join(directory, '.%s.0123456789abcdef.tmp' % name)
+    others = [os.path.join(directory, other) for other in (
+        '.%s.notours.tmp' % name, '.other.0123456789abcdef.tmp',
+        '%s.0123456789abcdef.tmp' % name)]
+    for path in [stale] + others:
+        with open(path, 'wb') as file:
+            file.write(b'half a datastore file')
+    assert run(store, 'create', 'Customer', '--allow-empty') == 0
+    assert os.path.exists(store) and not os.path.exists(stale)
+    assert all(os.path.exists(path) for path in others)
