@@ -20,6 +20,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import secrets
 import time
 from unittest import mock
@@ -156,11 +157,10 @@ def save_datastore(stub, path):
                if kind != filestub.ID_MARK for entity in by_key.values()]
     records += filestub.id_marks(stub)
     directory, name = os.path.split(os.path.abspath(path))
-    _remove_stale_temps(directory, name)
     # Named before it exists, so that whatever interrupts (SIGTERM too)
     # can remove it: no temp file is left behind.
-    temp_path = os.path.join(directory, '.%s.%s.tmp' % (
-        name, secrets.token_hex(8)))
+    temp_path = os.path.join(directory, _temp_name(
+        name, secrets.token_hex(_TOKEN_BYTES)))
     try:
         fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -186,22 +186,30 @@ def save_datastore(stub, path):
         raise
 
 
-def _remove_stale_temps(directory, name):
-    """Remove what saves of ``name`` that were killed outright (kill -9, a
+#: Random bytes in the name of a save's temporary file.
+_TOKEN_BYTES = 8
+
+
+def _temp_name(name, token):
+    """The name of a temporary file of a save of ``name``."""
+    return '.%s.%s.tmp' % (name, token)
+
+
+def _remove_stale_temps(path):
+    """Remove what saves of ``path`` that were killed outright (kill -9, a
     power cut: no handler ran) left of their temporary files. The caller
-    holds the file's lock exclusively: no save of it is under way."""
-    prefix, suffix = '.%s.' % name, '.tmp'
+    has just taken the file's lock exclusively: no save of it is under
+    way, and those there are from before it."""
+    directory, name = os.path.split(os.path.abspath(path))
+    stale = re.compile(re.escape(_temp_name(name, '')[:-len('.tmp')])
+                       + '[0-9a-f]{%d}' % (2 * _TOKEN_BYTES)
+                       + re.escape('.tmp'))
     with contextlib.suppress(OSError), os.scandir(directory) as found:
         for entry in found:
-            token = entry.name[len(prefix):-len(suffix)]
-            if (entry.name.startswith(prefix) and entry.name.endswith(suffix)
-                    and len(token) == 16 and set(token) <= _HEX
+            if (stale.fullmatch(entry.name)
                     and entry.is_file(follow_symlinks=False)):
                 with contextlib.suppress(OSError):
                     os.unlink(entry.path)
-
-
-_HEX = frozenset('0123456789abcdef')
 
 
 class LocalDatastore:
@@ -253,6 +261,8 @@ def local_datastore(path=defaults.DATASTORE_FILE, app_id=None, save=True,
         _must_exist(path)  # no lock file to leave behind for nothing
     lock = FileLock(path, exclusive=save, command=command)
     try:
+        if save:
+            _remove_stale_temps(path)
         if must_exist:
             _must_exist(path)  # a writer that held the lock may have saved
         bed = start_testbed(app_id=app_id)

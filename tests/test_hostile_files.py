@@ -89,18 +89,27 @@ def upload(hostile, path, *options):
                     list(options) + ['upload', '--yes', path])
 
 
-@pytest.mark.parametrize('answer', [b'{}', b'[]', b'{"put": "3"}',
-                                    b'{"put": 2}', b'{"put": true}'])
+@pytest.mark.parametrize('answer, problem', [
+    (b'{}', '["put"] is missing'),
+    (b'[]', 'the answer is [], not an object'),
+    (b'{"put": "3"}', '["put"] is "3", not an integer'),
+    (b'{"put": true}', '["put"] is true, not an integer'),
+    (b'{"put": 2}', None)])
 def test_an_upload_answer_not_the_apps_is_a_one_line_error(
-        hostile, tmp_path, capsys, answer):
+        hostile, tmp_path, capsys, answer, problem):
     path = upload_file(str(tmp_path / 'snapshot.7'))
     hostile.serve('/lovely.gae/upload', answer,
                   headers=[('Content-Type', 'application/json')])
     assert upload(hostile, path) == 1
     err = capsys.readouterr().err
-    assert err == ('lovely-gae: error: %s/lovely.gae/upload answered an '
-                   'upload of 3 entities with %s, not the count it put\n'
-                   % (hostile.url, json.loads(answer)))
+    if problem is None:  # of the shape, not the count put
+        assert err == ('lovely-gae: error: %s/lovely.gae/upload answered an '
+                       'upload of 3 entities with 2, not the count it put\n'
+                       % hostile.url)
+    else:
+        assert err == ("lovely-gae: error: POST %s/lovely.gae/upload "
+                       "answered JSON of another shape than a lovely_gae "
+                       "app's: %s\n" % (hostile.url, problem))
 
 
 class Stops:

@@ -24,7 +24,7 @@ from .progress import (BarProgress, LineProgress, SeedProgress,
                        progress_for, quiet)
 from .backups import iter_backups, range_backup_keys
 from .transfer import devfile, wire
-from .transfer.rewrite import Transform, check_target
+from .transfer.rewrite import Transform
 
 #: Ranges a local download reads in one batch get at most, and the bytes of
 #: their first parts (each at most ``defaults.PART_SIZE``) at most.
@@ -221,9 +221,8 @@ def download_snapshot(out_dir, snapshot_id=None, url=None, token=None,
     ``start``, each ``range``, ``bytes`` as they come, and ``save``; by
     default it prints the seed's lines.
     """
-    check_target(target_app_id, target_namespace)  # before anything
-    progress = progress or SeedProgress()
     transform = Transform(target_app_id, target_namespace, scrub)
+    progress = progress or SeedProgress()
     if url is None:
         return _download_local(out_dir, snapshot_id, transform, progress)
     from .transfer.remote import RemoteClient
@@ -319,7 +318,6 @@ def upload_snapshot(path, url=None, token=None, target_namespace=None,
     ``put``: ``{'entities': put at least, 'of': entities to put}``;
     putting them all again does no harm.
     """
-    check_target(None, target_namespace)  # before anything
     moved_to = datastore_types.ResolveAppId(None) if url is None else None
     transform = Transform(moved_to, target_namespace, scrub)
     total = sum(1 for _ in _entities(path, transform))

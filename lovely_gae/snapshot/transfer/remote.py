@@ -315,15 +315,13 @@ class RemoteClient:
         progress = progress or quiet
         count = 0
         for body, size in wire.batches(records, batch_bytes):
-            answer = self.json('POST', '/lovely.gae/upload', data=body,
-                               headers={'Content-Type': wire.CONTENT_TYPE})
-            put = answer.get('put') if isinstance(answer, dict) else None
-            if type(put) is not int or put != size:  # not the app's answer
-                text = repr(answer)
+            put = self.json('POST', '/lovely.gae/upload', data=body,
+                            headers={'Content-Type': wire.CONTENT_TYPE},
+                            shape=shapes.UPLOADED)['put']
+            if put != size:  # not the app's answer
                 raise DownloadError(
                     '%s/lovely.gae/upload answered an upload of %d entities '
-                    'with %s, not the count it put' % (self.url, size, text
-                    if len(text) <= 80 else text[:77] + '...'))
+                    'with %d, not the count it put' % (self.url, size, put))
             count += put
             progress('batch', entities=size, bytes=len(body))
         return count

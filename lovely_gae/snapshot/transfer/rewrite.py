@@ -27,7 +27,7 @@ from ...entities import EntityProto
 from ...exceptions import BadEntity, InvalidInput, MaskUnmatched
 from .wire import is_namespace
 
-__all__ = ['rewrite_entity', 'check_target', 'Transform', 'Mask']
+__all__ = ['rewrite_entity', 'Transform', 'Mask']
 
 #: Structured values nested deeper than this are refused, not rewritten.
 MAX_DEPTH = 100
@@ -106,7 +106,7 @@ def rewrite_entity(entity, app=None, namespace=None):
     return entity
 
 
-def check_target(app=None, namespace=None):
+def _check_target(app, namespace):
     """Raise ``InvalidInput`` unless ``app`` and ``namespace`` (None: not
     moved) are an app id and a namespace the datastore takes: else the
     keys moved there would be refused, or never found."""
@@ -130,6 +130,7 @@ class Transform:
     """
 
     def __init__(self, app=None, namespace=None, scrub=None):
+        _check_target(app, namespace)  # made before anything is read
         self.app, self.namespace, self.scrub = app, namespace, scrub
 
     def __bool__(self):

@@ -13,7 +13,7 @@ import json
 from ...exceptions import DownloadError
 
 __all__ = ['BadAnswer', 'check', 'PAGE', 'SNAPSHOT', 'STARTED', 'RESTORE',
-           'DELETED', 'WORKER']
+           'DELETED', 'WORKER', 'UPLOADED']
 
 INT, TEXT, FLAG, NUMBER = 'an integer', 'a string', 'true or false', 'a number'
 _TYPES = {INT: int, TEXT: str, FLAG: bool, NUMBER: (int, float)}
@@ -113,3 +113,6 @@ DELETED = {'deleted': ListOf(INT)}
 WORKER = {'ran': INT, 'queued': INT,
           'next': Opt({'task': TEXT, 'due': TEXT, 'due_in': NUMBER,
                        'held': FLAG})}
+
+#: An upload's: the entities put.
+UPLOADED = {'put': INT}
